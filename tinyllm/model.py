@@ -1,0 +1,371 @@
+"""The models of the course: the bigram model (chapter 02) and GPT (chapters 04-07).
+
+GPT follows GPT-2's architecture exactly (and nanoGPT's names): token and position
+embeddings, ``n_layer`` pre-norm transformer blocks of causal self-attention and an MLP,
+a final layer norm and an output head that shares its weights with the token embedding.
+``tinyllm.export.to_transformers`` writes it in Hugging Face's GPT-2 format and a test
+checks that both give the same logits.
+
+Shapes: ``B`` batch size, ``T`` sequence length (<= block_size), ``C`` = n_embd,
+``V`` = vocab_size, ``nh`` = n_head, ``hs`` = C // nh (the head size).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tinyllm.sampling import check_sampling_args, sample_next
+
+
+def _check_ids(idx: torch.Tensor, vocab_size: int) -> None:
+    if idx.dim() != 2:
+        raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
+    if idx.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
+    if idx.numel() and (idx.min() < 0 or idx.max() >= vocab_size):
+        bad = idx[(idx < 0) | (idx >= vocab_size)][0].item()
+        raise ValueError(f"token id {bad} is outside the vocabulary (0..{vocab_size - 1})")
+
+
+# ---------------------------------------------------------------------------------------
+# Chapter 02: the bigram model
+# ---------------------------------------------------------------------------------------
+
+
+class BigramLanguageModel(nn.Module):
+    """Predicts the next token from the current one alone.
+
+    Its only parameter is a ``(V, V)`` table: row ``i`` holds the logits of the token that
+    follows token ``i``. Trained to convergence it learns the same table that counting
+    pairs gives (up to smoothing).
+    """
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.token_embedding_table = nn.Embedding(vocab_size, vocab_size)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """``idx`` ``(B, T)`` -> logits ``(B, T, V)`` and the mean cross-entropy or None."""
+        _check_ids(idx, self.vocab_size)
+        logits = self.token_embedding_table(idx)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, self.vocab_size), targets.reshape(-1))
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, generator: torch.Generator | None = None):
+        """Append ``max_new_tokens`` sampled tokens to ``idx`` ``(B, T)``."""
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        for _ in range(max_new_tokens):
+            logits, _ = self(idx[:, -1:])
+            next_id = sample_next(logits[:, -1, :], generator=generator)
+            idx = torch.cat([idx, next_id], dim=1)
+        return idx
+
+
+# ---------------------------------------------------------------------------------------
+# GPT
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 65
+    block_size: int = 64  # the longest context the model can read
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: each head gets "
+                f"n_embd // n_head channels"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far, one ``(B, nh, T, hs)`` pair per layer.
+
+    With it, generating a token runs the model on that one token instead of the whole
+    context: the keys and values of earlier positions never change (causal attention),
+    so they are computed once and kept.
+    """
+
+    def __init__(self, n_layer: int):
+        self.keys: list[torch.Tensor | None] = [None] * n_layer
+        self.values: list[torch.Tensor | None] = [None] * n_layer
+
+    @property
+    def length(self) -> int:
+        """How many positions are cached (in every layer, once a forward pass is done)."""
+        return self.layer_length(0)
+
+    def layer_length(self, layer: int) -> int:
+        return 0 if self.keys[layer] is None else self.keys[layer].size(2)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Append this step's keys/values ``(B, nh, T, hs)``; return all cached ones."""
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=2)
+            v = torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention in which each position sees only itself and the past."""
+
+    def __init__(self, config: GPTConfig, layer: int = 0):
+        super().__init__()
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.layer = layer
+        self.dropout = config.dropout
+        # Queries, keys and values of all heads in one matrix multiply.
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None, need_weights: bool = False):
+        """``x`` ``(B, T, C)`` -> ``(B, T, C)``, and the attention weights ``(B, nh, T, T_kv)``
+        when ``need_weights`` (else None)."""
+        B, T, C = x.shape
+        hs = C // self.n_head
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        past = 0
+        if kv_cache is not None:
+            past = kv_cache.layer_length(self.layer)
+            k, v = kv_cache.update(self.layer, k, v)
+        T_kv = k.size(2)
+        weights = None
+        if need_weights or (past > 0 and T > 1):
+            # Explicit path: query i (absolute position past+i) sees keys 0..past+i.
+            mask = torch.ones(T, T_kv, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
+            att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+            weights = att
+            if self.training and self.dropout > 0:
+                att = F.dropout(att, p=self.dropout)
+            y = att @ v
+        else:
+            # One new query attends to every cached key, so no mask is needed then.
+            y = F.scaled_dot_product_attention(
+                q, k, v,
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=(past == 0 and T > 1),
+            )
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
+        y = self.resid_dropout(self.c_proj(y))
+        return y, (weights if need_weights else None)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: expand to 4C, GELU, project back to C."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
+
+    def __init__(self, config: GPTConfig, layer: int = 0):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None, need_weights: bool = False):
+        a, weights = self.attn(self.ln_1(x), kv_cache, need_weights)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x))
+        return x, weights
+
+
+class GPT(nn.Module):
+    """A GPT-2 style decoder-only transformer language model."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config, layer) for layer in range(config.n_layer)]),
+                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Weight tying: the output head scores token i with the same vector that embeds it.
+        # It saves V*C parameters and helps small models (Press & Wolf, 2017).
+        self.lm_head.weight = self.transformer.wte.weight
+        self.apply(self._init_weights)
+        # Each block adds two residual projections to the stream; scaling their init by
+        # 1/sqrt(2 * n_layer) keeps the stream's variance from growing with depth (GPT-2).
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Number of parameters (the tied head counted once). ``non_embedding`` leaves out
+        the position embedding, as GPT papers do when they count model size."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        all_logits: bool = False,
+    ):
+        """``idx`` ``(B, T)`` of token ids -> ``(logits, loss)``.
+
+        With ``targets`` ``(B, T)``: logits ``(B, T, V)`` and the mean cross-entropy
+        (targets equal to -1 are ignored). Without: only the last position's logits
+        ``(B, 1, V)``, all that generation needs, unless ``all_logits`` asks for every one.
+        With a ``kv_cache``, ``idx`` holds only the new tokens; positions continue after
+        the cached ones.
+        """
+        _check_ids(idx, self.config.vocab_size)
+        B, T = idx.shape
+        start = kv_cache.length if kv_cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(
+                f"sequence of length {start + T} is longer than block_size={self.config.block_size}"
+            )
+        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        for block in self.transformer.h:
+            x, _ = block(x, kv_cache)
+        x = self.transformer.ln_f(x)
+        if targets is not None:
+            logits = self.lm_head(x)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+            return logits, loss
+        logits = self.lm_head(x if all_logits else x[:, [-1], :])
+        return logits, None
+
+    @torch.no_grad()
+    def attention_weights(self, idx: torch.Tensor) -> torch.Tensor:
+        """Every layer's attention weights for ``idx`` ``(B, T)``: ``(n_layer, B, nh, T, T)``."""
+        _check_ids(idx, self.config.vocab_size)
+        T = idx.size(1)
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of length {T} is longer than block_size={self.config.block_size}")
+        pos = torch.arange(T, device=idx.device)
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
+        maps = []
+        for block in self.transformer.h:
+            x, w = block(x, need_weights=True)
+            maps.append(w)
+        return torch.stack(maps)
+
+    def configure_optimizers(self, weight_decay: float, lr: float, betas=(0.9, 0.95), device_type: str = "cpu"):
+        """AdamW that decays only matrices (weights of Linear and Embedding layers).
+
+        Biases and layer-norm gains are vectors: decaying them toward zero only hurts.
+        """
+        params = {n: p for n, p in self.named_parameters() if p.requires_grad}
+        decay = [p for p in params.values() if p.dim() >= 2]
+        no_decay = [p for p in params.values() if p.dim() < 2]
+        groups = [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=(device_type == "cuda") or None)
+
+    def flops_per_token(self, T: int | None = None) -> int:
+        """Forward + backward FLOPs per token (6N for the weights, plus attention scores).
+
+        The PaLM appendix B estimate, also used by nanoGPT's MFU: ``6 N + 12 L C T``.
+        """
+        cfg = self.config
+        T = T or cfg.block_size
+        n = self.num_params(non_embedding=True)
+        return 6 * n + 12 * cfg.n_layer * cfg.n_embd * T
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+        greedy: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Append ``max_new_tokens`` tokens to ``idx`` ``(B, T)``, one at a time.
+
+        Each step reads at most the last ``block_size`` tokens. With ``use_cache`` the
+        keys/values are kept in a :class:`KVCache`; when the cache is full it is rebuilt
+        from the last ``block_size // 2`` tokens, so the context slides in halves rather
+        than one token at a time (within ``block_size`` both ways give the same logits).
+        """
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        check_sampling_args(temperature, top_k, top_p, greedy)
+        _check_ids(idx, self.config.vocab_size)
+        if idx.size(1) == 0:
+            raise ValueError("idx must hold at least one token to continue from")
+        was_training = self.training
+        self.eval()
+        block = self.config.block_size
+        cache = None
+        for _ in range(max_new_tokens):
+            if not use_cache:
+                logits, _ = self(idx[:, -block:])
+            elif cache is None or cache.length >= block:
+                cache = KVCache(self.config.n_layer)
+                context = idx[:, -(block // 2 or 1):] if idx.size(1) >= block else idx
+                logits, _ = self(context, kv_cache=cache)
+            else:
+                logits, _ = self(idx[:, -1:], kv_cache=cache)
+            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, greedy, generator)
+            idx = torch.cat([idx, next_id], dim=1)
+        self.train(was_training)
+        return idx

@@ -1,0 +1,89 @@
+"""Figures the chapters share. Plots only read what they are given; they never train."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def _display_char(c: str) -> str:
+    return {"\n": "\\n", " ": "␣", "\t": "\\t"}.get(c, c)
+
+
+def plot_loss_curves(
+    history: Mapping[str, Sequence[float]],
+    steps: Mapping[str, Sequence[int]] | Sequence[int] | None = None,
+    ax=None,
+    title: str = "loss",
+    reference: Mapping[str, float] | None = None,
+):
+    """Plot one or more loss curves, e.g. ``{"train": [...], "val": [...]}``.
+
+    ``steps`` gives the x values (one sequence for all curves, or one per curve);
+    ``reference`` draws labelled horizontal lines such as ``{"counting model": 2.45}``.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for name, values in history.items():
+        if isinstance(steps, Mapping):
+            xs = steps[name]
+        elif steps is not None:
+            xs = steps
+        else:
+            xs = range(len(values))
+        ax.plot(list(xs), list(values), label=name)
+    for name, value in (reference or {}).items():
+        ax.axhline(value, linestyle="--", color="gray", linewidth=1)
+        ax.annotate(f"{name}: {value:.3f}", xy=(0.99, value), xycoords=("axes fraction", "data"),
+                    ha="right", va="bottom", fontsize=8, color="gray")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats)")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_probability_table(
+    probs,
+    labels: Sequence[str],
+    ax=None,
+    title: str = "P(next | current)",
+    annotate: bool = False,
+    cmap: str = "Blues",
+):
+    """Heat map of a square table: row = current token, column = next token."""
+    probs = np.asarray(probs, dtype=float)
+    assert probs.ndim == 2 and probs.shape[0] == probs.shape[1] == len(labels), probs.shape
+    if ax is None:
+        size = max(5.0, 0.16 * len(labels))
+        _, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(probs, cmap=cmap)
+    ticks = [_display_char(c) for c in labels]
+    ax.set_xticks(range(len(labels)), ticks, fontsize=6)
+    ax.set_yticks(range(len(labels)), ticks, fontsize=6)
+    ax.set_xlabel("next token")
+    ax.set_ylabel("current token")
+    ax.set_title(title)
+    if annotate:
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                if probs[i, j] >= 0.005:
+                    ax.text(j, i, f"{probs[i, j]:.2f}", ha="center", va="center", fontsize=5,
+                            color="white" if probs[i, j] > probs.max() / 2 else "black")
+    return ax
+
+
+def plot_bar_distribution(probs, labels: Sequence[str], ax=None, top: int = 15, title: str = ""):
+    """Bar chart of the ``top`` most probable tokens of one distribution."""
+    probs = np.asarray(probs, dtype=float)
+    order = np.argsort(-probs)[:top]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(range(len(order)), probs[order])
+    ax.set_xticks(range(len(order)), [repr(_display_char(labels[i]))[1:-1] for i in order], fontsize=8)
+    ax.set_ylabel("probability")
+    ax.set_title(title)
+    return ax
