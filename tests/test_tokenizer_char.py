@@ -1,0 +1,45 @@
+import pytest
+
+from tinyllm.tokenizer import CharTokenizer
+
+
+def test_roundtrip_and_sorted_vocabulary():
+    tok = CharTokenizer.from_text("hello world")
+    assert tok.itos == sorted(set("hello world"))
+    assert tok.vocab_size == 8
+    assert tok.encode("hello") == [3, 2, 4, 4, 5]
+    assert tok.decode(tok.encode("world hello")) == "world hello"
+
+
+def test_unknown_character_names_it_and_its_position():
+    tok = CharTokenizer.from_text("abc")
+    with pytest.raises(ValueError, match=r"character 'z' at position 2 is not in the vocabulary"):
+        tok.encode("abzc")
+
+
+def test_decode_rejects_ids_outside_the_vocabulary():
+    tok = CharTokenizer.from_text("abc")
+    with pytest.raises(ValueError, match="token id 7 is outside the vocabulary"):
+        tok.decode([0, 7])
+
+
+def test_save_load_is_readable_json(tmp_path):
+    tok = CharTokenizer.from_text("To be, or not to be\n")
+    path = tmp_path / "tok.json"
+    tok.save(path)
+    assert '"type": "char"' in path.read_text()
+    again = CharTokenizer.load(path)
+    assert again.itos == tok.itos
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"type": "bpe"}', '{"type": "char", "chars": ["a", "a"]}', "[]"])
+def test_load_rejects_malformed_files(tmp_path, content):
+    path = tmp_path / "tok.json"
+    path.write_text(content)
+    with pytest.raises(ValueError):
+        CharTokenizer.load(path)
+
+
+def test_empty_text_has_no_vocabulary():
+    with pytest.raises(ValueError, match="empty"):
+        CharTokenizer.from_text("")
