@@ -28,3 +28,27 @@ def shared_data() -> Path:
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+# ---------------------------------------------------------------------------------------
+# A per-chapter run-time table at the end of the run (nbval reports one item per cell).
+# Budgets are reported, never enforced as failures: times vary with machine load.
+# ---------------------------------------------------------------------------------------
+
+CHAPTER_BUDGET_SECONDS = 90
+_notebook_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::")[0]
+    if path.endswith(".ipynb"):
+        _notebook_seconds[path] = _notebook_seconds.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _notebook_seconds:
+        return
+    terminalreporter.section("chapter run times (nbval, fresh kernel)")
+    for path, seconds in sorted(_notebook_seconds.items()):
+        flag = "" if seconds <= CHAPTER_BUDGET_SECONDS else f"  over the {CHAPTER_BUDGET_SECONDS} s budget"
+        terminalreporter.write_line(f"{seconds:7.1f} s  {path}{flag}")
