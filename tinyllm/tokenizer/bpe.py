@@ -1,0 +1,388 @@
+"""The byte-level byte-pair encoding (BPE) tokenizer of GPT-2 and GPT-4, built in chapter 03.
+
+Text is first turned into UTF-8 bytes, so the 256 byte values are the starting
+vocabulary and any text at all can be encoded (no unknown tokens). Training then
+repeats one step: find the most frequent adjacent pair of tokens and merge it into a new
+token, id 256, 257, ... Encoding applies the learned merges in the order they were
+learned; decoding concatenates the bytes of each token.
+
+Before counting, a regex (the GPT-2 or GPT-4 "split pattern") cuts the text into chunks
+such as ``"Hello"``, ``" world"``, ``"!"``; merges never cross a chunk boundary, so no token
+glues the end of one word to the start of the next.
+
+Tie-breaking: when several pairs share the highest count, the smallest pair ``(a, b)``
+of token ids wins (compared as integers: first ``a``, then ``b``). The same text and
+settings therefore always give the same merges, and the fast trainer
+(:mod:`tinyllm.tokenizer.bpe_train`) gives exactly the merges of the simple one
+(:mod:`tinyllm.tokenizer.bpe_reference`).
+
+The interface matches :class:`~tinyllm.tokenizer.char.CharTokenizer` (``vocab_size``,
+``encode``, ``decode``, ``token_strings``, ``save``, ``load``) and minbpe (``train``,
+``merges``, ``vocab``).
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import regex
+
+from tinyllm.tokenizer.bpe_reference import merge
+from tinyllm.tokenizer.bpe_train import train_merges
+
+# The split patterns of GPT-2 and GPT-4 (cl100k_base), as in tiktoken and minbpe.
+GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+GPT4_SPLIT_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
+SPLIT_PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
+
+FILE_TYPE = "bpe"
+FILE_VERSION = 1
+_CACHE_LIMIT = 1 << 17  # chunks remembered by encode before the cache is emptied
+
+
+def _compile_pattern(pattern: str):
+    """Return ``(name, regex_text, compiled)`` for ``"gpt2"``, ``"gpt4"`` or a regex string."""
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError(f"pattern must be 'gpt2', 'gpt4' or a regex string, got {pattern!r}")
+    text = SPLIT_PATTERNS.get(pattern, pattern)
+    try:
+        compiled = regex.compile(text)
+    except regex.error as exc:
+        raise ValueError(f"pattern {pattern!r} is not a valid regex: {exc}") from None
+    return pattern if pattern in SPLIT_PATTERNS else None, text, compiled
+
+
+def _check_special_tokens(special_tokens) -> list[str]:
+    if special_tokens is None:
+        return []
+    if isinstance(special_tokens, str):
+        raise ValueError(f"special_tokens must be a list of strings, got the string {special_tokens!r}")
+    tokens = list(special_tokens)
+    for token in tokens:
+        if not isinstance(token, str) or not token:
+            raise ValueError(f"every special token must be a non-empty string, got {token!r}")
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"special tokens are repeated: {tokens}")
+    return tokens
+
+
+def render_bytes(token: bytes) -> str:
+    """A token's bytes as readable text; bytes that are not whole UTF-8 characters become U+FFFD."""
+    return token.decode("utf-8", errors="replace")
+
+
+class BPETokenizer:
+    """Byte-level BPE: ``train(text, vocab_size)``, then ``encode(text)`` and ``decode(ids)``.
+
+    State (read it, do not change it by hand):
+
+    - ``merges``: ``{(a, b): new_id}`` in the order learned (id 256 first);
+    - ``vocab``: ``{id: bytes}`` for every id, special tokens included;
+    - ``special_tokens``: ``{string: id}``; their ids come after the merges;
+    - ``pattern``: the split regex (``pattern_name`` is ``"gpt2"``/``"gpt4"`` or ``None``).
+
+    A new tokenizer has no merges: it encodes text as raw UTF-8 bytes (vocab_size 256).
+    """
+
+    def __init__(self, pattern: str = "gpt4"):
+        self._set_state(pattern, [], [])
+
+    # -- state -----------------------------------------------------------------------
+
+    def _set_state(self, pattern: str, merges, special_tokens) -> None:
+        """Build every table from the merges; the only place the state is assigned."""
+        name, pattern_text, compiled = _compile_pattern(pattern)
+        special_tokens = _check_special_tokens(special_tokens)
+        merge_table: dict[tuple[int, int], int] = {}
+        vocab = {i: bytes([i]) for i in range(256)}
+        for k, pair in enumerate(merges):
+            new_id = 256 + k
+            a, b = pair
+            assert a in vocab and b in vocab and pair not in merge_table, (k, pair)
+            merge_table[(a, b)] = new_id
+            vocab[new_id] = vocab[a] + vocab[b]
+        specials = {}
+        for k, token in enumerate(special_tokens):
+            specials[token] = 256 + len(merge_table) + k
+            vocab[specials[token]] = token.encode("utf-8")
+        self.pattern_name = name
+        self.pattern = pattern_text
+        self._compiled = compiled
+        self.merges = merge_table
+        self.vocab = vocab
+        self.special_tokens = specials
+        self.inverse_special_tokens = {i: s for s, i in specials.items()}
+        # Longest first, so that "<|end|>" never wins over "<|endoftext|>".
+        ordered = sorted(specials, key=len, reverse=True)
+        self._special_regex = regex.compile("(" + "|".join(regex.escape(s) for s in ordered) + ")") if ordered else None
+        self._cache: dict[str, list[int]] = {}
+
+    @classmethod
+    def from_merges(cls, merges, pattern: str = "gpt4", special_tokens=None) -> "BPETokenizer":
+        """A tokenizer from a list of merged pairs (pair ``k`` becomes id ``256 + k``).
+
+        ``BPETokenizer.from_merges(list(tok.merges)[:k])`` is the tokenizer that training
+        with ``vocab_size = 256 + k`` would have produced: BPE learns greedily, one merge at
+        a time, so a smaller vocabulary is a prefix of a larger one.
+        """
+        merges = _check_merges(merges)
+        tokenizer = cls.__new__(cls)
+        tokenizer._set_state(pattern, merges, special_tokens)
+        return tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids: 256 bytes + one per merge + one per special token."""
+        return len(self.vocab)
+
+    # -- training ----------------------------------------------------------------------
+
+    def train(self, text: str, vocab_size: int, pattern: str = "gpt4", special_tokens=None, verbose: bool = False):
+        """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``; returns ``self``.
+
+        ``vocab_size`` counts every id: the 256 bytes, the merges and the special tokens.
+        Special token strings found in ``text`` are cut out before counting, so no merge
+        learns pieces of them. Stops early, with a warning, if no pair is left to merge.
+        ``verbose`` shows a progress bar.
+        """
+        if not isinstance(text, str):
+            raise ValueError(f"text must be a str, got {type(text).__name__}")
+        if not isinstance(vocab_size, numbers.Integral) or isinstance(vocab_size, bool):
+            raise ValueError(f"vocab_size must be an int, got {vocab_size!r}")
+        special_tokens = _check_special_tokens(special_tokens)
+        smallest = 256 + len(special_tokens)
+        if vocab_size < smallest:
+            raise ValueError(
+                f"vocab_size must be at least {smallest} (256 bytes + {len(special_tokens)} special tokens), "
+                f"got {vocab_size}"
+            )
+        _, _, compiled = _compile_pattern(pattern)
+        num_merges = int(vocab_size) - smallest
+
+        # Count unique chunks: merges never cross chunk boundaries, so each chunk is
+        # trained on once, weighted by how often it occurs.
+        chunk_counts: Counter[str] = Counter()
+        pieces = [text]
+        if special_tokens:
+            ordered = sorted(special_tokens, key=len, reverse=True)
+            pieces = regex.split("|".join(regex.escape(s) for s in ordered), text)
+        for piece in pieces:
+            chunk_counts.update(compiled.findall(piece))
+        by_bytes = {chunk.encode("utf-8"): count for chunk, count in chunk_counts.items()}
+
+        progress = None
+        if verbose:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=num_merges, desc="BPE merges", unit="merge")
+        try:
+            merges = train_merges(by_bytes, num_merges, on_merge=(lambda *_: progress.update(1)) if progress else None)
+        finally:
+            if progress is not None:
+                progress.close()
+        if len(merges) < num_merges:
+            warnings.warn(
+                f"the text only allows {len(merges)} merges (asked for {num_merges}): "
+                f"vocab_size is {256 + len(merges) + len(special_tokens)}, not {vocab_size}",
+                stacklevel=2,
+            )
+        self._set_state(pattern, merges, special_tokens)
+        return self
+
+    # -- encoding ----------------------------------------------------------------------
+
+    def _encode_chunk(self, chunk: str) -> list[int]:
+        """Apply the merges to one chunk, lowest id (earliest learned) first."""
+        ids = self._cache.get(chunk)
+        if ids is not None:
+            return ids
+        ids = list(chunk.encode("utf-8"))
+        merges = self.merges
+        missing = len(self.vocab)  # larger than every merge id: "this pair is not a merge"
+        while len(ids) >= 2:
+            pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, missing))
+            new_id = merges.get(pair)
+            if new_id is None:
+                break  # no pair of this chunk is a merge any more
+            ids = merge(ids, pair, new_id)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[chunk] = ids
+        return ids
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode ``text`` treating special token strings as ordinary text."""
+        if not isinstance(text, str):
+            raise ValueError(f"text must be a str, got {type(text).__name__}")
+        ids: list[int] = []
+        encode_chunk = self._encode_chunk
+        for chunk in self._compiled.findall(text):
+            ids.extend(encode_chunk(chunk))
+        return ids
+
+    def encode(self, text: str, allowed_special="none_raise") -> list[int]:
+        """Text to token ids, with tiktoken's handling of special tokens.
+
+        ``allowed_special``: ``"all"`` (every special token string becomes its id),
+        ``"none"`` (special token strings are encoded as ordinary text), ``"none_raise"``
+        (the default: raise ValueError if the text contains one), or a set of special
+        tokens to allow (any other special token string in the text raises).
+        """
+        if not isinstance(text, str):
+            raise ValueError(f"text must be a str, got {type(text).__name__}")
+        if allowed_special == "all":
+            allowed = set(self.special_tokens)
+        elif allowed_special == "none":
+            return self.encode_ordinary(text)
+        elif allowed_special == "none_raise":
+            allowed = set()
+        elif isinstance(allowed_special, (set, frozenset, list, tuple)):
+            allowed = set(allowed_special)
+            unknown = sorted(allowed - set(self.special_tokens))
+            if unknown:
+                raise ValueError(f"allowed_special names {unknown}, which are not special tokens of this tokenizer")
+        else:
+            raise ValueError(f"allowed_special must be 'all', 'none', 'none_raise' or a set, got {allowed_special!r}")
+        for token in self.special_tokens:
+            if token not in allowed and token in text:
+                raise ValueError(
+                    f"the text contains the special token {token!r}. Pass allowed_special={{{token!r}}} "
+                    "(or 'all') to encode it as a special token, or allowed_special='none' to encode it "
+                    "as ordinary text"
+                )
+        if not allowed:
+            return self.encode_ordinary(text)
+        ids: list[int] = []
+        for i, piece in enumerate(self._special_regex.split(text)):
+            # split() with one group alternates text, special, text, special, ...
+            if i % 2 == 1 and piece in allowed:
+                ids.append(self.special_tokens[piece])
+            elif piece:
+                ids.extend(self.encode_ordinary(piece))
+        return ids
+
+    # -- decoding ----------------------------------------------------------------------
+
+    def decode_bytes(self, ids) -> bytes:
+        """Token ids to the raw bytes they stand for."""
+        if hasattr(ids, "tolist"):  # torch tensors and numpy arrays
+            ids = ids.tolist()
+        vocab = self.vocab
+        try:
+            return b"".join(vocab[i] for i in ids)
+        except (KeyError, TypeError):
+            for i in ids:
+                if not isinstance(i, numbers.Integral) or isinstance(i, bool) or int(i) not in vocab:
+                    raise ValueError(
+                        f"token id {i!r} is outside the vocabulary (0..{self.vocab_size - 1})"
+                    ) from None
+            return b"".join(vocab[int(i)] for i in ids)
+
+    def decode(self, ids) -> str:
+        """Token ids to text. Bytes that do not form valid UTF-8 (e.g. half of an emoji's
+        bytes, as a partial sequence of tokens can give) become U+FFFD, never an error."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    # -- looking at tokens ---------------------------------------------------------------
+
+    def id_to_text(self, i: int) -> str:
+        """One token as readable text (U+FFFD where it holds only part of a character)."""
+        if i not in self.vocab:
+            raise ValueError(f"token id {i!r} is outside the vocabulary (0..{self.vocab_size - 1})")
+        return render_bytes(self.vocab[i])
+
+    def token_strings(self) -> list[str]:
+        """Each token as readable text, in id order."""
+        return [render_bytes(self.vocab[i]) for i in range(self.vocab_size)]
+
+    # -- saving --------------------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Save as readable JSON, one merge per line: ``{"id": 256, "pair": [101, 32], "text": ["e", " "]}``.
+
+        ``pair`` holds the ids that are merged (the truth); ``text`` shows them as text
+        for people and is ignored when loading.
+        """
+        header = {
+            "type": FILE_TYPE,
+            "version": FILE_VERSION,
+            "pattern": self.pattern_name or self.pattern,
+            "vocab_size": self.vocab_size,
+            "special_tokens": self.special_tokens,
+        }
+        lines = [
+            json.dumps({"id": new_id, "pair": [a, b], "text": [self.id_to_text(a), self.id_to_text(b)]}, ensure_ascii=False)
+            for (a, b), new_id in self.merges.items()
+        ]
+        head = json.dumps(header, ensure_ascii=False, indent=1)
+        body = head[:-2] + ',\n "merges": [\n  ' + ",\n  ".join(lines) + "\n ]\n}\n"
+        assert json.loads(body)["merges"] is not None
+        Path(path).write_text(body, encoding="utf-8")
+
+    @classmethod
+    def load(cls, path) -> "BPETokenizer":
+        """Read a file written by :meth:`save`. Any problem raises ValueError naming the file;
+        nothing is half-loaded because a new tokenizer is built only from a checked file."""
+        try:
+            state = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is not a valid BPE tokenizer file (truncated or not JSON?): {exc}") from None
+        try:
+            if not isinstance(state, dict) or state.get("type") != FILE_TYPE:
+                raise ValueError(f"expected a JSON object with \"type\": \"{FILE_TYPE}\"")
+            if state.get("version") != FILE_VERSION:
+                raise ValueError(f"unsupported version {state.get('version')!r} (this code reads {FILE_VERSION})")
+            entries = state.get("merges")
+            if not isinstance(entries, list):
+                raise ValueError("'merges' must be a list")
+            merges = []
+            for k, entry in enumerate(entries):
+                if not isinstance(entry, dict) or entry.get("id") != 256 + k:
+                    raise ValueError(f"merge number {k} must be an object with \"id\": {256 + k}, got {entry!r}")
+                merges.append(entry.get("pair"))
+            merges = _check_merges(merges)
+            specials = state.get("special_tokens")
+            if not isinstance(specials, dict) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in specials.values()
+            ):
+                raise ValueError("'special_tokens' must be an object {string: id}")
+            first = 256 + len(merges)
+            if sorted(specials.values()) != list(range(first, first + len(specials))):
+                raise ValueError(f"special token ids must be {first}..{first + len(specials) - 1}, got {specials}")
+            ordered = sorted(specials, key=specials.get)
+            tokenizer = cls.__new__(cls)
+            tokenizer._set_state(state.get("pattern"), merges, ordered)
+            if state.get("vocab_size") != tokenizer.vocab_size:
+                raise ValueError(f"'vocab_size' is {state.get('vocab_size')!r} but the file defines {tokenizer.vocab_size} ids")
+        except ValueError as exc:
+            raise ValueError(f"{path} is not a valid BPE tokenizer file: {exc}") from None
+        return tokenizer
+
+    def __repr__(self) -> str:
+        pattern = self.pattern_name or "custom"
+        return (f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
+                f"special_tokens={len(self.special_tokens)}, pattern={pattern!r})")
+
+
+def _check_merges(merges) -> list[tuple[int, int]]:
+    """Every merge is a pair of existing ids (bytes or earlier merges), none repeated."""
+    checked: list[tuple[int, int]] = []
+    seen: set[tuple[int, int]] = set()
+    for k, pair in enumerate(merges):
+        if (
+            not isinstance(pair, (list, tuple)) or len(pair) != 2
+            or not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in pair)
+        ):
+            raise ValueError(f"merge number {k} must be a pair of two ints, got {pair!r}")
+        a, b = int(pair[0]), int(pair[1])
+        if not (0 <= a < 256 + k and 0 <= b < 256 + k):
+            raise ValueError(f"merge number {k} {pair!r} uses an id that does not exist yet (0..{255 + k})")
+        if (a, b) in seen:
+            raise ValueError(f"merge number {k} {pair!r} repeats an earlier merge")
+        seen.add((a, b))
+        checked.append((a, b))
+    return checked
