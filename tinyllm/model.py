@@ -23,6 +23,9 @@ from tinyllm.sampling import check_sampling_args, sample_next
 
 
 def _check_ids(idx: torch.Tensor, vocab_size: int) -> None:
+    """Raise ``ValueError`` unless ``idx`` is a ``(B, T)`` tensor of ids in ``0..vocab_size-1``."""
+    if torch.compiler.is_compiling():
+        return  # reading values back (.item()) would break the compiled graph
     if idx.dim() != 2:
         raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
     if idx.dtype not in (torch.int64, torch.int32):
@@ -270,6 +273,8 @@ class GPT(nn.Module):
         the cached ones.
         """
         _check_ids(idx, self.config.vocab_size)
+        if targets is not None and targets.shape != idx.shape:
+            raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
         B, T = idx.shape
         start = kv_cache.length if kv_cache is not None else 0
         if start + T > self.config.block_size:
@@ -290,17 +295,27 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def attention_weights(self, idx: torch.Tensor) -> torch.Tensor:
-        """Every layer's attention weights for ``idx`` ``(B, T)``: ``(n_layer, B, nh, T, T)``."""
+        """Every layer's attention weights for ``idx`` ``(B, T)``: ``(n_layer, B, nh, T, T)``.
+
+        Row ``i`` of a map is the distribution over positions ``0..i`` that query ``i``
+        reads from: it sums to 1 and is zero above the diagonal. The model is run in eval
+        mode (no dropout), as at inference, and left in the mode it was in.
+        """
         _check_ids(idx, self.config.vocab_size)
         T = idx.size(1)
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than block_size={self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
-        maps = []
-        for block in self.transformer.h:
-            x, w = block(x, need_weights=True)
-            maps.append(w)
+        was_training = self.training
+        self.eval()
+        try:
+            pos = torch.arange(T, device=idx.device)
+            x = self.transformer.wte(idx) + self.transformer.wpe(pos)
+            maps = []
+            for block in self.transformer.h:
+                x, w = block(x, need_weights=True)
+                maps.append(w)
+        finally:
+            self.train(was_training)
         return torch.stack(maps)
 
     def configure_optimizers(self, weight_decay: float, lr: float, betas=(0.9, 0.95), device_type: str = "cpu"):
@@ -318,9 +333,19 @@ class GPT(nn.Module):
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=(device_type == "cuda") or None)
 
     def flops_per_token(self, T: int | None = None) -> int:
-        """Forward + backward FLOPs per token (6N for the weights, plus attention scores).
+        """Forward + backward FLOPs per token when training on sequences of length ``T``.
 
-        The PaLM appendix B estimate, also used by nanoGPT's MFU: ``6 N + 12 L C T``.
+        The PaLM (appendix B) estimate that nanoGPT's MFU uses: ``6 N + 12 L C T``.
+
+        - ``6 N``: each weight is used in one multiply-add (2 FLOPs) in the forward pass
+          and two in the backward pass (gradient of the input and of the weight). ``N``
+          leaves out the position table (a lookup, no multiply) but keeps the token table,
+          because the tied output head multiplies by it.
+        - ``12 L C T``: per layer, the scores ``q @ k.T`` and the mix ``att @ v`` each cost
+          ``2 C T`` per token forward, times 3 for forward + backward. It counts the full
+          ``T x T`` square, as PaLM does, although the causal mask makes half of it zeros.
+
+        Layer norms, softmax, GELU and the optimizer are left out: they are a few percent.
         """
         cfg = self.config
         T = T or cfg.block_size
@@ -344,7 +369,9 @@ class GPT(nn.Module):
         Each step reads at most the last ``block_size`` tokens. With ``use_cache`` the
         keys/values are kept in a :class:`KVCache`; when the cache is full it is rebuilt
         from the last ``block_size // 2`` tokens, so the context slides in halves rather
-        than one token at a time (within ``block_size`` both ways give the same logits).
+        than one token at a time. While the text fits in ``block_size`` both ways compute
+        the same logits (to float rounding); beyond it the cached model sees between
+        ``block_size // 2`` and ``block_size`` tokens of context.
         """
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
@@ -354,18 +381,23 @@ class GPT(nn.Module):
             raise ValueError("idx must hold at least one token to continue from")
         was_training = self.training
         self.eval()
-        block = self.config.block_size
-        cache = None
-        for _ in range(max_new_tokens):
-            if not use_cache:
-                logits, _ = self(idx[:, -block:])
-            elif cache is None or cache.length >= block:
-                cache = KVCache(self.config.n_layer)
-                context = idx[:, -(block // 2 or 1):] if idx.size(1) >= block else idx
-                logits, _ = self(context, kv_cache=cache)
-            else:
-                logits, _ = self(idx[:, -1:], kv_cache=cache)
-            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, greedy, generator)
-            idx = torch.cat([idx, next_id], dim=1)
-        self.train(was_training)
+        try:
+            block = self.config.block_size
+            cache = None
+            for _ in range(max_new_tokens):
+                if not use_cache:
+                    logits, _ = self(idx[:, -block:])
+                elif cache is None:
+                    cache = KVCache(self.config.n_layer)
+                    logits, _ = self(idx[:, -block:], kv_cache=cache)
+                elif cache.length >= block:
+                    # Full: start again from the last half, so the next block // 2 steps are cheap.
+                    cache = KVCache(self.config.n_layer)
+                    logits, _ = self(idx[:, -(block // 2 or 1):], kv_cache=cache)
+                else:
+                    logits, _ = self(idx[:, -1:], kv_cache=cache)
+                next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, greedy, generator)
+                idx = torch.cat([idx, next_id], dim=1)
+        finally:
+            self.train(was_training)
         return idx

@@ -1,0 +1,121 @@
+"""tinyllm's GPT is exactly GPT-2: export it, load it with Hugging Face transformers, compare.
+
+transformers is a test-only dependency (installed in CI), so it is imported directly: a
+missing transformers must fail here, not skip.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import GPT2LMHeadModel
+
+from tinyllm.export import gpt2_state_dict, to_transformers
+from tinyllm.model import GPT, GPTConfig
+
+CONFIG = dict(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=64)
+
+
+def random_gpt(seed: int = 0, **overrides) -> GPT:
+    """A GPT-2-shaped model whose every parameter (biases, layer-norm gains) is random."""
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(**{**CONFIG, **overrides}))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+def tokens(B=3, T=32, seed=0):
+    return torch.randint(0, CONFIG["vocab_size"], (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = random_gpt()
+    folder = to_transformers(model, tmp_path_factory.mktemp("gpt2"))
+    return model, folder
+
+
+def test_export_writes_config_and_safetensors(exported):
+    _, folder = exported
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "gpt2"
+    assert config["activation_function"] == "gelu"
+    assert (config["n_positions"], config["n_layer"], config["n_head"], config["n_embd"]) == (32, 2, 4, 64)
+    assert config["tie_word_embeddings"] is True
+
+
+def test_transformers_gpt2_gives_the_same_logits(exported):
+    model, folder = exported
+    hf, info = GPT2LMHeadModel.from_pretrained(folder, output_loading_info=True)
+    hf.eval()
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    assert hf.lm_head.weight.data_ptr() == hf.transformer.wte.weight.data_ptr()  # tied
+    idx = tokens()
+    with torch.no_grad():
+        ours, _ = model(idx, all_logits=True)
+        theirs = hf(idx).logits
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    # The loss too: transformers shifts the labels itself (position t predicts labels[t+1]).
+    with torch.no_grad():
+        _, loss = model(idx[:, :-1], targets=idx[:, 1:])
+        hf_loss = hf(idx, labels=idx).loss
+    torch.testing.assert_close(loss, hf_loss, atol=1e-5, rtol=1e-5)
+
+
+def test_the_comparison_is_sharp_enough_to_see_the_tanh_gelu(exported, tmp_path):
+    """GPT-2's default activation is the tanh approximation of GELU; nn.GELU() is exact.
+    Loading with the wrong one must break the 1e-5 agreement, or the test proves nothing."""
+    model, folder = exported
+    config = json.loads((folder / "config.json").read_text())
+    config["activation_function"] = "gelu_new"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    hf = GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    idx = tokens()
+    with torch.no_grad():
+        diff = (model(idx, all_logits=True)[0] - hf(idx).logits).abs().max().item()
+    assert diff > 1e-5
+
+
+def test_conv1d_weights_are_transposed():
+    model = random_gpt()
+    sd = gpt2_state_dict(model)
+    assert sd["transformer.h.0.attn.c_attn.weight"].shape == (64, 192)  # (in, out)
+    torch.testing.assert_close(sd["transformer.h.1.mlp.c_fc.weight"], model.transformer.h[1].mlp.c_fc.weight.t())
+    assert "lm_head.weight" not in sd  # tied: stored once, as wte
+
+
+def test_bias_free_model_cannot_be_exported(tmp_path):
+    with pytest.raises(ValueError, match="bias=False"):
+        to_transformers(random_gpt(bias=False), tmp_path)
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_loading_works_offline(exported):
+    """With HF_HUB_OFFLINE=1 and a dead proxy, any attempt to download would fail."""
+    model, folder = exported
+    idx = tokens(B=1, T=16)
+    with torch.no_grad():
+        expected = model(idx, all_logits=True)[0]
+    script = textwrap.dedent(
+        f"""
+        import torch
+        from transformers import GPT2LMHeadModel
+        hf = GPT2LMHeadModel.from_pretrained({str(folder)!r}).eval()
+        with torch.no_grad():
+            print(hf(torch.tensor({idx.tolist()})).logits[0].tolist())
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    got = torch.tensor(json.loads(result.stdout.strip().splitlines()[-1]))
+    torch.testing.assert_close(got, expected[0], atol=1e-5, rtol=1e-5)

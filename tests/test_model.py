@@ -1,0 +1,435 @@
+"""Tests of tinyllm.model: GPT's shapes, loss, cache, generation, optimizer groups, bad input."""
+
+import math
+
+import pytest
+import torch
+
+from tinyllm.model import GPT, MLP, BigramLanguageModel, Block, CausalSelfAttention, GPTConfig, KVCache
+
+
+def small_config(**overrides) -> GPTConfig:
+    kwargs = dict(vocab_size=37, block_size=16, n_layer=2, n_head=4, n_embd=32)
+    kwargs.update(overrides)
+    return GPTConfig(**kwargs)
+
+
+def small_model(seed: int = 0, **overrides) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(small_config(**overrides)).eval()
+
+
+def randomise(model: torch.nn.Module, seed: int = 1, scale: float = 0.3) -> torch.nn.Module:
+    """Perturb every parameter (biases and layer-norm gains too), so tests see all of them."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+    return model
+
+
+def ids(B, T, V=37, seed=0):
+    return torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------------------------------
+# Config and bad input
+# ---------------------------------------------------------------------------------------
+
+
+def test_config_rejects_n_embd_not_divisible_by_n_head():
+    with pytest.raises(ValueError, match=r"n_embd=30.*n_head=4"):
+        GPTConfig(n_embd=30, n_head=4)
+
+
+@pytest.mark.parametrize("name, value", [("vocab_size", 0), ("block_size", -1), ("n_layer", 2.5), ("n_head", True)])
+def test_config_rejects_non_positive_ints(name, value):
+    with pytest.raises(ValueError, match=name):
+        small_config(**{name: value})
+
+
+def test_config_rejects_bad_dropout():
+    with pytest.raises(ValueError, match="dropout"):
+        small_config(dropout=1.0)
+
+
+def test_sequence_longer_than_block_size_is_refused():
+    model = small_model()
+    with pytest.raises(ValueError, match=r"length 17.*block_size=16"):
+        model(ids(1, 17))
+    with pytest.raises(ValueError, match=r"length 17.*block_size=16"):
+        model.attention_weights(ids(1, 17))
+
+
+def test_cache_cannot_grow_past_block_size():
+    model = small_model()
+    cache = KVCache(model.config.n_layer)
+    model(ids(1, 16), kv_cache=cache)
+    with pytest.raises(ValueError, match=r"length 17.*block_size=16"):
+        model(ids(1, 1), kv_cache=cache)
+
+
+@pytest.mark.parametrize("bad", [37, 100, -1])
+def test_token_ids_outside_vocabulary_are_refused(bad):
+    model = small_model()
+    idx = ids(2, 5)
+    idx[1, 3] = bad
+    with pytest.raises(ValueError, match=rf"token id {bad} .*0\.\.36"):
+        model(idx)
+    with pytest.raises(ValueError, match=rf"token id {bad}"):
+        model.generate(idx, 1)
+    with pytest.raises(ValueError, match=rf"token id {bad}"):
+        model.attention_weights(idx)
+
+
+def test_idx_must_be_2d_integer_tensor():
+    model = small_model()
+    with pytest.raises(ValueError, match=r"shape \(B, T\)"):
+        model(torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="dtype"):
+        model(torch.ones(1, 3))
+
+
+def test_targets_must_match_idx_shape():
+    model = small_model()
+    with pytest.raises(ValueError, match=r"targets.*\(2, 5\).*\(2, 4\)"):
+        model(ids(2, 5), targets=ids(2, 4))
+
+
+# ---------------------------------------------------------------------------------------
+# Forward, loss, init
+# ---------------------------------------------------------------------------------------
+
+
+def test_forward_shapes():
+    model = small_model()
+    idx = ids(3, 10)
+    logits, loss = model(idx)
+    assert logits.shape == (3, 1, 37) and loss is None
+    logits_all, _ = model(idx, all_logits=True)
+    assert logits_all.shape == (3, 10, 37)
+    torch.testing.assert_close(logits_all[:, -1:], logits)
+    logits_t, loss = model(idx, targets=ids(3, 10, seed=1))
+    assert logits_t.shape == (3, 10, 37) and loss.dim() == 0
+    torch.testing.assert_close(logits_t, logits_all)
+
+
+def test_loss_is_mean_cross_entropy_and_ignores_minus_one():
+    model = randomise(small_model())
+    idx, targets = ids(2, 8), ids(2, 8, seed=3)
+    logits, loss = model(idx, targets)
+    log_probs = logits.log_softmax(-1)
+    manual = -log_probs.gather(-1, targets.unsqueeze(-1)).mean()
+    torch.testing.assert_close(loss, manual)
+    targets[:, :4] = -1
+    _, loss_masked = model(idx, targets)
+    manual_masked = -log_probs[:, 4:].gather(-1, targets[:, 4:].unsqueeze(-1)).mean()
+    torch.testing.assert_close(loss_masked, manual_masked)
+
+
+@pytest.mark.parametrize("vocab_size", [65, 500])
+def test_loss_at_init_is_about_ln_vocab_size(vocab_size):
+    torch.manual_seed(0)
+    model = GPT(small_config(vocab_size=vocab_size))
+    _, loss = model(ids(8, 16, V=vocab_size), ids(8, 16, V=vocab_size, seed=1))
+    # A fresh model predicts nearly the uniform distribution: loss ln(V).
+    assert abs(loss.item() - math.log(vocab_size)) < 0.05, (loss.item(), math.log(vocab_size))
+
+
+def test_init_std_and_scaled_residual_projections():
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=300, block_size=64, n_layer=8, n_head=4, n_embd=128)
+    model = GPT(cfg)
+    params = dict(model.named_parameters())
+    assert abs(params["transformer.wte.weight"].std().item() - 0.02) < 0.002
+    assert abs(params["transformer.h.0.attn.c_attn.weight"].std().item() - 0.02) < 0.002
+    scaled = 0.02 / math.sqrt(2 * cfg.n_layer)
+    for name in ("transformer.h.3.attn.c_proj.weight", "transformer.h.3.mlp.c_proj.weight"):
+        assert abs(params[name].std().item() - scaled) < 0.1 * scaled, name
+    assert torch.all(params["transformer.h.0.attn.c_attn.bias"] == 0)
+    assert torch.all(params["transformer.h.0.ln_1.weight"] == 1)
+
+
+def test_output_head_is_tied_to_token_embedding():
+    model = small_model()
+    assert model.lm_head.weight is model.transformer.wte.weight
+
+
+def test_causality_future_tokens_do_not_change_past_logits():
+    model = randomise(small_model())
+    idx = ids(2, 12)
+    changed = idx.clone()
+    changed[:, 8:] = (changed[:, 8:] + 1) % 37
+    a, _ = model(idx, all_logits=True)
+    b, _ = model(changed, all_logits=True)
+    torch.testing.assert_close(a[:, :8], b[:, :8])
+    assert not torch.allclose(a[:, 8:], b[:, 8:])
+
+
+def test_bias_false_model_runs_and_has_no_biases():
+    model = small_model(bias=False)
+    assert not any(name.endswith("bias") for name, _ in model.named_parameters())
+    _, loss = model(ids(2, 8), ids(2, 8, seed=1))
+    loss.backward()
+
+
+def test_dropout_acts_only_in_training_mode():
+    model = randomise(small_model(dropout=0.5))
+    idx = ids(2, 8)
+    model.eval()
+    torch.testing.assert_close(model(idx, all_logits=True)[0], model(idx, all_logits=True)[0])
+    model.train()
+    torch.manual_seed(0)
+    a = model(idx, all_logits=True)[0]
+    b = model(idx, all_logits=True)[0]
+    assert not torch.allclose(a, b)
+
+
+# ---------------------------------------------------------------------------------------
+# Attention
+# ---------------------------------------------------------------------------------------
+
+
+def reference_attention(attn: CausalSelfAttention, x: torch.Tensor) -> torch.Tensor:
+    """Causal multi-head attention written out head by head, with a Python loop."""
+    B, T, C = x.shape
+    nh, hs = attn.n_head, C // attn.n_head
+    q, k, v = attn.c_attn(x).split(C, dim=2)
+    heads = []
+    for h in range(nh):
+        sl = slice(h * hs, (h + 1) * hs)
+        scores = q[..., sl] @ k[..., sl].transpose(1, 2) / math.sqrt(hs)
+        scores = scores.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
+        heads.append(scores.softmax(-1) @ v[..., sl])
+    return attn.c_proj(torch.cat(heads, dim=-1))
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_attention_matches_a_head_by_head_reference(need_weights):
+    torch.manual_seed(0)
+    attn = randomise(CausalSelfAttention(small_config())).eval()
+    x = torch.randn(2, 9, 32)
+    y, w = attn(x, need_weights=need_weights)
+    torch.testing.assert_close(y, reference_attention(attn, x))
+    assert (w is not None) == need_weights
+
+
+def test_attention_weights_are_causal_distributions():
+    model = randomise(small_model())
+    w = model.attention_weights(ids(3, 11))
+    assert w.shape == (2, 3, 4, 11, 11)
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 3, 4, 11))
+    assert torch.all(w >= 0)
+    assert torch.all(w.triu(diagonal=1) == 0)
+    assert w[..., 0, 0].eq(1).all()  # the first token can only look at itself
+
+
+def test_attention_weights_agree_with_a_manual_first_layer():
+    model = randomise(small_model())
+    idx = ids(1, 7)
+    block = model.transformer.h[0]
+    x = model.transformer.wte(idx) + model.transformer.wpe(torch.arange(7))
+    q, k, _ = block.attn.c_attn(block.ln_1(x)).split(32, dim=2)
+    q, k = (t.view(1, 7, 4, 8).transpose(1, 2) for t in (q, k))
+    scores = (q @ k.transpose(-2, -1) / math.sqrt(8)).masked_fill(torch.ones(7, 7).triu(1).bool(), float("-inf"))
+    torch.testing.assert_close(model.attention_weights(idx)[0], scores.softmax(-1))
+
+
+def test_attention_weights_leave_training_mode_and_ignore_dropout():
+    model = randomise(small_model(dropout=0.5)).train()
+    idx = ids(1, 8)
+    a = model.attention_weights(idx)
+    b = model.attention_weights(idx)
+    assert model.training
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a.sum(-1), torch.ones_like(a.sum(-1)))
+
+
+# ---------------------------------------------------------------------------------------
+# KV cache and generation
+# ---------------------------------------------------------------------------------------
+
+
+def test_kv_cache_one_token_at_a_time_equals_full_recompute():
+    model = randomise(small_model())
+    idx = ids(2, 16)
+    full, _ = model(idx, all_logits=True)
+    cache = KVCache(model.config.n_layer)
+    steps = [model(idx[:, t : t + 1], kv_cache=cache)[0] for t in range(16)]
+    assert cache.length == 16
+    assert cache.keys[1].shape == (2, 4, 16, 8)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_kv_cache_in_chunks_equals_full_recompute():
+    model = randomise(small_model())
+    idx = ids(2, 16)
+    full, _ = model(idx, all_logits=True)
+    cache = KVCache(model.config.n_layer)
+    chunks = [model(idx[:, a:b], kv_cache=cache, all_logits=True)[0] for a, b in [(0, 5), (5, 6), (6, 13), (13, 16)]]
+    torch.testing.assert_close(torch.cat(chunks, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_generate_with_and_without_cache_agree_greedy():
+    model = randomise(small_model(), scale=0.5)
+    prompt = ids(2, 3)
+    # Within block_size both ways see the same context.
+    a = model.generate(prompt, 13, greedy=True, use_cache=True)
+    b = model.generate(prompt, 13, greedy=True, use_cache=False)
+    assert a.shape == (2, 16)
+    assert torch.equal(a, b)
+    assert torch.equal(a[:, :3], prompt)
+
+
+def test_generate_past_block_size_and_restores_training_mode():
+    model = randomise(small_model()).train()
+    out = model.generate(ids(1, 20), 30, top_k=5, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (1, 50)
+    assert model.training
+    out2 = model.generate(ids(1, 20), 30, top_k=5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, out2)  # seeded generator: reproducible
+    assert model.generate(ids(1, 20), 30, use_cache=False, top_p=0.9).shape == (1, 50)
+
+
+def test_generate_first_token_sees_a_full_block_with_cache():
+    model = randomise(small_model(), scale=1.0)
+    prompt = ids(32, 40)
+    a = model.generate(prompt, 1, greedy=True, use_cache=True)
+    b = model.generate(prompt, 1, greedy=True, use_cache=False)
+    assert torch.equal(a, b)
+
+
+def test_generate_zero_tokens_returns_prompt():
+    model = small_model()
+    prompt = ids(1, 4)
+    assert torch.equal(model.generate(prompt, 0), prompt)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(max_new_tokens=-1), "max_new_tokens"),
+        (dict(max_new_tokens=2.0), "max_new_tokens"),
+        (dict(max_new_tokens=True), "max_new_tokens"),
+        (dict(max_new_tokens=2, temperature=0.0), "temperature"),
+        (dict(max_new_tokens=2, temperature=-1.0), "temperature"),
+        (dict(max_new_tokens=2, top_k=0), "top_k"),
+        (dict(max_new_tokens=2, top_p=0.0), "top_p"),
+        (dict(max_new_tokens=2, top_p=1.5), "top_p"),
+    ],
+)
+def test_generate_validates_arguments(kwargs, message):
+    model = small_model()
+    with pytest.raises(ValueError, match=message):
+        model.generate(ids(1, 3), **kwargs)
+
+
+def test_generate_needs_a_prompt():
+    with pytest.raises(ValueError, match="at least one token"):
+        small_model().generate(torch.zeros(1, 0, dtype=torch.long), 3)
+
+
+# ---------------------------------------------------------------------------------------
+# Counting: parameters, optimizer groups, FLOPs
+# ---------------------------------------------------------------------------------------
+
+
+def count_by_hand(V, T, L, C, bias=True):
+    b = 1 if bias else 0
+    per_block = (
+        2 * C * (1 + b)  # two layer norms: gain (and bias)
+        + C * 3 * C + b * 3 * C  # c_attn
+        + C * C + b * C  # attention c_proj
+        + C * 4 * C + b * 4 * C  # c_fc
+        + 4 * C * C + b * C  # mlp c_proj
+    )
+    return V * C + T * C + L * per_block + C * (1 + b)  # wte (= head), wpe, blocks, ln_f
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_num_params_counts_the_tied_head_once(bias):
+    model = small_model(bias=bias)
+    assert model.num_params() == count_by_hand(37, 16, 2, 32, bias)
+    assert model.num_params(non_embedding=True) == count_by_hand(37, 16, 2, 32, bias) - 16 * 32
+    unique = {p.data_ptr(): p.numel() for p in model.parameters()}
+    assert model.num_params() == sum(unique.values())
+
+
+def test_gpt2_small_has_124m_parameters():
+    with torch.device("meta"):  # no memory, no init work: only shapes
+        model = GPT(GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768))
+    assert model.num_params() == 124_439_808
+
+
+def test_configure_optimizers_decays_only_matrices():
+    model = small_model()
+    opt = model.configure_optimizers(weight_decay=0.1, lr=1e-3, betas=(0.9, 0.95), device_type="cpu")
+    assert isinstance(opt, torch.optim.AdamW)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() == 2 for p in decay["params"])
+    assert all(p.dim() == 1 for p in no_decay["params"])
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert "transformer.wte.weight" in decayed and "transformer.h.0.mlp.c_fc.weight" in decayed
+    assert not any(n.endswith(("bias", "ln_1.weight", "ln_2.weight", "ln_f.weight")) for n in decayed)
+    # Every parameter exactly once (the tied head is not a second copy).
+    all_ids = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert len(all_ids) == len(set(all_ids)) == len(list(model.parameters()))
+    assert opt.defaults["lr"] == 1e-3 and opt.defaults["betas"] == (0.9, 0.95)
+
+
+def test_one_training_step_lowers_the_loss():
+    model = small_model().train()
+    opt = model.configure_optimizers(0.1, 1e-2, (0.9, 0.95), "cpu")
+    idx, targets = ids(4, 16), ids(4, 16, seed=1)
+    losses = []
+    for _ in range(5):
+        _, loss = model(idx, targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.1
+
+
+def test_flops_per_token():
+    model = small_model()
+    n = model.num_params(non_embedding=True)
+    assert model.flops_per_token(10) == 6 * n + 12 * 2 * 32 * 10
+    assert model.flops_per_token() == 6 * n + 12 * 2 * 32 * 16
+
+
+# ---------------------------------------------------------------------------------------
+# Building blocks and the bigram model
+# ---------------------------------------------------------------------------------------
+
+
+def test_block_is_pre_norm_residual():
+    torch.manual_seed(0)
+    block = randomise(Block(small_config())).eval()
+    x = torch.randn(2, 5, 32)
+    a = x + block.attn(block.ln_1(x))[0]
+    expected = a + block.mlp(block.ln_2(a))
+    torch.testing.assert_close(block(x)[0], expected)
+
+
+def test_mlp_expands_four_times_with_exact_gelu():
+    torch.manual_seed(0)
+    mlp = MLP(small_config())
+    assert mlp.c_fc.out_features == 128 and mlp.c_proj.in_features == 128
+    x = torch.randn(3, 32)
+    h = mlp.c_fc(x)
+    exact = 0.5 * h * (1 + torch.erf(h / math.sqrt(2)))
+    torch.testing.assert_close(mlp(x), mlp.c_proj(exact))
+
+
+def test_bigram_model_shapes_loss_and_generate():
+    torch.manual_seed(0)
+    model = BigramLanguageModel(11)
+    idx = torch.randint(0, 11, (2, 6))
+    logits, loss = model(idx, idx)
+    assert logits.shape == (2, 6, 11) and loss.dim() == 0
+    assert model.generate(idx, 4).shape == (2, 10)
+    with pytest.raises(ValueError, match="token id 11"):
+        model(torch.tensor([[11]]))

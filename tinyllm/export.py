@@ -1,0 +1,98 @@
+"""Write a :class:`tinyllm.model.GPT` in Hugging Face's GPT-2 format.
+
+``to_transformers(model, folder)`` writes two files, ``config.json`` and
+``model.safetensors``, that ``transformers.GPT2LMHeadModel.from_pretrained(folder)``
+loads from the local folder, with no download. The course's tests load the export and
+check that both models give the same logits: the proof that ``tinyllm.model.GPT`` is
+exactly GPT-2's architecture.
+
+Only ``safetensors`` is needed here; ``transformers`` is needed only to load the result.
+
+Two details of the format:
+
+- GPT-2's original code stores its projections as ``Conv1D`` layers whose weight is
+  ``(in_features, out_features)``: the transpose of ``nn.Linear``'s ``(out, in)``.
+- ``nn.GELU()`` is the exact GELU ``x * Phi(x)`` (with the error function). GPT-2's
+  default activation ``"gelu_new"`` is the tanh approximation; ``"gelu"`` is the exact one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from tinyllm.model import GPT
+
+# Weights that GPT-2's Conv1D stores transposed, by the name they end with.
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def gpt2_config(model: GPT) -> dict:
+    """The ``config.json`` contents (a ``GPT2Config``) that describe ``model``."""
+    cfg = model.config
+    if not cfg.bias:
+        raise ValueError(
+            "a model with bias=False cannot be exported to GPT-2: GPT-2's Linear and LayerNorm "
+            "layers always have biases (build it with GPTConfig(..., bias=True))"
+        )
+    for module in model.modules():
+        if isinstance(module, torch.nn.LayerNorm) and module.eps != 1e-5:
+            raise ValueError(f"GPT-2 uses layer-norm eps 1e-5, the model has {module.eps}")
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.block_size,
+        "n_ctx": cfg.block_size,
+        "n_embd": cfg.n_embd,
+        "n_layer": cfg.n_layer,
+        "n_head": cfg.n_head,
+        "n_inner": 4 * cfg.n_embd,
+        "activation_function": "gelu",  # exact erf GELU, as nn.GELU()
+        "resid_pdrop": cfg.dropout,
+        "embd_pdrop": cfg.dropout,
+        "attn_pdrop": cfg.dropout,
+        "layer_norm_epsilon": 1e-5,
+        "initializer_range": 0.02,
+        "scale_attn_weights": True,  # divide scores by sqrt(head size)
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "tie_word_embeddings": True,  # lm_head.weight is wte.weight
+        "bos_token_id": None,
+        "eos_token_id": None,
+        "torch_dtype": "float32",
+    }
+
+
+def gpt2_state_dict(model: GPT) -> dict[str, torch.Tensor]:
+    """``model``'s weights under GPT-2's names, Conv1D weights transposed, float32.
+
+    The tied output head is left out: GPT-2 re-ties it to ``transformer.wte.weight``
+    on loading (``tie_word_embeddings``), and safetensors refuses two names for one tensor.
+    """
+    out = {}
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight":
+            assert tensor.data_ptr() == model.transformer.wte.weight.data_ptr(), "the head must be tied"
+            continue
+        if name.endswith(_CONV1D):
+            tensor = tensor.t()
+        out[name] = tensor.detach().to(device="cpu", dtype=torch.float32).contiguous().clone()
+    return out
+
+
+def to_transformers(model: GPT, folder) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` for ``GPT2LMHeadModel`` into ``folder``.
+
+    Returns the folder. Raises ``ValueError`` for a model GPT-2 cannot represent
+    (``bias=False``).
+    """
+    config = gpt2_config(model)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    save_file(gpt2_state_dict(model), str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return folder
