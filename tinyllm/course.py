@@ -26,5 +26,7 @@ def colab_setup_source(url: str | None = None) -> str:
         f"{SETUP_CELL_FIRST_LINE}\n"
         "import subprocess, sys\n"
         "if \"google.colab\" in sys.modules:\n"
-        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"tinyllm[exercises] @ git+{url}\"], check=True)"
+        f"    repository = \"{url}\"\n"
+        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\",\n"
+        "                    f\"tinyllm[exercises] @ git+{repository}\"], check=True)"
     )
