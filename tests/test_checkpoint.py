@@ -1,0 +1,150 @@
+"""Checkpoints: round trip, atomic writes, corruption and mismatch give clear errors, no pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from tinyllm import checkpoint as ck
+from tinyllm.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from tinyllm.model import GPT, GPTConfig
+from tinyllm.tokenizer import CharTokenizer
+
+CONFIG = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16)
+
+
+def _trained(steps: int = 2):
+    torch.manual_seed(0)
+    model = GPT(CONFIG)
+    opt = model.configure_optimizers(0.1, 1e-2)
+    for _ in range(steps):
+        x = torch.randint(0, 11, (2, 8))
+        _, loss = model(x, x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model, opt
+
+
+def _save(tmp_path, step=2, **kwargs):
+    model, opt = _trained(step)
+    rng = {"batches": torch.Generator().manual_seed(5).get_state()}
+    save_checkpoint(tmp_path, model, step, opt, CharTokenizer("abcdefghijk"), rng, {"loss": [1.0, 0.5]}, **kwargs)
+    return model, opt
+
+
+def test_round_trip_weights_optimizer_rng_tokenizer(tmp_path):
+    model, opt = _save(tmp_path)
+    loaded, tokenizer, cp = load_model(tmp_path)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+    # Tied weights stay tied after loading.
+    assert loaded.lm_head.weight.data_ptr() == loaded.transformer.wte.weight.data_ptr()
+    assert tokenizer.itos == list("abcdefghijk")
+    assert cp.step == 2 and cp.history == {"loss": [1.0, 0.5]}
+    assert torch.equal(cp.rng["batches"], torch.Generator().manual_seed(5).get_state())
+    full = load_checkpoint(tmp_path)
+    fresh = GPT(CONFIG).configure_optimizers(0.1, 1e-2)
+    fresh.load_state_dict(full.optimizer_state)
+    for group_a, group_b in zip(opt.param_groups, fresh.param_groups):
+        assert group_a["betas"] == group_b["betas"] and group_a["weight_decay"] == group_b["weight_decay"]
+    saved, restored = opt.state_dict()["state"], fresh.state_dict()["state"]
+    assert saved.keys() == restored.keys()
+    for i in saved:
+        for key in saved[i]:
+            assert torch.equal(saved[i][key], restored[i][key]), (i, key)
+
+
+def test_files_are_safetensors_and_json_only(tmp_path):
+    _save(tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names[0] == "manifest.json" and len(names) == 4
+    assert all(n.endswith((".safetensors", ".json")) for n in names)
+    # Nothing a pickle loader would read: safetensors files start with an 8-byte header length.
+    for path in tmp_path.glob("*.safetensors"):
+        header_len = int.from_bytes(path.read_bytes()[:8], "little")
+        json.loads(path.read_bytes()[8 : 8 + header_len])
+
+
+def test_second_save_replaces_first_and_cleans_up(tmp_path):
+    _save(tmp_path, step=1)
+    _save(tmp_path, step=3)
+    assert load_checkpoint(tmp_path).step == 3
+    assert len(list(tmp_path.iterdir())) == 4, sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_crash_before_manifest_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    _save(tmp_path, step=1)
+    real_replace = os.replace
+
+    def crash_on_manifest(src, dst):
+        if str(dst).endswith(ck.MANIFEST):
+            raise KeyboardInterrupt("simulated crash")  # as if the process died here
+        real_replace(src, dst)
+
+    monkeypatch.setattr(ck.os, "replace", crash_on_manifest)
+    with pytest.raises(KeyboardInterrupt):
+        _save(tmp_path, step=2)
+    monkeypatch.setattr(ck.os, "replace", real_replace)
+    cp = load_checkpoint(tmp_path)  # the old checkpoint is intact and still the valid one
+    assert cp.step == 1
+    _save(tmp_path, step=3)  # the next save cleans the leftovers
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+@pytest.mark.parametrize("kind", ["model", "optimizer", "state"])
+def test_truncated_file_is_rejected(tmp_path, kind):
+    _save(tmp_path)
+    path = next(tmp_path.glob(f"{kind}-*"))
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(tmp_path)
+
+
+def test_flipped_byte_fails_checksum(tmp_path):
+    _save(tmp_path)
+    path = next(tmp_path.glob("model-*"))
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_model(tmp_path)
+
+
+def test_missing_and_garbled_manifest(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(tmp_path)
+
+
+def test_config_mismatch_names_the_fields(tmp_path):
+    _save(tmp_path)
+    cp = load_checkpoint(tmp_path)
+    other = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16))
+    with pytest.raises(CheckpointError, match="n_layer: checkpoint has 1, asked for 2"):
+        ck.load_model_state(other, cp)
+
+
+def test_a_pickle_is_never_loaded(tmp_path):
+    # A torch.save pickle under the manifest's name (checksum made to match) is refused
+    # by the safetensors parser instead of being executed.
+    _save(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    evil = tmp_path / manifest["files"]["model"]["name"]
+    torch.save({"x": torch.zeros(1)}, evil)
+    data = evil.read_bytes()
+    manifest["files"]["model"].update(bytes=len(data), sha256=ck._sha256(data))
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="not valid safetensors"):
+        load_checkpoint(tmp_path)
+
+
+def test_bad_step_is_rejected(tmp_path):
+    model, _ = _trained(0)
+    with pytest.raises(ValueError, match="step"):
+        save_checkpoint(tmp_path, model, -1)

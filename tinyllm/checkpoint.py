@@ -1,0 +1,386 @@
+"""Saving and loading training checkpoints: safe to read, safe to crash.
+
+A checkpoint is a folder ``out_dir`` holding:
+
+- ``model-<step>-<hash>.safetensors``: the model's weights (tied weights stored once);
+- ``optimizer-<step>-<hash>.safetensors``: the optimizer's moment estimates (optional);
+- ``state-<step>-<hash>.json``: everything else, readable by a person: the model config,
+  the tokenizer, the step, the random-number-generator states, the loss history and the
+  training settings;
+- ``manifest.json``: names the three files above with their sizes and sha256 checksums.
+
+Why this layout:
+
+- **No code is ever executed on load.** ``torch.load`` of a pickle can run arbitrary code;
+  safetensors files hold only raw tensors and JSON holds only data.
+- **A crash never leaves a checkpoint that reads as valid but is half-written.** Each save
+  writes *new* files (their names carry the step and a hash of their content), each one to
+  a temporary name first and then renamed with ``os.replace`` (atomic on POSIX). Only then is
+  ``manifest.json`` replaced, also atomically: that rename is the moment the new checkpoint
+  exists. The previous checkpoint's files are deleted after it. A process killed at any
+  instant leaves either the old manifest (whose files are still there) or the new one.
+- **Corruption is detected.** Loading checks every file's size and sha256 against the
+  manifest and raises :class:`CheckpointError` naming the file, before parsing anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+FORMAT = "tinyllm-checkpoint"
+VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupted, or does not fit the model it is loaded into."""
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` returns. Tensors are on the CPU."""
+
+    path: Path
+    step: int
+    config: dict  # GPTConfig fields
+    tokenizer: dict | None  # e.g. {"type": "char", "chars": [...]}
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict | None = None  # a torch optimizer state_dict, or None
+    rng: dict = field(default_factory=dict)  # name -> torch.ByteTensor (generator states)
+    history: dict = field(default_factory=dict)
+    train_config: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------
+# Tensors <-> bytes
+# ---------------------------------------------------------------------------------------
+
+
+def _unique_state(module: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The module's state dict without repeats of tied tensors.
+
+    Returns ``(tensors, tied)`` where ``tied`` maps each dropped name to the kept name that
+    shares its storage (GPT's ``lm_head.weight`` -> ``transformer.wte.weight``).
+    safetensors refuses to store two names for one storage, and storing it once is smaller.
+    """
+    tensors, tied, seen = {}, {}, {}
+    for name, tensor in module.state_dict().items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if tensor.numel() and key in seen:
+            tied[name] = seen[key]
+            continue
+        seen[key] = name
+        tensors[name] = tensor.detach().cpu().contiguous()
+    return tensors, tied
+
+
+def _optimizer_to_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split a torch optimizer ``state_dict`` into tensors and JSON-able parameter groups."""
+    tensors = {}
+    for param_id, state in state_dict["state"].items():
+        for key, value in state.items():
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"optimizer state {param_id}.{key} is a {type(value).__name__}, not a tensor")
+            tensors[f"state.{param_id}.{key}"] = value.detach().cpu().contiguous()
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state_dict["param_groups"]]
+    return tensors, {"param_groups": groups}
+
+
+def _optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for name, tensor in tensors.items():
+        _, param_id, key = name.split(".", 2)
+        state.setdefault(int(param_id), {})[key] = tensor
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def _rng_to_json(rng: dict[str, torch.Tensor]) -> dict[str, str]:
+    return {name: base64.b64encode(state.numpy().tobytes()).decode("ascii") for name, state in rng.items()}
+
+
+def _rng_from_json(rng: dict[str, str]) -> dict[str, torch.Tensor]:
+    return {
+        name: torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8).clone()
+        for name, text in rng.items()
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Atomic writes
+# ---------------------------------------------------------------------------------------
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file in the same folder, flush it to disk, rename it."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.chmod(tmp.name, 0o644)  # temporary files are private; a checkpoint is an ordinary file
+    os.replace(tmp.name, path)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the renames themselves durable; not every platform can open a folder.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
+# Save
+# ---------------------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    out_dir,
+    model: torch.nn.Module,
+    step: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    tokenizer=None,
+    rng: dict[str, torch.Tensor] | None = None,
+    history: dict | None = None,
+    train_config: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write a checkpoint of ``model`` (and ``optimizer``) after ``step`` steps into ``out_dir``.
+
+    ``model`` must have a ``config`` with ``to_dict()`` (like :class:`tinyllm.model.GPTConfig`).
+    ``tokenizer`` may be a :class:`~tinyllm.tokenizer.CharTokenizer` or any object with
+    ``to_dict()``; ``rng`` maps names to generator states (``torch.Generator.get_state()``).
+    Returns the path of the manifest.
+    """
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step must be an int >= 0, got {step!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    model_tensors, tied = _unique_state(model)
+    files: dict[str, bytes] = {"model": st_save(model_tensors)}
+    optimizer_meta = None
+    if optimizer is not None:
+        opt_tensors, optimizer_meta = _optimizer_to_tensors(optimizer.state_dict())
+        files["optimizer"] = st_save(opt_tensors)
+    state = {
+        "format": FORMAT,
+        "version": VERSION,
+        "step": step,
+        "config": model.config.to_dict(),
+        "tied_weights": tied,
+        "tokenizer": _tokenizer_to_dict(tokenizer),
+        "optimizer": optimizer_meta,
+        "rng": _rng_to_json(rng or {}),
+        "history": history or {},
+        "train_config": train_config or {},
+        "extra": extra or {},
+    }
+    files["state"] = json.dumps(state, indent=1, ensure_ascii=False).encode("utf-8")
+
+    manifest = {"format": FORMAT, "version": VERSION, "step": step, "files": {}}
+    for kind, data in files.items():
+        digest = _sha256(data)
+        ext = "json" if kind == "state" else "safetensors"
+        name = f"{kind}-{step:06d}-{digest[:10]}.{ext}"
+        # Same name means same content (the hash is in the name): never rewrite a live file.
+        if not (out_dir / name).exists():
+            _write_atomic(out_dir / name, data)
+        manifest["files"][kind] = {"name": name, "bytes": len(data), "sha256": digest}
+    _fsync_dir(out_dir)
+    # The commit point: after this rename the new checkpoint is the valid one.
+    _write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
+    _fsync_dir(out_dir)
+    _remove_stale_files(out_dir, keep={f["name"] for f in manifest["files"].values()})
+    return out_dir / MANIFEST
+
+
+def _tokenizer_to_dict(tokenizer) -> dict | None:
+    if tokenizer is None:
+        return None
+    if hasattr(tokenizer, "to_dict"):
+        return tokenizer.to_dict()
+    if hasattr(tokenizer, "itos"):  # CharTokenizer
+        return {"type": "char", "chars": list(tokenizer.itos)}
+    raise TypeError(f"do not know how to save a tokenizer of type {type(tokenizer).__name__}")
+
+
+def tokenizer_from_dict(state: dict | None):
+    """Rebuild the tokenizer a checkpoint names (only character tokenizers for now)."""
+    if state is None:
+        return None
+    if state.get("type") == "char":
+        from tinyllm.tokenizer import CharTokenizer
+
+        return CharTokenizer(state["chars"])
+    raise CheckpointError(f"unknown tokenizer type {state.get('type')!r} in checkpoint")
+
+
+def _remove_stale_files(out_dir: Path, keep: set[str]) -> None:
+    """Delete files of earlier checkpoints and temporary files of interrupted saves."""
+    for path in out_dir.iterdir():
+        ours = path.name.startswith(("model-", "optimizer-", "state-")) and path.suffix in (".safetensors", ".json")
+        temporary = path.name.startswith(".") and path.name.endswith(".tmp")
+        if (ours or temporary) and path.name not in keep:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+
+# ---------------------------------------------------------------------------------------
+# Load
+# ---------------------------------------------------------------------------------------
+
+
+def has_checkpoint(out_dir) -> bool:
+    return (Path(out_dir) / MANIFEST).is_file()
+
+
+def _read_verified(out_dir: Path, entry: dict, kind: str) -> bytes:
+    path = out_dir / entry["name"]
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {out_dir}: the {kind} file {path.name} named by {MANIFEST} is missing")
+    data = path.read_bytes()
+    if len(data) != entry["bytes"]:
+        raise CheckpointError(
+            f"checkpoint {out_dir}: {path.name} has {len(data)} bytes, the manifest says {entry['bytes']} "
+            "(truncated or overwritten file)"
+        )
+    if _sha256(data) != entry["sha256"]:
+        raise CheckpointError(f"checkpoint {out_dir}: {path.name} does not match its sha256 checksum (corrupted file)")
+    return data
+
+
+def load_checkpoint(out_dir, with_optimizer: bool = True) -> Checkpoint:
+    """Read and verify the checkpoint in ``out_dir``. Raises :class:`CheckpointError`.
+
+    A training run may replace the checkpoint while we read it (and delete the files the
+    old manifest named); then the manifest has changed and we read it again.
+    """
+    for attempt in range(3):
+        manifest_before = _manifest_bytes(out_dir)
+        try:
+            return _load_checkpoint(Path(out_dir), with_optimizer)
+        except CheckpointError:
+            if attempt == 2 or _manifest_bytes(out_dir) == manifest_before:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _manifest_bytes(out_dir) -> bytes | None:
+    try:
+        return (Path(out_dir) / MANIFEST).read_bytes()
+    except OSError:
+        return None
+
+
+def _load_checkpoint(out_dir: Path, with_optimizer: bool) -> Checkpoint:
+    manifest_path = out_dir / MANIFEST
+    if not manifest_path.is_file():
+        raise CheckpointError(f"no checkpoint in {out_dir} (no {MANIFEST}); train one with python -m tinyllm.train")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{manifest_path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{manifest_path} is not a tinyllm checkpoint manifest")
+    if manifest.get("version") != VERSION:
+        raise CheckpointError(f"{manifest_path} has format version {manifest.get('version')}, expected {VERSION}")
+    files = manifest.get("files", {})
+    for kind in ("model", "state"):
+        if kind not in files:
+            raise CheckpointError(f"{manifest_path} names no {kind} file")
+
+    state = json.loads(_read_verified(out_dir, files["state"], "state").decode("utf-8"))
+    try:
+        model_state = st_load(_read_verified(out_dir, files["model"], "model"))
+    except SafetensorError as exc:  # only possible if the checksum matched a bad file
+        raise CheckpointError(f"checkpoint {out_dir}: model file is not valid safetensors: {exc}") from None
+    for name, kept in state.get("tied_weights", {}).items():
+        model_state[name] = model_state[kept]
+
+    optimizer_state = None
+    if with_optimizer and "optimizer" in files and state.get("optimizer") is not None:
+        tensors = st_load(_read_verified(out_dir, files["optimizer"], "optimizer"))
+        optimizer_state = _optimizer_from_tensors(tensors, state["optimizer"])
+
+    return Checkpoint(
+        path=out_dir,
+        step=int(state["step"]),
+        config=state["config"],
+        tokenizer=state.get("tokenizer"),
+        model_state=model_state,
+        optimizer_state=optimizer_state,
+        rng=_rng_from_json(state.get("rng", {})),
+        history=state.get("history", {}),
+        train_config=state.get("train_config", {}),
+        extra=state.get("extra", {}),
+    )
+
+
+def check_config_matches(checkpoint: Checkpoint, config: dict) -> None:
+    """Raise :class:`CheckpointError` listing every field where ``config`` differs."""
+    diffs = [
+        f"{key}: checkpoint has {checkpoint.config.get(key)!r}, asked for {config.get(key)!r}"
+        for key in sorted(set(checkpoint.config) | set(config))
+        if checkpoint.config.get(key) != config.get(key)
+    ]
+    if diffs:
+        raise CheckpointError(
+            f"the checkpoint in {checkpoint.path} was trained with a different model config: "
+            + "; ".join(diffs)
+        )
+
+
+def load_model_state(model: torch.nn.Module, checkpoint: Checkpoint) -> None:
+    """Copy the checkpoint's weights into ``model`` after checking the configs match."""
+    check_config_matches(checkpoint, model.config.to_dict())
+    expected = set(model.state_dict())
+    found = set(checkpoint.model_state)
+    if expected != found:
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} does not fit the model: missing {sorted(expected - found)}, "
+            f"unexpected {sorted(found - expected)}"
+        )
+    model.load_state_dict(checkpoint.model_state)
+
+
+def load_model(out_dir, device: str | torch.device = "cpu"):
+    """Load a GPT and its tokenizer from a checkpoint folder: ``model, tokenizer, checkpoint``.
+
+    The model is in eval mode.
+    """
+    from tinyllm.model import GPT, GPTConfig  # the checkpoint comes after the model in the flow
+
+    checkpoint = load_checkpoint(out_dir, with_optimizer=False)
+    try:
+        config = GPTConfig(**checkpoint.config)
+    except TypeError as exc:
+        raise CheckpointError(f"checkpoint {out_dir} has an unknown model config: {exc}") from None
+    model = GPT(config)
+    load_model_state(model, checkpoint)
+    model.to(device).eval()
+    return model, tokenizer_from_dict(checkpoint.tokenizer), checkpoint
