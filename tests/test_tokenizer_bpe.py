@@ -41,7 +41,9 @@ def test_wikipedia_example_and_tie_breaking():
     # "ab" tie at 2 and the smaller pair (97, 98) = "ab" wins; then "ZY" -> "XdXac".
     merges = BPETokenizer().train("aaabdaaabac", 259).merges
     assert list(merges) == [(97, 97), (97, 98), (256, 257)]
-    assert BPETokenizer().train("aaabdaaabac", 259).encode("aaabdaaabac") == [258, 100, 258, 97, 99]
+    wiki = BPETokenizer().train("aaabdaaabac", 259)
+    assert wiki.encode("aaabdaaabac") == [258, 100, 258, 97, 99]
+    assert wiki.encode("aaa") == [256, 97]  # overlapping pairs merge from the left
 
 
 @pytest.mark.parametrize("pattern", ["gpt2", "gpt4"])
@@ -87,6 +89,24 @@ def test_encode_applies_merges_like_training_did(tok):
         for pair, new_id in tok.merges.items():
             ids = merge(ids, pair, new_id)
         assert tok.encode(word) == ids, word
+
+
+REPETITIVE = BPETokenizer().train("aaaa abab aaab bbba " * 20 + CORPUS[:2000], 300, pattern="gpt2")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="aab  \nFirstCizen:.é👋🏽", max_size=40), st.booleans())
+def test_encode_equals_merging_in_training_order(tok, s, repetitive):
+    from tinyllm.tokenizer.bpe_reference import merge
+
+    tok = REPETITIVE if repetitive else tok
+    expected = []
+    for chunk in tok._compiled.findall(s):
+        ids = list(chunk.encode("utf-8"))
+        for pair, new_id in tok.merges.items():
+            ids = merge(ids, pair, new_id)
+        expected += ids
+    assert tok.encode(s) == expected
 
 
 # ---------------------------------------------------------------------------------------

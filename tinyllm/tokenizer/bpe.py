@@ -31,7 +31,6 @@ from pathlib import Path
 
 import regex
 
-from tinyllm.tokenizer.bpe_reference import merge
 from tinyllm.tokenizer.bpe_train import train_merges
 
 # The split patterns of GPT-2 and GPT-4 (cl100k_base), as in tiktoken and minbpe.
@@ -196,19 +195,29 @@ class BPETokenizer:
     # -- encoding ----------------------------------------------------------------------
 
     def _encode_chunk(self, chunk: str) -> list[int]:
-        """Apply the merges to one chunk, lowest id (earliest learned) first."""
-        ids = self._cache.get(chunk)
-        if ids is not None:
-            return ids
+        """Apply the merges to one chunk, lowest id (earliest learned) first, and cache it.
+
+        ``ranks[j]`` is the merge id of the pair ``(ids[j], ids[j + 1])`` (``missing`` if
+        that pair is no merge). Merging the leftmost lowest pair and updating only its two
+        neighbours' ranks gives the same result as merging every occurrence left to right
+        (the new pairs hold the new id, so they always rank after the merge just made),
+        without rebuilding the list in Python.
+        """
         ids = list(chunk.encode("utf-8"))
-        merges = self.merges
-        missing = len(self.vocab)  # larger than every merge id: "this pair is not a merge"
-        while len(ids) >= 2:
-            pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, missing))
-            new_id = merges.get(pair)
-            if new_id is None:
-                break  # no pair of this chunk is a merge any more
-            ids = merge(ids, pair, new_id)
+        get = self.merges.get
+        missing = len(self.vocab)  # larger than every merge id
+        ranks = [get(pair, missing) for pair in zip(ids, ids[1:])]
+        while ranks:
+            new_id = min(ranks)
+            if new_id == missing:
+                break  # no pair of this chunk is a merge
+            i = ranks.index(new_id)
+            ids[i : i + 2] = [new_id]
+            del ranks[i]
+            if i < len(ranks):
+                ranks[i] = get((new_id, ids[i + 1]), missing)
+            if i > 0:
+                ranks[i - 1] = get((ids[i - 1], new_id), missing)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[chunk] = ids
@@ -219,9 +228,10 @@ class BPETokenizer:
         if not isinstance(text, str):
             raise ValueError(f"text must be a str, got {type(text).__name__}")
         ids: list[int] = []
-        encode_chunk = self._encode_chunk
+        cache = self._cache  # looked up here, not in _encode_chunk: most chunks are repeats
         for chunk in self._compiled.findall(text):
-            ids.extend(encode_chunk(chunk))
+            chunk_ids = cache.get(chunk)
+            ids.extend(chunk_ids if chunk_ids is not None else self._encode_chunk(chunk))
         return ids
 
     def encode(self, text: str, allowed_special="none_raise") -> list[int]:
