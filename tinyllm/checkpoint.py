@@ -384,3 +384,16 @@ def load_model(out_dir, device: str | torch.device = "cpu"):
     load_model_state(model, checkpoint)
     model.to(device).eval()
     return model, tokenizer_from_dict(checkpoint.tokenizer), checkpoint
+
+
+def export_model(src, dst, extra: dict | None = None) -> Path:
+    """Copy the checkpoint in ``src`` to ``dst`` without the optimizer state.
+
+    For shipping a trained model: the optimizer's two moment estimates per weight would
+    triple the size and are only needed to continue training.
+    """
+    model, tokenizer, checkpoint = load_model(src)
+    return save_checkpoint(
+        dst, model, checkpoint.step, None, tokenizer, None, checkpoint.history, checkpoint.train_config,
+        {**checkpoint.extra, **(extra or {})},
+    )

@@ -129,7 +129,7 @@ PRESETS: dict[str, dict] = {
     ),
     # The model shipped in tinyllm/checkpoints/shakespeare-char (see its README.md).
     "shakespeare-char": dict(
-        n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0, batch_size=32, max_iters=3000,
+        n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0, batch_size=16, max_iters=2500,
         lr=2e-3, min_lr=2e-4, warmup_iters=100, lr_decay_iters=None, beta2=0.99, weight_decay=0.1,
         eval_interval=250, eval_iters=20, dtype="auto",
     ),
@@ -250,6 +250,26 @@ def prepare_data(text: str, val_fraction: float, tokenizer: CharTokenizer | None
     ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
     train_ids, val_ids = train_val_split(ids, val_fraction)
     return tokenizer, {"train": train_ids, "val": val_ids}
+
+
+def validation_loss(
+    model: torch.nn.Module,
+    tokenizer,
+    dataset: str = "shakespeare",
+    val_fraction: float = 0.1,
+    eval_iters: int = 50,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> float:
+    """The model's mean cross-entropy on the held-out split of ``dataset`` (float32).
+
+    The same fixed batches every time (``seed``), so the figure is reproducible: the
+    shipped model states it and a test checks it.
+    """
+    ids = torch.tensor(tokenizer.encode(load_dataset(dataset)), dtype=torch.long)
+    _, val_ids = train_val_split(ids, val_fraction)
+    losses = estimate_loss(model, {"val": val_ids}, batch_size, model.config.block_size, eval_iters, seed)
+    return losses["val"]
 
 
 class _StopFlag:
