@@ -1,0 +1,71 @@
+"""Regenerate the learner notebooks from the instructor sources with ``otter assign``.
+
+    python exercises/build.py              # every set in exercises/source/
+    python exercises/build.py 05_attention # one set (the public-tests module is rebuilt from all)
+    python exercises/build.py --zips DIR   # also copy each autograder archive into DIR (teachers)
+
+Writes ``exercises/NN_name.ipynb`` (solutions blanked, public tests in the metadata, no
+hidden test), ``tinyllm/grading/public_tests.py`` (the public tests again, for Colab) and
+the wrong-on-purpose submissions ``exercises/wrong/NN_name/*.ipynb`` (the learner notebook
+with the blanks filled by the mistakes listed in ``exercises/wrong/manifest.json``).
+``tests/test_exercises.py`` fails when any of them is out of date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tinyllm.grading.build import (  # noqa: E402
+    LEARNER_DIR,
+    PUBLIC_TESTS_MODULE,
+    WRONG_MANIFEST,
+    assign,
+    public_tests_module,
+    sources,
+    write_learner,
+    wrong_submissions,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="sets to rebuild, e.g. 05_attention (default: all)")
+    parser.add_argument("--zips", help="copy the autograder archives into this folder")
+    args = parser.parse_args(argv)
+    chosen = [s for s in sources() if not args.names or s.stem in args.names]
+    with tempfile.TemporaryDirectory() as tmp:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            built = list(pool.map(lambda s: assign(s, Path(tmp) / s.stem), chosen))
+        for a in built:
+            write_learner(a.learner, LEARNER_DIR / f"{a.name}.ipynb")
+            print(f"wrote exercises/{a.name}.ipynb")
+            if args.zips:
+                Path(args.zips).mkdir(parents=True, exist_ok=True)
+                shutil.copy(a.autograder_zip, Path(args.zips) / f"{a.name}-autograder.zip")
+                print(f"wrote {Path(args.zips) / f'{a.name}-autograder.zip'}")
+    learners = {
+        s.stem: nbformat.read(LEARNER_DIR / f"{s.stem}.ipynb", as_version=4)
+        for s in sources()
+        if (LEARNER_DIR / f"{s.stem}.ipynb").is_file()
+    }
+    PUBLIC_TESTS_MODULE.write_text(public_tests_module(learners), encoding="utf-8")
+    print(f"wrote {PUBLIC_TESTS_MODULE.relative_to(LEARNER_DIR.parent)}")
+    manifest = json.loads(WRONG_MANIFEST.read_text(encoding="utf-8"))
+    for path, nb in wrong_submissions(learners, manifest).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_learner(nb, path)
+        print(f"wrote {path.relative_to(LEARNER_DIR.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The exercise sets: learner notebooks in sync with their sources, and tests that bite.
+
+For every set in ``exercises/source/``:
+
+- the committed learner notebook, the Colab copy of the public tests and the
+  wrong-on-purpose submissions are what ``python exercises/build.py`` makes now;
+- the learner notebook holds no solution and no hidden test;
+- the solutions score full marks, the untouched learner notebook fails every hidden test,
+  and each wrong-on-purpose submission loses points on the hidden tests of each question it
+  gets wrong (while passing the public ones when the manifest says it should).
+
+Grading runs ``otter run`` for real (two notebooks at a time); it is the slow part.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tinyllm.grade import grade
+from tinyllm.grading.build import (
+    LEARNER_DIR,
+    PUBLIC_TESTS_MODULE,
+    SOURCE_DIR,
+    WRONG_DIR,
+    WRONG_MANIFEST,
+    assign,
+    comparable,
+    public_tests_module,
+    solutions_notebook,
+    sources,
+    wrong_submissions,
+)
+
+SOURCES = sources()
+NAMES = [s.stem for s in SOURCES]
+MANIFEST = json.loads(WRONG_MANIFEST.read_text(encoding="utf-8"))
+WRONG = [
+    (set_name, file_name, question)
+    for set_name in NAMES
+    for file_name, questions in MANIFEST.get(set_name, {}).items()
+    for question in questions
+]
+
+pytestmark = pytest.mark.slow
+
+
+def _learner(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(LEARNER_DIR / f"{name}.ipynb", as_version=4)
+
+
+@pytest.fixture(scope="session")
+def rebuilt():
+    """Every set assigned afresh by otter into a temporary folder: name -> Assigned."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            built = list(pool.map(lambda s: assign(s, Path(tmp) / s.stem), SOURCES))
+        yield {a.name: a for a in built}
+
+
+@pytest.fixture(scope="session")
+def grades():
+    """Grade every set's solutions, blank learner notebook and wrong submissions, two at a time."""
+    jobs = []
+    for source in SOURCES:
+        jobs.append(((source.stem, "solutions"), solutions_notebook(source), source))
+        jobs.append(((source.stem, "learner"), LEARNER_DIR / f"{source.stem}.ipynb", source))
+        for file_name in MANIFEST.get(source.stem, {}):
+            jobs.append(((source.stem, file_name), WRONG_DIR / source.stem / file_name, source))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(pool.map(lambda job: grade(job[1], source=job[2]), jobs))
+    slowest = max(reports, key=lambda r: r.seconds)
+    print(f"\ngraded {len(reports)} notebooks; slowest {slowest.seconds:g} s ({slowest.notebook})")
+    return {job[0]: report for job, report in zip(jobs, reports)}
+
+
+def test_there_are_exercise_sets():
+    assert NAMES, "no exercise source in exercises/source"
+    for name in NAMES:
+        assert re.fullmatch(r"\d\d_[a-z0-9_]+", name), f"{name}: sources are named NN_short_name"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_learner_notebook_is_up_to_date_with_its_source(name, rebuilt):
+    path = LEARNER_DIR / f"{name}.ipynb"
+    assert path.is_file(), f"{path} is missing: run python exercises/build.py"
+    assert comparable(_learner(name)) == comparable(rebuilt[name].learner), (
+        f"exercises/{name}.ipynb differs from what its source gives: run python exercises/build.py"
+    )
+
+
+def test_colab_public_tests_are_up_to_date(rebuilt):
+    expected = public_tests_module({name: a.learner for name, a in rebuilt.items()})
+    assert PUBLIC_TESTS_MODULE.read_text(encoding="utf-8") == expected, (
+        "tinyllm/grading/public_tests.py is out of date: run python exercises/build.py"
+    )
+
+
+def test_wrong_submissions_are_up_to_date():
+    learners = {name: _learner(name) for name in NAMES}
+    expected = wrong_submissions(learners, MANIFEST)
+    for path, nb in expected.items():
+        assert path.is_file(), f"{path} is missing: run python exercises/build.py"
+        assert comparable(nbformat.read(path, as_version=4)) == comparable(nb), (
+            f"{path} differs from its manifest entry: run python exercises/build.py"
+        )
+    committed = set(WRONG_DIR.glob("*/*.ipynb"))
+    assert committed == set(expected), f"wrong submissions not in the manifest: {committed - set(expected)}"
+
+
+def _solution_and_hidden_lines(source: Path) -> set[str]:
+    """Distinctive lines of a source's solutions and hidden tests (not shared with public text)."""
+    nb = nbformat.read(source, as_version=4)
+    secret, public = set(), set()
+    in_solution = False
+    for cell in nb.cells:
+        if cell.cell_type == "raw":
+            in_solution = {"# BEGIN SOLUTION": True, "# END SOLUTION": False}.get(cell.source.strip(), in_solution)
+            continue
+        lines = [line.strip() for line in cell.source.splitlines()]
+        hidden_test = re.search(r"^hidden:\s*true", cell.source, flags=re.MULTILINE) is not None
+        if hidden_test:
+            secret.update(lines)
+        elif in_solution:
+            block = False
+            for line in lines:
+                if line == "# BEGIN SOLUTION":
+                    block = True
+                elif line == "# END SOLUTION":
+                    block = False
+                elif block:
+                    secret.add(line)
+                else:
+                    public.add(line)
+        else:
+            public.update(lines)
+    return {line for line in secret - public if len(line) >= 12 and "TEST CONFIG" not in line}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_learner_notebook_has_no_solution_and_no_hidden_test(name):
+    nb = _learner(name)
+    text = nbformat.writes(nb)
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN TESTS", "hidden=True"):
+        assert marker not in text, f"exercises/{name}.ipynb contains {marker!r}"
+    public_sources = "\n".join(nb.metadata["otter"]["tests"].values())
+    code = "\n".join(c.source for c in nb.cells) + "\n" + public_sources
+    leaked = sorted(line for line in _solution_and_hidden_lines(SOURCE_DIR / f"{name}.ipynb") if line in code)
+    assert not leaked, f"exercises/{name}.ipynb shows solution or hidden-test lines: {leaked[:3]}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_set_has_three_to_six_questions_each_with_two_wrong_submissions(name, rebuilt):
+    questions = sorted(rebuilt[name].learner.metadata["otter"]["tests"])
+    assert 3 <= len(questions) <= 6, f"{name} has {len(questions)} questions"
+    for question in questions:
+        wrongs = [f for f, qs in MANIFEST.get(name, {}).items() if question in qs]
+        assert len(wrongs) >= 2, f"{name} {question} has {len(wrongs)} wrong-on-purpose submissions, needs 2"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_solutions_score_full_marks(name, grades):
+    report = grades[(name, "solutions")]
+    assert report.error is None, report.error
+    for q in report.questions:
+        assert q.score == q.possible > 0 and q.passed, f"{name} {q.name}: the solution fails: {q.message}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_untouched_learner_notebook_fails_every_hidden_test(name, grades):
+    report = grades[(name, "learner")]
+    assert report.error is None, report.error
+    assert report.score == 0, f"{name}: the blank notebook scores {report.score}"
+    for q in report.questions:
+        hidden = [c for c in q.cases if c["hidden"]]
+        assert hidden, f"{name} {q.name} has no hidden test"
+        assert not any(c["passed"] for c in hidden), f"{name} {q.name}: a hidden test passes on the blank notebook"
+
+
+@pytest.mark.parametrize("name,file_name,question", WRONG, ids=["/".join(w) for w in WRONG])
+def test_wrong_submission_loses_points_on_hidden_tests(name, file_name, question, grades):
+    report = grades[(name, file_name)]
+    assert report.error is None, report.error
+    spec = MANIFEST[name][file_name][question]
+    q = report.question(question)
+    assert not q.hidden_passed and q.score < q.possible, (
+        f"{name} {question}: the hidden tests do not catch the mistake: {spec['mistake']}"
+    )
+    if spec["passes_public"]:
+        assert q.public_passed, f"{name} {question}: expected to pass the public tests ({spec['mistake']}): {q.message}"
+    for other in report.questions:
+        if other.name not in MANIFEST[name][file_name]:
+            assert other.score == other.possible, f"{name} {file_name}: {other.name} should keep full marks"

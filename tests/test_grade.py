@@ -1,0 +1,167 @@
+"""``python -m tinyllm.grade``: broken submissions are graded, never crash or hang it.
+
+Each broken notebook is the solved exercise set 01 with one or more questions broken, so
+the test sees both halves: what broke scores 0 with a clear message, the rest full marks.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tinyllm.grade import first_line_of_failure, grade, main
+from tinyllm.grading.build import SOURCE_DIR, solutions_notebook
+
+SET = "01_text_to_numbers"
+SOURCE = SOURCE_DIR / f"{SET}.ipynb"
+
+pytestmark = pytest.mark.slow
+
+
+def _solved() -> nbformat.NotebookNode:
+    return nbformat.read(solutions_notebook(SOURCE), as_version=4)
+
+
+def _with_answers(tmp_path: Path, file_name: str, answers: dict[str, str]) -> Path:
+    """The solved notebook with the answer cell of some questions replaced."""
+    nb = _solved()
+    for question, source in answers.items():
+        target = _answer_cell(nb, question)
+        target.source = source
+    path = tmp_path / file_name
+    nbformat.write(nb, path)
+    return path
+
+
+def _answer_cell(nb, question: str):
+    """The code cell just before ``grader.check("qN")`` in a solved notebook."""
+    previous = None
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if cell.source.strip() == f'grader.check("{question}")':
+            return previous
+        previous = cell
+    raise KeyError(question)
+
+
+def _scores(report) -> dict[str, float]:
+    return {q.name: q.score for q in report.questions}
+
+
+def test_failure_message_is_the_sentence_not_the_code():
+    message = (
+        "❌ Test case failed\nError at line 7 in test q2:\n"
+        "      checks.that(ok, 'x')\nAssertionError: `encode` gives the wrong ids"
+    )
+    assert first_line_of_failure(message) == "`encode` gives the wrong ids"
+
+
+def test_raise_syntax_error_rename_and_exit_cost_only_their_question(tmp_path):
+    path = _with_answers(tmp_path, "broken.ipynb", {
+        "q1": 'raise RuntimeError("my bug")\ndef build_vocab(text):\n    return sorted(set(text))',
+        "q2": "stoi = {}\ndef encode(s, stoi)\n    return [stoi[c] for c in s]",
+        "q3": 'def my_decode(ids, itos):\n    return "".join(itos[i] for i in ids)',
+        "q4": "import sys\nsys.exit()\ndef split(data, fraction=0.9):\n    n = int(fraction * len(data))\n    return data[:n], data[n:]",
+    })
+    report = grade(path, source=SOURCE)
+    assert report.error is None
+    assert _scores(report) == {"q1": 0, "q2": 0, "q3": 0, "q4": 0}
+    assert "`build_vocab` is not defined" in report.question("q1").message
+    assert "`encode` is not defined" in report.question("q2").message
+    assert "`decode` is not defined" in report.question("q3").message
+    assert "`split` is not defined" in report.question("q4").message
+
+
+def test_other_questions_are_still_graded_after_a_broken_one(tmp_path):
+    path = _with_answers(tmp_path, "half.ipynb", {
+        "q1": "import sys\nsys.exit(1)",
+        "q3": "def decode(ids, itos)\n    pass",
+    })
+    report = grade(path, source=SOURCE)
+    assert _scores(report) == {"q1": 0, "q2": 2, "q3": 0, "q4": 2}
+
+
+def test_endless_loops_and_floods_of_output_are_stopped(tmp_path):
+    path = _with_answers(tmp_path, "loops.ipynb", {
+        # an endless loop in the cell itself
+        "q1": "while True:\n    pass",
+        # an endless loop inside the function that the tests call
+        "q2": "stoi = {ch: i for i, ch in enumerate(sorted(set(text)))}\nitos = {i: ch for ch, i in stoi.items()}\n"
+              "def encode(s, stoi):\n    while True:\n        pass",
+        # correct, but prints a flood
+        "q3": 'def decode(ids, itos):\n    return "".join(itos[i] for i in ids)\n'
+              'for _ in range(20_000):\n    print("spam " * 20)\nprint("x" * 50_000_000)\n"y" * 10_000_000',
+    })
+    start = time.perf_counter()
+    report = grade(path, source=SOURCE, cell_seconds=3)
+    assert time.perf_counter() - start < 90
+    assert report.error is None
+    assert _scores(report) == {"q1": 0, "q2": 0, "q3": 2, "q4": 2}
+    assert "too long" in report.question("q2").message
+
+
+def test_a_notebook_that_never_ends_is_stopped_whole(tmp_path):
+    path = _with_answers(tmp_path, "forever.ipynb", {"q1": "import time\nwhile True:\n    time.sleep(1)"})
+    start = time.perf_counter()
+    report = grade(path, source=SOURCE, cell_seconds=600, notebook_seconds=15)
+    assert time.perf_counter() - start < 40
+    assert "stopped after 15 s" in report.error
+    assert [q.score for q in report.questions] == [0, 0, 0, 0]
+
+
+def test_blanks_say_to_fill_them_in():
+    # The untouched learner notebook is graded in test_exercises.py; here only the message.
+    from tinyllm.grading import checks
+
+    with pytest.raises(AssertionError, match="returned None: replace the ..."):
+        checks.returned("encode", None, list)
+
+
+@pytest.mark.parametrize("content", ["{not json", "", '{"cells": 3}', "[]"])
+def test_a_file_that_is_not_a_notebook_scores_zero_with_a_reason(tmp_path, content):
+    path = tmp_path / f"{SET}.ipynb"
+    path.write_text(content, encoding="utf-8")
+    report = grade(path)
+    assert report.assignment == SET
+    assert len(report.questions) == 4 and report.score == 0
+    assert "not a valid notebook" in report.error
+
+
+def test_an_unknown_notebook_is_reported(tmp_path):
+    path = tmp_path / "my_homework.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), path)
+    report = grade(path)
+    assert report.questions == [] and "cannot tell which exercise set" in report.error
+
+
+def test_command_line_prints_a_table_and_writes_json_and_csv(tmp_path, capsys):
+    solved = tmp_path / "alice.ipynb"
+    nbformat.write(_solved(), solved)
+    (tmp_path / "bob.ipynb").write_text("{broken", encoding="utf-8")
+    results = tmp_path / "alice.json"
+    assert main([str(solved), "--json", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "q4         2 / 2  passed" in out and "total: 8 / 8" in out
+    data = json.loads(results.read_text())
+    assert data["score"] == data["possible"] == 8
+    assert any(c["hidden"] for q in data["questions"] for c in q["cases"])
+
+    assert main([str(tmp_path), "--csv", str(tmp_path / "grades.csv"), "--jobs", "2"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "grades.csv")))
+    by_name = {r["notebook"]: r for r in rows}
+    assert by_name["alice.ipynb"]["score"] == "8" and by_name["alice.ipynb"]["q3"] == "2"
+    assert by_name["bob.ipynb"]["score"] == "0" and "cannot tell" in by_name["bob.ipynb"]["error"]
+
+
+def test_module_runs_as_a_command(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tinyllm.grade", str(tmp_path / "missing.ipynb")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr

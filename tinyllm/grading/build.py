@@ -1,0 +1,249 @@
+"""From an instructor source to a learner notebook and an autograder archive.
+
+A source ``exercises/source/NN_name.ipynb`` is written in otter-grader's assign format
+(questions, solutions, public and hidden tests). ``otter assign`` turns it into
+
+- the learner notebook ``exercises/NN_name.ipynb`` (solutions replaced by ``...``, public
+  tests stored in the notebook's metadata, no hidden test), committed and in the book;
+- the autograder archive (all tests, for ``otter run`` or Gradescope), built on demand into
+  ``_build/grading/`` and never committed.
+
+``python exercises/build.py`` regenerates the learner notebooks; :func:`autograder_zip`
+builds (or reuses) an archive for :mod:`tinyllm.grade`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import nbformat
+
+from tinyllm.course import ROOT, repository_url
+
+SOURCE_DIR = ROOT / "exercises" / "source"
+LEARNER_DIR = ROOT / "exercises"
+BUILD_DIR = ROOT / "_build" / "grading"
+PUBLIC_TESTS_MODULE = Path(__file__).resolve().parent / "public_tests.py"
+
+
+class BuildError(RuntimeError):
+    """``otter assign`` failed on a source notebook."""
+
+
+@dataclass
+class Assigned:
+    """What ``otter assign`` made from one source."""
+
+    name: str
+    learner: nbformat.NotebookNode  # normalised, ready to commit
+    autograder_zip: Path
+    autograder_notebook: Path  # the source with solutions, as otter grades it
+
+
+def sources(source_dir: Path = SOURCE_DIR) -> list[Path]:
+    return sorted(source_dir.glob("[0-9][0-9]_*.ipynb"))
+
+
+def requirements_line() -> str:
+    """What a grading machine (Gradescope) installs: the course package, from its repository."""
+    return f"tinyllm[exercises] @ git+{repository_url()}\n"
+
+
+def assign(source: Path, out_dir: Path) -> Assigned:
+    """Run ``otter assign`` on ``source`` into ``out_dir`` (a fresh folder)."""
+    source = Path(source)
+    work = Path(out_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    master = work / source.name
+    shutil.copyfile(source, master)
+    # The assignment config names requirements.txt; it is written here, from _config.yml,
+    # so the repository url stays written in one place.
+    (work / "requirements.txt").write_text(requirements_line(), encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "otter", "assign", "--no-run-tests", "--no-pdfs", master.name, "dist"],
+        cwd=work, capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise BuildError(f"otter assign failed on {source}:\n{proc.stdout}\n{proc.stderr}")
+    dist = work / "dist"
+    zips = sorted((dist / "autograder").glob("*-autograder_*.zip"))
+    if len(zips) != 1:
+        raise BuildError(f"otter assign made {len(zips)} autograder archives for {source}, expected 1")
+    learner = normalise(nbformat.read(dist / "student" / source.name, as_version=4))
+    return Assigned(source.stem, learner, zips[0], dist / "autograder" / source.name)
+
+
+def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A learner notebook as committed: no outputs, stable cell ids, only lasting metadata."""
+    nb = copy.deepcopy(nb)
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:03d}"
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k in ("tags", "deletable", "editable", "otter")}
+    otter_meta = nb.metadata.get("otter", {})
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        "otter": otter_meta,
+    }
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    return nb
+
+
+def comparable(nb: nbformat.NotebookNode) -> dict:
+    """The content of a learner notebook that must match its source, as plain data."""
+    nb = normalise(nb)
+    return {
+        "cells": [{"cell_type": c.cell_type, "source": c.source, "metadata": dict(c.metadata)} for c in nb.cells],
+        "metadata": json.loads(json.dumps(nb.metadata)),
+    }
+
+
+def public_tests(learner: nbformat.NotebookNode) -> dict[str, str]:
+    """The public tests a learner notebook carries in its metadata, by question."""
+    return dict(sorted(learner.metadata.get("otter", {}).get("tests", {}).items()))
+
+
+def public_tests_module(learners: dict[str, nbformat.NotebookNode]) -> str:
+    """Source of :mod:`tinyllm.grading.public_tests` for the given learner notebooks."""
+    lines = ["PUBLIC_TESTS = {"]
+    for name, nb in sorted(learners.items()):
+        lines.append(f"    {name!r}: {{")
+        lines += [f"        {q!r}: {source!r}," for q, source in public_tests(nb).items()]
+        lines.append("    },")
+    lines.append("}")
+    return (
+        '"""The exercises\' public tests, for Colab (generated by exercises/build.py: do not edit).\n\n'
+        "In Colab the notebook file is not on disk, so otter cannot read the tests from its\n"
+        "metadata; :func:`tinyllm.grade.otter_notebook` writes them from here instead.\n"
+        '"""\n\n'
+        + "\n".join(lines) + "\n"
+    )
+
+
+def source_key(source: Path) -> str:
+    """Changes when the source, otter or the requirements change: the cache key of a build."""
+    digest = hashlib.sha256()
+    digest.update(Path(source).read_bytes())
+    digest.update(version("otter-grader").encode())
+    digest.update(requirements_line().encode())
+    digest.update(Path(__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build(source: Path, build_dir: Path = BUILD_DIR) -> Path:
+    """The build folder of ``source`` (otter's ``dist/``), made once per version of the source.
+
+    Built in a temporary folder and moved into place in one step, so two graders started
+    at once never see a half-written build. Older builds of the same set are removed.
+    """
+    source = Path(source)
+    build_dir = Path(build_dir)
+    final = build_dir / f"{source.stem}-{source_key(source)}"
+    if not final.is_dir():
+        build_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{source.stem}-", dir=build_dir))
+        try:
+            assign(source, tmp)
+            try:
+                os.rename(tmp, final)
+            except OSError:  # another grader finished the same build first
+                pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for old in build_dir.glob(f"{source.stem}-*"):
+            if old != final and old.is_dir() and not old.name.startswith("."):
+                shutil.rmtree(old, ignore_errors=True)
+    return final / "dist"
+
+
+def autograder_zip(source: Path, build_dir: Path = BUILD_DIR) -> Path:
+    """The autograder archive of ``source`` (all tests), built on demand."""
+    zips = sorted((build(source, build_dir) / "autograder").glob("*-autograder_*.zip"))
+    if len(zips) != 1:
+        raise BuildError(f"the build of {source} in {build_dir} is broken; delete it and grade again")
+    return zips[0]
+
+
+def solutions_notebook(source: Path, build_dir: Path = BUILD_DIR) -> Path:
+    """The notebook otter grades with the solutions filled in (for checking the tests)."""
+    return build(source, build_dir) / "autograder" / Path(source).name
+
+
+def write_learner(nb: nbformat.NotebookNode, path: Path) -> None:
+    nbformat.validate(nb)
+    Path(path).write_text(nbformat.writes(nb), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------
+# Wrong-on-purpose submissions
+# ---------------------------------------------------------------------------------------
+
+WRONG_DIR = ROOT / "exercises" / "wrong"
+WRONG_MANIFEST = WRONG_DIR / "manifest.json"
+
+
+def answer_cells(nb: nbformat.NotebookNode) -> dict[str, list[nbformat.NotebookNode]]:
+    """The learner's answer cells of each question (those before its ``grader.check`` cell)."""
+    out: dict[str, list] = {}
+    pending: list = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if "otter_answer_cell" in cell.metadata.get("tags", []):
+            pending.append(cell)
+            continue
+        source = cell.source.strip()
+        if source.startswith('grader.check("') and pending:
+            out[source.split('"')[1]] = pending
+            pending = []
+    return out
+
+
+def fill_blanks(nb: nbformat.NotebookNode, answers: dict[str, str | list[str]]) -> nbformat.NotebookNode:
+    """A copy of a learner notebook with the ``...`` blanks of some questions filled in.
+
+    ``answers`` maps a question to the code for its blank, or to a list of codes for its
+    blanks in order; each is indented like the blank it replaces.
+    """
+    nb = copy.deepcopy(nb)
+    cells = answer_cells(nb)
+    for question, codes in answers.items():
+        codes = [codes] if isinstance(codes, str) else list(codes)
+        if question not in cells:
+            raise KeyError(f"the notebook has no question {question}")
+        for cell in cells[question]:
+            lines = []
+            for line in cell.source.split("\n"):
+                if line.strip() == "..." and codes:
+                    indent = line[: len(line) - len(line.lstrip())]
+                    lines += [indent + part if part else part for part in codes.pop(0).split("\n")]
+                else:
+                    lines.append(line)
+            cell.source = "\n".join(lines)
+        if codes:
+            raise ValueError(f"question {question} has fewer blanks than answers given")
+    return nb
+
+
+def wrong_submissions(learners: dict[str, nbformat.NotebookNode], manifest: dict) -> dict[Path, nbformat.NotebookNode]:
+    """The wrong-on-purpose notebooks the manifest describes, by path."""
+    out = {}
+    for set_name, submissions in manifest.items():
+        if set_name.startswith("_"):
+            continue
+        for file_name, questions in submissions.items():
+            answers = {q: spec["code"] for q, spec in questions.items()}
+            out[WRONG_DIR / set_name / file_name] = fill_blanks(learners[set_name], answers)
+    return out

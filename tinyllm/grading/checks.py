@@ -1,0 +1,95 @@
+"""Helpers that the exercises' tests call on a learner's code.
+
+Every check raises ``AssertionError`` with one sentence that says what is wrong ("`softmax`
+returned None: replace the ... with your code"), never what the right answer is. Otter shows
+that sentence to the learner as the test's failure message.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+
+BLANK_HINT = "replace the ... with your code and run the cell again"
+
+
+def defined(**things: Any) -> None:
+    """Fail if a name the exercise asks for is missing (otter passes ``None`` for it)."""
+    for name, value in things.items():
+        if value is None:
+            raise AssertionError(
+                f"`{name}` is not defined: run its cell, and keep the name the exercise gives it"
+            )
+
+
+def call(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
+    """Call the learner's ``fn``; an exception it raises becomes a one-line failure."""
+    defined(**{name: fn})
+    if not callable(fn):
+        raise AssertionError(f"`{name}` should be a function, but it is a {type(fn).__name__}")
+    try:
+        return fn(*args, **kwargs)
+    except AssertionError as exc:
+        raise AssertionError(f"`{name}` failed one of its own asserts: {exc}") from None
+    except Exception as exc:  # the learner's bug, reported in one line
+        raise AssertionError(f"`{name}` raised {type(exc).__name__}: {exc}") from None
+
+
+def returned(name: str, value: Any, kind: type | tuple[type, ...], what: str | None = None) -> Any:
+    """Fail unless ``value`` is an instance of ``kind``; ``None`` means the blank was left."""
+    if value is None or value is Ellipsis:
+        raise AssertionError(f"`{name}` returned {value!r}: {BLANK_HINT}")
+    if not isinstance(value, kind):
+        expected = what or (kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind))
+        raise AssertionError(f"`{name}` should return a {expected}, but returned a {type(value).__name__}")
+    return value
+
+
+def tensor(name: str, value: Any, shape: tuple[int, ...] | None = None, floating: bool | None = None) -> torch.Tensor:
+    """Fail unless ``value`` is a tensor (of ``shape``, float or integer as asked)."""
+    returned(name, value, torch.Tensor, "torch.Tensor")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise AssertionError(f"`{name}` returned a tensor of shape {tuple(value.shape)}, expected {tuple(shape)}")
+    if floating is True and not value.is_floating_point():
+        raise AssertionError(f"`{name}` should return floats, but its dtype is {value.dtype}")
+    if floating is False and value.is_floating_point():
+        raise AssertionError(f"`{name}` should return integers, but its dtype is {value.dtype}")
+    return value
+
+
+def close(actual: Any, expected: Any, message: str, atol: float = 1e-5, rtol: float = 1e-4) -> None:
+    """Fail with ``message`` unless two numbers or tensors agree to a tolerance."""
+    if isinstance(expected, torch.Tensor) or isinstance(actual, torch.Tensor):
+        actual_t = torch.as_tensor(actual, dtype=torch.float64)
+        expected_t = torch.as_tensor(expected, dtype=torch.float64)
+        if actual_t.shape != expected_t.shape:
+            raise AssertionError(f"{message} (shape {tuple(actual_t.shape)}, expected {tuple(expected_t.shape)})")
+        # Equal infinities (masked logits) count as close; NaN never does.
+        if not torch.allclose(actual_t, expected_t, atol=atol, rtol=rtol, equal_nan=False):
+            raise AssertionError(message)
+        return
+    try:
+        ok = math.isclose(float(actual), float(expected), rel_tol=rtol, abs_tol=atol)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise AssertionError(message)
+
+
+def equal(actual: Any, expected: Any, message: str) -> None:
+    """Fail with ``message`` unless ``actual == expected`` (tensors compared elementwise)."""
+    if isinstance(actual, torch.Tensor) or isinstance(expected, torch.Tensor):
+        a, e = torch.as_tensor(actual), torch.as_tensor(expected)
+        ok = a.shape == e.shape and bool((a == e).all())
+    else:
+        ok = actual == expected
+    if not ok:
+        raise AssertionError(message)
+
+
+def that(condition: Any, message: str) -> None:
+    """Fail with ``message`` unless ``condition`` holds (a readable ``assert``)."""
+    if not bool(condition):
+        raise AssertionError(message)
