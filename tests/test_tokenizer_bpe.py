@@ -94,19 +94,31 @@ def test_encode_applies_merges_like_training_did(tok):
 REPETITIVE = BPETokenizer().train("aaaa abab aaab bbba " * 20 + CORPUS[:2000], 300, pattern="gpt2")
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.text(alphabet="aab  \nFirstCizen:.é👋🏽", max_size=40), st.booleans())
-def test_encode_equals_merging_in_training_order(tok, s, repetitive):
+def _encode_by_replaying_merges(tok, s):
     from tinyllm.tokenizer.bpe_reference import merge
 
-    tok = REPETITIVE if repetitive else tok
     expected = []
     for chunk in tok._compiled.findall(s):
         ids = list(chunk.encode("utf-8"))
         for pair, new_id in tok.merges.items():
             ids = merge(ids, pair, new_id)
         expected += ids
-    assert tok.encode(s) == expected
+    return expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="aab  \nFirstCizen:.é👋🏽", max_size=40), st.booleans())
+def test_encode_equals_merging_in_training_order(tok, s, repetitive):
+    tok = REPETITIVE if repetitive else tok
+    assert tok.encode(s) == _encode_by_replaying_merges(tok, s)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "aaaa", "abab", "aab"]), min_size=30, max_size=150).map("".join))
+def test_encode_long_chunks_equals_merging_in_training_order(s):
+    # Chunks longer than 64 tokens take encode's other path (whole passes).
+    for text in [s, " " + s + " a", "abab" * 30 + "aab" * 20, "a" * 5000]:
+        assert REPETITIVE.encode(text) == _encode_by_replaying_merges(REPETITIVE, text)
 
 
 # ---------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import regex
 
+from tinyllm.tokenizer.bpe_reference import merge
 from tinyllm.tokenizer.bpe_train import train_merges
 
 # The split patterns of GPT-2 and GPT-4 (cl100k_base), as in tiktoken and minbpe.
@@ -41,6 +42,7 @@ SPLIT_PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
 FILE_TYPE = "bpe"
 FILE_VERSION = 1
 _CACHE_LIMIT = 1 << 17  # chunks remembered by encode before the cache is emptied
+_LONG_CHUNK = 64  # chunks longer than this (in tokens) are merged one whole pass at a time
 
 
 def _compile_pattern(pattern: str):
@@ -197,6 +199,9 @@ class BPETokenizer:
     def _encode_chunk(self, chunk: str) -> list[int]:
         """Apply the merges to one chunk, lowest id (earliest learned) first, and cache it.
 
+        Both loops below give the same ids as merging every occurrence of the earliest
+        learned pair, left to right, until no pair is a merge (what training did).
+
         ``ranks[j]`` is the merge id of the pair ``(ids[j], ids[j + 1])`` (``missing`` if
         that pair is no merge). Merging the leftmost lowest pair and updating only its two
         neighbours' ranks gives the same result as merging every occurrence left to right
@@ -206,6 +211,13 @@ class BPETokenizer:
         ids = list(chunk.encode("utf-8"))
         get = self.merges.get
         missing = len(self.vocab)  # larger than every merge id
+        # A long chunk (a run of 10,000 spaces) would need thousands of single merges of
+        # O(len) each; there one pass merges every occurrence of the best pair at once.
+        while len(ids) > _LONG_CHUNK:
+            pair = min(zip(ids, ids[1:]), key=lambda p: get(p, missing))
+            if pair not in self.merges:
+                break
+            ids = merge(ids, pair, self.merges[pair])
         ranks = [get(pair, missing) for pair in zip(ids, ids[1:])]
         while ranks:
             new_id = min(ranks)
