@@ -110,7 +110,7 @@ def main() -> None:
     simple_text = text[: args.simple_chars] if args.simple_chars else text
     fast_s, fast = best_time(lambda: BPETokenizer().train(simple_text, 512), args.repeats)
     print(f"\ntrain 512 on {len(simple_text):,} characters: fast {fast_s:.2f} s; "
-          f"simple trainer running (about a minute or more) ...", flush=True)
+          f"simple trainer running (minutes on the whole file) ...", flush=True)
     start = time.perf_counter()
     simple = train_merges_simple(simple_text, 256, SPLIT_PATTERNS["gpt4"])
     simple_s = time.perf_counter() - start
