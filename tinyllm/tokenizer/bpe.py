@@ -86,11 +86,12 @@ class BPETokenizer:
     - ``special_tokens``: ``{string: id}``; their ids come after the merges;
     - ``pattern``: the split regex (``pattern_name`` is ``"gpt2"``/``"gpt4"`` or ``None``).
 
-    A new tokenizer has no merges: it encodes text as raw UTF-8 bytes (vocab_size 256).
+    A new tokenizer has no merges: it encodes text as raw UTF-8 bytes (vocab_size 256),
+    split with the GPT-4 pattern. ``train`` (or ``from_merges``, ``load``) sets everything.
     """
 
-    def __init__(self, pattern: str = "gpt4"):
-        self._set_state(pattern, [], [])
+    def __init__(self):
+        self._set_state("gpt4", [], [])
 
     # -- state -----------------------------------------------------------------------
 
