@@ -272,6 +272,58 @@ def validation_loss(
     return losses["val"]
 
 
+SHIP_COMMAND = (
+    "OMP_NUM_THREADS=1 python -m tinyllm.train --preset shakespeare-char --out_dir runs/shakespeare-char "
+    "--ship_to tinyllm/checkpoints/shakespeare-char"
+)
+
+
+def ship(out_dir, dest, command: str = SHIP_COMMAND) -> float:
+    """Copy a finished run's model (no optimizer state) to ``dest`` with its measured
+    validation loss and a README.md that states it and the command that made it.
+
+    Returns the validation loss (float32, fixed batches: see :func:`validation_loss`).
+    """
+    from tinyllm.checkpoint import export_model, load_model
+
+    model, tokenizer, checkpoint = load_model(out_dir)
+    cfg = checkpoint.train_config
+    settings = {"dataset": cfg["dataset"], "val_fraction": cfg["val_fraction"], "eval_iters": 50,
+                "batch_size": 32, "seed": 0}
+    val_loss = validation_loss(model, tokenizer, **settings)
+    export_model(out_dir, dest, extra={"validation": {"val_loss": val_loss, **settings}})
+    c = checkpoint.config
+    size = sum(p.stat().st_size for p in Path(dest).iterdir())
+    Path(dest, "README.md").write_text(
+        f"""# {Path(dest).name}: the course's character-level Shakespeare model
+
+A GPT of {model.num_params():,} parameters ({c['n_layer']} layers, {c['n_head']} heads, n_embd {c['n_embd']},
+context of {c['block_size']} characters, vocabulary of {c['vocab_size']} characters), trained for
+{checkpoint.step:,} steps of batch {cfg['batch_size']} on the embedded corpus `load_text("{cfg['dataset']}")`
+(first {1 - cfg['val_fraction']:.0%} of the text; the last {cfg['val_fraction']:.0%} is held out, `train_val_split`).
+Files: {size / 1e6:.1f} MB (weights as safetensors, float32; no optimizer state).
+
+**Validation loss: {val_loss:.3f}** nats per character (float32, {settings['eval_iters']} batches of
+{settings['batch_size']} x {c['block_size']} characters from the held-out split, drawn with seed {settings['seed']};
+`tinyllm.train.validation_loss`). `tests/test_generate.py` checks this figure to 0.01.
+Last estimate during training: train loss {checkpoint.history['train_loss'][-1]:.3f},
+val loss {checkpoint.history['val_loss'][-1]:.3f}; training time {checkpoint.history['train_time'] / 60:.1f} minutes
+on a shared 2-core CPU (settings in `state-*.json`, `train_config`).
+
+Made with (from the repository root):
+
+```
+{command}
+```
+
+Load it with `tinyllm.generate.load_shipped_model()`, or sample from the shell:
+`python -m tinyllm.generate --start "ROMEO:"`.
+""",
+        encoding="utf-8",
+    )
+    return val_loss
+
+
 class _StopFlag:
     """Turns Ctrl-C (SIGINT) into a request to stop after the current step.
 
@@ -511,12 +563,15 @@ def build_parser() -> argparse.ArgumentParser:
         kind = types[f.type]
         parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"(default: from the preset, else {f.default})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or eval lines")
+    parser.add_argument("--ship_to", default=None,
+                        help="when the run is complete, copy the model (without optimizer state), its measured "
+                             "validation loss and a README to this folder")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("preset", "quiet") and v is not None}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("preset", "quiet", "ship_to") and v is not None}
     try:
         cfg = config_from_preset(args.preset, verbose=not args.quiet, **overrides)
     except ValueError as exc:
@@ -532,6 +587,12 @@ def main(argv=None) -> int:
     if history["val_loss"]:
         print(f"done: step {history['eval_step'][-1]}, val loss {history['val_loss'][-1]:.4f}, "
               f"training time {history['train_time']:.1f} s")
+    if args.ship_to:
+        if cfg.out_dir is None:
+            print("error: --ship_to needs --out_dir", file=sys.stderr)
+            return 2
+        val_loss = ship(cfg.out_dir, args.ship_to)
+        print(f"shipped to {args.ship_to}: validation loss {val_loss:.4f}")
     return 0
 
 
