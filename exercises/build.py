@@ -24,6 +24,7 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tinyllm.course import SETUP_CELL_FIRST_LINE, colab_setup_source  # noqa: E402
 from tinyllm.grading.build import (  # noqa: E402
     LEARNER_DIR,
     PUBLIC_TESTS_MODULE,
@@ -36,12 +37,27 @@ from tinyllm.grading.build import (  # noqa: E402
 )
 
 
+def sync_setup_cell(source: Path) -> None:
+    """Make the source's first code cell the course's Colab setup cell (from _config.yml)."""
+    nb = nbformat.read(source, as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    expected = colab_setup_source()
+    if first.source != expected:
+        if not first.source.startswith(SETUP_CELL_FIRST_LINE):
+            raise SystemExit(f"{source}: the first code cell must be the Colab setup cell")
+        first.source = expected
+        nbformat.write(nb, source)
+        print(f"updated the Colab setup cell of {source.name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="sets to rebuild, e.g. 05_attention (default: all)")
     parser.add_argument("--zips", help="copy the autograder archives into this folder")
     args = parser.parse_args(argv)
     chosen = [s for s in sources() if not args.names or s.stem in args.names]
+    for source in chosen:
+        sync_setup_cell(source)
     with tempfile.TemporaryDirectory() as tmp:
         with ThreadPoolExecutor(max_workers=2) as pool:
             built = list(pool.map(lambda s: assign(s, Path(tmp) / s.stem), chosen))
