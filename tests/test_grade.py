@@ -165,3 +165,35 @@ def test_module_runs_as_a_command(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tinyllm.grade", str(tmp_path / "missing.ipynb")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def _public_check(grader, question: str, env: dict):
+    result = grader.check(question, global_env=env)
+    assert "q1" in repr(result) and result._repr_html_()  # what the learner sees renders
+    return result.passed_all
+
+
+@pytest.mark.parametrize("beside_the_notebook", [True, False], ids=["jupyter", "colab"])
+def test_grader_cell_runs_public_tests_beside_the_notebook_and_in_colab(tmp_path, monkeypatch, beside_the_notebook):
+    """Next to the notebook file otter reads the public tests from its metadata; without the
+    file (Colab) they come from tinyllm.grading.public_tests. Both give the same verdicts."""
+    import shutil
+
+    from tinyllm.grade import otter_notebook
+
+    monkeypatch.chdir(tmp_path)
+    if beside_the_notebook:
+        shutil.copy(Path(__file__).resolve().parent.parent / "exercises" / f"{SET}.ipynb", tmp_path)
+    grader = otter_notebook(f"{SET}.ipynb")
+    right = {"build_vocab": lambda text: sorted(set(text))}
+    blank = {"build_vocab": lambda text: None}
+    assert _public_check(grader, "q1", right) is True
+    assert _public_check(grader, "q1", blank) is False
+
+
+def test_grader_cell_names_an_unknown_set(tmp_path, monkeypatch):
+    from tinyllm.grade import otter_notebook
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="no exercise set"):
+        otter_notebook("99_nothing.ipynb")
