@@ -83,7 +83,34 @@ def plot_bar_distribution(probs, labels: Sequence[str], ax=None, top: int = 15, 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3))
     ax.bar(range(len(order)), probs[order])
-    ax.set_xticks(range(len(order)), [repr(_display_char(labels[i]))[1:-1] for i in order], fontsize=8)
+    ax.set_xticks(range(len(order)), [_display_char(labels[i]) for i in order], fontsize=8)
     ax.set_ylabel("probability")
+    ax.set_title(title)
+    return ax
+
+
+def plot_token_frequencies(
+    counts: Mapping[str, int],
+    ax=None,
+    log: bool = True,
+    title: str = "How often each token occurs",
+):
+    """Bar chart of every token's count, most frequent first (chapter 01's corpus figure).
+
+    ``counts`` maps each token (e.g. a character) to how often it occurs, as a
+    ``collections.Counter`` of the text does. Whitespace is drawn readably (``␣``, ``\\n``).
+    With ``log`` the y axis is logarithmic, so tokens seen once still show.
+    """
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    if not items:
+        raise ValueError("counts is empty: nothing to plot")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(6.0, 0.19 * len(items)), 3.2))
+    ax.bar(range(len(items)), [n for _, n in items], color="tab:blue")
+    ax.set_xticks(range(len(items)), [_display_char(t) for t, _ in items], fontsize=8)
+    ax.set_xlim(-0.7, len(items) - 0.3)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel("count" + (" (log scale)" if log else ""))
     ax.set_title(title)
     return ax
