@@ -225,8 +225,12 @@ def _prepare(notebook: Path, dest: Path, cell_seconds: float, max_output_chars: 
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the grading process and everything in its process group (POSIX)."""
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:  # Windows: no process groups; the kernel notices its parent is gone
+            proc.kill()
     except (ProcessLookupError, PermissionError):
         pass
     proc.wait()
