@@ -108,6 +108,13 @@ def test_endless_loops_and_floods_of_output_are_stopped(tmp_path):
     assert "too long" in report.question("q2").message
 
 
+def test_a_kernel_that_dies_is_reported(tmp_path):
+    path = _with_answers(tmp_path, "dead.ipynb", {"q2": "import os\nos._exit(1)"})
+    report = grade(path, source=SOURCE)
+    assert "kernel died" in report.error
+    assert report.score == 0 and "not graded" in report.table()
+
+
 def test_a_notebook_that_never_ends_is_stopped_whole(tmp_path):
     path = _with_answers(tmp_path, "forever.ipynb", {"q1": "import time\nwhile True:\n    time.sleep(1)"})
     start = time.perf_counter()

@@ -114,7 +114,12 @@ class Report:
         """A per-question table: question, points, passed/failed, first failing message."""
         rows = [("question", "points", "result", "first failing message")]
         for q in self.questions:
-            result = "passed" if q.passed else ("failed (public)" if not q.public_passed else "failed (hidden)")
+            if not q.cases:
+                result = "not graded"
+            elif q.passed:
+                result = "passed"
+            else:
+                result = "failed (public)" if not q.public_passed else "failed (hidden)"
             rows.append((q.name, f"{q.score:g} / {q.possible:g}", result, q.message))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         lines = [f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]
