@@ -40,11 +40,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("TINYLLM_DATA", "/work/shared/data")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
-    results = [run("nanogpt-cpu"), run("cpu")]
-    for r in results:
+    results = []
+    for preset in ("nanogpt-cpu", "cpu"):
+        results.append(r := run(preset))
         print(f"{r['preset']:12} {r['steps']:>5} steps x batch {r['batch']:>3} ({r['dtype']:8}): "
               f"val loss {r['val_loss']:.4f} (train {r['train_loss']:.4f}), "
-              f"training time {r['train_time']:.1f} s (wall with evaluation {r['wall']:.1f} s)")
+              f"training time {r['train_time']:.1f} s (wall with evaluation {r['wall']:.1f} s)", flush=True)
     base, fast = results
     ratio = fast["train_time"] / base["train_time"]
     print(f"time ratio cpu / nanogpt-cpu: {ratio:.2f} (target <= 0.50)")
