@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +24,15 @@ def test_book_builds_strictly(tmp_path):
         assert page.exists(), f"{page.name} was not rendered"
         text = page.read_text(encoding="utf-8")
         assert "<img" in text, f"{page.name} shows no figure"
-    # Widgets render offline: the widget manager comes from the vendored copy, never a CDN.
+    # The book reads offline: no page loads anything from a CDN; the widget manager and
+    # MathJax come from the vendored copies.
+    cdn = re.compile(r"""(?:src|href)=["']https?://[^"']*(?:jsdelivr|cdnjs|unpkg)""")
+    for page in html.rglob("*.html"):
+        found = cdn.findall(page.read_text(encoding="utf-8"))
+        assert not found, f"{page.name} loads {found} from a CDN"
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
     widget_pages = [p for p in (html / "chapters").glob("*.html") if "application/vnd.jupyter.widget-view+json" in p.read_text(encoding="utf-8")]
     for page in widget_pages:
         text = page.read_text(encoding="utf-8")
-        assert "_static/embed-amd.js" in text and "cdn.jsdelivr" not in text and "cdnjs" not in text, page.name
+        assert "_static/embed-amd.js" in text and "_static/require.js" in text, page.name
     assert (html / "_static" / "embed-amd.js").exists()

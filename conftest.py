@@ -1,4 +1,7 @@
-"""Shared test fixtures. The canonical tinyshakespeare copy for tests lies in ../shared/data."""
+"""Shared pytest set-up for tests/ and the nbval run over chapters/.
+
+The canonical tinyshakespeare copy for tests lies in ../shared/data.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # Notebook kernels and matplotlib must never try to open a window or reach the network.
