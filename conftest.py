@@ -13,8 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-# Notebook kernels and matplotlib must never try to open a window or reach the network.
-os.environ.setdefault("MPLBACKEND", "Agg")
+# Tests and notebook kernels must never reach the network for model files.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # PyTorch's OpenMP threads spin while they wait; with more than one process on 2 cores
