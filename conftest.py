@@ -16,10 +16,6 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 # Tests and notebook kernels must never reach the network for model files.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# PyTorch's OpenMP threads spin while they wait; with more than one process on 2 cores
-# (kernels, graders) spinning threads starve each other (a training step measured 10x
-# slower). Passive waiting costs little when the machine is otherwise idle.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture

@@ -65,7 +65,6 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
     args = parser.parse_args()
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in tests/conftest.py
     for path in args.notebooks:
         seconds = run(path, args.timeout)
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
