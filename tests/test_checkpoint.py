@@ -148,3 +148,22 @@ def test_bad_step_is_rejected(tmp_path):
     model, _ = _trained(0)
     with pytest.raises(ValueError, match="step"):
         save_checkpoint(tmp_path, model, -1)
+
+
+def test_reading_while_a_trainer_replaces_the_checkpoint(tmp_path, monkeypatch):
+    # A new save deletes the files the old manifest named; the reader must retry, not crash.
+    model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=8))
+    tokenizer = CharTokenizer("abcde")
+    save_checkpoint(tmp_path, model, 1, tokenizer=tokenizer)
+    original_read = type(tmp_path).read_bytes
+    fired = []
+
+    def read_during_a_save(self):
+        if self.name.startswith("state-000001") and not fired:
+            fired.append(True)
+            save_checkpoint(tmp_path, model, 2, tokenizer=tokenizer)
+        return original_read(self)
+
+    monkeypatch.setattr(type(tmp_path), "read_bytes", read_during_a_save)
+    assert load_checkpoint(tmp_path).step == 2
+    assert fired

@@ -141,3 +141,8 @@ def test_bad_settings_raise_clear_errors():
         config_from_preset("tiny", dtype="float8")
     with pytest.raises(ValueError, match="min_lr"):
         config_from_preset("tiny", lr=1e-3, min_lr=1e-2)
+
+
+def test_float16_is_refused_without_loss_scaling():
+    with pytest.raises(ValueError, match="dtype must be float32, bfloat16 or auto"):
+        config_from_preset("tiny", dtype="float16")

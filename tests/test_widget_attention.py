@@ -71,3 +71,9 @@ def test_attention_html_checks_its_input():
         attention_html(["a", "b", "c"], [1.0], query=1)
     page = attention_html(["a", " ", "\n"], [0.2, 0.3, 0.5], query=2)
     assert "&nbsp;" in page and "&#8629;" in page
+
+
+def test_static_rendering_rejects_a_query_outside_the_text(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    with pytest.raises(ValueError, match="query must be a token position in 0..2, got 5"):
+        render_attention(model, tok, "abe", query=5)

@@ -261,9 +261,12 @@ def has_checkpoint(out_dir) -> bool:
 
 def _read_verified(out_dir: Path, entry: dict, kind: str) -> bytes:
     path = out_dir / entry["name"]
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {out_dir}: the {kind} file {path.name} named by {MANIFEST} is missing")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        # Also the case where a training run replaced the checkpoint while we read it:
+        # load_checkpoint then reads the new manifest and tries again.
+        raise CheckpointError(f"checkpoint {out_dir}: the {kind} file {path.name} named by {MANIFEST} is missing") from None
     if len(data) != entry["bytes"]:
         raise CheckpointError(
             f"checkpoint {out_dir}: {path.name} has {len(data)} bytes, the manifest says {entry['bytes']} "

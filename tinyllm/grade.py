@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinyllm.grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("path", help="a learner notebook, or a folder of submissions")
     parser.add_argument("--json", help="where to write the results JSON (default _build/grading/results/NAME.json)")
-    parser.add_argument("--csv", help="where to write the CSV (a folder; default FOLDER/grades.csv)")
+    parser.add_argument("--csv", help="the CSV file to write when grading a folder (default FOLDER/grades.csv)")
     parser.add_argument("--source", help="the instructor source to grade against (default: found by name)")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at once (a folder)")
     parser.add_argument("--cell-seconds", type=float, default=CELL_SECONDS, help="time limit per cell")

@@ -24,7 +24,10 @@ def check_sampling_args(temperature: float, top_k: int | None, top_p: float | No
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the ``k`` largest logits of each row, set the rest to ``-inf``. ``(B, V) -> (B, V)``."""
+    """Keep the ``k`` largest logits of each row, set the rest to ``-inf``. ``(B, V) -> (B, V)``.
+
+    Logits equal to the k-th largest are all kept (as in nanoGPT), so a tie can keep more than k.
+    """
     k = min(k, logits.size(-1))
     kth_largest = torch.topk(logits, k, dim=-1).values[..., -1:]
     return logits.masked_fill(logits < kth_largest, float("-inf"))

@@ -82,7 +82,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     # system
     device: str = "cpu"
-    dtype: str = "auto"  # float32 | bfloat16 | float16 | auto (bfloat16 if the CPU is fast at it)
+    dtype: str = "auto"  # float32 | bfloat16 | auto (bfloat16 where the hardware is fast at it)
     compile: bool = False
     seed: int = 1337
     out_dir: str | None = None  # None: no checkpoints
@@ -93,15 +93,17 @@ class TrainConfig:
         for name in ("batch_size", "max_iters", "eval_iters"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "max_iters" else 1):
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+                bound = ">= 0" if name == "max_iters" else ">= 1"
+                raise ValueError(f"{name} must be an int {bound}, got {value!r}")
         if self.warmup_iters < 0:
             raise ValueError(f"warmup_iters must be >= 0, got {self.warmup_iters}")
         if self.eval_interval < 0:
             raise ValueError(f"eval_interval must be >= 0 (0: only at the end), got {self.eval_interval}")
         if not 0 < self.lr or not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"need 0 < lr and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
-        if self.dtype not in ("float32", "bfloat16", "float16", "auto"):
-            raise ValueError(f"dtype must be float32, bfloat16, float16 or auto, got {self.dtype!r}")
+        if self.dtype not in ("float32", "bfloat16", "auto"):
+            # float16 would need a gradient scaler against underflow; bfloat16 does not.
+            raise ValueError(f"dtype must be float32, bfloat16 or auto, got {self.dtype!r}")
         if self.tokenizer != "char":
             raise ValueError(f"tokenizer {self.tokenizer!r} is not supported by the trainer yet; use 'char'")
 
@@ -189,9 +191,9 @@ def cpu_has_fast_bfloat16() -> bool:
 def resolve_dtype(dtype: str, device_type: str) -> torch.dtype:
     if dtype == "auto":
         if device_type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         return torch.bfloat16 if device_type == "cpu" and cpu_has_fast_bfloat16() else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
 
 
 def autocast_context(device_type: str, dtype: torch.dtype):
@@ -220,16 +222,18 @@ def estimate_loss(
     was_training = model.training
     model.eval()
     out = {}
-    for name, data in splits.items():
-        generator = torch.Generator().manual_seed(seed)
-        losses = torch.zeros(eval_iters)
-        for k in range(eval_iters):
-            x, y = get_batch(data, batch_size, block_size, generator=generator)
-            with ctx or contextlib.nullcontext():
-                _, loss = model(x.to(_device_of(model)), y.to(_device_of(model)))
-            losses[k] = loss.item()
-        out[name] = losses.mean().item()
-    model.train(was_training)
+    try:
+        for name, data in splits.items():
+            generator = torch.Generator().manual_seed(seed)
+            losses = torch.zeros(eval_iters)
+            for k in range(eval_iters):
+                x, y = get_batch(data, batch_size, block_size, generator=generator)
+                with ctx or contextlib.nullcontext():
+                    _, loss = model(x.to(_device_of(model)), y.to(_device_of(model)))
+                losses[k] = loss.item()
+            out[name] = losses.mean().item()
+    finally:
+        model.train(was_training)
     return out
 
 

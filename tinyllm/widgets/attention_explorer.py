@@ -76,6 +76,8 @@ def render_attention(model, tokenizer, text: str, layer: int = 0, head: int = 0,
     ids, idx = _encode(model, tokenizer, text)
     _check_layer_head(model, layer, head)
     query = len(ids) - 1 if query is None else query
+    if not 0 <= query < len(ids):
+        raise ValueError(f"query must be a token position in 0..{len(ids) - 1}, got {query}")
     weights = model.attention_weights(idx)[layer, 0, head, query, : query + 1]
     pieces = token_strings(tokenizer, ids)
     title = f"layer {layer}, head {head}: token {query} {pieces[query]!r} attends to"
