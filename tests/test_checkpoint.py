@@ -138,7 +138,7 @@ def test_a_pickle_is_never_loaded(tmp_path):
     evil = tmp_path / manifest["files"]["model"]["name"]
     torch.save({"x": torch.zeros(1)}, evil)
     data = evil.read_bytes()
-    manifest["files"]["model"].update(bytes=len(data), sha256=ck._sha256(data))
+    manifest["files"]["model"].update(bytes=len(data), sha256=ck.sha256(data))
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="not valid safetensors"):
         load_checkpoint(tmp_path)
@@ -167,3 +167,14 @@ def test_reading_while_a_trainer_replaces_the_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(type(tmp_path), "read_bytes", read_during_a_save)
     assert load_checkpoint(tmp_path).step == 2
     assert fired
+
+
+def test_a_tokenizer_the_loader_cannot_rebuild_is_refused_at_save_time(tmp_path):
+    class OtherTokenizer:
+        def to_dict(self):
+            return {"type": "bpe", "merges": []}
+
+    model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=8))
+    with pytest.raises(TypeError, match="unknown tokenizer type 'bpe'"):
+        save_checkpoint(tmp_path, model, 1, tokenizer=OtherTokenizer())
+    assert not (tmp_path / "manifest.json").exists()

@@ -1,5 +1,4 @@
 import hashlib
-import shutil
 import urllib.error
 
 import pytest
@@ -67,7 +66,7 @@ def test_tinyshakespeare_download_is_verified_and_cached(monkeypatch, tmp_path, 
     assert hashlib.sha256((tmp_path / "tinyshakespeare.txt").read_bytes()).hexdigest() == TINYSHAKESPEARE_SHA256
     assert load_text("tinyshakespeare") == good.decode()
     assert len(calls) == 1, "the second load must come from the cache"
-    assert not list(tmp_path.glob("*.part")), "no temporary file is left behind"
+    assert [p.name for p in tmp_path.iterdir()] == ["tinyshakespeare.txt"], "no temporary file is left behind"
 
 
 def test_bad_checksum_is_an_error_and_not_kept(monkeypatch, tmp_path):
@@ -130,3 +129,11 @@ def test_get_batch_rejects_short_or_2d_data():
         get_batch(torch.arange(10), 2, 16)
     with pytest.raises(ValueError, match="1-D"):
         get_batch(torch.zeros(4, 100, dtype=torch.long), 2, 16)
+
+
+def test_a_text_file_of_your_own(tmp_path):
+    path = tmp_path / "poem.txt"
+    path.write_text("Shall I compare thee to a summer's day?\n", encoding="utf-8")
+    assert load_text(str(path)) == "Shall I compare thee to a summer's day?\n"
+    with pytest.raises(ValueError, match="text file .*missing.txt does not exist"):
+        load_text(str(tmp_path / "missing.txt"))

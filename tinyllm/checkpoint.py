@@ -26,10 +26,8 @@ Why this layout:
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +35,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+
+from tinyllm.files import sha256, write_atomic
 
 FORMAT = "tinyllm-checkpoint"
 VERSION = 1
@@ -123,16 +123,6 @@ def _rng_from_json(rng: dict[str, str]) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file in the same folder, flush it to disk, rename it."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
-        tmp.write(data)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.chmod(tmp.name, 0o644)  # temporary files are private; a checkpoint is an ordinary file
-    os.replace(tmp.name, path)
-
-
 def _fsync_dir(folder: Path) -> None:
     # Makes the renames themselves durable; not every platform can open a folder.
     try:
@@ -145,10 +135,6 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------
@@ -170,8 +156,8 @@ def save_checkpoint(
     """Write a checkpoint of ``model`` (and ``optimizer``) after ``step`` steps into ``out_dir``.
 
     ``model`` must have a ``config`` with ``to_dict()`` (like :class:`tinyllm.model.GPTConfig`).
-    ``tokenizer`` may be a :class:`~tinyllm.tokenizer.CharTokenizer` or any object with
-    ``to_dict()``; ``rng`` maps names to generator states (``torch.Generator.get_state()``).
+    ``tokenizer`` may be a :class:`~tinyllm.tokenizer.CharTokenizer` (the only kind the
+    loader rebuilds for now; others are refused); ``rng`` maps names to generator states (``torch.Generator.get_state()``).
     Returns the path of the manifest.
     """
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
@@ -202,16 +188,16 @@ def save_checkpoint(
 
     manifest = {"format": FORMAT, "version": VERSION, "step": step, "files": {}}
     for kind, data in files.items():
-        digest = _sha256(data)
+        digest = sha256(data)
         ext = "json" if kind == "state" else "safetensors"
         name = f"{kind}-{step:06d}-{digest[:10]}.{ext}"
         # Same name means same content (the hash is in the name): never rewrite a live file.
         if not (out_dir / name).exists():
-            _write_atomic(out_dir / name, data)
+            write_atomic(out_dir / name, data)
         manifest["files"][kind] = {"name": name, "bytes": len(data), "sha256": digest}
     _fsync_dir(out_dir)
     # The commit point: after this rename the new checkpoint is the valid one.
-    _write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
+    write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
     _fsync_dir(out_dir)
     _remove_stale_files(out_dir, keep={f["name"] for f in manifest["files"].values()})
     return out_dir / MANIFEST
@@ -221,10 +207,16 @@ def _tokenizer_to_dict(tokenizer) -> dict | None:
     if tokenizer is None:
         return None
     if hasattr(tokenizer, "to_dict"):
-        return tokenizer.to_dict()
-    if hasattr(tokenizer, "itos"):  # CharTokenizer
-        return {"type": "char", "chars": list(tokenizer.itos)}
-    raise TypeError(f"do not know how to save a tokenizer of type {type(tokenizer).__name__}")
+        state = tokenizer.to_dict()
+    elif hasattr(tokenizer, "itos"):  # CharTokenizer
+        state = {"type": "char", "chars": list(tokenizer.itos)}
+    else:
+        raise TypeError(f"do not know how to save a tokenizer of type {type(tokenizer).__name__}")
+    try:  # never write a checkpoint that load_model could not read back
+        tokenizer_from_dict(state)
+    except CheckpointError as exc:
+        raise TypeError(f"cannot save this tokenizer in a checkpoint: {exc}") from None
+    return state
 
 
 def tokenizer_from_dict(state: dict | None):
@@ -272,7 +264,7 @@ def _read_verified(out_dir: Path, entry: dict, kind: str) -> bytes:
             f"checkpoint {out_dir}: {path.name} has {len(data)} bytes, the manifest says {entry['bytes']} "
             "(truncated or overwritten file)"
         )
-    if _sha256(data) != entry["sha256"]:
+    if sha256(data) != entry["sha256"]:
         raise CheckpointError(f"checkpoint {out_dir}: {path.name} does not match its sha256 checksum (corrupted file)")
     return data
 

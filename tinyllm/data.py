@@ -18,17 +18,17 @@ Batches are drawn by :func:`get_batch` as ``(x, y)`` pairs of shape ``(B, T)``, 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
 import torch
+
+from tinyllm.files import sha256, write_atomic
 
 TINYSHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -114,10 +114,6 @@ def cache_folder() -> Path:
     return Path(os.environ.get("TINYLLM_DATA") or Path.home() / ".cache" / "tinyllm")
 
 
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _download(url: str, timeout: float) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.read()
@@ -127,10 +123,10 @@ def _tinyshakespeare(url: str = TINYSHAKESPEARE_URL, timeout: float = 20.0) -> s
     path = cache_folder() / "tinyshakespeare.txt"
     if path.exists():
         data = path.read_bytes()
-        if sha256_of(data) != TINYSHAKESPEARE_SHA256:
+        if sha256(data) != TINYSHAKESPEARE_SHA256:
             raise CorpusError(
                 f"{path} does not match the sha256 of tinyshakespeare "
-                f"(expected {TINYSHAKESPEARE_SHA256}, got {sha256_of(data)}); delete it to download again"
+                f"(expected {TINYSHAKESPEARE_SHA256}, got {sha256(data)}); delete it to download again"
             )
         return data.decode("utf-8")
     try:
@@ -141,28 +137,31 @@ def _tinyshakespeare(url: str = TINYSHAKESPEARE_URL, timeout: float = 20.0) -> s
             f"Put the file at {path} (or point TINYLLM_DATA at a folder that holds it), "
             "or use the embedded corpus: load_text('shakespeare')"
         ) from exc
-    if sha256_of(data) != TINYSHAKESPEARE_SHA256:
+    if sha256(data) != TINYSHAKESPEARE_SHA256:
         # Never keep a bad file: the next call must download again, not trust it.
         raise CorpusError(
-            f"the downloaded tinyshakespeare has the wrong sha256 ({sha256_of(data)}, expected "
+            f"the downloaded tinyshakespeare has the wrong sha256 ({sha256(data)}, expected "
             f"{TINYSHAKESPEARE_SHA256}, {len(data):,} bytes instead of {TINYSHAKESPEARE_BYTES:,}); "
             "it was not saved"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write to a temporary file and rename, so a crash never leaves half a file behind.
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".part") as tmp:
-        tmp.write(data)
-    os.replace(tmp.name, path)
+    write_atomic(path, data)
     return data.decode("utf-8")
 
 
 def load_text(name: str = "shakespeare") -> str:
-    """Return a corpus as one string. ``name`` is one of :data:`CORPORA`."""
+    """Return a corpus as one string: ``name`` is one of :data:`CORPORA` or the path of a
+    UTF-8 ``.txt`` file of your own."""
     if name == "shakespeare":
         return _embedded_shakespeare()
     if name == "tinyshakespeare":
         return _tinyshakespeare()
-    raise ValueError(f"unknown corpus {name!r}; known corpora: {', '.join(CORPORA)}")
+    if name.endswith(".txt") or os.sep in name:
+        path = Path(name)
+        if not path.is_file():
+            raise ValueError(f"text file {name} does not exist")
+        return path.read_text(encoding="utf-8")
+    raise ValueError(f"unknown corpus {name!r}; known corpora: {', '.join(CORPORA)}, or the path of a .txt file")
 
 
 # ---------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import argparse
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -241,16 +241,6 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def load_dataset(name: str) -> str:
-    """A corpus by name (``shakespeare``, ``tinyshakespeare``) or the text of a file path."""
-    if name.endswith(".txt") or "/" in name:
-        path = Path(name)
-        if not path.is_file():
-            raise ValueError(f"dataset file {name} does not exist")
-        return path.read_text(encoding="utf-8")
-    return load_text(name)
-
-
 def prepare_data(text: str, val_fraction: float, tokenizer: CharTokenizer | None = None):
     """Tokenize ``text`` and split it: ``tokenizer, {"train": ids, "val": ids}``."""
     tokenizer = tokenizer or CharTokenizer.from_text(text)
@@ -273,9 +263,8 @@ def validation_loss(
     The same fixed batches every time (``seed``), so the figure is reproducible: the
     shipped model states it and a test checks it.
     """
-    ids = torch.tensor(tokenizer.encode(load_dataset(dataset)), dtype=torch.long)
-    _, val_ids = train_val_split(ids, val_fraction)
-    losses = estimate_loss(model, {"val": val_ids}, batch_size, model.config.block_size, eval_iters, seed)
+    _, splits = prepare_data(load_text(dataset), val_fraction, tokenizer)
+    losses = estimate_loss(model, {"val": splits["val"]}, batch_size, model.config.block_size, eval_iters, seed)
     return losses["val"]
 
 
@@ -300,13 +289,15 @@ def ship(out_dir, dest, command: str = SHIP_COMMAND) -> float:
     val_loss = validation_loss(model, tokenizer, **settings)
     export_model(out_dir, dest, extra={"validation": {"val_loss": val_loss, **settings}})
     c = checkpoint.config
+    corpus = {"shakespeare": "the embedded corpus", "tinyshakespeare": "the canonical tinyshakespeare file"}.get(
+        cfg["dataset"], "the text file")
     size = sum(p.stat().st_size for p in Path(dest).iterdir())
     Path(dest, "README.md").write_text(
         f"""# {Path(dest).name}: the course's character-level Shakespeare model
 
 A GPT of {model.num_params():,} parameters ({c['n_layer']} layers, {c['n_head']} heads, n_embd {c['n_embd']},
 context of {c['block_size']} characters, vocabulary of {c['vocab_size']} characters), trained for
-{checkpoint.step:,} steps of batch {cfg['batch_size']} on the embedded corpus `load_text("{cfg['dataset']}")`
+{checkpoint.step:,} steps of batch {cfg['batch_size']} on {corpus} `load_text("{cfg['dataset']}")`
 (first {1 - cfg['val_fraction']:.0%} of the text; the last {cfg['val_fraction']:.0%} is held out, `train_val_split`).
 Files: {size / 1e6:.1f} MB (weights as safetensors, float32; no optimizer state).
 
@@ -406,7 +397,7 @@ def train(
         else:
             log.write(f"no checkpoint in {cfg.out_dir} yet: starting from scratch")
 
-    text = load_dataset(cfg.dataset) if text is None else text
+    text = load_text(cfg.dataset) if text is None else text
     saved_tokenizer = tokenizer_from_dict(checkpoint.tokenizer) if checkpoint else None
     tokenizer, splits = prepare_data(text, cfg.val_fraction, saved_tokenizer)
     model_config = cfg.model_config(tokenizer.vocab_size)

@@ -1,0 +1,36 @@
+"""Safe file writing and checksums, shared by the corpus cache and the checkpoints.
+
+It sits below every step of the data flow and imports nothing of the package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash never leaves half a file under that name.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk, and the file
+    is renamed over ``path`` (a rename within a folder is atomic). A failed write removes
+    its temporary file.
+    """
+    path = Path(path)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
+        try:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
+    os.chmod(tmp.name, 0o644)  # temporary files are private; these are ordinary files
+    os.replace(tmp.name, path)
