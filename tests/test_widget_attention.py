@@ -77,3 +77,16 @@ def test_static_rendering_rejects_a_query_outside_the_text(model_and_tokenizer):
     model, tok = model_and_tokenizer
     with pytest.raises(ValueError, match="query must be a token position in 0..2, got 5"):
         render_attention(model, tok, "abe", query=5)
+
+
+def test_each_change_draws_once(model_and_tokenizer, monkeypatch):
+    model, tok = model_and_tokenizer
+    draws = []
+    original = AttentionExplorer.refresh
+    monkeypatch.setattr(AttentionExplorer, "refresh", lambda self: (draws.append(1), original(self))[1])
+    explorer = AttentionExplorer(model, tok, "To be", heatmap=False)
+    assert len(draws) == 1
+    explorer.text.value = "To be, or"
+    assert len(draws) == 2
+    explorer.head.value = 1
+    assert len(draws) == 3

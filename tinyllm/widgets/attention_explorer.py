@@ -133,11 +133,10 @@ class AttentionExplorer:
         self.html = w.HTML()
         self.plot = w.Output()
         self._maps = None
-        self._set_text(text, token)
         self.text.observe(lambda change: self._set_text(change["new"], None), names="value")
         for control in (self.layer, self.head, self.token):
             control.observe(lambda change: self.refresh(), names="value")
-        self.refresh()
+        self._set_text(text, token)
         self.widget = w.VBox([self.text, w.HBox([self.layer, self.head, self.token]), self.info, self.html, self.plot])
 
     def _set_text(self, text: str, token: int | None) -> None:
@@ -149,10 +148,12 @@ class AttentionExplorer:
         self.pieces = token_strings(self.tokenizer, self.ids)
         self._maps = self.model.attention_weights(idx)[:, 0]  # (n_layer, nh, T, T)
         last = len(self.ids) - 1
+        before = self.token.value
         with self.token.hold_trait_notifications():
             self.token.max = last
             self.token.value = last if token is None else token
-        self.refresh()
+        if self.token.value == before:  # otherwise the slider's observer has just redrawn
+            self.refresh()
 
     @property
     def weights(self) -> torch.Tensor:
