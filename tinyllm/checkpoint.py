@@ -37,6 +37,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from tinyllm.files import sha256, write_atomic
+from tinyllm.tokenizer import CharTokenizer
 
 FORMAT = "tinyllm-checkpoint"
 VERSION = 1
@@ -208,8 +209,6 @@ def _tokenizer_to_dict(tokenizer) -> dict | None:
         return None
     if hasattr(tokenizer, "to_dict"):
         state = tokenizer.to_dict()
-    elif hasattr(tokenizer, "itos"):  # CharTokenizer
-        state = {"type": "char", "chars": list(tokenizer.itos)}
     else:
         raise TypeError(f"do not know how to save a tokenizer of type {type(tokenizer).__name__}")
     try:  # never write a checkpoint that load_model could not read back
@@ -224,9 +223,10 @@ def tokenizer_from_dict(state: dict | None):
     if state is None:
         return None
     if state.get("type") == "char":
-        from tinyllm.tokenizer import CharTokenizer
-
-        return CharTokenizer(state["chars"])
+        try:
+            return CharTokenizer.from_dict(state)
+        except ValueError as exc:
+            raise CheckpointError(f"the checkpoint's tokenizer is malformed: {exc}") from None
     raise CheckpointError(f"unknown tokenizer type {state.get('type')!r} in checkpoint")
 
 

@@ -8,8 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def _display_char(c: str) -> str:
-    return {"\n": "\\n", " ": "␣", "\t": "\\t"}.get(c, c)
+def display_token(piece: str) -> str:
+    """A token as a readable plot label: spaces as ``␣``, newlines and tabs escaped."""
+    return "".join({"\n": "\\n", " ": "␣", "\t": "\\t"}.get(c, c) for c in piece)
 
 
 def plot_loss_curves(
@@ -61,7 +62,7 @@ def plot_probability_table(
         size = max(5.0, 0.16 * len(labels))
         _, ax = plt.subplots(figsize=(size, size))
     ax.imshow(probs, cmap=cmap)
-    ticks = [_display_char(c) for c in labels]
+    ticks = [display_token(c) for c in labels]
     ax.set_xticks(range(len(labels)), ticks, fontsize=6)
     ax.set_yticks(range(len(labels)), ticks, fontsize=6)
     ax.set_xlabel("next token")
@@ -83,7 +84,7 @@ def plot_bar_distribution(probs, labels: Sequence[str], ax=None, top: int = 15, 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3))
     ax.bar(range(len(order)), probs[order])
-    ax.set_xticks(range(len(order)), [_display_char(labels[i]) for i in order], fontsize=8)
+    ax.set_xticks(range(len(order)), [display_token(labels[i]) for i in order], fontsize=8)
     ax.set_ylabel("probability")
     ax.set_title(title)
     return ax
@@ -107,7 +108,7 @@ def plot_token_frequencies(
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6.0, 0.19 * len(items)), 3.2))
     ax.bar(range(len(items)), [n for _, n in items], color="tab:blue")
-    ax.set_xticks(range(len(items)), [_display_char(t) for t, _ in items], fontsize=8)
+    ax.set_xticks(range(len(items)), [display_token(t) for t, _ in items], fontsize=8)
     ax.set_xlim(-0.7, len(items) - 0.3)
     if log:
         ax.set_yscale("log")

@@ -55,22 +55,27 @@ class CharTokenizer:
         """Each token as readable text, in id order."""
         return list(self.itos)
 
+    def to_dict(self) -> dict:
+        """The saved form, readable JSON: ``{"type": "char", "chars": [...]}``."""
+        return {"type": "char", "chars": list(self.itos)}
+
+    @classmethod
+    def from_dict(cls, state) -> "CharTokenizer":
+        if not isinstance(state, dict) or state.get("type") != "char" or not isinstance(state.get("chars"), list):
+            raise ValueError("not a character tokenizer (expected type 'char' and a list 'chars')")
+        return cls(state["chars"])
+
     def save(self, path) -> None:
-        """Save as readable JSON: ``{"type": "char", "chars": [...]}``."""
-        Path(path).write_text(
-            json.dumps({"type": "char", "chars": self.itos}, ensure_ascii=False, indent=1),
-            encoding="utf-8",
-        )
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, path) -> "CharTokenizer":
         try:
-            state = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not a valid tokenizer file: {exc}") from None
-        if not isinstance(state, dict) or state.get("type") != "char" or not isinstance(state.get("chars"), list):
-            raise ValueError(f"{path} is not a character tokenizer file (expected type 'char' and a list 'chars')")
-        return cls(state["chars"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size})"

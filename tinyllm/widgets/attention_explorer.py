@@ -20,6 +20,8 @@ import html
 import matplotlib.pyplot as plt
 import torch
 
+from tinyllm.plots import display_token
+
 
 def token_strings(tokenizer, ids: list[int]) -> list[str]:
     """Each id decoded on its own: the pieces the text is cut into."""
@@ -99,7 +101,7 @@ def plot_attention_map(weights, pieces: list[str], ax=None, title: str = "", que
         size = min(8.0, 2.0 + 0.22 * len(pieces))
         _, ax = plt.subplots(figsize=(size, size))
     ax.imshow(weights.numpy(), cmap="Reds", vmin=0.0)
-    labels = [p.replace("\n", "\\n").replace(" ", "␣") for p in pieces]
+    labels = [display_token(p) for p in pieces]
     ax.set_xticks(range(len(pieces)), labels, fontsize=7, rotation=90)
     ax.set_yticks(range(len(pieces)), labels, fontsize=7)
     ax.set_xlabel("key (attended to)")
