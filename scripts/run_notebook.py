@@ -2,8 +2,9 @@
 
     python scripts/run_notebook.py chapters/02_bigram_model.ipynb [more.ipynb ...]
 
-Before running, the first cell is set to the course's Colab setup cell (generated from
-_config.yml). Prints each notebook's wall time and the kernel's peak memory, and fails
+Before running, the first code cell is set to the course's Colab setup cell (generated from
+_config.yml, tagged to be left out of the book) and links between pages are made absolute,
+as scripts/sync_notebooks.py does. Prints each notebook's wall time and the kernel's peak memory, and fails
 if a cell raises. Widget state is stored so the book can render widgets statically.
 """
 
@@ -19,23 +20,22 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tinyllm.course import colab_setup_source  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from scripts.sync_notebooks import sync  # noqa: E402
+from tinyllm.course import apply_setup_cell, setup_kind  # noqa: E402
 
 
-def ensure_setup_cell(nb) -> None:
-    source = colab_setup_source()
-    first_code = next((c for c in nb.cells if c.cell_type == "code"), None)
-    if first_code is not None and first_code.source.startswith("# Colab setup"):
-        first_code.source = source
-    else:
-        index = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
-        nb.cells.insert(index, nbformat.v4.new_code_cell(source))
+def prepare(nb, path: Path) -> None:
+    """The setup cell (inserted if missing: the run renumbers the cells anyway) and links."""
+    page = path.resolve().relative_to(ROOT).as_posix()
+    apply_setup_cell(nb, setup_kind(page), insert=True)
+    sync(nb, page)
 
 
 def run(path: Path, timeout: int) -> float:
     nb = nbformat.read(path, as_version=4)
-    ensure_setup_cell(nb)
+    prepare(nb, path)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None

@@ -9,12 +9,23 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tinyllm.course import SETUP_CELL_FIRST_LINE, colab_setup_source, repository_url
+from tinyllm.course import (
+    SETUP_CELL_FIRST_LINE,
+    SETUP_CELL_TAG,
+    book_url,
+    colab_setup_source,
+    relative_link_targets,
+    repository_branch,
+    repository_url,
+    setup_kind,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 LEARNER_EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
 EXERCISE_SOURCES = sorted((ROOT / "exercises" / "source").glob("[0-9][0-9]_*.ipynb"))
+WRONG_SUBMISSIONS = sorted((ROOT / "exercises" / "wrong").glob("*/*.ipynb"))
+ALL_NOTEBOOKS = CHAPTERS + LEARNER_EXERCISES + EXERCISE_SOURCES + WRONG_SUBMISSIONS
 
 
 def _toc_files() -> list[str]:
@@ -63,20 +74,49 @@ def test_chapter_teaches_with_a_figure_an_assert_and_a_summary(path):
     assert re.search(r"^#+ What you learned", prose, flags=re.MULTILINE), "a closing summary"
 
 
-@pytest.mark.parametrize(
-    "path", CHAPTERS + LEARNER_EXERCISES + EXERCISE_SOURCES, ids=lambda p: p.relative_to(ROOT).as_posix()
-)
-def test_colab_setup_cell_is_identical_and_in_sync_with_config(path):
-    expected = colab_setup_source()
-    assert repository_url() in expected
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_colab_setup_cell_is_generated_from_config_and_hidden_in_the_book(path):
+    kind = setup_kind(path.relative_to(ROOT))
+    expected = colab_setup_source(kind)
+    assert f"{repository_url()}@{repository_branch()}" in expected
     cells = _code_cells(path)
     assert cells, f"{path.name} has no code cell"
-    first = cells[0].source
-    assert first.startswith(SETUP_CELL_FIRST_LINE), f"{path.name}: the first code cell is not the Colab setup cell"
-    assert first == expected, (
-        f"{path.name}: the Colab setup cell differs from the one generated from _config.yml; "
-        "run scripts/run_notebook.py (chapters) or rebuild the exercises"
+    first = cells[0]
+    assert first.source.startswith(SETUP_CELL_FIRST_LINE), f"{path.name}: the first code cell is not the Colab setup cell"
+    assert first.source == expected, (
+        f"{path.name}: the Colab setup cell differs from the {kind} cell generated from _config.yml; "
+        "run scripts/sync_notebooks.py"
     )
+    assert SETUP_CELL_TAG in first.metadata.get("tags", []), (
+        f"{path.name}: the setup cell lacks the {SETUP_CELL_TAG!r} tag that hides it in the book; "
+        "run scripts/sync_notebooks.py"
+    )
+    others = [c for c in cells[1:] if c.source.startswith(SETUP_CELL_FIRST_LINE)]
+    assert not others, f"{path.name} has a second setup cell"
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_links_work_in_a_lone_colab_notebook(path):
+    """A relative link (``02_bigram_model.ipynb``, ``../book/grading.md``) leads nowhere in a
+    notebook opened alone in Colab; links to other pages point at the published book."""
+    nb = nbformat.read(path, as_version=4)
+    relative = [t for c in nb.cells if c.cell_type == "markdown" for t in relative_link_targets(c.source)]
+    assert relative == [], f"{path.name} has relative links {relative}: run scripts/sync_notebooks.py"
+
+
+def test_links_to_the_book_name_pages_that_exist():
+    pages = {Path(entry).as_posix() for entry in _toc_files()}
+    prefix = book_url()
+    pattern = re.compile(re.escape(prefix) + r"([\w/.-]+?)\.html")
+    seen = set()
+    for path in ALL_NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                seen.update(pattern.findall(cell.source))
+    assert seen, "no notebook links to another page of the book"
+    missing = sorted(seen - pages)
+    assert missing == [], f"links to book pages that _toc.yml does not list: {missing}"
 
 
 def test_repository_url_is_written_once():
