@@ -1,30 +1,38 @@
 """Shared pytest set-up for tests/ and the nbval run over chapters/.
 
-The canonical tinyshakespeare copy for tests lies in ../shared/data.
+The tests carry the data they need: the canonical tinyshakespeare travels with them,
+compressed, in tests/data/tinyshakespeare.txt.xz (364 KB for 1,115,394 bytes), so a fresh
+clone with nothing beside it passes.
 """
 
 from __future__ import annotations
 
+import lzma
 import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+TINYSHAKESPEARE_XZ = ROOT / "tests" / "data" / "tinyshakespeare.txt.xz"
 
 # Tests and notebook kernels must never reach the network for model files.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-@pytest.fixture
-def shared_data() -> Path:
-    """The folder that holds the canonical tinyshakespeare.txt for tests."""
-    path = SHARED_DATA / "tinyshakespeare.txt"
-    if not path.exists():
-        pytest.fail(f"the test copy of tinyshakespeare is missing: expected {path}")
-    return SHARED_DATA
+@pytest.fixture(scope="session")
+def tinyshakespeare_bytes() -> bytes:
+    """The canonical tinyshakespeare file, as the tests carry it (checked by tests/test_data.py)."""
+    return lzma.decompress(TINYSHAKESPEARE_XZ.read_bytes())
+
+
+@pytest.fixture(scope="session")
+def tinyshakespeare_folder(tmp_path_factory, tinyshakespeare_bytes) -> Path:
+    """A folder holding ``tinyshakespeare.txt``, as ``TINYLLM_DATA`` expects it."""
+    folder = tmp_path_factory.mktemp("data")
+    (folder / "tinyshakespeare.txt").write_bytes(tinyshakespeare_bytes)
+    return folder
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
 import hashlib
+import http.server
+import threading
 import urllib.error
 
 import pytest
@@ -49,24 +51,66 @@ def test_unknown_corpus_lists_the_known_ones():
         load_text("wikipedia")
 
 
-def test_tinyshakespeare_from_data_folder(monkeypatch, shared_data):
-    monkeypatch.setenv("TINYLLM_DATA", str(shared_data))
+def test_the_tests_carry_the_canonical_tinyshakespeare(tinyshakespeare_bytes):
+    assert len(tinyshakespeare_bytes) == TINYSHAKESPEARE_BYTES
+    assert hashlib.sha256(tinyshakespeare_bytes).hexdigest() == TINYSHAKESPEARE_SHA256
+
+
+def test_tinyshakespeare_from_data_folder(monkeypatch, tinyshakespeare_folder):
+    monkeypatch.setenv("TINYLLM_DATA", str(tinyshakespeare_folder))
     monkeypatch.setattr(data, "_download", lambda *a: pytest.fail("must not download"))
     text = load_text("tinyshakespeare")
     assert len(text.encode("utf-8")) == TINYSHAKESPEARE_BYTES
     assert text.startswith("First Citizen:\nBefore we proceed any further, hear me speak.")
 
 
-def test_tinyshakespeare_download_is_verified_and_cached(monkeypatch, tmp_path, shared_data):
+@pytest.fixture
+def local_server(tinyshakespeare_bytes):
+    """An HTTP server on 127.0.0.1 that serves the canonical file and counts requests."""
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            body = tinyshakespeare_bytes if self.path == "/input.txt" else b""
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_tinyshakespeare_download_is_verified_and_cached(monkeypatch, tmp_path, local_server):
+    base, requests = local_server
     monkeypatch.setenv("TINYLLM_DATA", str(tmp_path))
-    good = (shared_data / "tinyshakespeare.txt").read_bytes()
-    calls = []
-    monkeypatch.setattr(data, "_download", lambda url, timeout: calls.append(url) or good)
-    assert load_text("tinyshakespeare") == good.decode()
+    monkeypatch.setattr(data, "TINYSHAKESPEARE_URL", f"{base}/input.txt")
+    text = load_text("tinyshakespeare")
+    assert len(text.encode("utf-8")) == TINYSHAKESPEARE_BYTES
     assert hashlib.sha256((tmp_path / "tinyshakespeare.txt").read_bytes()).hexdigest() == TINYSHAKESPEARE_SHA256
-    assert load_text("tinyshakespeare") == good.decode()
-    assert len(calls) == 1, "the second load must come from the cache"
+    assert load_text("tinyshakespeare") == text
+    assert requests == ["/input.txt"], "one download; the second load comes from the cache"
     assert [p.name for p in tmp_path.iterdir()] == ["tinyshakespeare.txt"], "no temporary file is left behind"
+
+
+def test_a_missing_download_is_the_offline_error(monkeypatch, tmp_path, local_server):
+    base, _ = local_server
+    monkeypatch.setenv("TINYLLM_DATA", str(tmp_path))
+    monkeypatch.setattr(data, "TINYSHAKESPEARE_URL", f"{base}/gone.txt")
+    with pytest.raises(CorpusError, match=r"could not download tinyshakespeare.*404.*load_text\('shakespeare'\)"):
+        load_text("tinyshakespeare")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_checksum_is_an_error_and_not_kept(monkeypatch, tmp_path):

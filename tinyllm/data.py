@@ -119,7 +119,8 @@ def _download(url: str, timeout: float) -> bytes:
         return response.read()
 
 
-def _tinyshakespeare(url: str = TINYSHAKESPEARE_URL, timeout: float = 20.0) -> str:
+def _tinyshakespeare(url: str | None = None, timeout: float = 20.0) -> str:
+    url = url or TINYSHAKESPEARE_URL  # read at call time, so a test can serve it locally
     path = cache_folder() / "tinyshakespeare.txt"
     if path.exists():
         data = path.read_bytes()
