@@ -1,14 +1,17 @@
 # Two commands set up a fresh machine and do the work:
 #   make book   builds the course into _build/html (offline, from committed outputs)
-#   make test   runs every test: package, chapters (nbval), exercises, book build
+#   make test   runs every test: package, widgets on ipywidgets 7.7.1 and 8, lint,
+#               chapters (nbval), exercises, book build
 # Both create .venv and install the pinned versions from constraints.txt first.
+#   make test-fast   the unit tests alone (no chapters, no grading, no book build)
+#   make sync        rewrite every notebook's Colab setup cell and links from _config.yml
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test venv bench clean
+.PHONY: book test test-fast sync venv bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +28,14 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Unit tests only: tests/ without the slow grading tests and the book build; the widget
+# tests still run on ipywidgets 7.7.1 too (tests/test_ipywidgets7.py).
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow" --ignore=tests/test_book.py
+
+sync: $(STAMP)
+	$(PY) scripts/sync_notebooks.py
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

@@ -79,7 +79,9 @@ def sync_file(path: Path, root: Path = ROOT, write: bool = True) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook is out of sync")
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a notebook is out of sync"
+    )
     parser.add_argument("paths", nargs="*", type=Path, help="notebooks (default: all the course's)")
     args = parser.parse_args(argv)
     paths = [p.resolve() for p in args.paths] or notebooks()

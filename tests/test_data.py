@@ -98,7 +98,8 @@ def test_tinyshakespeare_download_is_verified_and_cached(monkeypatch, tmp_path, 
     monkeypatch.setattr(data, "TINYSHAKESPEARE_URL", f"{base}/input.txt")
     text = load_text("tinyshakespeare")
     assert len(text.encode("utf-8")) == TINYSHAKESPEARE_BYTES
-    assert hashlib.sha256((tmp_path / "tinyshakespeare.txt").read_bytes()).hexdigest() == TINYSHAKESPEARE_SHA256
+    cached = (tmp_path / "tinyshakespeare.txt").read_bytes()
+    assert hashlib.sha256(cached).hexdigest() == TINYSHAKESPEARE_SHA256
     assert load_text("tinyshakespeare") == text
     assert requests == ["/input.txt"], "one download; the second load comes from the cache"
     assert [p.name for p in tmp_path.iterdir()] == ["tinyshakespeare.txt"], "no temporary file is left behind"
@@ -108,7 +109,8 @@ def test_a_missing_download_is_the_offline_error(monkeypatch, tmp_path, local_se
     base, _ = local_server
     monkeypatch.setenv("TINYLLM_DATA", str(tmp_path))
     monkeypatch.setattr(data, "TINYSHAKESPEARE_URL", f"{base}/gone.txt")
-    with pytest.raises(CorpusError, match=r"could not download tinyshakespeare.*404.*load_text\('shakespeare'\)"):
+    message = r"could not download tinyshakespeare.*404.*load_text\('shakespeare'\)"
+    with pytest.raises(CorpusError, match=message):
         load_text("tinyshakespeare")
     assert list(tmp_path.iterdir()) == []
 

@@ -15,3 +15,10 @@ def test_explicit_cpu_and_unavailable_cuda():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             pick_device("cuda", verbose=False)
+
+
+def test_auto_is_the_same_as_no_preference_and_a_bad_name_is_a_value_error():
+    assert pick_device("auto", verbose=False) == pick_device(verbose=False)
+    message = "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'gpu'"
+    with pytest.raises(ValueError, match=message):
+        pick_device("gpu", verbose=False)

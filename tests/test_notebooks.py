@@ -44,7 +44,8 @@ def test_there_are_chapters():
 def test_toc_lists_exactly_the_files_that_exist():
     listed = _toc_files()
     for entry in listed:
-        matches = [p for p in (ROOT / entry).parent.glob(Path(entry).name + ".*") if p.suffix in (".md", ".ipynb")]
+        candidates = (ROOT / entry).parent.glob(Path(entry).name + ".*")
+        matches = [p for p in candidates if p.suffix in (".md", ".ipynb")]
         assert matches, f"_toc.yml lists {entry}, which does not exist"
     for path in CHAPTERS + LEARNER_EXERCISES:
         rel = path.relative_to(ROOT).with_suffix("").as_posix()
@@ -69,7 +70,8 @@ def test_chapter_teaches_with_a_figure_an_assert_and_a_summary(path):
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "opens with a title"
     assert re.search(r"\bassert\b|assert_close", code), "at least one real check"
-    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert images, "at least one figure"
     assert re.search(r"^#+ What you learned", prose, flags=re.MULTILINE), "a closing summary"
 
@@ -82,7 +84,9 @@ def test_colab_setup_cell_is_generated_from_config_and_hidden_in_the_book(path):
     cells = _code_cells(path)
     assert cells, f"{path.name} has no code cell"
     first = cells[0]
-    assert first.source.startswith(SETUP_CELL_FIRST_LINE), f"{path.name}: the first code cell is not the Colab setup cell"
+    assert first.source.startswith(SETUP_CELL_FIRST_LINE), (
+        f"{path.name}: the first code cell is not the Colab setup cell"
+    )
     assert first.source == expected, (
         f"{path.name}: the Colab setup cell differs from the {kind} cell generated from _config.yml; "
         "run scripts/sync_notebooks.py"
@@ -128,7 +132,9 @@ def test_repository_url_is_written_once():
         if path.suffix in {".md", ".yml", ".py", ".toml", ".cfg"} and path.name != "_config.yml":
             if url in path.read_text(encoding="utf-8", errors="ignore"):
                 offenders.append(path.relative_to(ROOT).as_posix())
-    assert offenders == [], f"the repository url must be written only in _config.yml, also found in {offenders}"
+    assert offenders == [], (
+        f"the repository url must be written only in _config.yml, also found in {offenders}"
+    )
 
 
 def test_notebooks_are_valid_json():

@@ -57,7 +57,9 @@ def test_bad_prompt_shows_a_message(model_and_tokenizer):
 
 
 def test_settings_and_static_html():
-    assert sampling_settings(0.7, 0, 1.0, False) == {"temperature": 0.7, "top_k": None, "top_p": None, "greedy": False}
+    assert sampling_settings(0.7, 0, 1.0, False) == {
+        "temperature": 0.7, "top_k": None, "top_p": None, "greedy": False
+    }
     assert sampling_settings(1.0, 5, 0.5, True)["top_k"] == 5
     page = samples_html("A<", ["A<b", "A<c"], caption="t=1")
     assert page.count("<pre") == 2 and "<b>A&lt;</b>b" in page and "t=1" in page

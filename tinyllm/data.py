@@ -162,7 +162,9 @@ def load_text(name: str = "shakespeare") -> str:
         if not path.is_file():
             raise ValueError(f"text file {name} does not exist")
         return path.read_text(encoding="utf-8")
-    raise ValueError(f"unknown corpus {name!r}; known corpora: {', '.join(CORPORA)}, or the path of a .txt file")
+    raise ValueError(
+        f"unknown corpus {name!r}; known corpora: {', '.join(CORPORA)}, or the path of a .txt file"
+    )
 
 
 # ---------------------------------------------------------------------------------------
