@@ -1,0 +1,98 @@
+"""The README's map of the package: module, lines, the chapter that builds it, its tests.
+
+    python scripts/module_map.py            # print the table
+    python scripts/module_map.py --write    # put it into README.md between its markers
+
+The chapters and tests of each module are written here once; the line counts are
+measured. tests/test_readme.py checks that the README's table lists every module with
+this script's chapters and tests (line counts may lag: re-run with --write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+BEGIN, END = "<!-- module map: begin (scripts/module_map.py --write) -->", "<!-- module map: end -->"
+
+# module (a file, or a folder counted as one) -> (chapters that build it, test files, what it is)
+MAP: dict[str, tuple[str, str, str]] = {
+    "data.py": ("00, 01", "test_data.py", "corpora (embedded Shakespeare, tinyshakespeare), splits, batches"),
+    "tokenizer/char.py": ("01", "test_tokenizer_char.py", "the character tokenizer"),
+    "tokenizer/bpe.py": ("03", "test_tokenizer_bpe.py", "byte-pair encoding with GPT-4's split pattern"),
+    "tokenizer/bpe_train.py": ("03", "test_tokenizer_bpe.py", "training a BPE vocabulary"),
+    "tokenizer/bpe_reference.py": ("03", "test_tokenizer_bpe.py", "the chapter's simple BPE, the reference"),
+    "model.py": ("02, 04-07", "test_model.py, test_bigram.py", "bigram model, attention, block, GPT"),
+    "train.py": ("08", "test_train.py", "the training loop, presets, the command line"),
+    "checkpoint.py": ("08", "test_checkpoint.py", "saving and loading a model with its tokenizer"),
+    "sampling.py": ("09", "test_model.py", "temperature, top-k, top-p (tested through `GPT.generate`)"),
+    "generate.py": ("09", "test_generate.py", "text generation with the KV cache, the command line"),
+    "plots.py": ("00-09", "test_plots.py", "the chapters' figures"),
+    "widgets/tokenizer_explorer.py": ("03", "test_widget_tokenizer.py", "type text, see its tokens"),
+    "widgets/attention_explorer.py": ("05, 09", "test_widget_attention.py", "a model's attention weights"),
+    "widgets/sampling_playground.py": ("09", "test_widget_sampling.py", "sampling knobs and their text"),
+    "export.py": ("-", "test_export.py", "the model as a Hugging Face transformers GPT-2"),
+    "device.py": ("-", "test_device.py", "CPU, CUDA or MPS (`--device auto`)"),
+    "files.py": ("-", "test_checkpoint.py", "atomic writes and sha256 (below the data flow)"),
+    "course.py": ("-", "test_course.py, test_notebooks.py", "Colab setup cells and links from `_config.yml`"),
+    "grade.py": ("exercises", "test_grade.py, test_exercises.py", "`python -m tinyllm.grade`"),
+    "grading/": ("exercises", "test_grade.py, test_exercises.py", "checks, guard, runner, build"),
+}
+
+
+def modules(root: Path = ROOT) -> list[str]:
+    """Every module of the package as the map names it (folders listed in MAP count once)."""
+    folders = [key for key in MAP if key.endswith("/")]
+    names = set()
+    for path in (root / "tinyllm").rglob("*.py"):
+        name = path.relative_to(root / "tinyllm").as_posix()
+        if path.name == "__init__.py":
+            continue
+        names.add(next((f for f in folders if name.startswith(f)), name))
+    return sorted(names)
+
+
+def lines(name: str, root: Path = ROOT) -> int:
+    path = root / "tinyllm" / name
+    files = sorted(path.rglob("*.py")) if name.endswith("/") else [path]
+    return sum(len(f.read_text(encoding="utf-8").splitlines()) for f in files)
+
+
+def table(root: Path = ROOT) -> str:
+    rows = ["| module | lines | built in chapter | tests | what it is |", "|---|---:|---|---|---|"]
+    for name in [m for m in MAP if m in modules(root)]:
+        chapters, tests, what = MAP[name]
+        rows.append(f"| `tinyllm/{name}` | {lines(name, root)} | {chapters} | {tests} | {what} |")
+    return "\n".join(rows)
+
+
+def write(readme: Path = README) -> bool:
+    text = readme.read_text(encoding="utf-8")
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    if not rest or not tail and END not in rest:
+        raise SystemExit(f"{readme} has no module map markers")
+    new = f"{head}{BEGIN}\n{table()}\n{END}{tail}"
+    readme.write_text(new, encoding="utf-8")
+    return new != text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write", action="store_true", help="update README.md")
+    args = parser.parse_args(argv)
+    missing = sorted(set(modules()) - set(MAP))
+    if missing:
+        raise SystemExit(f"modules missing from the map in scripts/module_map.py: {missing}")
+    if args.write:
+        print("README.md updated" if write() else "README.md already up to date")
+    else:
+        print(table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
