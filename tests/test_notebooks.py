@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -126,10 +127,12 @@ def test_links_to_the_book_name_pages_that_exist():
 def test_repository_url_is_written_once():
     url = repository_url()
     offenders = []
-    for path in ROOT.rglob("*"):
-        if any(part in {".git", ".venv", "_build", "node_modules", "_vendor"} for part in path.parts):
-            continue
-        if path.suffix in {".md", ".yml", ".py", ".toml", ".cfg"} and path.name != "_config.yml":
+    skipped = {".git", ".venv", "_build", "node_modules", "_vendor"}
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [d for d in subfolders if d not in skipped]  # never walk into them
+        for path in (Path(folder) / name for name in files):
+            if path.suffix not in {".md", ".yml", ".py", ".toml", ".cfg"} or path.name == "_config.yml":
+                continue
             if url in path.read_text(encoding="utf-8", errors="ignore"):
                 offenders.append(path.relative_to(ROOT).as_posix())
     assert offenders == [], (
