@@ -26,10 +26,12 @@ import nbformat
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tinyllm.course import SETUP_CELL_FIRST_LINE, colab_setup_source  # noqa: E402
 from tinyllm.grading.build import (  # noqa: E402
+    ASSIGNMENTS_DIR,
     LEARNER_DIR,
     PUBLIC_TESTS_MODULE,
     WRONG_MANIFEST,
     assign,
+    assignment_data,
     public_tests_module,
     sources,
     write_learner,
@@ -61,9 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         with ThreadPoolExecutor(max_workers=2) as pool:
             built = list(pool.map(lambda s: assign(s, Path(tmp) / s.stem), chosen))
-        for a in built:
+        ASSIGNMENTS_DIR.mkdir(exist_ok=True)
+        for source, a in zip(chosen, built):
             write_learner(a.learner, LEARNER_DIR / f"{a.name}.ipynb")
             print(f"wrote exercises/{a.name}.ipynb")
+            (ASSIGNMENTS_DIR / f"{a.name}.json").write_text(assignment_data(source, a.autograder_zip), encoding="utf-8")
+            print(f"wrote tinyllm/grading/assignments/{a.name}.json")
             if args.zips:
                 Path(args.zips).mkdir(parents=True, exist_ok=True)
                 shutil.copy(a.autograder_zip, Path(args.zips) / f"{a.name}-autograder.zip")

@@ -2,39 +2,51 @@
 
 ::
 
-    python -m tinyllm.grade exercises/05_attention.ipynb        # one notebook: a table + JSON
-    python -m tinyllm.grade submissions/ --csv grades.csv       # a folder: one CSV row each
+    python -m tinyllm.grade 05_attention.ipynb               # one notebook: a table + JSON beside it
+    python -m tinyllm.grade submissions/ --csv grades.csv    # a folder: one CSV row each
 
-For each notebook the grader finds its instructor source (by the assignment name otter
-stored in the notebook, else by the file name), builds the autograder archive once
-(cached in ``_build/grading``), and runs ``otter run`` on a copy of the notebook in a
-separate process. The copy starts with :mod:`tinyllm.grading.guard`, which limits each
-cell's time and printed output; the whole run has a time limit too. A broken submission
-(a cell that raises, a syntax error, an endless loop, ``sys.exit()``, a flood of output,
-a blank ``...``, a renamed function, a file that is not a notebook) is graded, never
-crashes the command: what it broke scores 0 with a message, the rest is graded as usual.
+The tests of every exercise set ship with the package (``tinyllm/grading/assignments/``),
+so this works from an installed package as from a clone; ``--source``/``--sources`` grade
+against a teacher's own instructor sources instead. Each notebook is graded in two phases
+(see :mod:`tinyllm.grading.record`): its cells and the tests' calls of the learner's
+functions run in a sandboxed child process (:mod:`tinyllm.grading.sandbox`: time, memory,
+disk and process limits, a fresh working folder); the recorded results are then judged by
+the tests here, in a process the notebook never touched. A broken submission (a cell that
+raises, a syntax error, an endless loop, ``sys.exit()``, a flood of output, a blank
+``...``, a renamed function, a file that is not a notebook, a runaway allocation) is
+graded, never crashes the command: what it broke scores 0 with a message.
 
-In a notebook, :func:`otter_notebook` makes otter's ``grader`` (``grader.check("q1")``).
+Answer cells that import the package's own implementation of a piece are flagged.
+In a notebook, :func:`otter_notebook` makes otter's ``grader`` (``grader.check("q1")``) and
+:func:`grade_this` (the last cell of every exercise) grades the notebook it is in.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import os
-import signal
-import subprocess
+import shutil
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+from tinyllm.grading.sandbox import Limits
 
 CELL_SECONDS = 30.0  # per cell (a learner's cell or one question's tests)
 NOTEBOOK_SECONDS = 240.0  # for the whole notebook, kernel start included
 MAX_OUTPUT_CHARS = 20_000  # printed per cell
+GRADING_CELL_FIRST_LINE = "# Grade this notebook against the hidden tests"
+GRADING_ENV = "TINYLLM_GRADING"  # set inside a graded run: the grading cell does nothing there
+KERNEL_NAME = "tinyllm-grading"
+ALLOWED_IMPORTS = ("tinyllm.grade", "tinyllm.grading", "tinyllm.course")
 
 
 # ---------------------------------------------------------------------------------------
@@ -65,6 +77,110 @@ def otter_notebook(filename: str):
     return otter.Notebook(tests_dir=str(folder))
 
 
+def grade_this(filename: str) -> Report | None:
+    """Grade this notebook against the hidden tests and print the per-question table.
+
+    The last cell of every exercise notebook calls it. In Colab the notebook is not a file
+    on disk: its current contents come from Colab's ``get_ipynb`` request. Elsewhere the
+    saved file ``filename`` next to the kernel is graded (save the notebook first). The
+    results JSON is written beside the notebook (in Colab, in the working folder).
+    """
+    if os.environ.get(GRADING_ENV):
+        return None  # this notebook is being graded: do not grade it again inside itself
+    stem = Path(filename).stem
+    if "google.colab" in sys.modules:
+        from google.colab import _message  # Colab's documented way to read the open notebook
+
+        reply = _message.blocking_request("get_ipynb", request="", timeout_sec=120)
+        if not isinstance(reply, dict) or not isinstance(reply.get("ipynb"), dict):
+            raise RuntimeError("Colab did not give the notebook's contents; run this cell again")
+        folder = Path(tempfile.mkdtemp(prefix="tinyllm-colab-"))
+        path = folder / f"{stem}.ipynb"
+        path.write_text(json.dumps(reply["ipynb"]), encoding="utf-8")
+        results = Path.cwd() / f"{stem}.results.json"
+        print(f"grading the notebook open in Colab ({stem}) against the hidden tests ...")
+    else:
+        path = Path(filename)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{filename} is not in {Path.cwd()}: keep the exercise's file name, or run "
+                f"python -m tinyllm.grade PATH/TO/{filename}"
+            )
+        results = path.with_name(f"{stem}.results.json")
+        print(f"grading the saved file {path.name} against the hidden tests (save it first) ...")
+    report = grade(path, results_json=results)
+    print(report.table())
+    print(f"wrote {results}")
+    return report
+
+
+# ---------------------------------------------------------------------------------------
+# Answers that are not the learner's own
+# ---------------------------------------------------------------------------------------
+
+
+def _imported_modules(code: str) -> list[str]:
+    """Modules a cell imports: import statements, and __import__/import_module of a literal."""
+    import ast
+
+    lines = [line for line in code.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except (SyntaxError, ValueError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "tinyllm":  # from tinyllm import model: the submodule counts
+                found += [f"tinyllm.{alias.name}" for alias in node.names]
+            else:
+                found.append(node.module)
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            if name in ("__import__", "import_module") and isinstance(node.args[0].value, str):
+                found.append(node.args[0].value)
+    return found
+
+
+def _is_package_implementation(module: str) -> bool:
+    if module != "tinyllm" and not module.startswith("tinyllm."):
+        return False
+    return not any(module == a or module.startswith(a + ".") for a in ALLOWED_IMPORTS)
+
+
+def imported_answers(nb) -> dict[str, list[str]]:
+    """Per question, the package modules its answer cells import (a flag, not a deduction).
+
+    A cell belongs to the question whose ``grader.check`` comes next; ``from tinyllm import
+    grade`` and the grading helpers are allowed, any other tinyllm module is the package's
+    own implementation of some piece.
+    """
+    out: dict[str, list[str]] = {}
+    pending: list[str] = []
+    question = None
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        code = cell.get("source", "")
+        check = code.strip()
+        if check.startswith('grader.check("') and check.count('"') >= 2:
+            question = check.split('"')[1]
+            if pending:
+                out.setdefault(question, []).extend(pending)
+            pending = []
+            continue
+        for module in _imported_modules(code):
+            note = f"the answer imports {module}, the package's own implementation"
+            if _is_package_implementation(module) and note not in pending:
+                pending.append(note)
+    if pending and question is not None:  # cells after the last question count for it
+        out.setdefault(question, []).extend(pending)
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------------
@@ -79,6 +195,7 @@ class QuestionResult:
     hidden_passed: bool
     message: str = ""  # the first failing test's message, empty when all passed
     cases: list[dict] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # e.g. the answer imports tinyllm.model
 
     @property
     def passed(self) -> bool:
@@ -119,11 +236,16 @@ class Report:
                 result = "passed"
             else:
                 result = "failed (public)" if not q.public_passed else "failed (hidden)"
+            if q.flags:
+                result += ", flagged"
             rows.append((q.name, f"{q.score:g} / {q.possible:g}", result, q.message))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         lines = [f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]
         lines.insert(1, "-" * max(len(line) for line in lines))
         lines.append(f"total: {self.score:g} / {self.possible:g}")
+        for q in self.questions:
+            for flag in q.flags:
+                lines.append(f"flagged {q.name}: {flag}")
         if self.error:
             lines.append(f"note: {self.error}")
         return "\n".join(lines)
@@ -150,11 +272,16 @@ class GradingError(Exception):
     """The notebook could not be graded at all (the message says why, for the learner)."""
 
 
-def find_source(notebook: Path, source_dir: Path | None = None) -> Path:
-    """The instructor source of a learner notebook: by otter's assignment name, else file name."""
-    from tinyllm.grading.build import SOURCE_DIR
+ASSIGNMENTS_DIR = Path(__file__).resolve().parent / "grading" / "assignments"
 
-    source_dir = Path(source_dir or SOURCE_DIR)
+
+def known_assignments(folder: Path = ASSIGNMENTS_DIR) -> list[str]:
+    """The exercise sets this package can grade (their tests are package data)."""
+    return sorted(p.stem for p in Path(folder).glob("[0-9][0-9]_*.json"))
+
+
+def assignment_name(notebook: Path) -> list[str]:
+    """The names a notebook may belong to: otter's assignment name, then its file name."""
     names = []
     try:
         meta = json.loads(Path(notebook).read_text(encoding="utf-8")).get("metadata", {})
@@ -163,7 +290,13 @@ def find_source(notebook: Path, source_dir: Path | None = None) -> Path:
     except (OSError, ValueError, AttributeError):
         pass
     names.append(Path(notebook).stem)
-    for name in names:
+    return names
+
+
+def find_source(notebook: Path, source_dir: Path | str) -> Path:
+    """A teacher's instructor source of a learner notebook, in ``source_dir``."""
+    source_dir = Path(source_dir)
+    for name in assignment_name(notebook):
         candidate = source_dir / f"{name}.ipynb"
         if candidate.is_file():
             return candidate
@@ -174,24 +307,52 @@ def find_source(notebook: Path, source_dir: Path | None = None) -> Path:
     )
 
 
-def questions_of(autograder: Path) -> list[QuestionResult]:
-    """Every question of an autograder archive, scored 0 (for notebooks that cannot run)."""
+def tests_of_source(source: Path, build_dir: Path | str | None = None) -> dict[str, str]:
+    """Every question's otter test file (public and hidden), from a source's built archive."""
     import zipfile
 
-    from otter.nbmeta_config import NBMetadataConfig
-    from otter.test_files import create_test_file
+    from tinyllm.grading.build import BUILD_DIR, autograder_zip
+
+    zip_path = autograder_zip(Path(source), Path(build_dir or BUILD_DIR))
+    with zipfile.ZipFile(zip_path) as zf:
+        names = sorted(n for n in zf.namelist() if n.startswith("tests/") and n.endswith(".py"))
+        return {Path(n).stem: zf.read(n).decode("utf-8") for n in names}
+
+
+def find_tests(notebook: Path, source=None, source_dir=None, build_dir=None) -> tuple[str, dict[str, str]]:
+    """(exercise set, its tests by question) for a notebook; GradingError if unknown."""
+    if source is not None:
+        return Path(source).stem, tests_of_source(Path(source), build_dir)
+    if source_dir is not None:
+        found = find_source(notebook, source_dir)
+        return found.stem, tests_of_source(found, build_dir)
+    known = known_assignments()
+    for name in assignment_name(notebook):
+        if name in known:
+            data = json.loads((ASSIGNMENTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+            return name, data["tests"]
+    raise GradingError(
+        f"cannot tell which exercise set {Path(notebook).name} is: its name matches none this "
+        f"package grades (known: {', '.join(known) or 'none'}); keep the exercise's file name"
+    )
+
+
+def questions_of(tests: dict[str, str]) -> list[QuestionResult]:
+    """Every question of an exercise set, scored 0 (for notebooks that cannot run)."""
+    from otter.test_files.exception_test import ExceptionTestFile
 
     out = []
-    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(autograder) as zf:
-        zf.extractall(tmp)
-        for path in sorted(Path(tmp, "tests").glob("*.py")):
-            test_file = create_test_file(str(path), NBMetadataConfig())
-            out.append(QuestionResult(test_file.name, 0.0, float(test_file.possible), False, False))
+    for question, source in sorted(tests.items()):
+        test_file = ExceptionTestFile.from_string(source, path=f"{question}.py")
+        out.append(QuestionResult(test_file.name, 0.0, float(test_file.possible), False, False))
     return out
 
 
-def _prepare(notebook: Path, dest: Path, cell_seconds: float, max_output_chars: int) -> None:
-    """Copy ``notebook`` to ``dest`` with the guard as first cell; raise GradingError if unreadable."""
+def _prepare(notebook: Path, dest: Path, cell_seconds: float, max_output_chars: int) -> Any:
+    """Copy ``notebook`` to ``dest`` with the guard as first cell; raise GradingError if unreadable.
+
+    Returns the notebook as read (before the guard), for the import scan.
+    """
     import nbformat
 
     try:
@@ -208,10 +369,16 @@ def _prepare(notebook: Path, dest: Path, cell_seconds: float, max_output_chars: 
     try:
         nb = nbformat.reads(text, as_version=4)
         cells = nb.cells
-        if not isinstance(cells, list):
+        if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
             raise ValueError("it has no list of cells")
+        for cell in cells:
+            if not isinstance(cell.get("source", ""), str):
+                raise ValueError("a cell has no source text")
     except Exception as exc:
         raise GradingError(f"{Path(notebook).name} is not a valid notebook: {exc}") from None
+    original = copy.deepcopy(nb)
+    # The grading cell would grade the notebook again inside its own grading: leave it out.
+    nb.cells = [c for c in nb.cells if not c.get("source", "").startswith(GRADING_CELL_FIRST_LINE)]
     guard = nbformat.v4.new_code_cell(
         "from tinyllm.grading.guard import install as _install_guard\n"
         f"_install_guard(cell_seconds={cell_seconds!r}, max_output_chars={max_output_chars!r})"
@@ -226,18 +393,97 @@ def _prepare(notebook: Path, dest: Path, cell_seconds: float, max_output_chars: 
         nbformat.write(nb, dest)
     except Exception as exc:
         raise GradingError(f"{Path(notebook).name} is not a valid notebook: {exc}") from None
+    return original
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the grading process and everything in its process group (POSIX)."""
-    try:
-        if hasattr(os, "killpg"):
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:  # Windows: no process groups; the kernel notices its parent is gone
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
+def _sandbox_env(work: Path) -> dict[str, str]:
+    """The whole environment of the graded run: nothing from the teacher's shell but PATH."""
+    import tinyllm
+
+    package_parent = str(Path(tinyllm.__file__).resolve().parent.parent)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(work),
+        "TMPDIR": str(work / "tmp"),
+        "JUPYTER_PATH": str(work / "jupyter"),
+        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(work / ".jupyter"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "IPYTHONDIR": str(work / ".ipython"),
+        "MPLCONFIGDIR": str(work / ".matplotlib"),
+        "XDG_CACHE_HOME": str(work / ".cache"),
+        "MPLBACKEND": "Agg",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": package_parent,  # the same tinyllm as the grader's, installed or not
+        "LANG": "C.UTF-8",
+        GRADING_ENV: "1",
+    }
+    for name in ("runtime", "tmp", "record", ".ipython", ".matplotlib", ".cache"):
+        (work / name).mkdir(exist_ok=True)
+    kernel = work / "jupyter" / "kernels" / KERNEL_NAME
+    kernel.mkdir(parents=True)
+    (kernel / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "tinyllm grading", "language": "python",
+    }), encoding="utf-8")
+    return env
+
+
+_REPLAY_LOCK = threading.Lock()  # replays seed torch's global generator: one at a time
+
+
+def replay(tests: dict[str, str], record_dir: Path, missing: str) -> dict[str, QuestionResult]:
+    """Phase 2, here, in the grader's process: each question's tests on the recorded calls."""
+    from tinyllm.grading.record import Replayer, load_recording, run_tests
+
+    out = {}
+    with _REPLAY_LOCK:
+        torch_state, python_state = torch_rng_state()
+        try:
+            for question, source in sorted(tests.items()):
+                calls = load_recording(record_dir / f"{question}.pt")
+                if calls is None:
+                    continue
+                test_file = run_tests(source, question, None, Replayer(calls, missing))
+                cases = [
+                    {
+                        "name": r.test_case.name,
+                        "hidden": bool(r.test_case.hidden),
+                        "points": float(r.test_case.points or 0),
+                        "passed": bool(r.passed),
+                        "message": r.message or "",
+                    }
+                    for r in test_file.test_case_results
+                ]
+                failing = [c for c in cases if not c["passed"]]
+                out[question] = QuestionResult(
+                    test_file.name, float(test_file.score), float(test_file.possible),
+                    public_passed=all(c["passed"] for c in cases if not c["hidden"]),
+                    hidden_passed=all(c["passed"] for c in cases if c["hidden"]),
+                    message=first_line_of_failure(failing[0]["message"]) if failing else "",
+                    cases=cases,
+                )
+        finally:
+            set_rng_state(torch_state, python_state)
+    return out
+
+
+def torch_rng_state():
+    import random
+
+    import torch
+
+    return torch.get_rng_state(), random.getstate()
+
+
+def set_rng_state(torch_state, python_state) -> None:
+    import random
+
+    import torch
+
+    torch.set_rng_state(torch_state)
+    random.setstate(python_state)
 
 
 def grade(
@@ -250,79 +496,78 @@ def grade(
     cell_seconds: float = CELL_SECONDS,
     notebook_seconds: float = NOTEBOOK_SECONDS,
     max_output_chars: int = MAX_OUTPUT_CHARS,
+    limits: Limits | None = None,
 ) -> Report:
-    """Grade one notebook; never raises for a bad submission (see ``Report.error``)."""
-    from tinyllm.grading.build import BUILD_DIR, autograder_zip
+    """Grade one notebook; never raises for a bad submission (see ``Report.error``).
+
+    ``source`` (an instructor source) or ``source_dir`` (a folder of them) grade against a
+    teacher's own tests; by default the tests packaged with tinyllm are used.
+    """
+    from tinyllm.grading import sandbox
 
     start = time.perf_counter()
     notebook = Path(notebook)
     try:
-        source = Path(source) if source else find_source(notebook, source_dir)
+        assignment, tests = find_tests(notebook, source, source_dir, build_dir)
     except GradingError as exc:
-        report = Report(str(notebook), None, [], error=str(exc))
-        return _finish(report, start, results_json)
-    zip_path = autograder_zip(source, Path(build_dir or BUILD_DIR))
-    assignment = source.stem
-    blank = questions_of(zip_path)
+        return _finish(Report(str(notebook), None, [], error=str(exc)), start, results_json)
+    blank = questions_of(tests)
 
-    def failed(message: str) -> Report:
+    def failed(message: str, flags: dict | None = None) -> Report:
         for q in blank:
             q.message = message
+            q.flags = (flags or {}).get(q.name, [])
         return Report(str(notebook), assignment, blank, error=message)
 
-    with tempfile.TemporaryDirectory(prefix="tinyllm-grade-") as tmp:
-        # otter grades the notebook under its own name; the source's name keeps it simple.
-        prepared = Path(tmp) / f"{assignment}.ipynb"
+    limits = limits or Limits(seconds=notebook_seconds)
+    work = Path(tempfile.mkdtemp(prefix="tinyllm-grade-"))
+    try:
+        # otter grades the notebook under its own name; the set's name keeps it simple.
+        prepared = work / f"{assignment}.ipynb"
         try:
-            _prepare(notebook, prepared, cell_seconds, max_output_chars)
+            original = _prepare(notebook, prepared, cell_seconds, max_output_chars)
         except GradingError as exc:
             return _finish(failed(str(exc)), start, results_json)
-        out = Path(tmp) / "results.json"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tinyllm.grading.runner", str(zip_path), str(prepared), str(out)],
-            cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,  # its own process group: the kernel dies with it
-            env={**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            log, _ = proc.communicate(timeout=notebook_seconds)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            return _finish(
-                failed(f"grading stopped after {notebook_seconds:g} s: the notebook runs too long"),
-                start, results_json,
-            )
-        _kill_group(proc)  # a kernel left behind by a crash
-        if proc.returncode != 0 or not out.is_file():
-            tail = (log or "").strip().splitlines()[-3:]
-            reason = " / ".join(tail) or f"exit code {proc.returncode}"
-            if "DeadKernelError" in (log or "") or "Kernel died" in (log or ""):
-                reason = "the notebook's kernel died (did a cell end the process, e.g. os._exit?)"
-            return _finish(failed(f"the notebook could not be graded: {reason}"), start, results_json)
-        data = json.loads(out.read_text(encoding="utf-8"))
-
-    if data.get("error"):
-        return _finish(failed(f"the notebook could not be graded: {data['error']}"), start, results_json)
-    by_name = {q["name"]: q for q in data["questions"]}
+        flags = imported_answers(original)
+        env = _sandbox_env(work)
+        config = work / "config.json"
+        config.write_text(json.dumps({
+            "work": str(work), "notebook": str(prepared), "kernel_name": KERNEL_NAME,
+            "tests": tests, "cell_seconds": cell_seconds,
+            "limits": sandbox.child_limits(limits, sys.executable, work),
+        }), encoding="utf-8")
+        outcome = sandbox.run([sys.executable, "-m", "tinyllm.grading.runner", str(config)], work, env, limits)
+        status = _read_status(work / "status.json")
+        error = outcome.stopped or status.get("error")
+        if error is None and outcome.returncode != 0:
+            tail = " / ".join(outcome.log.strip().splitlines()[-3:])
+            error = f"the notebook could not be graded: {tail or f'exit code {outcome.returncode}'}"
+        if error is None and not (work / "status.json").is_file():
+            error = "the notebook could not be graded: the grading run ended without a result"
+        missing = error or "the notebook's run ended before these tests ran"
+        graded = replay(tests, work / "record", missing + " (`{name}` was not graded)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     questions = []
     for q in blank:
-        got = by_name.get(q.name)
-        if got is None:
-            q.message = "this question's tests did not run"
+        q.flags = flags.get(q.name, [])
+        if q.name in graded:
+            graded[q.name].flags = q.flags
+            questions.append(graded[q.name])
+        else:
+            q.message = missing
             questions.append(q)
-            continue
-        cases = got["cases"]
-        failing = [c for c in cases if not c["passed"]]
-        questions.append(
-            QuestionResult(
-                q.name, got["score"], got["possible"],
-                public_passed=all(c["passed"] for c in cases if not c["hidden"]),
-                hidden_passed=all(c["passed"] for c in cases if c["hidden"]),
-                message=first_line_of_failure(failing[0]["message"]) if failing else "",
-                cases=cases,
-            )
-        )
-    return _finish(Report(str(notebook), assignment, questions), start, results_json)
+    return _finish(Report(str(notebook), assignment, questions, error=error), start, results_json)
+
+
+def _read_status(path: Path) -> dict:
+    """The runner's status file (written by the sandbox: only its message is used)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")[:10_000])
+        error = data.get("error")
+        return {"error": str(error)[:500] if error else None}
+    except (OSError, ValueError, AttributeError):
+        return {"error": None}
 
 
 def _finish(report: Report, start: float, results_json) -> Report:
@@ -344,12 +589,13 @@ def grade_folder(folder: Path | str, csv_path: Path | str, jobs: int = 1, **kwar
                 names.append(q.name)
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["notebook", "assignment", "score", "possible", *names, "error"])
+        writer.writerow(["notebook", "assignment", "score", "possible", *names, "flags", "error"])
         for r in reports:
             scores = {q.name: f"{q.score:g}" for q in r.questions}
+            flags = "; ".join(f"{q.name}: {flag}" for q in r.questions for flag in q.flags)
             writer.writerow(
                 [Path(r.notebook).name, r.assignment or "", f"{r.score:g}", f"{r.possible:g}",
-                 *(scores.get(n, "") for n in names), r.error or ""]
+                 *(scores.get(n, "") for n in names), flags, r.error or ""]
             )
     return reports
 
@@ -357,14 +603,17 @@ def grade_folder(folder: Path | str, csv_path: Path | str, jobs: int = 1, **kwar
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinyllm.grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("path", help="a learner notebook, or a folder of submissions")
-    parser.add_argument("--json", help="where to write the results JSON (default _build/grading/results/NAME.json)")
+    parser.add_argument("--json", help="where to write the results JSON (default: NAME.results.json beside the notebook)")
+    parser.add_argument("--out", dest="json", help="the same as --json")
     parser.add_argument("--csv", help="the CSV file to write when grading a folder (default FOLDER/grades.csv)")
-    parser.add_argument("--source", help="the instructor source to grade against (default: found by name)")
+    parser.add_argument("--source", help="an instructor source to grade against (default: the packaged tests)")
+    parser.add_argument("--sources", help="a folder of instructor sources, matched by name (a teacher's own tests)")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at once (a folder)")
     parser.add_argument("--cell-seconds", type=float, default=CELL_SECONDS, help="time limit per cell")
     parser.add_argument("--notebook-seconds", type=float, default=NOTEBOOK_SECONDS, help="time limit per notebook")
     args = parser.parse_args(argv)
-    limits = dict(cell_seconds=args.cell_seconds, notebook_seconds=args.notebook_seconds, source=args.source)
+    limits = dict(cell_seconds=args.cell_seconds, notebook_seconds=args.notebook_seconds,
+                  source=args.source, source_dir=args.sources)
     path = Path(args.path)
     if path.is_dir():
         csv_path = Path(args.csv or path / "grades.csv")
@@ -376,13 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     if not path.exists():
         print(f"error: {path} does not exist", file=sys.stderr)
         return 2
-    if args.json:
-        results_json = Path(args.json)
-    else:
-        from tinyllm.grading.build import BUILD_DIR
-
-        results_json = BUILD_DIR / "results" / f"{path.stem}.json"
-        results_json.parent.mkdir(parents=True, exist_ok=True)
+    results_json = Path(args.json) if args.json else path.with_name(f"{path.stem}.results.json")
     report = grade(path, results_json=results_json, **limits)
     print(f"{path.name} ({report.assignment or 'unknown exercise set'}), graded in {report.seconds:g} s")
     print(report.table())

@@ -1,0 +1,387 @@
+"""Record the learner's calls where the notebook ran; replay them where it never ran.
+
+Every test calls the learner's functions only through :func:`tinyllm.grading.checks.call`,
+with inputs it makes itself. Grading therefore runs each question's tests twice:
+
+1. *record*, in the graded notebook's own kernel (see :mod:`tinyllm.grading.runner`): each
+   ``checks.call`` calls the learner's function and keeps the call's inputs (before and,
+   when the function changed them, after), and its result or its one-line failure. The
+   question's calls are saved with ``torch.save`` as plain data (tensors, numbers, strings,
+   lists, tuples, dicts; a module as its ``state_dict``; anything else as "a <type>").
+2. *replay*, in the grader's own process, which never ran the notebook: the same tests run
+   with :class:`Replayer` behind ``checks.call``. It checks that each call's name and inputs
+   are the ones this clean run made, writes the recorded after-call state into the inputs
+   (so tests that check for changes in place still see them), and returns the recorded
+   result. Only this run's verdicts count.
+
+Whatever the notebook does to its own process (replace ``checks.close``, ``torch.allclose``,
+``builtins.isinstance``, otter), it changes only what phase 1 *records*: recorded outputs
+are then compared by untouched code, so tampering earns nothing. A forged recording can
+only claim outputs, and claimed outputs must still be right. The file is read with
+``torch.load(weights_only=True)``, which builds tensors and plain data, never objects.
+
+Before each test case both runs seed ``torch`` and ``random`` the same way, and the
+recorder restores both generators after each learner call, so a test's inputs do not
+depend on what the learner's code drew.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SEED = 20_251_122
+MAX_DEPTH = 24  # nesting of a recorded value
+MAX_ITEMS = 200_000  # list/dict items in one recorded value
+MAX_MESSAGE = 500  # characters of a recorded failure message
+
+_local = threading.local()
+
+
+def active():
+    """The recording or replaying session of this thread, or None (a plain call)."""
+    return getattr(_local, "session", None)
+
+
+def seed() -> None:
+    """The same random state before every test case, in both runs."""
+    torch.manual_seed(SEED)
+    random.seed(SEED)
+
+
+# ---------------------------------------------------------------------------------------
+# Values as plain, safely loadable data
+# ---------------------------------------------------------------------------------------
+
+
+class _Budget:
+    def __init__(self):
+        self.items = 0
+
+
+def pack(value: Any, depth: int = 0, budget: _Budget | None = None):
+    """``value`` as tagged plain data that ``torch.load(weights_only=True)`` can read."""
+    budget = budget or _Budget()
+    budget.items += 1
+    if depth > MAX_DEPTH or budget.items > MAX_ITEMS:
+        return ("other", "value too large to record")
+    if isinstance(value, torch.Tensor):
+        if value.layout != torch.strided or value.is_quantized or value.device.type == "meta":
+            return ("other", f"{value.layout} tensor")
+        t = value.detach().cpu().clone().contiguous()
+        return ("tensor", t, bool(value.requires_grad))
+    if value is None or isinstance(value, bool):
+        return ("atom", value)
+    if isinstance(value, int):
+        return ("atom", int(value))
+    if isinstance(value, float):
+        return ("atom", float(value))
+    if isinstance(value, str):
+        return ("atom", str(value))
+    if value is Ellipsis:
+        return ("ellipsis",)
+    if isinstance(value, torch.Size):
+        return ("size", [int(n) for n in value])
+    if isinstance(value, (list, tuple)):
+        kind = "list" if isinstance(value, list) else "tuple"
+        return (kind, [pack(v, depth + 1, budget) for v in list(value)])
+    if isinstance(value, dict):
+        return ("dict", [[pack(k, depth + 1, budget), pack(v, depth + 1, budget)] for k, v in list(value.items())])
+    if isinstance(value, torch.nn.Module):
+        state = {str(k): v.detach().cpu().clone() for k, v in value.state_dict().items()}
+        return ("module", type(value).__name__, state)
+    return ("other", type(value).__name__)
+
+
+def _stand_in(type_name: str):
+    """An object whose type has the recorded name (so "returned a generator" still reads)."""
+    name = re.sub(r"\W", "_", str(type_name))[:60] or "object"
+    if not name[0].isalpha():
+        name = "x" + name
+    return type(name, (), {"__repr__": lambda self: f"<{type_name}>"})()
+
+
+def unpack(data):
+    """The value that :func:`pack` recorded (a stand-in for what it could not)."""
+    tag = data[0]
+    if tag == "tensor":
+        t = data[1].clone()
+        if data[2] and t.is_floating_point():
+            t.requires_grad_(True)
+        return t
+    if tag == "atom":
+        return data[1]
+    if tag == "ellipsis":
+        return Ellipsis
+    if tag == "size":
+        return torch.Size(data[1])
+    if tag == "list":
+        return [unpack(v) for v in data[1]]
+    if tag == "tuple":
+        return tuple(unpack(v) for v in data[1])
+    if tag == "dict":
+        return {unpack(k): unpack(v) for k, v in data[1]}
+    if tag == "module":
+        return _stand_in(data[1])
+    return _stand_in(data[1])
+
+
+def same(a, b) -> bool:
+    """Two packed values are the same (floats to a tiny tolerance, for thread counts)."""
+    if not (isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) and a and b and a[0] == b[0]):
+        return False
+    tag = a[0]
+    if tag == "tensor":
+        x, y = a[1], b[1]
+        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+            return False
+        if x.dtype != y.dtype or x.shape != y.shape:
+            return False
+        if torch.equal(x, y):
+            return True
+        return x.is_floating_point() and bool(torch.allclose(x, y, rtol=1e-5, atol=1e-7, equal_nan=True))
+    if tag == "atom":
+        x, y = a[1], b[1]
+        if type(x) is not type(y):
+            return False
+        return x == y or (isinstance(x, float) and x != x and y != y)
+    if tag in ("list", "tuple", "size"):
+        return len(a[1]) == len(b[1]) and all(
+            (same(x, y) if tag != "size" else x == y) for x, y in zip(a[1], b[1])
+        )
+    if tag == "dict":
+        return len(a[1]) == len(b[1]) and all(
+            same(ka, kb) and same(va, vb) for (ka, va), (kb, vb) in zip(a[1], b[1])
+        )
+    if tag == "module":
+        return a[1] == b[1] and sorted(a[2]) == sorted(b[2]) and all(
+            same(("tensor", a[2][k], False), ("tensor", b[2][k], False)) for k in a[2]
+        )
+    return tuple(a) == tuple(b)
+
+
+def write_back(target, data) -> Any:
+    """Make ``target`` hold the packed ``data`` in place where it can; return the new value."""
+    tag = data[0]
+    if tag == "tensor" and isinstance(target, torch.Tensor):
+        with torch.no_grad():
+            if target.shape == data[1].shape and target.dtype == data[1].dtype:
+                target.copy_(data[1])
+            else:
+                target.set_(data[1].clone())
+        return target
+    if tag == "list" and isinstance(target, list):
+        if len(target) == len(data[1]):
+            for i, item in enumerate(data[1]):
+                target[i] = write_back(target[i], item)
+        else:
+            target[:] = unpack(data)
+        return target
+    if tag == "dict" and isinstance(target, dict):
+        new = unpack(data)
+        target.clear()
+        target.update(new)
+        return target
+    if tag == "module" and isinstance(target, torch.nn.Module):
+        with torch.no_grad():
+            try:
+                target.load_state_dict(data[2])
+            except (RuntimeError, KeyError, TypeError):
+                pass
+        return target
+    if tag == "tuple" and isinstance(target, tuple) and len(target) == len(data[1]):
+        for item, packed in zip(target, data[1]):
+            write_back(item, packed)
+        return target
+    return unpack(data) if tag not in ("other", "module") else target
+
+
+# ---------------------------------------------------------------------------------------
+# The two sessions behind checks.call
+# ---------------------------------------------------------------------------------------
+
+
+class Recorder:
+    """Phase 1, in the notebook's kernel: call the learner's function and keep what it did."""
+
+    def __init__(self, seconds: float, direct_call):
+        self.calls: dict[str, list[dict]] = {}
+        self.case: str | None = None
+        self.seconds_left = seconds  # for all the question's calls together
+        self._direct_call = direct_call
+
+    def start(self, case: str) -> None:
+        self.case = case
+        self.calls.setdefault(case, [])
+
+    def call(self, name: str, fn, args: tuple, kwargs: dict):
+        import signal
+        import time
+
+        before = pack((list(args), dict(kwargs)))
+        torch_state, python_state = torch.get_rng_state(), random.getstate()
+        entry = {"name": str(name), "inputs": before, "after": None}
+        if self.seconds_left <= 0:
+            entry["failed"] = f"`{name}` was not run: the question's time limit was used up (an infinite loop?)"
+        else:
+            start = time.monotonic()
+            can_alarm = hasattr(signal, "setitimer")
+            try:
+                if can_alarm:
+                    signal.setitimer(signal.ITIMER_REAL, max(self.seconds_left, 0.05))
+                try:
+                    value = self._direct_call(name, fn, *args, **kwargs)
+                finally:
+                    if can_alarm:
+                        signal.setitimer(signal.ITIMER_REAL, 0)
+                entry["value"] = pack(value)
+            except AssertionError as exc:
+                entry["failed"] = str(exc)[:MAX_MESSAGE]
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt, a late alarm
+                entry["failed"] = f"`{name}` raised {type(exc).__name__}: {exc}"[:MAX_MESSAGE]
+            self.seconds_left -= time.monotonic() - start
+        torch.set_rng_state(torch_state)
+        random.setstate(python_state)
+        after = pack((list(args), dict(kwargs)))
+        if not same(before, after):
+            entry["after"] = after
+            write_back(list(args), after[1][0])  # already changed; keeps both runs alike
+        self.calls[self.case].append(entry)
+        if "failed" in entry:
+            raise AssertionError(entry["failed"])
+        # The test goes on with the recorded copy, exactly as the replay will.
+        return unpack(entry["value"])
+
+
+class Replayer:
+    """Phase 2, in a clean process: hand the tests the recorded results, in order."""
+
+    def __init__(self, calls: dict[str, list[dict]] | None, missing: str):
+        self.calls = calls or {}
+        self.missing = missing  # why a call has no recording (the notebook stopped, ...)
+        self.case: str | None = None
+        self.index = 0
+
+    def start(self, case: str) -> None:
+        self.case, self.index = case, 0
+
+    def call(self, name: str, fn, args: tuple, kwargs: dict):
+        entries = self.calls.get(self.case) or []
+        if self.index >= len(entries):
+            raise AssertionError(self.missing.format(name=name))
+        entry = entries[self.index]
+        self.index += 1
+        try:
+            recorded_name, inputs = entry["name"], entry["inputs"]
+            after, value, failed = entry.get("after"), entry.get("value"), entry.get("failed")
+        except (TypeError, KeyError):
+            raise AssertionError("the grader's record of this test is damaged: graded 0") from None
+        if recorded_name != name or not same(inputs, pack((list(args), dict(kwargs)))):
+            raise AssertionError(
+                f"the graded run called `{recorded_name}` on other inputs than this test makes: "
+                "the notebook changed the tests, torch or the grader (tampering, graded 0)"
+            )
+        if after is not None:
+            try:
+                write_back(list(args), after[1][0])
+                for key, packed in after[1][1][1]:
+                    if unpack(key) in kwargs:
+                        write_back(kwargs[unpack(key)], packed)
+            except Exception:
+                raise AssertionError("the grader's record of this test is damaged: graded 0") from None
+        if failed is not None:
+            raise AssertionError(str(failed)[:MAX_MESSAGE])
+        try:
+            return unpack(value)
+        except Exception:
+            raise AssertionError("the grader's record of this test is damaged: graded 0") from None
+
+
+# ---------------------------------------------------------------------------------------
+# Running a question's tests in either session
+# ---------------------------------------------------------------------------------------
+
+
+class _Names(dict):
+    """The learner's names as the clean run sees them: stand-ins that only replay."""
+
+    def get(self, key, default=None):
+        return _LearnerName(key)
+
+
+class _LearnerName:
+    def __init__(self, name):
+        self.name = name
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError(f"the test called `{self.name}` outside checks.call: fix the test")
+
+
+def run_tests(source: str, question: str, env: dict | None, session):
+    """Run one question's otter test file with ``session`` behind ``checks.call``.
+
+    ``env`` is the learner's namespace (recording) or None (replay). Returns otter's
+    ``ExceptionTestFile`` with its ``test_case_results`` filled in.
+    """
+    from otter.test_files.abstract_test import TestCaseResult
+    from otter.test_files.exception_test import ExceptionTestFile
+
+    test_file = ExceptionTestFile.from_string(source, path=f"{question}.py")
+    names = _Names() if env is None else env
+    results = []
+    _local.session = session
+    try:
+        for tc in test_file.test_cases:
+            session.start(tc.name)
+            seed()
+            passed, message = True, "✅ Test case passed"
+            try:
+                tc.body.call_func(names)
+            except Exception as exc:
+                try:
+                    detail = test_file._generate_error_message(exc)
+                except Exception:
+                    detail = f"{type(exc).__name__}: {exc}"
+                passed, message = False, "❌ Test case failed\n" + detail
+            results.append(TestCaseResult(test_case=tc, message=message, passed=passed))
+    finally:
+        _local.session = None
+    test_file.test_case_results = results
+    return test_file
+
+
+def record_question(tests: dict[str, str], question: str, out: str, seconds: float) -> None:
+    """Phase 1 (in the kernel): run a question's tests on the learner's names; save the calls."""
+    import os
+    import signal
+
+    from IPython import get_ipython
+
+    from tinyllm.grading import checks
+
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0)  # the recorder times each call itself
+    torch.set_default_dtype(torch.float32)
+    torch.set_grad_enabled(True)
+    recorder = Recorder(seconds, checks.direct_call)
+    run_tests(tests[question], question, get_ipython().user_ns, recorder)
+    tmp = f"{out}.tmp"
+    torch.save({"question": question, "calls": recorder.calls}, tmp)
+    os.replace(tmp, out)
+
+
+def load_recording(path: Path) -> dict[str, list[dict]] | None:
+    """The calls recorded for one question, or None when there is no readable record."""
+    try:
+        data = torch.load(path, weights_only=True, map_location="cpu")
+        calls = data["calls"]
+        if not isinstance(calls, dict):
+            return None
+        return calls
+    except Exception:
+        return None
