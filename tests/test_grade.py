@@ -204,3 +204,123 @@ def test_grader_cell_names_an_unknown_set(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="no exercise set"):
         otter_notebook("99_nothing.ipynb")
+
+
+# ---------------------------------------------------------------------------------------
+# Cheating submissions earn nothing for their trick (exercises/cheats/manifest.json)
+# ---------------------------------------------------------------------------------------
+
+from tinyllm.grading.build import CHEATS_DIR, CHEATS_MANIFEST, LEARNER_DIR, cheat_submissions, comparable  # noqa: E402
+from tinyllm.grading.sandbox import Limits  # noqa: E402
+
+CHEATS = json.loads(CHEATS_MANIFEST.read_text(encoding="utf-8"))
+CHEAT_NAMES = sorted(name for name in CHEATS if not name.startswith("_"))
+
+
+def _sandbox_processes() -> list[int]:
+    """Processes of a graded run still alive (their environment marks them)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"TINYLLM_GRADING=1" in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_cheating_submissions_are_up_to_date():
+    learners = {spec["set"]: nbformat.read(LEARNER_DIR / f"{spec['set']}.ipynb", as_version=4)
+                for name, spec in CHEATS.items() if not name.startswith("_")}
+    expected = cheat_submissions(learners, CHEATS)
+    for path, nb in expected.items():
+        assert path.is_file(), f"{path} is missing: run python exercises/build.py"
+        assert comparable(nbformat.read(path, as_version=4)) == comparable(nb), f"{path}: run python exercises/build.py"
+    assert set(CHEATS_DIR.glob("*.ipynb")) == set(expected)
+
+
+@pytest.fixture(scope="module")
+def cheat_reports(tmp_path_factory):
+    """Every cheating notebook graded (two at a time), each under its manifest's limits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = tmp_path_factory.mktemp("cheats")
+
+    def run(name):
+        spec = CHEATS[name]
+        path = folder / f"{spec['set']}.ipynb".replace(".ipynb", f"-{Path(name).stem}.ipynb")
+        path.write_bytes((CHEATS_DIR / name).read_bytes())
+        limits = Limits(**{"seconds": 180.0, **spec.get("limits", {})})
+        report = grade(path, results_json=path.with_suffix(".results.json"), limits=limits)
+        return report, path.with_suffix(".results.json")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = dict(zip(CHEAT_NAMES, pool.map(run, CHEAT_NAMES)))
+    return reports
+
+
+@pytest.mark.parametrize("name", CHEAT_NAMES)
+def test_a_cheat_earns_nothing_for_its_trick(name, cheat_reports):
+    report, results = cheat_reports[name]
+    spec = CHEATS[name]
+    expect = spec["expect"]
+    assert report.assignment == spec["set"]
+    assert report.score == expect["score"], f"{name} ({spec['trick']}) scores {report.score}: {report.table()}"
+    for q in report.questions:
+        assert not any(c["passed"] for c in q.cases if c["hidden"]), f"{name}: a hidden test of {q.name} passes"
+    data = json.loads(results.read_text())
+    assert data["score"] == expect["score"], "the results file must be the grader's, not the notebook's"
+    if "error" in expect:
+        assert expect["error"] in (report.error or ""), report.table()
+    if "notes" in expect:
+        assert any(expect["notes"] in note for note in report.notes), report.table()
+    for question, text in expect.get("message", {}).items():
+        assert text in report.question(question).message, report.table()
+    flags = expect.get("flags", {})
+    for q in report.questions:
+        if q.name in flags:
+            assert any(flags[q.name] in f for f in q.flags), f"{name}: {q.name} is not flagged"
+            assert f"{q.name}: the answer imports" in "\n".join(f"{x['name']}: {f}" for x in data["questions"] for f in x["flags"])
+        else:
+            assert q.flags == [], f"{name}: {q.name} is flagged: {q.flags}"
+    assert _sandbox_processes() == [], "a process of the graded run is still alive"
+
+
+def test_after_a_fork_bomb_the_next_submission_is_graded_normally(tmp_path):
+    (tmp_path / "a_bomb.ipynb").write_bytes((CHEATS_DIR / "fork_bomb.ipynb").read_bytes())
+    nbformat.write(_solved(), tmp_path / "b_solved.ipynb")
+    reports = {Path(r.notebook).name: r for r in grade_folder_sorted(tmp_path)}
+    assert "started more than" in reports["a_bomb.ipynb"].error and reports["a_bomb.ipynb"].score == 0
+    assert reports["b_solved.ipynb"].error is None and reports["b_solved.ipynb"].score == 8
+    assert _sandbox_processes() == []
+
+
+def grade_folder_sorted(folder: Path):
+    from tinyllm.grade import grade_folder
+
+    return grade_folder(folder, folder / "grades.csv", jobs=1)
+
+
+def test_solutions_are_not_flagged():
+    from tinyllm.grade import imported_answers
+
+    for source in sorted(SOURCE_DIR.glob("*.ipynb")):
+        assert imported_answers(nbformat.read(solutions_notebook(source), as_version=4)) == {}, source.name
+
+
+def test_the_import_scan_sees_statements_and_literal_names():
+    from tinyllm.grade import imported_answers
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import tinyllm.grading.checks\nfrom tinyllm import grade\nimport torch"),
+        nbformat.v4.new_code_cell('grader.check("q1")'),
+        nbformat.v4.new_code_cell("%time x = 1\nfrom tinyllm import model as m"),
+        nbformat.v4.new_code_cell('grader.check("q2")'),
+        nbformat.v4.new_code_cell('def f():\n    return __import__("tinyllm.sampling")'),
+        nbformat.v4.new_code_cell('grader.check("q3")'),
+    ]
+    flags = imported_answers(nb)
+    assert sorted(flags) == ["q2", "q3"]
+    assert "tinyllm.model" in flags["q2"][0] and "tinyllm.sampling" in flags["q3"][0]

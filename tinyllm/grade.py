@@ -207,8 +207,9 @@ class Report:
     notebook: str
     assignment: str | None
     questions: list[QuestionResult]
-    error: str | None = None  # set when the notebook could not be graded at all
+    error: str | None = None  # set when the notebook could not be graded (all of it or the rest)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # cells that hit a limit of the grader
 
     @property
     def score(self) -> float:
@@ -248,6 +249,8 @@ class Report:
                 lines.append(f"flagged {q.name}: {flag}")
         if self.error:
             lines.append(f"note: {self.error}")
+        for note in self.notes:
+            lines.append(f"note: {note}")
         return "\n".join(lines)
 
 
@@ -377,8 +380,12 @@ def _prepare(notebook: Path, dest: Path, cell_seconds: float, max_output_chars: 
     except Exception as exc:
         raise GradingError(f"{Path(notebook).name} is not a valid notebook: {exc}") from None
     original = copy.deepcopy(nb)
-    # The grading cell would grade the notebook again inside its own grading: leave it out.
-    nb.cells = [c for c in nb.cells if not c.get("source", "").startswith(GRADING_CELL_FIRST_LINE)]
+    # The grading cell would grade the notebook again inside its own grading, and the Colab
+    # setup cell would install the package again: both are left out.
+    from tinyllm.course import SETUP_CELL_FIRST_LINE
+
+    skip = (GRADING_CELL_FIRST_LINE, SETUP_CELL_FIRST_LINE)
+    nb.cells = [c for c in nb.cells if not c.get("source", "").startswith(skip)]
     guard = nbformat.v4.new_code_cell(
         "from tinyllm.grading.guard import install as _install_guard\n"
         f"_install_guard(cell_seconds={cell_seconds!r}, max_output_chars={max_output_chars!r})"
@@ -442,10 +449,11 @@ def replay(tests: dict[str, str], record_dir: Path, missing: str) -> dict[str, Q
         torch_state, python_state = torch_rng_state()
         try:
             for question, source in sorted(tests.items()):
-                calls = load_recording(record_dir / f"{question}.pt")
-                if calls is None:
+                recording = load_recording(record_dir / f"{question}.pt")
+                if recording is None:
                     continue
-                test_file = run_tests(source, question, None, Replayer(calls, missing))
+                calls, params = recording
+                test_file = run_tests(source, question, None, Replayer(calls, missing, params))
                 cases = [
                     {
                         "name": r.test_case.name,
@@ -538,6 +546,8 @@ def grade(
         }), encoding="utf-8")
         outcome = sandbox.run([sys.executable, "-m", "tinyllm.grading.runner", str(config)], work, env, limits)
         status = _read_status(work / "status.json")
+        if not status["notes"]:
+            status["notes"] = _read_status_notes(work / "notes.json")
         error = outcome.stopped or status.get("error")
         if error is None and outcome.returncode != 0:
             tail = " / ".join(outcome.log.strip().splitlines()[-3:])
@@ -557,17 +567,25 @@ def grade(
         else:
             q.message = missing
             questions.append(q)
-    return _finish(Report(str(notebook), assignment, questions, error=error), start, results_json)
+    report = Report(str(notebook), assignment, questions, error=error, notes=status.get("notes", []))
+    return _finish(report, start, results_json)
 
 
 def _read_status(path: Path) -> dict:
     """The runner's status file (written by the sandbox: only its message is used)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8")[:10_000])
-        error = data.get("error")
-        return {"error": str(error)[:500] if error else None}
-    except (OSError, ValueError, AttributeError):
-        return {"error": None}
+        error, notes = data.get("error"), data.get("notes") or []
+        return {"error": str(error)[:500] if error else None, "notes": [str(n)[:300] for n in list(notes)[:10]]}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {"error": None, "notes": []}
+
+
+def _read_status_notes(path: Path) -> list[str]:
+    try:
+        return [str(n)[:300] for n in list(json.loads(path.read_text(encoding="utf-8")[:10_000]))[:10]]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 def _finish(report: Report, start: float, results_json) -> Report:

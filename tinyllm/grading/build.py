@@ -269,3 +269,30 @@ def assignment_data(source: Path, autograder: Path) -> str:
         "tests": tests,
     }
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+# ---------------------------------------------------------------------------------------
+# Cheating submissions (tests/test_grade.py checks that each earns nothing for its trick)
+# ---------------------------------------------------------------------------------------
+
+CHEATS_DIR = ROOT / "exercises" / "cheats"
+CHEATS_MANIFEST = CHEATS_DIR / "manifest.json"
+
+
+def cheat_submissions(learners: dict[str, nbformat.NotebookNode], manifest: dict) -> dict[Path, nbformat.NotebookNode]:
+    """The cheating notebooks the manifest describes: blanks filled, trick cells added at the end."""
+    out = {}
+    for file_name, spec in manifest.items():
+        if file_name.startswith("_"):
+            continue
+        answers = spec["answers"]
+        if isinstance(answers, str):
+            answers = manifest["_answers"][answers]
+        nb = fill_blanks(learners[spec["set"]], answers)
+        last = len(nb.cells) - 1 if nb.cells and nb.cells[-1].cell_type == "code" else len(nb.cells)
+        for i, code in enumerate(spec.get("cells", [])):
+            cell = nbformat.v4.new_code_cell(code)
+            cell["id"] = f"cheat-{i}"
+            nb.cells.insert(last + i, cell)
+        out[CHEATS_DIR / file_name] = normalise(nb)
+    return out

@@ -211,13 +211,25 @@ class Recorder:
 
     def __init__(self, seconds: float, direct_call):
         self.calls: dict[str, list[dict]] = {}
+        self.params: dict[str, dict] = {}
         self.case: str | None = None
         self.seconds_left = seconds  # for all the question's calls together
         self._direct_call = direct_call
 
-    def start(self, case: str) -> None:
+    def start(self, case: str, params: list[str], env: dict) -> dict:
+        """Begin a test case; the learner's names it takes, as the replay will see them."""
         self.case = case
         self.calls.setdefault(case, [])
+        names, packed = {}, {}
+        for name in params:
+            value = env.get(name)
+            if callable(value):  # a function: only ever called through checks.call
+                names[name], packed[name] = value, ("other", "function")
+            else:  # data the learner made (a vocabulary, ...): the test reads a copy
+                packed[name] = pack(value)
+                names[name] = unpack(packed[name])
+        self.params[case] = packed
+        return names
 
     def call(self, name: str, fn, args: tuple, kwargs: dict):
         import signal
@@ -261,14 +273,25 @@ class Recorder:
 class Replayer:
     """Phase 2, in a clean process: hand the tests the recorded results, in order."""
 
-    def __init__(self, calls: dict[str, list[dict]] | None, missing: str):
+    def __init__(self, calls: dict[str, list[dict]] | None, missing: str, params: dict | None = None):
         self.calls = calls or {}
+        self.params = params or {}
         self.missing = missing  # why a call has no recording (the notebook stopped, ...)
         self.case: str | None = None
         self.index = 0
 
-    def start(self, case: str) -> None:
+    def start(self, case: str, params: list[str], env=None) -> dict:
         self.case, self.index = case, 0
+        recorded = self.params.get(case) if isinstance(self.params.get(case), dict) else {}
+        names = {}
+        for name in params:
+            packed = recorded.get(name)
+            try:
+                usable = packed is not None and packed[0] not in ("other", "module")
+                names[name] = unpack(packed) if usable else _LearnerName(name)
+            except Exception:
+                names[name] = _LearnerName(name)
+        return names
 
     def call(self, name: str, fn, args: tuple, kwargs: dict):
         entries = self.calls.get(self.case) or []
@@ -307,13 +330,6 @@ class Replayer:
 # ---------------------------------------------------------------------------------------
 
 
-class _Names(dict):
-    """The learner's names as the clean run sees them: stand-ins that only replay."""
-
-    def get(self, key, default=None):
-        return _LearnerName(key)
-
-
 class _LearnerName:
     def __init__(self, name):
         self.name = name
@@ -331,16 +347,18 @@ def run_tests(source: str, question: str, env: dict | None, session):
     from otter.test_files.abstract_test import TestCaseResult
     from otter.test_files.exception_test import ExceptionTestFile
 
+    import inspect
+
     test_file = ExceptionTestFile.from_string(source, path=f"{question}.py")
-    names = _Names() if env is None else env
     results = []
     _local.session = session
     try:
         for tc in test_file.test_cases:
-            session.start(tc.name)
-            seed()
             passed, message = True, "✅ Test case passed"
             try:
+                params = list(inspect.signature(tc.body.test_func).parameters)
+                names = session.start(tc.name, params, env)
+                seed()
                 tc.body.call_func(names)
             except Exception as exc:
                 try:
@@ -371,17 +389,17 @@ def record_question(tests: dict[str, str], question: str, out: str, seconds: flo
     recorder = Recorder(seconds, checks.direct_call)
     run_tests(tests[question], question, get_ipython().user_ns, recorder)
     tmp = f"{out}.tmp"
-    torch.save({"question": question, "calls": recorder.calls}, tmp)
+    torch.save({"question": question, "calls": recorder.calls, "params": recorder.params}, tmp)
     os.replace(tmp, out)
 
 
-def load_recording(path: Path) -> dict[str, list[dict]] | None:
-    """The calls recorded for one question, or None when there is no readable record."""
+def load_recording(path: Path) -> tuple[dict, dict] | None:
+    """(calls, learner data) recorded for one question, or None without a readable record."""
     try:
         data = torch.load(path, weights_only=True, map_location="cpu")
-        calls = data["calls"]
-        if not isinstance(calls, dict):
+        calls, params = data["calls"], data.get("params", {})
+        if not isinstance(calls, dict) or not isinstance(params, dict):
             return None
-        return calls
+        return calls, params
     except Exception:
         return None

@@ -18,6 +18,30 @@ import sys
 from pathlib import Path
 
 
+# Errors that mean a cell hit one of the grader's limits, and what to tell the learner.
+LIMIT_ERRORS = [
+    ("MemoryError", "", "ran out of memory (the grader's memory limit)"),
+    ("", "can't allocate memory", "ran out of memory (the grader's memory limit)"),
+    ("", "File too large", "wrote a file larger than the grader allows"),
+    ("", "Resource temporarily unavailable", "started more processes than the grader allows"),
+    ("CellTimeout", "", "ran too long (the grader's time limit per cell)"),
+]
+
+
+def limit_notes(cell, number: int) -> list[str]:
+    """One line per output of ``cell`` that shows it hit a limit."""
+    notes = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") != "error":
+            continue
+        name, value = str(output.get("ename", "")), str(output.get("evalue", ""))
+        for error, text, meaning in LIMIT_ERRORS:
+            if (error and name == error) or (text and text in value):
+                notes.append(f"cell {number} {meaning}: {name}: {value}"[:300])
+                break
+    return notes
+
+
 def main(argv: list[str] | None = None) -> int:
     config = json.loads(Path((argv if argv is not None else sys.argv[1:])[0]).read_text(encoding="utf-8"))
     from tinyllm.grading.sandbox import apply_limits
@@ -35,12 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         nb, kernel_name=config["kernel_name"], timeout=None, allow_errors=True, startup_timeout=120,
         resources={"metadata": {"path": str(work)}},
     )
-    status = {"error": None, "recorded": []}
+    status = {"error": None, "recorded": [], "notes": []}
     try:
         with client.setup_kernel():
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type == "code":
                     client.execute_cell(cell, index)
+                    status["notes"] += limit_notes(cell, index)  # index 0 is the guard
+            # Written now too: if the watchdog stops the recording, the notes still reach the report.
+            (work / "notes.json").write_text(json.dumps(status["notes"]), encoding="utf-8")
             tests = json.dumps(config["tests"])
             load = nbformat.v4.new_code_cell(f"import json as _json\n_tinyllm_tests = _json.loads({tests!r})")
             nb.cells.append(load)
