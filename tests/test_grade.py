@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -266,11 +267,17 @@ def test_a_cheat_earns_nothing_for_its_trick(name, cheat_reports):
     spec = CHEATS[name]
     expect = spec["expect"]
     assert report.assignment == spec["set"]
-    assert report.score == expect["score"], f"{name} ({spec['trick']}) scores {report.score}: {report.table()}"
-    for q in report.questions:
-        assert not any(c["passed"] for c in q.cases if c["hidden"]), f"{name}: a hidden test of {q.name} passes"
     data = json.loads(results.read_text())
-    assert data["score"] == expect["score"], "the results file must be the grader's, not the notebook's"
+    assert data["score"] == report.score, "the results file must be the grader's, not the notebook's"
+    if expect.get("baseline"):
+        assert report.error is None and report.score < report.possible
+        return
+    baseline, _ = cheat_reports[expect["at_most"]]
+    assert report.score <= baseline.score, f"{name} ({spec['trick']}) gains points: {report.table()}"
+    for q in report.questions:
+        passing = {c["name"] for c in q.cases if c["hidden"] and c["passed"]}
+        allowed = {c["name"] for c in baseline.question(q.name).cases if c["hidden"] and c["passed"]}
+        assert passing <= allowed, f"{name}: hidden tests of {q.name} pass that the plain answers fail: {passing - allowed}"
     if "error" in expect:
         assert expect["error"] in (report.error or ""), report.table()
     if "notes" in expect:
@@ -324,3 +331,110 @@ def test_the_import_scan_sees_statements_and_literal_names():
     flags = imported_answers(nb)
     assert sorted(flags) == ["q2", "q3"]
     assert "tinyllm.model" in flags["q2"][0] and "tinyllm.sampling" in flags["q3"][0]
+
+
+# ---------------------------------------------------------------------------------------
+# Graded anywhere: from an installed wheel, and in (a stand-in for) Colab
+# ---------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """A fresh environment with tinyllm installed from its built wheel (nothing editable).
+
+    torch, otter and the rest come from the project's .venv through a .pth line (no
+    download); the wheel's tinyllm comes first on the path.
+    """
+    import shutil
+    import sysconfig
+
+    base = tmp_path_factory.mktemp("wheel")
+    tree = base / "src"
+    shutil.copytree(ROOT / "tinyllm", tree / "tinyllm", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tree / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation",
+                    "--no-index", "-q", "-w", str(base / "dist")], cwd=tree, check=True)
+    wheel = next((base / "dist").glob("tinyllm-*.whl"))
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "project_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
+                    "--no-index", str(wheel)], check=True)
+    return python, Path(site), wheel
+
+
+def _run(python, *args, cwd, env=None):
+    return subprocess.run([str(python), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def test_the_wheel_carries_every_sets_tests_and_grades_from_anywhere(installed, tmp_path):
+    import zipfile
+
+    python, site, wheel = installed
+    names = zipfile.ZipFile(wheel).namelist()
+    for source in sorted(SOURCE_DIR.glob("*.ipynb")):
+        assert f"tinyllm/grading/assignments/{source.stem}.json" in names
+    where = _run(python, "-c", "import tinyllm; print(tinyllm.__file__)", cwd=tmp_path).stdout
+    assert where.startswith(str(site)), f"tinyllm is not imported from the wheel: {where}"
+
+    solved, blank = tmp_path / "solved", tmp_path / "blank"
+    solved.mkdir(), blank.mkdir()
+    nbformat.write(_solved(), solved / f"{SET}.ipynb")
+    (blank / f"{SET}.ipynb").write_bytes((LEARNER_DIR / f"{SET}.ipynb").read_bytes())
+    before = sorted(p for p in site.rglob("*") if "__pycache__" not in p.parts)
+    full = _run(python, "-m", "tinyllm.grade", f"{SET}.ipynb", cwd=solved)
+    assert "total: 8 / 8" in full.stdout, full.stdout + full.stderr
+    assert json.loads((solved / f"{SET}.results.json").read_text())["score"] == 8
+    zero = _run(python, "-m", "tinyllm.grade", f"{SET}.ipynb", cwd=blank)
+    assert "total: 0 / 8" in zero.stdout, zero.stdout + zero.stderr
+    assert json.loads((blank / f"{SET}.results.json").read_text())["score"] == 0
+    after = sorted(p for p in site.rglob("*") if "__pycache__" not in p.parts)
+    assert after == before, "grading wrote into the installation"
+
+
+def test_the_last_cell_grades_the_notebook_open_in_colab(installed, tmp_path):
+    """Colab: no file on disk; the notebook comes from google.colab._message (a stand-in here)."""
+    python, site, wheel = installed
+    fake = tmp_path / "fake_colab"
+    (fake / "google" / "colab").mkdir(parents=True)
+    (fake / "google" / "__init__.py").write_text("")
+    (fake / "google" / "colab" / "__init__.py").write_text("")
+    solved = tmp_path / "solved.json"
+    solved.write_text(json.dumps(_solved()))
+    (fake / "google" / "colab" / "_message.py").write_text(
+        "import json\n"
+        "CALLS = []\n"
+        "def blocking_request(request_type, request='', timeout_sec=5, parent=None):\n"
+        "    CALLS.append(request_type)\n"
+        "    assert request_type == 'get_ipynb'\n"
+        f"    return {{'ipynb': json.load(open({str(solved)!r}))}}\n"
+    )
+    content = tmp_path / "content"  # Colab's working folder: empty, no notebook file in it
+    content.mkdir()
+    last_cell = _solved().cells[-1].source
+    assert last_cell.startswith("# Grade this notebook") and f'grade_this("{SET}.ipynb")' in last_cell
+    code = f"import google.colab\nfrom google.colab import _message\n{last_cell}\nassert _message.CALLS == ['get_ipynb']"
+    out = _run(python, "-c", code, cwd=content, env={"PYTHONPATH": str(fake)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "q4         2 / 2  passed" in out.stdout and "total: 8 / 8" in out.stdout, out.stdout
+    assert (content / f"{SET}.results.json").is_file()
+    assert sorted(p.name for p in content.iterdir()) == [f"{SET}.results.json"]
+
+
+def test_the_last_cell_grades_the_saved_file_outside_colab(tmp_path, monkeypatch, capsys):
+    from tinyllm.grade import grade_this
+
+    nbformat.write(_solved(), tmp_path / f"{SET}.ipynb")
+    monkeypatch.chdir(tmp_path)
+    report = grade_this(f"{SET}.ipynb")
+    assert report.score == 8 and "total: 8 / 8" in capsys.readouterr().out
+    assert (tmp_path / f"{SET}.results.json").is_file()
+    monkeypatch.setenv("TINYLLM_GRADING", "1")
+    assert grade_this(f"{SET}.ipynb") is None  # inside a graded run it does nothing

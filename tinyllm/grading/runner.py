@@ -65,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type == "code":
                     client.execute_cell(cell, index)
-                    status["notes"] += limit_notes(cell, index)  # index 0 is the guard
-            # Written now too: if the watchdog stops the recording, the notes still reach the report.
-            (work / "notes.json").write_text(json.dumps(status["notes"]), encoding="utf-8")
+                    notes = limit_notes(cell, index)  # index 0 is the guard
+                    if notes:  # written at once: if the watchdog stops the run, they still count
+                        status["notes"] += notes
+                        (work / "notes.json").write_text(json.dumps(status["notes"]), encoding="utf-8")
             tests = json.dumps(config["tests"])
             load = nbformat.v4.new_code_cell(f"import json as _json\n_tinyllm_tests = _json.loads({tests!r})")
             nb.cells.append(load)

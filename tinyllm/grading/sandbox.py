@@ -36,7 +36,7 @@ GiB, MiB = 1 << 30, 1 << 20
 class Limits:
     seconds: float = 240.0  # the whole run, kernel start included
     memory_bytes: int = 3 * GiB  # per process (address space) and all processes (resident)
-    disk_bytes: int = 512 * MiB  # the working folder, and any one file
+    disk_bytes: int = 512 * MiB  # the working folder (any one file: half of it)
     processes: int = 24  # processes alive at once (threads not counted)
     poll_seconds: float = 0.1
 
@@ -54,7 +54,10 @@ def apply_limits(limits: dict) -> None:
     """In the child, first thing: set the resource limits, then drop to ``uid`` if given."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"], limits["memory_bytes"]))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["disk_bytes"], limits["disk_bytes"]))
+    # One file may fill half the folder: a too-big file then fails to write (a note says so)
+    # before the whole folder goes over its limit and the run is stopped.
+    file_bytes = limits["disk_bytes"] // 2
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
     if limits.get("nproc"):
         resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"], limits["nproc"]))
     if limits.get("uid") is not None:
@@ -121,6 +124,18 @@ def _stat(pid: str) -> tuple[int, int, int, int] | None:
         return int(fields[1]), int(fields[3]), int(fields[21]) * resource.getpagesize(), int(fields[19])
     except (IndexError, ValueError):
         return None
+
+
+def _pss(pid: int, rss: int) -> int:
+    """Proportional memory of a process: pages shared by forked processes counted once."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return rss
 
 
 class _Tree:
@@ -208,7 +223,8 @@ def run(cmd: list[str], work: Path, env: dict, limits: Limits) -> Outcome:
         peak_rss, peak_procs = max(peak_rss, rss), max(peak_procs, len(members))
         if len(members) > limits.processes:
             stopped = f"the notebook started more than {limits.processes} processes"
-        elif rss > limits.memory_bytes:
+        elif rss > limits.memory_bytes and sum(_pss(p, r) for p, r in members.items()) > limits.memory_bytes:
+            # (resident sizes count the pages forked processes share once per process)
             stopped = f"the notebook used more than {limits.memory_bytes / GiB:g} GiB of memory"
         elif time.monotonic() - start > limits.seconds:
             stopped = f"grading stopped after {limits.seconds:g} s: the notebook runs too long"
