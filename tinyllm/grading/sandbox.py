@@ -78,21 +78,23 @@ def _tasks_of_uid(uid: int) -> int:
     return count
 
 
-_DROP_OK: dict[int, bool] = {}
+_DROP_OK: dict[str, bool] = {}
+PROBE_UID = 65534  # "nobody": can an unprivileged user run this Python at all?
 
 
-def can_run_as(uid: int, gid: int, python: str) -> bool:
-    """Whether ``python`` runs as ``uid`` (it cannot when it lives in root's 0700 home)."""
-    if uid not in _DROP_OK:
+def can_drop(python: str) -> bool:
+    """Whether ``python`` runs as an unprivileged user (not when it lives in root's 0700 home)."""
+    if python not in _DROP_OK:
         try:
             proc = subprocess.run(
-                [python, "-c", "import tinyllm.grading.record"], user=uid, group=gid, extra_groups=[],
-                capture_output=True, timeout=60, cwd="/", env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                [python, "-c", "import tinyllm.grading.record"], user=PROBE_UID, group=PROBE_UID,
+                extra_groups=[], capture_output=True, timeout=120, cwd="/",
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             )
-            _DROP_OK[uid] = proc.returncode == 0
+            _DROP_OK[python] = proc.returncode == 0
         except (OSError, subprocess.SubprocessError):
-            _DROP_OK[uid] = False
-    return _DROP_OK[uid]
+            _DROP_OK[python] = False
+    return _DROP_OK[python]
 
 
 def child_limits(limits: Limits, python: str, work: Path) -> dict:
@@ -101,8 +103,9 @@ def child_limits(limits: Limits, python: str, work: Path) -> dict:
     # Threads count towards RLIMIT_NPROC: a kernel runs about 20; leave room for them.
     tasks = 16 * limits.processes + 64
     if os.name == "posix" and os.geteuid() == 0:
+        # A fresh uid per run: its processes and files are its own, not another run's.
         uid = 0x2_0000 + (os.getpid() * 131 + int(work.stat().st_ino)) % 0x1_0000
-        if can_run_as(uid, uid, python):
+        if can_drop(python):
             os.chown(work, uid, uid)
             for path in work.rglob("*"):
                 os.chown(path, uid, uid, follow_symlinks=False)
