@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         for source, a in zip(chosen, built):
             write_learner(a.learner, LEARNER_DIR / f"{a.name}.ipynb")
             print(f"wrote exercises/{a.name}.ipynb")
-            (ASSIGNMENTS_DIR / f"{a.name}.json").write_text(assignment_data(source, a.autograder_zip), encoding="utf-8")
+            (ASSIGNMENTS_DIR / f"{a.name}.json").write_text(assignment_data(source, a.autograder_zip.parent.parent), encoding="utf-8")
             print(f"wrote tinyllm/grading/assignments/{a.name}.json")
             if args.zips:
                 Path(args.zips).mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,6 @@ from tinyllm.grading.build import (
     WRONG_DIR,
     WRONG_MANIFEST,
     assignment_data,
-    autograder_zip,
     build,
     comparable,
     normalise,
@@ -117,7 +116,7 @@ def test_packaged_tests_are_up_to_date(name, rebuilt):
     source = SOURCE_DIR / f"{name}.ipynb"
     path = ASSIGNMENTS_DIR / f"{name}.json"
     assert path.is_file(), f"{path} is missing: run python exercises/build.py"
-    assert path.read_text(encoding="utf-8") == assignment_data(source, autograder_zip(source)), (
+    assert path.read_text(encoding="utf-8") == assignment_data(source, build(source)), (
         f"tinyllm/grading/assignments/{name}.json is out of date: run python exercises/build.py"
     )
     hidden = [src for src in json.loads(path.read_text())["tests"].values() if "hidden=True" in src]

@@ -6,6 +6,7 @@ the test sees both halves: what broke scores 0 with a clear message, the rest fu
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -211,24 +212,45 @@ def test_grader_cell_names_an_unknown_set(tmp_path, monkeypatch):
 # Cheating submissions earn nothing for their trick (exercises/cheats/manifest.json)
 # ---------------------------------------------------------------------------------------
 
-from tinyllm.grading.build import CHEATS_DIR, CHEATS_MANIFEST, LEARNER_DIR, cheat_submissions, comparable  # noqa: E402
+from tinyllm.grading.build import (  # noqa: E402
+    ASSIGNMENTS_DIR,
+    CHEATS_DIR,
+    CHEATS_MANIFEST,
+    LEARNER_DIR,
+    cheat_submissions,
+    comparable,
+)
 from tinyllm.grading.sandbox import Limits  # noqa: E402
 
 CHEATS = json.loads(CHEATS_MANIFEST.read_text(encoding="utf-8"))
 CHEAT_NAMES = sorted(name for name in CHEATS if not name.startswith("_"))
 
 
-def _sandbox_processes() -> list[int]:
-    """Processes of a graded run still alive (their environment marks them)."""
+def _sandbox_processes(under: Path) -> list[int]:
+    """Processes still alive of the graded runs whose work folders were made ``under``."""
+    marker = f"HOME={under}/".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if b"TINYLLM_GRADING=1" in (entry / "environ").read_bytes().split(b"\0"):
+                if any(v.startswith(marker) for v in (entry / "environ").read_bytes().split(b"\0")):
                     found.append(int(entry.name))
             except OSError:
                 pass
     return found
+
+
+@contextlib.contextmanager
+def _work_folders_in(folder: Path):
+    """Make the grader's temporary work folders in ``folder`` (to find their processes)."""
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    old, tempfile.tempdir = tempfile.tempdir, str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = old
 
 
 def test_cheating_submissions_are_up_to_date():
@@ -256,8 +278,9 @@ def cheat_reports(tmp_path_factory):
         report = grade(path, results_json=path.with_suffix(".results.json"), limits=limits)
         return report, path.with_suffix(".results.json")
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with _work_folders_in(folder / "work"), ThreadPoolExecutor(max_workers=2) as pool:
         reports = dict(zip(CHEAT_NAMES, pool.map(run, CHEAT_NAMES)))
+    reports["_work"] = folder / "work"
     return reports
 
 
@@ -291,16 +314,17 @@ def test_a_cheat_earns_nothing_for_its_trick(name, cheat_reports):
             assert f"{q.name}: the answer imports" in "\n".join(f"{x['name']}: {f}" for x in data["questions"] for f in x["flags"])
         else:
             assert q.flags == [], f"{name}: {q.name} is flagged: {q.flags}"
-    assert _sandbox_processes() == [], "a process of the graded run is still alive"
+    assert _sandbox_processes(cheat_reports["_work"]) == [], "a process of a graded run is still alive"
 
 
 def test_after_a_fork_bomb_the_next_submission_is_graded_normally(tmp_path):
     (tmp_path / "a_bomb.ipynb").write_bytes((CHEATS_DIR / "fork_bomb.ipynb").read_bytes())
     nbformat.write(_solved(), tmp_path / "b_solved.ipynb")
-    reports = {Path(r.notebook).name: r for r in grade_folder_sorted(tmp_path)}
+    with _work_folders_in(tmp_path / "work"):
+        reports = {Path(r.notebook).name: r for r in grade_folder_sorted(tmp_path)}
     assert "started more than" in reports["a_bomb.ipynb"].error and reports["a_bomb.ipynb"].score == 0
     assert reports["b_solved.ipynb"].error is None and reports["b_solved.ipynb"].score == 8
-    assert _sandbox_processes() == []
+    assert _sandbox_processes(tmp_path / "work") == []
 
 
 def grade_folder_sorted(folder: Path):
@@ -313,7 +337,8 @@ def test_solutions_are_not_flagged():
     from tinyllm.grade import imported_answers
 
     for source in sorted(SOURCE_DIR.glob("*.ipynb")):
-        assert imported_answers(nbformat.read(solutions_notebook(source), as_version=4)) == {}, source.name
+        provided = json.loads((ASSIGNMENTS_DIR / f"{source.stem}.json").read_text())["provided_imports"]
+        assert imported_answers(nbformat.read(solutions_notebook(source), as_version=4), provided) == {}, source.name
 
 
 def test_the_import_scan_sees_statements_and_literal_names():

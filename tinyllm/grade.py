@@ -34,10 +34,11 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinyllm.grading.flags import imported_answers  # noqa: F401  (part of the API)
+from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure  # noqa: F401
 from tinyllm.grading.sandbox import Limits
 
 CELL_SECONDS = 30.0  # per cell (a learner's cell or one question's tests)
@@ -46,7 +47,6 @@ MAX_OUTPUT_CHARS = 20_000  # printed per cell
 GRADING_CELL_FIRST_LINE = "# Grade this notebook against the hidden tests"
 GRADING_ENV = "TINYLLM_GRADING"  # set inside a graded run: the grading cell does nothing there
 KERNEL_NAME = "tinyllm-grading"
-ALLOWED_IMPORTS = ("tinyllm.grade", "tinyllm.grading", "tinyllm.course")
 
 
 # ---------------------------------------------------------------------------------------
@@ -115,158 +115,6 @@ def grade_this(filename: str) -> Report | None:
 
 
 # ---------------------------------------------------------------------------------------
-# Answers that are not the learner's own
-# ---------------------------------------------------------------------------------------
-
-
-def _imported_modules(code: str) -> list[str]:
-    """Modules a cell imports: import statements, and __import__/import_module of a literal."""
-    import ast
-
-    lines = [line for line in code.splitlines() if not line.lstrip().startswith(("%", "!"))]
-    try:
-        tree = ast.parse("\n".join(lines))
-    except (SyntaxError, ValueError):
-        return []
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "tinyllm":  # from tinyllm import model: the submodule counts
-                found += [f"tinyllm.{alias.name}" for alias in node.names]
-            else:
-                found.append(node.module)
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
-            func = node.func
-            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-            if name in ("__import__", "import_module") and isinstance(node.args[0].value, str):
-                found.append(node.args[0].value)
-    return found
-
-
-def _is_package_implementation(module: str) -> bool:
-    if module != "tinyllm" and not module.startswith("tinyllm."):
-        return False
-    return not any(module == a or module.startswith(a + ".") for a in ALLOWED_IMPORTS)
-
-
-def imported_answers(nb) -> dict[str, list[str]]:
-    """Per question, the package modules its answer cells import (a flag, not a deduction).
-
-    A cell belongs to the question whose ``grader.check`` comes next; ``from tinyllm import
-    grade`` and the grading helpers are allowed, any other tinyllm module is the package's
-    own implementation of some piece.
-    """
-    out: dict[str, list[str]] = {}
-    pending: list[str] = []
-    question = None
-    for cell in nb.cells:
-        if cell.get("cell_type") != "code":
-            continue
-        code = cell.get("source", "")
-        check = code.strip()
-        if check.startswith('grader.check("') and check.count('"') >= 2:
-            question = check.split('"')[1]
-            if pending:
-                out.setdefault(question, []).extend(pending)
-            pending = []
-            continue
-        for module in _imported_modules(code):
-            note = f"the answer imports {module}, the package's own implementation"
-            if _is_package_implementation(module) and note not in pending:
-                pending.append(note)
-    if pending and question is not None:  # cells after the last question count for it
-        out.setdefault(question, []).extend(pending)
-    return out
-
-
-# ---------------------------------------------------------------------------------------
-# Results
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class QuestionResult:
-    name: str
-    score: float
-    possible: float
-    public_passed: bool
-    hidden_passed: bool
-    message: str = ""  # the first failing test's message, empty when all passed
-    cases: list[dict] = field(default_factory=list)
-    flags: list[str] = field(default_factory=list)  # e.g. the answer imports tinyllm.model
-
-    @property
-    def passed(self) -> bool:
-        return self.public_passed and self.hidden_passed
-
-
-@dataclass
-class Report:
-    notebook: str
-    assignment: str | None
-    questions: list[QuestionResult]
-    error: str | None = None  # set when the notebook could not be graded (all of it or the rest)
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)  # cells that hit a limit of the grader
-
-    @property
-    def score(self) -> float:
-        return sum(q.score for q in self.questions)
-
-    @property
-    def possible(self) -> float:
-        return sum(q.possible for q in self.questions)
-
-    def question(self, name: str) -> QuestionResult:
-        return next(q for q in self.questions if q.name == name)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data.update(score=self.score, possible=self.possible)
-        return data
-
-    def table(self) -> str:
-        """A per-question table: question, points, passed/failed, first failing message."""
-        rows = [("question", "points", "result", "first failing message")]
-        for q in self.questions:
-            if not q.cases:
-                result = "not graded"
-            elif q.passed:
-                result = "passed"
-            else:
-                result = "failed (public)" if not q.public_passed else "failed (hidden)"
-            if q.flags:
-                result += ", flagged"
-            rows.append((q.name, f"{q.score:g} / {q.possible:g}", result, q.message))
-        widths = [max(len(r[i]) for r in rows) for i in range(3)]
-        lines = [f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]
-        lines.insert(1, "-" * max(len(line) for line in lines))
-        lines.append(f"total: {self.score:g} / {self.possible:g}")
-        for q in self.questions:
-            for flag in q.flags:
-                lines.append(f"flagged {q.name}: {flag}")
-        if self.error:
-            lines.append(f"note: {self.error}")
-        for note in self.notes:
-            lines.append(f"note: {note}")
-        return "\n".join(lines)
-
-
-def first_line_of_failure(message: str) -> str:
-    """The learner-facing sentence of an otter failure message (not the test's code)."""
-    lines = [line for line in message.splitlines() if line.strip()]
-    # Otter's message: "❌ Test case failed", "Error at line N in test q1:", the test's
-    # line of code (indented), then "ExceptionType: what went wrong".
-    for line in reversed(lines):
-        if not line.startswith(" "):
-            text = line.strip()
-            return text.removeprefix("AssertionError: ")
-    return message.strip()
-
-
-# ---------------------------------------------------------------------------------------
 # Grading
 # ---------------------------------------------------------------------------------------
 
@@ -310,30 +158,28 @@ def find_source(notebook: Path, source_dir: Path | str) -> Path:
     )
 
 
-def tests_of_source(source: Path, build_dir: Path | str | None = None) -> dict[str, str]:
-    """Every question's otter test file (public and hidden), from a source's built archive."""
-    import zipfile
+def assignment_data(source: Path, build_dir: Path | str | None = None) -> str:
+    """What the package ships for a set (its tests, ...), made from a teacher's own source."""
+    from tinyllm.grading import build
 
-    from tinyllm.grading.build import BUILD_DIR, autograder_zip
-
-    zip_path = autograder_zip(Path(source), Path(build_dir or BUILD_DIR))
-    with zipfile.ZipFile(zip_path) as zf:
-        names = sorted(n for n in zf.namelist() if n.startswith("tests/") and n.endswith(".py"))
-        return {Path(n).stem: zf.read(n).decode("utf-8") for n in names}
+    return build.assignment_data(Path(source), build.build(Path(source), Path(build_dir or build.BUILD_DIR)))
 
 
-def find_tests(notebook: Path, source=None, source_dir=None, build_dir=None) -> tuple[str, dict[str, str]]:
-    """(exercise set, its tests by question) for a notebook; GradingError if unknown."""
+def find_tests(notebook: Path, source=None, source_dir=None, build_dir=None) -> tuple[str, dict, list[str]]:
+    """(exercise set, its tests by question, package modules its own cells import).
+
+    GradingError if the notebook's set is unknown.
+    """
+    if source is None and source_dir is not None:
+        source = find_source(notebook, source_dir)
     if source is not None:
-        return Path(source).stem, tests_of_source(Path(source), build_dir)
-    if source_dir is not None:
-        found = find_source(notebook, source_dir)
-        return found.stem, tests_of_source(found, build_dir)
+        data = json.loads(assignment_data(Path(source), build_dir))
+        return Path(source).stem, data["tests"], data["provided_imports"]
     known = known_assignments()
     for name in assignment_name(notebook):
         if name in known:
             data = json.loads((ASSIGNMENTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
-            return name, data["tests"]
+            return name, data["tests"], data.get("provided_imports", [])
     raise GradingError(
         f"cannot tell which exercise set {Path(notebook).name} is: its name matches none this "
         f"package grades (known: {', '.join(known) or 'none'}); keep the exercise's file name"
@@ -401,40 +247,6 @@ def _prepare(notebook: Path, dest: Path, cell_seconds: float, max_output_chars: 
     except Exception as exc:
         raise GradingError(f"{Path(notebook).name} is not a valid notebook: {exc}") from None
     return original
-
-
-def _sandbox_env(work: Path) -> dict[str, str]:
-    """The whole environment of the graded run: nothing from the teacher's shell but PATH."""
-    import tinyllm
-
-    package_parent = str(Path(tinyllm.__file__).resolve().parent.parent)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(work),
-        "TMPDIR": str(work / "tmp"),
-        "JUPYTER_PATH": str(work / "jupyter"),
-        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
-        "JUPYTER_CONFIG_DIR": str(work / ".jupyter"),
-        "JUPYTER_PLATFORM_DIRS": "1",
-        "IPYTHONDIR": str(work / ".ipython"),
-        "MPLCONFIGDIR": str(work / ".matplotlib"),
-        "XDG_CACHE_HOME": str(work / ".cache"),
-        "MPLBACKEND": "Agg",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": package_parent,  # the same tinyllm as the grader's, installed or not
-        "LANG": "C.UTF-8",
-        GRADING_ENV: "1",
-    }
-    for name in ("runtime", "tmp", "record", ".ipython", ".matplotlib", ".cache"):
-        (work / name).mkdir(exist_ok=True)
-    kernel = work / "jupyter" / "kernels" / KERNEL_NAME
-    kernel.mkdir(parents=True)
-    (kernel / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "tinyllm grading", "language": "python",
-    }), encoding="utf-8")
-    return env
 
 
 _REPLAY_LOCK = threading.Lock()  # replays seed torch's global generator: one at a time
@@ -516,7 +328,7 @@ def grade(
     start = time.perf_counter()
     notebook = Path(notebook)
     try:
-        assignment, tests = find_tests(notebook, source, source_dir, build_dir)
+        assignment, tests, provided = find_tests(notebook, source, source_dir, build_dir)
     except GradingError as exc:
         return _finish(Report(str(notebook), None, [], error=str(exc)), start, results_json)
     blank = questions_of(tests)
@@ -536,8 +348,8 @@ def grade(
             original = _prepare(notebook, prepared, cell_seconds, max_output_chars)
         except GradingError as exc:
             return _finish(failed(str(exc)), start, results_json)
-        flags = imported_answers(original)
-        env = _sandbox_env(work)
+        flags = imported_answers(original, provided)
+        env = sandbox.prepare(work, KERNEL_NAME, {GRADING_ENV: "1"})
         config = work / "config.json"
         config.write_text(json.dumps({
             "work": str(work), "notebook": str(prepared), "kernel_name": KERNEL_NAME,

@@ -21,10 +21,12 @@ determined attacker (see book/grading.md for otter's container grading).
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +66,43 @@ def apply_limits(limits: dict) -> None:
         os.setgroups([])
         os.setgid(limits["gid"])
         os.setuid(limits["uid"])
+
+
+def prepare(work: Path, kernel_name: str, extra: dict[str, str]) -> dict[str, str]:
+    """Make ``work`` the run's home (a kernel spec for this Python in it); return its environment.
+
+    The whole environment of the run: nothing from the teacher's shell but PATH.
+    """
+    import tinyllm
+
+    package_parent = str(Path(tinyllm.__file__).resolve().parent.parent)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(work),
+        "TMPDIR": str(work / "tmp"),
+        "JUPYTER_PATH": str(work / "jupyter"),
+        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(work / ".jupyter"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "IPYTHONDIR": str(work / ".ipython"),
+        "MPLCONFIGDIR": str(work / ".matplotlib"),
+        "XDG_CACHE_HOME": str(work / ".cache"),
+        "MPLBACKEND": "Agg",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": package_parent,  # the same tinyllm as the grader's, installed or not
+        "LANG": "C.UTF-8",
+        **extra,
+    }
+    for name in ("runtime", "tmp", "record", ".ipython", ".matplotlib", ".cache"):
+        (work / name).mkdir(exist_ok=True)
+    kernel = work / "jupyter" / "kernels" / kernel_name
+    kernel.mkdir(parents=True)
+    (kernel / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "tinyllm grading", "language": "python",
+    }), encoding="utf-8")
+    return env
 
 
 def _tasks_of_uid(uid: int) -> int:
