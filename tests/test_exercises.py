@@ -24,11 +24,13 @@ import pytest
 
 from tinyllm.grade import grade
 from tinyllm.grading.build import (
+    ASSIGNMENTS_DIR,
     LEARNER_DIR,
     PUBLIC_TESTS_MODULE,
     SOURCE_DIR,
     WRONG_DIR,
     WRONG_MANIFEST,
+    assignment_data,
     build,
     comparable,
     normalise,
@@ -106,6 +108,36 @@ def test_colab_public_tests_are_up_to_date(rebuilt):
     assert PUBLIC_TESTS_MODULE.read_text(encoding="utf-8") == expected, (
         "tinyllm/grading/public_tests.py is out of date: run python exercises/build.py"
     )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_packaged_tests_are_up_to_date(name, rebuilt):
+    """The tests the installed package grades with are the source's, as otter assign builds them."""
+    source = SOURCE_DIR / f"{name}.ipynb"
+    path = ASSIGNMENTS_DIR / f"{name}.json"
+    assert path.is_file(), f"{path} is missing: run python exercises/build.py"
+    assert path.read_text(encoding="utf-8") == assignment_data(source, build(source)), (
+        f"tinyllm/grading/assignments/{name}.json is out of date: run python exercises/build.py"
+    )
+    hidden = [src for src in json.loads(path.read_text())["tests"].values() if "hidden=True" in src]
+    assert hidden, f"{name}: the packaged tests have no hidden test"
+
+
+def test_no_packaged_tests_without_a_source():
+    assert sorted(p.stem for p in ASSIGNMENTS_DIR.glob("*.json")) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_first_cell_sets_up_colab_and_last_cell_grades(name):
+    from tinyllm.course import SETUP_CELL_FIRST_LINE
+    from tinyllm.grade import GRADING_CELL_FIRST_LINE
+
+    cells = _learner(name).cells
+    first = next(c for c in cells if c.cell_type == "code")
+    assert first.source.startswith(SETUP_CELL_FIRST_LINE)
+    last = cells[-1]
+    assert last.cell_type == "code" and last.source.startswith(GRADING_CELL_FIRST_LINE), f"{name}: no grading cell at the end"
+    assert f'grade_this("{name}.ipynb")' in last.source
 
 
 def test_wrong_submissions_are_up_to_date():

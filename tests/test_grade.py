@@ -6,8 +6,10 @@ the test sees both halves: what broke scores 0 with a clear message, the rest fu
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -204,3 +206,260 @@ def test_grader_cell_names_an_unknown_set(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="no exercise set"):
         otter_notebook("99_nothing.ipynb")
+
+
+# ---------------------------------------------------------------------------------------
+# Cheating submissions earn nothing for their trick (exercises/cheats/manifest.json)
+# ---------------------------------------------------------------------------------------
+
+from tinyllm.grading.build import (  # noqa: E402
+    ASSIGNMENTS_DIR,
+    CHEATS_DIR,
+    CHEATS_MANIFEST,
+    LEARNER_DIR,
+    cheat_submissions,
+    comparable,
+)
+from tinyllm.grading.sandbox import Limits  # noqa: E402
+
+CHEATS = json.loads(CHEATS_MANIFEST.read_text(encoding="utf-8"))
+CHEAT_NAMES = sorted(name for name in CHEATS if not name.startswith("_"))
+
+
+def _sandbox_processes(under: Path) -> list[int]:
+    """Processes still alive of the graded runs whose work folders were made ``under``."""
+    marker = f"HOME={under}/".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if any(v.startswith(marker) for v in (entry / "environ").read_bytes().split(b"\0")):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+@contextlib.contextmanager
+def _work_folders_in(folder: Path):
+    """Make the grader's temporary work folders in ``folder`` (to find their processes)."""
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    old, tempfile.tempdir = tempfile.tempdir, str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = old
+
+
+def test_cheating_submissions_are_up_to_date():
+    learners = {spec["set"]: nbformat.read(LEARNER_DIR / f"{spec['set']}.ipynb", as_version=4)
+                for name, spec in CHEATS.items() if not name.startswith("_")}
+    expected = cheat_submissions(learners, CHEATS)
+    for path, nb in expected.items():
+        assert path.is_file(), f"{path} is missing: run python exercises/build.py"
+        assert comparable(nbformat.read(path, as_version=4)) == comparable(nb), f"{path}: run python exercises/build.py"
+    assert set(CHEATS_DIR.glob("*.ipynb")) == set(expected)
+
+
+@pytest.fixture(scope="module")
+def cheat_reports(tmp_path_factory):
+    """Every cheating notebook graded (two at a time), each under its manifest's limits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = tmp_path_factory.mktemp("cheats")
+
+    def run(name):
+        spec = CHEATS[name]
+        path = folder / f"{spec['set']}.ipynb".replace(".ipynb", f"-{Path(name).stem}.ipynb")
+        path.write_bytes((CHEATS_DIR / name).read_bytes())
+        limits = Limits(**{"seconds": 180.0, **spec.get("limits", {})})
+        report = grade(path, results_json=path.with_suffix(".results.json"), limits=limits)
+        return report, path.with_suffix(".results.json")
+
+    with _work_folders_in(folder / "work"), ThreadPoolExecutor(max_workers=2) as pool:
+        reports = dict(zip(CHEAT_NAMES, pool.map(run, CHEAT_NAMES)))
+    reports["_work"] = folder / "work"
+    return reports
+
+
+@pytest.mark.parametrize("name", CHEAT_NAMES)
+def test_a_cheat_earns_nothing_for_its_trick(name, cheat_reports):
+    report, results = cheat_reports[name]
+    spec = CHEATS[name]
+    expect = spec["expect"]
+    assert report.assignment == spec["set"]
+    data = json.loads(results.read_text())
+    assert data["score"] == report.score, "the results file must be the grader's, not the notebook's"
+    if expect.get("baseline"):
+        assert report.error is None and report.score < report.possible
+        return
+    baseline, _ = cheat_reports[expect["at_most"]]
+    assert report.score <= baseline.score, f"{name} ({spec['trick']}) gains points: {report.table()}"
+    for q in report.questions:
+        passing = {c["name"] for c in q.cases if c["hidden"] and c["passed"]}
+        allowed = {c["name"] for c in baseline.question(q.name).cases if c["hidden"] and c["passed"]}
+        assert passing <= allowed, f"{name}: hidden tests of {q.name} pass that the plain answers fail: {passing - allowed}"
+    if "error" in expect:
+        assert expect["error"] in (report.error or ""), report.table()
+    if "notes" in expect:
+        assert any(expect["notes"] in note for note in report.notes), report.table()
+    for question, text in expect.get("message", {}).items():
+        assert text in report.question(question).message, report.table()
+    flags = expect.get("flags", {})
+    for q in report.questions:
+        if q.name in flags:
+            assert any(flags[q.name] in f for f in q.flags), f"{name}: {q.name} is not flagged"
+            assert f"{q.name}: the answer imports" in "\n".join(f"{x['name']}: {f}" for x in data["questions"] for f in x["flags"])
+        else:
+            assert q.flags == [], f"{name}: {q.name} is flagged: {q.flags}"
+    assert _sandbox_processes(cheat_reports["_work"]) == [], "a process of a graded run is still alive"
+
+
+def test_after_a_fork_bomb_the_next_submission_is_graded_normally(tmp_path):
+    (tmp_path / "a_bomb.ipynb").write_bytes((CHEATS_DIR / "fork_bomb.ipynb").read_bytes())
+    nbformat.write(_solved(), tmp_path / "b_solved.ipynb")
+    with _work_folders_in(tmp_path / "work"):
+        reports = {Path(r.notebook).name: r for r in grade_folder_sorted(tmp_path)}
+    assert "started more than" in reports["a_bomb.ipynb"].error and reports["a_bomb.ipynb"].score == 0
+    assert reports["b_solved.ipynb"].error is None and reports["b_solved.ipynb"].score == 8
+    assert _sandbox_processes(tmp_path / "work") == []
+
+
+def grade_folder_sorted(folder: Path):
+    from tinyllm.grade import grade_folder
+
+    return grade_folder(folder, folder / "grades.csv", jobs=1)
+
+
+def test_solutions_are_not_flagged():
+    from tinyllm.grade import imported_answers
+
+    for source in sorted(SOURCE_DIR.glob("*.ipynb")):
+        provided = json.loads((ASSIGNMENTS_DIR / f"{source.stem}.json").read_text())["provided_imports"]
+        assert imported_answers(nbformat.read(solutions_notebook(source), as_version=4), provided) == {}, source.name
+
+
+def test_the_import_scan_sees_statements_and_literal_names():
+    from tinyllm.grade import imported_answers
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import tinyllm.grading.checks\nfrom tinyllm import grade\nimport torch"),
+        nbformat.v4.new_code_cell('grader.check("q1")'),
+        nbformat.v4.new_code_cell("%time x = 1\nfrom tinyllm import model as m"),
+        nbformat.v4.new_code_cell('grader.check("q2")'),
+        nbformat.v4.new_code_cell('def f():\n    return __import__("tinyllm.sampling")'),
+        nbformat.v4.new_code_cell('grader.check("q3")'),
+    ]
+    flags = imported_answers(nb)
+    assert sorted(flags) == ["q2", "q3"]
+    assert "tinyllm.model" in flags["q2"][0] and "tinyllm.sampling" in flags["q3"][0]
+
+
+# ---------------------------------------------------------------------------------------
+# Graded anywhere: from an installed wheel, and in (a stand-in for) Colab
+# ---------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """A fresh environment with tinyllm installed from its built wheel (nothing editable).
+
+    torch, otter and the rest come from the project's .venv through a .pth line (no
+    download); the wheel's tinyllm comes first on the path.
+    """
+    import shutil
+    import sysconfig
+
+    base = tmp_path_factory.mktemp("wheel")
+    tree = base / "src"
+    shutil.copytree(ROOT / "tinyllm", tree / "tinyllm", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tree / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation",
+                    "--no-index", "-q", "-w", str(base / "dist")], cwd=tree, check=True)
+    wheel = next((base / "dist").glob("tinyllm-*.whl"))
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "project_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
+                    "--no-index", str(wheel)], check=True)
+    return python, Path(site), wheel
+
+
+def _run(python, *args, cwd, env=None):
+    return subprocess.run([str(python), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def test_the_wheel_carries_every_sets_tests_and_grades_from_anywhere(installed, tmp_path):
+    import zipfile
+
+    python, site, wheel = installed
+    names = zipfile.ZipFile(wheel).namelist()
+    for source in sorted(SOURCE_DIR.glob("*.ipynb")):
+        assert f"tinyllm/grading/assignments/{source.stem}.json" in names
+    where = _run(python, "-c", "import tinyllm; print(tinyllm.__file__)", cwd=tmp_path).stdout
+    assert where.startswith(str(site)), f"tinyllm is not imported from the wheel: {where}"
+
+    solved, blank = tmp_path / "solved", tmp_path / "blank"
+    solved.mkdir(), blank.mkdir()
+    nbformat.write(_solved(), solved / f"{SET}.ipynb")
+    (blank / f"{SET}.ipynb").write_bytes((LEARNER_DIR / f"{SET}.ipynb").read_bytes())
+    before = sorted(p for p in site.rglob("*") if "__pycache__" not in p.parts)
+    full = _run(python, "-m", "tinyllm.grade", f"{SET}.ipynb", cwd=solved)
+    assert "total: 8 / 8" in full.stdout, full.stdout + full.stderr
+    assert json.loads((solved / f"{SET}.results.json").read_text())["score"] == 8
+    zero = _run(python, "-m", "tinyllm.grade", f"{SET}.ipynb", cwd=blank)
+    assert "total: 0 / 8" in zero.stdout, zero.stdout + zero.stderr
+    assert json.loads((blank / f"{SET}.results.json").read_text())["score"] == 0
+    after = sorted(p for p in site.rglob("*") if "__pycache__" not in p.parts)
+    assert after == before, "grading wrote into the installation"
+
+
+def test_the_last_cell_grades_the_notebook_open_in_colab(installed, tmp_path):
+    """Colab: no file on disk; the notebook comes from google.colab._message (a stand-in here)."""
+    python, site, wheel = installed
+    fake = tmp_path / "fake_colab"
+    (fake / "google" / "colab").mkdir(parents=True)
+    (fake / "google" / "__init__.py").write_text("")
+    (fake / "google" / "colab" / "__init__.py").write_text("")
+    solved = tmp_path / "solved.json"
+    solved.write_text(json.dumps(_solved()))
+    (fake / "google" / "colab" / "_message.py").write_text(
+        "import json\n"
+        "CALLS = []\n"
+        "def blocking_request(request_type, request='', timeout_sec=5, parent=None):\n"
+        "    CALLS.append(request_type)\n"
+        "    assert request_type == 'get_ipynb'\n"
+        f"    return {{'ipynb': json.load(open({str(solved)!r}))}}\n"
+    )
+    content = tmp_path / "content"  # Colab's working folder: empty, no notebook file in it
+    content.mkdir()
+    last_cell = _solved().cells[-1].source
+    assert last_cell.startswith("# Grade this notebook") and f'grade_this("{SET}.ipynb")' in last_cell
+    code = f"import google.colab\nfrom google.colab import _message\n{last_cell}\nassert _message.CALLS == ['get_ipynb']"
+    out = _run(python, "-c", code, cwd=content, env={"PYTHONPATH": str(fake)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "q4         2 / 2  passed" in out.stdout and "total: 8 / 8" in out.stdout, out.stdout
+    assert (content / f"{SET}.results.json").is_file()
+    assert sorted(p.name for p in content.iterdir()) == [f"{SET}.results.json"]
+
+
+def test_the_last_cell_grades_the_saved_file_outside_colab(tmp_path, monkeypatch, capsys):
+    from tinyllm.grade import grade_this
+
+    nbformat.write(_solved(), tmp_path / f"{SET}.ipynb")
+    monkeypatch.chdir(tmp_path)
+    report = grade_this(f"{SET}.ipynb")
+    assert report.score == 8 and "total: 8 / 8" in capsys.readouterr().out
+    assert (tmp_path / f"{SET}.results.json").is_file()
+    monkeypatch.setenv("TINYLLM_GRADING", "1")
+    assert grade_this(f"{SET}.ipynb") is None  # inside a graded run it does nothing

@@ -2,39 +2,51 @@
 
 ::
 
-    python -m tinyllm.grade exercises/05_attention.ipynb        # one notebook: a table + JSON
-    python -m tinyllm.grade submissions/ --csv grades.csv       # a folder: one CSV row each
+    python -m tinyllm.grade 05_attention.ipynb               # one notebook: a table + JSON beside it
+    python -m tinyllm.grade submissions/ --csv grades.csv    # a folder: one CSV row each
 
-For each notebook the grader finds its instructor source (by the assignment name otter
-stored in the notebook, else by the file name), builds the autograder archive once
-(cached in ``_build/grading``), and runs ``otter run`` on a copy of the notebook in a
-separate process. The copy starts with :mod:`tinyllm.grading.guard`, which limits each
-cell's time and printed output; the whole run has a time limit too. A broken submission
-(a cell that raises, a syntax error, an endless loop, ``sys.exit()``, a flood of output,
-a blank ``...``, a renamed function, a file that is not a notebook) is graded, never
-crashes the command: what it broke scores 0 with a message, the rest is graded as usual.
+The tests of every exercise set ship with the package (``tinyllm/grading/assignments/``),
+so this works from an installed package as from a clone; ``--source``/``--sources`` grade
+against a teacher's own instructor sources instead. Each notebook is graded in two phases
+(see :mod:`tinyllm.grading.record`): its cells and the tests' calls of the learner's
+functions run in a sandboxed child process (:mod:`tinyllm.grading.sandbox`: time, memory,
+disk and process limits, a fresh working folder); the recorded results are then judged by
+the tests here, in a process the notebook never touched. A broken submission (a cell that
+raises, a syntax error, an endless loop, ``sys.exit()``, a flood of output, a blank
+``...``, a renamed function, a file that is not a notebook, a runaway allocation) is
+graded, never crashes the command: what it broke scores 0 with a message.
 
-In a notebook, :func:`otter_notebook` makes otter's ``grader`` (``grader.check("q1")``).
+Answer cells that import the package's own implementation of a piece are flagged.
+In a notebook, :func:`otter_notebook` makes otter's ``grader`` (``grader.check("q1")``) and
+:func:`grade_this` (the last cell of every exercise) grades the notebook it is in.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import os
-import signal
-import subprocess
+import shutil
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+from tinyllm.grading.flags import imported_answers  # noqa: F401  (part of the API)
+from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure  # noqa: F401
+from tinyllm.grading.sandbox import Limits
 
 CELL_SECONDS = 30.0  # per cell (a learner's cell or one question's tests)
 NOTEBOOK_SECONDS = 240.0  # for the whole notebook, kernel start included
 MAX_OUTPUT_CHARS = 20_000  # printed per cell
+GRADING_CELL_FIRST_LINE = "# Grade this notebook against the hidden tests"
+GRADING_ENV = "TINYLLM_GRADING"  # set inside a graded run: the grading cell does nothing there
+KERNEL_NAME = "tinyllm-grading"
 
 
 # ---------------------------------------------------------------------------------------
@@ -65,80 +77,41 @@ def otter_notebook(filename: str):
     return otter.Notebook(tests_dir=str(folder))
 
 
-# ---------------------------------------------------------------------------------------
-# Results
-# ---------------------------------------------------------------------------------------
+def grade_this(filename: str) -> Report | None:
+    """Grade this notebook against the hidden tests and print the per-question table.
 
+    The last cell of every exercise notebook calls it. In Colab the notebook is not a file
+    on disk: its current contents come from Colab's ``get_ipynb`` request. Elsewhere the
+    saved file ``filename`` next to the kernel is graded (save the notebook first). The
+    results JSON is written beside the notebook (in Colab, in the working folder).
+    """
+    if os.environ.get(GRADING_ENV):
+        return None  # this notebook is being graded: do not grade it again inside itself
+    stem = Path(filename).stem
+    if "google.colab" in sys.modules:
+        from google.colab import _message  # Colab's documented way to read the open notebook
 
-@dataclass
-class QuestionResult:
-    name: str
-    score: float
-    possible: float
-    public_passed: bool
-    hidden_passed: bool
-    message: str = ""  # the first failing test's message, empty when all passed
-    cases: list[dict] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return self.public_passed and self.hidden_passed
-
-
-@dataclass
-class Report:
-    notebook: str
-    assignment: str | None
-    questions: list[QuestionResult]
-    error: str | None = None  # set when the notebook could not be graded at all
-    seconds: float = 0.0
-
-    @property
-    def score(self) -> float:
-        return sum(q.score for q in self.questions)
-
-    @property
-    def possible(self) -> float:
-        return sum(q.possible for q in self.questions)
-
-    def question(self, name: str) -> QuestionResult:
-        return next(q for q in self.questions if q.name == name)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data.update(score=self.score, possible=self.possible)
-        return data
-
-    def table(self) -> str:
-        """A per-question table: question, points, passed/failed, first failing message."""
-        rows = [("question", "points", "result", "first failing message")]
-        for q in self.questions:
-            if not q.cases:
-                result = "not graded"
-            elif q.passed:
-                result = "passed"
-            else:
-                result = "failed (public)" if not q.public_passed else "failed (hidden)"
-            rows.append((q.name, f"{q.score:g} / {q.possible:g}", result, q.message))
-        widths = [max(len(r[i]) for r in rows) for i in range(3)]
-        lines = [f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]
-        lines.insert(1, "-" * max(len(line) for line in lines))
-        lines.append(f"total: {self.score:g} / {self.possible:g}")
-        if self.error:
-            lines.append(f"note: {self.error}")
-        return "\n".join(lines)
-
-
-def first_line_of_failure(message: str) -> str:
-    """The learner-facing sentence of an otter failure message (not the test's code)."""
-    lines = [line for line in message.splitlines() if line.strip()]
-    # Otter's message: "❌ Test case failed", "Error at line N in test q1:", the test's
-    # line of code (indented), then "ExceptionType: what went wrong".
-    for line in reversed(lines):
-        if not line.startswith(" "):
-            text = line.strip()
-            return text.removeprefix("AssertionError: ")
-    return message.strip()
+        reply = _message.blocking_request("get_ipynb", request="", timeout_sec=120)
+        if not isinstance(reply, dict) or not isinstance(reply.get("ipynb"), dict):
+            raise RuntimeError("Colab did not give the notebook's contents; run this cell again")
+        folder = Path(tempfile.mkdtemp(prefix="tinyllm-colab-"))
+        path = folder / f"{stem}.ipynb"
+        path.write_text(json.dumps(reply["ipynb"]), encoding="utf-8")
+        results = Path.cwd() / f"{stem}.results.json"
+        print(f"grading the notebook open in Colab ({stem}) against the hidden tests ...")
+    else:
+        path = Path(filename)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{filename} is not in {Path.cwd()}: keep the exercise's file name, or run "
+                f"python -m tinyllm.grade PATH/TO/{filename}"
+            )
+        results = path.with_name(f"{stem}.results.json")
+        print(f"grading the saved file {path.name} against the hidden tests (save it first) ...")
+    report = grade(path, results_json=results)
+    print(report.table())
+    print(f"wrote {results}")
+    return report
 
 
 # ---------------------------------------------------------------------------------------
@@ -150,11 +123,16 @@ class GradingError(Exception):
     """The notebook could not be graded at all (the message says why, for the learner)."""
 
 
-def find_source(notebook: Path, source_dir: Path | None = None) -> Path:
-    """The instructor source of a learner notebook: by otter's assignment name, else file name."""
-    from tinyllm.grading.build import SOURCE_DIR
+ASSIGNMENTS_DIR = Path(__file__).resolve().parent / "grading" / "assignments"
 
-    source_dir = Path(source_dir or SOURCE_DIR)
+
+def known_assignments(folder: Path = ASSIGNMENTS_DIR) -> list[str]:
+    """The exercise sets this package can grade (their tests are package data)."""
+    return sorted(p.stem for p in Path(folder).glob("[0-9][0-9]_*.json"))
+
+
+def assignment_name(notebook: Path) -> list[str]:
+    """The names a notebook may belong to: otter's assignment name, then its file name."""
     names = []
     try:
         meta = json.loads(Path(notebook).read_text(encoding="utf-8")).get("metadata", {})
@@ -163,7 +141,13 @@ def find_source(notebook: Path, source_dir: Path | None = None) -> Path:
     except (OSError, ValueError, AttributeError):
         pass
     names.append(Path(notebook).stem)
-    for name in names:
+    return names
+
+
+def find_source(notebook: Path, source_dir: Path | str) -> Path:
+    """A teacher's instructor source of a learner notebook, in ``source_dir``."""
+    source_dir = Path(source_dir)
+    for name in assignment_name(notebook):
         candidate = source_dir / f"{name}.ipynb"
         if candidate.is_file():
             return candidate
@@ -174,24 +158,50 @@ def find_source(notebook: Path, source_dir: Path | None = None) -> Path:
     )
 
 
-def questions_of(autograder: Path) -> list[QuestionResult]:
-    """Every question of an autograder archive, scored 0 (for notebooks that cannot run)."""
-    import zipfile
+def assignment_data(source: Path, build_dir: Path | str | None = None) -> str:
+    """What the package ships for a set (its tests, ...), made from a teacher's own source."""
+    from tinyllm.grading import build
 
-    from otter.nbmeta_config import NBMetadataConfig
-    from otter.test_files import create_test_file
+    return build.assignment_data(Path(source), build.build(Path(source), Path(build_dir or build.BUILD_DIR)))
+
+
+def find_tests(notebook: Path, source=None, source_dir=None, build_dir=None) -> tuple[str, dict, list[str]]:
+    """(exercise set, its tests by question, package modules its own cells import).
+
+    GradingError if the notebook's set is unknown.
+    """
+    if source is None and source_dir is not None:
+        source = find_source(notebook, source_dir)
+    if source is not None:
+        data = json.loads(assignment_data(Path(source), build_dir))
+        return Path(source).stem, data["tests"], data["provided_imports"]
+    known = known_assignments()
+    for name in assignment_name(notebook):
+        if name in known:
+            data = json.loads((ASSIGNMENTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+            return name, data["tests"], data.get("provided_imports", [])
+    raise GradingError(
+        f"cannot tell which exercise set {Path(notebook).name} is: its name matches none this "
+        f"package grades (known: {', '.join(known) or 'none'}); keep the exercise's file name"
+    )
+
+
+def questions_of(tests: dict[str, str]) -> list[QuestionResult]:
+    """Every question of an exercise set, scored 0 (for notebooks that cannot run)."""
+    from otter.test_files.exception_test import ExceptionTestFile
 
     out = []
-    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(autograder) as zf:
-        zf.extractall(tmp)
-        for path in sorted(Path(tmp, "tests").glob("*.py")):
-            test_file = create_test_file(str(path), NBMetadataConfig())
-            out.append(QuestionResult(test_file.name, 0.0, float(test_file.possible), False, False))
+    for question, source in sorted(tests.items()):
+        test_file = ExceptionTestFile.from_string(source, path=f"{question}.py")
+        out.append(QuestionResult(test_file.name, 0.0, float(test_file.possible), False, False))
     return out
 
 
-def _prepare(notebook: Path, dest: Path, cell_seconds: float, max_output_chars: int) -> None:
-    """Copy ``notebook`` to ``dest`` with the guard as first cell; raise GradingError if unreadable."""
+def _prepare(notebook: Path, dest: Path, cell_seconds: float, max_output_chars: int) -> Any:
+    """Copy ``notebook`` to ``dest`` with the guard as first cell; raise GradingError if unreadable.
+
+    Returns the notebook as read (before the guard), for the import scan.
+    """
     import nbformat
 
     try:
@@ -208,10 +218,20 @@ def _prepare(notebook: Path, dest: Path, cell_seconds: float, max_output_chars: 
     try:
         nb = nbformat.reads(text, as_version=4)
         cells = nb.cells
-        if not isinstance(cells, list):
+        if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
             raise ValueError("it has no list of cells")
+        for cell in cells:
+            if not isinstance(cell.get("source", ""), str):
+                raise ValueError("a cell has no source text")
     except Exception as exc:
         raise GradingError(f"{Path(notebook).name} is not a valid notebook: {exc}") from None
+    original = copy.deepcopy(nb)
+    # The grading cell would grade the notebook again inside its own grading, and the Colab
+    # setup cell would install the package again: both are left out.
+    from tinyllm.course import SETUP_CELL_FIRST_LINE
+
+    skip = (GRADING_CELL_FIRST_LINE, SETUP_CELL_FIRST_LINE)
+    nb.cells = [c for c in nb.cells if not c.get("source", "").startswith(skip)]
     guard = nbformat.v4.new_code_cell(
         "from tinyllm.grading.guard import install as _install_guard\n"
         f"_install_guard(cell_seconds={cell_seconds!r}, max_output_chars={max_output_chars!r})"
@@ -226,18 +246,64 @@ def _prepare(notebook: Path, dest: Path, cell_seconds: float, max_output_chars: 
         nbformat.write(nb, dest)
     except Exception as exc:
         raise GradingError(f"{Path(notebook).name} is not a valid notebook: {exc}") from None
+    return original
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the grading process and everything in its process group (POSIX)."""
-    try:
-        if hasattr(os, "killpg"):
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:  # Windows: no process groups; the kernel notices its parent is gone
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
+_REPLAY_LOCK = threading.Lock()  # replays seed torch's global generator: one at a time
+
+
+def replay(tests: dict[str, str], record_dir: Path, missing: str) -> dict[str, QuestionResult]:
+    """Phase 2, here, in the grader's process: each question's tests on the recorded calls."""
+    from tinyllm.grading.record import Replayer, load_recording, run_tests
+
+    out = {}
+    with _REPLAY_LOCK:
+        torch_state, python_state = torch_rng_state()
+        try:
+            for question, source in sorted(tests.items()):
+                recording = load_recording(record_dir / f"{question}.pt")
+                if recording is None:
+                    continue
+                calls, params = recording
+                test_file = run_tests(source, question, None, Replayer(calls, missing, params))
+                cases = [
+                    {
+                        "name": r.test_case.name,
+                        "hidden": bool(r.test_case.hidden),
+                        "points": float(r.test_case.points or 0),
+                        "passed": bool(r.passed),
+                        "message": r.message or "",
+                    }
+                    for r in test_file.test_case_results
+                ]
+                failing = [c for c in cases if not c["passed"]]
+                out[question] = QuestionResult(
+                    test_file.name, float(test_file.score), float(test_file.possible),
+                    public_passed=all(c["passed"] for c in cases if not c["hidden"]),
+                    hidden_passed=all(c["passed"] for c in cases if c["hidden"]),
+                    message=first_line_of_failure(failing[0]["message"]) if failing else "",
+                    cases=cases,
+                )
+        finally:
+            set_rng_state(torch_state, python_state)
+    return out
+
+
+def torch_rng_state():
+    import random
+
+    import torch
+
+    return torch.get_rng_state(), random.getstate()
+
+
+def set_rng_state(torch_state, python_state) -> None:
+    import random
+
+    import torch
+
+    torch.set_rng_state(torch_state)
+    random.setstate(python_state)
 
 
 def grade(
@@ -250,79 +316,88 @@ def grade(
     cell_seconds: float = CELL_SECONDS,
     notebook_seconds: float = NOTEBOOK_SECONDS,
     max_output_chars: int = MAX_OUTPUT_CHARS,
+    limits: Limits | None = None,
 ) -> Report:
-    """Grade one notebook; never raises for a bad submission (see ``Report.error``)."""
-    from tinyllm.grading.build import BUILD_DIR, autograder_zip
+    """Grade one notebook; never raises for a bad submission (see ``Report.error``).
+
+    ``source`` (an instructor source) or ``source_dir`` (a folder of them) grade against a
+    teacher's own tests; by default the tests packaged with tinyllm are used.
+    """
+    from tinyllm.grading import sandbox
 
     start = time.perf_counter()
     notebook = Path(notebook)
     try:
-        source = Path(source) if source else find_source(notebook, source_dir)
+        assignment, tests, provided = find_tests(notebook, source, source_dir, build_dir)
     except GradingError as exc:
-        report = Report(str(notebook), None, [], error=str(exc))
-        return _finish(report, start, results_json)
-    zip_path = autograder_zip(source, Path(build_dir or BUILD_DIR))
-    assignment = source.stem
-    blank = questions_of(zip_path)
+        return _finish(Report(str(notebook), None, [], error=str(exc)), start, results_json)
+    blank = questions_of(tests)
 
-    def failed(message: str) -> Report:
+    def failed(message: str, flags: dict | None = None) -> Report:
         for q in blank:
             q.message = message
+            q.flags = (flags or {}).get(q.name, [])
         return Report(str(notebook), assignment, blank, error=message)
 
-    with tempfile.TemporaryDirectory(prefix="tinyllm-grade-") as tmp:
-        # otter grades the notebook under its own name; the source's name keeps it simple.
-        prepared = Path(tmp) / f"{assignment}.ipynb"
+    limits = limits or Limits(seconds=notebook_seconds)
+    work = Path(tempfile.mkdtemp(prefix="tinyllm-grade-"))
+    try:
+        # otter grades the notebook under its own name; the set's name keeps it simple.
+        prepared = work / f"{assignment}.ipynb"
         try:
-            _prepare(notebook, prepared, cell_seconds, max_output_chars)
+            original = _prepare(notebook, prepared, cell_seconds, max_output_chars)
         except GradingError as exc:
             return _finish(failed(str(exc)), start, results_json)
-        out = Path(tmp) / "results.json"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tinyllm.grading.runner", str(zip_path), str(prepared), str(out)],
-            cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,  # its own process group: the kernel dies with it
-            env={**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            log, _ = proc.communicate(timeout=notebook_seconds)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            return _finish(
-                failed(f"grading stopped after {notebook_seconds:g} s: the notebook runs too long"),
-                start, results_json,
-            )
-        _kill_group(proc)  # a kernel left behind by a crash
-        if proc.returncode != 0 or not out.is_file():
-            tail = (log or "").strip().splitlines()[-3:]
-            reason = " / ".join(tail) or f"exit code {proc.returncode}"
-            if "DeadKernelError" in (log or "") or "Kernel died" in (log or ""):
-                reason = "the notebook's kernel died (did a cell end the process, e.g. os._exit?)"
-            return _finish(failed(f"the notebook could not be graded: {reason}"), start, results_json)
-        data = json.loads(out.read_text(encoding="utf-8"))
-
-    if data.get("error"):
-        return _finish(failed(f"the notebook could not be graded: {data['error']}"), start, results_json)
-    by_name = {q["name"]: q for q in data["questions"]}
+        flags = imported_answers(original, provided)
+        env = sandbox.prepare(work, KERNEL_NAME, {GRADING_ENV: "1"})
+        config = work / "config.json"
+        config.write_text(json.dumps({
+            "work": str(work), "notebook": str(prepared), "kernel_name": KERNEL_NAME,
+            "tests": tests, "cell_seconds": cell_seconds,
+            "limits": sandbox.child_limits(limits, sys.executable, work),
+        }), encoding="utf-8")
+        outcome = sandbox.run([sys.executable, "-m", "tinyllm.grading.runner", str(config)], work, env, limits)
+        status = _read_status(work / "status.json")
+        if not status["notes"]:
+            status["notes"] = _read_status_notes(work / "notes.json")
+        error = outcome.stopped or status.get("error")
+        if error is None and outcome.returncode != 0:
+            tail = " / ".join(outcome.log.strip().splitlines()[-3:])
+            error = f"the notebook could not be graded: {tail or f'exit code {outcome.returncode}'}"
+        if error is None and not (work / "status.json").is_file():
+            error = "the notebook could not be graded: the grading run ended without a result"
+        missing = error or "the notebook's run ended before these tests ran"
+        graded = replay(tests, work / "record", missing + " (`{name}` was not graded)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     questions = []
     for q in blank:
-        got = by_name.get(q.name)
-        if got is None:
-            q.message = "this question's tests did not run"
+        q.flags = flags.get(q.name, [])
+        if q.name in graded:
+            graded[q.name].flags = q.flags
+            questions.append(graded[q.name])
+        else:
+            q.message = missing
             questions.append(q)
-            continue
-        cases = got["cases"]
-        failing = [c for c in cases if not c["passed"]]
-        questions.append(
-            QuestionResult(
-                q.name, got["score"], got["possible"],
-                public_passed=all(c["passed"] for c in cases if not c["hidden"]),
-                hidden_passed=all(c["passed"] for c in cases if c["hidden"]),
-                message=first_line_of_failure(failing[0]["message"]) if failing else "",
-                cases=cases,
-            )
-        )
-    return _finish(Report(str(notebook), assignment, questions), start, results_json)
+    report = Report(str(notebook), assignment, questions, error=error, notes=status.get("notes", []))
+    return _finish(report, start, results_json)
+
+
+def _read_status(path: Path) -> dict:
+    """The runner's status file (written by the sandbox: only its message is used)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")[:10_000])
+        error, notes = data.get("error"), data.get("notes") or []
+        return {"error": str(error)[:500] if error else None, "notes": [str(n)[:300] for n in list(notes)[:10]]}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {"error": None, "notes": []}
+
+
+def _read_status_notes(path: Path) -> list[str]:
+    try:
+        return [str(n)[:300] for n in list(json.loads(path.read_text(encoding="utf-8")[:10_000]))[:10]]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 def _finish(report: Report, start: float, results_json) -> Report:
@@ -344,12 +419,13 @@ def grade_folder(folder: Path | str, csv_path: Path | str, jobs: int = 1, **kwar
                 names.append(q.name)
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["notebook", "assignment", "score", "possible", *names, "error"])
+        writer.writerow(["notebook", "assignment", "score", "possible", *names, "flags", "error"])
         for r in reports:
             scores = {q.name: f"{q.score:g}" for q in r.questions}
+            flags = "; ".join(f"{q.name}: {flag}" for q in r.questions for flag in q.flags)
             writer.writerow(
                 [Path(r.notebook).name, r.assignment or "", f"{r.score:g}", f"{r.possible:g}",
-                 *(scores.get(n, "") for n in names), r.error or ""]
+                 *(scores.get(n, "") for n in names), flags, r.error or ""]
             )
     return reports
 
@@ -357,14 +433,17 @@ def grade_folder(folder: Path | str, csv_path: Path | str, jobs: int = 1, **kwar
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinyllm.grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("path", help="a learner notebook, or a folder of submissions")
-    parser.add_argument("--json", help="where to write the results JSON (default _build/grading/results/NAME.json)")
+    parser.add_argument("--json", help="where to write the results JSON (default: NAME.results.json beside the notebook)")
+    parser.add_argument("--out", dest="json", help="the same as --json")
     parser.add_argument("--csv", help="the CSV file to write when grading a folder (default FOLDER/grades.csv)")
-    parser.add_argument("--source", help="the instructor source to grade against (default: found by name)")
+    parser.add_argument("--source", help="an instructor source to grade against (default: the packaged tests)")
+    parser.add_argument("--sources", help="a folder of instructor sources, matched by name (a teacher's own tests)")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at once (a folder)")
     parser.add_argument("--cell-seconds", type=float, default=CELL_SECONDS, help="time limit per cell")
     parser.add_argument("--notebook-seconds", type=float, default=NOTEBOOK_SECONDS, help="time limit per notebook")
     args = parser.parse_args(argv)
-    limits = dict(cell_seconds=args.cell_seconds, notebook_seconds=args.notebook_seconds, source=args.source)
+    limits = dict(cell_seconds=args.cell_seconds, notebook_seconds=args.notebook_seconds,
+                  source=args.source, source_dir=args.sources)
     path = Path(args.path)
     if path.is_dir():
         csv_path = Path(args.csv or path / "grades.csv")
@@ -376,13 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     if not path.exists():
         print(f"error: {path} does not exist", file=sys.stderr)
         return 2
-    if args.json:
-        results_json = Path(args.json)
-    else:
-        from tinyllm.grading.build import BUILD_DIR
-
-        results_json = BUILD_DIR / "results" / f"{path.stem}.json"
-        results_json.parent.mkdir(parents=True, exist_ok=True)
+    results_json = Path(args.json) if args.json else path.with_name(f"{path.stem}.results.json")
     report = grade(path, results_json=results_json, **limits)
     print(f"{path.name} ({report.assignment or 'unknown exercise set'}), graded in {report.seconds:g} s")
     print(report.table())

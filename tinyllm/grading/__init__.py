@@ -1,9 +1,16 @@
 """Grading the course's exercises with otter-grader, locally and without Docker.
 
 - :mod:`tinyllm.grading.build` turns an instructor source (otter's assign format) into the
-  learner notebook and the autograder archive, cached under ``_build/grading``.
-- :mod:`tinyllm.grading.runner` grades one notebook with ``otter run`` in a separate process
-  that :mod:`tinyllm.grade` can kill, so a submission can never hang the command.
+  learner notebook and the autograder archive, and every set's tests into package data
+  (``assignments/NN_name.json``), so grading works from an installed package and in Colab.
+- :mod:`tinyllm.grading.sandbox` runs a graded notebook in a child process with time,
+  memory, disk and process limits and a watchdog that stops it, so no notebook can take
+  the grading machine down.
+- :mod:`tinyllm.grading.runner` is that child: it runs the notebook with nbclient, then
+  records each question's calls of the learner's functions.
+- :mod:`tinyllm.grading.record` records those calls in the notebook's kernel and replays
+  them in the grader's own process, where the tests' verdicts are made: whatever a
+  notebook does to its own process, it cannot change how it is judged.
 - :mod:`tinyllm.grading.guard` runs inside the graded notebook's kernel: a time limit per cell
   and a cap on printed output, so one broken cell costs only its own question.
 - :mod:`tinyllm.grading.checks` holds the small helpers the exercises' tests call, so that a

@@ -25,7 +25,21 @@ def defined(**things: Any) -> None:
 
 
 def call(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
-    """Call the learner's ``fn``; an exception it raises becomes a one-line failure."""
+    """Call the learner's ``fn``; an exception it raises becomes a one-line failure.
+
+    While the notebook is graded, the call is recorded in the notebook's kernel and replayed
+    in the grader's clean process instead (see :mod:`tinyllm.grading.record`).
+    """
+    from tinyllm.grading.record import active
+
+    session = active()
+    if session is not None:
+        return session.call(name, fn, args, kwargs)
+    return direct_call(name, fn, *args, **kwargs)
+
+
+def direct_call(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
+    """:func:`call` without recording: the learner's function, its failure in one line."""
     defined(**{name: fn})
     if not callable(fn):
         raise AssertionError(f"`{name}` should be a function, but it is a {type(fn).__name__}")
