@@ -107,3 +107,55 @@ def that(condition: Any, message: str) -> None:
     """Fail with ``message`` unless ``condition`` holds (a readable ``assert``)."""
     if not bool(condition):
         raise AssertionError(message)
+
+
+# ---------------------------------------------------------------------------------------
+# Messages that name the input: plurals, shapes, and calls that raise
+# ---------------------------------------------------------------------------------------
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``"1 key"``, ``"2 keys"``: a count with its noun in the right number."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
+def describe(value: Any) -> str:
+    """A few words for an input, for a message: a tensor's shape, a list's length, a number."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0:
+            return f"a 0-d tensor ({value.item():g})" if value.numel() == 1 and value.is_floating_point() else "a 0-d tensor"
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, (list, tuple)):
+        kind = "list" if isinstance(value, list) else "tuple"
+        if value and all(isinstance(v, torch.Tensor) for v in value):
+            shapes = ", ".join(str(tuple(v.shape)) for v in value)
+            return f"a {kind} of {plural(len(value), 'tensor')} of shape {shapes}"
+        return f"a {kind} of {plural(len(value), 'item')}"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 20 else f"a string of {plural(len(value), 'character')}"
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    if isinstance(value, torch.nn.Module):
+        return f"a {type(value).__name__}"
+    if callable(value):
+        return "a function"
+    return f"a {type(value).__name__}"
+
+
+def call_with_shapes(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
+    """:func:`call`, and when the learner's function raises, the message also says its inputs.
+
+    A hidden test uses inputs the learner has not seen (a 4-D tensor, another head count);
+    "RuntimeError: shape mismatch" alone would not tell them which.
+    """
+    try:
+        return call(name, fn, *args, **kwargs)
+    except AssertionError as exc:
+        message = str(exc)
+        if not (message.startswith(f"`{name}` raised ") or message.startswith(f"`{name}` failed one of its own")):
+            raise
+        first = message.splitlines()[0] if message else message
+        if len(first) > 300:
+            first = first[:297] + "..."
+        shown = [describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()]
+        raise AssertionError(f"{first} (called with {', '.join(shown)})") from None
