@@ -18,6 +18,7 @@ from tinyllm.trace import (
     encode,
     first_token_targets,
     induction_targets,
+    last_separator_targets,
     lens_logits,
     logit_lens,
     previous_token_targets,
@@ -236,3 +237,9 @@ def test_ablation_restores_the_model_bit_for_bit():
     assert torch.equal(after, before)
     for module in model.modules():
         assert not module._forward_pre_hooks and not module._forward_hooks
+
+
+def test_last_separator_targets():
+    # "ab cd\ne": separators ' ' (9) and '\n' (8)
+    toks = torch.tensor([[1, 2, 9, 3, 4, 8, 5]])
+    assert last_separator_targets(toks, [9, 8]).tolist() == [[-1, -1, 2, 2, 2, 5, 5]]

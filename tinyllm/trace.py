@@ -212,6 +212,16 @@ def word_start_targets(tokens: torch.Tensor, separators) -> torch.Tensor:
     return out
 
 
+def last_separator_targets(tokens: torch.Tensor, separators) -> torch.Tensor:
+    """Query ``t`` -> the last separator (e.g. space or newline) at or before ``t``: the
+    boundary where the current word began; -1 before the first separator."""
+    sep = torch.zeros_like(tokens, dtype=torch.bool)
+    for s in separators:
+        sep |= tokens == s
+    where = torch.arange(tokens.size(1), device=tokens.device).expand_as(tokens)
+    return torch.where(sep, where, -1).cummax(dim=1).values
+
+
 def induction_targets(tokens: torch.Tensor) -> torch.Tensor:
     """Query ``t`` -> the position just after the latest earlier occurrence of token ``t``
     (the token that came next last time: what an induction head copies); -1 if none."""
