@@ -32,7 +32,7 @@
         const id = this.stoi.get(c);
         if (id === undefined) {
           throw new Error(
-            `character ${JSON.stringify(c)} at position ${position} is not in the vocabulary ` +
+            `character '${c}' at position ${position} is not in the vocabulary ` +
             `of ${this.vocabSize} characters`);
         }
         ids.push(id);
