@@ -34,18 +34,27 @@ CHAT_TEMPLATE = {
 }
 
 
-def build(checkpoint: Path | None, name: str, out: Path = OUT, prompt: str = "ROMEO:") -> dict:
-    sys.path.insert(0, str(ROOT))
-    from tinyllm.checkpoint import load_model
-    from tinyllm.export_onnx import quantize_int8, to_onnx
-    from tinyllm.generate import SHIPPED_MODEL
+def tokenizer_state(tokenizer) -> dict:
+    """The tokenizer as the page's JavaScript reads it (book/_vendor/talk/tokenizer.js)."""
+    if hasattr(tokenizer, "merges") and hasattr(tokenizer, "pattern"):  # BPETokenizer
+        return {
+            "type": "bpe",
+            "pattern": tokenizer.pattern,
+            "merges": [list(pair) for pair in tokenizer.merges],  # in id order: 256, 257, ...
+            "special_tokens": dict(tokenizer.special_tokens),
+        }
+    return tokenizer.to_dict()  # CharTokenizer: {"type": "char", "chars": [...]}
 
-    model, tokenizer, _ = load_model(checkpoint or SHIPPED_MODEL)
-    state = tokenizer.to_dict()
-    special = state.get("special_tokens") or {}
-    is_chat = {"<|im_start|>", "<|im_end|>"} <= set(special)
-    fp32 = to_onnx(model, out / f"{name}.onnx")
-    int8 = quantize_int8(fp32, out / f"{name}.int8.onnx")
+
+def write_web_model(model, tokenizer, name: str, out: Path = OUT, prompt: str = "ROMEO:") -> dict:
+    """Write ``<name>.onnx``, ``<name>.int8.onnx`` and ``<name>.json`` into ``out``."""
+    sys.path.insert(0, str(ROOT))
+    from tinyllm.export_onnx import quantize_int8, to_onnx
+
+    state = tokenizer_state(tokenizer)
+    is_chat = {"<|im_start|>", "<|im_end|>"} <= set(state.get("special_tokens") or {})
+    fp32 = to_onnx(model, Path(out) / f"{name}.onnx")
+    int8 = quantize_int8(fp32, Path(out) / f"{name}.int8.onnx")
     manifest = {
         "name": name,
         "onnx": fp32.name,
@@ -59,8 +68,19 @@ def build(checkpoint: Path | None, name: str, out: Path = OUT, prompt: str = "RO
         "chat": CHAT_TEMPLATE if is_chat else None,
         "prompt": "Hello! Who are you?" if is_chat else prompt,
     }
-    (out / f"{name}.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    text = json.dumps(manifest, ensure_ascii=False, indent=1) + "\n"
+    (Path(out) / f"{name}.json").write_text(text, encoding="utf-8")
     return manifest
+
+
+def build(checkpoint: Path | None, name: str, out: Path = OUT) -> dict:
+    """Export the checkpoint in ``checkpoint`` (default: the shipped model) for the page."""
+    sys.path.insert(0, str(ROOT))
+    from tinyllm.checkpoint import load_model
+    from tinyllm.generate import SHIPPED_MODEL
+
+    model, tokenizer, _ = load_model(checkpoint or SHIPPED_MODEL)
+    return write_web_model(model, tokenizer, name, out)
 
 
 def main(argv=None) -> int:

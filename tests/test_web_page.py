@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import importlib.util
 import json
 import os
 import re
@@ -27,7 +28,10 @@ from urllib.parse import urlparse
 import pytest
 import torch
 
+from tinyllm.data import load_text
 from tinyllm.generate import load_shipped_model
+from tinyllm.model import GPT, GPTConfig
+from tinyllm.tokenizer.bpe import BPETokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "talk_to_the_model.md"
@@ -39,6 +43,35 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 N_TOKENS = 50
+CHAT_SPECIALS = ["<|im_start|>", "<|im_end|>"]
+# Strings for the JavaScript BPE: non-ASCII (accents, CJK, an emoji split across tokens),
+# contractions of the GPT-4 pattern, runs of spaces and newlines, digits, special tokens.
+BPE_TEXTS = [
+    "", "ROMEO:\nWhat light through yonder window breaks?", "café naïve Zürich 東京 😀 façade",
+    "I'LL don't WE'VE they're", "  lots   of\n\n\n spaces  \t\ttabs", "1234567 89 3.14",
+    "<|im_start|>user\nHello, who are you?<|im_end|>\n<|im_start|>assistant\n", "tab\there\r\nCRLF",
+]
+
+
+def _build_web_model():
+    """scripts/build_web_model.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("build_web_model", ROOT / "scripts" / "build_web_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def chat_tokenizer() -> BPETokenizer:
+    """A small byte-level BPE with the chat special tokens, trained on a slice of the corpus."""
+    text = load_text("shakespeare")[:60_000] + " " + " ".join(BPE_TEXTS[2:6])
+    return BPETokenizer().train(text, 256 + 120 + len(CHAT_SPECIALS), special_tokens=CHAT_SPECIALS)
+
+
+def chat_model(tokenizer) -> GPT:
+    """An untrained GPT over that vocabulary (any weights will do to compare the ids)."""
+    torch.manual_seed(14)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=32)
+    return GPT(config).eval()
 
 
 def _browser_or_skip():
@@ -67,8 +100,17 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def chat(tmp_path_factory):
+    tokenizer = chat_tokenizer()
+    return tokenizer, chat_model(tokenizer)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, chat):
     site = build_site(tmp_path_factory.mktemp("site"))
+    # A chat model (BPE tokenizer, chat template) next to the shipped one, as the
+    # build script would write it for a chat checkpoint.
+    _build_web_model().write_web_model(chat[1], chat[0], "chat-test", site / "_static" / "model")
     handler = functools.partial(_QuietHandler, directory=str(site))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -154,7 +196,7 @@ def test_the_form_streams_the_same_text(open_page, shipped):
     page.click(".talk-generate")
     page.wait_for_function("document.getElementById('tinyllm-talk').dataset.state === 'done'", timeout=120_000)
     expected = model.generate(torch.tensor([tokenizer.encode("KING HENRY:")]), 30, greedy=True)[0].tolist()
-    assert page.inner_text(".talk-output") == tokenizer.decode(expected)
+    assert page.text_content(".talk-output") == tokenizer.decode(expected)
     assert re.search(r"30 tokens in [\d.]+ s: [\d.]+ tokens per second", page.inner_text(".talk-status"))
     assert blocked == [] and page.errors == []
 
@@ -237,3 +279,49 @@ def test_page_text_states_the_true_sizes():
     assert f"{manifest['block_size']} characters" in text
     assert f"{manifest['vocab_size']} characters" in text
     assert (VENDOR / "model" / manifest["onnx"]).stat().st_size == manifest["bytes"]
+
+
+def test_javascript_bpe_tokenizer_gives_the_package_ids(open_page, chat):
+    tokenizer, _ = chat
+    page, _ = open_page()
+    state = _build_web_model().tokenizer_state(tokenizer)
+    got = page.evaluate(
+        """([state, texts]) => {
+             const t = window.tinyllmTokenizer.fromDict(state);
+             return texts.map((s) => { const ids = t.encode(s, "all"); return [ids, t.decode(ids)]; });
+           }""", [state, BPE_TEXTS])
+    for text, (ids, decoded) in zip(BPE_TEXTS, got):
+        assert ids == tokenizer.encode(text, allowed_special="all"), text
+        assert decoded == tokenizer.decode(ids) == text
+    # Half of an emoji's bytes decodes to U+FFFD on both sides; special tokens in plain
+    # text are refused on both sides.
+    emoji = tokenizer.encode("😀")
+    assert page.evaluate("([s, ids]) => window.tinyllmTokenizer.fromDict(s).decode(ids)",
+                         [state, emoji[:1]]) == tokenizer.decode(emoji[:1])
+    with pytest.raises(ValueError, match="special token"):
+        tokenizer.encode("<|im_end|>")
+    message = page.evaluate(
+        """(s) => { try { window.tinyllmTokenizer.fromDict(s).encode("<|im_end|>"); return "no error"; }
+                    catch (e) { return e.message; } }""", state)
+    assert "special token '<|im_end|>'" in message
+
+
+def test_chat_model_uses_the_chat_template(open_page, chat):
+    tokenizer, model = chat
+    page, blocked = open_page("?model=chat-test")
+    assert page.get_attribute("#tinyllm-talk", "data-state") == "ready", page.inner_text(".talk-status")
+    assert page.inner_text(".talk-prompt-label") == "Your message"
+    assert "chat model" in page.inner_text(".talk-status")
+    message = "Who are you?"
+    page.fill(".talk-prompt", message)
+    page.fill(".talk-tokens", "12")
+    page.check(".talk-greedy")
+    page.click(".talk-generate")
+    page.wait_for_function("document.getElementById('tinyllm-talk').dataset.state === 'done'", timeout=120_000)
+    prompt = tokenizer.encode(f"<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n",
+                              allowed_special="all")
+    new = model.generate(torch.tensor([prompt]), 12, greedy=True)[0, len(prompt):].tolist()
+    stop = tokenizer.special_tokens["<|im_end|>"]
+    new = new[: new.index(stop)] if stop in new else new  # the reply ends at <|im_end|>
+    assert page.text_content(".talk-output") == tokenizer.decode(new)
+    assert blocked == [] and page.errors == []

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from tinyllm.data import get_batch, load_text
-from tinyllm.model import GPT, GPTConfig
+from tinyllm.model import GPT
 from tinyllm.train import prepare_data
 
 # Every GPTConfig option the exported graph reproduces, with the values it supports
@@ -55,7 +55,7 @@ def check_exportable(model) -> None:
     if not isinstance(model, GPT):
         raise ValueError(f"to_onnx exports a tinyllm.model.GPT, got {type(model).__name__}")
     config = model.config
-    defaults = {f.name: f.default for f in fields(GPTConfig)}
+    defaults = {f.name: f.default for f in fields(config)}
     for name, value in vars(config).items():
         if name not in SUPPORTED_OPTIONS:
             if name in defaults and value == defaults[name]:
