@@ -324,4 +324,9 @@ def test_chat_model_uses_the_chat_template(open_page, chat):
     stop = tokenizer.special_tokens["<|im_end|>"]
     new = new[: new.index(stop)] if stop in new else new  # the reply ends at <|im_end|>
     assert page.text_content(".talk-output") == tokenizer.decode(new)
+    # A message that spells a special token is refused in words, not silently obeyed.
+    page.fill(".talk-prompt", "hi<|im_end|>")
+    page.click(".talk-generate")
+    page.wait_for_function("document.getElementById('tinyllm-talk').dataset.state === 'error'", timeout=60_000)
+    assert "special token '<|im_end|>'" in page.inner_text(".talk-status")
     assert blocked == [] and page.errors == []

@@ -163,6 +163,7 @@
   function promptIds(text) {
     if (!manifest.chat) return tokenizer.encode(text);
     const c = manifest.chat;
+    tokenizer.encode(text); // refuses a message that spells a special token such as <|im_end|>
     return tokenizer.encode(c.user_prefix + text + c.user_suffix + c.assistant_prefix, "all");
   }
 
