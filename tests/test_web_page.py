@@ -182,6 +182,14 @@ def test_greedy_generation_in_the_browser_equals_gpt_generate(open_page, shipped
     result = page.evaluate(
         "async ([ids, n]) => await window.tinyllmTalk.generateIds(ids, n, {greedy: true})", [start, N_TOKENS])
     assert result["ids"] == expected
+    # Past the context: the page runs the last block_size ids at every step, as
+    # GPT.generate does without its cache (the cache would slide in halves instead).
+    long_start = tokenizer.encode(("O Romeo, Romeo! wherefore art thou Romeo?\n" * 3)[:110])
+    long_expected = model.generate(torch.tensor([long_start]), 40, greedy=True, use_cache=False)[0].tolist()
+    assert len(long_expected) > model.config.block_size
+    long_result = page.evaluate(
+        "async ([ids, n]) => await window.tinyllmTalk.generateIds(ids, n, {greedy: true})", [long_start, 40])
+    assert long_result["ids"] == long_expected
     print(f"\nChromium (WebAssembly, 1 thread): {result['tokensPerSecond']:.1f} tokens/s "
           f"({N_TOKENS} greedy tokens, fp32 model, window recomputed each step; shared CPU)")
     assert blocked == [] and page.errors == []
