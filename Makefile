@@ -36,6 +36,12 @@ test-fast: $(STAMP)
 
 sync: $(STAMP)
 	$(PY) scripts/sync_notebooks.py
+# --- browser (tests/test_web_page.py): Debian's Chromium, never a downloaded browser build ---
+.PHONY: browser
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@/usr/bin/chromium --version 2>/dev/null | head -n 1
+# --- end browser ---
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

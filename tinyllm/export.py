@@ -96,3 +96,10 @@ def to_transformers(model: GPT, folder) -> Path:
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     save_file(gpt2_state_dict(model), str(folder / "model.safetensors"), metadata={"format": "pt"})
     return folder
+
+
+def to_onnx(*args, **kwargs):
+    """Write the model as an ONNX file: see :func:`tinyllm.export_onnx.to_onnx`."""
+    from tinyllm.export_onnx import to_onnx as _to_onnx  # onnx is imported only when used
+
+    return _to_onnx(*args, **kwargs)

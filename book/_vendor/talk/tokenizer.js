@@ -1,0 +1,156 @@
+// The tokenizers of tinyllm in JavaScript: the same ids as the Python package.
+//
+// fromDict(state) reads the saved form that the Python tokenizer's to_dict() writes
+// (the page's model/<name>.json holds it). tests/test_web_page.py checks that encode and
+// decode here give exactly the ids and text of the Python package for a list of strings.
+(function (root) {
+  "use strict";
+
+  // tinyllm.tokenizer.CharTokenizer: one id per character, in the order of `chars`.
+  // Python iterates a str by code points; `for (const c of text)` does too (never by
+  // UTF-16 units), so a character outside the Basic Multilingual Plane is one token here
+  // as there, and positions in error messages agree.
+  class CharTokenizer {
+    constructor(state) {
+      if (!state || state.type !== "char" || !Array.isArray(state.chars)) {
+        throw new Error("not a character tokenizer (expected type 'char' and a list 'chars')");
+      }
+      this.itos = state.chars.slice();
+      this.stoi = new Map(this.itos.map((c, i) => [c, i]));
+      if (this.stoi.size !== this.itos.length) throw new Error("the vocabulary has repeated characters");
+      this.specialTokens = {};
+    }
+
+    get vocabSize() {
+      return this.itos.length;
+    }
+
+    encode(text) {
+      const ids = [];
+      let position = 0;
+      for (const c of text) {
+        const id = this.stoi.get(c);
+        if (id === undefined) {
+          throw new Error(
+            `character '${c}' at position ${position} is not in the vocabulary ` +
+            `of ${this.vocabSize} characters`);
+        }
+        ids.push(id);
+        position += 1;
+      }
+      return ids;
+    }
+
+    decode(ids) {
+      return ids.map((id) => {
+        if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+          throw new Error(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
+        }
+        return this.itos[id];
+      }).join("");
+    }
+  }
+
+  // tinyllm.tokenizer.BPETokenizer: byte-level BPE with a split pattern and special tokens.
+  // state: {type: "bpe", pattern: <regex>, merges: [[a, b], ...] (pair k -> id 256 + k),
+  //         special_tokens: {string: id}} (scripts/build_web_model.py writes it).
+  // The Python patterns use possessive quantifiers (?+ ++), which JavaScript lacks; in
+  // these patterns dropping them changes no match (the optional or repeated class cannot
+  // also match what follows it), so `?+` -> `?` and `++` -> `+`. `(?i:...)` is a modifier
+  // group, which Chromium 125+ supports; `\p{L}` needs the `u` flag.
+  class BPETokenizer {
+    constructor(state) {
+      const pattern = state.pattern.replace(/\?\+/g, "?").replace(/\+\+/g, "+");
+      this.split = new RegExp(pattern, "gu");
+      this.ranks = new Map(); // "a,b" -> merged id (= its rank: earlier merges first)
+      this.vocab = [];
+      for (let i = 0; i < 256; i++) this.vocab.push(Uint8Array.of(i));
+      state.merges.forEach(([a, b], k) => {
+        this.ranks.set(`${a},${b}`, 256 + k);
+        const joined = new Uint8Array(this.vocab[a].length + this.vocab[b].length);
+        joined.set(this.vocab[a]);
+        joined.set(this.vocab[b], this.vocab[a].length);
+        this.vocab.push(joined);
+      });
+      this.specialTokens = Object.assign({}, state.special_tokens || {});
+      const encoder = new TextEncoder();
+      for (const [token, id] of Object.entries(this.specialTokens)) this.vocab[id] = encoder.encode(token);
+      const ordered = Object.keys(this.specialTokens).sort((x, y) => y.length - x.length);
+      const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      this.specialSplit = ordered.length ? new RegExp(`(${ordered.map(escape).join("|")})`, "u") : null;
+      this.encoder = encoder;
+    }
+
+    get vocabSize() {
+      return this.vocab.length;
+    }
+
+    encodeChunk(chunk) {
+      // Merge the pair with the lowest rank, leftmost first, until no pair is a merge:
+      // the order training learned them in (as BPETokenizer._encode_chunk).
+      const ids = Array.from(this.encoder.encode(chunk));
+      for (;;) {
+        let best = Infinity;
+        let at = -1;
+        for (let i = 0; i + 1 < ids.length; i++) {
+          const rank = this.ranks.get(`${ids[i]},${ids[i + 1]}`);
+          if (rank !== undefined && rank < best) {
+            best = rank;
+            at = i;
+          }
+        }
+        if (at < 0) return ids;
+        ids.splice(at, 2, best);
+      }
+    }
+
+    encodeOrdinary(text) {
+      const ids = [];
+      for (const match of text.matchAll(this.split)) ids.push(...this.encodeChunk(match[0]));
+      return ids;
+    }
+
+    // allowedSpecial "all": special token strings become their ids (the chat template);
+    // otherwise they are refused, as Python's default "none_raise".
+    encode(text, allowedSpecial = "none_raise") {
+      if (!this.specialSplit) return this.encodeOrdinary(text);
+      const pieces = text.split(this.specialSplit);
+      if (allowedSpecial !== "all") {
+        for (let i = 1; i < pieces.length; i += 2) {
+          throw new Error(`the text contains the special token '${pieces[i]}'`);
+        }
+        return this.encodeOrdinary(text);
+      }
+      const ids = [];
+      pieces.forEach((piece, i) => {
+        if (i % 2 === 1) ids.push(this.specialTokens[piece]);
+        else if (piece) ids.push(...this.encodeOrdinary(piece));
+      });
+      return ids;
+    }
+
+    decode(ids) {
+      const parts = ids.map((id) => {
+        if (!Number.isInteger(id) || id < 0 || id >= this.vocab.length || !this.vocab[id]) {
+          throw new Error(`token id ${id} is outside the vocabulary (0..${this.vocab.length - 1})`);
+        }
+        return this.vocab[id];
+      });
+      const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      let offset = 0;
+      for (const p of parts) {
+        bytes.set(p, offset);
+        offset += p.length;
+      }
+      return new TextDecoder("utf-8", { fatal: false }).decode(bytes); // invalid bytes -> U+FFFD
+    }
+  }
+
+  function fromDict(state) {
+    if (state && state.type === "char") return new CharTokenizer(state);
+    if (state && state.type === "bpe") return new BPETokenizer(state);
+    throw new Error(`this page cannot read tokenizers of type ${JSON.stringify(state && state.type)}`);
+  }
+
+  root.tinyllmTokenizer = { CharTokenizer, BPETokenizer, fromDict };
+})(typeof window !== "undefined" ? window : globalThis);

@@ -1,0 +1,246 @@
+"""Write a :class:`tinyllm.model.GPT` as an ONNX file, check it, and shrink it to int8.
+
+ONNX is a file format for a computation graph plus its weights. Any ONNX runtime can run
+it without PyTorch or Python: ``onnxruntime`` on a server, ``onnxruntime-web`` in a browser
+(the book's page "Talk to the model" runs the course's model this way).
+
+- ``to_onnx(model, path)`` writes the graph ``idx (B, T) int64 -> logits (B, T, V) float32``
+  with the batch size ``B`` and the sequence length ``T`` left open (dynamic axes), and
+  checks it against PyTorch with onnxruntime (largest logit difference <= ``atol``).
+  It has no KV cache: a caller runs the last ``block_size`` tokens at every step, which
+  is cheap for a model this small.
+- ``quantize_int8(src, dst)`` stores the weights of the matrix multiplies as int8 with
+  one float scale each (onnxruntime's dynamic quantization): about 4x smaller.
+- ``onnx_logits``, ``onnx_validation_loss`` and ``onnx_generate`` run an exported file,
+  so the two versions can be compared with the PyTorch model on the same held-out text.
+
+``onnx`` and ``onnxruntime`` are imported only when these functions run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tinyllm.data import get_batch, load_text
+from tinyllm.model import GPT
+from tinyllm.train import prepare_data
+
+# Every GPTConfig option the exported graph reproduces, with the values it supports
+# (None: any value). A config option not listed here -- one a later chapter may add,
+# such as another normalization or position encoding -- is refused by name rather
+# than exported wrongly.
+SUPPORTED_OPTIONS = {
+    "vocab_size": None,
+    "block_size": None,
+    "n_layer": None,
+    "n_head": None,
+    "n_embd": None,
+    "dropout": None,  # the export is in eval mode: dropout does nothing there
+    "bias": (True, False),
+}
+OPSET = 18  # the lowest opset torch.onnx.export (dynamo) writes natively
+
+
+def check_exportable(model) -> None:
+    """Raise ``ValueError`` naming the first config option the ONNX export cannot handle."""
+    if not isinstance(model, GPT):
+        raise ValueError(f"to_onnx exports a tinyllm.model.GPT, got {type(model).__name__}")
+    config = model.config
+    defaults = {f.name: f.default for f in fields(config)}
+    for name, value in vars(config).items():
+        if name not in SUPPORTED_OPTIONS:
+            if name in defaults and value == defaults[name]:
+                continue  # a new option left at its default changes nothing we export
+            raise ValueError(
+                f"the ONNX export does not support the config option {name}={value!r}; "
+                f"it supports {', '.join(SUPPORTED_OPTIONS)}"
+            )
+        allowed = SUPPORTED_OPTIONS[name]
+        if allowed is not None and value not in allowed:
+            raise ValueError(
+                f"the ONNX export does not support {name}={value!r}; allowed values: {allowed}"
+            )
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Hide the exporters' progress notes and advice (not errors) from the reader's output."""
+    loggers = [logging.getLogger(name) for name in ("", "torch.onnx", "torch.export", "torch._dynamo")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _sdpa_with_plain_bool():
+    """While exporting, hand ``F.scaled_dot_product_attention`` a plain bool ``is_causal``.
+
+    GPT's attention computes ``is_causal = (past == 0 and T > 1)`` from the input's shape.
+    Under torch.export ``T`` is a symbol, so that is a symbolic bool, which the operator
+    refuses. With ``T >= 2`` declared (see :func:`to_onnx`) the symbol has one value,
+    ``True``, and ``bool()`` settles it. The model's own code is left as it is.
+    """
+    original = F.scaled_dot_product_attention
+
+    def sdpa(*args, is_causal=False, **kwargs):
+        return original(*args, is_causal=bool(is_causal), **kwargs)
+
+    F.scaled_dot_product_attention = sdpa
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = original
+
+
+class _AllLogits(torch.nn.Module):
+    """``idx (B, T) -> logits (B, T, V)``: GPT.forward with every position's logits."""
+
+    def __init__(self, model: GPT):
+        super().__init__()
+        self.model = model
+
+    def forward(self, idx):
+        return self.model(idx, all_logits=True)[0]
+
+
+def session(path):
+    """An onnxruntime CPU session for the ONNX file at ``path`` (one thread: reproducible)."""
+    import onnxruntime as ort
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no ONNX file at {path}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _session(model_or_path):
+    return model_or_path if hasattr(model_or_path, "run") else session(model_or_path)
+
+
+def onnx_logits(model_or_path, idx) -> np.ndarray:
+    """Run an exported model (a path or a session) on ``idx`` ``(B, T)``: logits ``(B, T, V)``."""
+    idx = np.asarray(idx, dtype=np.int64)
+    if idx.ndim != 2:
+        raise ValueError(f"idx must have shape (B, T), got {idx.shape}")
+    return _session(model_or_path).run(["logits"], {"idx": idx})[0]
+
+
+def max_logit_difference(model: GPT, path, idx) -> float:
+    """Largest ``|PyTorch logit - ONNX logit|`` over every position of ``idx`` ``(B, T)``."""
+    with torch.no_grad():
+        expected = model.eval()(torch.as_tensor(idx), all_logits=True)[0].numpy()
+    return float(np.abs(onnx_logits(path, idx) - expected).max())
+
+
+def to_onnx(model: GPT, path, atol: float = 1e-4, check: bool = True) -> Path:
+    """Write ``model`` to the ONNX file ``path`` and check it; returns the path.
+
+    The graph takes ``idx`` ``(B, T)`` int64 (1 <= T <= block_size) and returns ``logits``
+    ``(B, T, V)`` float32, with ``B`` and ``T`` dynamic. With ``check`` the file is run with
+    onnxruntime on two shapes and must give PyTorch's logits to ``atol``.
+    Raises ``ValueError`` for a config option the export does not support.
+    """
+    check_exportable(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    was_training = model.training
+    model.eval()
+    try:
+        example = torch.zeros(2, min(8, cfg.block_size), dtype=torch.long)
+        with _quiet(), _sdpa_with_plain_bool():
+            # torch.export traces with symbolic sizes; T starts at 2 because the model
+            # takes a shape branch at T == 1 (one query needs no causal mask), and the
+            # T >= 2 graph is also exact for T == 1.
+            batch = torch.export.Dim("B", min=1, max=1024)
+            length = torch.export.Dim("T", min=2, max=max(2, cfg.block_size))
+            program = torch.onnx.export(
+                _AllLogits(model), (example,), None,
+                input_names=["idx"], output_names=["logits"],
+                dynamic_shapes={"idx": {0: batch, 1: length}},
+                opset_version=OPSET, dynamo=True, optimize=True, verbose=False,
+            )
+            program.save(str(path))
+        if check:
+            generator = torch.Generator().manual_seed(0)
+            for shape in ((1, cfg.block_size), (3, max(1, cfg.block_size // 3)), (2, 1)):
+                idx = torch.randint(cfg.vocab_size, shape, generator=generator)
+                diff = max_logit_difference(model, path, idx)
+                if not diff <= atol:
+                    raise RuntimeError(f"ONNX logits differ from PyTorch by {diff:.2e} > {atol} on {shape}")
+    finally:
+        model.train(was_training)
+    return path
+
+
+def quantize_int8(src, dst) -> Path:
+    """Write an int8 copy of the ONNX file ``src`` to ``dst`` (dynamic quantization).
+
+    Each weight matrix of a MatMul (and the embedding tables) is stored as int8 with a
+    float scale; at run time the activations are quantized on the fly, batch by batch,
+    and the products are computed in integers. Layer norms, softmax and GELU stay float.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise FileNotFoundError(f"no ONNX file at {src}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with _quiet():
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    return dst
+
+
+def onnx_validation_loss(
+    model_or_path,
+    tokenizer,
+    block_size: int,
+    dataset: str = "shakespeare",
+    val_fraction: float = 0.1,
+    eval_iters: int = 50,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> float:
+    """Mean cross-entropy of an exported model on the held-out text: the same batches
+    as :func:`tinyllm.train.validation_loss` with the same arguments, so the two compare."""
+    _, splits = prepare_data(load_text(dataset), val_fraction, tokenizer)
+    sess = _session(model_or_path)
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(eval_iters):
+        x, y = get_batch(splits["val"], batch_size, block_size, generator=generator)
+        logits = torch.from_numpy(onnx_logits(sess, x.numpy()))
+        losses.append(F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1)).item())
+    return float(torch.tensor(losses).mean())
+
+
+def onnx_generate(model_or_path, ids: list[int], max_new_tokens: int, block_size: int) -> list[int]:
+    """Greedy decoding with an exported model: at each step run the last ``block_size``
+    ids and append the id of the largest logit (the lowest id on a tie). Returns all ids."""
+    if not ids:
+        raise ValueError("ids must hold at least one token to continue from")
+    sess = _session(model_or_path)
+    ids = list(ids)
+    for _ in range(max_new_tokens):
+        logits = onnx_logits(sess, np.array([ids[-block_size:]]))[0, -1]
+        ids.append(int(np.argmax(logits)))  # np.argmax returns the first maximum
+    return ids
