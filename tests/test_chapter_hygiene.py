@@ -155,7 +155,8 @@ def _bad_notebook(rule: str):
     elif rule == "figures too wide or fonts too small":
         cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": _png(1311)})]
     elif rule == "repr of a text meant to be read":
-        cell.outputs = [_stream("sample: " + repr("\nROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east") + "\n")]
+        sample = "\nROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east"
+        cell.outputs = [_stream("sample: " + repr(sample) + "\n")]
     return nbformat.v4.new_notebook(cells=[setup, cell])
 
 
@@ -181,3 +182,43 @@ def test_the_setup_cell_is_left_out_but_nothing_else():
     assert long_code_lines(nb) == []  # the long line is in the setup cell
     nb.cells[0].source = "x = 1  # " + "long " * 30  # not a setup cell any more
     assert long_code_lines(nb)
+
+
+# --- the glossary: every term is linked from a chapter, every link has a term -------------
+
+TERM_ROLE = re.compile(r"\{term\}`([^`]*)`")
+
+
+def glossary_terms() -> set[str]:
+    text = (ROOT / "book" / "glossary.md").read_text(encoding="utf-8")
+    body = text.split("```{glossary}", 1)[1].split("```", 1)[0]
+    return set(re.findall(r"^(\S.*)$", body, flags=re.MULTILINE))
+
+
+def term_links(markdown: str) -> list[str]:
+    """The glossary terms a text links to: {term}`token` or {term}`tokens <token>`."""
+    found = []
+    for match in TERM_ROLE.finditer(markdown):
+        target = re.search(r"<([^>]*)>\s*$", match.group(1))
+        found.append(target.group(1) if target else match.group(1))
+    return found
+
+
+def test_glossary_is_large_and_every_term_is_linked_from_a_chapter():
+    terms = glossary_terms()
+    assert len(terms) >= 40, f"the glossary has {len(terms)} terms, the course promises at least 40"
+    linked = {}
+    for path in CHAPTERS:
+        nb = nbformat.read(path, as_version=4)
+        prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        for term in term_links(prose):
+            linked.setdefault(term, path.name)
+    unknown = sorted(set(linked) - terms)
+    assert unknown == [], f"chapters link to terms the glossary does not define: {unknown}"
+    unlinked = sorted(terms - set(linked))
+    assert unlinked == [], f"glossary terms that no chapter links to: {unlinked}"
+
+
+def test_term_links_are_read_with_and_without_a_label():
+    assert term_links("a {term}`token` and {term}`two heads <attention head>`") == ["token", "attention head"]
+    assert term_links("no link here") == []
