@@ -42,6 +42,7 @@ def run(path: Path, timeout: int) -> float:
     start = time.perf_counter()
     client = NotebookClient(
         nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+        coalesce_streams=True,  # one box per stream of a cell, however the kernel flushed it
         resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()

@@ -1,4 +1,4 @@
-"""tinyllm's GPT is exactly GPT-2: export it, load it with Hugging Face transformers, compare.
+"""tinyllm's GPT is exactly GPT-2: export it to Hugging Face transformers and import it back, compare.
 
 transformers is a test-only dependency (installed in CI), so it is imported directly: a
 missing transformers must fail here, not skip.
@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from tinyllm.export import gpt2_state_dict, to_transformers
+from tinyllm.export import from_transformers, gpt2_state_dict, to_transformers
 from tinyllm.model import GPT, GPTConfig
 
 CONFIG = dict(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=64)
@@ -119,3 +119,75 @@ def test_loading_works_offline(exported):
     assert result.returncode == 0, result.stderr
     got = torch.tensor(json.loads(result.stdout.strip().splitlines()[-1]))
     torch.testing.assert_close(got, expected[0], atol=1e-5, rtol=1e-5)
+
+
+# --- the other way: Hugging Face GPT-2 -> tinyllm's GPT --------------------------------
+
+
+def random_hf_gpt2(seed: int = 0, **overrides):
+    """A randomly initialised transformers GPT-2 (no download), every parameter random."""
+    from transformers import GPT2Config
+
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=CONFIG["vocab_size"], n_positions=CONFIG["block_size"], n_layer=CONFIG["n_layer"],
+        n_head=CONFIG["n_head"], n_embd=CONFIG["n_embd"], **overrides,
+    )
+    hf = GPT2LMHeadModel(config)
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return hf.eval()
+
+
+@pytest.mark.parametrize("activation", ["gelu_new", "gelu"])
+def test_from_transformers_gives_identical_logits(activation):
+    hf = random_hf_gpt2(activation_function=activation)
+    model = from_transformers(hf)
+    assert isinstance(model, GPT) and not model.training
+    assert model.lm_head.weight is model.transformer.wte.weight  # tied, as in GPT-2
+    idx = tokens()
+    with torch.no_grad():
+        ours, _ = model(idx, all_logits=True)
+        theirs = hf(idx).logits
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_from_transformers_needs_the_right_gelu():
+    """Loading GPT-2's tanh-GELU weights with the exact GELU must be visibly wrong."""
+    hf = random_hf_gpt2(activation_function="gelu_new")
+    model = from_transformers(hf)
+    for block in model.transformer.h:
+        block.mlp.gelu = torch.nn.GELU()  # what a forgotten activation would give
+    idx = tokens()
+    with torch.no_grad():
+        diff = (model(idx, all_logits=True)[0] - hf(idx).logits).abs().max().item()
+    assert diff > 1e-5
+
+
+def test_round_trip_through_transformers_is_exact(tmp_path):
+    """tinyllm -> Hugging Face folder -> transformers -> tinyllm: the same weights."""
+    model = random_gpt(seed=3)
+    hf = GPT2LMHeadModel.from_pretrained(to_transformers(model, tmp_path)).eval()
+    back = from_transformers(hf)
+    original, returned = model.state_dict(), back.state_dict()
+    assert original.keys() == returned.keys()
+    for name in original:
+        assert torch.equal(original[name], returned[name]), name
+    idx = tokens(seed=1)
+    with torch.no_grad():
+        assert torch.equal(back(idx, all_logits=True)[0], model(idx, all_logits=True)[0])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(activation_function="relu"), "activation_function='relu'"),
+        (dict(n_inner=100), "n_inner=100"),
+        (dict(scale_attn_by_inverse_layer_idx=True), "scale_attn_by_inverse_layer_idx"),
+        (dict(layer_norm_epsilon=1e-6), "layer_norm_epsilon"),
+    ],
+)
+def test_from_transformers_refuses_what_it_cannot_represent(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        from_transformers(random_hf_gpt2(**overrides))

@@ -1,4 +1,4 @@
-"""Write a :class:`tinyllm.model.GPT` in Hugging Face's GPT-2 format.
+"""Move a :class:`tinyllm.model.GPT` to and from Hugging Face's GPT-2 format.
 
 ``to_transformers(model, folder)`` writes two files, ``config.json`` and
 ``model.safetensors``, that ``transformers.GPT2LMHeadModel.from_pretrained(folder)``
@@ -6,7 +6,12 @@ loads from the local folder, with no download. The course's tests load the expor
 check that both models give the same logits: the proof that ``tinyllm.model.GPT`` is
 exactly GPT-2's architecture.
 
-Only ``safetensors`` is needed here; ``transformers`` is needed only to load the result.
+``from_transformers(hf_model)`` goes the other way: it builds a ``GPT`` holding the
+weights of a ``transformers.GPT2LMHeadModel`` (OpenAI's ``gpt2`` or any model of that
+shape), so the course's own code can run and inspect real GPT-2.
+
+Only ``safetensors`` is needed here; ``transformers`` is needed only to load the result
+(and to make the model ``from_transformers`` reads).
 
 Two details of the format:
 
@@ -14,6 +19,7 @@ Two details of the format:
   ``(in_features, out_features)``: the transpose of ``nn.Linear``'s ``(out, in)``.
 - ``nn.GELU()`` is the exact GELU ``x * Phi(x)`` (with the error function). GPT-2's
   default activation ``"gelu_new"`` is the tanh approximation; ``"gelu"`` is the exact one.
+  ``from_transformers`` gives each block the activation the Hugging Face model uses.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from tinyllm.model import GPT
+from tinyllm.model import GPT, GPTConfig
 
 # Weights that GPT-2's Conv1D stores transposed, by the name they end with.
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -96,6 +102,65 @@ def to_transformers(model: GPT, folder) -> Path:
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     save_file(gpt2_state_dict(model), str(folder / "model.safetensors"), metadata={"format": "pt"})
     return folder
+
+
+# Hugging Face's names for the two GELUs, and the nn.GELU that computes each.
+_ACTIVATIONS = {
+    "gelu": "none",  # exact, with the error function
+    "gelu_new": "tanh",  # GPT-2's own, the tanh approximation
+    "gelu_pytorch_tanh": "tanh",
+}
+
+
+def from_transformers(hf_model) -> GPT:
+    """A ``GPT`` with the weights of ``hf_model``, a ``transformers.GPT2LMHeadModel``.
+
+    The two give the same logits (float32, eval mode). If ``hf_model`` uses GPT-2's tanh
+    GELU (``gelu_new``, as OpenAI's checkpoints do), each block's ``mlp.gelu`` becomes
+    ``nn.GELU(approximate="tanh")``. Raises ``ValueError`` for a GPT-2 variant this
+    model cannot represent (another activation, an MLP width other than 4C, scaled or
+    reordered attention, a layer-norm eps other than 1e-5).
+    """
+    hf = hf_model.config
+    problems = []
+    if hf.activation_function not in _ACTIVATIONS:
+        problems.append(f"activation_function={hf.activation_function!r} "
+                        f"(allowed: {', '.join(sorted(_ACTIVATIONS))})")
+    if hf.n_inner not in (None, 4 * hf.n_embd):
+        problems.append(f"n_inner={hf.n_inner} (must be 4 * n_embd = {4 * hf.n_embd})")
+    if getattr(hf, "scale_attn_by_inverse_layer_idx", False):
+        problems.append("scale_attn_by_inverse_layer_idx=True (must be False)")
+    if getattr(hf, "reorder_and_upcast_attn", False):
+        problems.append("reorder_and_upcast_attn=True (must be False)")
+    if not getattr(hf, "scale_attn_weights", True):
+        problems.append("scale_attn_weights=False (must be True)")
+    if hf.layer_norm_epsilon != 1e-5:
+        problems.append(f"layer_norm_epsilon={hf.layer_norm_epsilon} (must be 1e-5)")
+    if problems:
+        raise ValueError("this GPT-2 cannot be loaded into tinyllm's GPT: " + "; ".join(problems))
+    config = GPTConfig(
+        vocab_size=hf.vocab_size, block_size=hf.n_positions, n_layer=hf.n_layer,
+        n_head=hf.n_head, n_embd=hf.n_embd, dropout=0.0, bias=True,
+    )
+    with torch.device("meta"):  # shapes only: the weights come from hf_model
+        model = GPT(config)
+    state = {}
+    for name, tensor in hf_model.state_dict().items():
+        if name == "lm_head.weight" or name.endswith((".attn.bias", ".attn.masked_bias")):
+            continue  # the tied head is wte; old checkpoints store the causal mask as a buffer
+        if name.endswith(_CONV1D):
+            tensor = tensor.t()  # Conv1D (in, out) -> nn.Linear (out, in)
+        state[name] = tensor.detach().to(device="cpu", dtype=torch.float32).contiguous().clone()
+    model.load_state_dict(state, strict=False, assign=True)
+    model.lm_head.weight = model.transformer.wte.weight  # re-tie after assign
+    missing = [n for n, p in model.named_parameters() if p.is_meta]
+    missing += [n for n, b in model.named_buffers() if b.is_meta]
+    if missing:
+        raise ValueError(f"the Hugging Face model has no weights for {missing}")
+    approximate = _ACTIVATIONS[hf.activation_function]
+    for block in model.transformer.h:
+        block.mlp.gelu = torch.nn.GELU(approximate=approximate)
+    return model.eval()
 
 
 def to_onnx(*args, **kwargs):

@@ -1,4 +1,8 @@
-"""Figures the chapters share. Plots only read what they are given; they never train."""
+"""Figures the chapters share. Plots only read what they are given; they never train.
+
+Figures are at most ``PAGE_WIDTH`` inches wide, the width of the book's text column, so
+they are printed at their own size and every label keeps its font size (8 points or more).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+PAGE_WIDTH = 7.6  # inches: at the inline backend's 100 dpi, the book's text column
 
 
 def display_token(piece: str) -> str:
@@ -55,16 +61,20 @@ def plot_probability_table(
     annotate: bool = False,
     cmap: str = "Blues",
 ):
-    """Heat map of a square table: row = current token, column = next token."""
+    """Heat map of a square table: row = current token, column = next token.
+
+    Cells are drawn taller than wide when there are many labels, so that every row label
+    fits at 8 points within the page's width.
+    """
     probs = np.asarray(probs, dtype=float)
     assert probs.ndim == 2 and probs.shape[0] == probs.shape[1] == len(labels), probs.shape
     if ax is None:
-        size = max(5.0, 0.16 * len(labels))
-        _, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(probs, cmap=cmap)
+        width = min(PAGE_WIDTH, max(5.0, 0.16 * len(labels)))
+        _, ax = plt.subplots(figsize=(width, max(width, 0.13 * len(labels) + 1.2)))
+    ax.imshow(probs, cmap=cmap, aspect="auto")
     ticks = [display_token(c) for c in labels]
-    ax.set_xticks(range(len(labels)), ticks, fontsize=6)
-    ax.set_yticks(range(len(labels)), ticks, fontsize=6)
+    ax.set_xticks(range(len(labels)), ticks, fontsize=8)
+    ax.set_yticks(range(len(labels)), ticks, fontsize=8)
     ax.set_xlabel("next token")
     ax.set_ylabel("current token")
     ax.set_title(title)
@@ -72,7 +82,7 @@ def plot_probability_table(
         for i in range(len(labels)):
             for j in range(len(labels)):
                 if probs[i, j] >= 0.005:
-                    ax.text(j, i, f"{probs[i, j]:.2f}", ha="center", va="center", fontsize=5,
+                    ax.text(j, i, f"{probs[i, j]:.2f}", ha="center", va="center", fontsize=8,
                             color="white" if probs[i, j] > probs.max() / 2 else "black")
     return ax
 
@@ -106,9 +116,11 @@ def plot_token_frequencies(
     if not items:
         raise ValueError("counts is empty: nothing to plot")
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(6.0, 0.19 * len(items)), 3.2))
+        _, ax = plt.subplots(figsize=(min(PAGE_WIDTH, max(6.0, 0.19 * len(items))), 3.2))
     ax.bar(range(len(items)), [n for _, n in items], color="tab:blue")
-    ax.set_xticks(range(len(items)), [display_token(t) for t, _ in items], fontsize=8)
+    labels = [display_token(t) for t, _ in items]
+    long_labels = max(len(label) for label in labels) > 1  # side by side only single characters
+    ax.set_xticks(range(len(items)), labels, fontsize=8, rotation=90 if long_labels else 0)
     ax.set_xlim(-0.7, len(items) - 0.3)
     if log:
         ax.set_yscale("log")

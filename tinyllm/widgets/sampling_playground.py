@@ -50,13 +50,15 @@ class SamplingPlayground:
 
         self.model, self.tokenizer = model, tokenizer
         vocab = getattr(tokenizer, "vocab_size", 1000)
+        wide = {"description_width": "initial"}  # labels in full, not cut to a fixed width
         self.prompt = w.Textarea(value=prompt, description="prompt", layout=w.Layout(width="95%", height="4em"))
-        self.temperature = w.FloatSlider(value=temperature, min=0.05, max=2.0, step=0.05, description="temperature")
-        self.top_k = w.IntSlider(value=top_k, min=0, max=vocab, description="top-k (0=off)")
-        self.top_p = w.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05, description="top-p (1=off)")
-        self.greedy = w.Checkbox(value=greedy, description="greedy (always the most likely)")
-        self.length = w.IntSlider(value=length, min=1, max=1000, description="length")
-        self.seed = w.IntText(value=seed, description="seed")
+        self.temperature = w.FloatSlider(value=temperature, min=0.05, max=2.0, step=0.05, description="temperature",
+                                         style=wide)
+        self.top_k = w.IntSlider(value=top_k, min=0, max=vocab, description="top-k (0=off)", style=wide)
+        self.top_p = w.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05, description="top-p (1=off)", style=wide)
+        self.greedy = w.Checkbox(value=greedy, description="greedy (always the most likely)", style=wide)
+        self.length = w.IntSlider(value=length, min=1, max=1000, description="length", style=wide)
+        self.seed = w.IntText(value=seed, description="seed", style=wide)
         self.button = w.Button(description="Generate", button_style="primary")
         self.output = w.HTML()
         self.text = ""
