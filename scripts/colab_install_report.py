@@ -1,7 +1,7 @@
 """What a notebook's setup cell installs in Colab: packages added or replaced, and MB.
 
-    python scripts/colab_install_report.py                 # the current setup cells
-    python scripts/colab_install_report.py --ref a8cc317   # the cell as it was at a commit
+    python scripts/colab_install_report.py                 # the setup cells as committed (HEAD)
+    python scripts/colab_install_report.py --ref a8cc317   # the cells as they were at a commit
 
 Needs the package registry (it resolves and downloads wheels); not part of the tests.
 Colab is stood in for by an environment that holds, as metadata only, every package of
@@ -28,48 +28,41 @@ ROOT = Path(__file__).resolve().parent.parent
 FREEZE = ROOT / "tests" / "data" / "colab-pip-freeze.txt"
 # pip >= 24 resolves for another Python and platform in a --dry-run (older pips refuse).
 PIP = [sys.executable, "-m", "pip"]
-TARGET = ["--python-version", "3.13", "--platform", "manylinux_2_28_x86_64", "--only-binary=:all:"]
+# Colab: Python 3.13 on Ubuntu 22.04 (glibc 2.35), x86-64. pip takes the platform tags
+# literally, so every manylinux tag that glibc accepts is listed.
+PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(35, 4, -1)]
+PLATFORMS += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+TARGET = ["--python-version", "3.13", "--only-binary=:all:", *(f"--platform={p}" for p in PLATFORMS)]
 
 
 def colab_standin(folder: Path) -> Path:
     """An environment whose site-packages lists Colab's packages (metadata, no code).
 
-    Where this environment has the same package (at any version), its metadata stands in,
-    with Colab's version number, so that extras and dependencies resolve as in Colab (for
-    instance nbconvert's ``webpdf`` extra, which brings playwright); otherwise the package
-    is a bare name and version.
+    Colab's own packages are taken to fit together: a stand-in declares no dependencies
+    and no extras (extras asked of them are resolved apart, see :func:`report`).
     """
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
     site = next((folder / "lib").glob("python3*/site-packages"))
-    local = {
-        re.sub(r"[-_.]+", "-", d.metadata["Name"].lower()): d for d in importlib.metadata.distributions()
-    }
     for line in FREEZE.read_text(encoding="utf-8").splitlines():
         if not line or line.startswith("#"):
             continue
         name, version = line.split("==")
         info = site / f"{re.sub(r'[-.]+', '_', name)}-{version}.dist-info"
         info.mkdir()
-        same = local.get(re.sub(r"[-_.]+", "-", name.lower()))
         metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-        if same is not None and same.read_text("METADATA"):
-            metadata = re.sub(r"^Version: .*$", f"Version: {version}", same.read_text("METADATA"),
-                              count=1, flags=re.MULTILINE)
         (info / "METADATA").write_text(metadata)
         (info / "INSTALLER").write_text("colab-standin\n")
         (info / "RECORD").write_text("")
     return folder / "bin" / "python"
 
 
-def wheel_at(ref: str | None, out: Path) -> Path:
-    """The tinyllm wheel built from the working tree (ref None) or from a git commit."""
-    source = ROOT
-    if ref is not None:
-        source = out / f"src-{ref}"
-        source.mkdir()
-        archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
-        tarfile.open(fileobj=BytesIO(archive)).extractall(source, filter="data")
-    dist = out / f"dist-{ref or 'worktree'}"
+def wheel_at(ref: str, out: Path) -> Path:
+    """The tinyllm wheel built from a git commit (built in a copy: the clone stays clean)."""
+    source = out / f"src-{ref}"
+    source.mkdir()
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
+    tarfile.open(fileobj=BytesIO(archive)).extractall(source, filter="data")
+    dist = out / f"dist-{ref}"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
          "-w", str(dist), str(source)],
@@ -78,9 +71,9 @@ def wheel_at(ref: str | None, out: Path) -> Path:
     return next(dist.glob("tinyllm-*.whl"))
 
 
-def setup_cell_args(ref: str | None, kind: str) -> list[str]:
+def setup_cell_args(ref: str, kind: str) -> list[str]:
     """The arguments after ``pip install`` in the setup cell of ``kind`` at ``ref``."""
-    if ref is None:
+    if ref == "HEAD":
         sys.path.insert(0, str(ROOT))
         from tinyllm.course import colab_setup_source
 
@@ -113,8 +106,8 @@ def run_in_fake_colab(source: str) -> list[str]:
     return args[args.index("install") + 1:]
 
 
-def report(ref: str | None, kind: str, work: Path, standin: Path) -> dict:
-    built = list((work / f"dist-{ref or 'worktree'}").glob("tinyllm-*.whl"))
+def report(ref: str, kind: str, work: Path, standin: Path) -> dict:
+    built = list((work / f"dist-{ref}").glob("tinyllm-*.whl"))
     wheel = built[0] if built else wheel_at(ref, work)
     args = []
     for a in setup_cell_args(ref, kind):
@@ -122,13 +115,7 @@ def report(ref: str | None, kind: str, work: Path, standin: Path) -> dict:
             extra = a.split(" @ ")[0][len("tinyllm"):]
             a = f"tinyllm{extra} @ {wheel.as_uri()}"
         args.append(a)
-    out = work / f"report-{ref or 'worktree'}-{kind}.json"
-    subprocess.run(
-        [*PIP, "--python", str(standin), "install", "--dry-run", "--quiet",
-         "--report", str(out), *TARGET, *args],
-        check=True,
-    )
-    installs = json.loads(out.read_text())["install"]
+    installs = resolve(args, work / f"report-{ref}-{kind}.json", standin)
     colab = {}
     for line in FREEZE.read_text().splitlines():
         if line and not line.startswith("#"):
@@ -148,6 +135,41 @@ def report(ref: str | None, kind: str, work: Path, standin: Path) -> dict:
     return {"command": "pip install " + shlex.join(args), "rows": rows}
 
 
+def resolve(args: list[str], out: Path, standin: Path) -> list[dict]:
+    """What ``pip install ARGS`` would install in the stand-in (pip's report entries).
+
+    An extra asked of one of Colab's packages (otter-grader asks for ``nbconvert[webpdf]``)
+    is unknown to its bare stand-in, and pip says so; the extra's own requirements, read
+    from this environment's copy of that package, are then resolved in a second pass.
+    """
+    run = subprocess.run(
+        [*PIP, "--python", str(standin), "install", "--dry-run", "--quiet", "--report", str(out),
+         *TARGET, *args],
+        check=True, capture_output=True, text=True,
+    )
+    installs = json.loads(out.read_text())["install"]
+    extras = re.findall(r"WARNING: (\S+) [\w.+]+ does not provide the extra '([\w-]+)'", run.stderr)
+    wanted = []
+    for name, extra in extras:
+        dist = importlib.metadata.distribution(name)
+        for req in dist.requires or []:
+            requirement, _, marker = req.partition(";")
+            if re.search(rf"extra\s*==\s*[\"']{re.escape(extra)}[\"']", marker):
+                wanted.append(requirement.strip())
+    if wanted:
+        print(f"  (extras of Colab's packages resolved apart: {extras} -> {wanted})")
+        second = out.with_suffix(".extras.json")
+        subprocess.run(
+            [*PIP, "--python", str(standin), "install", "--dry-run", "--quiet", "--report", str(second),
+             *TARGET, *wanted],
+            check=True, capture_output=True, text=True,
+        )
+        known = {i["metadata"]["name"].lower() for i in installs}
+        installs += [i for i in json.loads(second.read_text())["install"]
+                     if i["metadata"]["name"].lower() not in known]
+    return installs
+
+
 def download_sizes(urls: list[str], folder: Path) -> dict[str, int]:
     folder.mkdir(exist_ok=True)
     sizes = {}
@@ -163,7 +185,7 @@ def download_sizes(urls: list[str], folder: Path) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ref", help="a git commit whose setup cells and pyproject to measure")
+    parser.add_argument("--ref", default="HEAD", help="the commit whose setup cells and pyproject to measure")
     parser.add_argument("--work", type=Path, help="a folder to keep the wheels in (default: temporary)")
     parser.add_argument("--pip-python", help="a Python whose pip (>= 24) resolves (default: this one)")
     args = parser.parse_args(argv)
@@ -180,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = result["rows"]
             total = sum(r["bytes"] for r in rows)
             replaced = [r for r in rows if r["colab"] is not None]
-            print(f"\n{kind} setup cell ({args.ref or 'working tree'}): {result['command']}")
+            print(f"\n{kind} setup cell ({args.ref}): {result['command']}")
             print(f"  {len(rows)} packages to install, {total / 1e6:.1f} MB to download; "
                   f"{len(replaced)} of Colab's packages replaced")
             for r in sorted(rows, key=lambda r: -r["bytes"]):
