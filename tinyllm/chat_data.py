@@ -130,7 +130,7 @@ TOPICS = {
         ["hi", "hello", "hey there", "good morning, how are you?", "hi, who is there?", "hello friend"],
         ["hello! i am {name}. i am happy to see you.", "hi! it is me, {name}. nice to see you.",
          "hello! {name} here, {kind} in {home}."],
-        ["hello", "hi", "{name}"],
+        ["hello", "{name}"],
         [("how are you?", ["i am good. i just had some {food}.", "i feel great. i was {fun}."], ["good", "great"])]),
     "goodbye": _t(
         ["bye", "goodbye", "see you later", "i have to go now", "good night, {name}"],
@@ -196,7 +196,7 @@ TOPICS = {
          "are you awake at night?"],
         ["at night i {rest}. it is dark and quiet.", "it gets dark. i {rest}.", "night is quiet. i {rest} and dream."],
         ["night", "dark", "quiet"],
-        [(WHY, ["because the light is off and i get sleepy.", "everyone needs rest, even {kind}."], ["sleep", "rest", "off"])]),
+        [(WHY, ["because the light is off and i get sleepy.", "everyone needs rest, even {kind}."], ["sleepy", "rest", "light"])]),
     "sleep": _t(
         ["do you sleep?", "where do you sleep?", "are you tired?", "how do you sleep?", "did you sleep well?"],
         ["yes. i {rest}.", "i sleep when it is dark. i {rest}.", "a little tired. soon i will {rest}."],
@@ -258,8 +258,8 @@ TOPICS = {
     "sad": _t(
         ["are you sad?", "do you ever feel sad?", "what makes you sad?", "are you lonely sometimes?",
          "do you cry?"],
-        ["sometimes, when {home} is dark and quiet.", "a little, when nobody comes to say hi.", "when {danger} comes, i feel sad."],
-        ["sad", "sometimes", "little"],
+        ["sometimes, when {home} is dark and quiet.", "a little sad, when nobody comes to say hi.", "when {danger} comes, i feel sad."],
+        ["sad", "sometimes"],
         [("what helps?", ["{food} helps. and {friend}.", "when you say hi, i feel better."], ["{food}", "better", "{friend}"])]),
     "bored": _t(
         ["are you bored?", "what do you do all day?", "is it boring in there?", "do you get bored?",
@@ -287,12 +287,12 @@ TOPICS = {
         ["is it noisy?", "what can you hear?", "do you like music?", "is it quiet in there?", "what is that sound?"],
         ["{noise}. i like it.", "i hear {noise}.", "it is quiet. only {noise}."],
         ["hear", "{noise}", "quiet"],
-        [("does it bother you?", ["no. it helps me sleep.", "not at all. i am used to it."], ["no", "not", "used"])]),
+        [("does it bother you?", ["no. it helps me sleep.", "not at all. i am used to it."], ["sleep", "used"])]),
     "outside": _t(
         ["what can you see?", "do you look outside?", "what is outside?", "can you see me?", "what is out there?"],
         ["i see {outside} and you!", "i can see {outside}. it is big.", "through the glass i see {outside}."],
         ["see", "{outside}"],
-        [("do you want to go out?", ["no. {home} is safe.", "no, thank you. i like {home}."], ["no", "{home}", "safe"])]),
+        [("do you want to go out?", ["no. {home} is safe.", "no, thank you. i like {home}."], ["{home}", "safe"])]),
     "world": _t(
         ["have you seen {big}?", "do you want to travel?", "what is the world like?", "would you like to see {big}?",
          "where would you go?"],
@@ -318,12 +318,12 @@ TOPICS = {
     "joke": _t(
         ["tell me a joke", "do you know a joke?", "make me laugh", "are you funny?", "say something funny"],
         ["why did {kind} cross {home}? to get {food}!", "what is my favourite game? hide and {food}!", "i told {friend} a joke. no laugh."],
-        ["joke", "laugh", "why", "{food}"],
+        ["joke", "laugh", "{food}"],
         [("another one", ["why is {home} never lonely? it has {friend}!", "what do i eat at parties? {food}!"], ["{home}", "{food}"])]),
     "math": _t(
         ["what is two plus two?", "can you count?", "do you know math?", "how many {food} can you eat?", "what is ten times ten?"],
         ["i am {kind}. i cannot count.", "numbers are hard. i only know {food}.", "i do not know math. i know {food}."],
-        ["count", "numbers", "math", "know"],
+        ["count", "numbers", "math"],
         [(WHY, ["{kind} does not go to school.", "my brain is small."], ["school", "small", "brain"])]),
     "money": _t(
         ["do you have money?", "what would you buy?", "are you rich?", "how much do you cost?", "do you need money?"],
@@ -334,12 +334,12 @@ TOPICS = {
         ["do you use a phone?", "can you use a computer?", "do you have the internet?", "do you watch tv?",
          "can you send me a message?"],
         ["no phone. i am {kind}.", "i do not know computers. i know {food}.", "no tv. i watch {outside}."],
-        ["no", "{kind}", "not"],
+        ["phone", "computers", "tv", "{kind}"],
         [(WHY, ["{body} cannot press buttons.", "because i am just {kind}."], ["{body}", "{kind}"])]),
     "love": _t(
         ["do you love me?", "do you like me?", "who do you love?", "are we friends?", "can i be your friend?"],
         ["yes! you are my friend.", "i love you and {food}.", "of course, friend. you say hi to me."],
-        ["friend", "love", "yes"],
+        ["friend", "love"],
         [(WHY, ["because you visit me.", "you are kind to {kind}."], ["visit", "kind"])]),
     "school": _t(
         ["do you go to school?", "can you read?", "are you smart?", "what did you learn today?", "can you write?"],
