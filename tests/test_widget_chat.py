@@ -86,3 +86,22 @@ def test_html_is_escaped_and_static_rendering_has_every_message():
         chat_html([{"role": "fish", "content": "x"}])
     with pytest.raises(ValueError, match="respond"):
         ChatWidget("not a function")
+
+
+def test_for_model_streams_a_real_models_reply():
+    import torch
+
+    from tinyllm import chat_data
+    from tinyllm.chat import reply
+    from tinyllm.model import GPT, GPTConfig
+    from tinyllm.tokenizer import BPETokenizer
+
+    text = chat_data.corpus_text(chat_data.make_conversations(n=50, seed=0))
+    tok = BPETokenizer().train(text, 300, special_tokens=chat_data.SPECIAL_TOKENS)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16)).eval()
+    chat = ChatWidget.for_model(model, tok, system_prompt="be a fish.", max_new_tokens=8, seed=3)
+    got = chat.send("hi")
+    expected = reply(model, tok, [{"role": "system", "content": "be a fish."}, {"role": "user", "content": "hi"}],
+                     max_new_tokens=8, seed=3).strip()
+    assert got == expected and chat.messages[-1] == {"role": "assistant", "content": expected}
