@@ -119,3 +119,17 @@ def test_loading_works_offline(exported):
     assert result.returncode == 0, result.stderr
     got = torch.tensor(json.loads(result.stdout.strip().splitlines()[-1]))
     torch.testing.assert_close(got, expected[0], atol=1e-5, rtol=1e-5)
+
+
+def test_guppylm_style_relu_mlp_exports_exactly(tmp_path):
+    # GuppyLM's MLP: ReLU and a hidden width that is not 4 * n_embd (here 3 * 64).
+    model = random_gpt(seed=1, mlp="relu", mlp_hidden=192)
+    folder = to_transformers(model, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["activation_function"], config["n_inner"]) == ("relu", 192)
+    hf = GPT2LMHeadModel.from_pretrained(folder).eval()
+    idx = tokens(seed=1)
+    with torch.no_grad():
+        ours, _ = model(idx, all_logits=True)
+        theirs = hf(idx).logits
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)

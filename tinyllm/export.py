@@ -12,6 +12,8 @@ Two details of the format:
 
 - GPT-2's original code stores its projections as ``Conv1D`` layers whose weight is
   ``(in_features, out_features)``: the transpose of ``nn.Linear``'s ``(out, in)``.
+- GPT-2's config also has ``n_inner`` (the MLP's width) and ``activation_function``, so
+  a model with ``mlp="relu"`` and ``mlp_hidden`` (GuppyLM's MLP) exports exactly too.
 - ``nn.GELU()`` is the exact GELU ``x * Phi(x)`` (with the error function). GPT-2's
   default activation ``"gelu_new"`` is the tanh approximation; ``"gelu"`` is the exact one.
 """
@@ -28,6 +30,10 @@ from tinyllm.model import GPT
 
 # Weights that GPT-2's Conv1D stores transposed, by the name they end with.
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+# GPTConfig.mlp -> GPT2Config.activation_function. "gelu" is the exact erf GELU, as nn.GELU().
+_HF_ACTIVATION = {"gelu": "gelu", "relu": "relu"}
 
 
 def gpt2_config(model: GPT) -> dict:
@@ -50,8 +56,8 @@ def gpt2_config(model: GPT) -> dict:
         "n_embd": cfg.n_embd,
         "n_layer": cfg.n_layer,
         "n_head": cfg.n_head,
-        "n_inner": 4 * cfg.n_embd,
-        "activation_function": "gelu",  # exact erf GELU, as nn.GELU()
+        "n_inner": cfg.hidden_size,  # mlp_hidden (GuppyLM: 768), else 4 * n_embd
+        "activation_function": _HF_ACTIVATION[cfg.mlp],
         "resid_pdrop": cfg.dropout,
         "embd_pdrop": cfg.dropout,
         "attn_pdrop": cfg.dropout,
