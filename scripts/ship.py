@@ -27,8 +27,7 @@ EVAL_SETTINGS = {**DEFAULTS, "seed": 0}  # what python -m tinyllm.chat --eval us
 
 TEXT_COMMAND = ("OMP_NUM_THREADS=1 python -m tinyllm.train --preset shakespeare-char --out_dir runs/shakespeare-char"
                 " && python scripts/ship.py runs/shakespeare-char tinyllm/checkpoints/shakespeare-char")
-CHAT_COMMAND = ("OMP_NUM_THREADS=1 python -m tinyllm.train --preset chat-cpu --out_dir runs/chat-cpu"
-                " && python scripts/ship.py runs/chat-cpu tinyllm/checkpoints/chat-cpu")
+CHAT_COMMAND = 'OMP_NUM_THREADS=1 python -m tinyllm.train --preset chat-cpu --out_dir runs/chat-cpu\nOMP_NUM_THREADS=1 python -m tinyllm.train --preset chat-cpu --mask_user false --out_dir runs/chat-cpu-unmasked\npython scripts/ship.py runs/chat-cpu tinyllm/checkpoints/chat-cpu --compare runs/chat-cpu-unmasked'
 
 
 
