@@ -8,7 +8,8 @@ From a notebook::
 From a shell (options named like nanoGPT's, presets for known recipes)::
 
     python -m tinyllm.train --preset nanogpt-cpu --dataset tinyshakespeare
-    python -m tinyllm.train --preset chat-cpu --out_dir runs/chat-cpu   # a chat model
+    python -m tinyllm.train --preset chat-cpu --out_dir runs/chat-cpu   # a chat model, on a CPU
+    python -m tinyllm.train --preset guppylm --out_dir runs/guppylm     # GuppyLM's size, CUDA + bfloat16
     python -m tinyllm.train --out_dir out --resume   # continue after a crash or Ctrl-C
 
 Each step: draw a random batch, compute the cross-entropy, backpropagate, clip the
