@@ -171,7 +171,8 @@ def test_encode_chat_learns_only_the_assistants_words_and_its_end(tok):
     assert all(label == cd.IGNORE_INDEX for i, label in zip(ids, labels) if i == start)
 
 
-@pytest.mark.parametrize("content", ["  two spaces first", "\nnew line first", "ends with space ", "émoji 🐟"])
+@pytest.mark.parametrize("content", ["  two spaces first", "\nnew line first", "ends with space ",
+                                     "émoji 🐟"])
 def test_encode_chat_ids_equal_the_rendered_text_for_awkward_content(tok, content):
     chat = [{"role": "user", "content": content}, {"role": "assistant", "content": content}]
     ids, labels = cd.encode_chat(tok, chat)

@@ -102,6 +102,6 @@ def test_for_model_streams_a_real_models_reply():
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16)).eval()
     chat = ChatWidget.for_model(model, tok, system_prompt="be a fish.", max_new_tokens=8, seed=3)
     got = chat.send("hi")
-    expected = reply(model, tok, [{"role": "system", "content": "be a fish."}, {"role": "user", "content": "hi"}],
-                     max_new_tokens=8, seed=3).strip()
+    messages = [{"role": "system", "content": "be a fish."}, {"role": "user", "content": "hi"}]
+    expected = reply(model, tok, messages, max_new_tokens=8, seed=3).strip()
     assert got == expected and chat.messages[-1] == {"role": "assistant", "content": expected}

@@ -145,7 +145,8 @@ def score(case: dict, reply: str) -> dict:
     lowered = answer.lower()
     result = {
         "on_topic": mentions(lowered, case["keywords"]),
-        "in_persona": not mentions(lowered, case["off_persona"]) and not any(b in lowered for b in BOILERPLATE),
+        "in_persona": not mentions(lowered, case["off_persona"])
+        and not any(b in lowered for b in BOILERPLATE),
         "ended": IM_END in reply,
         "no_user_turn": IM_START not in reply and not re.search(r"(?m)^\s*user\b", answer),
     }

@@ -69,7 +69,7 @@ class ChatWidget:
 
     @classmethod
     def for_model(cls, model, tokenizer, system_prompt: str | None = None, assistant_name: str = "assistant",
-                  **settings) -> "ChatWidget":
+                  **settings) -> ChatWidget:
         """A chat with a trained model; ``settings`` go to :func:`tinyllm.chat.stream_reply`
         (``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``, ``seed``)."""
         from tinyllm.chat import stream_reply  # the widget reads the chat engine, never the reverse
