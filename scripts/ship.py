@@ -27,7 +27,11 @@ EVAL_SETTINGS = {**DEFAULTS, "seed": 0}  # what python -m tinyllm.chat --eval us
 
 TEXT_COMMAND = ("OMP_NUM_THREADS=1 python -m tinyllm.train --preset shakespeare-char --out_dir runs/shakespeare-char"
                 " && python scripts/ship.py runs/shakespeare-char tinyllm/checkpoints/shakespeare-char")
-CHAT_COMMAND = 'OMP_NUM_THREADS=1 python -m tinyllm.train --preset chat-cpu --out_dir runs/chat-cpu\nOMP_NUM_THREADS=1 python -m tinyllm.train --preset chat-cpu --mask_user false --out_dir runs/chat-cpu-unmasked\npython scripts/ship.py runs/chat-cpu tinyllm/checkpoints/chat-cpu --compare runs/chat-cpu-unmasked'
+CHAT_COMMAND = (  # the model; the unmasked run it is compared with; shipping both scores
+    "OMP_NUM_THREADS=1 python -m tinyllm.train --preset chat-cpu --out_dir runs/chat-cpu\n"
+    "OMP_NUM_THREADS=1 python -m tinyllm.train --preset chat-cpu --mask_user false --out_dir runs/chat-cpu-unmasked\n"
+    "python scripts/ship.py runs/chat-cpu tinyllm/checkpoints/chat-cpu --compare runs/chat-cpu-unmasked"
+)
 
 
 
@@ -98,6 +102,7 @@ def ship_chat(out_dir, dest, compare=None, command: str = CHAT_COMMAND, timing: 
     export_model(out_dir, dest, extra=extra)
     model, tokenizer, checkpoint = load_model(dest)
     c, cfg, h = checkpoint.config, checkpoint.train_config, checkpoint.history
+    activation = {"relu": "ReLU", "gelu": "GELU"}[c["mlp"]]
     mask = "only the assistant's tokens (labels -100 elsewhere)" if cfg["mask_user"] else "every token"
     comparison = ""
     if other:
@@ -116,7 +121,7 @@ Validation loss on the assistant's tokens at the end: {h['val_loss'][-1]:.3f} (t
     Path(dest, "README.md").write_text(f"""# {Path(dest).name}: the course's chat assistant
 
 A GPT of {model.num_params():,} parameters in GuppyLM's architecture, scaled down: {c['n_layer']} layers,
-{c['n_head']} heads, n_embd {c['n_embd']}, a {dict(relu='ReLU', gelu='GELU')[c['mlp']]} MLP of {c['mlp_hidden']}, a context of
+{c['n_head']} heads, n_embd {c['n_embd']}, a {activation} MLP of {c['mlp_hidden']}, a context of
 {c['block_size']} tokens, a byte-level BPE vocabulary of {c['vocab_size']:,} tokens (special tokens
 {', '.join(tokenizer.special_tokens)}) trained on the training conversations, tied output head.
 It learned {mask}, on {cfg['n_conversations']:,} synthetic conversations of the `{cfg['persona']}`

@@ -64,7 +64,9 @@ class ChatBatches:
         """
         if self.mode == "pack":
             if len(self.ids) <= block_size:
-                raise ValueError(f"the conversations hold {len(self.ids)} tokens; packing needs more than block_size={block_size}")
+                raise ValueError(
+                    f"the conversations hold {len(self.ids)} tokens; packing needs more than block_size={block_size}"
+                )
             starts = torch.randint(len(self.ids) - block_size, (batch_size,), generator=generator)
             x = torch.stack([self.ids[s : s + block_size] for s in starts])
             y = torch.stack([self.labels[s + 1 : s + 1 + block_size] for s in starts])

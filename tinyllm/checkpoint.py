@@ -158,7 +158,8 @@ def save_checkpoint(
 
     ``model`` must have a ``config`` with ``to_dict()`` (like :class:`tinyllm.model.GPTConfig`).
     ``tokenizer`` may be a :class:`~tinyllm.tokenizer.CharTokenizer` or a
-    :class:`~tinyllm.tokenizer.BPETokenizer` (others are refused); ``rng`` maps names to generator states (``torch.Generator.get_state()``).
+    :class:`~tinyllm.tokenizer.BPETokenizer` (others are refused); ``rng`` maps names to
+    generator states (``torch.Generator.get_state()``).
     Returns the path of the manifest.
     """
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:

@@ -291,8 +291,8 @@ class GPT(nn.Module):
         """``idx`` ``(B, T)`` of token ids -> ``(logits, loss)``.
 
         With ``targets`` ``(B, T)``: logits ``(B, T, V)`` and the mean cross-entropy
-        (targets equal to ``IGNORE_INDEX`` = -100 are not
-        learned: chat fine-tuning marks the user's tokens and the padding that way). Without: only the last position's logits
+        (targets equal to ``IGNORE_INDEX`` = -100 are not learned: chat fine-tuning marks
+        the user's tokens and the padding that way). Without: only the last position's logits
         ``(B, 1, V)``, all that generation needs, unless ``all_logits`` asks for every one.
         With a ``kv_cache``, ``idx`` holds only the new tokens; positions continue after
         the cached ones.
