@@ -474,3 +474,8 @@ def test_chat_cpu_preset_fits_in_10_mb():
     cfg = config_from_preset("chat-cpu")
     model = GPT(cfg.model_config(cfg.vocab_size))
     assert model.num_params() * 4 < 10 * 1024 * 1024  # float32 weights
+
+
+def test_config_prints_the_mlp_options_only_when_they_differ_from_gpt2():
+    assert "mlp" not in repr(small_config())  # as chapters print it
+    assert repr(small_config(mlp="relu", mlp_hidden=48)).endswith("bias=True, mlp='relu', mlp_hidden=48)")

@@ -117,6 +117,12 @@ class GPTConfig:
         if hidden is not None and (isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1):
             raise ValueError(f"mlp_hidden must be a positive int or None (4 * n_embd), got {hidden!r}")
 
+    def __repr__(self) -> str:
+        # GPT-2's MLP (gelu, 4 * n_embd) is not spelled out: configs print as they always did.
+        fields = [f"{k}={v!r}" for k, v in asdict(self).items()
+                  if not (k == "mlp" and v == "gelu" or k == "mlp_hidden" and v is None)]
+        return f"GPTConfig({', '.join(fields)})"
+
     @property
     def hidden_size(self) -> int:
         """The MLP's hidden width: ``mlp_hidden``, or GPT-2's ``4 * n_embd``."""
