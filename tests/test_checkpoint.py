@@ -172,9 +172,45 @@ def test_reading_while_a_trainer_replaces_the_checkpoint(tmp_path, monkeypatch):
 def test_a_tokenizer_the_loader_cannot_rebuild_is_refused_at_save_time(tmp_path):
     class OtherTokenizer:
         def to_dict(self):
-            return {"type": "bpe", "merges": []}
+            return {"type": "wordpiece", "vocab": []}
 
     model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=8))
-    with pytest.raises(TypeError, match="unknown tokenizer type 'bpe'"):
+    with pytest.raises(TypeError, match="unknown tokenizer type 'wordpiece'"):
         save_checkpoint(tmp_path, model, 1, tokenizer=OtherTokenizer())
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_a_bpe_tokenizer_with_special_tokens_round_trips_with_identical_logits(tmp_path):
+    from tinyllm.tokenizer import BPETokenizer
+
+    text = "<|im_start|>user\nwhat do you eat?<|im_end|>\n<|im_start|>assistant\ni eat flakes.<|im_end|>\n" * 20
+    tokenizer = BPETokenizer().train(text, 280, special_tokens=["<|im_start|>", "<|im_end|>"])
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16,
+                          mlp="relu", mlp_hidden=24))
+    save_checkpoint(tmp_path, model, 3, tokenizer=tokenizer)
+    loaded, tok, checkpoint = load_model(tmp_path)
+    assert isinstance(tok, BPETokenizer) and tok.special_tokens == tokenizer.special_tokens
+    assert tok.merges == tokenizer.merges and tok.pattern == tokenizer.pattern
+    assert loaded.config == model.config and isinstance(loaded.transformer.h[0].mlp.act, torch.nn.ReLU)
+    ids = tokenizer.encode(text[:80], allowed_special="all")
+    assert tok.encode(text[:80], allowed_special="all") == ids and tok.decode(ids) == text[:80]
+    x = torch.tensor([ids[:32]])
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x, all_logits=True)[0], loaded(x, all_logits=True)[0])
+
+
+def test_a_checkpoint_from_before_the_mlp_options_loads_with_gelu(tmp_path):
+    model, _ = _save(tmp_path)
+    state_file = next(tmp_path.glob("state-*.json"))
+    state = json.loads(state_file.read_text())
+    for key in ("mlp", "mlp_hidden"):
+        del state["config"][key]  # what checkpoints written before these options hold
+    data = json.dumps(state).encode()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["files"]["state"].update(bytes=len(data), sha256=ck.sha256(data))
+    state_file.write_bytes(data)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    loaded, _, checkpoint = load_model(tmp_path)
+    assert checkpoint.config["mlp"] == "gelu" and isinstance(loaded.transformer.h[0].mlp.act, torch.nn.GELU)

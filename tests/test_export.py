@@ -147,6 +147,14 @@ def test_from_transformers_gives_identical_logits(activation):
     assert isinstance(model, GPT) and not model.training
     assert model.lm_head.weight is model.transformer.wte.weight  # tied, as in GPT-2
     idx = tokens()
+def test_guppylm_style_relu_mlp_exports_exactly(tmp_path):
+    # GuppyLM's MLP: ReLU and a hidden width that is not 4 * n_embd (here 3 * 64).
+    model = random_gpt(seed=1, mlp="relu", mlp_hidden=192)
+    folder = to_transformers(model, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["activation_function"], config["n_inner"]) == ("relu", 192)
+    hf = GPT2LMHeadModel.from_pretrained(folder).eval()
+    idx = tokens(seed=1)
     with torch.no_grad():
         ours, _ = model(idx, all_logits=True)
         theirs = hf(idx).logits
@@ -158,16 +166,17 @@ def test_from_transformers_needs_the_right_gelu():
     hf = random_hf_gpt2(activation_function="gelu_new")
     model = from_transformers(hf)
     for block in model.transformer.h:
-        block.mlp.gelu = torch.nn.GELU()  # what a forgotten activation would give
+        block.mlp.act = torch.nn.GELU()  # what a forgotten activation would give
     idx = tokens()
     with torch.no_grad():
         diff = (model(idx, all_logits=True)[0] - hf(idx).logits).abs().max().item()
     assert diff > 1e-5
 
 
-def test_round_trip_through_transformers_is_exact(tmp_path):
+@pytest.mark.parametrize("mlp", [{}, dict(mlp="relu", mlp_hidden=192)], ids=["gpt2", "guppylm-mlp"])
+def test_round_trip_through_transformers_is_exact(tmp_path, mlp):
     """tinyllm -> Hugging Face folder -> transformers -> tinyllm: the same weights."""
-    model = random_gpt(seed=3)
+    model = random_gpt(seed=3, **mlp)
     hf = GPT2LMHeadModel.from_pretrained(to_transformers(model, tmp_path)).eval()
     back = from_transformers(hf)
     original, returned = model.state_dict(), back.state_dict()
@@ -182,8 +191,7 @@ def test_round_trip_through_transformers_is_exact(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (dict(activation_function="relu"), "activation_function='relu'"),
-        (dict(n_inner=100), "n_inner=100"),
+        (dict(activation_function="silu"), "activation_function='silu'"),
         (dict(scale_attn_by_inverse_layer_idx=True), "scale_attn_by_inverse_layer_idx"),
         (dict(layer_norm_epsilon=1e-6), "layer_norm_epsilon"),
     ],

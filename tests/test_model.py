@@ -114,14 +114,14 @@ def test_forward_shapes():
     torch.testing.assert_close(logits_t, logits_all)
 
 
-def test_loss_is_mean_cross_entropy_and_ignores_minus_one():
+def test_loss_is_mean_cross_entropy_and_ignores_minus_100():
     model = randomise(small_model())
     idx, targets = ids(2, 8), ids(2, 8, seed=3)
     logits, loss = model(idx, targets)
     log_probs = logits.log_softmax(-1)
     manual = -log_probs.gather(-1, targets.unsqueeze(-1)).mean()
     torch.testing.assert_close(loss, manual)
-    targets[:, :4] = -1
+    targets[:, :4] = -100  # IGNORE_INDEX: the user's tokens in chat fine-tuning
     _, loss_masked = model(idx, targets)
     manual_masked = -log_probs[:, 4:].gather(-1, targets[:, 4:].unsqueeze(-1)).mean()
     torch.testing.assert_close(loss_masked, manual_masked)
@@ -433,3 +433,49 @@ def test_bigram_model_shapes_loss_and_generate():
     assert model.generate(idx, 4).shape == (2, 10)
     with pytest.raises(ValueError, match="token id 11"):
         model(torch.tensor([[11]]))
+
+
+# ---------------------------------------------------------------------------------------
+# The MLP's activation and width (GuppyLM's architecture)
+# ---------------------------------------------------------------------------------------
+
+
+def test_guppylm_preset_has_guppylms_published_parameter_count():
+    # 6 layers, width 384, 6 heads, ReLU MLP of 768, vocabulary 4,096, context 128, tied
+    # head, GPT-2's biases: 8,726,016 counts every parameter, the position table included.
+    from tinyllm.train import config_from_preset
+
+    model = GPT(config_from_preset("guppylm").model_config(4096))
+    c = model.config
+    assert (c.n_layer, c.n_embd, c.n_head, c.mlp, c.hidden_size, c.block_size) == (6, 384, 6, "relu", 768, 128)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert model.num_params() == 8_726_016
+
+
+def test_relu_mlp_of_chosen_width():
+    torch.manual_seed(0)
+    mlp = MLP(small_config(mlp="relu", mlp_hidden=48))
+    assert isinstance(mlp.act, torch.nn.ReLU) and mlp.c_fc.out_features == 48 and mlp.c_proj.in_features == 48
+    x = torch.randn(3, 32)
+    torch.testing.assert_close(mlp(x), mlp.c_proj(mlp.c_fc(x).clamp(min=0)))
+    assert isinstance(MLP(small_config()).act, torch.nn.GELU)  # GPT-2's default stays
+
+
+@pytest.mark.parametrize("bad", [dict(mlp="swish"), dict(mlp_hidden=0), dict(mlp_hidden=2.5), dict(mlp_hidden=True)])
+def test_bad_mlp_options_are_refused(bad):
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        small_config(**bad)
+
+
+def test_chat_cpu_preset_fits_in_10_mb():
+    from tinyllm.train import config_from_preset
+
+    cfg = config_from_preset("chat-cpu")
+    model = GPT(cfg.model_config(cfg.vocab_size))
+    assert model.num_params() * 4 < 10 * 1024 * 1024  # float32 weights
+
+
+def test_config_prints_the_mlp_options_only_when_they_differ_from_gpt2():
+    assert "mlp" not in repr(small_config())  # as chapters print it
+    assert repr(small_config(mlp="relu", mlp_hidden=48)).endswith("bias=True, mlp='relu', mlp_hidden=48)")

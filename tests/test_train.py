@@ -129,9 +129,9 @@ def test_cli_options_are_named_like_nanogpt():
 
 
 def test_nanogpt_preset_is_the_published_recipe():
-    p = PRESETS["nanogpt-cpu"]
-    assert (p["n_layer"], p["n_head"], p["n_embd"], p["block_size"], p["batch_size"]) == (4, 4, 128, 64, 12)
-    assert (p["max_iters"], p["lr"], p["dropout"]) == (2000, 1e-3, 0.0)
+    p = config_from_preset("nanogpt-cpu")
+    assert (p.n_layer, p.n_head, p.n_embd, p.block_size, p.batch_size) == (4, 4, 128, 64, 12)
+    assert (p.max_iters, p.lr, p.dropout, p.beta2, p.weight_decay) == (2000, 1e-3, 0.0, 0.99, 0.1)
 
 
 def test_bad_settings_raise_clear_errors():
@@ -146,3 +146,91 @@ def test_bad_settings_raise_clear_errors():
 def test_float16_is_refused_without_loss_scaling():
     with pytest.raises(ValueError, match="dtype must be float32, bfloat16 or auto"):
         config_from_preset("tiny", dtype="float16")
+
+
+# ---------------------------------------------------------------------------------------
+# BPE tokenizers and chat data
+# ---------------------------------------------------------------------------------------
+
+
+def test_bpe_tokenizer_trained_on_the_training_split_or_loaded_from_a_file(tmp_path):
+    from tinyllm.checkpoint import load_model
+    from tinyllm.tokenizer import BPETokenizer
+
+    text = TEXT + "zyxwv " * 50  # the held-out tail: BPE must never learn its pairs
+    train(_cfg(max_iters=2, tokenizer="bpe", vocab_size=300, out_dir=str(tmp_path / "a")), text=text)
+    _, tokenizer, _ = load_model(tmp_path / "a")
+    assert isinstance(tokenizer, BPETokenizer) and tokenizer.vocab_size == 300
+    assert len(tokenizer.encode("zyxwv")) == 5  # no merge learned from the validation text
+    tokenizer.save(tmp_path / "tok.json")
+    train(_cfg(max_iters=2, tokenizer=str(tmp_path / "tok.json"), out_dir=str(tmp_path / "b")), text=text)
+    assert load_model(tmp_path / "b")[1].merges == tokenizer.merges
+
+
+def _conversations(n, seed):
+    from tinyllm.chat_data import make_conversations
+
+    return make_conversations(n=n, seed=seed, multi_turn=0.5)
+
+
+def test_chat_labels_are_masked_except_the_assistants_and_unmasked_on_request():
+    from tinyllm.chat_data import encode_chat
+    from tinyllm.model import IGNORE_INDEX
+    from tinyllm.train import prepare_chat
+
+    conversations = {"train": _conversations(40, 1), "val": _conversations(10, 2)}
+    tokenizer, splits = prepare_chat(_cfg(dataset="chat", tokenizer="bpe", vocab_size=300), None, conversations)
+    expected = [encode_chat(tokenizer, c) for c in conversations["train"]]
+    assert splits["train"].labels.tolist() == [t for _, labels in expected for t in labels]
+    assert 0 < splits["train"].num_learned() < len(splits["train"].labels)
+    _, unmasked = prepare_chat(_cfg(dataset="chat", tokenizer="bpe", mask_user=False), tokenizer, conversations)
+    assert torch.equal(unmasked["train"].labels, unmasked["train"].ids)
+    assert torch.equal(unmasked["val"].labels, splits["val"].labels)  # val is always scored on the answers
+    assert IGNORE_INDEX in splits["val"].labels.tolist()
+
+
+def test_chat_training_learns_the_answers_and_saves_the_tokenizer(tmp_path):
+    from tinyllm.chat_data import IM_END
+    from tinyllm.checkpoint import load_model
+
+    conversations = {"train": _conversations(200, 1), "val": _conversations(20, 2)}
+    cfg = _cfg(dataset="chat", tokenizer="bpe", vocab_size=300, block_size=128, max_iters=40, eval_interval=20,
+               out_dir=str(tmp_path))
+    history = train(cfg, conversations=conversations)
+    assert history["val_loss"][-1] < history["val_loss"][0] - 1.0
+    model, tokenizer, checkpoint = load_model(tmp_path)
+    assert IM_END in tokenizer.special_tokens and checkpoint.train_config["mask_user"] is True
+
+
+def test_chat_needs_a_tokenizer_with_special_tokens():
+    with pytest.raises(ValueError, match="dataset 'chat' needs a tokenizer with special tokens"):
+        _cfg(dataset="chat", tokenizer="char")
+    with pytest.raises(ValueError, match="batching must be one of"):
+        _cfg(batching="stack")
+
+
+def test_every_option_has_help_and_the_fields_type():
+    parser = build_parser()
+    for action in parser._actions:
+        assert action.help, action.dest
+    args = parser.parse_args(["--mlp_hidden", "768", "--mask_user", "false", "--lr_decay_iters", "5", "--lr", "0.1"])
+    assert (args.mlp_hidden, args.mask_user, args.lr_decay_iters, args.lr) == (768, False, 5, 0.1)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--mlp_hidden", "wide"])
+
+
+def test_ship_script_writes_the_model_without_optimizer_and_a_readme(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("ship", Path(__file__).parents[1] / "scripts" / "ship.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT * 3)
+    train(_cfg(max_iters=3, dataset=str(corpus), out_dir=str(tmp_path / "run")))
+    val_loss = ship.ship_text(tmp_path / "run", tmp_path / "shipped", command="make it")
+    checkpoint = load_checkpoint(tmp_path / "shipped")
+    assert checkpoint.optimizer_state is None and checkpoint.extra["validation"]["val_loss"] == val_loss
+    readme = (tmp_path / "shipped" / "README.md").read_text()
+    assert f"**Validation loss: {val_loss:.3f}**" in readme and "make it" in readme

@@ -37,7 +37,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from tinyllm.files import sha256, write_atomic
-from tinyllm.tokenizer import CharTokenizer
+from tinyllm.tokenizer import BPETokenizer, CharTokenizer
 
 FORMAT = "tinyllm-checkpoint"
 VERSION = 1
@@ -157,8 +157,9 @@ def save_checkpoint(
     """Write a checkpoint of ``model`` (and ``optimizer``) after ``step`` steps into ``out_dir``.
 
     ``model`` must have a ``config`` with ``to_dict()`` (like :class:`tinyllm.model.GPTConfig`).
-    ``tokenizer`` may be a :class:`~tinyllm.tokenizer.CharTokenizer` (the only kind the
-    loader rebuilds for now; others are refused); ``rng`` maps names to generator states (``torch.Generator.get_state()``).
+    ``tokenizer`` may be a :class:`~tinyllm.tokenizer.CharTokenizer` or a
+    :class:`~tinyllm.tokenizer.BPETokenizer` (others are refused); ``rng`` maps names to
+    generator states (``torch.Generator.get_state()``).
     Returns the path of the manifest.
     """
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
@@ -218,16 +219,20 @@ def _tokenizer_to_dict(tokenizer) -> dict | None:
     return state
 
 
+TOKENIZERS = {"char": CharTokenizer, "bpe": BPETokenizer}  # the "type" a saved tokenizer names
+
+
 def tokenizer_from_dict(state: dict | None):
-    """Rebuild the tokenizer a checkpoint names (only character tokenizers for now)."""
+    """Rebuild the tokenizer a checkpoint names (character or byte-level BPE)."""
     if state is None:
         return None
-    if state.get("type") == "char":
-        try:
-            return CharTokenizer.from_dict(state)
-        except ValueError as exc:
-            raise CheckpointError(f"the checkpoint's tokenizer is malformed: {exc}") from None
-    raise CheckpointError(f"unknown tokenizer type {state.get('type')!r} in checkpoint")
+    kind = state.get("type") if isinstance(state, dict) else None
+    if kind not in TOKENIZERS:
+        raise CheckpointError(f"unknown tokenizer type {kind!r} in checkpoint; known: {sorted(TOKENIZERS)}")
+    try:
+        return TOKENIZERS[kind].from_dict(state)
+    except ValueError as exc:
+        raise CheckpointError(f"the checkpoint's tokenizer is malformed: {exc}") from None
 
 
 def _remove_stale_files(out_dir: Path, keep: set[str]) -> None:
@@ -373,8 +378,10 @@ def load_model(out_dir, device: str | torch.device = "cpu"):
     checkpoint = load_checkpoint(out_dir, with_optimizer=False)
     try:
         config = GPTConfig(**checkpoint.config)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {out_dir} has an unknown model config: {exc}") from None
+    # Options added later (e.g. ``mlp``) take their defaults in older checkpoints.
+    checkpoint.config = config.to_dict()
     model = GPT(config)
     load_model_state(model, checkpoint)
     model.to(device).eval()

@@ -17,6 +17,8 @@ Two details of the format:
 
 - GPT-2's original code stores its projections as ``Conv1D`` layers whose weight is
   ``(in_features, out_features)``: the transpose of ``nn.Linear``'s ``(out, in)``.
+- GPT-2's config also has ``n_inner`` (the MLP's width) and ``activation_function``, so
+  a model with ``mlp="relu"`` and ``mlp_hidden`` (GuppyLM's MLP) exports exactly too.
 - ``nn.GELU()`` is the exact GELU ``x * Phi(x)`` (with the error function). GPT-2's
   default activation ``"gelu_new"`` is the tanh approximation; ``"gelu"`` is the exact one.
   ``from_transformers`` gives each block the activation the Hugging Face model uses.
@@ -34,6 +36,10 @@ from tinyllm.model import GPT, GPTConfig
 
 # Weights that GPT-2's Conv1D stores transposed, by the name they end with.
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+# GPTConfig.mlp -> GPT2Config.activation_function. "gelu" is the exact erf GELU, as nn.GELU().
+_HF_ACTIVATION = {"gelu": "gelu", "relu": "relu"}
 
 
 def gpt2_config(model: GPT) -> dict:
@@ -56,8 +62,8 @@ def gpt2_config(model: GPT) -> dict:
         "n_embd": cfg.n_embd,
         "n_layer": cfg.n_layer,
         "n_head": cfg.n_head,
-        "n_inner": 4 * cfg.n_embd,
-        "activation_function": "gelu",  # exact erf GELU, as nn.GELU()
+        "n_inner": cfg.hidden_size,  # mlp_hidden (GuppyLM: 768), else 4 * n_embd
+        "activation_function": _HF_ACTIVATION[cfg.mlp],
         "resid_pdrop": cfg.dropout,
         "embd_pdrop": cfg.dropout,
         "attn_pdrop": cfg.dropout,
@@ -106,9 +112,10 @@ def to_transformers(model: GPT, folder) -> Path:
 
 # Hugging Face's names for the two GELUs, and the nn.GELU that computes each.
 _ACTIVATIONS = {
-    "gelu": "none",  # exact, with the error function
-    "gelu_new": "tanh",  # GPT-2's own, the tanh approximation
-    "gelu_pytorch_tanh": "tanh",
+    "gelu": ("gelu", "none"),  # exact, with the error function
+    "gelu_new": ("gelu", "tanh"),  # GPT-2's own, the tanh approximation
+    "gelu_pytorch_tanh": ("gelu", "tanh"),
+    "relu": ("relu", None),  # GuppyLM's MLP
 }
 
 
@@ -116,9 +123,9 @@ def from_transformers(hf_model) -> GPT:
     """A ``GPT`` with the weights of ``hf_model``, a ``transformers.GPT2LMHeadModel``.
 
     The two give the same logits (float32, eval mode). If ``hf_model`` uses GPT-2's tanh
-    GELU (``gelu_new``, as OpenAI's checkpoints do), each block's ``mlp.gelu`` becomes
+    GELU (``gelu_new``, as OpenAI's checkpoints do), each block's ``mlp.act`` becomes
     ``nn.GELU(approximate="tanh")``. Raises ``ValueError`` for a GPT-2 variant this
-    model cannot represent (another activation, an MLP width other than 4C, scaled or
+    model cannot represent (another activation, scaled or
     reordered attention, a layer-norm eps other than 1e-5).
     """
     hf = hf_model.config
@@ -126,8 +133,6 @@ def from_transformers(hf_model) -> GPT:
     if hf.activation_function not in _ACTIVATIONS:
         problems.append(f"activation_function={hf.activation_function!r} "
                         f"(allowed: {', '.join(sorted(_ACTIVATIONS))})")
-    if hf.n_inner not in (None, 4 * hf.n_embd):
-        problems.append(f"n_inner={hf.n_inner} (must be 4 * n_embd = {4 * hf.n_embd})")
     if getattr(hf, "scale_attn_by_inverse_layer_idx", False):
         problems.append("scale_attn_by_inverse_layer_idx=True (must be False)")
     if getattr(hf, "reorder_and_upcast_attn", False):
@@ -141,6 +146,7 @@ def from_transformers(hf_model) -> GPT:
     config = GPTConfig(
         vocab_size=hf.vocab_size, block_size=hf.n_positions, n_layer=hf.n_layer,
         n_head=hf.n_head, n_embd=hf.n_embd, dropout=0.0, bias=True,
+        mlp=_ACTIVATIONS[hf.activation_function][0], mlp_hidden=hf.n_inner,
     )
     with torch.device("meta"):  # shapes only: the weights come from hf_model
         model = GPT(config)
@@ -157,9 +163,10 @@ def from_transformers(hf_model) -> GPT:
     missing += [n for n, b in model.named_buffers() if b.is_meta]
     if missing:
         raise ValueError(f"the Hugging Face model has no weights for {missing}")
-    approximate = _ACTIVATIONS[hf.activation_function]
-    for block in model.transformer.h:
-        block.mlp.gelu = torch.nn.GELU(approximate=approximate)
+    approximate = _ACTIVATIONS[hf.activation_function][1]
+    if approximate == "tanh":  # GPT-2's tanh GELU: the model's config knows only the exact one
+        for block in model.transformer.h:
+            block.mlp.act = torch.nn.GELU(approximate="tanh")
     return model.eval()
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from tinyllm.checkpoint import CheckpointError, load_model
+from tinyllm.device import pick_device
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "checkpoints" / "shakespeare-char"
 
@@ -57,21 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tinyllm.generate", description="Sample text from a checkpoint.")
     parser.add_argument("--out_dir", default=str(SHIPPED_MODEL), help="checkpoint folder (default: the shipped model)")
     parser.add_argument("--start", default="\n", help="the prompt to continue (default: a newline)")
-    parser.add_argument("--num_samples", type=int, default=1)
-    parser.add_argument("--max_new_tokens", type=int, default=300)
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--top_k", type=int, default=None)
-    parser.add_argument("--top_p", type=float, default=None)
+    parser.add_argument("--num_samples", type=int, default=1, help="how many samples (default 1)")
+    parser.add_argument("--max_new_tokens", type=int, default=300, help="tokens to add (default 300)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    parser.add_argument("--top_k", type=int, default=None, help="sample among the k most likely tokens")
+    parser.add_argument("--top_p", type=float, default=None, help="nucleus sampling threshold")
     parser.add_argument("--greedy", action="store_true", help="always take the most likely token")
-    parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=1337, help="seed of the sampling (default 1337)")
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        model, tokenizer, _ = load_model(args.out_dir, args.device)
+        model, tokenizer, _ = load_model(args.out_dir, pick_device(args.device, verbose=False))
         samples = generate_text(model, tokenizer, args.start, args.max_new_tokens, args.temperature, args.top_k,
                                 args.top_p, args.greedy, args.seed, args.num_samples)
     except (CheckpointError, ValueError) as exc:

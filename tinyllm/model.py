@@ -22,6 +22,10 @@ import torch.nn.functional as F
 from tinyllm.sampling import check_sampling_args, sample_next
 
 
+# Targets with this value are left out of the loss (PyTorch's and Hugging Face's convention).
+IGNORE_INDEX = -100
+
+
 def _check_ids(idx: torch.Tensor, vocab_size: int) -> None:
     """Raise ``ValueError`` unless ``idx`` is a ``(B, T)`` tensor of ids in ``0..vocab_size-1``."""
     if torch.compiler.is_compiling():
@@ -79,6 +83,10 @@ class BigramLanguageModel(nn.Module):
 # ---------------------------------------------------------------------------------------
 
 
+# The MLP's activations, by the name GPTConfig.mlp uses. nn.GELU() is the exact (erf) GELU.
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
+
+
 @dataclass
 class GPTConfig:
     vocab_size: int = 65
@@ -88,6 +96,8 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
+    mlp: str = "gelu"  # the MLP's activation: "gelu" (GPT-2, exact erf form) or "relu" (GuppyLM)
+    mlp_hidden: int | None = None  # the MLP's hidden width; None: 4 * n_embd, as in GPT-2
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -101,6 +111,22 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.mlp not in ACTIVATIONS:
+            raise ValueError(f"mlp must be one of {sorted(ACTIVATIONS)}, got {self.mlp!r}")
+        hidden = self.mlp_hidden
+        if hidden is not None and (isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1):
+            raise ValueError(f"mlp_hidden must be a positive int or None (4 * n_embd), got {hidden!r}")
+
+    def __repr__(self) -> str:
+        # GPT-2's MLP (gelu, 4 * n_embd) is not spelled out: configs print as they always did.
+        fields = [f"{k}={v!r}" for k, v in asdict(self).items()
+                  if not (k == "mlp" and v == "gelu" or k == "mlp_hidden" and v is None)]
+        return f"GPTConfig({', '.join(fields)})"
+
+    @property
+    def hidden_size(self) -> int:
+        """The MLP's hidden width: ``mlp_hidden``, or GPT-2's ``4 * n_embd``."""
+        return self.mlp_hidden or 4 * self.n_embd
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -184,17 +210,21 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward network: expand to 4C, GELU, project back to C."""
+    """Position-wise feed-forward network: expand to H (GPT-2: 4C), activate, project back.
+
+    ``act`` is GELU (GPT-2) or ReLU (GuppyLM), chosen by ``config.mlp``; H is
+    ``config.hidden_size``. ``(B, T, C) -> (B, T, H) -> (B, T, C)``.
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_fc = nn.Linear(config.n_embd, config.hidden_size, bias=config.bias)
+        self.act = ACTIVATIONS[config.mlp]()
+        self.c_proj = nn.Linear(config.hidden_size, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
 
 
 class Block(nn.Module):
@@ -267,7 +297,8 @@ class GPT(nn.Module):
         """``idx`` ``(B, T)`` of token ids -> ``(logits, loss)``.
 
         With ``targets`` ``(B, T)``: logits ``(B, T, V)`` and the mean cross-entropy
-        (targets equal to -1 are ignored). Without: only the last position's logits
+        (targets equal to ``IGNORE_INDEX`` = -100 are not learned: chat fine-tuning marks
+        the user's tokens and the padding that way). Without: only the last position's logits
         ``(B, 1, V)``, all that generation needs, unless ``all_logits`` asks for every one.
         With a ``kv_cache``, ``idx`` holds only the new tokens; positions continue after
         the cached ones.
@@ -288,7 +319,8 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)
         if targets is not None:
             logits = self.lm_head(x)
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1),
+                                   ignore_index=IGNORE_INDEX)
             return logits, loss
         logits = self.lm_head(x if all_logits else x[:, [-1], :])
         return logits, None

@@ -1,4 +1,4 @@
-"""Training a GPT: the loop the course, its command line and the shipped model all use.
+"""Training a GPT: the loop the course, its command line and the shipped models all use.
 
 From a notebook::
 
@@ -8,6 +8,8 @@ From a notebook::
 From a shell (options named like nanoGPT's, presets for known recipes)::
 
     python -m tinyllm.train --preset nanogpt-cpu --dataset tinyshakespeare
+    python -m tinyllm.train --preset chat-cpu --out_dir runs/chat-cpu   # a chat model, on a CPU
+    python -m tinyllm.train --preset guppylm --out_dir runs/guppylm     # GuppyLM's size, CUDA + bfloat16
     python -m tinyllm.train --out_dir out --resume   # continue after a crash or Ctrl-C
 
 Each step: draw a random batch, compute the cross-entropy, backpropagate, clip the
@@ -15,6 +17,12 @@ gradient norm, and take an AdamW step at the learning rate of the schedule (line
 then cosine decay to ``min_lr``). Every ``eval_interval`` steps the train and validation
 losses are estimated on ``eval_iters`` fixed batches each and printed as
 ``step N: train loss X, val loss Y``.
+
+Text (``--dataset shakespeare``) is cut into random windows. Conversations
+(``--dataset chat``) come from :mod:`tinyllm.chat_data` with labels that are -100 except on
+the assistant's tokens (``--mask_user false`` learns every token, as GuppyLM does), batched
+by :mod:`tinyllm.batching`. The validation loss of a chat run is always measured on the
+assistant's tokens only, so masked and unmasked runs are compared on the same thing.
 
 Resuming is exact on the CPU: the checkpoint holds the weights, the optimizer's moments,
 the batch sampler's random state and the global random state (dropout), so a run stopped
@@ -30,71 +38,80 @@ import math
 import signal
 import sys
 import time
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
-from tinyllm.checkpoint import (
-    CheckpointError,
-    check_config_matches,
-    has_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-    tokenizer_from_dict,
-)
+from tinyllm.batching import MODES, ChatBatches, unmasked
+from tinyllm.checkpoint import CheckpointError, check_config_matches, has_checkpoint, load_checkpoint, save_checkpoint
+from tinyllm.checkpoint import tokenizer_from_dict
 from tinyllm.data import get_batch, load_text, train_val_split
+from tinyllm.device import pick_device
 from tinyllm.model import GPT, GPTConfig
-from tinyllm.tokenizer import CharTokenizer
+from tinyllm.tokenizer import BPETokenizer, CharTokenizer
 
-MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")
+MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "mlp", "mlp_hidden")
+
+
+def _opt(default, help: str):
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class TrainConfig:
-    """Every setting of a run. Defaults are the ``cpu`` preset on the embedded corpus."""
+    """Every setting of a run. The defaults are the ``cpu`` recipe on the embedded corpus."""
 
     # model
-    n_layer: int = 3
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
-    bias: bool = True
+    n_layer: int = _opt(3, "transformer blocks")
+    n_head: int = _opt(4, "attention heads per block")
+    n_embd: int = _opt(128, "width of the residual stream")
+    block_size: int = _opt(64, "context length in tokens")
+    dropout: float = _opt(0.0, "dropout probability")
+    bias: bool = _opt(True, "biases in Linear and LayerNorm layers, as GPT-2")
+    mlp: str = _opt("gelu", "MLP activation: gelu (GPT-2) or relu (GuppyLM)")
+    mlp_hidden: int | None = _opt(None, "MLP hidden width (default 4 * n_embd)")
     # optimization
-    batch_size: int = 16
-    max_iters: int = 1150
-    lr: float = 4e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 50
-    lr_decay_iters: int | None = None  # None: decay until max_iters
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0  # 0 disables clipping
+    batch_size: int = _opt(16, "sequences per step")
+    max_iters: int = _opt(1150, "training steps")
+    lr: float = _opt(4e-3, "peak learning rate")
+    min_lr: float = _opt(1e-4, "learning rate at the end of the cosine decay")
+    warmup_iters: int = _opt(50, "steps of linear warmup")
+    lr_decay_iters: int | None = _opt(None, "step where the decay ends (default max_iters)")
+    weight_decay: float = _opt(0.1, "AdamW weight decay of the matrices")
+    beta1: float = _opt(0.9, "AdamW beta1")
+    beta2: float = _opt(0.99, "AdamW beta2")
+    grad_clip: float = _opt(1.0, "clip the gradient norm to this (0: no clipping)")
     # evaluation and checkpoints
-    eval_interval: int = 100
-    eval_iters: int = 20
-    checkpoint_interval: int | None = None  # None: at every evaluation (and at the end)
+    eval_interval: int = _opt(100, "steps between loss estimates (0: only at the end)")
+    eval_iters: int = _opt(20, "batches per loss estimate")
+    checkpoint_interval: int | None = _opt(None, "steps between checkpoints (default: at every estimate)")
     # data
-    dataset: str = "shakespeare"  # a corpus name of tinyllm.data.load_text, or a .txt path
-    tokenizer: str = "char"
-    val_fraction: float = 0.1
+    dataset: str = _opt("shakespeare", "corpus name, path of a .txt file, or chat")
+    tokenizer: str = _opt("char", "char, bpe (trained on the training split) or a BPE .json path")
+    vocab_size: int = _opt(512, "vocabulary size of a BPE tokenizer trained here (with special tokens)")
+    val_fraction: float = _opt(0.1, "held-out fraction of a text corpus")
+    persona: str = _opt("guppy", "chat data: the persona of tinyllm.chat_data")
+    n_conversations: int = _opt(20000, "chat data: training conversations")
+    mask_user: bool = _opt(True, "chat data: learn only the assistant's tokens (false: every token)")
+    batching: str = _opt("pad", "chat data: pad (one conversation per row) or pack (a stream)")
     # system
-    device: str = "cpu"
-    dtype: str = "auto"  # float32 | bfloat16 | auto (bfloat16 where the hardware is fast at it)
-    compile: bool = False
-    seed: int = 1337
-    out_dir: str | None = None  # None: no checkpoints
-    resume: bool = False
-    verbose: bool = True  # print eval lines and a progress bar
+    device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, mps")
+    dtype: str = _opt("auto", "float32, bfloat16, or auto (bfloat16 where the hardware is fast at it)")
+    compile: bool = _opt(False, "torch.compile the model")
+    seed: int = _opt(1337, "seed of the weights, the batches and dropout")
+    out_dir: str | None = _opt(None, "checkpoint folder (default: no checkpoints)")
+    resume: bool = _opt(False, "continue from the checkpoint in out_dir")
+    verbose: bool = _opt(True, "print eval lines and a progress bar")
 
     def __post_init__(self):
-        for name in ("batch_size", "max_iters", "eval_iters"):
+        for name in ("batch_size", "max_iters", "eval_iters", "n_conversations"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "max_iters" else 1):
-                bound = ">= 0" if name == "max_iters" else ">= 1"
-                raise ValueError(f"{name} must be an int {bound}, got {value!r}")
+            low = 0 if name == "max_iters" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if self.warmup_iters < 0:
             raise ValueError(f"warmup_iters must be >= 0, got {self.warmup_iters}")
         if self.eval_interval < 0:
@@ -104,8 +121,13 @@ class TrainConfig:
         if self.dtype not in ("float32", "bfloat16", "auto"):
             # float16 would need a gradient scaler against underflow; bfloat16 does not.
             raise ValueError(f"dtype must be float32, bfloat16 or auto, got {self.dtype!r}")
-        if self.tokenizer != "char":
-            raise ValueError(f"tokenizer {self.tokenizer!r} is not supported by the trainer yet; use 'char'")
+        if self.tokenizer not in ("char", "bpe") and not self.tokenizer.endswith(".json"):
+            raise ValueError(f"tokenizer must be char, bpe or the path of a BPE .json file, got {self.tokenizer!r}")
+        if self.dataset == "chat" and self.tokenizer == "char":
+            raise ValueError("dataset 'chat' needs a tokenizer with special tokens: use --tokenizer bpe or a .json")
+        if self.batching not in MODES:
+            raise ValueError(f"batching must be one of {MODES}, got {self.batching!r}")
+        self.model_config(256)  # model settings are checked by GPTConfig
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in MODEL_FIELDS})
@@ -114,36 +136,53 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# Named recipes. A preset fills in settings; options given explicitly override them.
-PRESETS: dict[str, dict] = {
+# Named recipes, each written as its differences from TrainConfig's defaults (the cpu recipe).
+_RECIPES: dict[str, dict] = {
+    # The default, TrainConfig's own values: nanoGPT's recipe re-balanced for a fixed time
+    # budget. One layer fewer (each step 25% cheaper), so more steps fit; a 4x higher peak
+    # learning rate (safe after warmup), a deeper cosine decay, slightly bigger batches,
+    # bfloat16 where the CPU is fast at it. Chapter 08 explains the measurements.
+    "cpu": {},
     # nanoGPT's README "I only have a macbook" recipe for shakespeare_char (val loss ~1.88).
     "nanogpt-cpu": dict(
-        n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, batch_size=12, max_iters=2000,
-        lr=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=2000, beta2=0.99, weight_decay=0.1,
-        eval_interval=250, eval_iters=20, dtype="float32",
-    ),
-    # The default: nanoGPT's recipe re-balanced for a fixed time budget. One layer fewer (each
-    # step 25% cheaper), so more steps fit; a 4x higher peak learning rate (safe after warmup)
-    # and a deeper cosine decay; slightly bigger batches; bfloat16 matrix multiplies where the
-    # CPU is fast at them. Chapter 08 explains the measurements behind each choice
-    # (benchmarks/bench_train.py compares it with nanogpt-cpu).
-    "cpu": dict(
-        n_layer=3, n_head=4, n_embd=128, block_size=64, dropout=0.0, batch_size=16, max_iters=1150,
-        lr=4e-3, min_lr=1e-4, warmup_iters=50, lr_decay_iters=None, beta2=0.99, weight_decay=0.1,
-        eval_interval=100, eval_iters=20, dtype="auto",
+        n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000, lr=1e-3, min_lr=1e-4,
+        warmup_iters=100, lr_decay_iters=2000, eval_interval=250, dtype="float32",
     ),
     # The model shipped in tinyllm/checkpoints/shakespeare-char (see its README.md).
     "shakespeare-char": dict(
-        n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0, batch_size=16, max_iters=2500,
-        lr=2e-3, min_lr=2e-4, warmup_iters=100, lr_decay_iters=None, beta2=0.99, weight_decay=0.1,
-        eval_interval=250, eval_iters=20, dtype="auto",
+        n_layer=4, n_head=4, n_embd=128, block_size=128, max_iters=2500, lr=2e-3, min_lr=2e-4, warmup_iters=100,
+        eval_interval=250,
+    ),
+    # GuppyLM's architecture exactly (8,726,016 parameters) and its GPU recipe (GuppyLM's
+    # config.py: batch 32, lr 3e-4 -> 3e-5, warmup 200, 10,000 steps, dropout 0.1, weight decay
+    # 0.1, clipping 1.0) on 60,000 conversations, in bfloat16 on a CUDA GPU.
+    "guppylm": dict(
+        n_layer=6, n_head=6, n_embd=384, block_size=128, mlp="relu", mlp_hidden=768, dropout=0.1,
+        dataset="chat", tokenizer="bpe", vocab_size=4096, n_conversations=60000, batch_size=32,
+        max_iters=10000, lr=3e-4, min_lr=3e-5, warmup_iters=200, beta2=0.95, eval_interval=200,
+        device="cuda", dtype="bfloat16",
+    ),
+    # The chat model shipped in tinyllm/checkpoints/chat-cpu: GuppyLM's recipe scaled to fit
+    # 20 minutes on 2 CPU cores (see its README.md).
+    "chat-cpu": dict(
+        n_layer=4, n_head=4, n_embd=128, block_size=128, mlp="relu", mlp_hidden=512, dataset="chat",
+        tokenizer="bpe", vocab_size=1024, n_conversations=20000, batch_size=16, max_iters=1000, lr=3e-3,
+        min_lr=1e-4, warmup_iters=50, eval_interval=200, eval_iters=10, dtype="float32", device="cpu",
     ),
     # A few seconds: for tests and quick experiments.
     "tiny": dict(
-        n_layer=1, n_head=2, n_embd=32, block_size=16, dropout=0.0, batch_size=8, max_iters=20,
-        lr=3e-3, min_lr=3e-4, warmup_iters=2, lr_decay_iters=None, eval_interval=10, eval_iters=2,
-        dtype="float32",
+        n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=8, max_iters=20, lr=3e-3, min_lr=3e-4,
+        warmup_iters=2, eval_interval=10, eval_iters=2, dtype="float32", device="cpu",
     ),
+}
+
+
+# Every preset in full (a setting for every field but the run's own: out_dir, resume, verbose).
+# A preset fills in settings; options given explicitly override them.
+PRESETS: dict[str, dict] = {
+    name: {**{f.name: f.default for f in dataclasses.fields(TrainConfig)
+              if f.name not in ("out_dir", "resume", "verbose")}, **recipe}
+    for name, recipe in _RECIPES.items()
 }
 
 
@@ -203,17 +242,17 @@ def autocast_context(device_type: str, dtype: torch.dtype):
     return torch.autocast(device_type=device_type, dtype=dtype)
 
 
+def _batch(data, batch_size: int, block_size: int, generator):
+    """A batch from a 1-D tensor of ids (text) or from a :class:`ChatBatches`."""
+    if isinstance(data, torch.Tensor):
+        return get_batch(data, batch_size, block_size, generator=generator)
+    return data.get_batch(batch_size, block_size, generator=generator)
+
+
 @torch.no_grad()
-def estimate_loss(
-    model: torch.nn.Module,
-    splits: dict[str, torch.Tensor],
-    batch_size: int,
-    block_size: int,
-    eval_iters: int,
-    seed: int = 0,
-    ctx=None,
-) -> dict[str, float]:
-    """Mean loss over ``eval_iters`` random batches of each split.
+def estimate_loss(model, splits: dict, batch_size: int, block_size: int, eval_iters: int, seed: int = 0,
+                  ctx=None) -> dict[str, float]:
+    """Mean loss over ``eval_iters`` random batches of each split (ids or :class:`ChatBatches`).
 
     One batch's loss is noisy; the mean of many is a steadier estimate. The batches come
     from their own generator seeded with ``seed``, so every evaluation sees the same batches
@@ -221,15 +260,16 @@ def estimate_loss(
     """
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     out = {}
     try:
         for name, data in splits.items():
             generator = torch.Generator().manual_seed(seed)
             losses = torch.zeros(eval_iters)
             for k in range(eval_iters):
-                x, y = get_batch(data, batch_size, block_size, generator=generator)
+                x, y = _batch(data, batch_size, block_size, generator)
                 with ctx or contextlib.nullcontext():
-                    _, loss = model(x.to(_device_of(model)), y.to(_device_of(model)))
+                    _, loss = model(x.to(device), y.to(device))
                 losses[k] = loss.item()
             out[name] = losses.mean().item()
     finally:
@@ -237,11 +277,21 @@ def estimate_loss(
     return out
 
 
-def _device_of(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
+def build_tokenizer(spec: str, text: str, vocab_size: int = 512, special_tokens=()):
+    """``"char"``: the characters of ``text``; ``"bpe"``: BPE trained on ``text`` with
+    ``special_tokens``; a ``.json`` path: the BPE tokenizer saved there."""
+    if spec == "char":
+        return CharTokenizer.from_text(text)
+    if spec == "bpe":
+        return BPETokenizer().train(text, vocab_size, special_tokens=list(special_tokens))
+    tokenizer = BPETokenizer.load(spec)
+    missing = [s for s in special_tokens if s not in tokenizer.special_tokens]
+    if missing:
+        raise ValueError(f"the tokenizer {spec} lacks the special tokens {missing}")
+    return tokenizer
 
 
-def prepare_data(text: str, val_fraction: float, tokenizer: CharTokenizer | None = None):
+def prepare_data(text: str, val_fraction: float, tokenizer=None):
     """Tokenize ``text`` and split it: ``tokenizer, {"train": ids, "val": ids}``."""
     tokenizer = tokenizer or CharTokenizer.from_text(text)
     ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
@@ -249,77 +299,37 @@ def prepare_data(text: str, val_fraction: float, tokenizer: CharTokenizer | None
     return tokenizer, {"train": train_ids, "val": val_ids}
 
 
-def validation_loss(
-    model: torch.nn.Module,
-    tokenizer,
-    dataset: str = "shakespeare",
-    val_fraction: float = 0.1,
-    eval_iters: int = 50,
-    batch_size: int = 32,
-    seed: int = 0,
-) -> float:
+def prepare_chat(cfg: TrainConfig, tokenizer=None, conversations: dict | None = None):
+    """Conversations to batches: ``tokenizer, {"train": ChatBatches, "val": ChatBatches}``.
+
+    ``conversations`` ``{"train": [...], "val": [...]}`` (lists of message lists), default
+    from :func:`tinyllm.chat_data.chat_dataset`. A BPE tokenizer is trained on the rendered
+    training conversations unless one is given. Validation labels are always masked.
+    """
+    from tinyllm import chat_data
+
+    if conversations is None:  # the data's own seed (0) is fixed: cfg.seed varies only the training
+        conversations = chat_data.chat_dataset(persona=cfg.persona, n=cfg.n_conversations, n_unseen=0)
+        conversations = {"train": conversations["train"], "val": conversations["val"]}
+    if tokenizer is None:
+        text = chat_data.corpus_text(conversations["train"])
+        tokenizer = build_tokenizer(cfg.tokenizer, text, cfg.vocab_size, chat_data.SPECIAL_TOKENS)
+    encoded = {split: [chat_data.encode_chat(tokenizer, c) for c in convs] for split, convs in conversations.items()}
+    if not cfg.mask_user:
+        encoded["train"] = unmasked(encoded["train"])
+    pad_id = tokenizer.special_tokens.get(chat_data.ENDOFTEXT, tokenizer.special_tokens[chat_data.IM_END])
+    return tokenizer, {split: ChatBatches(ex, cfg.batching, pad_id) for split, ex in encoded.items()}
+
+
+def validation_loss(model, tokenizer, dataset: str = "shakespeare", val_fraction: float = 0.1,
+                    eval_iters: int = 50, batch_size: int = 32, seed: int = 0) -> float:
     """The model's mean cross-entropy on the held-out split of ``dataset`` (float32).
 
     The same fixed batches every time (``seed``), so the figure is reproducible: the
     shipped model states it and a test checks it.
     """
     _, splits = prepare_data(load_text(dataset), val_fraction, tokenizer)
-    losses = estimate_loss(model, {"val": splits["val"]}, batch_size, model.config.block_size, eval_iters, seed)
-    return losses["val"]
-
-
-SHIP_COMMAND = (
-    "OMP_NUM_THREADS=1 python -m tinyllm.train --preset shakespeare-char --out_dir runs/shakespeare-char "
-    "--ship_to tinyllm/checkpoints/shakespeare-char"
-)
-
-
-def ship(out_dir, dest, command: str = SHIP_COMMAND) -> float:
-    """Copy a finished run's model (no optimizer state) to ``dest`` with its measured
-    validation loss and a README.md that states it and the command that made it.
-
-    Returns the validation loss (float32, fixed batches: see :func:`validation_loss`).
-    """
-    from tinyllm.checkpoint import export_model, load_model
-
-    model, tokenizer, checkpoint = load_model(out_dir)
-    cfg = checkpoint.train_config
-    settings = {"dataset": cfg["dataset"], "val_fraction": cfg["val_fraction"], "eval_iters": 50,
-                "batch_size": 32, "seed": 0}
-    val_loss = validation_loss(model, tokenizer, **settings)
-    export_model(out_dir, dest, extra={"validation": {"val_loss": val_loss, **settings}})
-    c = checkpoint.config
-    corpus = {"shakespeare": "the embedded corpus", "tinyshakespeare": "the canonical tinyshakespeare file"}.get(
-        cfg["dataset"], "the text file")
-    size = sum(p.stat().st_size for p in Path(dest).iterdir())
-    Path(dest, "README.md").write_text(
-        f"""# {Path(dest).name}: the course's character-level Shakespeare model
-
-A GPT of {model.num_params():,} parameters ({c['n_layer']} layers, {c['n_head']} heads, n_embd {c['n_embd']},
-context of {c['block_size']} characters, vocabulary of {c['vocab_size']} characters), trained for
-{checkpoint.step:,} steps of batch {cfg['batch_size']} on {corpus} `load_text("{cfg['dataset']}")`
-(first {1 - cfg['val_fraction']:.0%} of the text; the last {cfg['val_fraction']:.0%} is held out, `train_val_split`).
-Files: {size / 1e6:.1f} MB (weights as safetensors, float32; no optimizer state).
-
-**Validation loss: {val_loss:.3f}** nats per character (float32, {settings['eval_iters']} batches of
-{settings['batch_size']} x {c['block_size']} characters from the held-out split, drawn with seed {settings['seed']};
-`tinyllm.train.validation_loss`). `tests/test_generate.py` checks this figure to 0.01.
-Last estimate during training: train loss {checkpoint.history['train_loss'][-1]:.3f},
-val loss {checkpoint.history['val_loss'][-1]:.3f}; training time {checkpoint.history['train_time'] / 60:.1f} minutes
-on a shared 2-core CPU (settings in `state-*.json`, `train_config`).
-
-Made with (from the repository root):
-
-```
-{command}
-```
-
-Load it with `tinyllm.generate.load_shipped_model()`, or sample from the shell:
-`python -m tinyllm.generate --start "ROMEO:"`.
-""",
-        encoding="utf-8",
-    )
-    return val_loss
+    return estimate_loss(model, {"val": splits["val"]}, batch_size, model.config.block_size, eval_iters, seed)["val"]
 
 
 class _StopFlag:
@@ -363,30 +373,28 @@ def _new_history() -> dict:
 # ---------------------------------------------------------------------------------------
 
 
-def train(
-    config: TrainConfig | None = None,
-    *,
-    model: GPT | None = None,
-    text: str | None = None,
-    callback=None,
-    **overrides,
-) -> dict:
+def train(config: TrainConfig | None = None, *, model: GPT | None = None, text: str | None = None,
+          conversations: dict | None = None, callback=None, **overrides) -> dict:
     """Train a GPT and return its history.
 
     ``config`` (default: the ``cpu`` preset) with ``overrides`` on top. ``model``: train this
     model in place instead of a new one (its config must match). ``text``: train on this
-    string instead of ``config.dataset``. ``callback(step, model, history, tokenizer)`` is
-    called after every evaluation (to plot or to print samples).
+    string instead of ``config.dataset``; ``conversations``: on these
+    ``{"train": [...], "val": [...]}`` (with ``dataset="chat"``). ``callback(step, model,
+    history, tokenizer)`` is called after every evaluation (to plot or to print samples).
 
     The history holds per step ``step``, ``loss``, ``lr``; per evaluation ``eval_step``,
     ``train_loss``, ``val_loss``, ``tokens_per_sec``; ``train_time`` in seconds; and
     ``interrupted`` (True when Ctrl-C stopped the run; the checkpoint was saved first).
     """
     cfg = dataclasses.replace(config or config_from_preset("cpu"), **overrides)
-    device = torch.device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device.type)
-    ctx = autocast_context(device.type, dtype)
-    log = _Logger(cfg.verbose)
+    device = pick_device(cfg.device, verbose=False)
+    ctx = autocast_context(device.type, resolve_dtype(cfg.dtype, device.type))
+
+    def say(message: str) -> None:
+        if cfg.verbose:
+            tqdm.write(message)
+            sys.stdout.flush()
 
     checkpoint = None
     if cfg.resume:
@@ -395,11 +403,17 @@ def train(
         if has_checkpoint(cfg.out_dir):
             checkpoint = load_checkpoint(cfg.out_dir)
         else:
-            log.write(f"no checkpoint in {cfg.out_dir} yet: starting from scratch")
+            say(f"no checkpoint in {cfg.out_dir} yet: starting from scratch")
 
-    text = load_text(cfg.dataset) if text is None else text
-    saved_tokenizer = tokenizer_from_dict(checkpoint.tokenizer) if checkpoint else None
-    tokenizer, splits = prepare_data(text, cfg.val_fraction, saved_tokenizer)
+    tokenizer = tokenizer_from_dict(checkpoint.tokenizer) if checkpoint else None
+    if cfg.dataset == "chat" or conversations is not None:
+        tokenizer, splits = prepare_chat(cfg, tokenizer, conversations)
+    else:
+        text = load_text(cfg.dataset) if text is None else text
+        if tokenizer is None:
+            train_text = text[: int(len(text) * (1 - cfg.val_fraction))]  # BPE never sees the held-out text
+            tokenizer = build_tokenizer(cfg.tokenizer, text if cfg.tokenizer == "char" else train_text, cfg.vocab_size)
+        tokenizer, splits = prepare_data(text, cfg.val_fraction, tokenizer)
     model_config = cfg.model_config(tokenizer.vocab_size)
 
     if model is None:
@@ -422,34 +436,33 @@ def train(
         torch.set_rng_state(checkpoint.rng["torch"])
         history = {**_new_history(), **checkpoint.history, "interrupted": False}
         step = checkpoint.step
-        log.write(f"resuming from step {step} of {cfg.out_dir}")
+        say(f"resuming from step {step} of {cfg.out_dir}")
 
     forward = torch.compile(model) if cfg.compile else model
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
-    eval_seed = cfg.seed + 1
 
     def evaluate(tokens_per_sec: float) -> None:
-        losses = estimate_loss(model, splits, cfg.batch_size, cfg.block_size, cfg.eval_iters, eval_seed, ctx)
+        losses = estimate_loss(model, splits, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, ctx)
         history["eval_step"].append(step)
         history["train_loss"].append(losses["train"])
         history["val_loss"].append(losses["val"])
         history["tokens_per_sec"].append(tokens_per_sec)
-        log.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        say(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         if callback is not None:
             callback(step, model, history, tokenizer)
 
     def save() -> None:
-        if cfg.out_dir is None:
-            return
-        rng = {"batches": generator.get_state(), "torch": torch.get_rng_state()}
-        save_checkpoint(cfg.out_dir, model, step, optimizer, tokenizer, rng, history, cfg.to_dict())
+        if cfg.out_dir is not None:
+            rng = {"batches": generator.get_state(), "torch": torch.get_rng_state()}
+            save_checkpoint(cfg.out_dir, model, step, optimizer, tokenizer, rng, history, cfg.to_dict())
 
     model.train()
     if step == 0 and cfg.eval_interval and cfg.max_iters:
         evaluate(0.0)
     checkpoint_interval = cfg.checkpoint_interval or cfg.eval_interval or cfg.max_iters
     tokens_since, time_since = 0, 0.0
-    bar = log.progress(total=cfg.max_iters, initial=step)
+    bar = tqdm(total=cfg.max_iters, initial=step, desc="training", unit="step", mininterval=0.5,
+               disable=not cfg.verbose)
     with _StopFlag() as stop:
         while step < cfg.max_iters:
             if stop.requested:
@@ -459,7 +472,7 @@ def train(
             lr = get_lr(step, cfg.lr, cfg.min_lr, cfg.warmup_iters, decay_iters)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = get_batch(splits["train"], cfg.batch_size, cfg.block_size, generator=generator)
+            x, y = _batch(splits["train"], cfg.batch_size, cfg.block_size, generator)
             x, y = x.to(device), y.to(device)
             with ctx:
                 _, loss = forward(x, y)
@@ -489,41 +502,9 @@ def train(
         if history["interrupted"]:
             save()
             where = f"; checkpoint saved in {cfg.out_dir}, continue with --resume" if cfg.out_dir else ""
-            log.write(f"interrupted at step {step}{where}")
+            say(f"interrupted at step {step}{where}")
     bar.close()
     return history
-
-
-class _Logger:
-    """Eval lines and a tqdm progress bar, or nothing when not verbose."""
-
-    def __init__(self, verbose: bool):
-        self.verbose = verbose
-
-    def write(self, message: str) -> None:
-        if self.verbose:
-            from tqdm.auto import tqdm
-
-            tqdm.write(message)
-            sys.stdout.flush()
-
-    def progress(self, total: int, initial: int):
-        if not self.verbose:
-            return _NoBar()
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, initial=initial, desc="training", unit="step", mininterval=0.5)
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def set_postfix(self, **kwargs):
-        pass
-
-    def close(self):
-        pass
 
 
 # ---------------------------------------------------------------------------------------
@@ -536,46 +517,42 @@ def _bool(text: str) -> bool:
         return True
     if text.lower() in ("0", "false", "no", "off"):
         return False
-    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """One option per :class:`TrainConfig` field, typed by the field's own annotation."""
+    def describe(name):
+        c = config_from_preset(name)
+        return f"{name} ({c.n_layer} layers, n_embd {c.n_embd}, {c.max_iters} steps of batch {c.batch_size})"
+
     parser = argparse.ArgumentParser(
         prog="python -m tinyllm.train",
-        description="Train a character-level GPT. A preset fills in every setting; options override it.",
-        epilog="presets: " + "; ".join(
-            f"{name} ({p['n_layer']} layers, n_embd {p['n_embd']}, {p['max_iters']} steps of batch {p['batch_size']})"
-            for name, p in PRESETS.items()
-        ),
+        description="Train a GPT on text or on chat conversations. A preset fills in every setting; "
+                    "options override it.",
+        epilog="presets: " + "; ".join(describe(name) for name in PRESETS),
     )
-    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="named recipe (default: cpu)")
-    # Field types are strings here (from __future__ import annotations).
-    types = {"int": int, "float": float, "str": str, "bool": _bool, "int | None": int, "str | None": str}
+    parser.add_argument("--preset", default="cpu", choices=list(PRESETS), help="named recipe (default: cpu)")
+    hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name == "verbose":
             continue
-        if f.name in ("resume", "compile"):
-            parser.add_argument(f"--{f.name}", nargs="?", const=True, default=None, type=_bool,
-                                help=f"(flag; default {f.default})")
-            continue
-        kind = types[f.type]
-        parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"(default: from the preset, else {f.default})")
+        kind = next(t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None))
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if kind is bool:
+            # "--resume" alone means true; "--mask_user false" says it explicitly.
+            parser.add_argument(f"--{f.name}", nargs="?", const=True, default=None, type=_bool, help=help_text)
+        else:
+            parser.add_argument(f"--{f.name}", type=kind, default=None, help=help_text)
     parser.add_argument("--quiet", action="store_true", help="no progress bar or eval lines")
-    parser.add_argument("--ship_to", default=None,
-                        help="when the run is complete, copy the model (without optimizer state), its measured "
-                             "validation loss and a README to this folder")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("preset", "quiet", "ship_to") and v is not None}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("preset", "quiet") and v is not None}
     try:
         cfg = config_from_preset(args.preset, verbose=not args.quiet, **overrides)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
         history = train(cfg)
     except (CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -585,12 +562,6 @@ def main(argv=None) -> int:
     if history["val_loss"]:
         print(f"done: step {history['eval_step'][-1]}, val loss {history['val_loss'][-1]:.4f}, "
               f"training time {history['train_time']:.1f} s")
-    if args.ship_to:
-        if cfg.out_dir is None:
-            print("error: --ship_to needs --out_dir", file=sys.stderr)
-            return 2
-        val_loss = ship(cfg.out_dir, args.ship_to)
-        print(f"shipped to {args.ship_to}: validation loss {val_loss:.4f}")
     return 0
 
 

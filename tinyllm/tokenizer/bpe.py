@@ -17,7 +17,7 @@ settings therefore always give the same merges, and the fast trainer
 (:mod:`tinyllm.tokenizer.bpe_reference`).
 
 The interface matches :class:`~tinyllm.tokenizer.char.CharTokenizer` (``vocab_size``,
-``encode``, ``decode``, ``token_strings``, ``save``, ``load``) and minbpe (``train``,
+``encode``, ``decode``, ``token_strings``, ``to_dict``, ``from_dict``, ``save``, ``load``) and minbpe (``train``,
 ``merges``, ``vocab``).
 """
 
@@ -324,24 +324,61 @@ class BPETokenizer:
 
     # -- saving --------------------------------------------------------------------------
 
-    def save(self, path) -> None:
-        """Save as readable JSON, one merge per line: ``{"id": 256, "pair": [101, 32], "text": ["e", " "]}``.
+    def to_dict(self) -> dict:
+        """The saved form (what :meth:`save` writes and checkpoints store): JSON-able data.
 
-        ``pair`` holds the ids that are merged (the truth); ``text`` shows them as text
-        for people and is ignored when loading.
+        Each merge is ``{"id": 256, "pair": [101, 32], "text": ["e", " "]}``: ``pair`` holds
+        the ids that are merged (the truth); ``text`` shows them for people and is ignored
+        when loading.
         """
-        header = {
+        return {
             "type": FILE_TYPE,
             "version": FILE_VERSION,
             "pattern": self.pattern_name or self.pattern,
             "vocab_size": self.vocab_size,
-            "special_tokens": self.special_tokens,
+            "special_tokens": dict(self.special_tokens),
+            "merges": [
+                {"id": new_id, "pair": [a, b], "text": [self.id_to_text(a), self.id_to_text(b)]}
+                for (a, b), new_id in self.merges.items()
+            ],
         }
-        lines = [
-            json.dumps({"id": new_id, "pair": [a, b], "text": [self.id_to_text(a), self.id_to_text(b)]}, ensure_ascii=False)
-            for (a, b), new_id in self.merges.items()
-        ]
-        head = json.dumps(header, ensure_ascii=False, indent=1)
+
+    @classmethod
+    def from_dict(cls, state) -> "BPETokenizer":
+        """Rebuild a tokenizer from :meth:`to_dict`'s output; ValueError says what is wrong."""
+        if not isinstance(state, dict) or state.get("type") != FILE_TYPE:
+            raise ValueError(f"expected a JSON object with \"type\": \"{FILE_TYPE}\"")
+        if state.get("version") != FILE_VERSION:
+            raise ValueError(f"unsupported version {state.get('version')!r} (this code reads {FILE_VERSION})")
+        entries = state.get("merges")
+        if not isinstance(entries, list):
+            raise ValueError("'merges' must be a list")
+        merges = []
+        for k, entry in enumerate(entries):
+            if not isinstance(entry, dict) or entry.get("id") != 256 + k:
+                raise ValueError(f"merge number {k} must be an object with \"id\": {256 + k}, got {entry!r}")
+            merges.append(entry.get("pair"))
+        merges = _check_merges(merges)
+        specials = state.get("special_tokens")
+        if not isinstance(specials, dict) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in specials.values()
+        ):
+            raise ValueError("'special_tokens' must be an object {string: id}")
+        first = 256 + len(merges)
+        if sorted(specials.values()) != list(range(first, first + len(specials))):
+            raise ValueError(f"special token ids must be {first}..{first + len(specials) - 1}, got {specials}")
+        ordered = sorted(specials, key=specials.get)
+        tokenizer = cls.__new__(cls)
+        tokenizer._set_state(state.get("pattern"), merges, ordered)
+        if state.get("vocab_size") != tokenizer.vocab_size:
+            raise ValueError(f"'vocab_size' is {state.get('vocab_size')!r} but the file defines {tokenizer.vocab_size} ids")
+        return tokenizer
+
+    def save(self, path) -> None:
+        """Save :meth:`to_dict` as readable JSON, one merge per line."""
+        state = self.to_dict()
+        lines = [json.dumps(entry, ensure_ascii=False) for entry in state.pop("merges")]
+        head = json.dumps(state, ensure_ascii=False, indent=1)
         body = head[:-2] + ',\n "merges": [\n  ' + ",\n  ".join(lines) + "\n ]\n}\n"
         assert json.loads(body)["merges"] is not None
         Path(path).write_text(body, encoding="utf-8")
@@ -355,35 +392,9 @@ class BPETokenizer:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path} is not a valid BPE tokenizer file (truncated or not JSON?): {exc}") from None
         try:
-            if not isinstance(state, dict) or state.get("type") != FILE_TYPE:
-                raise ValueError(f"expected a JSON object with \"type\": \"{FILE_TYPE}\"")
-            if state.get("version") != FILE_VERSION:
-                raise ValueError(f"unsupported version {state.get('version')!r} (this code reads {FILE_VERSION})")
-            entries = state.get("merges")
-            if not isinstance(entries, list):
-                raise ValueError("'merges' must be a list")
-            merges = []
-            for k, entry in enumerate(entries):
-                if not isinstance(entry, dict) or entry.get("id") != 256 + k:
-                    raise ValueError(f"merge number {k} must be an object with \"id\": {256 + k}, got {entry!r}")
-                merges.append(entry.get("pair"))
-            merges = _check_merges(merges)
-            specials = state.get("special_tokens")
-            if not isinstance(specials, dict) or not all(
-                isinstance(i, int) and not isinstance(i, bool) for i in specials.values()
-            ):
-                raise ValueError("'special_tokens' must be an object {string: id}")
-            first = 256 + len(merges)
-            if sorted(specials.values()) != list(range(first, first + len(specials))):
-                raise ValueError(f"special token ids must be {first}..{first + len(specials) - 1}, got {specials}")
-            ordered = sorted(specials, key=specials.get)
-            tokenizer = cls.__new__(cls)
-            tokenizer._set_state(state.get("pattern"), merges, ordered)
-            if state.get("vocab_size") != tokenizer.vocab_size:
-                raise ValueError(f"'vocab_size' is {state.get('vocab_size')!r} but the file defines {tokenizer.vocab_size} ids")
+            return cls.from_dict(state)
         except ValueError as exc:
             raise ValueError(f"{path} is not a valid BPE tokenizer file: {exc}") from None
-        return tokenizer
 
     def __repr__(self) -> str:
         pattern = self.pattern_name or "custom"

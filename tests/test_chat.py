@@ -1,0 +1,230 @@
+"""The chat function and command: streaming, stopping, history trimming, bad input, exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tinyllm.chat import (
+    SHIPPED_CHAT_MODEL,
+    cut_message,
+    load_chat_model,
+    prompt_ids,
+    reply,
+    stream_reply,
+    trim_history,
+)
+from tinyllm.chat_data import IM_END, IM_START, SPECIAL_TOKENS, corpus_text, make_conversations, render
+from tinyllm.model import GPTConfig, KVCache
+from tinyllm.tokenizer import BPETokenizer
+from tinyllm.train import config_from_preset, train
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    text = corpus_text(make_conversations(n=300, seed=1))
+    return BPETokenizer().train(text, 300, special_tokens=SPECIAL_TOKENS)
+
+
+@pytest.fixture(scope="module")
+def chat_dir(tmp_path_factory):
+    """A tiny chat model trained for a few steps on stand-in conversations."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("chat")
+    conversations = {"train": make_conversations(n=300, seed=1, multi_turn=0.5),
+                     "val": make_conversations(n=30, seed=2)}
+    cfg = config_from_preset("tiny", dataset="chat", tokenizer="bpe", vocab_size=300, block_size=128,
+                             max_iters=30, out_dir=str(out), verbose=False)
+    train(cfg, conversations=conversations)
+    return out
+
+
+class ScriptedModel(torch.nn.Module):
+    """Writes the tokens of ``script`` in order, whatever the input; records its inputs."""
+
+    def __init__(self, script, vocab_size, block_size=32):
+        super().__init__()
+        self.config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=1, n_head=1, n_embd=8)
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.script, self.inputs = list(script), []
+
+    def forward(self, idx, targets=None, kv_cache: KVCache | None = None):
+        self.inputs.append(idx.size(1))
+        kv_cache.update(0, torch.zeros(1, 1, idx.size(1), 1), torch.zeros(1, 1, idx.size(1), 1))
+        logits = torch.zeros(1, 1, self.config.vocab_size)
+        logits[0, 0, self.script[min(len(self.inputs) - 1, len(self.script) - 1)]] = 100.0
+        return logits, None
+
+
+def _scripted(tokenizer, text, end=IM_END, block_size=64):
+    ids = tokenizer.encode(text) + ([tokenizer.special_tokens[end]] if end else [])
+    return ScriptedModel(ids, tokenizer.vocab_size, block_size)
+
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+def test_reply_stops_at_the_end_of_turn_and_streams_with_the_kv_cache(tokenizer):
+    model = _scripted(tokenizer, "i eat flakes.")
+    pieces = list(stream_reply(model, tokenizer, HI, max_new_tokens=30))
+    assert "".join(pieces) == "i eat flakes." and len(pieces) > 1
+    n_prompt = len(prompt_ids(tokenizer, HI))
+    assert model.inputs[0] == n_prompt and set(model.inputs[1:]) == {1}  # one token per step after the prompt
+    raw = reply(_scripted(tokenizer, "i eat flakes."), tokenizer, HI, max_new_tokens=30, raw=True)
+    assert raw == "i eat flakes." + IM_END
+
+
+def test_a_new_turn_written_by_the_model_is_cut_for_people_and_shown_raw(tokenizer):
+    model = _scripted(tokenizer, "yes.", end=IM_START)
+    assert reply(model, tokenizer, HI) == "yes."
+    model = _scripted(tokenizer, "yes.", end=IM_START)
+    assert reply(model, tokenizer, HI, max_new_tokens=len(tokenizer.encode("yes.")) + 1, raw=True) == "yes." + IM_START
+
+
+def test_reply_stops_at_max_new_tokens_and_when_the_context_is_full(tokenizer):
+    text = "bubbles " * 20
+    assert len(reply(_scripted(tokenizer, text, end=None), tokenizer, HI, max_new_tokens=3)) < len(text)
+    model = _scripted(tokenizer, text, end=None, block_size=len(prompt_ids(tokenizer, HI)) + 4)
+    reply(model, tokenizer, HI, max_new_tokens=30)
+    assert sum(model.inputs) == model.config.block_size  # never past the context window
+
+
+def test_a_character_split_across_tokens_is_streamed_whole(tokenizer):
+    ids = list("é".encode("utf-8")) + [tokenizer.special_tokens[IM_END]]  # two byte tokens
+    pieces = list(stream_reply(ScriptedModel(ids, tokenizer.vocab_size, 64), tokenizer, HI))
+    assert pieces == ["é"]
+
+
+def test_trim_history_drops_the_oldest_turns_and_keeps_the_system_prompt(tokenizer):
+    system = {"role": "system", "content": "you are a fish."}
+    turns = []
+    for k in range(6):
+        turns += [{"role": "user", "content": f"question number {k}"}, {"role": "assistant", "content": f"answer {k}"}]
+    messages = [system] + turns + [{"role": "user", "content": "last one"}]
+    full = len(prompt_ids(tokenizer, messages))
+    kept, dropped = trim_history(tokenizer, messages, block_size=full - 10 + 16, max_new_tokens=16)
+    assert dropped > 0 and dropped % 2 == 0 and kept[0] == system and kept[-1] == messages[-1]
+    assert kept[1:] == messages[1 + dropped:]
+    assert len(prompt_ids(tokenizer, kept)) <= full - 10
+    assert trim_history(tokenizer, messages, full + 16, 16) == (messages, 0)
+    with pytest.raises(ValueError, match="the last message alone"):
+        trim_history(tokenizer, [{"role": "user", "content": "word " * 200}], 64, 16)
+
+
+def test_cut_message_keeps_the_first_tokens_and_treats_markers_as_text(tokenizer):
+    text, was_cut = cut_message(tokenizer, "bubbles " * 100, 10)
+    assert was_cut and len(tokenizer.encode(text)) <= 10 and ("bubbles " * 100).startswith(text)
+    assert cut_message(tokenizer, f"{IM_START}user", 50) == (f"{IM_START}user", False)
+
+
+def test_same_seed_same_reply(chat_dir):
+    model, tokenizer = load_chat_model(chat_dir)
+    a, b = (reply(model, tokenizer, HI, seed=3, max_new_tokens=12) for _ in range(2))
+    c = reply(model, tokenizer, HI, seed=4, max_new_tokens=12, temperature=2.0, top_k=None, top_p=None)
+    assert a == b and a != c
+
+
+def test_bad_arguments_raise_value_errors(chat_dir, tokenizer):
+    model, tokenizer = load_chat_model(chat_dir)
+    with pytest.raises(ValueError, match="temperature"):
+        reply(model, tokenizer, HI, temperature=0)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        reply(model, tokenizer, HI, max_new_tokens=0)
+    with pytest.raises(ValueError, match="role"):
+        reply(model, tokenizer, [{"role": "fish", "content": "hi"}])
+    with pytest.raises(ValueError, match="trim_history"):
+        reply(model, tokenizer, [{"role": "user", "content": "bubbles " * 80}])
+
+
+def _chat(chat_dir, stdin: bytes, *args, timeout=120):
+    cmd = [sys.executable, "-m", "tinyllm.chat", "--out_dir", str(chat_dir), "--seed", "0",
+           "--max_new_tokens", "20", *args]
+    return subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, env=ENV)
+
+
+def test_two_turns_in_two_replies_out(chat_dir):
+    done = _chat(chat_dir, b"hi\nwhat do you eat?\n")  # then end of input, as Ctrl-D
+    assert done.returncode == 0, done.stderr.decode()
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 2 and all(line.startswith("guppy> ") for line in lines), lines
+    assert b"Traceback" not in done.stderr
+
+
+def test_bad_input_is_handled(chat_dir):
+    long_message = b"bubbles " * 200
+    done = _chat(chat_dir, b"\n   \nhi \xff\xfe there\n" + long_message + b"\n/reset\n/quit\nnever read\n")
+    assert done.returncode == 0, done.stderr.decode()
+    out = done.stdout.decode()
+    assert out.count("guppy> ") == 2  # the empty lines are ignored; nothing after /quit
+    assert "were not UTF-8" in out and "was cut to its first" in out and "(conversation reset)" in out
+
+
+def test_old_turns_are_dropped_with_a_notice(chat_dir):
+    done = _chat(chat_dir, b"".join(b"tell me about your home and your friends please\n" for _ in range(8)))
+    assert done.returncode == 0 and "oldest message" in done.stdout.decode()
+
+
+def test_prompt_answers_once_and_exits(chat_dir):
+    done = _chat(chat_dir, b"", "--prompt", "hello")
+    assert done.returncode == 0 and done.stdout.decode().count("guppy> ") == 1
+
+
+def test_ctrl_c_exits_cleanly(chat_dir):
+    cmd = [sys.executable, "-m", "tinyllm.chat", "--out_dir", str(chat_dir), "--seed", "0", "--max_new_tokens", "5"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    proc.stdin.write(b"hi\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().startswith(b"guppy> ")  # it answered and waits for the next line
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode()
+
+
+def test_a_folder_without_a_chat_model_is_an_error(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tinyllm.chat", "--out_dir", str(tmp_path), "--prompt", "hi"],
+                          capture_output=True, env=ENV, timeout=120)
+    assert done.returncode == 1 and b"error: no checkpoint" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_eval_prints_a_table_per_category(chat_dir):
+    done = _chat(chat_dir, b"", "--eval", "--max_new_tokens", "4")
+    assert done.returncode == 0, done.stderr.decode()
+    out = done.stdout.decode()
+    for row in ("seen", "unseen", "multi-turn", "total"):
+        assert f"\n{row} " in out, out
+
+
+# ---------------------------------------------------------------------------------------
+# The shipped assistant
+# ---------------------------------------------------------------------------------------
+
+
+def test_the_shipped_assistant_is_small_and_the_default():
+    size = sum(p.stat().st_size for p in SHIPPED_CHAT_MODEL.iterdir())
+    assert size <= 10 * 1024 * 1024
+    model, tokenizer = load_chat_model()
+    assert IM_END in tokenizer.special_tokens and model.config.mlp == "relu"
+    assert (SHIPPED_CHAT_MODEL / "README.md").is_file()
+
+
+def test_the_shipped_assistants_stated_scores_are_reproduced():
+    """The README's eval table comes from the manifest; running the eval again gives it."""
+    from tinyllm import chat_eval
+
+    state = json.loads(next(SHIPPED_CHAT_MODEL.glob("state-*.json")).read_text())
+    stated = state["extra"]["eval"]
+    model, tokenizer = load_chat_model()
+    settings = stated["settings"]
+    report = chat_eval.run_eval(lambda m: reply(model, tokenizer, m, raw=True, **settings),
+                                chat_eval.eval_cases(persona="guppy"))
+    assert report["total"] == stated["total"]
+    assert report["total"]["passed"] > 0.5  # it talks: most replies pass every check

@@ -1,0 +1,211 @@
+"""Chat data: deterministic personas and topics, the chat template, the loss mask, splits."""
+
+import re
+
+import pytest
+
+from tinyllm import chat_data as cd
+from tinyllm.tokenizer import BPETokenizer
+
+FOLLOWUP_TEXTS = {q for spec in cd.TOPICS.values() for asked, _, _ in spec["follow"]
+                  for q in cd.FOLLOWUP_ALIASES.get(asked, [asked])}
+
+
+@pytest.fixture(scope="module")
+def tok():
+    text = cd.corpus_text(cd.make_conversations("guppy", 400, seed=1, system_prompt=True)
+                          + cd.make_conversations("hamster", 400, seed=1))
+    return BPETokenizer().train(text, 600, special_tokens=cd.SPECIAL_TOKENS)
+
+
+def topic_questions(conversations):
+    """The user messages that open a topic (follow-ups such as "why?" are shared by all splits)."""
+    return {m["content"] for c in conversations for m in c if m["role"] == "user"
+            and m["content"] not in FOLLOWUP_TEXTS}
+
+
+# -- the generator ---------------------------------------------------------------------
+
+
+def test_same_seed_same_conversations_other_seed_others():
+    a = cd.make_conversations("guppy", 300, seed=3, multi_turn=0.5)
+    assert a == cd.make_conversations("guppy", 300, seed=3, multi_turn=0.5)
+    assert a != cd.make_conversations("guppy", 300, seed=4, multi_turn=0.5)
+    assert cd.chat_dataset(n=500, seed=2) == cd.chat_dataset(n=500, seed=2)
+
+
+def test_at_least_40_topics_each_with_held_out_and_seen_templates_and_a_follow_up():
+    assert len(cd.TOPICS) >= 40
+    for name, spec in cd.TOPICS.items():
+        held = [i for i in range(len(spec["ask"])) if cd.is_held_out(name, i)]
+        assert held and len(held) < len(spec["ask"]), name
+        assert spec["say"] and spec["follow"], name
+
+
+def test_every_persona_fills_every_slot_of_every_template():
+    assert len(cd.PERSONAS) >= 2
+    for persona in cd.PERSONAS:
+        convs = cd.make_conversations(persona, 3000, seed=0, multi_turn=1.0, system_prompt=True)
+        convs += cd.make_conversations(persona, 1000, seed=0, unseen=True)
+        for c in convs:
+            for m in c:
+                assert "{" not in m["content"] and "}" not in m["content"], m
+
+
+def test_text_is_lower_case_and_roles_alternate():
+    for c in cd.make_conversations("hamster", 500, seed=0, multi_turn=0.6, system_prompt=True):
+        assert c[0]["role"] == "system"
+        roles = [m["role"] for m in c[1:]]
+        assert roles == ["user", "assistant"] * (len(roles) // 2)
+        for m in c:
+            assert m["content"] == m["content"].lower(), m
+
+
+def test_multi_turn_fraction_and_follow_ups_refer_back():
+    single = cd.make_conversations(n=200, seed=0, multi_turn=0.0)
+    assert all(len(c) == 2 for c in single)
+    multi = cd.make_conversations(n=200, seed=0, multi_turn=1.0)
+    assert all(len(c) in (4, 6) for c in multi)
+    followed = [c for c in multi if c[2]["content"] in FOLLOWUP_TEXTS]
+    assert len(followed) > 100  # most second turns ask about the first one
+
+
+def test_every_answer_mentions_its_topic_and_follow_ups_their_keywords():
+    # The eval's keyword check must pass on the training answers themselves.
+    rng = __import__("random").Random(0)
+    for persona in cd.PERSONAS:
+        pools = cd._pools(persona)
+        for topic, spec in cd.TOPICS.items():
+            words = cd.topic_keywords(topic, persona)
+            for template in spec["say"]:
+                for _ in range(5):
+                    answer = cd._fill(template, cd._Values(rng, pools))
+                    assert cd.mentions(answer, words), (persona, topic, answer)
+            for asked, answers, keys in spec["follow"]:
+                words = cd.topic_keywords(topic, persona, keys)
+                for template in answers:
+                    for _ in range(5):
+                        answer = cd._fill(template, cd._Values(rng, pools))
+                        assert cd.mentions(answer, words), (persona, topic, asked, answer)
+
+
+def test_mentions_matches_whole_words_only():
+    assert cd.mentions("i have fins.", ["fins"])
+    assert not cd.mentions("i finish", ["fin"])
+    assert cd.mentions("brine shrimp!", ["brine shrimp"])
+
+
+def test_swapping_the_persona_is_one_argument():
+    fish = cd.corpus_text(cd.make_conversations("guppy", 500, seed=0))
+    hamster = cd.corpus_text(cd.make_conversations("hamster", 500, seed=0))
+    for word in cd.PERSONAS["guppy"]["markers"]:
+        assert not re.search(rf"\b{word}\b", hamster), word
+    for word in cd.PERSONAS["hamster"]["markers"]:
+        assert not re.search(rf"\b{word}\b", fish), word
+    assert "guppy" in fish and "nibbles" in hamster
+
+
+def test_system_prompt_none_true_or_text():
+    assert all(c[0]["role"] == "user" for c in cd.make_conversations(n=20))
+    own = cd.make_conversations("hamster", 20, system_prompt=True)
+    assert all(c[0] == {"role": "system", "content": cd.PERSONAS["hamster"]["system"]} for c in own)
+    mine = cd.make_conversations(n=5, system_prompt="be brief.")
+    assert all(c[0]["content"] == "be brief." for c in mine)
+
+
+# -- splits ----------------------------------------------------------------------------
+
+
+def test_unseen_templates_and_val_questions_never_appear_in_training():
+    data = cd.chat_dataset("guppy", n=6000, seed=0, multi_turn=0.5)
+    assert len(data["unseen"]) == 600 and len(data["train"]) + len(data["val"]) == 6000
+    assert 0.05 < len(data["val"]) / 6000 < 0.2
+    train = topic_questions(data["train"])
+    assert not any(cd.in_val(q) for q in train)
+    assert all(any(cd.in_val(q) for q in topic_questions([c])) for c in data["val"])
+    assert not train & topic_questions(data["unseen"])
+    # Unseen questions come from held-out templates only: none of them is a seen template.
+    prefixes = sorted({p.format(name="guppy") for p in cd.USER_PREFIXES if p}, key=len)
+    pools = cd._pools("guppy")
+    slot = lambda m: "(?:" + "|".join(re.escape(v) for v in pools[m.group(1)]) + ")"  # noqa: E731
+    seen = [re.sub(r"\\\{(\w+)\\\}", slot, re.escape(t)) for name, spec in cd.TOPICS.items()
+            for i, t in enumerate(spec["ask"]) if not cd.is_held_out(name, i)]
+    seen = re.compile("(?:" + "|".join(re.escape(p) for p in prefixes) + ")?(?:" + "|".join(seen) + ")")
+    unseen = topic_questions(data["unseen"])
+    assert len(unseen) > 50
+    for q in unseen:
+        assert not seen.fullmatch(q), q
+    assert seen.fullmatch("hey guppy, do you like flakes?")  # the pattern itself can match
+
+
+# -- the template and the mask -----------------------------------------------------------
+
+CHAT = [
+    {"role": "system", "content": "be a fish."},
+    {"role": "user", "content": "hi"},
+    {"role": "assistant", "content": "hello!"},
+    {"role": "user", "content": "why?"},
+    {"role": "assistant", "content": "because."},
+]
+
+
+def test_render_is_chatml():
+    assert cd.render(CHAT[:3]) == (
+        "<|im_start|>system\nbe a fish.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+        "<|im_start|>assistant\nhello!<|im_end|>\n"
+    )
+    assert cd.render(CHAT[1:2], add_generation_prompt=True) == (
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert cd.render([]) == ""
+
+
+def test_encode_chat_learns_only_the_assistants_words_and_its_end(tok):
+    ids, labels = cd.encode_chat(tok, CHAT)
+    assert ids == tok.encode(cd.render(CHAT), allowed_special="all")
+    assert len(labels) == len(ids)
+    learned = [i for i, label in zip(ids, labels) if label != cd.IGNORE_INDEX]
+    assert all(label in (i, cd.IGNORE_INDEX) for i, label in zip(ids, labels))
+    assert tok.decode(learned) == "hello!<|im_end|>because.<|im_end|>"
+    start = tok.special_tokens[cd.IM_START]
+    assert all(label == cd.IGNORE_INDEX for i, label in zip(ids, labels) if i == start)
+
+
+@pytest.mark.parametrize("content", ["  two spaces first", "\nnew line first", "ends with space ",
+                                     "émoji 🐟"])
+def test_encode_chat_ids_equal_the_rendered_text_for_awkward_content(tok, content):
+    chat = [{"role": "user", "content": content}, {"role": "assistant", "content": content}]
+    ids, labels = cd.encode_chat(tok, chat)
+    assert ids == tok.encode(cd.render(chat), allowed_special="all")
+    learned = tok.decode_bytes([i for i, label in zip(ids, labels) if label != cd.IGNORE_INDEX])
+    # A token may straddle the header's newline and the content; it then counts.
+    assert learned.decode("utf-8").endswith(content + cd.IM_END)
+    assert len(learned) <= len((content + cd.IM_END).encode()) + 1
+
+
+def test_a_conversation_with_no_assistant_turn_learns_nothing(tok):
+    _, labels = cd.encode_chat(tok, CHAT[:2])
+    assert set(labels) == {cd.IGNORE_INDEX}
+
+
+def test_stats_count_duplicates_and_tokens(tok):
+    convs = cd.make_conversations(n=300, seed=0, multi_turn=0.0)
+    s = cd.stats(convs + convs[:10], tok)
+    unique = len({cd.render(c) for c in convs})
+    assert s["conversations"] == 310 and s["unique"] == unique
+    assert s["duplicates"] == 310 - unique
+    assert s["tokens"] == sum(len(cd.encode_chat(tok, c)[0]) for c in convs + convs[:10])
+    assert "tokens" not in cd.stats(convs)
+
+
+def test_bad_input_raises_value_error_naming_it():
+    with pytest.raises(ValueError, match="persona"):
+        cd.make_conversations("shark")
+    with pytest.raises(ValueError, match="n must be"):
+        cd.make_conversations(n=-1)
+    with pytest.raises(ValueError, match="multi_turn"):
+        cd.make_conversations(multi_turn=2)
+    with pytest.raises(ValueError, match="role"):
+        cd.render([{"role": "robot", "content": "x"}])
+    with pytest.raises(ValueError, match="system_prompt"):
+        cd.make_conversations(system_prompt=3)
