@@ -4,7 +4,7 @@ The child (:mod:`tinyllm.grading.runner` and the notebook's kernel under it) run
 
 - in its own session and process group, in a fresh working folder that is also its HOME
   and TMPDIR, with a small environment (no variables of the teacher's shell);
-- under ``resource`` limits it sets on itself before anything else: address space
+- under ``resource`` limits it sets on itself before anything else: data memory
   (a runaway allocation raises ``MemoryError`` in the cell that made it), file size
   (a huge file fails to write), no core files, and a process count where the kernel
   enforces one (``RLIMIT_NPROC`` is not enforced for root);
@@ -37,7 +37,7 @@ GiB, MiB = 1 << 30, 1 << 20
 @dataclass
 class Limits:
     seconds: float = 240.0  # the whole run, kernel start included
-    memory_bytes: int = 3 * GiB  # per process (address space) and all processes (resident)
+    memory_bytes: int = 3 * GiB  # per process (data) and all processes (proportional resident)
     disk_bytes: int = 512 * MiB  # the working folder (any one file: half of it)
     processes: int = 24  # processes alive at once (threads not counted)
     poll_seconds: float = 0.1
@@ -55,7 +55,8 @@ class Outcome:
 def apply_limits(limits: dict) -> None:
     """In the child, first thing: set the resource limits, then drop to ``uid`` if given."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"], limits["memory_bytes"]))
+    # Data, not address space: a CUDA build of torch (Colab's) maps gigabytes of libraries.
+    resource.setrlimit(resource.RLIMIT_DATA, (limits["memory_bytes"], limits["memory_bytes"]))
     # One file may fill half the folder: a too-big file then fails to write (a note says so)
     # before the whole folder goes over its limit and the run is stopped.
     file_bytes = limits["disk_bytes"] // 2
