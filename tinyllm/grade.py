@@ -366,8 +366,14 @@ def grade(
             error = f"the notebook could not be graded: {tail or f'exit code {outcome.returncode}'}"
         if error is None and not (work / "status.json").is_file():
             error = "the notebook could not be graded: the grading run ended without a result"
-        missing = error or "the notebook's run ended before these tests ran"
-        graded = replay(tests, work / "record", missing + " (`{name}` was not graded)")
+        if error:
+            missing, not_called = error, error + " (`{name}` was not graded)"
+        else:
+            missing = ("the graded run made no record of this question's tests: the notebook "
+                       "changed the grader or its tests, or hit a limit (graded 0)")
+            not_called = ("the graded run has no record of this call of `{name}`: the notebook "
+                          "changed the grader or its tests (graded 0)")
+        graded = replay(tests, work / "record", not_called)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     questions = []
