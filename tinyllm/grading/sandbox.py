@@ -27,6 +27,7 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,13 +246,30 @@ def folder_size(path: Path, max_entries: int = 20_000) -> tuple[int, int]:
     return total, entries
 
 
+def read_file(path: Path, limit: int) -> bytes | None:
+    """At most ``limit`` bytes of a regular file the run wrote, never through a symlink.
+
+    The run may replace its files by links to the teacher's files; those are not read.
+    """
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        return f.read(limit)
+
+
 def run(cmd: list[str], work: Path, env: dict, limits: Limits) -> Outcome:
     """Run ``cmd`` in ``work`` under the watchdog; never raises for what the child does."""
     start = time.monotonic()
-    log_path = work / "runner.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+    # The parent keeps the log open and reads it back through its own descriptor.
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
     tree = _Tree(proc.pid)
     stopped = None
     peak_rss = peak_procs = 0
@@ -283,10 +301,8 @@ def run(cmd: list[str], work: Path, env: dict, limits: Limits) -> Outcome:
             break
     tree.kill()  # whatever is left: the kernel after a crash, sleeping children
     proc.wait()
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(max(0, os.path.getsize(log_path) - 20_000))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        text = ""
+    log.seek(0, os.SEEK_END)
+    log.seek(max(0, log.tell() - 20_000))
+    text = log.read().decode("utf-8", "replace")
+    log.close()
     return Outcome(proc.returncode, text, stopped, peak_rss, peak_procs)
