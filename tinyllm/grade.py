@@ -364,10 +364,16 @@ def grade(
         if error is None and outcome.returncode != 0:
             tail = " / ".join(outcome.log.strip().splitlines()[-3:])
             error = f"the notebook could not be graded: {tail or f'exit code {outcome.returncode}'}"
-        if error is None and not (work / "status.json").is_file():
+        if error is None and sandbox.read_file(work / "status.json", 1) is None:
             error = "the notebook could not be graded: the grading run ended without a result"
-        missing = error or "the notebook's run ended before these tests ran"
-        graded = replay(tests, work / "record", missing + " (`{name}` was not graded)")
+        if error:
+            missing, not_called = error, error + " (`{name}` was not graded)"
+        else:
+            missing = ("the graded run made no record of this question's tests: the notebook "
+                       "changed the grader or its tests, or hit a limit (graded 0)")
+            not_called = ("the graded run has no record of this call of `{name}`: the notebook "
+                          "changed the grader or its tests (graded 0)")
+        graded = replay(tests, work / "record", not_called)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     questions = []
@@ -385,8 +391,10 @@ def grade(
 
 def _read_status(path: Path) -> dict:
     """The runner's status file (written by the sandbox: only its message is used)."""
+    from tinyllm.grading.sandbox import read_file
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8")[:10_000])
+        data = json.loads((read_file(path, 10_000) or b"{}").decode("utf-8", "replace"))
         error, notes = data.get("error"), data.get("notes") or []
         return {"error": str(error)[:500] if error else None, "notes": [str(n)[:300] for n in list(notes)[:10]]}
     except (OSError, ValueError, AttributeError, TypeError):
@@ -395,7 +403,10 @@ def _read_status(path: Path) -> dict:
 
 def _read_status_notes(path: Path) -> list[str]:
     try:
-        return [str(n)[:300] for n in list(json.loads(path.read_text(encoding="utf-8")[:10_000]))[:10]]
+        from tinyllm.grading.sandbox import read_file
+
+        raw = (read_file(path, 10_000) or b"[]").decode("utf-8", "replace")
+        return [str(n)[:300] for n in list(json.loads(raw))[:10]]
     except (OSError, ValueError, TypeError):
         return []
 

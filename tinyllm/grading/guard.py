@@ -1,8 +1,8 @@
 """Limits installed inside the kernel of a notebook being graded.
 
-The grader inserts ``install(...)`` as the notebook's first cell before otter runs it. Then
+The grader inserts ``install(...)`` as the notebook's first cell before it runs it. Then
 
-- every cell (a learner's cell, or the cell in which otter runs a question's tests) has a
+- every cell (a learner's cell, or the cell in which a question's tests are recorded) has a
   time limit: when it runs out, ``CellTimeout`` is raised where the code is, the cell fails
   and grading goes on with the next one. The alarm re-arms itself every ``RETRY_SECONDS``
   until the cell ends, so a test that calls a looping function a second time is stopped too.

@@ -246,8 +246,15 @@ def record_question(tests: dict[str, str], question: str, out: str, seconds: flo
 
 def load_recording(path: Path) -> tuple[dict, dict] | None:
     """(calls, learner data) recorded for one question, or None without a readable record."""
+    import io
+
+    from tinyllm.grading.sandbox import read_file
+
+    raw = read_file(Path(path), 1 << 30)
+    if raw is None:
+        return None
     try:
-        data = torch.load(path, weights_only=True, map_location="cpu")
+        data = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
         calls, params = data["calls"], data.get("params", {})
         if not isinstance(calls, dict) or not isinstance(params, dict):
             return None

@@ -4,7 +4,7 @@ The child (:mod:`tinyllm.grading.runner` and the notebook's kernel under it) run
 
 - in its own session and process group, in a fresh working folder that is also its HOME
   and TMPDIR, with a small environment (no variables of the teacher's shell);
-- under ``resource`` limits it sets on itself before anything else: address space
+- under ``resource`` limits it sets on itself before anything else: data memory
   (a runaway allocation raises ``MemoryError`` in the cell that made it), file size
   (a huge file fails to write), no core files, and a process count where the kernel
   enforces one (``RLIMIT_NPROC`` is not enforced for root);
@@ -27,6 +27,7 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ GiB, MiB = 1 << 30, 1 << 20
 @dataclass
 class Limits:
     seconds: float = 240.0  # the whole run, kernel start included
-    memory_bytes: int = 3 * GiB  # per process (address space) and all processes (resident)
+    memory_bytes: int = 3 * GiB  # per process (data) and all processes (proportional resident)
     disk_bytes: int = 512 * MiB  # the working folder (any one file: half of it)
     processes: int = 24  # processes alive at once (threads not counted)
     poll_seconds: float = 0.1
@@ -55,7 +56,8 @@ class Outcome:
 def apply_limits(limits: dict) -> None:
     """In the child, first thing: set the resource limits, then drop to ``uid`` if given."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"], limits["memory_bytes"]))
+    # Data, not address space: a CUDA build of torch (Colab's) maps gigabytes of libraries.
+    resource.setrlimit(resource.RLIMIT_DATA, (limits["memory_bytes"], limits["memory_bytes"]))
     # One file may fill half the folder: a too-big file then fails to write (a note says so)
     # before the whole folder goes over its limit and the run is stopped.
     file_bytes = limits["disk_bytes"] // 2
@@ -244,13 +246,30 @@ def folder_size(path: Path, max_entries: int = 20_000) -> tuple[int, int]:
     return total, entries
 
 
+def read_file(path: Path, limit: int) -> bytes | None:
+    """At most ``limit`` bytes of a regular file the run wrote, never through a symlink.
+
+    The run may replace its files by links to the teacher's files; those are not read.
+    """
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        return f.read(limit)
+
+
 def run(cmd: list[str], work: Path, env: dict, limits: Limits) -> Outcome:
     """Run ``cmd`` in ``work`` under the watchdog; never raises for what the child does."""
     start = time.monotonic()
-    log_path = work / "runner.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+    # The parent keeps the log open and reads it back through its own descriptor.
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
     tree = _Tree(proc.pid)
     stopped = None
     peak_rss = peak_procs = 0
@@ -282,10 +301,8 @@ def run(cmd: list[str], work: Path, env: dict, limits: Limits) -> Outcome:
             break
     tree.kill()  # whatever is left: the kernel after a crash, sleeping children
     proc.wait()
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(max(0, os.path.getsize(log_path) - 20_000))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        text = ""
+    log.seek(0, os.SEEK_END)
+    log.seek(max(0, log.tell() - 20_000))
+    text = log.read().decode("utf-8", "replace")
+    log.close()
     return Outcome(proc.returncode, text, stopped, peak_rss, peak_procs)
