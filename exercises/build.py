@@ -27,7 +27,8 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tinyllm.course import SETUP_CELL_FIRST_LINE, colab_setup_source  # noqa: E402
+from scripts.sync_notebooks import sync  # noqa: E402
+from tinyllm.course import ROOT  # noqa: E402
 from tinyllm.grade import GRADING_CELL_FIRST_LINE  # noqa: E402
 from tinyllm.grading.build import (  # noqa: E402
     ASSIGNMENTS_DIR,
@@ -46,16 +47,19 @@ from tinyllm.grading.build import (  # noqa: E402
 
 
 def sync_setup_cell(source: Path) -> None:
-    """Make the source's first code cell the course's Colab setup cell (from _config.yml)."""
+    """Make the source's first code cell the course's Colab setup cell and its links absolute.
+
+    The same rewrite as ``scripts/sync_notebooks.py``, so the learner notebooks that otter
+    assign makes from the source need no second pass.
+    """
     nb = nbformat.read(source, as_version=4)
-    first = next(c for c in nb.cells if c.cell_type == "code")
-    expected = colab_setup_source()
-    if first.source != expected:
-        if not first.source.startswith(SETUP_CELL_FIRST_LINE):
-            raise SystemExit(f"{source}: the first code cell must be the Colab setup cell")
-        first.source = expected
+    try:
+        changed = sync(nb, source.relative_to(ROOT).as_posix())
+    except ValueError as exc:
+        raise SystemExit(f"{source}: {exc}") from exc
+    if changed:
         nbformat.write(nb, source)
-        print(f"updated the Colab setup cell of {source.name}")
+        print(f"updated the Colab setup cell or links of {source.name}")
 
 
 def grading_cell_source(name: str) -> str:

@@ -34,12 +34,20 @@ MAP: dict[str, tuple[str, str, str]] = {
     "widgets/tokenizer_explorer.py": ("03", "test_widget_tokenizer.py", "type text, see its tokens"),
     "widgets/attention_explorer.py": ("05, 09", "test_widget_attention.py", "a model's attention weights"),
     "widgets/sampling_playground.py": ("09", "test_widget_sampling.py", "sampling knobs and their text"),
-    "export.py": ("-", "test_export.py", "the model as a Hugging Face transformers GPT-2"),
+    "trace.py": ("10", "test_trace.py", "one forward pass kept whole: logit lens, head scores, ablation"),
+    "widgets/layer_explorer.py": ("10", "test_widget_layer_explorer.py", "the logit lens and heads for a position"),
+    "chat_data.py": ("12", "test_chat_data.py", "synthetic persona conversations, the chat template, loss mask"),
+    "batching.py": ("12", "test_batching.py", "chat batches by padding or packing"),
+    "chat.py": ("12", "test_chat.py", "replies with the KV cache, history trimming, `python -m tinyllm.chat`"),
+    "chat_eval.py": ("12", "test_chat_eval.py", "the scored chat evaluation"),
+    "widgets/chat.py": ("12", "test_widget_chat.py", "a chat box for a model"),
+    "export.py": ("07, 14", "test_export.py", "to and from Hugging Face transformers GPT-2"),
+    "export_onnx.py": ("14", "test_export_onnx.py, test_web_page.py", "ONNX export, int8, greedy with onnxruntime"),
     "device.py": ("-", "test_device.py", "CPU, CUDA or MPS (`--device auto`)"),
     "files.py": ("-", "test_checkpoint.py", "atomic writes and sha256 (below the data flow)"),
     "course.py": ("-", "test_course.py, test_notebooks.py", "Colab setup cells and links from `_config.yml`"),
     "grade.py": ("exercises", "test_grade.py, test_exercises.py", "`python -m tinyllm.grade`"),
-    "grading/": ("exercises", "test_grade.py, test_exercises.py", "checks, guard, runner, build"),
+    "grading/": ("exercises", "test_grade.py, test_exercises.py", "checks, record and replay, sandbox, flags, build"),
 }
 
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +20,7 @@ from tinyllm.chat import (
     stream_reply,
     trim_history,
 )
-from tinyllm.chat_data import IM_END, IM_START, SPECIAL_TOKENS, corpus_text, make_conversations, render
+from tinyllm.chat_data import IM_END, IM_START, SPECIAL_TOKENS, corpus_text, make_conversations
 from tinyllm.model import GPTConfig, KVCache
 from tinyllm.tokenizer import BPETokenizer
 from tinyllm.train import config_from_preset, train
@@ -99,7 +98,7 @@ def test_reply_stops_at_max_new_tokens_and_when_the_context_is_full(tokenizer):
 
 
 def test_a_character_split_across_tokens_is_streamed_whole(tokenizer):
-    ids = list("é".encode("utf-8")) + [tokenizer.special_tokens[IM_END]]  # two byte tokens
+    ids = list("é".encode()) + [tokenizer.special_tokens[IM_END]]  # two byte tokens
     pieces = list(stream_reply(ScriptedModel(ids, tokenizer.vocab_size, 64), tokenizer, HI))
     assert pieces == ["é"]
 

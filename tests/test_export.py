@@ -147,6 +147,12 @@ def test_from_transformers_gives_identical_logits(activation):
     assert isinstance(model, GPT) and not model.training
     assert model.lm_head.weight is model.transformer.wte.weight  # tied, as in GPT-2
     idx = tokens()
+    with torch.no_grad():
+        ours, _ = model(idx, all_logits=True)
+        theirs = hf(idx).logits
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
 def test_guppylm_style_relu_mlp_exports_exactly(tmp_path):
     # GuppyLM's MLP: ReLU and a hidden width that is not 4 * n_embd (here 3 * 64).
     model = random_gpt(seed=1, mlp="relu", mlp_hidden=192)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tinyllm.checkpoint import CheckpointError, load_checkpoint
-from tinyllm.train import PRESETS, build_parser, config_from_preset, get_lr, train
+from tinyllm.train import build_parser, config_from_preset, get_lr, train
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 60
 

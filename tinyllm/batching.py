@@ -45,9 +45,12 @@ class ChatBatches:
                 )
         self.mode = mode
         self.pad_id = pad_id
-        self.examples = [(torch.tensor(i, dtype=torch.long), torch.tensor(l, dtype=torch.long)) for i, l in examples]
+        self.examples = [
+            (torch.tensor(ids, dtype=torch.long), torch.tensor(labels, dtype=torch.long))
+            for ids, labels in examples
+        ]
         self.ids = torch.cat([i for i, _ in self.examples])
-        self.labels = torch.cat([l for _, l in self.examples])
+        self.labels = torch.cat([labels for _, labels in self.examples])
 
     def __len__(self) -> int:
         return len(self.examples)

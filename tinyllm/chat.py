@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import codecs
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 
 from tinyllm.sampling import check_sampling_args, sample_next
 
-
 # Targets with this value are left out of the loss (PyTorch's and Hugging Face's convention).
 IGNORE_INDEX = -100
 

@@ -46,8 +46,14 @@ import torch
 from tqdm.auto import tqdm
 
 from tinyllm.batching import MODES, ChatBatches, unmasked
-from tinyllm.checkpoint import CheckpointError, check_config_matches, has_checkpoint, load_checkpoint, save_checkpoint
-from tinyllm.checkpoint import tokenizer_from_dict
+from tinyllm.checkpoint import (
+    CheckpointError,
+    check_config_matches,
+    has_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    tokenizer_from_dict,
+)
 from tinyllm.data import get_batch, load_text, train_val_split
 from tinyllm.device import pick_device
 from tinyllm.model import GPT, GPTConfig

@@ -195,10 +195,10 @@ def run_tests(source: str, question: str, env: dict | None, session):
     ``env`` is the learner's namespace (recording) or None (replay). Returns otter's
     ``ExceptionTestFile`` with its ``test_case_results`` filled in.
     """
+    import inspect
+
     from otter.test_files.abstract_test import TestCaseResult
     from otter.test_files.exception_test import ExceptionTestFile
-
-    import inspect
 
     test_file = ExceptionTestFile.from_string(source, path=f"{question}.py")
     results = []

@@ -17,7 +17,6 @@ import json
 import sys
 from pathlib import Path
 
-
 # Errors that mean a cell hit one of the grader's limits, and what to tell the learner.
 LIMIT_ERRORS = [
     ("MemoryError", "", "ran out of memory (the grader's memory limit)"),
