@@ -9,25 +9,20 @@ import os
 import subprocess
 import sys
 import textwrap
+from functools import partial
 
 import pytest
 import torch
+from helpers import random_model
 from transformers import GPT2LMHeadModel
 
 from tinyllm.export import from_transformers, gpt2_state_dict, to_transformers
-from tinyllm.model import GPT, GPTConfig
+from tinyllm.model import GPT
 
 CONFIG = dict(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=64)
 
 
-def random_gpt(seed: int = 0, **overrides) -> GPT:
-    """A GPT-2-shaped model whose every parameter (biases, layer-norm gains) is random."""
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(**{**CONFIG, **overrides}))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return model.eval()
+random_gpt = partial(random_model, CONFIG)
 
 
 def tokens(B=3, T=32, seed=0):

@@ -2,12 +2,14 @@
 clear errors, and the committed model file of the book page still matches the shipped model."""
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import random_model
 
 from tinyllm import export
 from tinyllm.export_onnx import (
@@ -19,7 +21,7 @@ from tinyllm.export_onnx import (
     to_onnx,
 )
 from tinyllm.generate import load_shipped_model
-from tinyllm.model import GPT, GPTConfig
+from tinyllm.model import GPTConfig
 from tinyllm.train import validation_loss
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,14 +29,7 @@ WEB_MODEL = ROOT / "book" / "_vendor" / "model" / "shakespeare-char.onnx"
 CONFIG = dict(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=64)
 
 
-def random_gpt(seed: int = 0, **overrides) -> GPT:
-    """A GPT whose every parameter (biases, layer-norm gains too) is random."""
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(**{**CONFIG, **overrides}))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return model.eval()
+random_gpt = partial(random_model, CONFIG)
 
 
 def ids(B, T, vocab_size=CONFIG["vocab_size"], seed=0):

@@ -2,14 +2,15 @@
 the exported model), and the ablations change exactly what they say and nothing after."""
 
 import copy
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import random_model
 from transformers import GPT2LMHeadModel
 
 from tinyllm.export import to_transformers
-from tinyllm.model import GPT, GPTConfig
 from tinyllm.tokenizer import CharTokenizer
 from tinyllm.trace import (
     ablate,
@@ -29,14 +30,7 @@ from tinyllm.trace import (
 CONFIG = dict(vocab_size=41, block_size=24, n_layer=3, n_head=4, n_embd=32)
 
 
-def random_gpt(seed=0, **overrides):
-    """Every parameter random (biases and layer-norm gains too), so no part can hide."""
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(**{**CONFIG, **overrides}))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return model.eval()
+random_gpt = partial(random_model, CONFIG, scale=0.3)
 
 
 def tokens(B=2, T=24, seed=0, V=CONFIG["vocab_size"]):
