@@ -87,27 +87,6 @@ def _quiet():
                 logger.setLevel(level)
 
 
-@contextlib.contextmanager
-def _sdpa_with_plain_bool():
-    """While exporting, hand ``F.scaled_dot_product_attention`` a plain bool ``is_causal``.
-
-    GPT's attention computes ``is_causal = (past == 0 and T > 1)`` from the input's shape.
-    Under torch.export ``T`` is a symbol, so that is a symbolic bool, which the operator
-    refuses. With ``T >= 2`` declared (see :func:`to_onnx`) the symbol has one value,
-    ``True``, and ``bool()`` settles it. The model's own code is left as it is.
-    """
-    original = F.scaled_dot_product_attention
-
-    def sdpa(*args, is_causal=False, **kwargs):
-        return original(*args, is_causal=bool(is_causal), **kwargs)
-
-    F.scaled_dot_product_attention = sdpa
-    try:
-        yield
-    finally:
-        F.scaled_dot_product_attention = original
-
-
 class _AllLogits(torch.nn.Module):
     """``idx (B, T) -> logits (B, T, V)``: GPT.forward with every position's logits."""
 
@@ -167,10 +146,9 @@ def to_onnx(model: GPT, path, atol: float = 1e-4, check: bool = True) -> Path:
     model.eval()
     try:
         example = torch.zeros(2, min(8, cfg.block_size), dtype=torch.long)
-        with _quiet(), _sdpa_with_plain_bool():
-            # torch.export traces with symbolic sizes; T starts at 2 because the model
-            # takes a shape branch at T == 1 (one query needs no causal mask), and the
-            # T >= 2 graph is also exact for T == 1.
+        with _quiet():
+            # torch.export traces with symbolic sizes; T is declared from 2 because an
+            # example size of 1 would be specialised, and the graph is exact for T == 1 too.
             batch = torch.export.Dim("B", min=1, max=1024)
             length = torch.export.Dim("T", min=2, max=max(2, cfg.block_size))
             program = torch.onnx.export(

@@ -197,11 +197,13 @@ class CausalSelfAttention(nn.Module):
                 att = F.dropout(att, p=self.dropout)
             y = att @ v
         else:
-            # One new query attends to every cached key, so no mask is needed then.
+            # Without a cache the mask is causal; one new query attends to every cached key,
+            # so no mask is needed then. (``past == 0`` is a plain bool even when T is a
+            # symbol, as in an ONNX export; a causal 1 x 1 mask changes nothing.)
             y = F.scaled_dot_product_attention(
                 q, k, v,
                 dropout_p=self.dropout if self.training else 0.0,
-                is_causal=(past == 0 and T > 1),
+                is_causal=past == 0,
             )
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
         y = self.resid_dropout(self.c_proj(y))
