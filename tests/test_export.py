@@ -200,3 +200,93 @@ def test_round_trip_through_transformers_is_exact(tmp_path, mlp):
 def test_from_transformers_refuses_what_it_cannot_represent(overrides, message):
     with pytest.raises(ValueError, match=message):
         from_transformers(random_hf_gpt2(**overrides))
+
+
+# --- chapter 11's pieces: RMSNorm + RoPE + SwiGLU is a Llama (a Qwen3 with qk_norm) ------
+
+LLAMA = dict(norm="rmsnorm", pos="rope", mlp="swiglu")
+
+
+def _hf_logits(folder, idx, offline: bool = False):
+    """Logits of ``AutoModelForCausalLM.from_pretrained(folder)``, in a fresh process with
+    every download made impossible when ``offline``."""
+    script = textwrap.dedent(
+        f"""
+        import json, torch
+        from transformers import AutoModelForCausalLM
+        hf, info = AutoModelForCausalLM.from_pretrained({str(folder)!r}, output_loading_info=True)
+        hf.eval()
+        assert not info["missing_keys"] and not info["unexpected_keys"], info
+        with torch.no_grad():
+            logits = hf(torch.tensor({idx.tolist()})).logits
+        print(json.dumps([type(hf).__name__, logits.tolist()]))
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"} if offline else None
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    name, logits = json.loads(result.stdout.strip().splitlines()[-1])
+    return name, torch.tensor(logits)
+
+
+@pytest.mark.parametrize("overrides, architecture", [
+    (dict(bias=False, n_kv_head=2), "LlamaForCausalLM"),
+    (dict(bias=True), "LlamaForCausalLM"),
+    (dict(bias=False, n_kv_head=1, rope_theta=500.0), "LlamaForCausalLM"),
+    (dict(bias=False, n_kv_head=2, qk_norm=True), "Qwen3ForCausalLM"),
+], ids=["gqa-no-bias", "mha-bias", "mqa-theta", "qwen3-qk-norm"])
+def test_llama_like_models_export_with_the_same_logits_offline(tmp_path, overrides, architecture):
+    model = random_gpt(seed=4, **LLAMA, **overrides)
+    folder = to_transformers(model, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == [architecture]
+    assert config["num_key_value_heads"] == model.config.kv_heads
+    idx = tokens(B=2, T=32, seed=2)
+    with torch.no_grad():
+        ours, _ = model(idx, all_logits=True)
+    name, theirs = _hf_logits(folder, idx, offline=True)
+    assert name == architecture
+    torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-4)
+
+
+def test_the_llama_comparison_sees_a_wrong_rope_theta(tmp_path):
+    """The check is sharp: the same weights read with another RoPE base disagree."""
+    model = random_gpt(seed=4, **LLAMA, bias=False)
+    folder = to_transformers(model, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["rope_theta"] = 100.0
+    config["rope_parameters"]["rope_theta"] = 100.0
+    (folder / "config.json").write_text(json.dumps(config))
+    idx = tokens(B=1, T=32, seed=2)
+    with torch.no_grad():
+        ours, _ = model(idx, all_logits=True)
+    _, theirs = _hf_logits(folder, idx)
+    assert (theirs - ours).abs().max() > 1e-3
+
+
+def test_llama_weights_are_cut_from_the_fused_attention_matrix():
+    from tinyllm.export import llama_state_dict
+
+    model = random_gpt(**LLAMA, n_kv_head=2)  # 4 heads of 16: q 64 rows, k and v 32 each
+    sd = llama_state_dict(model)
+    w = model.transformer.h[1].attn.c_attn.weight
+    assert sd["model.layers.1.self_attn.q_proj.weight"].shape == (64, 64)
+    torch.testing.assert_close(sd["model.layers.1.self_attn.k_proj.weight"], w[64:96])
+    torch.testing.assert_close(sd["model.layers.1.self_attn.v_proj.weight"], w[96:])
+    torch.testing.assert_close(sd["model.layers.0.mlp.gate_proj.weight"], model.transformer.h[0].mlp.c_gate.weight)
+    assert "lm_head.weight" not in sd and "model.embed_tokens.weight" in sd
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(pos="rope"), "GPT-2's format cannot hold pos='rope'"),
+    (dict(norm="rmsnorm", mlp="swiglu"), "GPT-2's format cannot hold mlp='swiglu', norm='rmsnorm'|"
+                                         "GPT-2's format cannot hold norm='rmsnorm', mlp='swiglu'"),
+    (dict(n_kv_head=2), "GPT-2's format cannot hold n_kv_head=2"),
+    (dict(mlp="relu2"), "mlp='relu2'"),
+    (dict(**LLAMA, qk_norm=True, bias=True), "Qwen3, whose MLP has no biases"),
+])
+def test_models_neither_format_holds_are_refused_by_name(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        to_transformers(random_gpt(**overrides), tmp_path)
+    assert not (tmp_path / "model.safetensors").exists()

@@ -479,3 +479,151 @@ def test_chat_cpu_preset_fits_in_10_mb():
 def test_config_prints_the_mlp_options_only_when_they_differ_from_gpt2():
     assert "mlp" not in repr(small_config())  # as chapters print it
     assert repr(small_config(mlp="relu", mlp_hidden=48)).endswith("bias=True, mlp='relu', mlp_hidden=48)")
+
+
+# ---------------------------------------------------------------------------------------
+# Chapter 11's switches (the layers themselves are compared with references in test_layers)
+# ---------------------------------------------------------------------------------------
+
+SWITCH_GRID = [
+    dict(norm=norm, pos=pos, mlp=mlp, n_kv_head=n_kv, qk_norm=qk, bias=(i % 2 == 0))
+    for i, (norm, pos, mlp, n_kv, qk) in enumerate(
+        (norm, pos, mlp, n_kv, qk)
+        for norm in ("layernorm", "rmsnorm")
+        for pos in ("learned", "rope")
+        for mlp in ("gelu", "relu2", "swiglu")
+        for n_kv in (None, 2, 1)
+        for qk in (False, True)
+    )
+]
+
+
+def _name(switches: dict) -> str:
+    return "-".join(f"{v}" for v in switches.values())
+
+
+@pytest.mark.parametrize("switches", SWITCH_GRID, ids=_name)
+def test_every_switch_combination_caches_exactly(switches):
+    model = randomise(small_model(**switches))
+    idx = ids(2, 16)
+    full, _ = model(idx, all_logits=True)
+    cache = KVCache(model.config.n_layer)
+    chunks = [model(idx[:, a:b], kv_cache=cache, all_logits=True)[0] for a, b in [(0, 5), (5, 6), (6, 13), (13, 16)]]
+    assert cache.keys[1].shape == (2, model.config.kv_heads, 16, 8)  # only the kv heads are kept
+    torch.testing.assert_close(torch.cat(chunks, dim=1), full, atol=1e-5, rtol=1e-5)
+    a = model.generate(ids(2, 3), 20, greedy=True, use_cache=True)  # past block_size too
+    b = model.generate(ids(2, 3), 20, greedy=True, use_cache=False)
+    assert torch.equal(a[:, :16], b[:, :16])
+
+
+def test_defaults_are_gpt2_no_new_modules_or_weights():
+    model = small_model()
+    names = set(model.state_dict())
+    assert "transformer.wpe.weight" in names
+    assert not any(k in n for n in names for k in ("c_gate", "q_norm", "k_norm"))
+    assert isinstance(model.transformer.h[0].ln_1, torch.nn.LayerNorm)
+    assert model.transformer.h[0].attn.c_attn.out_features == 3 * 32
+    torch.manual_seed(0)
+    same = GPT(small_config(norm="layernorm", pos="learned", n_kv_head=None, qk_norm=False, rope_theta=10000.0))
+    torch.testing.assert_close(same.state_dict(), small_model().state_dict(), atol=0, rtol=0)
+
+
+def test_switched_models_have_the_named_modules():
+    model = small_model(norm="rmsnorm", pos="rope", mlp="swiglu", n_kv_head=2, qk_norm=True, bias=False)
+    names = set(model.state_dict())
+    assert not any("wpe" in n for n in names)
+    block = model.transformer.h[0]
+    assert block.attn.c_attn.out_features == (4 + 2 * 2) * 8
+    assert block.mlp.c_gate.weight.shape == block.mlp.c_fc.weight.shape == (88, 32)
+    assert block.attn.q_norm.weight.shape == (8,) and "transformer.h.1.attn.k_norm.weight" in names
+    assert not any(n.endswith(".bias") for n in names)
+    assert model.num_params(non_embedding=True) == model.num_params()  # no position table
+
+
+def test_gqa_with_one_kv_head_per_query_head_is_multi_head_attention():
+    torch.manual_seed(0)
+    mha = randomise(GPT(small_config(pos="rope")).eval())
+    gqa = GPT(small_config(pos="rope", n_kv_head=4)).eval()
+    gqa.load_state_dict(mha.state_dict())
+    torch.testing.assert_close(gqa(ids(2, 16), all_logits=True)[0], mha(ids(2, 16), all_logits=True)[0],
+                               atol=0, rtol=0)
+
+
+def test_gqa_equals_mha_whose_query_heads_share_copied_kv_heads():
+    gqa = randomise(small_model(n_kv_head=2))
+    mha = small_model()
+    state = gqa.state_dict()
+    C, hs = 32, 8
+    for layer in range(2):
+        for kind in ("weight", "bias"):
+            name = f"transformer.h.{layer}.attn.c_attn.{kind}"
+            q, k, v = state[name].split([C, 2 * hs, 2 * hs])
+            # query head j reads kv head j // 2: repeat each kv head twice in a row
+            k, v = (t.unflatten(0, (2, hs)).repeat_interleave(2, dim=0).flatten(0, 1) for t in (k, v))
+            state[name] = torch.cat([q, k, v])
+    mha.load_state_dict(state)
+    torch.testing.assert_close(gqa(ids(2, 16), all_logits=True)[0], mha(ids(2, 16), all_logits=True)[0])
+
+
+def test_rope_model_scores_depend_on_relative_positions_only():
+    """A text of one repeated token: in layer 0 every position holds the same vector, so
+    with RoPE the score of query i for key j is f(i - j), and att[i, i - d] / att[i, i]
+    is the same for every i. A learned position table breaks that."""
+    for pos, relative in (("rope", True), ("learned", False)):
+        model = randomise(small_model(pos=pos, qk_norm=pos == "rope"))
+        w = model.attention_weights(torch.full((1, 16), 3))[0, 0]  # layer 0: (nh, T, T)
+        ratios = [w[:, i, i - d] / w[:, i, i] for d in (1, 4) for i in range(d, 16)]
+        firsts = [w[:, d, 0] / w[:, d, d] for d in (1, 4) for i in range(d, 16)]
+        same = all(torch.allclose(r, f, rtol=1e-4) for r, f in zip(ratios, firsts))
+        assert same == relative, pos
+
+
+def test_kv_cache_bytes_per_token_counts_kv_heads():
+    c = small_config()  # 2 layers, 4 heads of 8
+    assert c.kv_cache_bytes_per_token() == 2 * 2 * 4 * 8 * 4
+    assert small_config(n_kv_head=1).kv_cache_bytes_per_token(2) == 2 * 2 * 1 * 8 * 2
+    model = small_model(n_kv_head=2)
+    cache = KVCache(2)
+    model(ids(1, 10), kv_cache=cache)
+    stored = sum(t.numel() * t.element_size() for t in cache.keys + cache.values)
+    assert stored == 10 * model.config.kv_cache_bytes_per_token()
+
+
+def test_swiglu_hidden_width_keeps_gpt2s_mlp_parameter_count():
+    for C in (32, 128, 384):
+        H = GPTConfig(n_embd=C, n_head=4, mlp="swiglu").hidden_size
+        assert H % 8 == 0 and abs(3 * C * H - 8 * C * C) <= 3 * C * 4
+    assert GPTConfig(mlp="swiglu", mlp_hidden=100).hidden_size == 100
+
+
+def test_swiglu_and_relu2_mlps_compute_their_formulas():
+    from tinyllm.layers import swiglu
+
+    torch.manual_seed(0)
+    mlp = MLP(small_config(mlp="swiglu", bias=False))
+    x = torch.randn(3, 32)
+    torch.testing.assert_close(mlp(x), swiglu(x, mlp.c_gate.weight, mlp.c_fc.weight, mlp.c_proj.weight))
+    mlp = randomise(MLP(small_config(mlp="relu2")))
+    torch.testing.assert_close(mlp(x), mlp.c_proj(mlp.c_fc(x).clamp(min=0) ** 2))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(norm="batchnorm"), r"norm must be one of \['layernorm', 'rmsnorm'\], got 'batchnorm'"),
+    (dict(pos="alibi"), r"pos must be one of \['learned', 'rope'\], got 'alibi'"),
+    (dict(mlp="geglu"), r"mlp must be one of \['gelu', 'relu', 'relu2', 'swiglu'\], got 'geglu'"),
+    (dict(n_kv_head=3), r"n_head=4 is not divisible by n_kv_head=3.*\[1, 2, 4\]"),
+    (dict(n_kv_head=0), "n_kv_head must be a positive int or None, got 0"),
+    (dict(pos="rope", n_embd=36, n_head=12), "pos='rope' needs an even head size, got n_embd // n_head = 3"),
+    (dict(qk_norm=1), "qk_norm must be True or False, got 1"),
+    (dict(rope_theta=0.0), "rope_theta must be a positive number, got 0.0"),
+])
+def test_bad_switches_are_refused_by_name(bad, message):
+    with pytest.raises(ValueError, match=message):
+        small_config(**bad)
+
+
+def test_config_prints_new_switches_only_when_set():
+    assert repr(small_config()) == (
+        "GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=4, n_embd=32, dropout=0.0, bias=True)"
+    )
+    assert repr(small_config(pos="rope", n_kv_head=2)).endswith("bias=True, pos='rope', n_kv_head=2)")

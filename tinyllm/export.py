@@ -1,10 +1,15 @@
-"""Move a :class:`tinyllm.model.GPT` to and from Hugging Face's GPT-2 format.
+"""Move a :class:`tinyllm.model.GPT` to and from Hugging Face's GPT-2 (and Llama) format.
 
 ``to_transformers(model, folder)`` writes two files, ``config.json`` and
 ``model.safetensors``, that ``transformers.GPT2LMHeadModel.from_pretrained(folder)``
 loads from the local folder, with no download. The course's tests load the export and
 check that both models give the same logits: the proof that ``tinyllm.model.GPT`` is
-exactly GPT-2's architecture.
+exactly GPT-2's architecture. A model with chapter 11's modern pieces (RMSNorm, RoPE and
+SwiGLU, any number of key/value heads) is written as ``LlamaForCausalLM`` instead, or as
+``Qwen3ForCausalLM`` with ``qk_norm``; ``AutoModelForCausalLM.from_pretrained(folder)``
+loads any of them. Llama's names map one to one, except that ``c_attn`` is cut into
+``q_proj``, ``k_proj`` and ``v_proj``; both sides use the same "half-split" RoPE layout
+(:func:`tinyllm.layers.rotate_half`), so no weight needs permuting.
 
 ``from_transformers(hf_model)`` goes the other way: it builds a ``GPT`` holding the
 weights of a ``transformers.GPT2LMHeadModel`` (OpenAI's ``gpt2`` or any model of that
@@ -40,11 +45,23 @@ _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c
 
 # GPTConfig.mlp -> GPT2Config.activation_function. "gelu" is the exact erf GELU, as nn.GELU().
 _HF_ACTIVATION = {"gelu": "gelu", "relu": "relu"}
+# The switches GPT-2's format can hold, with their allowed values.
+_GPT2_SWITCHES = {"norm": ("layernorm",), "pos": ("learned",), "mlp": tuple(_HF_ACTIVATION),
+                  "qk_norm": (False,)}
 
 
 def gpt2_config(model: GPT) -> dict:
     """The ``config.json`` contents (a ``GPT2Config``) that describe ``model``."""
     cfg = model.config
+    modern = {k: getattr(cfg, k) for k, gpt2 in _GPT2_SWITCHES.items() if getattr(cfg, k) not in gpt2}
+    if cfg.kv_heads != cfg.n_head:
+        modern["n_kv_head"] = cfg.n_kv_head
+    if modern:
+        raise ValueError(
+            f"GPT-2's format cannot hold {', '.join(f'{k}={v!r}' for k, v in modern.items())}; "
+            f"export GPT-2's pieces ({', '.join(f'{k} in {v}' for k, v in _GPT2_SWITCHES.items())}) "
+            f"or Llama's (norm='rmsnorm', pos='rope', mlp='swiglu')"
+        )
     if not cfg.bias:
         raise ValueError(
             "a model with bias=False cannot be exported to GPT-2: GPT-2's Linear and LayerNorm "
@@ -96,17 +113,104 @@ def gpt2_state_dict(model: GPT) -> dict[str, torch.Tensor]:
     return out
 
 
-def to_transformers(model: GPT, folder) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` for ``GPT2LMHeadModel`` into ``folder``.
+# tinyllm's name (after "transformer.h.N.") -> Llama's (after "model.layers.N.")
+_BLOCK_NAMES = {
+    "ln_1": "input_layernorm",
+    "ln_2": "post_attention_layernorm",
+    "attn.c_proj": "self_attn.o_proj",
+    "attn.q_norm": "self_attn.q_norm",
+    "attn.k_norm": "self_attn.k_norm",
+    "mlp.c_gate": "mlp.gate_proj",
+    "mlp.c_fc": "mlp.up_proj",
+    "mlp.c_proj": "mlp.down_proj",
+}
 
-    Returns the folder. Raises ``ValueError`` for a model GPT-2 cannot represent
-    (``bias=False``).
+
+def is_llama_like(cfg: GPTConfig) -> bool:
+    """True for RMSNorm + RoPE + SwiGLU: the pieces Llama's format holds."""
+    return (cfg.norm, cfg.pos, cfg.mlp) == ("rmsnorm", "rope", "swiglu")
+
+
+def llama_config(model) -> dict:
+    """The ``config.json`` of a ``LlamaForCausalLM`` (``Qwen3ForCausalLM`` with qk_norm)."""
+    cfg = model.config
+    if not is_llama_like(cfg):
+        raise ValueError(
+            f"Llama's format needs norm='rmsnorm', pos='rope', mlp='swiglu'; the model has "
+            f"norm={cfg.norm!r}, pos={cfg.pos!r}, mlp={cfg.mlp!r}"
+        )
+    if cfg.qk_norm and cfg.bias:
+        raise ValueError("qk_norm exports as Qwen3, whose MLP has no biases: build the model with bias=False")
+    qwen = cfg.qk_norm
+    return {
+        "architectures": ["Qwen3ForCausalLM" if qwen else "LlamaForCausalLM"],
+        "model_type": "qwen3" if qwen else "llama",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.n_embd,
+        "intermediate_size": cfg.hidden_size,
+        "num_hidden_layers": cfg.n_layer,
+        "num_attention_heads": cfg.n_head,
+        "num_key_value_heads": cfg.kv_heads,
+        "head_dim": cfg.head_size,
+        "hidden_act": "silu",
+        "max_position_embeddings": cfg.block_size,
+        "rms_norm_eps": 1e-5,  # tinyllm.layers.rms_norm's default
+        "rope_theta": cfg.rope_theta,  # older transformers read this ...
+        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},  # ... newer this
+        "attention_bias": cfg.bias,
+        **({} if qwen else {"mlp_bias": cfg.bias}),
+        "attention_dropout": cfg.dropout,
+        "tie_word_embeddings": True,
+        "initializer_range": 0.02,
+        "bos_token_id": None,
+        "eos_token_id": None,
+        "pad_token_id": None,
+        "torch_dtype": "float32",
+    }
+
+
+def llama_state_dict(model) -> dict[str, torch.Tensor]:
+    """``model``'s weights under Llama's names, float32; the tied head left out."""
+    cfg = model.config
+    hs, nh, n_kv = cfg.head_size, cfg.n_head, cfg.kv_heads
+    out = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().to(device="cpu", dtype=torch.float32)
+        if name == "lm_head.weight":
+            continue  # tied to the embedding: Llama re-ties it on loading
+        if name == "transformer.wte.weight":
+            out["model.embed_tokens.weight"] = tensor
+        elif name == "transformer.ln_f.weight":
+            out["model.norm.weight"] = tensor
+        else:
+            _, _, layer, rest = name.split(".", 3)  # transformer.h.<layer>.<rest>
+            prefix = f"model.layers.{layer}."
+            module, kind = rest.rsplit(".", 1)
+            if module == "attn.c_attn":  # one matrix -> three
+                q, k, v = tensor.split([nh * hs, n_kv * hs, n_kv * hs])
+                for proj, part in (("q_proj", q), ("k_proj", k), ("v_proj", v)):
+                    out[f"{prefix}self_attn.{proj}.{kind}"] = part
+            else:
+                out[f"{prefix}{_BLOCK_NAMES[module]}.{kind}"] = tensor
+    return {k: v.contiguous().clone() for k, v in out.items()}
+
+
+def to_transformers(model: GPT, folder) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``folder``: ``GPT2LMHeadModel``
+    for GPT-2's pieces, ``LlamaForCausalLM`` (``Qwen3ForCausalLM`` with ``qk_norm``) for
+    RMSNorm + RoPE + SwiGLU.
+
+    Returns the folder. Raises ``ValueError`` for a model neither can represent (GPT-2
+    with ``bias=False``, a mix of old and new pieces).
     """
-    config = gpt2_config(model)
+    if is_llama_like(model.config):
+        config, state = llama_config(model), llama_state_dict(model)
+    else:
+        config, state = gpt2_config(model), gpt2_state_dict(model)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    save_file(gpt2_state_dict(model), str(folder / "model.safetensors"), metadata={"format": "pt"})
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
     return folder
 
 

@@ -6,6 +6,9 @@ a final layer norm and an output head that shares its weights with the token emb
 ``tinyllm.export.to_transformers`` writes it in Hugging Face's GPT-2 format and a test
 checks that both give the same logits.
 
+Chapter 11's switches (``norm``, ``pos``, ``mlp``, ``n_kv_head``, ``qk_norm``) swap in the
+pieces of :mod:`tinyllm.layers`; at their defaults the model is GPT-2, bit for bit.
+
 Shapes: ``B`` batch size, ``T`` sequence length (<= block_size), ``C`` = n_embd,
 ``V`` = vocab_size, ``nh`` = n_head, ``hs`` = C // nh (the head size).
 """
@@ -19,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tinyllm.layers import ReLU2, RMSNorm, apply_rope, repeat_kv, rope_angles
 from tinyllm.sampling import check_sampling_args, sample_next
 
 # Targets with this value are left out of the loss (PyTorch's and Hugging Face's convention).
@@ -82,8 +86,15 @@ class BigramLanguageModel(nn.Module):
 # ---------------------------------------------------------------------------------------
 
 
-# The MLP's activations, by the name GPTConfig.mlp uses. nn.GELU() is the exact (erf) GELU.
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
+# The MLP's activations, by the name GPTConfig.mlp uses. nn.GELU() is the exact (erf) GELU;
+# "swiglu" is a gated MLP (a third matrix, c_gate), not an activation of this table.
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "relu2": ReLU2}
+MLPS = (*ACTIVATIONS, "swiglu")
+NORMS = ("layernorm", "rmsnorm")
+POSITIONS = ("learned", "rope")
+# Options added after GPT-2's, left out of repr at their defaults (configs print as before).
+_NEW_DEFAULTS = {"mlp": "gelu", "mlp_hidden": None, "norm": "layernorm", "pos": "learned",
+                 "n_kv_head": None, "qk_norm": False, "rope_theta": 10000.0}
 
 
 @dataclass
@@ -95,8 +106,13 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
-    mlp: str = "gelu"  # the MLP's activation: "gelu" (GPT-2, exact erf form) or "relu" (GuppyLM)
-    mlp_hidden: int | None = None  # the MLP's hidden width; None: 4 * n_embd, as in GPT-2
+    mlp: str = "gelu"  # "gelu" (GPT-2, exact erf form), "relu" (GuppyLM), "relu2", "swiglu"
+    mlp_hidden: int | None = None  # the MLP's hidden width; None: see hidden_size
+    norm: str = "layernorm"  # "layernorm" (GPT-2) or "rmsnorm"
+    pos: str = "learned"  # "learned" (a wpe table, GPT-2) or "rope" (rotary, no table)
+    n_kv_head: int | None = None  # key/value heads; None: n_head; fewer: grouped-query attention
+    qk_norm: bool = False  # RMSNorm on each head's queries and keys before attention
+    rope_theta: float = 10000.0  # RoPE's base: the slowest pair turns once in ~theta positions
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -110,29 +126,70 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.mlp not in ACTIVATIONS:
-            raise ValueError(f"mlp must be one of {sorted(ACTIVATIONS)}, got {self.mlp!r}")
-        hidden = self.mlp_hidden
-        if hidden is not None and (isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1):
-            raise ValueError(f"mlp_hidden must be a positive int or None (4 * n_embd), got {hidden!r}")
+        for name, allowed in (("mlp", MLPS), ("norm", NORMS), ("pos", POSITIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        for name in ("mlp_hidden", "n_kv_head"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        if self.n_head % self.kv_heads:
+            raise ValueError(
+                f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}: allowed "
+                f"n_kv_head values are the divisors of n_head: {_divisors(self.n_head)}"
+            )
+        if not isinstance(self.qk_norm, bool):
+            raise ValueError(f"qk_norm must be True or False, got {self.qk_norm!r}")
+        if isinstance(self.rope_theta, bool) or not isinstance(self.rope_theta, (int, float)) or self.rope_theta <= 0:
+            raise ValueError(f"rope_theta must be a positive number, got {self.rope_theta!r}")
+        if self.pos == "rope" and self.head_size % 2:
+            raise ValueError(
+                f"pos='rope' needs an even head size, got n_embd // n_head = {self.head_size}: "
+                f"RoPE rotates pairs of channels"
+            )
 
     def __repr__(self) -> str:
-        # GPT-2's MLP (gelu, 4 * n_embd) is not spelled out: configs print as they always did.
+        # Options added after GPT-2 are not spelled out at their defaults: configs print as
+        # they always did.
         fields = [f"{k}={v!r}" for k, v in asdict(self).items()
-                  if not (k == "mlp" and v == "gelu" or k == "mlp_hidden" and v is None)]
+                  if not (k in _NEW_DEFAULTS and v == _NEW_DEFAULTS[k])]
         return f"GPTConfig({', '.join(fields)})"
 
     @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads per layer: ``n_kv_head``, or one per query head."""
+        return self.n_kv_head or self.n_head
+
+    @property
     def hidden_size(self) -> int:
-        """The MLP's hidden width: ``mlp_hidden``, or GPT-2's ``4 * n_embd``."""
-        return self.mlp_hidden or 4 * self.n_embd
+        """The MLP's hidden width: ``mlp_hidden``, else GPT-2's ``4 * n_embd``; for swiglu
+        (three matrices, not two) the width with GPT-2's MLP parameter count, ``8/3 * n_embd``
+        rounded to a multiple of 8."""
+        if self.mlp_hidden:
+            return self.mlp_hidden
+        if self.mlp == "swiglu":
+            return max(8, 8 * round(8 * self.n_embd / 3 / 8))
+        return 4 * self.n_embd
+
+    def kv_cache_bytes_per_token(self, bytes_per_value: int = 4) -> int:
+        """Bytes the KV cache holds per token: a key and a value of ``kv_heads`` heads per layer."""
+        return 2 * self.n_layer * self.kv_heads * self.head_size * bytes_per_value
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
 class KVCache:
-    """Keys and values of the tokens seen so far, one ``(B, nh, T, hs)`` pair per layer.
+    """Keys and values of the tokens seen so far, one ``(B, n_kv, T, hs)`` pair per layer
+    (``n_kv`` = ``config.kv_heads``: grouped-query attention caches fewer heads).
 
     With it, generating a token runs the model on that one token instead of the whole
     context: the keys and values of earlier positions never change (causal attention),
@@ -152,7 +209,7 @@ class KVCache:
         return 0 if self.keys[layer] is None else self.keys[layer].size(2)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        """Append this step's keys/values ``(B, nh, T, hs)``; return all cached ones."""
+        """Append this step's keys/values ``(B, n_kv, T, hs)``; return all cached ones."""
         if self.keys[layer] is not None:
             k = torch.cat([self.keys[layer], k], dim=2)
             v = torch.cat([self.values[layer], v], dim=2)
@@ -166,25 +223,37 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, layer: int = 0):
         super().__init__()
         self.n_head = config.n_head
+        self.n_kv = config.kv_heads
         self.n_embd = config.n_embd
         self.layer = layer
         self.dropout = config.dropout
-        # Queries, keys and values of all heads in one matrix multiply.
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.rope_theta = config.rope_theta if config.pos == "rope" else None
+        # Queries of all heads, keys and values of the kv heads in one matrix multiply.
+        hs = config.head_size
+        self.c_attn = nn.Linear(config.n_embd, (self.n_head + 2 * self.n_kv) * hs, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        if config.qk_norm:
+            self.q_norm, self.k_norm = RMSNorm(hs), RMSNorm(hs)
 
     def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None, need_weights: bool = False):
         """``x`` ``(B, T, C)`` -> ``(B, T, C)``, and the attention weights ``(B, nh, T, T_kv)``
         when ``need_weights`` (else None)."""
         B, T, C = x.shape
-        hs = C // self.n_head
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        past = 0
+        hs, nh, n_kv = C // self.n_head, self.n_head, self.n_kv
+        q, k, v = self.c_attn(x).split([nh * hs, n_kv * hs, n_kv * hs], dim=2)
+        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k, v = (t.view(B, T, n_kv, hs).transpose(1, 2) for t in (k, v))  # (B, n_kv, T, hs)
+        if hasattr(self, "q_norm"):  # qk_norm: bounded scores whatever the weights' growth
+            q, k = self.q_norm(q), self.k_norm(k)
+        past = kv_cache.layer_length(self.layer) if kv_cache is not None else 0
+        if self.rope_theta is not None:  # rotate by the absolute positions past .. past + T - 1
+            cos, sin = rope_angles(T, hs, self.rope_theta, start=past, device=x.device)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
-            past = kv_cache.layer_length(self.layer)
             k, v = kv_cache.update(self.layer, k, v)
+        # Grouped-query attention: each kv head serves nh // n_kv query heads.
+        k, v = repeat_kv(k, nh // n_kv), repeat_kv(v, nh // n_kv)
         T_kv = k.size(2)
         weights = None
         if need_weights or (past > 0 and T > 1):
@@ -213,19 +282,33 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     """Position-wise feed-forward network: expand to H (GPT-2: 4C), activate, project back.
 
-    ``act`` is GELU (GPT-2) or ReLU (GuppyLM), chosen by ``config.mlp``; H is
-    ``config.hidden_size``. ``(B, T, C) -> (B, T, H) -> (B, T, C)``.
+    ``act`` is GELU (GPT-2), ReLU (GuppyLM) or ReLU squared, chosen by ``config.mlp``; H is
+    ``config.hidden_size``. ``(B, T, C) -> (B, T, H) -> (B, T, C)``. With ``"swiglu"`` a
+    third matrix ``c_gate`` gates the expansion: ``c_proj(silu(c_gate(x)) * c_fc(x))``.
     """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, config.hidden_size, bias=config.bias)
-        self.act = ACTIVATIONS[config.mlp]()
+        if config.mlp == "swiglu":
+            self.c_gate = nn.Linear(config.n_embd, config.hidden_size, bias=config.bias)
+            self.act = nn.SiLU()
+        else:
+            self.act = ACTIVATIONS[config.mlp]()
         self.c_proj = nn.Linear(config.hidden_size, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "c_gate"):
+            return self.dropout(self.c_proj(self.act(self.c_gate(x)) * self.c_fc(x)))
         return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+
+
+def make_norm(config: GPTConfig) -> nn.Module:
+    """GPT-2's LayerNorm, or RMSNorm (no mean, no bias) with ``norm="rmsnorm"``."""
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.n_embd)
+    return nn.LayerNorm(config.n_embd, bias=config.bias)
 
 
 class Block(nn.Module):
@@ -233,9 +316,9 @@ class Block(nn.Module):
 
     def __init__(self, config: GPTConfig, layer: int = 0):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config, layer)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None, need_weights: bool = False):
@@ -251,13 +334,15 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
+        modules = dict(wte=nn.Embedding(config.vocab_size, config.n_embd))
+        if config.pos == "learned":  # RoPE needs no table: it rotates queries and keys instead
+            modules["wpe"] = nn.Embedding(config.block_size, config.n_embd)
         self.transformer = nn.ModuleDict(
             dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
+                **modules,
                 drop=nn.Dropout(config.dropout),
                 h=nn.ModuleList([Block(config, layer) for layer in range(config.n_layer)]),
-                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+                ln_f=make_norm(config),
             )
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
@@ -284,9 +369,17 @@ class GPT(nn.Module):
         """Number of parameters (the tied head counted once). ``non_embedding`` leaves out
         the position embedding, as GPT papers do when they count model size."""
         n = sum(p.numel() for p in self.parameters())
-        if non_embedding:
+        if non_embedding and "wpe" in self.transformer:
             n -= self.transformer.wpe.weight.numel()
         return n
+
+    def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Token embeddings ``(B, T, C)``, plus the position embeddings of positions
+        ``start ..`` when the model has a table (with RoPE, attention adds positions)."""
+        x = self.transformer.wte(idx)
+        if "wpe" in self.transformer:
+            x = x + self.transformer.wpe(torch.arange(start, start + idx.size(1), device=idx.device))
+        return x
 
     def forward(
         self,
@@ -313,8 +406,7 @@ class GPT(nn.Module):
             raise ValueError(
                 f"sequence of length {start + T} is longer than block_size={self.config.block_size}"
             )
-        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        x = self.transformer.drop(self.embed(idx, start))  # (B, T, C)
         for block in self.transformer.h:
             x, _ = block(x, kv_cache)
         x = self.transformer.ln_f(x)
@@ -341,8 +433,7 @@ class GPT(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            pos = torch.arange(T, device=idx.device)
-            x = self.transformer.wte(idx) + self.transformer.wpe(pos)
+            x = self.embed(idx)
             maps = []
             for block in self.transformer.h:
                 x, w = block(x, need_weights=True)

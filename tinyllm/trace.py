@@ -115,8 +115,7 @@ def trace(model, idx: torch.Tensor) -> Trace:
     model.eval()
     pre, mid, post, attn = [], [], [], []
     try:
-        pos = torch.arange(T, device=idx.device)
-        x = model.transformer.wte(idx) + model.transformer.wpe(pos)
+        x = model.embed(idx)  # tokens (+ positions, unless the model uses RoPE)
         for block in model.transformer.h:
             pre.append(x)
             a, weights = block.attn(block.ln_1(x), need_weights=True)

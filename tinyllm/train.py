@@ -57,9 +57,11 @@ from tinyllm.checkpoint import (
 from tinyllm.data import get_batch, load_text, train_val_split
 from tinyllm.device import pick_device
 from tinyllm.model import GPT, GPTConfig
+from tinyllm.optim import build_optimizer, set_lr
 from tinyllm.tokenizer import BPETokenizer, CharTokenizer
 
-MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "mlp", "mlp_hidden")
+MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "mlp", "mlp_hidden",
+                "norm", "pos", "n_kv_head", "qk_norm", "rope_theta")
 
 
 def _opt(default, help: str):
@@ -77,8 +79,13 @@ class TrainConfig:
     block_size: int = _opt(64, "context length in tokens")
     dropout: float = _opt(0.0, "dropout probability")
     bias: bool = _opt(True, "biases in Linear and LayerNorm layers, as GPT-2")
-    mlp: str = _opt("gelu", "MLP activation: gelu (GPT-2) or relu (GuppyLM)")
-    mlp_hidden: int | None = _opt(None, "MLP hidden width (default 4 * n_embd)")
+    mlp: str = _opt("gelu", "MLP: gelu (GPT-2), relu (GuppyLM), relu2 or swiglu")
+    mlp_hidden: int | None = _opt(None, "MLP hidden width (default 4 * n_embd; swiglu: 8/3 * n_embd)")
+    norm: str = _opt("layernorm", "layernorm (GPT-2) or rmsnorm")
+    pos: str = _opt("learned", "positions: learned (a table, GPT-2) or rope (rotary)")
+    n_kv_head: int | None = _opt(None, "key/value heads (default n_head; fewer: grouped-query attention)")
+    qk_norm: bool = _opt(False, "RMSNorm on queries and keys")
+    rope_theta: float = _opt(10000.0, "RoPE base")
     # optimization
     batch_size: int = _opt(16, "sequences per step")
     max_iters: int = _opt(1150, "training steps")
@@ -90,6 +97,8 @@ class TrainConfig:
     beta1: float = _opt(0.9, "AdamW beta1")
     beta2: float = _opt(0.99, "AdamW beta2")
     grad_clip: float = _opt(1.0, "clip the gradient norm to this (0: no clipping)")
+    optimizer: str = _opt("adamw", "adamw, or muon (Muon for the blocks' matrices, AdamW for the rest)")
+    muon_lr: float = _opt(0.02, "Muon's peak learning rate (scaled by the same schedule as lr)")
     # evaluation and checkpoints
     eval_interval: int = _opt(100, "steps between loss estimates (0: only at the end)")
     eval_iters: int = _opt(20, "batches per loss estimate")
@@ -428,7 +437,8 @@ def train(config: TrainConfig | None = None, *, model: GPT | None = None, text: 
     elif model.config.to_dict() != model_config.to_dict():
         raise ValueError(f"the model's config {model.config} does not match the training config {model_config}")
     model.to(device)
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device.type)
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.muon_lr,
+                                device_type=device.type)
     generator = torch.Generator().manual_seed(cfg.seed)  # the training batches
     history, step = _new_history(), 0
 
@@ -476,8 +486,7 @@ def train(config: TrainConfig | None = None, *, model: GPT | None = None, text: 
                 break
             t0 = time.perf_counter()
             lr = get_lr(step, cfg.lr, cfg.min_lr, cfg.warmup_iters, decay_iters)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            set_lr(optimizer, lr / cfg.lr)  # every group (AdamW's, Muon's) at its peak times this
             x, y = _batch(splits["train"], cfg.batch_size, cfg.block_size, generator)
             x, y = x.to(device), y.to(device)
             with ctx:
