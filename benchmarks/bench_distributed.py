@@ -161,11 +161,13 @@ def step_times(steps: int) -> None:
           f"{comm * 1000:.1f} ms")
     print(f"ratio B / A = {b / a:.2f} (1.00: two ranks do twice the work in the same time); "
           f"B / C = {b / c:.2f} (below 1: two processes use the two cores better than two threads)")
-    print("why: each rank computes its own micro-batch on its own core, so B would take A's time but for "
-          "the gradient all-reduce (over loopback TCP with gloo, once per step) and the two cores being "
-          "shared with everything else on the machine; C splits each matrix multiply over two threads, "
-          "which for matrices this small costs synchronisation on every operation. On GPUs the same "
-          "all-reduce runs over NVLink with nccl and overlaps the backward pass.")
+    print("why: A and B do the same work per core, so B / A above 1 is the cost of being two: the "
+          "all-reduce above (loopback TCP with gloo, once per step; on a CPU the same cores compute and "
+          "communicate, so little of it overlaps the backward pass) and the two ranks waiting for each "
+          "other. C splits every operation of a batch twice as big over 2 threads that must meet at its "
+          "end: these matrices give each thread little work between meetings, and on a busy machine a "
+          "thread waiting for a descheduled partner stalls every operation. On GPUs the all-reduce runs "
+          "over NVLink with nccl and overlaps the backward pass.")
     print(f"load average at the end {os.getloadavg()[0]:.1f} (the machine is shared: times are inflated)")
 
 
