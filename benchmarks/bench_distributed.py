@@ -114,13 +114,17 @@ def memory_table() -> None:
     guppy = config_from_preset("guppylm").model_config(4096)
     print("\nmemory of a GPU run (bfloat16 autocast: float32 weights, gradients and AdamW moments)")
     print("  state per parameter: weights 4 B + gradients 4 B + AdamW exp_avg 4 B + exp_avg_sq 4 B = 16 B")
+    print("  activations: saved bytes of a batch of 2 minus a batch of 1 = one sequence's; what is left is")
+    print("  the bfloat16 copies of the weights that autocast keeps for backward (2 B per parameter)")
     for name, config, micro, T in (("guppylm", guppy, 32, 128), ("GPT-2 124M", gpt2, 12, 1024)):
         n = GPT(config).num_params()
-        per_seq = saved_activation_bytes(config, 1, T)
-        state, acts = 16 * n, per_seq * micro
+        one, two = saved_activation_bytes(config, 1, T), saved_activation_bytes(config, 2, T)
+        per_seq, copies = two - one, 2 * one - two
+        state, acts = 16 * n, per_seq * micro + copies
         print(f"  {name}: {n:,} parameters -> state {state / gib:.2f} GiB; "
               f"activations {per_seq / 2**20:.0f} MiB per sequence of {T} ({per_seq / T / 1024:.0f} KiB "
-              f"per token) x micro-batch {micro} = {acts / gib:.2f} GiB; "
+              f"per token) x micro-batch {micro} + weight copies {copies / 2**20:.0f} MiB "
+              f"= {acts / gib:.2f} GiB; "
               f"total {(state + acts) / gib:.2f} GiB on one GPU;"
               f" with FSDP on 8 GPUs the state is {state / 8 / gib:.2f} GiB per GPU")
 
@@ -129,16 +133,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true", help="only the step times")
+    parser.add_argument("--skip-steps", action="store_true", help="only the memory table")
     parser.add_argument("--allreduce-worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.allreduce_worker is not None:
         allreduce_worker(args.allreduce_worker, repeats=50)
         return
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    a = step_time(1, 1, BATCH, args.steps)
-    b = step_time(2, 1, 2 * BATCH, args.steps)
-    c = step_time(1, 2, 2 * BATCH, args.steps)
+    if not args.skip_steps:
+        step_times(args.steps)
+    if not args.skip_memory:
+        memory_table()
+
+
+def step_times(steps: int) -> None:
+    a = step_time(1, 1, BATCH, steps)
+    b = step_time(2, 1, 2 * BATCH, steps)
+    c = step_time(1, 2, 2 * BATCH, steps)
     vocab = CharTokenizer.from_text(load_text("shakespeare")).vocab_size
     n = GPT(config_from_preset("cpu").model_config(vocab)).num_params()
     comm = allreduce_time(n)
@@ -149,14 +161,14 @@ def main() -> None:
           f"{comm * 1000:.1f} ms")
     print(f"ratio B / A = {b / a:.2f} (1.00: two ranks do twice the work in the same time); "
           f"B / C = {b / c:.2f} (below 1: two processes use the two cores better than two threads)")
-    print("why: each rank computes its own micro-batch on its own core, so B would take A's time but for "
-          "the gradient all-reduce (over loopback TCP with gloo, once per step) and the two cores being "
-          "shared with everything else on the machine; C splits each matrix multiply over two threads, "
-          "which for matrices this small costs synchronisation on every operation. On GPUs the same "
-          "all-reduce runs over NVLink with nccl and overlaps the backward pass.")
+    print("why: A and B do the same work per core, so B / A above 1 is the cost of being two: the "
+          "all-reduce above (loopback TCP with gloo, once per step; on a CPU the same cores compute and "
+          "communicate, so little of it overlaps the backward pass) and the two ranks waiting for each "
+          "other. C splits every operation of a batch twice as big over 2 threads that must meet at its "
+          "end: these matrices give each thread little work between meetings, and on a busy machine a "
+          "thread waiting for a descheduled partner stalls every operation. On GPUs the all-reduce runs "
+          "over NVLink with nccl and overlaps the backward pass.")
     print(f"load average at the end {os.getloadavg()[0]:.1f} (the machine is shared: times are inflated)")
-    if not args.skip_memory:
-        memory_table()
 
 
 if __name__ == "__main__":
