@@ -41,6 +41,7 @@ MAP: dict[str, tuple[str, str, str]] = {
     "chat.py": ("12", "test_chat.py", "replies with the KV cache, history trimming, `python -m tinyllm.chat`"),
     "chat_eval.py": ("12", "test_chat_eval.py", "the scored chat evaluation"),
     "widgets/chat.py": ("12", "test_widget_chat.py", "a chat box for a model"),
+    "scale.py": ("13", "test_scale.py", "the arithmetic of big runs: bytes per rank, all-reduce, FLOPs, hours"),
     "export.py": ("07, 14", "test_export.py", "to and from Hugging Face transformers GPT-2"),
     "export_onnx.py": ("14", "test_export_onnx.py, test_web_page.py", "ONNX export, int8, greedy with onnxruntime"),
     "device.py": ("-", "test_device.py", "CPU, CUDA or MPS (`--device auto`)"),
