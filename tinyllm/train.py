@@ -56,6 +56,22 @@ from tinyllm.checkpoint import (
 )
 from tinyllm.data import get_batch, load_text, train_val_split
 from tinyllm.device import pick_device
+from tinyllm.distributed import (
+    StateView,
+    all_reduce_sum,
+    check_fsdp,
+    device_for,
+    env_dist,
+    full_state,
+    gather_objects,
+    gradient_sync,
+    load_optimizer_state,
+    micro_batch_size,
+    optimizer_names,
+    process_group,
+    tied_names,
+    wrap_model,
+)
 from tinyllm.model import GPT, GPTConfig
 from tinyllm.tokenizer import BPETokenizer, CharTokenizer
 
@@ -80,7 +96,8 @@ class TrainConfig:
     mlp: str = _opt("gelu", "MLP activation: gelu (GPT-2) or relu (GuppyLM)")
     mlp_hidden: int | None = _opt(None, "MLP hidden width (default 4 * n_embd)")
     # optimization
-    batch_size: int = _opt(16, "sequences per step")
+    batch_size: int = _opt(16, "sequences per step (over every process and micro-step)")
+    grad_accum_steps: int = _opt(1, "micro-steps per step: the batch is split, gradients added up")
     max_iters: int = _opt(1150, "training steps")
     lr: float = _opt(4e-3, "peak learning rate")
     min_lr: float = _opt(1e-4, "learning rate at the end of the cosine decay")
@@ -107,17 +124,22 @@ class TrainConfig:
     device: str = _opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, mps")
     dtype: str = _opt("auto", "float32, bfloat16, or auto (bfloat16 where the hardware is fast at it)")
     compile: bool = _opt(False, "torch.compile the model")
+    fsdp: bool = _opt(False, "under torchrun: shard weights, gradients, optimizer with FSDP2 (else DDP)")
+    dist_timeout: float = _opt(60.0, "under torchrun: seconds a rank waits for the others before failing")
     seed: int = _opt(1337, "seed of the weights, the batches and dropout")
     out_dir: str | None = _opt(None, "checkpoint folder (default: no checkpoints)")
     resume: bool = _opt(False, "continue from the checkpoint in out_dir")
     verbose: bool = _opt(True, "print eval lines and a progress bar")
 
     def __post_init__(self):
-        for name in ("batch_size", "max_iters", "eval_iters", "n_conversations"):
+        for name in ("batch_size", "grad_accum_steps", "max_iters", "eval_iters", "n_conversations"):
             value = getattr(self, name)
             low = 0 if name == "max_iters" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        micro_batch_size(self.batch_size, 1, self.grad_accum_steps)  # ValueError if it cannot be split
+        if not self.dist_timeout > 0:
+            raise ValueError(f"dist_timeout must be > 0 seconds, got {self.dist_timeout}")
         if self.warmup_iters < 0:
             raise ValueError(f"warmup_iters must be >= 0, got {self.warmup_iters}")
         if self.eval_interval < 0:
@@ -392,13 +414,30 @@ def train(config: TrainConfig | None = None, *, model: GPT | None = None, text: 
     The history holds per step ``step``, ``loss``, ``lr``; per evaluation ``eval_step``,
     ``train_loss``, ``val_loss``, ``tokens_per_sec``; ``train_time`` in seconds; and
     ``interrupted`` (True when Ctrl-C stopped the run; the checkpoint was saved first).
+
+    Under torchrun every process runs this function: it joins the process group, trains
+    its share of each batch, and only rank 0 prints, evaluates for the log, calls
+    ``callback`` and writes checkpoints (see :mod:`tinyllm.distributed`).
     """
     cfg = dataclasses.replace(config or config_from_preset("cpu"), **overrides)
+    dist = env_dist()
+    check_fsdp(cfg.fsdp, dist, getattr(cfg, "optimizer", "adamw"))
+    micro_batch_size(cfg.batch_size, dist.world_size, cfg.grad_accum_steps)  # before any process starts waiting
     device = pick_device(cfg.device, verbose=False)
+    with process_group(device, cfg.dist_timeout) as dist:
+        return _train(cfg, device_for(device, dist), dist, model, text, conversations, callback)
+
+
+def _stream_key(j: int) -> str:
+    return "batches" if j == 0 else f"batches.{j}"  # stream 0 keeps a single process's name
+
+
+def _train(cfg: TrainConfig, device, dist, model, text, conversations, callback) -> dict:
     ctx = autocast_context(device.type, resolve_dtype(cfg.dtype, device.type))
+    main = dist.is_main
 
     def say(message: str) -> None:
-        if cfg.verbose:
+        if cfg.verbose and main:
             tqdm.write(message)
             sys.stdout.flush()
 
@@ -407,7 +446,7 @@ def train(config: TrainConfig | None = None, *, model: GPT | None = None, text: 
         if cfg.out_dir is None:
             raise ValueError("resume=True needs an out_dir to resume from")
         if has_checkpoint(cfg.out_dir):
-            checkpoint = load_checkpoint(cfg.out_dir)
+            checkpoint = load_checkpoint(cfg.out_dir)  # every rank reads the same files
         else:
             say(f"no checkpoint in {cfg.out_dir} yet: starting from scratch")
 
@@ -423,32 +462,60 @@ def train(config: TrainConfig | None = None, *, model: GPT | None = None, text: 
     model_config = cfg.model_config(tokenizer.vocab_size)
 
     if model is None:
-        torch.manual_seed(cfg.seed)  # the initial weights
+        torch.manual_seed(cfg.seed)  # the initial weights (the same on every rank)
         model = GPT(model_config)
     elif model.config.to_dict() != model_config.to_dict():
         raise ValueError(f"the model's config {model.config} does not match the training config {model_config}")
     model.to(device)
+    if checkpoint is not None:
+        check_config_matches(checkpoint, model_config.to_dict())
+        model.load_state_dict(checkpoint.model_state)  # before wrapping: FSDP then shards these weights
+        if checkpoint.optimizer_state is None:
+            raise CheckpointError(f"the checkpoint in {cfg.out_dir} has no optimizer state to resume from")
+    tied = tied_names(model)
+    wrapped = wrap_model(model, device, cfg.fsdp) if dist.enabled else model
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device.type)
-    generator = torch.Generator().manual_seed(cfg.seed)  # the training batches
+    # Micro-batch stream j = rank * grad_accum_steps + micro draws from its own generator
+    # seeded seed + j: stream 0 is a single process's generator, and 2 ranks x 1 micro-step
+    # draw exactly the batches of 1 rank x 2 micro-steps.
+    n_micro = cfg.grad_accum_steps
+    micro_size = micro_batch_size(cfg.batch_size, dist.world_size, n_micro)
+    streams = [dist.rank * n_micro + m for m in range(n_micro)]
+    generators = [torch.Generator().manual_seed(cfg.seed + j) for j in streams]
+    torch_key = "torch" if main else f"torch.{dist.rank}"
     history, step = _new_history(), 0
 
     if checkpoint is not None:
-        check_config_matches(checkpoint, model_config.to_dict())
-        model.load_state_dict(checkpoint.model_state)
-        if checkpoint.optimizer_state is None:
-            raise CheckpointError(f"the checkpoint in {cfg.out_dir} has no optimizer state to resume from")
-        optimizer.load_state_dict(checkpoint.optimizer_state)
-        generator.set_state(checkpoint.rng["batches"])
-        torch.set_rng_state(checkpoint.rng["torch"])
+        saved = sorted(k for k in checkpoint.rng if k.startswith("batches"))
+        if len(saved) != dist.world_size * n_micro:
+            raise CheckpointError(
+                f"the checkpoint in {cfg.out_dir} has {len(saved)} batch stream(s), this run has "
+                f"{dist.world_size} process(es) x grad_accum_steps {n_micro}: resume with the same product"
+            )
+        if dist.enabled:
+            load_optimizer_state(wrapped, optimizer, checkpoint.optimizer_state, optimizer_names(model, optimizer))
+        else:
+            optimizer.load_state_dict(checkpoint.optimizer_state)
+        for j, generator in zip(streams, generators):
+            generator.set_state(checkpoint.rng[_stream_key(j)])
+        torch.set_rng_state(checkpoint.rng.get(torch_key, checkpoint.rng["torch"]))
         history = {**_new_history(), **checkpoint.history, "interrupted": False}
         step = checkpoint.step
         say(f"resuming from step {step} of {cfg.out_dir}")
 
-    forward = torch.compile(model) if cfg.compile else model
+    forward = torch.compile(wrapped) if cfg.compile else wrapped
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
 
     def evaluate(tokens_per_sec: float) -> None:
+        # FSDP: every rank must run the forward pass (each holds a shard of the weights that
+        # the others gather), so all ranks evaluate the same batches and rank 0 keeps the
+        # figures. DDP: rank 0 evaluates its full copy alone; the others wait at the next
+        # collective (dist_timeout must cover an evaluation and a checkpoint).
+        if not (main or cfg.fsdp):
+            return
         losses = estimate_loss(model, splits, cfg.batch_size, cfg.block_size, cfg.eval_iters, cfg.seed + 1, ctx)
+        if not main:
+            return
         history["eval_step"].append(step)
         history["train_loss"].append(losses["train"])
         history["val_loss"].append(losses["val"])
@@ -458,9 +525,19 @@ def train(config: TrainConfig | None = None, *, model: GPT | None = None, text: 
             callback(step, model, history, tokenizer)
 
     def save() -> None:
-        if cfg.out_dir is not None:
-            rng = {"batches": generator.get_state(), "torch": torch.get_rng_state()}
-            save_checkpoint(cfg.out_dir, model, step, optimizer, tokenizer, rng, history, cfg.to_dict())
+        if cfg.out_dir is None:
+            return
+        rng = {_stream_key(j): g.get_state() for j, g in zip(streams, generators)}
+        rng[torch_key] = torch.get_rng_state()
+        model_state, optim_state = model, optimizer
+        if dist.enabled:  # every rank takes part in gathering; rank 0 writes
+            model_state, optim_state = full_state(wrapped, optimizer, tied)
+            parts = gather_objects(rng, dist)
+            if not main:
+                return
+            rng = {k: v for part in parts for k, v in part.items()}
+            model_state, optim_state = StateView(model_state, model.config), StateView(optim_state)
+        save_checkpoint(cfg.out_dir, model_state, step, optim_state, tokenizer, rng, history, cfg.to_dict())
 
     model.train()
     if step == 0 and cfg.eval_interval and cfg.max_iters:
@@ -468,7 +545,7 @@ def train(config: TrainConfig | None = None, *, model: GPT | None = None, text: 
     checkpoint_interval = cfg.checkpoint_interval or cfg.eval_interval or cfg.max_iters
     tokens_since, time_since = 0, 0.0
     bar = tqdm(total=cfg.max_iters, initial=step, desc="training", unit="step", mininterval=0.5,
-               disable=not cfg.verbose)
+               disable=not (cfg.verbose and main))
     with _StopFlag() as stop:
         while step < cfg.max_iters:
             if stop.requested:
@@ -478,22 +555,32 @@ def train(config: TrainConfig | None = None, *, model: GPT | None = None, text: 
             lr = get_lr(step, cfg.lr, cfg.min_lr, cfg.warmup_iters, decay_iters)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = _batch(splits["train"], cfg.batch_size, cfg.block_size, generator)
-            x, y = x.to(device), y.to(device)
-            with ctx:
-                _, loss = forward(x, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            losses = []
+            for micro, generator in enumerate(generators):
+                x, y = _batch(splits["train"], micro_size, cfg.block_size, generator)
+                x, y = x.to(device), y.to(device)
+                # The gradients are averaged over the ranks once, after the last micro-step.
+                with gradient_sync(wrapped, micro == n_micro - 1):
+                    with ctx:
+                        _, loss = forward(x, y)
+                    # Each micro-batch's loss is a mean over its tokens; dividing by the
+                    # number of micro-steps makes the added-up gradient that of the whole batch.
+                    (loss / n_micro if n_micro > 1 else loss).backward()
+                losses.append(loss.detach())
             if cfg.grad_clip > 0:
                 # Rescale the whole gradient when its norm is large: one bad batch cannot
-                # throw the weights far away.
+                # throw the weights far away. (On the averaged gradient: after the all-reduce.)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             step += 1
-            loss_value = loss.item()  # waits for the step to finish (matters on GPUs)
+            loss_value = (losses[0] if n_micro == 1 else torch.stack(losses).mean()).item()  # waits for the step
+            if dist.enabled:  # the whole batch's loss, and whether any rank got Ctrl-C
+                total, stops = all_reduce_sum([loss_value, float(stop.requested)], device)
+                loss_value, stop.requested = total / dist.world_size, stops > 0
             elapsed = time.perf_counter() - t0
             history["train_time"] += elapsed
-            tokens_since += x.numel()
+            tokens_since += x.numel() * n_micro * dist.world_size
             time_since += elapsed
             history["step"].append(step)
             history["loss"].append(loss_value)
@@ -562,6 +649,15 @@ def main(argv=None) -> int:
         history = train(cfg)
     except (CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # under torchrun: gloo/nccl report a dead or hung rank this way
+        dist = env_dist()
+        if not dist.enabled:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: rank {dist.rank} of {dist.world_size} lost contact with the other processes ({first}): "
+              f"one of them died or hung for more than dist_timeout={cfg.dist_timeout} s. "
+              "Continue from the last checkpoint with --resume.", file=sys.stderr)
         return 1
     if history["interrupted"]:
         return 130  # the shell convention for "stopped by Ctrl-C"

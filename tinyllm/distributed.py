@@ -1,0 +1,273 @@
+"""Training on several processes with PyTorch's own engine: torchrun, DDP and FSDP2.
+
+One command starts N copies of the training script, one per GPU (or per CPU process)::
+
+    python -m torch.distributed.run --nproc_per_node 2 -m tinyllm.train --preset tiny
+
+``torchrun`` gives each copy its ``RANK`` (0..N-1 over all machines), ``LOCAL_RANK`` (its
+GPU on this machine) and ``WORLD_SIZE`` (N) in the environment. Each copy then:
+
+- joins a *process group* (:func:`process_group`): gloo on CPUs, nccl on CUDA GPUs;
+- wraps the model (:func:`wrap_model`): DistributedDataParallel keeps a full copy on every
+  rank and averages the gradients with an all-reduce after ``backward``; FSDP2
+  (``fully_shard``) keeps only a 1/N shard of every weight, gradient and AdamW moment per
+  rank and gathers each block's weights just before it runs;
+- draws its own batches, so N ranks see N different micro-batches per step;
+- for a checkpoint, gathers the full weights and optimizer state on rank 0
+  (:func:`full_state`), the only rank that writes files.
+
+In one process (no ``WORLD_SIZE`` in the environment) nothing here is used and the
+training loop is exactly the single-process loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process sits: ``rank`` of ``world_size``, ``local_rank`` on its machine."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 prints, shows the progress bar and writes checkpoints."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1 or "WORLD_SIZE" in os.environ
+
+
+SINGLE = Dist()
+
+
+def env_dist() -> Dist:
+    """The ranks torchrun put into the environment (one process: rank 0 of 1)."""
+    if "WORLD_SIZE" not in os.environ:
+        return SINGLE
+    env = os.environ
+    return Dist(int(env.get("RANK", 0)), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
+
+
+def is_main() -> bool:
+    return env_dist().is_main
+
+
+def world_size() -> int:
+    return env_dist().world_size
+
+
+def backend_for(device: torch.device) -> str:
+    """nccl talks GPU to GPU directly; gloo is the CPU backend (and works everywhere)."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def micro_batch_size(batch_size: int, world: int, grad_accum_steps: int) -> int:
+    """Sequences per forward pass: the step's ``batch_size`` split over ranks and micro-steps."""
+    parts = world * grad_accum_steps
+    if batch_size % parts:
+        raise ValueError(
+            f"batch_size={batch_size} cannot be split into {world} process(es) x {grad_accum_steps} "
+            f"micro-step(s): it must be a multiple of {parts}"
+        )
+    return batch_size // parts
+
+
+def check_fsdp(fsdp: bool, dist: Dist, optimizer: str = "adamw") -> None:
+    """FSDP needs a process group and an optimizer that works on shards of a matrix."""
+    if not fsdp:
+        return
+    if not dist.enabled:
+        raise ValueError(
+            "fsdp=True needs a process group: launch with "
+            "python -m torch.distributed.run --nproc_per_node N -m tinyllm.train --fsdp"
+        )
+    if optimizer != "adamw":
+        # AdamW is element-wise, so each rank can update its own shard; Muon orthogonalises
+        # whole matrices (Newton-Schulz) and would need every shard at once.
+        raise ValueError(f"fsdp=True shards the optimizer state: optimizer must be 'adamw', "
+                         f"got {optimizer!r}")
+
+
+@contextlib.contextmanager
+def process_group(device: torch.device, timeout: float = 60.0):
+    """Join torchrun's process group for the duration of the block (yields a :class:`Dist`).
+
+    ``timeout`` (seconds) bounds every collective: a rank that dies or hangs makes the
+    others raise instead of waiting forever. Without torchrun this yields rank 0 of 1.
+    """
+    dist = env_dist()
+    if not dist.enabled:
+        yield dist
+        return
+    import torch.distributed as tdist
+
+    if device.type == "cuda":
+        torch.cuda.set_device(dist.local_rank)  # one GPU per process
+    tdist.init_process_group(backend=backend_for(device), timeout=timedelta(seconds=timeout))
+    try:
+        yield dist
+    finally:
+        tdist.destroy_process_group()
+
+
+def device_for(device: torch.device, dist: Dist) -> torch.device:
+    """Rank r on a machine uses GPU ``LOCAL_RANK``; CPU processes share the CPU."""
+    if device.type == "cuda" and dist.enabled:
+        return torch.device("cuda", dist.local_rank)
+    return device
+
+
+def wrap_model(model: nn.Module, device: torch.device, fsdp: bool = False) -> nn.Module:
+    """DDP (a full copy per rank) or FSDP2 (a shard per rank); returns the module to call.
+
+    FSDP2 shards each transformer block on its own, then the rest (embeddings, final norm,
+    head) as the root: one block's weights are gathered at a time, so a rank never holds
+    the whole model at once, and the next block's gather overlaps this one's compute.
+    """
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        for block in model.transformer.h:
+            fully_shard(block)
+        return fully_shard(model)  # the same object, its parameters now DTensor shards
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+@contextlib.contextmanager
+def gradient_sync(wrapped: nn.Module, sync: bool):
+    """Reduce the gradients across ranks in this backward only if ``sync``.
+
+    With ``grad_accum_steps`` micro-steps, the gradients add up locally and are reduced
+    once, after the last micro-step: one all-reduce per step instead of one per micro-step.
+    """
+    if hasattr(wrapped, "set_requires_gradient_sync"):  # FSDP2
+        wrapped.set_requires_gradient_sync(sync)
+        yield
+    elif hasattr(wrapped, "no_sync") and not sync:  # DDP
+        with wrapped.no_sync():
+            yield
+    else:
+        yield
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Add ``values`` over every rank (one small collective)."""
+    import torch.distributed as tdist
+
+    dtype = torch.float64 if device.type == "cpu" else torch.float32  # mps has no float64
+    tensor = torch.tensor(values, dtype=dtype, device=device)
+    tdist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def gather_objects(obj, dist: Dist) -> list | None:
+    """Every rank's ``obj`` on rank 0 (a list in rank order), ``None`` elsewhere."""
+    import torch.distributed as tdist
+
+    out = [None] * dist.world_size if dist.is_main else None
+    tdist.gather_object(obj, out, dst=0)
+    return out
+
+
+def tied_names(model: nn.Module) -> dict[str, str]:
+    """Parameter names that share a tensor with an earlier one (``lm_head.weight`` -> wte)."""
+    first, tied = {}, {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            tied[name] = first[id(p)]
+        else:
+            first[id(p)] = name
+    return tied
+
+
+def _options(**kw):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, **kw)
+
+
+def full_state(wrapped: nn.Module, optimizer, tied: dict[str, str]):
+    """``(model_state, optimizer_state)`` gathered in full on rank 0 (empty dicts elsewhere).
+
+    Every rank must call this (FSDP gathers the shards). The optimizer state is returned
+    in the numbering of ``optimizer.state_dict()`` (parameters 0, 1, ... in group order),
+    so a checkpoint written by N processes is the same file a single process writes.
+    """
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+    opts = _options(cpu_offload=True)
+    model_state = get_model_state_dict(wrapped, options=opts)
+    optim_state = get_optimizer_state_dict(wrapped, optimizer, options=opts)
+    if not model_state:
+        return {}, {}
+    for name, kept in tied.items():  # one tensor for tied weights, as a single process stores it
+        model_state[name] = model_state[kept]
+    ids = {fqn: i for i, fqn in enumerate(fqn for g in optim_state["param_groups"] for fqn in g["params"])}
+    state = {ids[fqn]: value for fqn, value in optim_state["state"].items()}
+    groups = [{**g, "params": [ids[fqn] for fqn in g["params"]]} for g in optim_state["param_groups"]]
+    return model_state, {"state": state, "param_groups": groups}
+
+
+def load_optimizer_state(wrapped: nn.Module, optimizer, state: dict, names: list[str]) -> None:
+    """Load a full, integer-numbered optimizer state (every rank passes the same one).
+
+    ``names``: the parameter names in ``optimizer.state_dict()`` order. FSDP keeps only
+    this rank's shard of each moment.
+    """
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+    by_name = {
+        "state": {names[i]: value for i, value in state["state"].items()},
+        "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]],
+    }
+    set_optimizer_state_dict(wrapped, optimizer, by_name, options=_options())
+
+
+def optimizer_names(model: nn.Module, optimizer) -> list[str]:
+    """Each optimizer parameter's name, in the order ``optimizer.state_dict()`` numbers them."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+
+
+def run_torchrun(nproc: int, train_args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``torchrun --nproc_per_node nproc -m tinyllm.train *train_args`` and capture its output.
+
+    ``python -m torch.distributed.run`` is the ``torchrun`` command without needing it on
+    PATH. Each worker gets ``OMP_NUM_THREADS=1`` unless the caller set it: N processes
+    share the machine's cores, and N processes x all cores each would fight over them.
+    Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds.
+    """
+    if not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc must be an int >= 1, got {nproc!r}")
+    env = {**os.environ}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+               "-m", "tinyllm.train", *map(str, train_args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+class StateView:
+    """A gathered state dict in the shape :func:`tinyllm.checkpoint.save_checkpoint` reads:
+    ``state_dict()`` and, for a model, ``config``."""
+
+    def __init__(self, state: dict, config=None):
+        self._state, self.config = state, config
+
+    def state_dict(self) -> dict:
+        return self._state
