@@ -27,6 +27,7 @@ MAP: dict[str, tuple[str, str, str]] = {
     "tokenizer/bpe_reference.py": ("03", "test_tokenizer_bpe.py", "the chapter's simple BPE, the reference"),
     "model.py": ("02, 04-07", "test_model.py, test_bigram.py", "bigram model, attention, block, GPT"),
     "train.py": ("08", "test_train.py", "the training loop, presets, the command line"),
+    "distributed.py": ("-", "test_distributed.py", "torchrun: process group, DDP / FSDP2, gathered checkpoints"),
     "checkpoint.py": ("08", "test_checkpoint.py", "saving and loading a model with its tokenizer"),
     "sampling.py": ("09", "test_model.py", "temperature, top-k, top-p (tested through `GPT.generate`)"),
     "generate.py": ("09", "test_generate.py", "text generation with the KV cache, the command line"),

@@ -218,7 +218,7 @@ def test_a_hung_rank_stops_the_run_at_the_process_group_timeout(corpus, tmp_path
     os.kill(workers[1], signal.SIGCONT)  # let torchrun's SIGTERM reach it
     _, stderr = agent.communicate(timeout=60)
     print(f"rank 0 gave up {waited:.1f} s after rank 1 stopped")
-    assert 3 <= waited < 20 and agent.returncode != 0
+    assert 2 <= waited < 20 and agent.returncode != 0  # rank 0 may have been waiting already
     assert "error: rank 0 of 2 lost contact with the other processes" in stderr
     assert "dist_timeout=3.0 s" in stderr
 
