@@ -122,11 +122,25 @@ def test_activation_bytes_match_what_autograd_saves(config, B, T):
     assert abs(formula - measured) <= ACTIVATION_TOLERANCE * measured, (formula, measured)
 
 
+@pytest.mark.parametrize("config", CONFIGS[1:], ids=repr)
+def test_bfloat16_activation_bytes_match_what_autocast_saves(config):
+    torch.manual_seed(0)
+    model = GPT(config).train()
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, config.vocab_size, (3, config.block_size), generator=g)
+    targets = torch.randint(0, config.vocab_size, (3, config.block_size), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        measured = measured_activation_bytes(model, idx, targets)
+    formula = scale.activation_bytes(config, 3, dtype="bfloat16")
+    assert abs(formula - measured) <= ACTIVATION_TOLERANCE * measured, (formula, measured)
+    assert formula < scale.activation_bytes(config, 3)
+
+
 def test_activation_bytes_grow_linearly_with_the_batch():
     config = CONFIGS[1]
     a = [scale.activation_bytes(config, B) for B in (1, 2, 3)]
     assert a[2] - a[1] == a[1] - a[0] > 0  # only the positions (one row) do not grow with B
-    assert scale.activation_bytes(config, 3, bytes_per_value=2) < a[2]
+    assert scale.activation_bytes(config, 3, dtype="bfloat16") < a[2]
 
 
 def test_ddp_keeps_everything_on_every_rank_and_fsdp_a_shard():
@@ -140,6 +154,9 @@ def test_ddp_keeps_everything_on_every_rank_and_fsdp_a_shard():
         assert fsdp[part] == -(-one[part] // 8)  # a ceiling: no parameter is lost
     assert fsdp["gathered"] == 4 * scale.block_params(config)
     assert fsdp["activations"] == one["activations"] == scale.activation_bytes(config, 4)
+    bf16 = scale.per_rank_bytes(config, 8, "fsdp", precision="bfloat16", batch_size=4)
+    copies = scale.autocast_weight_copies(config)  # counted as the bfloat16 weights instead
+    assert bf16["activations"] == scale.activation_bytes(config, 4, dtype="bfloat16") - copies
     assert fsdp["total"] == sum(v for k, v in fsdp.items() if k != "total")
     assert fsdp["total"] < one["total"]
 
@@ -175,7 +192,7 @@ def test_training_time():
     (lambda: scale.param_count("gpt2"), "str"),
     (lambda: scale.activation_bytes(GPTConfig(), 0), "batch_size"),
     (lambda: scale.activation_bytes(GPTConfig(), 2, T=65), "T must be at most block_size=64, got 65"),
-    (lambda: scale.activation_bytes(GPTConfig(), 2, bytes_per_value=3), "got 3"),
+    (lambda: scale.activation_bytes(GPTConfig(), 2, dtype="float16"), "'float16'"),
     (lambda: scale.per_rank_bytes(GPTConfig(), 0), "world_size must be an int >= 1, got 0"),
     (lambda: scale.per_rank_bytes(GPTConfig(), 2, "zero"), "'zero'"),
     (lambda: scale.allreduce_bytes(-1, 2), "got -1"),

@@ -139,24 +139,31 @@ def training_state_bytes(config: GPTConfig, optimizer: str = "adamw",
     return out
 
 
-def activation_bytes(config: GPTConfig, batch_size: int, T: int | None = None,
-                     bytes_per_value: int = 4) -> int:
+def autocast_weight_copies(config: GPTConfig) -> int:
+    """Bytes of the bfloat16 copies of the matrices (the head too) autocast keeps for backward."""
+    _check_config(config)
+    return 2 * (matrix_param_count(config) + config.vocab_size * config.n_embd)
+
+
+def activation_bytes(config: GPTConfig, batch_size: int, T: int | None = None, dtype: str = "float32") -> int:
     """Bytes of the tensors one training step's forward pass keeps for the backward pass.
 
     Counted as PyTorch saves them for ``GPT`` with ``dropout=0`` and PyTorch's fused
     attention (which never stores the ``T x T`` weights), per block, in values:
 
-    - ``8 BTC``: the block's input and ``ln_1``'s output, the fused q,k,v (``3 BTC``), the
-      attention output, the stream after attention and ``ln_2``'s output;
+    - ``2 BTC`` float32: the block's input and the stream after attention;
+    - ``6 BTC``: ``ln_1``'s output, the fused q,k,v (``3 BTC``), the attention output and
+      ``ln_2``'s output;
     - ``2 BTH``: the MLP's hidden layer before and after GELU (``1 BTH`` with ReLU, whose
       backward needs only its output, the very tensor the next Linear keeps);
-    - ``4 BT`` mean and inverse deviation of the two layer norms, ``B nh T`` attention's
-      log-sum-exp;
+    - ``4 BT`` float32 mean and inverse deviation of the layer norms, ``B nh T`` float32
+      log-sum-exp of attention;
 
-    and once: the final layer norm (``2 BTC + 2 BT``), the log-probabilities ``BTV`` the
-    loss keeps, and the int64 token ids, targets and positions (8 bytes each).
-    ``bytes_per_value`` 4 is float32 (exact); 2 estimates bfloat16 autocast, which keeps
-    the layer norms in float32.
+    and once: the final layer norm (``BTC + 2 BT`` float32, ``BTC`` output), the float32
+    log-probabilities ``BTV`` the loss keeps, and the int64 token ids, targets and positions.
+    ``dtype="bfloat16"``: autocast, as ``tinyllm.train --dtype bfloat16`` runs; the inputs of
+    the matrix multiplies are kept in bfloat16 (2 bytes), with the bfloat16 copies of the
+    weights (:func:`autocast_weight_copies`). ``float32``: 4 bytes for every value.
     """
     _check_config(config)
     _check_positive_int("batch_size", batch_size)
@@ -164,14 +171,15 @@ def activation_bytes(config: GPTConfig, batch_size: int, T: int | None = None,
     _check_positive_int("T", T)
     if T > config.block_size:
         raise ValueError(f"T must be at most block_size={config.block_size}, got {T}")
-    if bytes_per_value not in (2, 4):
-        raise ValueError(f"bytes_per_value must be 2 (bfloat16) or 4 (float32), got {bytes_per_value!r}")
+    _check_choice("dtype", dtype, PRECISIONS)
+    low = 2 if dtype == "bfloat16" else 4
     B, C, H, V = batch_size, config.n_embd, config.hidden_size, config.vocab_size
     hidden = 2 if config.mlp == "gelu" else 1
-    per_block = B * T * (8 * C + hidden * H + 4) + B * config.n_head * T
-    once = B * T * (2 * C + 2 + V)
+    per_block = 4 * (B * T * (2 * C + 4) + B * config.n_head * T) + low * B * T * (6 * C + hidden * H)
+    once = 4 * B * T * (C + 2 + V) + low * B * T * C
     ids = 8 * (2 * B * T + T)
-    return bytes_per_value * (config.n_layer * per_block + once) + ids
+    copies = autocast_weight_copies(config) if dtype == "bfloat16" else 0
+    return config.n_layer * per_block + once + ids + copies
 
 
 # ---------------------------------------------------------------------------------------
@@ -196,7 +204,9 @@ def per_rank_bytes(config: GPTConfig, world_size: int = 1, strategy: str = "ddp"
     out = dict(state) if strategy == "ddp" else {k: math.ceil(v / world_size) for k, v in state.items()}
     working = state_bytes_per_param(optimizer, precision)["weights"]
     out["gathered"] = 0 if strategy == "ddp" else block_params(config) * working
-    out["activations"] = activation_bytes(config, batch_size, T, 2 if precision == "bfloat16" else 4)
+    out["activations"] = activation_bytes(config, batch_size, T, precision)
+    if precision == "bfloat16":  # the bfloat16 weights autocast would copy are counted above
+        out["activations"] -= autocast_weight_copies(config)
     out["total"] = sum(out.values())
     return out
 
