@@ -13,8 +13,8 @@ GPU on this machine) and ``WORLD_SIZE`` (N) in the environment. Each copy then:
   (``fully_shard``) keeps only a 1/N shard of every weight, gradient and AdamW moment per
   rank and gathers each block's weights just before it runs;
 - draws its own batches, so N ranks see N different micro-batches per step;
-- for a checkpoint, gathers the full weights and optimizer state on rank 0
-  (:func:`full_state`), the only rank that writes files.
+- for a checkpoint, rank 0 writes the files: with DDP it holds everything already; with
+  FSDP the shards are first gathered to it (:func:`full_state`).
 
 In one process (no ``WORLD_SIZE`` in the environment) nothing here is used and the
 training loop is exactly the single-process loop.
@@ -205,7 +205,8 @@ def _options(**kw):
 def full_state(wrapped: nn.Module, optimizer, tied: dict[str, str]):
     """``(model_state, optimizer_state)`` gathered in full on rank 0 (empty dicts elsewhere).
 
-    Every rank must call this (FSDP gathers the shards). The optimizer state is returned
+    Every rank must call this (FSDP gathers the shards; it works for DDP too, but there
+    rank 0 holds the whole state already and the loop saves it directly). The optimizer state is returned
     in the numbering of ``optimizer.state_dict()`` (parameters 0, 1, ... in group order),
     so a checkpoint written by N processes is the same file a single process writes.
     """

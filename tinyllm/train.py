@@ -11,8 +11,10 @@ From a shell (options named like nanoGPT's, presets for known recipes)::
     python -m tinyllm.train --preset chat-cpu --out_dir runs/chat-cpu   # a chat model, on a CPU
     python -m tinyllm.train --preset guppylm --out_dir runs/guppylm     # GuppyLM's size, CUDA + bfloat16
     python -m tinyllm.train --out_dir out --resume   # continue after a crash or Ctrl-C
+    python -m torch.distributed.run --nproc_per_node 2 -m tinyllm.train --preset tiny   # torchrun, DDP
 
-Each step: draw a random batch, compute the cross-entropy, backpropagate, clip the
+Each step: draw a random batch (in ``grad_accum_steps`` micro-batches, each process its
+own share under torchrun), compute the cross-entropy, backpropagate, clip the
 gradient norm, and take an AdamW step at the learning rate of the schedule (linear warmup,
 then cosine decay to ``min_lr``). Every ``eval_interval`` steps the train and validation
 losses are estimated on ``eval_iters`` fixed batches each and printed as
@@ -492,9 +494,9 @@ def _train(cfg: TrainConfig, device, dist, model, text, conversations, callback)
                 f"the checkpoint in {cfg.out_dir} has {len(saved)} batch stream(s), this run has "
                 f"{dist.world_size} process(es) x grad_accum_steps {n_micro}: resume with the same product"
             )
-        if dist.enabled:
+        if cfg.fsdp:  # each rank keeps its shard of the moments
             load_optimizer_state(wrapped, optimizer, checkpoint.optimizer_state, optimizer_names(model, optimizer))
-        else:
+        else:  # one process, or DDP: every rank holds the whole state
             optimizer.load_state_dict(checkpoint.optimizer_state)
         for j, generator in zip(streams, generators):
             generator.set_state(checkpoint.rng[_stream_key(j)])
@@ -529,14 +531,15 @@ def _train(cfg: TrainConfig, device, dist, model, text, conversations, callback)
             return
         rng = {_stream_key(j): g.get_state() for j, g in zip(streams, generators)}
         rng[torch_key] = torch.get_rng_state()
-        model_state, optim_state = model, optimizer
-        if dist.enabled:  # every rank takes part in gathering; rank 0 writes
-            model_state, optim_state = full_state(wrapped, optimizer, tied)
+        model_state, optim_state = model, optimizer  # one process, or DDP: rank 0 holds it all
+        if cfg.fsdp:  # every rank takes part in gathering the shards
+            weights, moments = full_state(wrapped, optimizer, tied)
+            model_state, optim_state = StateView(weights, model.config), StateView(moments)
+        if dist.enabled:  # every rank's batch streams; rank 0 writes
             parts = gather_objects(rng, dist)
             if not main:
                 return
             rng = {k: v for part in parts for k, v in part.items()}
-            model_state, optim_state = StateView(model_state, model.config), StateView(optim_state)
         save_checkpoint(cfg.out_dir, model_state, step, optim_state, tokenizer, rng, history, cfg.to_dict())
 
     model.train()
