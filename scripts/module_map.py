@@ -36,7 +36,7 @@ MAP: dict[str, tuple[str, str, str]] = {
     "widgets/tokenizer_explorer.py": ("03", "test_widget_tokenizer.py", "type text, see its tokens"),
     "widgets/attention_explorer.py": ("05, 09", "test_widget_attention.py", "a model's attention weights"),
     "widgets/sampling_playground.py": ("09", "test_widget_sampling.py", "sampling knobs and their text"),
-    "layers.py": ("-", "test_layers.py, test_model.py", "RMSNorm, RoPE, grouped-query KV, SwiGLU, ReLU squared"),
+    "layers.py": ("11", "test_layers.py, test_model.py", "RMSNorm, RoPE, grouped-query KV, SwiGLU, ReLU squared"),
     "trace.py": ("10", "test_trace.py", "one forward pass kept whole: logit lens, head scores, ablation"),
     "widgets/layer_explorer.py": ("10", "test_widget_layer_explorer.py", "the logit lens and heads for a position"),
     "chat_data.py": ("12", "test_chat_data.py", "synthetic persona conversations, the chat template, loss mask"),
