@@ -18,8 +18,14 @@ CONFIGS = [
     GPTConfig(vocab_size=50, block_size=20, n_layer=1, n_head=1, n_embd=8, mlp_hidden=13),
 ]
 
+# Chapter 11's switches: the parameter and FLOP counts know them too (activations do not).
+MODERN = [
+    GPTConfig(norm="rmsnorm", pos="rope", mlp="swiglu", n_kv_head=2, bias=False),  # Llama-style
+    GPTConfig(vocab_size=71, n_layer=2, n_head=6, n_embd=96, n_kv_head=3, qk_norm=True, mlp="relu2"),
+    GPTConfig(vocab_size=40, n_layer=1, n_head=4, n_embd=32, n_kv_head=1, mlp="swiglu", mlp_hidden=40),
+]
 
-@pytest.mark.parametrize("config", CONFIGS, ids=repr)
+@pytest.mark.parametrize("config", CONFIGS + MODERN, ids=repr)
 def test_param_count_equals_the_built_model(config):
     model = GPT(config)
     assert scale.param_count(config) == model.num_params()
@@ -28,7 +34,7 @@ def test_param_count_equals_the_built_model(config):
     assert scale.block_params(config) == one_block
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=repr)
+@pytest.mark.parametrize("config", CONFIGS + MODERN, ids=repr)
 def test_matrix_params_are_the_2d_weights_of_the_blocks(config):
     model = GPT(config)
     matrices = sum(p.numel() for p in model.transformer.h.parameters() if p.dim() == 2)
@@ -42,7 +48,7 @@ def test_gpt2_124m_has_its_published_size():
     assert scale.param_count(scale.GPT2_124M) == model.num_params() == 124_439_808
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=repr)
+@pytest.mark.parametrize("config", CONFIGS + MODERN, ids=repr)
 @pytest.mark.parametrize("T", [None, 7])
 def test_flops_per_token_agree_with_the_model(config, T):
     assert scale.flops_per_token(config, T) == GPT(config).flops_per_token(T)
@@ -193,6 +199,7 @@ def test_training_time():
     (lambda: scale.activation_bytes(GPTConfig(), 0), "batch_size"),
     (lambda: scale.activation_bytes(GPTConfig(), 2, T=65), "T must be at most block_size=64, got 65"),
     (lambda: scale.activation_bytes(GPTConfig(), 2, dtype="float16"), "'float16'"),
+    (lambda: scale.activation_bytes(GPTConfig(pos="rope"), 2), "pos='rope' is not counted"),
     (lambda: scale.per_rank_bytes(GPTConfig(), 0), "world_size must be an int >= 1, got 0"),
     (lambda: scale.per_rank_bytes(GPTConfig(), 2, "zero"), "'zero'"),
     (lambda: scale.allreduce_bytes(-1, 2), "got -1"),

@@ -44,14 +44,17 @@ def _check_positive_int(name: str, value, low: int = 1) -> None:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
 
 
-def _check_config(config) -> None:
+def _check_config(config, gpt2_layout: bool = False) -> None:
     if not isinstance(config, GPTConfig):
         raise ValueError(f"config must be a GPTConfig, got {type(config).__name__}")
-    # Switches a later model may add; the count below knows GPT-2's layout only.
+    if not gpt2_layout:
+        return
+    # The activation count follows the tensors autograd keeps in GPT-2's layout; chapter 11's
+    # switches keep others (RoPE's rotated copies, SwiGLU's gate, RMSNorm's statistics).
     for name, gpt2 in (("norm", "layernorm"), ("pos", "learned"), ("n_kv_head", None), ("qk_norm", False)):
-        if getattr(config, name, gpt2) != gpt2:
-            value = getattr(config, name)
-            raise ValueError(f"scale counts GPT-2-style configs only: {name}={value!r} is not counted")
+        if getattr(config, name) != gpt2:
+            raise ValueError(f"activation_bytes counts GPT-2's layout only: {name}={getattr(config, name)!r} "
+                             f"is not counted (allowed: {gpt2!r})")
     _check_choice("config.mlp", config.mlp, ("gelu", "relu"))
 
 
@@ -61,18 +64,22 @@ def _check_config(config) -> None:
 
 
 def block_params(config: GPTConfig) -> int:
-    """Parameters of one transformer block: ``4C^2 + 2CH`` in matrices, plus vectors.
+    """Parameters of one transformer block: ``4C^2 + 2CH`` in matrices (GPT-2), plus vectors.
 
-    Two layer norms (gain, and bias if ``bias``), the fused q,k,v ``C x 3C`` and the
-    output ``C x C`` of attention, the MLP's ``C x H`` and ``H x C``; biases on each
-    Linear when ``bias``. GPT-2 (H = 4C, biases): ``12 C^2 + 13 C``.
+    Two norms (a gain, and a bias if ``bias`` for LayerNorm; RMSNorm has a gain only), the
+    fused q,k,v ``C x (nh + 2 n_kv) hs`` (``C x 3C`` when every head has its own keys and
+    values) and the output ``C x C`` of attention, the MLP's ``C x H`` and ``H x C`` (SwiGLU
+    adds a gate ``C x H``); biases on each Linear when ``bias``; ``qk_norm`` adds two gains of
+    ``hs``. GPT-2 (H = 4C, biases): ``12 C^2 + 13 C``.
     """
     _check_config(config)
     C, H, b = config.n_embd, config.hidden_size, int(config.bias)
-    norms = 2 * (C + b * C)
-    attn = C * 3 * C + b * 3 * C + C * C + b * C
-    mlp = C * H + b * H + H * C + b * C
-    return norms + attn + mlp
+    hs, qkv = config.head_size, (config.n_head + 2 * config.kv_heads) * config.head_size
+    norm = C if config.norm == "rmsnorm" else C + b * C
+    attn = C * qkv + b * qkv + C * C + b * C + (2 * hs if config.qk_norm else 0)
+    up = 2 if config.mlp == "swiglu" else 1
+    mlp = up * (C * H + b * H) + H * C + b * C
+    return 2 * norm + attn + mlp
 
 
 def param_count(config: GPTConfig, non_embedding: bool = False) -> int:
@@ -84,15 +91,19 @@ def param_count(config: GPTConfig, non_embedding: bool = False) -> int:
     """
     _check_config(config)
     C, b = config.n_embd, int(config.bias)
-    n = config.vocab_size * C + config.n_layer * block_params(config) + C + b * C
-    return n if non_embedding else n + config.block_size * C
+    final_norm = C if config.norm == "rmsnorm" else C + b * C
+    n = config.vocab_size * C + config.n_layer * block_params(config) + final_norm
+    table = config.block_size * C if config.pos == "learned" else 0  # RoPE has no table
+    return n if non_embedding else n + table
 
 
 def matrix_param_count(config: GPTConfig) -> int:
     """Parameters in the blocks' 2-D weight matrices: what Muon trains (the rest use AdamW)."""
     _check_config(config)
     C, H = config.n_embd, config.hidden_size
-    return config.n_layer * (4 * C * C + 2 * C * H)
+    qkv = (config.n_head + 2 * config.kv_heads) * config.head_size
+    up = 2 if config.mlp == "swiglu" else 1
+    return config.n_layer * (C * qkv + C * C + (up + 1) * C * H)
 
 
 # ---------------------------------------------------------------------------------------
@@ -164,8 +175,9 @@ def activation_bytes(config: GPTConfig, batch_size: int, T: int | None = None, d
     ``dtype="bfloat16"``: autocast, as ``tinyllm.train --dtype bfloat16`` runs; the inputs of
     the matrix multiplies are kept in bfloat16 (2 bytes), with the bfloat16 copies of the
     weights (:func:`autocast_weight_copies`). ``float32``: 4 bytes for every value.
+    GPT-2's layout only (chapter 11's switches raise ``ValueError``).
     """
-    _check_config(config)
+    _check_config(config, gpt2_layout=True)
     _check_positive_int("batch_size", batch_size)
     T = config.block_size if T is None else T
     _check_positive_int("T", T)
