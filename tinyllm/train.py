@@ -184,6 +184,14 @@ _RECIPES: dict[str, dict] = {
         tokenizer="bpe", vocab_size=1024, n_conversations=20000, batch_size=16, max_iters=1000, lr=3e-3,
         min_lr=1e-4, warmup_iters=50, eval_interval=200, eval_iters=10, dtype="float32", device="cpu",
     ),
+    # Chapter 11's CPU speedrun: tinyshakespeare val loss <= 1.88 in a quarter of nanogpt-cpu's
+    # time. The cpu recipe's size with RMSNorm, RoPE, no biases and Muon for the matrices
+    # (which takes a much higher learning rate); benchmarks/bench_speedrun.py measures it.
+    "speedrun": dict(
+        n_layer=3, n_head=4, n_embd=128, block_size=64, norm="rmsnorm", pos="rope", bias=False,
+        optimizer="muon", muon_lr=0.03, batch_size=16, max_iters=400, lr=4e-3, min_lr=1e-4, warmup_iters=20,
+        eval_interval=100,
+    ),
     # A few seconds: for tests and quick experiments.
     "tiny": dict(
         n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=8, max_iters=20, lr=3e-3, min_lr=3e-4,
