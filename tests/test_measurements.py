@@ -1,0 +1,83 @@
+"""The committed measurements (tinyllm/measurements/*.json) are well-formed and summarised right."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+
+from tinyllm.measurements import NAMES, ablation_table, check_ablation, load
+
+
+def _runs(losses: dict[str, list[float]]) -> dict:
+    runs = [{"config": name, "switches": {"norm": "rmsnorm"} if name != "baseline" else {}, "seed": seed,
+             "steps": 100 + seed, "train_seconds": 10.0 + seed, "val_loss": loss}
+            for name, values in losses.items() for seed, loss in enumerate(values)]
+    meta = {"machine": "x", "torch": "2", "threads": 1, "parallel": 2, "load_average": [0.1, 0.2],
+            "budget_seconds": 10, "date": "2026-01-01"}
+    return {"meta": meta, "runs": runs}
+
+
+def test_committed_ablation_is_well_formed_with_every_configuration_and_three_seeds():
+    data = load("ablation")
+    check_ablation(data)
+    rows = ablation_table(data)
+    names = [row["name"] for row in rows]
+    assert names[0] == "baseline" and "best" in names
+    for piece in ("rmsnorm", "rope", "swiglu", "relu2", "gqa", "qk_norm", "no_bias", "muon"):
+        assert piece in names
+    assert all(row["seeds"] >= 3 for row in rows)
+    assert all(1.0 < row["val_loss_mean"] < 4.5 for row in rows)  # char-level losses, ln 65 = 4.17
+    assert data["meta"]["budget_seconds"] > 0
+
+
+def test_committed_speedrun_names_both_presets_and_its_ratio():
+    data = load("speedrun")
+    runs = {r["preset"]: r for r in data["runs"]}
+    assert set(runs) == {"nanogpt-cpu", "speedrun"}
+    ratio = runs["speedrun"]["train_time"] / runs["nanogpt-cpu"]["train_time"]
+    assert data["ratio"] == pytest.approx(ratio, abs=1e-3)
+    assert all(math.isfinite(r["val_loss"]) for r in runs.values())
+    for key in ("machine", "torch", "threads", "load_average", "date"):
+        assert key in data["meta"]
+
+
+def test_ablation_table_means_and_sample_standard_deviations():
+    rows = ablation_table(_runs({"baseline": [2.0, 2.2, 2.4], "rmsnorm": [1.9, 1.9, 1.9]}))
+    assert [r["name"] for r in rows] == ["baseline", "rmsnorm"]
+    assert rows[0]["val_loss_mean"] == pytest.approx(2.2)
+    assert rows[0]["val_loss_std"] == pytest.approx(0.2)  # sample std (n - 1)
+    assert rows[1]["val_loss_std"] == pytest.approx(0.0, abs=1e-12)
+    assert rows[0]["seeds"] == 3 and rows[0]["steps"] == pytest.approx(101)
+    assert rows[0]["train_seconds"] == 11.0
+    assert rows[1]["switches"] == {"norm": "rmsnorm"}
+
+
+def _broken(change) -> dict:
+    data = _runs({"baseline": [2.0, 2.1], "rmsnorm": [1.9, 2.0]})
+    data = copy.deepcopy(data)
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("meta"), "'meta' dict"),
+    (lambda d: d["meta"].pop("budget_seconds"), "lacks \\['budget_seconds'\\]"),
+    (lambda d: d["runs"].clear(), "no runs"),
+    (lambda d: d["runs"][1].pop("val_loss"), "run 1 lacks 'val_loss'"),
+    (lambda d: d["runs"][0].update(val_loss=float("nan")), "finite"),
+    (lambda d: d["runs"][0].update(steps="100"), "steps must be"),
+    (lambda d: d["runs"][0].update(seed=True), "seed must be"),
+    (lambda d: d["runs"][3].update(switches={"pos": "rope"}), "'rmsnorm' appears with two sets of switches"),
+    (lambda d: d["runs"][1].update(seed=0), "'baseline' has seed 0 twice"),
+])
+def test_check_ablation_names_what_is_malformed(change, message):
+    with pytest.raises(ValueError, match=message):
+        check_ablation(_broken(change))
+
+
+def test_load_refuses_unknown_names():
+    with pytest.raises(ValueError, match="unknown measurement 'speed'; known: ablation, speedrun"):
+        load("speed")
+    assert NAMES == ("ablation", "speedrun")
