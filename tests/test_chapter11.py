@@ -77,8 +77,8 @@ def test_the_ablation_table_is_computed_from_ablation_json():
     assert "ablation_table(" in cell.source, "the table must be computed by ablation_table"
     printed = _stdout(cell).splitlines()
     table = ablation_table(load("ablation"))
-    body = printed[1:]
-    assert len(body) == len(table), f"{len(body)} table lines printed, {len(table)} configurations"
+    body = printed[1:1 + len(table)]
+    assert printed[1 + len(table)].startswith("budget: "), "one line per configuration, then the budget"
     for line, row in zip(body, table):
         fields = line.split()
         assert fields[0] == row["name"]
