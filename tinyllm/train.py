@@ -213,7 +213,7 @@ _RECIPES: dict[str, dict] = {
     # (which takes a much higher learning rate); benchmarks/bench_speedrun.py measures it.
     "speedrun": dict(
         n_layer=3, n_head=4, n_embd=128, block_size=64, norm="rmsnorm", pos="rope", bias=False,
-        optimizer="muon", muon_lr=0.03, batch_size=16, max_iters=400, lr=4e-3, min_lr=1e-4, warmup_iters=20,
+        optimizer="muon", muon_lr=0.03, batch_size=24, max_iters=280, lr=4e-3, min_lr=1e-4, warmup_iters=20,
         eval_interval=100,
     ),
     # A few seconds: for tests and quick experiments.
