@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--parallel", type=int, default=2, help="trainings at a time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training")
-    parser.add_argument("--calib_steps", type=int, default=15)
+    parser.add_argument("--calib_steps", type=int, default=40, help="steps timed per configuration")
     parser.add_argument("--eval_iters", type=int, default=200)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names")
     parser.add_argument("--note", default="", help="a remark stored in the file's metadata")
