@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tinyllm.model import GPT, GPTConfig
@@ -20,3 +21,17 @@ def random_model(config: dict, seed: int = 0, scale: float = 0.1, **overrides) -
         for p in model.parameters():
             p.add_(scale * torch.randn_like(p))
     return model.eval()
+
+
+# A short text the training tests train on (a few seconds per run).
+TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 60
+
+
+@pytest.fixture(autouse=True)  # for each test module that imports it
+def one_thread():
+    """Train on one thread: tiny models train 10x faster on one thread than on two when the
+    machine is busy, and torchrun's workers run with OMP_NUM_THREADS=1 too."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -16,23 +16,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TEXT, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 
 from tinyllm.checkpoint import load_checkpoint
 from tinyllm.distributed import Dist, backend_for, check_fsdp, micro_batch_size, run_torchrun
 from tinyllm.train import config_from_preset, train
 
-TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 60
 STEPS = 40
 ARGS = ["--preset", "tiny", "--max_iters", str(STEPS), "--eval_interval", "20", "--batch_size", "8",
         "--quiet"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the torchrun workers run with OMP_NUM_THREADS=1 too
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -6,21 +6,12 @@ import math
 
 import pytest
 import torch
+from helpers import TEXT, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 
 from tinyllm.checkpoint import load_checkpoint
 from tinyllm.model import GPT, GPTConfig
 from tinyllm.optim import MuonAdamW, build_optimizer, newton_schulz, set_lr
 from tinyllm.train import config_from_preset, train
-
-TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 60
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def randn(*shape, seed=0):

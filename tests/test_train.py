@@ -12,20 +12,10 @@ import time
 
 import pytest
 import torch
+from helpers import TEXT, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 
 from tinyllm.checkpoint import CheckpointError, load_checkpoint
 from tinyllm.train import build_parser, config_from_preset, get_lr, train
-
-TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 60
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models train 10x faster on one thread than on two when the machine is busy.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _cfg(**overrides):
