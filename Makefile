@@ -15,6 +15,8 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
+	# A pip that resolves for another Python (tests/test_colab_installs.py checks Colab's installs).
+	$(PY) -m pip install --quiet -c constraints.txt pip
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -m pip install --quiet -c constraints.txt torch
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[book,test,exercises,onnx]"

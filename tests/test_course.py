@@ -17,6 +17,7 @@ from packaging.version import Version
 from scripts.sync_notebooks import notebooks, sync_file
 from tinyllm.course import (
     CHAPTER_PACKAGES,
+    EXERCISE_PACKAGES,
     SETUP_CELL_FIRST_LINE,
     SETUP_CELL_TAG,
     absolute_link,
@@ -101,11 +102,9 @@ def test_setup_cell_installs_the_named_branch_in_colab_only(kind, monkeypatch, t
     assert args[:4] == [sys.executable, "-m", "pip", "install"]
     package = next(a for a in args if a.startswith("tinyllm"))
     assert package.endswith(" @ git+https://github.com/Some-Owner/course@book")
-    if kind == "chapter":
-        assert package.startswith("tinyllm @"), "a chapter installs the package alone, no extra"
-        assert "--no-deps" in args and set(CHAPTER_PACKAGES) <= set(args)
-    else:
-        assert package.startswith("tinyllm[exercises] @"), "an exercise set installs the grading extra"
+    assert package.startswith("tinyllm @"), "the package alone, no extra: --no-deps ignores extras"
+    assert "--no-deps" in args, "nothing of Colab's may be replaced"
+    assert set(CHAPTER_PACKAGES if kind == "chapter" else EXERCISE_PACKAGES) <= set(args)
 
 
 def test_unknown_kind_is_an_error():

