@@ -4,8 +4,10 @@
 
 Before running, the first code cell is set to the course's Colab setup cell (generated from
 _config.yml, tagged to be left out of the book) and links between pages are made absolute,
-as scripts/sync_notebooks.py does. Prints each notebook's wall time and the kernel's peak memory, and fails
-if a cell raises. Widget state is stored so the book can render widgets statically.
+as scripts/sync_notebooks.py does. The kernel runs with OMP_WAIT_POLICY=PASSIVE, as under
+pytest (conftest.py), so that the committed timings mean what the chapters say. Prints each
+notebook's wall time and the kernel's peak memory, and fails if a cell raises. Widget state
+is stored so the book can render widgets statically.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
     args = parser.parse_args()
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    # The kernel inherits this environment. Idle OpenMP threads sleep instead of spinning:
+    # spinning threads burn processor time while they wait, which on a busy machine
+    # inflates every timing and stretches a chapter's run many times over.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     for path in args.notebooks:
         seconds = run(path, args.timeout)
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
