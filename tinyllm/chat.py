@@ -5,8 +5,10 @@
     python -m tinyllm.chat --eval                   # the scored evaluation, per category
 
 A conversation is a list of messages ``{"role", "content"}``. To answer, the messages are
-written in the chat template (:func:`tinyllm.chat_data.render`) with the assistant's turn
-opened, and the model samples one token at a time (with a KV cache: each new token costs
+encoded in the chat template (:func:`tinyllm.chat_data.encode_chat`) with the assistant's
+turn opened: the template's markers are inserted as ids and every message's content is
+encoded as ordinary text, so a user who types ``<|im_end|>`` cannot close a turn or forge
+one. The model samples one token at a time (with a KV cache: each new token costs
 one position, not the whole context) until it writes the end-of-turn token
 ``<|im_end|>``. The history must fit the context window (``block_size`` tokens, the
 prompt plus the reply): :func:`trim_history` drops the oldest turns until it does.
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from tinyllm.chat_data import ENDOFTEXT, IM_END, IM_START, check_messages, render
+from tinyllm.chat_data import ENDOFTEXT, IM_END, IM_START, check_messages, encode_chat
 from tinyllm.checkpoint import CheckpointError, load_model
 from tinyllm.device import pick_device
 from tinyllm.model import KVCache
@@ -41,8 +43,11 @@ def load_chat_model(out_dir=None, device: str | torch.device = "cpu"):
 
 
 def prompt_ids(tokenizer, messages) -> list[int]:
-    """The token ids of ``messages`` in the chat template, with the assistant's turn opened."""
-    return tokenizer.encode(render(messages, add_generation_prompt=True), allowed_special="all")
+    """The token ids of ``messages`` in the chat template, with the assistant's turn opened.
+
+    Only the template's markers are special ids; special token strings inside a message
+    are ordinary text (:func:`tinyllm.chat_data.encode_chat`)."""
+    return encode_chat(tokenizer, messages, add_generation_prompt=True)[0]
 
 
 def trim_history(tokenizer, messages, block_size: int, max_new_tokens: int):
@@ -74,7 +79,8 @@ def trim_history(tokenizer, messages, block_size: int, max_new_tokens: int):
 def cut_message(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
     """``text`` cut to its first ``max_tokens`` tokens; ``(text, was_cut)``.
 
-    Special token strings typed by the user are ordinary text here, never template markers.
+    Special token strings typed by the user are ordinary text here, as they are when the
+    message is encoded in the template (:func:`prompt_ids`).
     """
     ids = tokenizer.encode(text, allowed_special="none")
     if len(ids) <= max_tokens:
