@@ -767,7 +767,7 @@ def encode_chat(tokenizer, messages, add_generation_prompt: bool = False) -> tup
     check_messages(messages)
     specials = getattr(tokenizer, "special_tokens", {})
     if IM_START not in specials or IM_END not in specials:
-        raise ValueError(f"the tokenizer has no {IM_START} and {IM_END} special tokens: it cannot encode a chat")
+        raise ValueError(f"the tokenizer lacks the special tokens {IM_START} and {IM_END} of the template")
     start, end = specials[IM_START], specials[IM_END]
     newline = tokenizer.encode("\n", allowed_special="none")
     ids: list[int] = []
