@@ -30,6 +30,7 @@ import torch
 
 from tinyllm.chat_data import ENDOFTEXT, IM_END, IM_START, check_messages, encode_chat
 from tinyllm.checkpoint import CheckpointError, load_model
+from tinyllm.data import is_conversation_file
 from tinyllm.device import pick_device
 from tinyllm.model import KVCache
 from tinyllm.sampling import check_sampling_args, sample_next
@@ -328,17 +329,18 @@ def main(argv=None, stdin=None, stdout=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     persona = checkpoint.train_config.get("persona", "guppy")
+    own_data = is_conversation_file(checkpoint.train_config.get("dataset", ""))  # no persona of ours
     if args.eval:
         out.write(run_eval(model, tokenizer, args, persona) + "\n")
         return 0
     session = _Session(model, tokenizer, args, out)
-    session.name = persona
+    session.name = "assistant" if own_data else persona
     if args.prompt is not None:
         session.answer(args.prompt)
         return 0
     interactive = hasattr(stdin, "isatty") and stdin.isatty()
     if interactive:
-        session.say(f"chatting with {persona} ({model.num_params():,} parameters). /reset, /quit, Ctrl-D to leave.\n")
+        session.say(f"chatting with {session.name} ({model.num_params():,} parameters). /reset, /quit, Ctrl-D to leave.\n")
     try:
         while True:
             if interactive:
