@@ -1,5 +1,6 @@
 import hashlib
 import http.server
+import json
 import threading
 import urllib.error
 
@@ -11,7 +12,9 @@ from tinyllm.data import (
     TINYSHAKESPEARE_BYTES,
     TINYSHAKESPEARE_SHA256,
     CorpusError,
+    conversation_splits,
     get_batch,
+    load_conversations,
     load_text,
     play_to_text,
     train_val_split,
@@ -183,3 +186,101 @@ def test_a_text_file_of_your_own(tmp_path):
     assert load_text(str(path)) == "Shall I compare thee to a summer's day?\n"
     with pytest.raises(ValueError, match="text file .*missing.txt does not exist"):
         load_text(str(tmp_path / "missing.txt"))
+
+
+# -- conversations of your own: JSONL ------------------------------------------------------
+
+CHATS = [
+    [{"role": "system", "content": "you are a fish."}, {"role": "user", "content": "hi there"},
+     {"role": "assistant", "content": "hello!\n  bubbles."}],
+    [{"role": "user", "content": "what do you eat?"}, {"role": "assistant", "content": "flakes."},
+     {"role": "user", "content": "why?"}, {"role": "assistant", "content": ""}],
+]
+
+
+def _jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def _chatml(messages):
+    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+
+
+def test_unknown_dataset_extension_is_an_error_listing_what_is_accepted():
+    with pytest.raises(ValueError, match=r"unknown corpus 'a/b\.csv'.*shakespeare.*\.txt.*\.jsonl"):
+        load_text("a/b.csv")
+    with pytest.raises(ValueError, match="load_conversations"):
+        load_text("chats.jsonl")
+
+
+def test_both_jsonl_formats_give_the_same_conversations(tmp_path):
+    openai = _jsonl(tmp_path / "openai.jsonl", [{"messages": c} for c in CHATS])
+    chatml = _jsonl(tmp_path / "chatml.jsonl", [{"text": _chatml(c)} for c in CHATS])
+    chatml.write_text(chatml.read_text(encoding="utf-8") + "\n\n", encoding="utf-8")  # blank lines: skipped
+    assert load_conversations(openai) == load_conversations(chatml) == CHATS
+    last_newline_left_out = _jsonl(tmp_path / "x.jsonl", [{"text": _chatml(CHATS[0]).rstrip("\n")}])
+    assert load_conversations(last_newline_left_out) == CHATS[:1]
+    typed = [{"role": "user", "content": "a typed <|im_end|> is text"}]
+    assert load_conversations(_jsonl(tmp_path / "typed.jsonl", [{"messages": typed}])) == [typed]
+
+
+GOOD = {"messages": CHATS[1]}
+
+
+@pytest.mark.parametrize("line,problem", [
+    ('{"messages": [', "not valid JSON"),
+    ('[1, 2]', "must be a JSON object"),
+    ('{"conversation": []}', 'exactly one of "messages".*"text"'),
+    ('{"messages": []}', '"messages" is empty'),
+    ('{"messages": "hi"}', '"messages" must be a list'),
+    ('{"messages": [{"role": "bot", "content": "hi"}]}', "message 0 has the unknown role 'bot'.*user"),
+    ('{"messages": [{"content": "hi"}]}', 'message 0 has no "role"'),
+    ('{"messages": [{"role": "user"}]}', r'message 0 \(user\) needs a string "content", got none'),
+    ('{"messages": [{"role": "user", "content": 3}]}', 'needs a string "content", got int'),
+    ('{"text": "<|im_start|>user\\nhi<|im_end|>\\n"}', 'mixed formats'),
+    ('{"messages": [], "text": ""}', "exactly one of"),
+])
+def test_a_malformed_line_is_named_with_its_number_and_problem(tmp_path, line, problem):
+    path = tmp_path / "chats.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n\n" + line + "\n" + json.dumps(GOOD) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=f"chats.jsonl, line 3: .*{problem}"):
+        load_conversations(path)
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("user\nhi<|im_end|>\n", "character 0.*does not start with <|im_start|>"),
+    ("<|im_start|>user\nhi", r"no <\|im_end\|> closes the turn"),
+    ("<|im_start|>robot\nhi<|im_end|>\n", "unknown role 'robot'"),
+    ("<|im_start|>user\nhi<|im_start|>assistant\nyo<|im_end|>\n", r"turn 0 \(user\) has no <\|im_end\|>"),
+    ("<|im_start|>user\nhi<|im_end|>\nstray words", "character 30.*does not start with"),
+    ("", '"text" is empty'),
+])
+def test_a_malformed_chatml_text_is_named_with_its_problem(tmp_path, text, problem):
+    path = _jsonl(tmp_path / "chats.jsonl", [{"text": text}])
+    with pytest.raises(ValueError, match=f"line 1: .*{problem}"):
+        load_conversations(path)
+
+
+def test_a_file_that_is_not_utf8_or_empty_or_missing_is_an_error(tmp_path):
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b'\n{"messages": "\xff"}\n')
+    with pytest.raises(ValueError, match="line 2: not UTF-8"):
+        load_conversations(path)
+    path.write_text("\n \n", encoding="utf-8")
+    with pytest.raises(ValueError, match="holds no conversations"):
+        load_conversations(path)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_conversations(tmp_path / "missing.jsonl")
+
+
+def test_conversation_splits_hold_out_the_end_or_read_a_second_file(tmp_path):
+    many = [CHATS[k % 2] + [{"role": "user", "content": f"number {k}"}] for k in range(20)]
+    path = _jsonl(tmp_path / "chats.jsonl", [{"messages": c} for c in many])
+    splits = conversation_splits(path, val_fraction=0.1)
+    assert splits == {"train": many[:18], "val": many[18:]}
+    other = _jsonl(tmp_path / "val.jsonl", [{"messages": CHATS[0]}])
+    assert conversation_splits(path, other) == {"train": many, "val": CHATS[:1]}
+    one = _jsonl(tmp_path / "one.jsonl", [{"messages": CHATS[0]}])
+    with pytest.raises(ValueError, match="too few.*--val_dataset"):
+        conversation_splits(one)

@@ -224,3 +224,63 @@ def test_ship_script_writes_the_model_without_optimizer_and_a_readme(tmp_path):
     assert checkpoint.optimizer_state is None and checkpoint.extra["validation"]["val_loss"] == val_loss
     readme = (tmp_path / "shipped" / "README.md").read_text()
     assert f"**Validation loss: {val_loss:.3f}**" in readme and "make it" in readme
+
+
+# -- your own conversations: --dataset file.jsonl ------------------------------------------
+
+
+def _write_jsonl(path, conversations, chatml=False):
+    from tinyllm.chat_data import render
+
+    records = [{"text": render(c)} if chatml else {"messages": c} for c in conversations]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("chatml", [False, True], ids=["openai", "chatml"])
+def test_a_jsonl_file_trains_a_chat_model_that_tinyllm_chat_talks_with(tmp_path, capsys, chatml):
+    from tinyllm.chat import main as chat_main
+    from tinyllm.train import main
+
+    path = _write_jsonl(tmp_path / "chats.jsonl", _conversations(60, 1), chatml)
+    out = tmp_path / "run"
+    argv = ["--preset", "tiny", "--dataset", str(path), "--tokenizer", "bpe", "--vocab_size", "300",
+            "--block_size", "64", "--max_iters", "4", "--eval_interval", "2", "--out_dir", str(out), "--quiet"]
+    assert main(argv) == 0
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.train_config["dataset"] == str(path) and "<|im_end|>" in checkpoint.tokenizer["special_tokens"]
+    capsys.readouterr()
+    assert chat_main(["--out_dir", str(out), "--greedy", "--max_new_tokens", "8", "--prompt", "hi"]) == 0
+    assert capsys.readouterr().out.startswith("assistant> ")
+
+
+def test_a_jsonl_validation_file_is_used_and_a_bad_line_stops_before_training(tmp_path, capsys):
+    from tinyllm.train import main
+
+    train_file = _write_jsonl(tmp_path / "train.jsonl", _conversations(30, 1))
+    val_file = _write_jsonl(tmp_path / "val.jsonl", _conversations(5, 2))
+    cfg = _cfg(dataset=str(train_file), val_dataset=str(val_file), tokenizer="bpe", vocab_size=300, block_size=64,
+               max_iters=2, eval_interval=0)
+    assert len(train(cfg)["val_loss"]) == 1
+    with val_file.open("a", encoding="utf-8") as f:
+        f.write('{"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "hello"}]}\n')
+    out = tmp_path / "run"
+    argv = ["--preset", "tiny", "--dataset", str(train_file), "--val_dataset", str(val_file), "--tokenizer", "bpe",
+            "--out_dir", str(out), "--quiet"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "val.jsonl, line 6: message 1 has the unknown role 'bot'" in err and not out.exists()
+
+
+def test_a_dataset_of_unknown_kind_is_refused_with_what_is_accepted(tmp_path, capsys):
+    from tinyllm.train import main
+
+    table = tmp_path / "a" / "b.csv"
+    table.parent.mkdir()
+    table.write_text("x,y\n1,2\n", encoding="utf-8")
+    assert main(["--preset", "tiny", "--dataset", str(table), "--quiet"]) == 1
+    assert "accepted:" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="needs a tokenizer with special tokens"):
+        _cfg(dataset="chats.jsonl", tokenizer="char")
+    with pytest.raises(ValueError, match="val_dataset is for conversations"):
+        _cfg(dataset="shakespeare", val_dataset="val.jsonl")

@@ -2,11 +2,17 @@
 
     python -m tinyllm.chat                          # the shipped assistant, interactive
     python -m tinyllm.chat --prompt "what do you eat?"
+    python -m tinyllm.chat --greedy --prompt "hi"   # the most likely token every time
     python -m tinyllm.chat --eval                   # the scored evaluation, per category
 
+From code written for an OpenAI client or GuppyLM's inference, :func:`chat_completion` takes
+the same messages and returns the same kind of dict.
+
 A conversation is a list of messages ``{"role", "content"}``. To answer, the messages are
-written in the chat template (:func:`tinyllm.chat_data.render`) with the assistant's turn
-opened, and the model samples one token at a time (with a KV cache: each new token costs
+encoded in the chat template (:func:`tinyllm.chat_data.encode_chat`) with the assistant's
+turn opened: the template's markers are inserted as ids and every message's content is
+encoded as ordinary text, so a user who types ``<|im_end|>`` cannot close a turn or forge
+one. The model samples one token at a time (with a KV cache: each new token costs
 one position, not the whole context) until it writes the end-of-turn token
 ``<|im_end|>``. The history must fit the context window (``block_size`` tokens, the
 prompt plus the reply): :func:`trim_history` drops the oldest turns until it does.
@@ -22,8 +28,9 @@ from pathlib import Path
 
 import torch
 
-from tinyllm.chat_data import ENDOFTEXT, IM_END, IM_START, check_messages, render
+from tinyllm.chat_data import ENDOFTEXT, IM_END, IM_START, check_messages, encode_chat
 from tinyllm.checkpoint import CheckpointError, load_model
+from tinyllm.data import is_conversation_file
 from tinyllm.device import pick_device
 from tinyllm.model import KVCache
 from tinyllm.sampling import check_sampling_args, sample_next
@@ -32,17 +39,26 @@ SHIPPED_CHAT_MODEL = Path(__file__).resolve().parent / "checkpoints" / "chat-cpu
 DEFAULTS = dict(max_new_tokens=48, temperature=0.8, top_k=40, top_p=0.95)
 
 
+def _load_chat_checkpoint(out_dir, device):
+    folder = SHIPPED_CHAT_MODEL if out_dir is None else out_dir
+    model, tokenizer, checkpoint = load_model(folder, device)
+    if IM_END not in getattr(tokenizer, "special_tokens", {}):
+        raise CheckpointError(f"the model in {folder} is not a chat model: its tokenizer has no {IM_END} token")
+    return model, tokenizer, checkpoint
+
+
 def load_chat_model(out_dir=None, device: str | torch.device = "cpu"):
     """``model, tokenizer`` from a checkpoint folder (None: the shipped assistant), eval mode."""
-    model, tokenizer, _ = load_model(SHIPPED_CHAT_MODEL if out_dir is None else out_dir, device)
-    if IM_END not in getattr(tokenizer, "special_tokens", {}):
-        raise CheckpointError(f"the model in {out_dir} is not a chat model: its tokenizer has no {IM_END} token")
+    model, tokenizer, _ = _load_chat_checkpoint(out_dir, device)
     return model, tokenizer
 
 
 def prompt_ids(tokenizer, messages) -> list[int]:
-    """The token ids of ``messages`` in the chat template, with the assistant's turn opened."""
-    return tokenizer.encode(render(messages, add_generation_prompt=True), allowed_special="all")
+    """The token ids of ``messages`` in the chat template, with the assistant's turn opened.
+
+    Only the template's markers are special ids; special token strings inside a message
+    are ordinary text (:func:`tinyllm.chat_data.encode_chat`)."""
+    return encode_chat(tokenizer, messages, add_generation_prompt=True)[0]
 
 
 def trim_history(tokenizer, messages, block_size: int, max_new_tokens: int):
@@ -74,7 +90,8 @@ def trim_history(tokenizer, messages, block_size: int, max_new_tokens: int):
 def cut_message(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
     """``text`` cut to its first ``max_tokens`` tokens; ``(text, was_cut)``.
 
-    Special token strings typed by the user are ordinary text here, never template markers.
+    Special token strings typed by the user are ordinary text here, as they are when the
+    message is encoded in the template (:func:`prompt_ids`).
     """
     ids = tokenizer.encode(text, allowed_special="none")
     if len(ids) <= max_tokens:
@@ -83,58 +100,131 @@ def cut_message(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
 
 
 @torch.no_grad()
-def stream_reply(model, tokenizer, messages, *, max_new_tokens: int = DEFAULTS["max_new_tokens"],
-                 temperature: float = DEFAULTS["temperature"], top_k: int | None = DEFAULTS["top_k"],
-                 top_p: float | None = DEFAULTS["top_p"], seed: int | None = None, raw: bool = False) -> Iterator[str]:
-    """Yield the reply to ``messages`` in pieces of text, as the tokens are sampled.
-
-    Stops at ``<|im_end|>`` (the end of the turn), after ``max_new_tokens`` tokens, or when
-    the context is full. ``raw=False`` (for people) also stops where the model would start
-    a new turn itself (``<|im_start|>``) and never shows a special token. ``raw=True`` (for
-    the evaluation) shows them as text: the ``<|im_end|>`` that ended the turn, and any
-    ``<|im_start|>`` the model wrote. ``seed``: the same reply for the same seed.
-    """
-    check_sampling_args(temperature, top_k, top_p, False)
+def _reply_tokens(model, tokenizer, ids, max_new_tokens, temperature, top_k, top_p, greedy, seed, stop_ids):
+    """Yield the ids the model writes after ``ids``, one at a time; an id of ``stop_ids`` is
+    yielded last. Returns (as the generator's value) why it stopped: ``"stop"`` at a stop id,
+    ``"length"`` after ``max_new_tokens`` ids or when the context is full."""
+    check_sampling_args(temperature, top_k, top_p, greedy)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
-    ids = prompt_ids(tokenizer, messages)
     block = model.config.block_size
     if len(ids) >= block:
         raise ValueError(f"the conversation takes {len(ids)} tokens, the context holds {block}: use trim_history")
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
-    end_ids = {tokenizer.special_tokens[t] for t in (IM_END, ENDOFTEXT) if t in tokenizer.special_tokens}
-    start_id = tokenizer.special_tokens.get(IM_START)
-    # Tokens are bytes; a character may span two tokens, so decode incrementally.
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     was_training = model.training
     model.eval()
     try:
         cache = KVCache(model.config.n_layer)
         logits, _ = model(torch.tensor([ids], device=device), kv_cache=cache)
         for _ in range(min(max_new_tokens, block - len(ids))):
-            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, False, generator)
+            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, greedy, generator)
             token = next_id.item()
-            if token in end_ids or (token == start_id and not raw):
-                if raw:
-                    yield decoder.decode(b"", final=True) + tokenizer.decode([token])
-                return
-            piece = decoder.decode(tokenizer.decode_bytes([token]))
-            if piece:
-                yield piece
+            yield token
+            if token in stop_ids:
+                return "stop"
             if cache.length >= block:
                 break  # the context is full: the reply stops here, unfinished
             logits, _ = model(next_id, kv_cache=cache)
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            yield tail
+        return "length"
     finally:
         model.train(was_training)
+
+
+def _stop_ids(tokenizer, raw: bool) -> tuple[set[int], int | None]:
+    """The ids that end a reply, and the id of ``<|im_start|>`` (a new turn: an end too unless raw)."""
+    end_ids = {tokenizer.special_tokens[t] for t in (IM_END, ENDOFTEXT) if t in tokenizer.special_tokens}
+    start_id = tokenizer.special_tokens.get(IM_START)
+    return (end_ids if raw or start_id is None else end_ids | {start_id}), start_id
+
+
+def stream_reply(model, tokenizer, messages, *, max_new_tokens: int = DEFAULTS["max_new_tokens"],
+                 temperature: float = DEFAULTS["temperature"], top_k: int | None = DEFAULTS["top_k"],
+                 top_p: float | None = DEFAULTS["top_p"], greedy: bool = False, seed: int | None = None,
+                 raw: bool = False) -> Iterator[str]:
+    """Yield the reply to ``messages`` in pieces of text, as the tokens are sampled.
+
+    Stops at ``<|im_end|>`` (the end of the turn), after ``max_new_tokens`` tokens, or when
+    the context is full. ``raw=False`` (for people) also stops where the model would start
+    a new turn itself (``<|im_start|>``) and never shows a special token. ``raw=True`` (for
+    the evaluation) shows them as text: the ``<|im_end|>`` that ended the turn, and any
+    ``<|im_start|>`` the model wrote. ``greedy``: the most likely token every time (the
+    sampling settings are then ignored); ``seed``: the same reply for the same seed.
+    """
+    stop_ids, _ = _stop_ids(tokenizer, raw)
+    tokens = _reply_tokens(model, tokenizer, prompt_ids(tokenizer, messages), max_new_tokens, temperature,
+                           top_k, top_p, greedy, seed, stop_ids)
+    # Tokens are bytes; a character may span two tokens, so decode incrementally.
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for token in tokens:
+        if token in stop_ids:
+            if raw:
+                yield decoder.decode(b"", final=True) + tokenizer.decode([token])
+            return
+        piece = decoder.decode(tokenizer.decode_bytes([token]))
+        if piece:
+            yield piece
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail
 
 
 def reply(model, tokenizer, messages, **kwargs) -> str:
     """The whole reply to ``messages`` as one string (arguments of :func:`stream_reply`)."""
     return "".join(stream_reply(model, tokenizer, messages, **kwargs))
+
+
+_loaded: dict = {}  # out_dir -> (model, tokenizer): chat_completion loads a checkpoint once
+
+
+def chat_completion(messages, *, model=None, tokenizer=None, out_dir=None, max_tokens: int | None = None,
+                    **sampling) -> dict:
+    """The reply to ``messages`` as an OpenAI-style chat completion::
+
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": "..."},
+                      "finish_reason": "stop" | "length"}],
+         "usage": {"prompt_tokens": 21, "completion_tokens": 9, "total_tokens": 30}}
+
+    ``model`` and ``tokenizer`` (default: loaded once from ``out_dir``, default the shipped
+    assistant); ``sampling``: the arguments of :func:`stream_reply` (``greedy``,
+    ``temperature``, ``top_k``, ``top_p``, ``seed``, ``max_new_tokens``), and OpenAI's
+    ``max_tokens`` for ``max_new_tokens``. ``finish_reason`` is ``"stop"`` when the model
+    ended its turn (``<|im_end|>``, or the start of a turn of its own), ``"length"`` when
+    the reply was cut by ``max_new_tokens`` or the context. ``completion_tokens`` counts
+    every token the model wrote, the one that ended the turn included; ``content`` is the
+    reply :func:`reply` gives for the same arguments.
+    """
+    if model is None or tokenizer is None:
+        key = None if out_dir is None else str(out_dir)
+        if key not in _loaded:
+            _loaded[key] = load_chat_model(out_dir)
+        model, tokenizer = _loaded[key]
+    if max_tokens is not None:
+        sampling["max_new_tokens"] = max_tokens
+    settings = {**DEFAULTS, **sampling}
+    unknown = sorted(set(settings) - {*DEFAULTS, "greedy", "seed"})
+    if unknown:
+        raise ValueError(f"chat_completion got unknown arguments {unknown}")
+    ids = prompt_ids(tokenizer, messages)
+    stop_ids, _ = _stop_ids(tokenizer, raw=False)
+    tokens = _reply_tokens(model, tokenizer, ids, settings["max_new_tokens"], settings["temperature"],
+                           settings["top_k"], settings["top_p"], settings.get("greedy", False),
+                           settings.get("seed"), stop_ids)
+    written = []
+    while True:
+        try:
+            written.append(next(tokens))
+        except StopIteration as done:
+            finish_reason = done.value
+            break
+    content_ids = written[:-1] if finish_reason == "stop" else written
+    return {
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": tokenizer.decode(content_ids)},
+                     "finish_reason": finish_reason}],
+        "usage": {"prompt_tokens": len(ids), "completion_tokens": len(written),
+                  "total_tokens": len(ids) + len(written)},
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -172,7 +262,7 @@ class _Session:
         try:
             for piece in stream_reply(self.model, self.tokenizer, self.history, max_new_tokens=n,
                                       temperature=self.args.temperature, top_k=self.args.top_k,
-                                      top_p=self.args.top_p, seed=self.args.seed):
+                                      top_p=self.args.top_p, greedy=self.args.greedy, seed=self.args.seed):
                 pieces.append(piece)
                 self.say(piece)
         finally:
@@ -194,7 +284,8 @@ def run_eval(model, tokenizer, args, persona: str) -> str:
 
     def reply_fn(messages):
         return reply(model, tokenizer, messages, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                     top_k=args.top_k, top_p=args.top_p, seed=0 if args.seed is None else args.seed, raw=True)
+                     top_k=args.top_k, top_p=args.top_p, greedy=args.greedy,
+                     seed=0 if args.seed is None else args.seed, raw=True)
 
     report = chat_eval.run_eval(reply_fn, chat_eval.eval_cases(persona=persona))
     return chat_eval.format_table(report)
@@ -215,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"sample among the k most likely tokens (default {DEFAULTS['top_k']})")
     parser.add_argument("--top_p", type=float, default=DEFAULTS["top_p"],
                         help=f"nucleus sampling threshold (default {DEFAULTS['top_p']})")
+    parser.add_argument("--greedy", action="store_true",
+                        help="always the most likely token (no sampling: the same reply every time)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the sampling (default: random)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     return parser
@@ -225,12 +318,10 @@ def main(argv=None, stdin=None, stdout=None) -> int:
     stdin = stdin or sys.stdin.buffer
     out = stdout or sys.stdout
     try:
-        check_sampling_args(args.temperature, args.top_k, args.top_p, False)
+        check_sampling_args(args.temperature, args.top_k, args.top_p, args.greedy)
         if args.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {args.max_new_tokens}")
-        model, tokenizer, checkpoint = load_model(args.out_dir or SHIPPED_CHAT_MODEL, pick_device(args.device, False))
-        if IM_END not in getattr(tokenizer, "special_tokens", {}):
-            raise CheckpointError(f"{args.out_dir} holds no chat model (its tokenizer has no {IM_END} token)")
+        model, tokenizer, checkpoint = _load_chat_checkpoint(args.out_dir, pick_device(args.device, False))
         if args.max_new_tokens >= model.config.block_size - 8:
             raise ValueError(f"max_new_tokens must be < {model.config.block_size - 8} for this model's "
                              f"{model.config.block_size}-token context, got {args.max_new_tokens}")
@@ -238,17 +329,18 @@ def main(argv=None, stdin=None, stdout=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     persona = checkpoint.train_config.get("persona", "guppy")
+    own_data = is_conversation_file(checkpoint.train_config.get("dataset", ""))  # no persona of ours
     if args.eval:
         out.write(run_eval(model, tokenizer, args, persona) + "\n")
         return 0
     session = _Session(model, tokenizer, args, out)
-    session.name = persona
+    session.name = "assistant" if own_data else persona
     if args.prompt is not None:
         session.answer(args.prompt)
         return 0
     interactive = hasattr(stdin, "isatty") and stdin.isatty()
     if interactive:
-        session.say(f"chatting with {persona} ({model.num_params():,} parameters). /reset, /quit, Ctrl-D to leave.\n")
+        session.say(f"chatting with {session.name} ({model.num_params():,} parameters). /reset, /quit, Ctrl-D to leave.\n")
     try:
         while True:
             if interactive:

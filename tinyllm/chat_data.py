@@ -747,35 +747,41 @@ def render(messages, add_generation_prompt: bool = False) -> str:
     return text + (f"{IM_START}assistant\n" if add_generation_prompt else "")
 
 
-def encode_chat(tokenizer, messages) -> tuple[list[int], list[int]]:
-    """``(ids, labels)`` of one conversation, both of length ``len(ids)``.
+def encode_chat(tokenizer, messages, add_generation_prompt: bool = False) -> tuple[list[int], list[int]]:
+    """``(ids, labels)`` of one conversation in the chat template, both of length ``len(ids)``.
 
-    ``ids`` is exactly ``tokenizer.encode(render(messages), allowed_special="all")``.
-    ``labels[i]`` is ``ids[i]`` where that token holds the assistant's content or its
-    closing ``<|im_end|>``, and ``-100`` everywhere else (system prompt, user turns, the
-    ``<|im_start|>role`` headers, the newlines between messages). Labels line up with the
-    ids; the trainer shifts them by one, as it does for plain text.
+    Each message is encoded in five pieces: the ``<|im_start|>`` id, the header
+    ``role + "\\n"``, the content, the ``<|im_end|>`` id and ``"\\n"``. The markers are
+    inserted as ids; the header, the content and the newline are encoded as ordinary text
+    (``allowed_special="none"``), so a message that contains the string ``<|im_end|>``
+    gets the tokens of that text and can never close its turn or open a forged one.
+    Encoding the pieces apart also keeps every header the same ids whatever content
+    follows it. ``tokenizer.decode(ids) == render(messages, add_generation_prompt)``.
 
-    The mask is computed on bytes: each assistant message covers a byte range of the
-    rendered text, and a token counts if its bytes overlap one (in this data a token never
-    straddles a boundary, because special tokens and newlines already cut the text).
+    ``labels[i]`` is ``ids[i]`` for the tokens of an assistant's content and its closing
+    ``<|im_end|>``, and ``-100`` everywhere else (system prompt, user turns, the
+    ``<|im_start|>role`` headers, the newlines between messages, the opened turn of
+    ``add_generation_prompt``). Labels line up with the ids; the trainer shifts them by
+    one, as it does for plain text.
     """
-    text = render(messages)
-    ids = tokenizer.encode(text, allowed_special="all")
-    spans, pos = [], 0
+    check_messages(messages)
+    specials = getattr(tokenizer, "special_tokens", {})
+    if IM_START not in specials or IM_END not in specials:
+        raise ValueError(f"the tokenizer lacks the special tokens {IM_START} and {IM_END} of the template")
+    start, end = specials[IM_START], specials[IM_END]
+    newline = tokenizer.encode("\n", allowed_special="none")
+    ids: list[int] = []
+    labels: list[int] = []
     for m in messages:
-        start = pos + len(f"{IM_START}{m['role']}\n".encode())
-        end = start + len(f"{m['content']}{IM_END}".encode())
-        if m["role"] == "assistant":
-            spans.append((start, end))
-        pos = end + 1  # the newline after <|im_end|>
-    vocab = getattr(tokenizer, "vocab", None)
-    labels, pos = [], 0
-    for i in ids:
-        size = len(vocab[i]) if vocab is not None else len(tokenizer.decode_bytes([i]))
-        learn = any(pos < b and pos + size > a for a, b in spans)
-        labels.append(i if learn else IGNORE_INDEX)
-        pos += size
+        header = tokenizer.encode(m["role"] + "\n", allowed_special="none")
+        content = tokenizer.encode(m["content"], allowed_special="none")
+        ids += [start, *header, *content, end, *newline]
+        learned = content + [end] if m["role"] == "assistant" else [IGNORE_INDEX] * (len(content) + 1)
+        labels += [IGNORE_INDEX] * (1 + len(header)) + learned + [IGNORE_INDEX] * len(newline)
+    if add_generation_prompt:
+        opened = [start, *tokenizer.encode("assistant\n", allowed_special="none")]
+        ids += opened
+        labels += [IGNORE_INDEX] * len(opened)
     return ids, labels
 
 
@@ -796,5 +802,5 @@ def stats(conversations, tokenizer=None) -> dict:
         "characters": sum(map(len, rendered)),
     }
     if tokenizer is not None:
-        out["tokens"] = sum(len(tokenizer.encode(t, allowed_special="all")) for t in rendered)
+        out["tokens"] = sum(len(encode_chat(tokenizer, c)[0]) for c in conversations)
     return out

@@ -11,6 +11,14 @@ Two corpora are known by name:
   when online, checked against its sha256 and cached. A folder named by the environment
   variable ``TINYLLM_DATA`` that already holds ``tinyshakespeare.txt`` is used first.
 
+Your own data: a ``.txt`` file is prose, cut into windows like the corpora; a ``.jsonl``
+file is conversations (:func:`load_conversations`), one per line, in either of two formats::
+
+    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello!"}]}
+    {"text": "<|im_start|>user\\nhi<|im_end|>\\n<|im_start|>assistant\\nhello!<|im_end|>\\n"}
+
+Any other name is an error that lists what is accepted.
+
 Batches are drawn by :func:`get_batch` as ``(x, y)`` pairs of shape ``(B, T)``, where
 ``y`` is ``x`` shifted left by one token: the model learns to predict ``y[b, t]`` from
 ``x[b, :t+1]``.
@@ -19,6 +27,7 @@ Batches are drawn by :func:`get_batch` as ``(x, y)`` pairs of shape ``(B, T)``, 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import urllib.error
@@ -28,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from tinyllm.chat_data import IM_END, IM_START, ROLES
 from tinyllm.files import sha256, write_atomic
 
 TINYSHAKESPEARE_URL = (
@@ -37,6 +47,8 @@ TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca5
 TINYSHAKESPEARE_BYTES = 1_115_394
 
 CORPORA = ("shakespeare", "tinyshakespeare")
+ACCEPTED = (f"a corpus name ({', '.join(CORPORA)}), 'chat' (generated conversations), "
+            "the path of a .txt file (prose) or of a .jsonl file (conversations, one per line)")
 
 
 class CorpusError(RuntimeError):
@@ -152,19 +164,136 @@ def _tinyshakespeare(url: str | None = None, timeout: float = 20.0) -> str:
 
 def load_text(name: str = "shakespeare") -> str:
     """Return a corpus as one string: ``name`` is one of :data:`CORPORA` or the path of a
-    UTF-8 ``.txt`` file of your own."""
+    UTF-8 ``.txt`` file of your own. Anything else is a ValueError listing what is accepted."""
     if name == "shakespeare":
         return _embedded_shakespeare()
     if name == "tinyshakespeare":
         return _tinyshakespeare()
-    if name.endswith(".txt") or os.sep in name:
+    if name.endswith(".txt"):
         path = Path(name)
         if not path.is_file():
             raise ValueError(f"text file {name} does not exist")
         return path.read_text(encoding="utf-8")
-    raise ValueError(
-        f"unknown corpus {name!r}; known corpora: {', '.join(CORPORA)}, or the path of a .txt file"
-    )
+    if is_conversation_file(name):
+        raise ValueError(f"{name} is a file of conversations, not text: read it with load_conversations")
+    raise ValueError(f"unknown corpus {name!r}; accepted: {ACCEPTED}")
+
+
+# ---------------------------------------------------------------------------------------
+# Conversations of your own: a JSONL file, one conversation per line
+# ---------------------------------------------------------------------------------------
+
+_TURN = re.compile(re.escape(IM_START) + r"([^\n]*)\n(.*?)" + re.escape(IM_END) + r"\n?", re.S)
+
+
+def is_conversation_file(name) -> bool:
+    """Whether a dataset name is a file of conversations (``.jsonl``)."""
+    return str(name).endswith(".jsonl")
+
+
+def _messages(record) -> list[dict]:
+    """The messages of an OpenAI-style ``{"messages": [...]}`` record, checked."""
+    messages = record["messages"]
+    if not isinstance(messages, list):
+        raise ValueError(f'"messages" must be a list, got {type(messages).__name__}')
+    if not messages:
+        raise ValueError('"messages" is empty')
+    for k, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise ValueError(f"message {k} must be an object, got {json.dumps(m)[:60]}")
+        if "role" not in m:
+            raise ValueError(f'message {k} has no "role"')
+        if m["role"] not in ROLES:
+            raise ValueError(f"message {k} has the unknown role {m['role']!r} (known: {', '.join(ROLES)})")
+        if not isinstance(m.get("content"), str):
+            got = "none" if m.get("content") is None else type(m["content"]).__name__
+            raise ValueError(f'message {k} ({m["role"]}) needs a string "content", got {got}')
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def _chatml(record) -> list[dict]:
+    """The messages of a ``{"text": "<|im_start|>role\\n...<|im_end|>\\n..."}`` record, checked."""
+    text = record["text"]
+    if not isinstance(text, str):
+        raise ValueError(f'"text" must be a string, got {type(text).__name__}')
+    messages, pos = [], 0
+    while pos < len(text):
+        turn = _TURN.match(text, pos)
+        if turn is None:
+            opened = text.startswith(IM_START, pos)
+            what = f"no {IM_END} closes the turn" if opened else f"it does not start with {IM_START}"
+            raise ValueError(f"text at character {pos} ({text[pos:pos + 30]!r}) is not a turn: {what}")
+        role, content = turn.group(1), turn.group(2)
+        if role not in ROLES:
+            known = ", ".join(ROLES)
+            raise ValueError(f"turn {len(messages)} has the unknown role {role!r} (known: {known})")
+        if IM_START in content:
+            raise ValueError(f"turn {len(messages)} ({role}) has no {IM_END} before the next {IM_START}")
+        messages.append({"role": role, "content": content})
+        pos = turn.end()
+    if not messages:
+        raise ValueError('"text" is empty')
+    return messages
+
+
+_FORMATS = {"messages": _messages, "text": _chatml}
+
+
+def load_conversations(path) -> list[list[dict]]:
+    """The conversations of a JSONL file: one JSON object per line, all in one format.
+
+    ``{"messages": [{"role": "system" | "user" | "assistant", "content": str}, ...]}`` (the
+    OpenAI format) or ``{"text": "<|im_start|>user\\n...<|im_end|>\\n..."}`` (ChatML
+    text, the template of :func:`tinyllm.chat_data.render`). Blank lines are skipped. Any
+    malformed line is a ValueError naming the file, the line number and the problem, raised
+    before anything is trained.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"conversation file {path} does not exist")
+    conversations: list[list[dict]] = []
+    first = None  # (format, line number) of the first record
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"a record must be a JSON object, got {type(record).__name__}")
+            kinds = [k for k in _FORMATS if k in record]
+            if len(kinds) != 1:
+                raise ValueError('a record needs exactly one of "messages" (OpenAI format) or "text" '
+                                 f"(ChatML), got the keys {sorted(record)}")
+            if first is None:
+                first = (kinds[0], number)
+            elif kinds[0] != first[0]:
+                raise ValueError(f'a "{kinds[0]}" record, but line {first[1]} is a "{first[0]}" record: '
+                                 "mixed formats, use one format per file")
+            conversations.append(_FORMATS[kinds[0]](record))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}, line {number}: not UTF-8 text ({exc.reason})") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}, line {number}: {exc}") from None
+    if not conversations:
+        raise ValueError(f"{path} holds no conversations")
+    return conversations
+
+
+def conversation_splits(path, val_path=None, val_fraction: float = 0.1) -> dict:
+    """``{"train": [...], "val": [...]}`` from one JSONL file (its last ``val_fraction`` held
+    out, as :func:`train_val_split` does for text) or from two (``val_path``)."""
+    conversations = load_conversations(path)
+    if val_path is not None:
+        return {"train": conversations, "val": load_conversations(val_path)}
+    train, val = train_val_split(conversations, val_fraction)
+    if not train or not val:
+        raise ValueError(f"{path} has {len(conversations)} conversations: too few to hold out "
+                         f"val_fraction={val_fraction} (add some, or give a validation file: --val_dataset)")
+    return {"train": train, "val": val}
 
 
 # ---------------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ then cosine decay to ``min_lr``). Every ``eval_interval`` steps the train and va
 losses are estimated on ``eval_iters`` fixed batches each and printed as
 ``step N: train loss X, val loss Y``.
 
-Text (``--dataset shakespeare``) is cut into random windows. Conversations
-(``--dataset chat``) come from :mod:`tinyllm.chat_data` with labels that are -100 except on
+Text (``--dataset shakespeare`` or a ``.txt`` file) is cut into random windows. Conversations
+(``--dataset chat``, or ``--dataset conversations.jsonl`` of your own: see
+:func:`tinyllm.data.load_conversations`) come from :mod:`tinyllm.chat_data` with labels that are -100 except on
 the assistant's tokens (``--mask_user false`` learns every token, as GuppyLM does), batched
 by :mod:`tinyllm.batching`. The validation loss of a chat run is always measured on the
 assistant's tokens only, so masked and unmasked runs are compared on the same thing.
@@ -56,7 +57,7 @@ from tinyllm.checkpoint import (
     save_checkpoint,
     tokenizer_from_dict,
 )
-from tinyllm.data import get_batch, load_text, train_val_split
+from tinyllm.data import conversation_splits, get_batch, is_conversation_file, load_text, train_val_split
 from tinyllm.device import pick_device
 from tinyllm.distributed import (
     StateView,
@@ -123,7 +124,8 @@ class TrainConfig:
     eval_iters: int = _opt(20, "batches per loss estimate")
     checkpoint_interval: int | None = _opt(None, "steps between checkpoints (default: at every estimate)")
     # data
-    dataset: str = _opt("shakespeare", "corpus name, path of a .txt file, or chat")
+    dataset: str = _opt("shakespeare", "corpus name, path of a .txt file, chat, or a .jsonl file of conversations")
+    val_dataset: str | None = _opt(None, "a .jsonl file of validation conversations (default: the end of --dataset)")
     tokenizer: str = _opt("char", "char, bpe (trained on the training split) or a BPE .json path")
     vocab_size: int = _opt(512, "vocabulary size of a BPE tokenizer trained here (with special tokens)")
     val_fraction: float = _opt(0.1, "held-out fraction of a text corpus")
@@ -162,8 +164,12 @@ class TrainConfig:
             raise ValueError(f"dtype must be float32, bfloat16 or auto, got {self.dtype!r}")
         if self.tokenizer not in ("char", "bpe") and not self.tokenizer.endswith(".json"):
             raise ValueError(f"tokenizer must be char, bpe or the path of a BPE .json file, got {self.tokenizer!r}")
-        if self.dataset == "chat" and self.tokenizer == "char":
-            raise ValueError("dataset 'chat' needs a tokenizer with special tokens: use --tokenizer bpe or a .json")
+        if (self.dataset == "chat" or is_conversation_file(self.dataset)) and self.tokenizer == "char":
+            raise ValueError(f"dataset {self.dataset!r} holds conversations: it needs a tokenizer with special "
+                             "tokens, use --tokenizer bpe or a .json")
+        if self.val_dataset is not None and not (is_conversation_file(self.dataset) and is_conversation_file(
+                self.val_dataset)):
+            raise ValueError("val_dataset is for conversations: both dataset and val_dataset must be .jsonl files")
         if self.batching not in MODES:
             raise ValueError(f"batching must be one of {MODES}, got {self.batching!r}")
         self.model_config(256)  # model settings are checked by GPTConfig
@@ -471,6 +477,8 @@ def _train(cfg: TrainConfig, device, dist, model, text, conversations, callback)
             say(f"no checkpoint in {cfg.out_dir} yet: starting from scratch")
 
     tokenizer = tokenizer_from_dict(checkpoint.tokenizer) if checkpoint else None
+    if conversations is None and text is None and is_conversation_file(cfg.dataset):
+        conversations = conversation_splits(cfg.dataset, cfg.val_dataset, cfg.val_fraction)
     if cfg.dataset == "chat" or conversations is not None:
         tokenizer, splits = prepare_chat(cfg, tokenizer, conversations)
     else:
