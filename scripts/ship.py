@@ -27,10 +27,9 @@ EVAL_SETTINGS = {**DEFAULTS, "seed": 0}  # what python -m tinyllm.chat --eval us
 
 TEXT_COMMAND = ("OMP_NUM_THREADS=1 python -m tinyllm.train --preset shakespeare-char --out_dir runs/shakespeare-char"
                 " && python scripts/ship.py runs/shakespeare-char tinyllm/checkpoints/shakespeare-char")
-CHAT_COMMAND = (  # the model; the unmasked run it is compared with; shipping both scores
-    "OMP_NUM_THREADS=1 python -m tinyllm.train --preset chat-cpu --out_dir runs/chat-cpu\n"
-    "OMP_NUM_THREADS=1 python -m tinyllm.train --preset chat-cpu --mask_user false --out_dir runs/chat-cpu-unmasked\n"
-    "python scripts/ship.py runs/chat-cpu tinyllm/checkpoints/chat-cpu --compare runs/chat-cpu-unmasked"
+CHAT_COMMAND = (  # the model, then shipping it with its scores
+    "python -m tinyllm.train --preset chat-cpu --out_dir runs/chat-cpu\n"
+    "python scripts/ship.py runs/chat-cpu tinyllm/checkpoints/chat-cpu --notes scripts/chat_cpu_notes.md"
 )
 
 
@@ -86,13 +85,22 @@ def _score(out_dir) -> dict:
     model, tokenizer = load_chat_model(out_dir)
     _, _, checkpoint = load_model(out_dir)
     persona = checkpoint.train_config.get("persona", "guppy")
-    report = chat_eval.run_eval(lambda m: reply(model, tokenizer, m, raw=True, **EVAL_SETTINGS),
-                                chat_eval.eval_cases(persona=persona))
-    return {"settings": EVAL_SETTINGS, "rows": report["rows"], "total": report["total"],
-            "table": chat_eval.format_table(report)}
+    fn = lambda m: reply(model, tokenizer, m, raw=True, **EVAL_SETTINGS)  # noqa: E731
+    cases = chat_eval.eval_cases(persona=persona)
+    report = chat_eval.run_eval(fn, cases)
+    scores = {"settings": EVAL_SETTINGS, "rows": report["rows"], "total": report["total"],
+              "table": chat_eval.format_table(report)}
+    # the same cases with the user's messages in Title Case and in CAPITALS
+    scores["capitals"] = {style: chat_eval.run_eval(fn, chat_eval.recase(cases, style))["total"]["passed"]
+                          for style in ("title", "upper")}
+    if persona == "guppy":  # the hand-written messages are to the fish
+        hand = chat_eval.run_eval(fn, chat_eval.handwritten_cases(persona))
+        scores["hand-written"] = {"row": hand["rows"][0], "table": chat_eval.format_table(hand)}
+    return scores
 
 
-def ship_chat(out_dir, dest, compare=None, command: str = CHAT_COMMAND, timing: str = "") -> dict:
+def ship_chat(out_dir, dest, compare=None, command: str = CHAT_COMMAND, timing: str = "",
+              notes: str = "") -> dict:
     """Ship a chat model with its scored evaluation (and another run's, to compare)."""
     scores = _score(out_dir)
     other = _score(compare) if compare else None
@@ -118,6 +126,16 @@ The same recipe with `--mask_user {str(o['mask_user']).lower()}` ({o['max_iters'
 Validation loss on the assistant's tokens at the end: {h['val_loss'][-1]:.3f} (this model) against
 {load_model(compare)[2].history['val_loss'][-1]:.3f} (the other run).
 """
+    hand_written = ""
+    if "hand-written" in scores:
+        hand_written = f"""
+The hand-written eval (`tinyllm/chat_handwritten.json`: {scores['hand-written']['row']['cases']} messages a person wrote to
+the fish, not made by the generator, scored by the same checks; also printed by `--eval`):
+
+```
+{scores['hand-written']['table']}
+```
+"""
     Path(dest, "README.md").write_text(f"""# {Path(dest).name}: the course's chat assistant
 
 A GPT of {model.num_params():,} parameters in GuppyLM's architecture, scaled down: {c['n_layer']} layers,
@@ -142,6 +160,9 @@ passing each check, `tinyllm.chat_eval`; `tests/test_chat.py` checks the total):
 ```
 {scores['table']}
 ```
+{hand_written}
+The same 64 cases with the user's messages in Title Case pass {scores['capitals']['title']:.0%}, in
+CAPITALS {scores['capitals']['upper']:.0%} (lower case: {scores['total']['passed']:.0%}).
 {comparison}
 ## Made with (from the repository root)
 
@@ -151,7 +172,7 @@ passing each check, `tinyllm.chat_eval`; `tests/test_chat.py` checks the total):
 
 Talk to it with `python -m tinyllm.chat`, or from Python:
 `tinyllm.chat.reply(*tinyllm.chat.load_chat_model(), [{{"role": "user", "content": "hi"}}])`.
-""", encoding="utf-8")
+{notes}""", encoding="utf-8")
     return extra
 
 
@@ -162,10 +183,12 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", default=None, help="a chat run to score beside it (e.g. the unmasked one)")
     parser.add_argument("--command", default=None, help="the command that made the run, for the README")
     parser.add_argument("--timing", default="", help="a note on the machine's load, for the README")
+    parser.add_argument("--notes", default=None, help="a Markdown file appended to the README (history, timing)")
     args = parser.parse_args(argv)
     _, tokenizer, checkpoint = load_model(args.run)
     if checkpoint.train_config.get("dataset") == "chat":
-        extra = ship_chat(args.run, args.dest, args.compare, args.command or CHAT_COMMAND, args.timing)
+        notes = "\n" + Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
+        extra = ship_chat(args.run, args.dest, args.compare, args.command or CHAT_COMMAND, args.timing, notes)
         print(extra["eval"]["table"])
         if args.compare:
             print(extra["eval_compared"]["table"])

@@ -1,6 +1,7 @@
 """Chat eval: held-out cases, checks that pass on good replies and fail on bad ones, the table."""
 
 import random
+import re
 
 import pytest
 
@@ -23,14 +24,14 @@ def cases(persona):
 def data_reply(case, seed=0):
     """What the training data would answer: a filled answer template of the case's topic."""
     spec = cd.TOPICS[case["topic"]]
-    values = cd._Values(random.Random(seed), cd._pools(case["persona"]))
+    values = cd.SlotValues(random.Random(seed), cd.persona_pools(case["persona"]))
     if case["category"] == "multi-turn":
         follow = case["messages"][-1]["content"]
         answers = next(a for asked, a, _ in spec["follow"]
                        if follow in cd.FOLLOWUP_ALIASES.get(asked, [asked]))
     else:
         answers = spec["say"]
-    return cd._fill(answers[seed % len(answers)], values) + END
+    return cd.fill_template(answers[seed % len(answers)], values) + END
 
 
 def test_at_least_60_cases_in_three_categories_same_every_time(persona, cases):
@@ -115,6 +116,42 @@ def test_run_eval_rows_are_fractions_per_category_and_total():
     table = ce.format_table(report)
     assert "total" in table and "38%" in table and "100%" in table
     assert len(table.splitlines()) == 2 + 3 + 2
+    assert max(map(len, table.splitlines())) <= 80  # the passed column fits the book's column
+    assert table.splitlines()[0].split() == ["category", "cases", *ce.CHECKS, "passed"]
+
+
+def test_hand_written_cases_are_not_the_generators():
+    hand = ce.handwritten_cases("guppy")
+    assert len(hand) >= 40 and all(c["category"] == "hand-written" for c in hand)
+    messages = [c["messages"][-1]["content"] for c in hand]
+    assert len(set(messages)) == len(messages)
+    data = cd.chat_dataset("guppy", n=20_000, seed=0)
+    words = lambda text: re.sub(r"[^a-z ]", "", text.lower()).split()  # noqa: E731
+    generated = {tuple(words(m["content"])) for split in data.values() for c in split for m in c}
+    assert not [m for m in messages if tuple(words(m)) in generated]
+    # written as people write: some with capitals, some without final punctuation
+    assert sum(m != m.lower() for m in messages) >= 5
+    assert sum(not m.endswith(("?", "!", ".")) for m in messages) >= 10
+    assert all(c["keywords"] and c["off_persona"] for c in hand)
+    assert "flakes" in hand[7]["keywords"]  # "{food}" stands for the whole pool
+    report = ce.run_eval(lambda m: "blub" + END, hand)
+    assert [r["category"] for r in report["rows"]] == ["hand-written"]
+    assert len(ce.format_table(report).splitlines()) == 3  # one row, no total
+    with pytest.raises(ValueError, match="guppy"):
+        ce.handwritten_cases("hamster")
+
+
+def test_recase_writes_the_users_messages_in_capitals():
+    cases = ce.eval_cases("guppy")
+    multi = next(c for c in cases if c["category"] == "multi-turn")
+    upper = ce.recase([multi], "upper")[0]
+    assert [m["content"] for m in upper["messages"]] == [
+        multi["messages"][0]["content"].upper(), multi["messages"][1]["content"],
+        multi["messages"][2]["content"].upper()]
+    assert ce.recase([multi], "title")[0]["messages"][0]["content"][0].isupper()
+    assert cases == ce.eval_cases("guppy")  # the originals are unchanged
+    with pytest.raises(ValueError, match="style"):
+        ce.recase(cases, "shouting")
 
 
 def test_system_prompt_goes_first_in_every_case():

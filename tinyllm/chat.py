@@ -288,7 +288,11 @@ def run_eval(model, tokenizer, args, persona: str) -> str:
                      seed=0 if args.seed is None else args.seed, raw=True)
 
     report = chat_eval.run_eval(reply_fn, chat_eval.eval_cases(persona=persona))
-    return chat_eval.format_table(report)
+    text = chat_eval.format_table(report)
+    if persona == "guppy":  # the hand-written messages are to the fish
+        hand = chat_eval.run_eval(reply_fn, chat_eval.handwritten_cases(persona))
+        text += "\n\n" + chat_eval.format_table(hand)
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

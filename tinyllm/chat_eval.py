@@ -11,6 +11,12 @@ categories:
 - ``multi-turn``: a first question and answer, then a follow-up that only makes sense with
   the first turn ("why?", "and at night?"). Passing it means the model reads the history.
 
+:func:`handwritten_cases` adds a fourth category, ``hand-written``: 50 messages a person
+wrote to the fish (``chat_handwritten.json``: typos, capitals, no punctuation, long and
+short), not made by the generator and never tuned to a model. :func:`recase` writes the
+user's messages in capitals, to measure whether "Are You Hungry?" gets what "are you
+hungry?" gets.
+
 :func:`score` runs four checks a program can decide on one reply:
 
 - ``on_topic``: the answer contains one of the topic's keywords (the same lists the
@@ -29,8 +35,10 @@ function for every case and returns a row per category plus the total;
 
 from __future__ import annotations
 
+import json
 import random
 import re
+from pathlib import Path
 
 from tinyllm.chat_data import (
     FOLLOWUP_ALIASES,
@@ -39,16 +47,18 @@ from tinyllm.chat_data import (
     PERSONAS,
     TOPICS,
     USER_PREFIXES,
-    _fill,
-    _pools,
-    _Values,
+    SlotValues,
+    expand_slots,
+    fill_template,
     in_val,
     is_held_out,
     mentions,
+    persona_pools,
     topic_keywords,
 )
 
 CATEGORIES = ("seen", "unseen", "multi-turn")
+HANDWRITTEN = Path(__file__).with_name("chat_handwritten.json")  # messages written by hand
 CASES_PER_CATEGORY = {"seen": 24, "unseen": 24, "multi-turn": 16}
 CHECKS = ("on_topic", "in_persona", "ended", "no_user_turn")
 BOILERPLATE = ["as an ai", "language model", "i am an assistant", "i'm an ai", "chatgpt", "i am a human"]
@@ -73,8 +83,8 @@ def _val_questions(persona: str, topic: str, pools: dict):
             continue
         for k in range(4):  # a few draws of the slots (templates without slots repeat)
             for prefix in prefixes:
-                values = _Values(random.Random(f"{persona}/{topic}/{i}/{k}"), pools)
-                question = _fill(prefix + template, values)
+                values = SlotValues(random.Random(f"{persona}/{topic}/{i}/{k}"), pools)
+                question = fill_template(prefix + template, values)
                 if in_val(question) and question not in (q for q, _ in found):
                     found.append((question, values))
     return found
@@ -95,7 +105,7 @@ def eval_cases(persona: str = "guppy", system_prompt=None) -> list[dict]:
     the reply) and ``off_persona`` (none may appear). ``system_prompt``: ``None``, ``True``
     (the persona's own) or a string, put first in every case's messages.
     """
-    pools = _pools(persona)  # raises ValueError for an unknown persona
+    pools = persona_pools(persona)  # raises ValueError for an unknown persona
     if system_prompt is True:
         system_prompt = PERSONAS[persona]["system"]
     rng = random.Random(f"eval/{persona}")
@@ -114,7 +124,7 @@ def eval_cases(persona: str = "guppy", system_prompt=None) -> list[dict]:
         spec = TOPICS[topic]
         held = [i for i in range(len(spec["ask"])) if is_held_out(topic, i)]
         template = spec["ask"][rng.choice(held)]
-        question = _fill(rng.choice(USER_PREFIXES) + template, _Values(rng, pools))
+        question = fill_template(rng.choice(USER_PREFIXES) + template, SlotValues(rng, pools))
         cases.append(_case(persona, "unseen", topic, [{"role": "user", "content": question}],
                            topic_keywords(topic, persona), system_prompt))
 
@@ -122,7 +132,7 @@ def eval_cases(persona: str = "guppy", system_prompt=None) -> list[dict]:
     for topic in rng.sample(with_val, CASES_PER_CATEGORY["multi-turn"]):
         candidates = _val_questions(persona, topic, pools)
         question, values = candidates[-1]  # another wording than the seen case's, where there is one
-        answer = _fill(rng.choice(TOPICS[topic]["say"]), values)
+        answer = fill_template(rng.choice(TOPICS[topic]["say"]), values)
         asked, _, keys = rng.choice(TOPICS[topic]["follow"])
         follow = rng.choice(FOLLOWUP_ALIASES.get(asked, [asked]))
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer},
@@ -130,6 +140,46 @@ def eval_cases(persona: str = "guppy", system_prompt=None) -> list[dict]:
         cases.append(_case(persona, "multi-turn", topic, messages,
                            topic_keywords(topic, persona, keys), system_prompt))
     return cases
+
+
+def handwritten_cases(persona: str = "guppy", system_prompt=None, path=HANDWRITTEN) -> list[dict]:
+    """The hand-written test cases: messages a person wrote to the pet (typos, capitals, no
+    punctuation, long and short), not produced by :mod:`tinyllm.chat_data`'s generator.
+
+    Read from ``path`` (JSON: ``persona`` and ``cases``, each ``{"message", "keywords"}``;
+    ``{slot}`` in a keyword stands for the persona's whole pool of that name). One case per
+    message, category ``"hand-written"``, scored like the others by :func:`score`.
+    ``system_prompt`` as in :func:`eval_cases`. ValueError if the file is for another persona.
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if data["persona"] != persona:
+        raise ValueError(f"{path} holds messages to {data['persona']!r}, not to {persona!r}")
+    pools = persona_pools(persona)
+    if system_prompt is True:
+        system_prompt = PERSONAS[persona]["system"]
+    cases = []
+    for i, item in enumerate(data["cases"]):
+        keywords = sorted({w for k in item["keywords"] for w in expand_slots(k, pools)})
+        case = _case(persona, "hand-written", str(i), [{"role": "user", "content": item["message"]}],
+                     keywords, system_prompt)
+        case["id"] = f"hand-written/{i}"
+        cases.append(case)
+    return cases
+
+
+def recase(cases, style: str) -> list[dict]:
+    """Copies of ``cases`` with every user message written in another case: ``"upper"``
+    ("ARE YOU HUNGRY?"), ``"title"`` ("Are You Hungry?") or ``"sentence"`` ("Are you hungry?").
+    Measures whether a model answers capitals as it answers lower case."""
+    change = {"upper": str.upper, "title": str.title, "sentence": lambda t: t[:1].upper() + t[1:]}
+    if style not in change:
+        raise ValueError(f"style must be one of {sorted(change)}, got {style!r}")
+    out = []
+    for case in cases:
+        messages = [{**m, "content": change[style](m["content"])} if m["role"] == "user" else dict(m)
+                    for m in case["messages"]]
+        out.append({**case, "messages": messages})
+    return out
 
 
 def answer_text(reply: str) -> str:
@@ -183,13 +233,16 @@ def run_eval(reply_fn, cases) -> dict:
 
 
 def format_table(report: dict) -> str:
-    """The per-category rows and the total as a text table, percentages of cases."""
-    columns = ("cases",) + CHECKS + ("passed",)
-    head = f"{'category':<12}" + "".join(f"{c:>14}" for c in columns)
+    """The per-category rows and the total as a text table (79 characters wide: it fits the
+    book's column), percentages of cases passing each check."""
+    checks = CHECKS + ("passed",)
+    width = {c: max(12, len(c) + 1) for c in checks}
+    head = f"{'category':<12}{'cases':>6}" + "".join(f"{c:>{width[c]}}" for c in checks)
     lines = [head, "-" * len(head)]
-    for r in report["rows"] + [report["total"]]:
-        cells = [f"{r['cases']:>14}"] + [f"{100 * r[c]:>13.0f}%" for c in columns[1:]]
+    rows = report["rows"] + ([report["total"]] if len(report["rows"]) > 1 else [])
+    for r in rows:
         if r is report["total"]:
             lines.append("-" * len(head))
-        lines.append(f"{r['category']:<12}" + "".join(cells))
+        cells = "".join(f"{100 * r[c]:>{width[c] - 1}.0f}%" for c in checks)
+        lines.append(f"{r['category']:<12}{r['cases']:>6}" + cells)
     return "\n".join(lines)

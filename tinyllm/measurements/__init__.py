@@ -5,6 +5,11 @@
   trained for the same wall-clock budget with several seeds.
 - ``speedrun.json``, written by ``benchmarks/bench_speedrun.py``: the ``speedrun`` preset
   against nanoGPT's CPU recipe, measured in one process.
+- ``chat_scaling.json``, written by ``benchmarks/bench_chat_scaling.py``: chat models of
+  several shapes and training lengths on the ``chat-cpu`` data, each scored per category.
+- ``chat_before.json``, written by ``benchmarks/bench_chat_eval.py``: the assistant shipped
+  before the data of 60 topics and careless wordings, scored on today's evaluations, as
+  written and in capitals.
 
 ``load(name)`` reads one; ``ablation_table(data)`` summarises the ablation per configuration
 (mean and spread over seeds); ``check_ablation(data)`` raises ``ValueError`` on a malformed
@@ -18,7 +23,7 @@ import math
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NAMES = ("ablation", "speedrun")
+NAMES = ("ablation", "speedrun", "chat_scaling", "chat_before")
 # What every run of the ablation records, with the type of each entry.
 RUN_FIELDS = {"config": str, "switches": dict, "seed": int, "steps": int, "train_seconds": (int, float),
               "val_loss": (int, float)}
@@ -26,7 +31,7 @@ META_FIELDS = ("machine", "torch", "threads", "parallel", "load_average", "budge
 
 
 def load(name: str) -> dict:
-    """The measurement ``name`` ("ablation" or "speedrun") as a dict."""
+    """The measurement ``name`` (one of :data:`NAMES`) as a dict."""
     if name not in NAMES:
         raise ValueError(f"unknown measurement {name!r}; known: {', '.join(NAMES)}")
     return json.loads((HERE / f"{name}.json").read_text(encoding="utf-8"))

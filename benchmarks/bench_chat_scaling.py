@@ -1,0 +1,109 @@
+"""Chat models of several sizes and training lengths, scored (a benchmark, never a test).
+
+    python benchmarks/bench_chat_scaling.py [--shapes chat-cpu wide guppylm] [--steps 1000 3000]
+        [--seeds 0 1 2] [--checkpoint runs/chat-cpu] [--threads N]
+
+Each run is the ``chat-cpu`` preset (its data, tokenizer, batch and schedule) with another
+model shape and number of steps: ``chat-cpu`` (4 x 128, the shipped assistant's shape),
+``wide`` (4 x 192, about twice its parameters) and ``guppylm`` (GuppyLM's 6 x 384 with this
+1,024-id vocabulary). Every finished run is scored with :mod:`tinyllm.chat_eval` (the 64
+generated cases and the hand-written ones, the sampling settings of ``python -m tinyllm.chat
+--eval``) and stored in ``tinyllm/measurements/chat_scaling.json``, merged with the runs
+already there (a run is keyed by shape, steps and seed), so a long grid can be measured a
+piece at a time. ``--checkpoint DIR`` scores a finished run of the preset instead of training
+one (the shipped model's own run, say). Chapter 12 plots the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from tinyllm import chat_eval
+from tinyllm.chat import DEFAULTS, load_chat_model, reply
+from tinyllm.checkpoint import load_model
+from tinyllm.train import config_from_preset, train
+
+OUT = Path(__file__).resolve().parent.parent / "tinyllm" / "measurements" / "chat_scaling.json"
+SHAPES = {
+    "chat-cpu": dict(n_layer=4, n_head=4, n_embd=128, mlp_hidden=512),
+    "wide": dict(n_layer=4, n_head=6, n_embd=192, mlp_hidden=768),
+    "guppylm": dict(n_layer=6, n_head=6, n_embd=384, mlp_hidden=768),
+}
+SETTINGS = {**DEFAULTS, "seed": 0}  # what python -m tinyllm.chat --eval uses
+
+
+def score(model, tokenizer) -> dict:
+    """Pass rates (all four checks) per category of both evaluations."""
+    fn = lambda messages: reply(model, tokenizer, messages, raw=True, **SETTINGS)  # noqa: E731
+    generated = chat_eval.run_eval(fn, chat_eval.eval_cases("guppy"))
+    hand = chat_eval.run_eval(fn, chat_eval.handwritten_cases("guppy"))
+    rates = {r["category"]: round(r["passed"], 4) for r in generated["rows"] + hand["rows"]}
+    return {**rates, "total": round(generated["total"]["passed"], 4)}
+
+
+def run(shape: str, steps: int, seed: int) -> dict:
+    cfg = config_from_preset("chat-cpu", **SHAPES[shape], max_iters=steps, seed=seed,
+                             eval_interval=0, verbose=False)
+    trained = {}
+    load = os.getloadavg()[0]
+    history = train(cfg, callback=lambda step, m, h, t: trained.update(model=m, tokenizer=t))
+    model = trained["model"].eval()
+    return {"shape": shape, "steps": steps, "seed": seed, "params": model.num_params(),
+            "train_seconds": round(history["train_time"], 1), "val_loss": round(history["val_loss"][-1], 4),
+            "load_average": [round(load, 2), round(os.getloadavg()[0], 2)],
+            **score(model, trained["tokenizer"])}
+
+
+def from_checkpoint(folder: str) -> dict:
+    model, tokenizer = load_chat_model(folder)
+    _, _, checkpoint = load_model(folder)
+    cfg, h = checkpoint.train_config, checkpoint.history
+    shape = next(name for name, s in SHAPES.items() if all(cfg[k] == v for k, v in s.items()))
+    return {"shape": shape, "steps": checkpoint.step, "seed": cfg["seed"], "params": model.num_params(),
+            "train_seconds": round(h["train_time"], 1), "val_loss": round(h["val_loss"][-1], 4),
+            "load_average": None, "checkpoint": str(folder), **score(model, tokenizer)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--steps", nargs="*", type=int, default=[1000, 3000])
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--checkpoint", default=None,
+                        help="score this finished chat-cpu run instead of training")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--note", default="", help="a remark stored in the file's metadata")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    data = json.loads(out.read_text()) if out.exists() else {"meta": {}, "runs": []}
+    if args.checkpoint:
+        todo = [lambda: from_checkpoint(args.checkpoint)]
+    else:
+        todo = [lambda s=s, n=n, k=k: run(s, n, k)
+                for s in args.shapes for n in args.steps for k in args.seeds]
+    for job in todo:
+        result = job()
+        print(json.dumps(result))
+        key = (result["shape"], result["steps"], result["seed"])
+        data["runs"] = [r for r in data["runs"] if (r["shape"], r["steps"], r["seed"]) != key] + [result]
+        data["runs"].sort(key=lambda r: (r["params"], r["steps"], r["seed"]))
+        data["meta"] = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                        "threads": torch.get_num_threads(), "settings": SETTINGS, "note": args.note,
+                        "date": datetime.date.today().isoformat()}
+        # written after every run: a long grid keeps what it has measured
+        out.write_text(json.dumps(data, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
