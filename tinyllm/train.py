@@ -126,7 +126,8 @@ class TrainConfig:
     # data
     dataset: str = _opt("shakespeare", "corpus name, path of a .txt file, chat, or a .jsonl file of conversations")
     val_dataset: str | None = _opt(None, "a .jsonl file of validation conversations (default: the end of --dataset)")
-    tokenizer: str = _opt("char", "char, bpe (trained on the training split) or a BPE .json path")
+    tokenizer: str = _opt("char", "char, bpe (trained on the training split), or the .json of a saved BPE "
+                          "or a Hugging Face tokenizer.json")
     vocab_size: int = _opt(512, "vocabulary size of a BPE tokenizer trained here (with special tokens)")
     val_fraction: float = _opt(0.1, "held-out fraction of a text corpus")
     persona: str = _opt("guppy", "chat data: the persona of tinyllm.chat_data")
