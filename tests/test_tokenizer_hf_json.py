@@ -148,3 +148,16 @@ def test_train_accepts_a_tokenizer_json(tmp_path):
     _, tokenizer, _ = load_model(tmp_path / "run")
     text = render(conversations[0])
     assert tokenizer.encode(text, allowed_special="all") == theirs.encode(text).ids
+
+
+@pytest.mark.parametrize("edit,problem", [
+    (lambda d: d["model"]["merges"].append("a b c"), r"merge \d+ must be"),
+    (lambda d: d["model"]["merges"].insert(0, ["zz", "q"]), "merge 0 .* uses a token that no earlier merge makes"),
+    (lambda d: d["model"]["vocab"].update({"Ġzzz": 5000}), "ids must be 0..* without gaps"),
+    (lambda d: d["added_tokens"].append({"content": "<x>"}), "an added token must have"),
+    (lambda d: d.update(model="BPE"), '"model" must be an object'),
+])
+def test_a_malformed_file_is_named_with_its_problem(byte_level_file, tmp_path, edit, problem):
+    path, _ = byte_level_file
+    with pytest.raises(ValueError, match=f"edited.json: .*{problem}"):
+        BPETokenizer.from_tokenizers_json(_edited(path, tmp_path, edit))

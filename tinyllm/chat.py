@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,14 +157,15 @@ def stream_reply(model, tokenizer, messages, *, max_new_tokens: int = DEFAULTS["
                            top_k, top_p, greedy, seed, stop_ids)
     # Tokens are bytes; a character may span two tokens, so decode incrementally.
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    for token in tokens:
-        if token in stop_ids:
-            if raw:
-                yield decoder.decode(b"", final=True) + tokenizer.decode([token])
-            return
-        piece = decoder.decode(tokenizer.decode_bytes([token]))
-        if piece:
-            yield piece
+    with contextlib.closing(tokens):  # the model is back in its own mode even if we stop early
+        for token in tokens:
+            if token in stop_ids:
+                if raw:
+                    yield decoder.decode(b"", final=True) + tokenizer.decode([token])
+                return
+            piece = decoder.decode(tokenizer.decode_bytes([token]))
+            if piece:
+                yield piece
     tail = decoder.decode(b"", final=True)
     if tail:
         yield tail

@@ -118,16 +118,21 @@ def _pattern(pre) -> str:
 
 def _check_parts(data: dict) -> dict:
     model = data.get("model")
-    if not isinstance(model, dict) or model.get("type", "BPE") != "BPE":
-        raise _unsupported(f"the model {model.get('type') if isinstance(model, dict) else model!r} (not BPE)")
+    if not isinstance(model, dict):
+        raise ValueError(f"\"model\" must be an object, got {model!r}")
+    if model.get("type", "BPE") != "BPE":
+        raise _unsupported(f"the model {model['type']!r} (not BPE)")
+    def kind(part):
+        return part.get("type") if isinstance(part, dict) else part
+
     if data.get("normalizer") is not None:
-        raise _unsupported(f"the normalizer {data['normalizer'].get('type')!r}")
+        raise _unsupported(f"the normalizer {kind(data['normalizer'])!r}")
     post = data.get("post_processor")
-    if post is not None and post.get("type") != "ByteLevel":
-        raise _unsupported(f"the post_processor {post.get('type')!r} (it adds tokens)")
+    if post is not None and kind(post) != "ByteLevel":
+        raise _unsupported(f"the post_processor {kind(post)!r} (it adds tokens)")
     decoder = data.get("decoder")
-    if decoder is not None and decoder.get("type") != "ByteLevel":
-        raise _unsupported(f"the decoder {decoder.get('type')!r}")
+    if decoder is not None and kind(decoder) != "ByteLevel":
+        raise _unsupported(f"the decoder {kind(decoder)!r}")
     for key, harmless in (("dropout", (None,)), ("continuing_subword_prefix", (None, "")),
                           ("end_of_word_suffix", (None, "")), ("byte_fallback", (None, False)),
                           ("ignore_merges", (None, False))):
@@ -147,6 +152,9 @@ def from_json(cls, data):
         raise ValueError("model.vocab must map strings to ids")
     added = {}
     for entry in data.get("added_tokens") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("content"), str) or not isinstance(
+                entry.get("id"), int):
+            raise ValueError(f"an added token must have a string content and an int id, got {entry!r}")
         for flag in ("lstrip", "rstrip", "single_word"):
             if entry.get(flag):
                 raise _unsupported(f"the added token {entry.get('content')!r} with {flag}=true")
@@ -171,7 +179,10 @@ def from_json(cls, data):
     canonical = {bytes([b]): b for b in range(256)}  # bytes -> tinyllm's id (byte, then 256 + k)
     merges, merge_ids = [], []
     for k, entry in enumerate(model.get("merges") or []):
-        left, right = entry.split(" ") if isinstance(entry, str) else entry
+        pair = entry.split(" ") if isinstance(entry, str) else entry
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(t, str) for t in pair):
+            raise ValueError(f"merge {k} must be \"a b\" or [\"a\", \"b\"], got {entry!r}")
+        left, right = pair
         a, b = _to_bytes(left), _to_bytes(right)
         if a not in canonical or b not in canonical:
             raise ValueError(f"merge {k} {entry!r} uses a token that no earlier merge makes")
