@@ -152,7 +152,7 @@ def test_train_accepts_a_tokenizer_json(tmp_path):
 
 @pytest.mark.parametrize("edit,problem", [
     (lambda d: d["model"]["merges"].append("a b c"), r"merge \d+ must be"),
-    (lambda d: d["model"]["merges"].insert(0, ["zz", "q"]), "merge 0 .* uses a token that no earlier merge makes"),
+    (lambda d: d["model"]["merges"].insert(0, ["zz", "q"]), "merge 0 .* uses a token that no earlier merge"),
     (lambda d: d["model"]["vocab"].update({"Ġzzz": 5000}), "ids must be 0..* without gaps"),
     (lambda d: d["added_tokens"].append({"content": "<x>"}), "an added token must have"),
     (lambda d: d.update(model="BPE"), '"model" must be an object'),
