@@ -166,8 +166,8 @@ class TrainConfig:
         if self.tokenizer not in ("char", "bpe") and not self.tokenizer.endswith(".json"):
             raise ValueError(f"tokenizer must be char, bpe or the path of a BPE .json file, got {self.tokenizer!r}")
         if (self.dataset == "chat" or is_conversation_file(self.dataset)) and self.tokenizer == "char":
-            raise ValueError(f"dataset {self.dataset!r} holds conversations: it needs a tokenizer with special "
-                             "tokens, use --tokenizer bpe or a .json")
+            raise ValueError(f"dataset {self.dataset!r} needs a tokenizer with special tokens (it holds "
+                             "conversations): use --tokenizer bpe or a .json")
         if self.val_dataset is not None and not (is_conversation_file(self.dataset) and is_conversation_file(
                 self.val_dataset)):
             raise ValueError("val_dataset is for conversations: both dataset and val_dataset must be .jsonl files")
