@@ -279,6 +279,8 @@ def test_chat_completion_says_length_when_the_reply_is_cut(tokenizer):
         "index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
     with pytest.raises(ValueError, match="unknown arguments"):
         chat_completion(HI, model=model, tokenizer=tokenizer, temprature=0.5)
+    with pytest.raises(ValueError, match="both model and tokenizer"):
+        chat_completion(HI, model=model)
 
 
 def test_greedy_is_the_same_reply_in_the_completion_the_function_and_the_command(chat_dir, capsys):

@@ -196,7 +196,9 @@ def chat_completion(messages, *, model=None, tokenizer=None, out_dir=None, max_t
     every token the model wrote, the one that ended the turn included; ``content`` is the
     reply :func:`reply` gives for the same arguments.
     """
-    if model is None or tokenizer is None:
+    if (model is None) != (tokenizer is None):
+        raise ValueError("chat_completion needs both model and tokenizer, or neither (then out_dir is loaded)")
+    if model is None:
         key = None if out_dir is None else str(out_dir)
         if key not in _loaded:
             _loaded[key] = load_chat_model(out_dir)
