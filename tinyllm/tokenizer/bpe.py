@@ -221,11 +221,12 @@ class BPETokenizer:
         Both loops below give the same ids as merging every occurrence of the earliest
         learned pair, left to right, until no pair is a merge (what training did).
 
-        ``ranks[j]`` is the rank of the pair ``(ids[j], ids[j + 1])``, its merge id here
-        (``missing`` if that pair is no merge). Merging the leftmost lowest pair and updating only its two
-        neighbours' ranks gives the same result as merging every occurrence left to right
-        (the new pairs hold the new id, so they always rank after the merge just made),
-        without rebuilding the list in Python.
+        ``ranks[j]`` is the rank of the pair ``(ids[j], ids[j + 1])``: its merge id, or
+        for a file made elsewhere its place in the file's merges (``missing`` if that pair
+        is no merge). Merging the leftmost lowest pair and updating only its two neighbours'
+        ranks gives the same result as merging every occurrence left to right (the new
+        pairs hold the new token, so they always rank after the merge just made), without
+        rebuilding the list in Python.
         """
         ids = list(chunk.encode("utf-8"))
         if self._byte_ids is not None:  # a file made elsewhere numbers the bytes its own way
