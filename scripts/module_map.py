@@ -25,6 +25,7 @@ MAP: dict[str, tuple[str, str, str]] = {
     "tokenizer/bpe.py": ("03", "test_tokenizer_bpe.py", "byte-pair encoding with GPT-4's split pattern"),
     "tokenizer/bpe_train.py": ("03", "test_tokenizer_bpe.py", "training a BPE vocabulary"),
     "tokenizer/bpe_reference.py": ("03", "test_tokenizer_bpe.py", "the chapter's simple BPE, the reference"),
+    "tokenizer/hf_json.py": ("03", "test_tokenizer_hf_json.py", "Hugging Face tokenizer.json files, read and written"),
     "model.py": ("02, 04-07", "test_model.py, test_bigram.py", "bigram model, attention, block, GPT"),
     "train.py": ("08", "test_train.py", "the training loop, presets, the command line"),
     "optim.py": ("11", "test_optim.py", "AdamW, Muon (Newton-Schulz written out), the learning-rate setter"),

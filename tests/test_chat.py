@@ -257,6 +257,17 @@ def test_chat_completion_has_the_openai_shape_and_counts_its_tokens(tokenizer):
                             "total_tokens": len(prompt_ids(tokenizer, HI)) + written}
 
 
+def test_a_model_in_training_mode_is_back_in_it_after_a_reply_that_stopped_early(tokenizer):
+    model = _scripted(tokenizer, "ok")
+    model.train()
+    pieces = stream_reply(model, tokenizer, HI)
+    assert next(pieces) and not model.training  # evaluated in eval mode
+    pieces.close()  # a reader who stops listening (the widget's stop button)
+    assert model.training
+    chat_completion(HI, model=model, tokenizer=tokenizer)
+    assert model.training
+
+
 def test_chat_completion_says_length_when_the_reply_is_cut(tokenizer):
     model = _scripted(tokenizer, "bubbles bubbles bubbles bubbles", end=None)
     out = chat_completion(HI, model=model, tokenizer=tokenizer, max_tokens=3, seed=0)
@@ -268,6 +279,8 @@ def test_chat_completion_says_length_when_the_reply_is_cut(tokenizer):
         "index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
     with pytest.raises(ValueError, match="unknown arguments"):
         chat_completion(HI, model=model, tokenizer=tokenizer, temprature=0.5)
+    with pytest.raises(ValueError, match="both model and tokenizer"):
+        chat_completion(HI, model=model)
 
 
 def test_greedy_is_the_same_reply_in_the_completion_the_function_and_the_command(chat_dir, capsys):

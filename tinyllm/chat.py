@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,7 +101,7 @@ def cut_message(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
 
 
 @torch.no_grad()
-def _reply_tokens(model, tokenizer, ids, max_new_tokens, temperature, top_k, top_p, greedy, seed, stop_ids):
+def _reply_tokens(model, ids, max_new_tokens, temperature, top_k, top_p, greedy, seed, stop_ids):
     """Yield the ids the model writes after ``ids``, one at a time; an id of ``stop_ids`` is
     yielded last. Returns (as the generator's value) why it stopped: ``"stop"`` at a stop id,
     ``"length"`` after ``max_new_tokens`` ids or when the context is full."""
@@ -131,11 +132,13 @@ def _reply_tokens(model, tokenizer, ids, max_new_tokens, temperature, top_k, top
         model.train(was_training)
 
 
-def _stop_ids(tokenizer, raw: bool) -> tuple[set[int], int | None]:
-    """The ids that end a reply, and the id of ``<|im_start|>`` (a new turn: an end too unless raw)."""
-    end_ids = {tokenizer.special_tokens[t] for t in (IM_END, ENDOFTEXT) if t in tokenizer.special_tokens}
-    start_id = tokenizer.special_tokens.get(IM_START)
-    return (end_ids if raw or start_id is None else end_ids | {start_id}), start_id
+def _stop_ids(tokenizer, raw: bool) -> set[int]:
+    """The ids that end a reply: ``<|im_end|>``, ``<|endoftext|>``, and unless ``raw`` the
+    ``<|im_start|>`` of a turn the model would start itself."""
+    ends = {tokenizer.special_tokens[t] for t in (IM_END, ENDOFTEXT) if t in tokenizer.special_tokens}
+    if not raw and IM_START in tokenizer.special_tokens:
+        ends.add(tokenizer.special_tokens[IM_START])
+    return ends
 
 
 def stream_reply(model, tokenizer, messages, *, max_new_tokens: int = DEFAULTS["max_new_tokens"],
@@ -151,19 +154,20 @@ def stream_reply(model, tokenizer, messages, *, max_new_tokens: int = DEFAULTS["
     ``<|im_start|>`` the model wrote. ``greedy``: the most likely token every time (the
     sampling settings are then ignored); ``seed``: the same reply for the same seed.
     """
-    stop_ids, _ = _stop_ids(tokenizer, raw)
-    tokens = _reply_tokens(model, tokenizer, prompt_ids(tokenizer, messages), max_new_tokens, temperature,
-                           top_k, top_p, greedy, seed, stop_ids)
+    stop_ids = _stop_ids(tokenizer, raw)
+    tokens = _reply_tokens(model, prompt_ids(tokenizer, messages), max_new_tokens, temperature, top_k, top_p,
+                           greedy, seed, stop_ids)
     # Tokens are bytes; a character may span two tokens, so decode incrementally.
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    for token in tokens:
-        if token in stop_ids:
-            if raw:
-                yield decoder.decode(b"", final=True) + tokenizer.decode([token])
-            return
-        piece = decoder.decode(tokenizer.decode_bytes([token]))
-        if piece:
-            yield piece
+    with contextlib.closing(tokens):  # the model is back in its own mode even if we stop early
+        for token in tokens:
+            if token in stop_ids:
+                if raw:
+                    yield decoder.decode(b"", final=True) + tokenizer.decode([token])
+                return
+            piece = decoder.decode(tokenizer.decode_bytes([token]))
+            if piece:
+                yield piece
     tail = decoder.decode(b"", final=True)
     if tail:
         yield tail
@@ -194,7 +198,9 @@ def chat_completion(messages, *, model=None, tokenizer=None, out_dir=None, max_t
     every token the model wrote, the one that ended the turn included; ``content`` is the
     reply :func:`reply` gives for the same arguments.
     """
-    if model is None or tokenizer is None:
+    if (model is None) != (tokenizer is None):
+        raise ValueError("chat_completion needs both model and tokenizer, or neither (then out_dir is loaded)")
+    if model is None:
         key = None if out_dir is None else str(out_dir)
         if key not in _loaded:
             _loaded[key] = load_chat_model(out_dir)
@@ -206,8 +212,8 @@ def chat_completion(messages, *, model=None, tokenizer=None, out_dir=None, max_t
     if unknown:
         raise ValueError(f"chat_completion got unknown arguments {unknown}")
     ids = prompt_ids(tokenizer, messages)
-    stop_ids, _ = _stop_ids(tokenizer, raw=False)
-    tokens = _reply_tokens(model, tokenizer, ids, settings["max_new_tokens"], settings["temperature"],
+    stop_ids = _stop_ids(tokenizer, raw=False)
+    tokens = _reply_tokens(model, ids, settings["max_new_tokens"], settings["temperature"],
                            settings["top_k"], settings["top_p"], settings.get("greedy", False),
                            settings.get("seed"), stop_ids)
     written = []

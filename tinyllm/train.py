@@ -126,7 +126,8 @@ class TrainConfig:
     # data
     dataset: str = _opt("shakespeare", "corpus name, path of a .txt file, chat, or a .jsonl file of conversations")
     val_dataset: str | None = _opt(None, "a .jsonl file of validation conversations (default: the end of --dataset)")
-    tokenizer: str = _opt("char", "char, bpe (trained on the training split) or a BPE .json path")
+    tokenizer: str = _opt("char", "char, bpe (trained on the training split), or the .json of a saved BPE "
+                          "or a Hugging Face tokenizer.json")
     vocab_size: int = _opt(512, "vocabulary size of a BPE tokenizer trained here (with special tokens)")
     val_fraction: float = _opt(0.1, "held-out fraction of a text corpus")
     persona: str = _opt("guppy", "chat data: the persona of tinyllm.chat_data")
@@ -165,8 +166,8 @@ class TrainConfig:
         if self.tokenizer not in ("char", "bpe") and not self.tokenizer.endswith(".json"):
             raise ValueError(f"tokenizer must be char, bpe or the path of a BPE .json file, got {self.tokenizer!r}")
         if (self.dataset == "chat" or is_conversation_file(self.dataset)) and self.tokenizer == "char":
-            raise ValueError(f"dataset {self.dataset!r} holds conversations: it needs a tokenizer with special "
-                             "tokens, use --tokenizer bpe or a .json")
+            raise ValueError(f"dataset {self.dataset!r} needs a tokenizer with special tokens (it holds "
+                             "conversations): use --tokenizer bpe or a .json")
         if self.val_dataset is not None and not (is_conversation_file(self.dataset) and is_conversation_file(
                 self.val_dataset)):
             raise ValueError("val_dataset is for conversations: both dataset and val_dataset must be .jsonl files")

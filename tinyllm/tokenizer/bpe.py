@@ -16,6 +16,10 @@ settings therefore always give the same merges, and the fast trainer
 (:mod:`tinyllm.tokenizer.bpe_train`) gives exactly the merges of the simple one
 (:mod:`tinyllm.tokenizer.bpe_reference`).
 
+A Hugging Face ``tokenizers`` byte-level BPE file (``tokenizer.json``) is read and written
+by :meth:`BPETokenizer.from_tokenizers_json` and :meth:`BPETokenizer.to_tokenizers_json`
+(:mod:`tinyllm.tokenizer.hf_json`), with that library's ids.
+
 The interface matches :class:`~tinyllm.tokenizer.char.CharTokenizer` (``vocab_size``,
 ``encode``, ``decode``, ``token_strings``, ``to_dict``, ``from_dict``, ``save``, ``load``) and minbpe (``train``,
 ``merges``, ``vocab``).
@@ -95,8 +99,15 @@ class BPETokenizer:
 
     # -- state -----------------------------------------------------------------------
 
-    def _set_state(self, pattern: str, merges, special_tokens) -> None:
-        """Build every table from the merges; the only place the state is assigned."""
+    def _set_state(self, pattern: str, merges, special_tokens, ids: dict | None = None) -> None:
+        """Build every table from the merges; the only place the state is assigned.
+
+        By default byte ``b`` is id ``b``, merge ``k`` makes id ``256 + k`` and the special
+        tokens follow. A file made elsewhere numbers its tokens its own way: ``ids`` then
+        gives ``{"bytes": [256 ids], "merges": [an id per merge], "special": [an id per
+        special token], "extra": {id: bytes} (tokens no merge makes, kept for decoding),
+        "source": the file's JSON}``. Merges still apply in the order learned.
+        """
         name, pattern_text, compiled = _compile_pattern(pattern)
         special_tokens = _check_special_tokens(special_tokens)
         merge_table: dict[tuple[int, int], int] = {}
@@ -111,10 +122,17 @@ class BPETokenizer:
         for k, token in enumerate(special_tokens):
             specials[token] = 256 + len(merge_table) + k
             vocab[specials[token]] = token.encode("utf-8")
+        ranks, byte_ids = merge_table, None  # a merge's rank is its own id: the order learned
+        if ids is not None:
+            from tinyllm.tokenizer.hf_json import renumber
+
+            merge_table, ranks, vocab, specials, byte_ids = renumber(merge_table, vocab, specials, ids)
         self.pattern_name = name
         self.pattern = pattern_text
         self._compiled = compiled
         self.merges = merge_table
+        self._ranks, self._byte_ids, self._no_rank = ranks, byte_ids, 256 + len(ranks)
+        self._source = None if ids is None else ids["source"]
         self.vocab = vocab
         self.special_tokens = specials
         self.inverse_special_tokens = {i: s for s, i in specials.items()}
@@ -203,15 +221,18 @@ class BPETokenizer:
         Both loops below give the same ids as merging every occurrence of the earliest
         learned pair, left to right, until no pair is a merge (what training did).
 
-        ``ranks[j]`` is the merge id of the pair ``(ids[j], ids[j + 1])`` (``missing`` if
-        that pair is no merge). Merging the leftmost lowest pair and updating only its two
-        neighbours' ranks gives the same result as merging every occurrence left to right
-        (the new pairs hold the new id, so they always rank after the merge just made),
-        without rebuilding the list in Python.
+        ``ranks[j]`` is the rank of the pair ``(ids[j], ids[j + 1])``: its merge id, or
+        for a file made elsewhere its place in the file's merges (``missing`` if that pair
+        is no merge). Merging the leftmost lowest pair and updating only its two neighbours'
+        ranks gives the same result as merging every occurrence left to right (the new
+        pairs hold the new token, so they always rank after the merge just made), without
+        rebuilding the list in Python.
         """
         ids = list(chunk.encode("utf-8"))
-        get = self.merges.get
-        missing = len(self.vocab)  # larger than every merge id
+        if self._byte_ids is not None:  # a file made elsewhere numbers the bytes its own way
+            ids = [self._byte_ids[b] for b in ids]
+        get = self._ranks.get
+        missing = self._no_rank  # larger than every rank
         # A long chunk (a run of 10,000 spaces) would need thousands of single merges of
         # O(len) each; there one pass merges every occurrence of the best pair at once.
         while len(ids) > _LONG_CHUNK:
@@ -221,10 +242,11 @@ class BPETokenizer:
             ids = merge(ids, pair, self.merges[pair])
         ranks = [get(pair, missing) for pair in zip(ids, ids[1:])]
         while ranks:
-            new_id = min(ranks)
-            if new_id == missing:
+            rank = min(ranks)
+            if rank == missing:
                 break  # no pair of this chunk is a merge
-            i = ranks.index(new_id)
+            i = ranks.index(rank)
+            new_id = self.merges[ids[i], ids[i + 1]]
             ids[i : i + 2] = [new_id]
             del ranks[i]
             if i < len(ranks):
@@ -329,8 +351,11 @@ class BPETokenizer:
 
         Each merge is ``{"id": 256, "pair": [101, 32], "text": ["e", " "]}``: ``pair`` holds
         the ids that are merged (the truth); ``text`` shows them for people and is ignored
-        when loading.
+        when loading. A tokenizer read from a ``tokenizers`` file keeps that file whole
+        (``"tokenizers_json"``), so its ids survive a checkpoint.
         """
+        if self._source is not None:
+            return {"type": FILE_TYPE, "version": FILE_VERSION, "tokenizers_json": self._source}
         return {
             "type": FILE_TYPE,
             "version": FILE_VERSION,
@@ -350,6 +375,10 @@ class BPETokenizer:
             raise ValueError(f"expected a JSON object with \"type\": \"{FILE_TYPE}\"")
         if state.get("version") != FILE_VERSION:
             raise ValueError(f"unsupported version {state.get('version')!r} (this code reads {FILE_VERSION})")
+        if "tokenizers_json" in state:
+            from tinyllm.tokenizer import hf_json
+
+            return hf_json.from_json(cls, state["tokenizers_json"])
         entries = state.get("merges")
         if not isinstance(entries, list):
             raise ValueError("'merges' must be a list")
@@ -375,7 +404,11 @@ class BPETokenizer:
         return tokenizer
 
     def save(self, path) -> None:
-        """Save :meth:`to_dict` as readable JSON, one merge per line."""
+        """Save :meth:`to_dict` as readable JSON, one merge per line (a tokenizer read from a
+        ``tokenizers`` file is saved as such a file)."""
+        if self._source is not None:
+            self.to_tokenizers_json(path)
+            return
         state = self.to_dict()
         lines = [json.dumps(entry, ensure_ascii=False) for entry in state.pop("merges")]
         head = json.dumps(state, ensure_ascii=False, indent=1)
@@ -385,16 +418,39 @@ class BPETokenizer:
 
     @classmethod
     def load(cls, path) -> "BPETokenizer":
-        """Read a file written by :meth:`save`. Any problem raises ValueError naming the file;
+        """Read a file written by :meth:`save`, or a ``tokenizers`` ``tokenizer.json``
+        (:meth:`from_tokenizers_json`). Any problem raises ValueError naming the file;
         nothing is half-loaded because a new tokenizer is built only from a checked file."""
         try:
             state = json.loads(Path(path).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path} is not a valid BPE tokenizer file (truncated or not JSON?): {exc}") from None
+        if isinstance(state, dict) and "model" in state and "type" not in state:
+            return cls.from_tokenizers_json(path)
         try:
             return cls.from_dict(state)
         except ValueError as exc:
             raise ValueError(f"{path} is not a valid BPE tokenizer file: {exc}") from None
+
+    @classmethod
+    def from_tokenizers_json(cls, path) -> "BPETokenizer":
+        """Read a Hugging Face ``tokenizers`` byte-level BPE file (``tokenizer.json``).
+
+        ``encode(text, allowed_special="all")`` then gives the ids ``tokenizers`` gives
+        (its added tokens are this tokenizer's special tokens). What cannot be reproduced
+        exactly (a normalizer, ``add_prefix_space``, merges that are skipped, ...) is a
+        ValueError naming it. See :mod:`tinyllm.tokenizer.hf_json`.
+        """
+        from tinyllm.tokenizer import hf_json
+
+        return hf_json.read(cls, path)
+
+    def to_tokenizers_json(self, path) -> None:
+        """Write this tokenizer as a ``tokenizers`` ``tokenizer.json`` with the same ids
+        (the special tokens as added tokens, the split pattern as its pre-tokenizer)."""
+        from tinyllm.tokenizer import hf_json
+
+        hf_json.write(self, path)
 
     def __repr__(self) -> str:
         pattern = self.pattern_name or "custom"
