@@ -46,7 +46,7 @@ MAP: dict[str, tuple[str, str, str]] = {
     "widgets/chat.py": ("12", "test_widget_chat.py", "a chat box for a model"),
     "export.py": ("07, 14", "test_export.py", "to and from Hugging Face GPT-2; Llama and Qwen3 for modern pieces"),
     "scale.py": ("13", "test_scale.py", "the arithmetic of big runs: bytes per rank, all-reduce, FLOPs, hours"),
-    "export_onnx.py": ("14", "test_export_onnx.py, test_web_page.py", "ONNX export, int8, greedy with onnxruntime"),
+    "export_onnx.py": ("14", "test_export_onnx.py, test_web_page.py", "ONNX export with and without the KV cache, int8, greedy with onnxruntime"),
     "device.py": ("-", "test_device.py", "CPU, CUDA or MPS (`--device auto`)"),
     "files.py": ("-", "test_checkpoint.py", "atomic writes and sha256 (below the data flow)"),
     "course.py": ("-", "test_course.py, test_notebooks.py", "Colab setup cells and links from `_config.yml`"),
