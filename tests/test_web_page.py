@@ -204,6 +204,17 @@ def test_chat_assistant_is_offered_first_with_topics(open_page):
     assert blocked == [] and page.errors == []
 
 
+def test_choosing_the_shakespeare_model_in_the_list_opens_it(open_page):
+    page, blocked = open_page()
+    page.select_option(".talk-model", "shakespeare-char")
+    page.wait_for_url("**/talk_to_the_model.html?model=shakespeare-char")
+    wait_state(page, "ready")
+    assert "model shakespeare-char" in page.inner_text(".talk-status")
+    assert page.is_visible(".talk-continue") and not page.is_visible(".talk-chat")
+    assert page.input_value(".talk-model") == "shakespeare-char"
+    assert blocked == [] and page.errors == []
+
+
 def test_greedy_chat_reply_equals_tinyllm_chat_turn_after_turn(open_page, chat):
     page, blocked = open_page()
     page.check(".talk-greedy")
@@ -261,7 +272,7 @@ def test_chat_history_is_trimmed_to_the_context(open_page, chat):
     page.fill(".talk-message", long_message)
     page.click(".talk-send")
     wait_state(page, "error")
-    assert "does not fit the model's 128-token context" in page.inner_text(".talk-status")
+    assert f"does not fit the model's {chat[0].config.block_size}-token context" in page.inner_text(".talk-status")
     assert page.evaluate("window.tinyllmTalk.history") == []
 
 
