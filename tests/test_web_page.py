@@ -316,6 +316,12 @@ def test_the_form_streams_the_same_text(open_page, shipped):
     assert page.text_content(".talk-output") == tokenizer.decode(expected)
     status = page.inner_text(".talk-status")
     assert re.search(r"30 tokens in [\d.]+ s: [\d.]+ tokens per second in this browser, with the KV cache", status)
+    # A character the model does not know: the message, and no stale text under it.
+    page.fill(".talk-prompt", "Café au lait")
+    page.click(".talk-generate")
+    wait_state(page, "error")
+    assert "character 'é' at position 3" in page.inner_text(".talk-status")
+    assert page.text_content(".talk-output") == ""
     assert blocked == [] and page.errors == []
 
 

@@ -2,13 +2,13 @@
 
 ONNX is a file format for a computation graph plus its weights. Any ONNX runtime can run
 it without PyTorch or Python: ``onnxruntime`` on a server, ``onnxruntime-web`` in a browser
-(the book's page "Talk to the model" runs the course's model this way).
+(the book's page "Talk to the model" runs the course's models this way).
 
 - ``to_onnx(model, path)`` writes the graph ``idx (B, T) int64 -> logits (B, T, V) float32``
   with the batch size ``B`` and the sequence length ``T`` left open (dynamic axes), and
   checks it against PyTorch with onnxruntime (largest logit difference <= ``atol``).
-  It has no KV cache: a caller runs the last ``block_size`` tokens at every step, which
-  is cheap for a model this small.
+  It has no KV cache: a caller runs the last ``block_size`` tokens at every step (simple,
+  and the graph chapter 14 studies).
 - ``to_onnx_cached(model, path)`` writes the graph with a KV cache: it takes the new ids
   and, per layer, the keys and values of the positions seen so far (``past_key_<l>``,
   ``past_value_<l>``) and returns their logits and the keys and values with the new

@@ -343,6 +343,7 @@
     try {
       await api.ready;
       const text = $(".talk-prompt").value;
+      output.textContent = ""; // an error below must not leave the previous text under it
       if (!text) throw new ReadableError("Write a prompt first: the model continues a text.");
       const ids = tokenizer.encode(text);
       const s = settings();
