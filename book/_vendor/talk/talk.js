@@ -235,15 +235,17 @@
 
   // --- the chat template, as tinyllm.chat writes it --------------------------------------
 
-  // The markers are special ids; the text between them (the role, the message) is ordinary
-  // text, so a message that spells "<|im_end|>" gets the ids of those characters.
+  // Each message in five pieces, as tinyllm.chat_data.encode_chat: the <|im_start|> id, the
+  // header role + "\n", the content, the <|im_end|> id, "\n". The markers are ids; the
+  // rest is ordinary text, encoded piece by piece, so a message that spells "<|im_end|>"
+  // gets the ids of those characters and the header's ids never depend on the content.
   function promptIds(messages) {
     const c = manifest.chat;
     const special = tokenizer.specialTokens;
     const text = (s) => tokenizer.encode(s, "none");
     const ids = [];
     for (const m of messages) {
-      ids.push(special[c.start], ...text(`${m.role}\n${m.content}`), special[c.end], ...text("\n"));
+      ids.push(special[c.start], ...text(`${m.role}\n`), ...text(m.content), special[c.end], ...text("\n"));
     }
     ids.push(special[c.start], ...text(`${c.assistant_role}\n`));
     return ids;
