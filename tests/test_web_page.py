@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 import pytest
 import torch
 
-from tinyllm.chat import load_chat_model, prompt_ids, reply
+from tinyllm.chat import load_chat_model, prompt_ids, reply, trim_history
 from tinyllm.data import load_text
 from tinyllm.generate import load_shipped_model
 from tinyllm.tokenizer.bpe import BPETokenizer
@@ -286,13 +286,36 @@ def test_chat_prompt_ids_are_tinyllm_chat_ones(open_page, chat):
 def test_chat_history_is_trimmed_to_the_context(open_page, chat):
     page, _ = open_page()
     page.check(".talk-greedy")
-    long_message = "tell me about your tank and the plant and the snail " * 8
-    assert len(prompt_ids(chat[1], [{"role": "user", "content": long_message}])) + 48 > chat[0].config.block_size
+    long_message = "tell me about your tank and the plant and the snail."
+    while len(prompt_ids(chat[1], [{"role": "user", "content": long_message}])) + 48 <= chat[0].config.block_size:
+        long_message += " and the snail."
     page.fill(".talk-message", long_message)
     page.click(".talk-send")
     wait_state(page, "error")
     assert f"does not fit the model's {chat[0].config.block_size}-token context" in page.inner_text(".talk-status")
     assert page.evaluate("window.tinyllmTalk.history") == []
+
+
+def test_a_long_conversation_drops_its_oldest_turns_as_tinyllm_chat(open_page, chat):
+    model, tokenizer = chat
+    page, blocked = open_page()
+    page.check(".talk-greedy")
+    history = []
+    for i in range(6):
+        history += [{"role": "user", "content": f"question {i}: do you like the plant in your tank?"},
+                    {"role": "assistant", "content": f"answer {i}: i hide in the plant all day long."}]
+    message = {"role": "user", "content": "are you hungry?"}
+    kept, dropped = trim_history(tokenizer, [*history, message], model.config.block_size, 48)
+    assert 0 < dropped < len(history)
+    page.evaluate("h => { window.tinyllmTalk.history = h; }", history)
+    page.fill(".talk-message", message["content"])
+    page.click(".talk-send")
+    wait_state(page, "done")
+    expected = python_greedy_reply(chat, kept)
+    assert page.evaluate("window.tinyllmTalk.lastReply") == expected
+    assert page.evaluate("window.tinyllmTalk.history") == [*kept, {"role": "assistant", "content": expected.strip()}]
+    assert f"The {dropped} oldest messages were dropped" in page.inner_text(".talk-status")
+    assert blocked == [] and page.errors == []
 
 
 # --- the Shakespeare model ------------------------------------------------------------------

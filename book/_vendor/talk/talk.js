@@ -280,10 +280,10 @@
     };
   }
 
-  function reportSpeed(result) {
+  function reportSpeed(result, note = "") {
     const how = settings().useCache ? "with the KV cache" : "without the KV cache (the window recomputed)";
     setStatus(`${result.tokens} tokens in ${result.seconds.toFixed(2)} s: ` +
-      `${result.tokensPerSecond.toFixed(1)} tokens per second in this browser, ${how}.`, "done");
+      `${result.tokensPerSecond.toFixed(1)} tokens per second in this browser, ${how}.${note}`, "done");
   }
 
   function bubble(role, text) {
@@ -315,8 +315,8 @@
       const ids = promptIds(messages);
       const decoder = (newIds) => tokenizer.decode(newIds);
       api.stopRequested = false;
-      setStatus(dropped ? `Generating (the ${dropped} oldest messages were dropped to fit the context)...`
-        : "Generating...", "generating");
+      const note = dropped ? ` (The ${dropped} oldest messages were dropped to fit the context.)` : "";
+      setStatus(`Generating...${note}`, "generating");
       const result = await generateIds(ids, Math.min(n, manifest.block_size - ids.length), {
         ...s, stopIds: manifest.chat.stop.map((t) => tokenizer.specialTokens[t]).filter((id) => id !== undefined),
         stopAtFull: true, onToken: (newIds) => { answer.textContent = decoder(newIds); },
@@ -326,7 +326,7 @@
       api.lastReply = reply;
       api.lastResult = result;
       api.history.push({ role: "assistant", content: reply.trim() }); // as tinyllm.chat keeps it
-      reportSpeed(result);
+      reportSpeed(result, note);
     } catch (err) {
       setStatus(err.message || String(err), "error");
     } finally {
