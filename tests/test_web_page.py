@@ -328,6 +328,7 @@ def test_greedy_generation_in_the_browser_equals_gpt_generate(open_page, shipped
     generate = "async ([ids, n, useCache]) => await window.tinyllmTalk.generateIds(ids, n, {greedy: true, useCache})"
     start = tokenizer.encode("ROMEO:\n")
     expected = model.generate(torch.tensor([start]), N_TOKENS, greedy=True)[0].tolist()
+    page.evaluate(generate, [start, 5, True])  # warm up: the first runs compile and allocate
     cached = page.evaluate(generate, [start, N_TOKENS, True])
     assert cached["ids"] == expected
     # Past the context: with the cache the window slides in halves, as GPT.generate's
@@ -341,7 +342,7 @@ def test_greedy_generation_in_the_browser_equals_gpt_generate(open_page, shipped
     assert recomputed["ids"] == expected
     print(f"\nChromium (WebAssembly, 1 thread), shakespeare-char fp32, {N_TOKENS} greedy tokens: "
           f"{cached['tokensPerSecond']:.1f} tokens/s with the KV cache, {recomputed['tokensPerSecond']:.1f} "
-          f"without (shared CPU)")
+          f"without (shared CPU; benchmarks/bench_web.py takes the best of several runs)")
     assert blocked == [] and page.errors == []
 
 
