@@ -1,17 +1,23 @@
 """Build the model files of the book page "Talk to the model" (book/talk_to_the_model.md).
 
-    python scripts/build_web_model.py                       # the shipped Shakespeare model
-    python scripts/build_web_model.py --checkpoint runs/chat --name chat
+    python scripts/build_web_model.py            # every web model, from the shipped checkpoints
+    python scripts/build_web_model.py --checkpoint runs/chat --name chat   # one more
 
-Writes into book/_vendor/model/ (served by the built book as _static/model/):
+The page offers the shipped chat assistant first (``chat-cpu``, from
+tinyllm/checkpoints/chat-cpu) and the Shakespeare character model second
+(``shakespeare-char``). For each it writes into book/_vendor/model/ (served by the built
+book as _static/model/):
 
-- ``<name>.onnx``: the model, float32 (``tinyllm.export.to_onnx``, checked against PyTorch);
+- ``<name>.onnx``: the model as the KV-cached graph (``tinyllm.export_onnx.to_onnx_cached``,
+  checked against PyTorch): each new token runs one position;
 - ``<name>.int8.onnx``: the same with int8 weights (``tinyllm.export_onnx.quantize_int8``);
 - ``<name>.json``: what the page needs besides the weights: the tokenizer's saved form,
-  block_size, the chat template (for a chat model), a starting prompt, file sizes.
+  the model's shape (for the cache), the chat template and topic buttons (chat models),
+  a starting prompt, file sizes, and the sha256 of the checkpoint's files, by which
+  tests/test_web_page.py notices a web model older than its checkpoint.
 
-The files are committed (a few MB), so ``make book`` needs no export step; a test checks
-that the committed ONNX file still gives the shipped checkpoint's logits.
+The files are committed (a few MB), so ``make book`` needs no export step. When a shipped
+checkpoint is retrained, run this script again and commit what it writes.
 """
 
 from __future__ import annotations
@@ -23,15 +29,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "book" / "_vendor" / "model"
+CHECKPOINTS = ROOT / "tinyllm" / "checkpoints"
+# The page's models, in the order the page offers them: name -> shipped checkpoint folder.
+WEB_MODELS = {"chat-cpu": CHECKPOINTS / "chat-cpu", "shakespeare-char": CHECKPOINTS / "shakespeare-char"}
 
-# The chat template of the course's chat model (ChatML): a chat model's tokenizer has
-# these two special tokens; the page wraps the reader's message in them.
+# The chat template of the course's chat models (ChatML, tinyllm.chat_data.render): the
+# markers are special token ids; the text between them is ordinary text (a message that
+# spells "<|im_end|>" gets the tokens of those characters, never the marker).
 CHAT_TEMPLATE = {
-    "user_prefix": "<|im_start|>user\n",
-    "user_suffix": "<|im_end|>\n",
-    "assistant_prefix": "<|im_start|>assistant\n",
-    "stop": "<|im_end|>",
+    "start": "<|im_start|>",
+    "end": "<|im_end|>",
+    "assistant_role": "assistant",
+    # A reply ends at the first of these, as tinyllm.chat.stream_reply (raw=False) ends it.
+    "stop": ["<|im_end|>", "<|endoftext|>", "<|im_start|>"],
 }
+# Messages behind the page's topic buttons: wordings of topics of the guppy persona's data.
+TOPICS = ["hi guppy", "are you hungry?", "what do you eat?", "tell me a joke", "do you like your tank?"]
 
 
 def tokenizer_state(tokenizer) -> dict:
@@ -46,52 +59,76 @@ def tokenizer_state(tokenizer) -> dict:
     return tokenizer.to_dict()  # CharTokenizer: {"type": "char", "chars": [...]}
 
 
-def write_web_model(model, tokenizer, name: str, out: Path = OUT, prompt: str = "ROMEO:") -> dict:
+def checkpoint_digest(folder: Path) -> dict:
+    """``{file kind: sha256}`` of the files a checkpoint folder's manifest names, computed
+    from the files themselves (the weights and the state, which holds the tokenizer)."""
+    sys.path.insert(0, str(ROOT))
+    from tinyllm.files import sha256
+
+    files = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))["files"]
+    return {kind: sha256((Path(folder) / entry["name"]).read_bytes()) for kind, entry in sorted(files.items())}
+
+
+def write_web_model(model, tokenizer, name: str, out: Path = OUT, prompt: str = "ROMEO:",
+                    checkpoint: Path | None = None) -> dict:
     """Write ``<name>.onnx``, ``<name>.int8.onnx`` and ``<name>.json`` into ``out``."""
     sys.path.insert(0, str(ROOT))
-    from tinyllm.export_onnx import quantize_int8, to_onnx
+    from tinyllm.export_onnx import cache_names, quantize_int8, to_onnx_cached
 
     state = tokenizer_state(tokenizer)
     is_chat = {"<|im_start|>", "<|im_end|>"} <= set(state.get("special_tokens") or {})
-    fp32 = to_onnx(model, Path(out) / f"{name}.onnx")
+    fp32 = to_onnx_cached(model, Path(out) / f"{name}.onnx")
     int8 = quantize_int8(fp32, Path(out) / f"{name}.int8.onnx")
+    cfg = model.config
     manifest = {
         "name": name,
         "onnx": fp32.name,
         "onnx_int8": int8.name,
         "bytes": fp32.stat().st_size,
         "bytes_int8": int8.stat().st_size,
-        "block_size": model.config.block_size,
-        "vocab_size": model.config.vocab_size,
+        "block_size": cfg.block_size,
+        "vocab_size": cfg.vocab_size,
         "parameters": model.num_params(),
+        # The graph's cache inputs: past_key_<l>, past_value_<l> of shape (1, heads, P, head_size).
+        "cache": {"inputs": cache_names(cfg.n_layer, "past"), "outputs": cache_names(cfg.n_layer, "present"),
+                  "heads": cfg.kv_heads, "head_size": cfg.head_size},
         "tokenizer": state,
-        "chat": CHAT_TEMPLATE if is_chat else None,
-        "prompt": "Hello! Who are you?" if is_chat else prompt,
+        "chat": dict(CHAT_TEMPLATE, topics=TOPICS) if is_chat else None,
+        "prompt": TOPICS[0] if is_chat else prompt,
+        "checkpoint": None,
     }
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint).resolve()
+        where = checkpoint.relative_to(ROOT).as_posix() if checkpoint.is_relative_to(ROOT) else str(checkpoint)
+        manifest["checkpoint"] = {"folder": where, "sha256": checkpoint_digest(checkpoint)}
     text = json.dumps(manifest, ensure_ascii=False, indent=1) + "\n"
     (Path(out) / f"{name}.json").write_text(text, encoding="utf-8")
     return manifest
 
 
-def build(checkpoint: Path | None, name: str, out: Path = OUT) -> dict:
-    """Export the checkpoint in ``checkpoint`` (default: the shipped model) for the page."""
+def build(checkpoint: Path, name: str, out: Path = OUT) -> dict:
+    """Export the checkpoint folder ``checkpoint`` for the page under ``name``."""
     sys.path.insert(0, str(ROOT))
     from tinyllm.checkpoint import load_model
-    from tinyllm.generate import SHIPPED_MODEL
 
-    model, tokenizer, _ = load_model(checkpoint or SHIPPED_MODEL)
-    return write_web_model(model, tokenizer, name, out)
+    model, tokenizer, _ = load_model(checkpoint)
+    return write_web_model(model, tokenizer, name, out, checkpoint=checkpoint)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint folder (default: shipped model)")
-    parser.add_argument("--name", default="shakespeare-char")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a checkpoint folder to build (default: every shipped web model)")
+    parser.add_argument("--name", default=None, help="its name on the page (with --checkpoint)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    manifest = build(args.checkpoint, args.name, args.out)
-    print(f"{args.out / manifest['onnx']}: {manifest['bytes'] / 1e6:.2f} MB, "
-          f"int8 {manifest['bytes_int8'] / 1e6:.2f} MB")
+    if (args.checkpoint is None) != (args.name is None):
+        parser.error("--checkpoint and --name go together")
+    jobs = {args.name: args.checkpoint} if args.checkpoint else WEB_MODELS
+    for name, folder in jobs.items():
+        manifest = build(folder, name, args.out)
+        print(f"{args.out / manifest['onnx']}: {manifest['bytes'] / 1e6:.2f} MB, "
+              f"int8 {manifest['bytes_int8'] / 1e6:.2f} MB ({manifest['parameters']:,} parameters)")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""ONNX export: same logits as PyTorch for any batch size and length, int8 quantization,
-clear errors, and the committed model file of the book page still matches the shipped model."""
+"""ONNX export: same logits as PyTorch for any batch size and length, with and without the
+KV cache, greedy ids equal to GPT.generate's, int8 quantization, clear errors, and the
+committed model files of the book page still match the shipped models."""
 
 from dataclasses import dataclass
 from functools import partial
@@ -12,20 +13,26 @@ import torch
 from helpers import random_model
 
 from tinyllm import export
+from tinyllm.chat import load_chat_model, prompt_ids
 from tinyllm.export_onnx import (
+    empty_cache,
+    max_cached_logit_difference,
     max_logit_difference,
+    onnx_cached_step,
     onnx_generate,
+    onnx_generate_cached,
     onnx_logits,
     onnx_validation_loss,
     quantize_int8,
     to_onnx,
+    to_onnx_cached,
 )
 from tinyllm.generate import load_shipped_model
 from tinyllm.model import GPTConfig
 from tinyllm.train import validation_loss
 
 ROOT = Path(__file__).resolve().parent.parent
-WEB_MODEL = ROOT / "book" / "_vendor" / "model" / "shakespeare-char.onnx"
+WEB_MODELS = ROOT / "book" / "_vendor" / "model"
 CONFIG = dict(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=64)
 
 
@@ -144,9 +151,131 @@ def test_onnx_greedy_generation_equals_gpt_generate(shipped):
         onnx_generate(fp32, [], 3, 128)
 
 
-def test_committed_book_model_is_the_shipped_model(shipped):
-    """The page's model file (scripts/build_web_model.py) must be rebuilt when the shipped
-    checkpoint changes: its logits must still be the checkpoint's."""
-    model = shipped[0]
-    assert WEB_MODEL.is_file(), f"{WEB_MODEL} is missing: run python scripts/build_web_model.py"
-    assert max_logit_difference(model, WEB_MODEL, ids(2, 128, vocab_size=71, seed=9)) <= 1e-4
+# --- the KV-cached graph (the book page runs it) ------------------------------------------
+
+# Chapter 11's switches, each of which changes what the graph computes (the chat assistant
+# uses the ReLU MLP); GPT-2's defaults are the fixture `cached`.
+VARIANTS = [
+    dict(mlp="relu", mlp_hidden=96, norm="rmsnorm", pos="rope", n_kv_head=2, qk_norm=True),
+    dict(mlp="swiglu", bias=False),
+]
+
+
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory):
+    model = random_gpt()
+    return model, to_onnx_cached(model, tmp_path_factory.mktemp("cached") / "model.onnx")
+
+
+@pytest.mark.parametrize("prompt", [1, 5, 32])
+def test_cached_graph_gives_pytorch_logits_one_position_per_call(cached, prompt):
+    """The prompt in one call, then one id per call, up to a full window: every position's
+    logits are PyTorch's."""
+    model, path = cached
+    assert max_cached_logit_difference(model, path, ids(3, 32, seed=prompt), prompt) <= 1e-4
+
+
+def test_cached_graph_inputs_and_outputs(cached):
+    model, path = cached
+    graph = onnx.load(str(path)).graph
+    names = [f"{kind}_{layer}" for layer in range(CONFIG["n_layer"]) for kind in ("key", "value")]
+    assert [i.name for i in graph.input] == ["idx", *(f"past_{n}" for n in names)]
+    assert [o.name for o in graph.output] == ["logits", *(f"present_{n}" for n in names)]
+    logits, cache = onnx_cached_step(path, ids(1, 4).numpy(), empty_cache(model.config))
+    assert logits.shape == (1, 4, CONFIG["vocab_size"])
+    assert {a.shape for a in cache.values()} == {(1, 4, 4, 16)}  # (B, heads, P + T, head size)
+    _, cache = onnx_cached_step(path, ids(1, 1).numpy(), cache)
+    assert {a.shape for a in cache.values()} == {(1, 4, 5, 16)}  # one position more per call
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=["relu-rmsnorm-rope-gqa-qknorm", "swiglu-nobias"])
+def test_both_graphs_export_chapter_11_variants(tmp_path, variant):
+    model = random_gpt(seed=4, **variant)
+    plain = to_onnx(model, tmp_path / "plain.onnx")  # checks itself against PyTorch
+    path = to_onnx_cached(model, tmp_path / "cached.onnx")
+    assert max_logit_difference(model, plain, ids(2, 32, seed=5)) <= 1e-4
+    assert max_cached_logit_difference(model, path, ids(2, 32, seed=6), prompt=7) <= 1e-4
+    start = [3, 1, 4, 1, 5]
+    expected = model.generate(torch.tensor([start]), 45, greedy=True)[0].tolist()  # slides past block_size
+    assert onnx_generate_cached(path, start, 45, model.config) == expected
+
+
+def test_the_cached_check_notices_a_wrong_mask(cached, monkeypatch):
+    """The check runs past the prompt: a graph that let queries see later keys would fail it."""
+    model, path = cached
+    import tinyllm.export_onnx as export_onnx
+
+    def no_mask(self, attn, x, past_k, past_v):
+        B, T, C = x.shape
+        q, k, v = attn.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, attn.n_head, C // attn.n_head).transpose(1, 2) for t in (q, k, v))
+        k, v = torch.cat([past_k, k], 2), torch.cat([past_v, v], 2)
+        y = torch.softmax(q @ k.transpose(-2, -1) / (C // attn.n_head) ** 0.5, -1) @ v
+        return attn.c_proj(y.transpose(1, 2).reshape(B, T, C)), k, v
+
+    monkeypatch.setattr(export_onnx._CachedStep, "_attention", no_mask)
+    with pytest.raises(RuntimeError, match="cached ONNX logits differ"):
+        to_onnx_cached(model, path.parent / "wrong.onnx")
+
+
+@pytest.fixture(scope="module")
+def shipped_cached(tmp_path_factory):
+    """Both shipped models, as the cached graph in fp32 and int8, with a start for each."""
+    folder = tmp_path_factory.mktemp("shipped_cached")
+    char_model, char_tokenizer = load_shipped_model()
+    chat_model, chat_tokenizer = load_chat_model()
+    out = {}
+    question = [{"role": "user", "content": "are you hungry?"}]
+    for name, model, start in [
+        ("shakespeare-char", char_model, char_tokenizer.encode("JULIET:\n")),
+        ("chat-cpu", chat_model, prompt_ids(chat_tokenizer, question)),
+    ]:
+        fp32 = to_onnx_cached(model, folder / f"{name}.onnx")
+        out[name] = model, start, fp32, quantize_int8(fp32, folder / f"{name}.int8.onnx")
+    return out
+
+
+@pytest.mark.parametrize("name", ["shakespeare-char", "chat-cpu"])
+def test_cached_onnx_greedy_ids_equal_gpt_generate(shipped_cached, name):
+    """The KV-cached graph of each shipped model, one id per call, gives GPT.generate's
+    greedy ids (for the character model past its 128-token window too)."""
+    model, start, fp32, _ = shipped_cached[name]
+    n = 160 if name == "shakespeare-char" else 60
+    expected = model.generate(torch.tensor([start]), n, greedy=True)[0].tolist()
+    assert onnx_generate_cached(fp32, start, n, model.config) == expected
+    with pytest.raises(ValueError, match="at least one token"):
+        onnx_generate_cached(fp32, [], 3, model.config)
+
+
+@pytest.mark.parametrize("name", ["shakespeare-char", "chat-cpu"])
+def test_cached_int8_graph_stays_close_to_pytorch(shipped_cached, name):
+    """int8 weights change the logits (its greedy text drifts from fp32's after some tens of
+    tokens, so ids are not compared): through the cache, along PyTorch's own greedy text,
+    the int8 logits stay within 1 of PyTorch's and pick the same next token at >= 90 %
+    of the positions."""
+    model, start, _, int8 = shipped_cached[name]
+    idx = model.generate(torch.tensor([start]), model.config.block_size - len(start), greedy=True)
+    with torch.no_grad():
+        expected = model(idx, all_logits=True)[0].numpy()
+    logits, cache = onnx_cached_step(int8, idx[:, : len(start)].numpy(), empty_cache(model.config))
+    got = [logits]
+    for t in range(len(start), idx.size(1)):
+        logits, cache = onnx_cached_step(int8, idx[:, t : t + 1].numpy(), cache)
+        got.append(logits)
+    got = np.concatenate(got, axis=1)
+    diff = float(np.abs(got - expected).max())
+    agree = float((got.argmax(-1) == expected.argmax(-1)).mean())
+    print(f"{name} int8 through the cache: max |logit difference| {diff:.3f}, same next token at {agree:.1%}")
+    assert 1e-3 < diff < 1.0 and agree >= 0.9
+
+
+@pytest.mark.parametrize("load", [load_shipped_model, load_chat_model], ids=["shakespeare-char", "chat-cpu"])
+def test_committed_book_model_is_the_shipped_model(load):
+    """The page's model files (scripts/build_web_model.py) must be rebuilt when a shipped
+    checkpoint changes: their logits must still be the checkpoint's."""
+    model = load()[0]
+    name = "shakespeare-char" if load is load_shipped_model else "chat-cpu"
+    path = WEB_MODELS / f"{name}.onnx"
+    assert path.is_file(), f"{path} is missing: run python scripts/build_web_model.py"
+    idx = ids(2, 128, vocab_size=model.config.vocab_size, seed=9)
+    assert max_cached_logit_difference(model, path, idx, prompt=100) <= 1e-4

@@ -2,13 +2,20 @@
 
 ONNX is a file format for a computation graph plus its weights. Any ONNX runtime can run
 it without PyTorch or Python: ``onnxruntime`` on a server, ``onnxruntime-web`` in a browser
-(the book's page "Talk to the model" runs the course's model this way).
+(the book's page "Talk to the model" runs the course's models this way).
 
 - ``to_onnx(model, path)`` writes the graph ``idx (B, T) int64 -> logits (B, T, V) float32``
   with the batch size ``B`` and the sequence length ``T`` left open (dynamic axes), and
   checks it against PyTorch with onnxruntime (largest logit difference <= ``atol``).
-  It has no KV cache: a caller runs the last ``block_size`` tokens at every step, which
-  is cheap for a model this small.
+  It has no KV cache: a caller runs the last ``block_size`` tokens at every step (simple,
+  and the graph chapter 14 studies).
+- ``to_onnx_cached(model, path)`` writes the graph with a KV cache: it takes the new ids
+  and, per layer, the keys and values of the positions seen so far (``past_key_<l>``,
+  ``past_value_<l>``) and returns their logits and the keys and values with the new
+  positions appended (``present_key_<l>``, ``present_value_<l>``). The first call passes
+  caches of length 0 and the whole prompt; each later call passes one id, so a new token
+  costs one position instead of the whole window (the page "Talk to the model" runs it).
+  ``onnx_generate_cached`` is greedy decoding with it, slid as ``GPT.generate`` slides.
 - ``quantize_int8(src, dst)`` stores the weights of the matrix multiplies as int8 with
   one float scale each (onnxruntime's dynamic quantization): about 4x smaller.
 - ``onnx_logits``, ``onnx_validation_loss`` and ``onnx_generate`` run an exported file,
@@ -22,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import warnings
 from dataclasses import fields
 from pathlib import Path
@@ -31,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from tinyllm.data import get_batch, load_text
+from tinyllm.layers import apply_rope, repeat_kv, rope_angles
 from tinyllm.model import GPT
 from tinyllm.train import prepare_data
 
@@ -46,6 +55,15 @@ SUPPORTED_OPTIONS = {
     "n_embd": None,
     "dropout": None,  # the export is in eval mode: dropout does nothing there
     "bias": (True, False),
+    # Chapter 11's switches (the chat assistant uses GuppyLM's ReLU MLP): both graphs
+    # call the model's own modules for them, and tests/test_export_onnx.py checks each.
+    "mlp": None,
+    "mlp_hidden": None,
+    "norm": None,
+    "pos": None,
+    "n_kv_head": None,
+    "qk_norm": None,
+    "rope_theta": None,
 }
 OPSET = 18  # the lowest opset torch.onnx.export (dynamo) writes natively
 
@@ -168,6 +186,161 @@ def to_onnx(model: GPT, path, atol: float = 1e-4, check: bool = True) -> Path:
     finally:
         model.train(was_training)
     return path
+
+
+class _CachedStep(torch.nn.Module):
+    """``(idx, past_key_0, past_value_0, ...) -> (logits, present_key_0, present_value_0, ...)``.
+
+    GPT.forward with a KV cache, written for export: the cache is a graph input and output
+    instead of a Python object, and the attention mask is built from the shapes (query
+    ``i`` of ``T`` new positions sits at ``P + i`` and sees keys ``0 .. P + i``), so one
+    graph serves the prompt (``P = 0``, ``T`` ids) and each new token (``T = 1``). The
+    layers are the model's own modules; only the attention's arithmetic is spelled out
+    here, as :class:`tinyllm.model.CausalSelfAttention` does on its explicit path.
+    """
+
+    def __init__(self, model: GPT):
+        super().__init__()
+        self.model = model
+
+    def _attention(self, attn, x, past_k, past_v):
+        B, T, C = x.shape
+        nh, n_kv = attn.n_head, attn.n_kv
+        hs = C // nh
+        P = past_k.shape[2]
+        q, k, v = attn.c_attn(x).split([nh * hs, n_kv * hs, n_kv * hs], dim=2)
+        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k, v = (t.view(B, T, n_kv, hs).transpose(1, 2) for t in (k, v))  # (B, n_kv, T, hs)
+        if hasattr(attn, "q_norm"):
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        if attn.rope_theta is not None:
+            cos, sin = rope_angles(T, hs, attn.rope_theta, start=P, device=x.device)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        k = torch.cat([past_k, k], dim=2)  # (B, n_kv, P + T, hs): the present
+        v = torch.cat([past_v, v], dim=2)
+        keys, values = repeat_kv(k, nh // n_kv), repeat_kv(v, nh // n_kv)
+        query_pos = torch.arange(T, device=x.device)[:, None] + P
+        key_pos = torch.arange(k.shape[2], device=x.device)[None, :]
+        att = (q @ keys.transpose(-2, -1)) / math.sqrt(hs)
+        att = att.masked_fill(key_pos > query_pos, float("-inf")).softmax(dim=-1)
+        y = (att @ values).transpose(1, 2).reshape(B, T, C)
+        return attn.c_proj(y), k, v
+
+    def forward(self, idx, *past):
+        transformer = self.model.transformer
+        x = self.model.embed(idx, past[0].shape[2])
+        present = []
+        for layer, block in enumerate(transformer.h):
+            a, k, v = self._attention(block.attn, block.ln_1(x), past[2 * layer], past[2 * layer + 1])
+            x = x + a
+            x = x + block.mlp(block.ln_2(x))
+            present += [k, v]
+        return (self.model.lm_head(transformer.ln_f(x)), *present)
+
+
+def cache_names(n_layer: int, kind: str) -> list[str]:
+    """``past_key_0, past_value_0, past_key_1, ...`` (``kind="past"``) or the ``present`` ones."""
+    return [f"{kind}_{what}_{layer}" for layer in range(n_layer) for what in ("key", "value")]
+
+
+def empty_cache(config, batch: int = 1) -> dict[str, np.ndarray]:
+    """The ``past_*`` inputs of a first call: keys and values of length 0."""
+    shape = (batch, config.kv_heads, 0, config.head_size)
+    return {name: np.zeros(shape, dtype=np.float32) for name in cache_names(config.n_layer, "past")}
+
+
+def onnx_cached_step(model_or_path, idx, cache: dict[str, np.ndarray]):
+    """One call of a cached graph: ``(logits (B, T, V), next cache)``; ``cache`` holds the
+    ``past_*`` arrays (:func:`empty_cache` at first)."""
+    sess = _session(model_or_path)
+    idx = np.asarray(idx, dtype=np.int64)
+    n = len(cache) // 2
+    outputs = sess.run(["logits", *cache_names(n, "present")], {"idx": idx, **cache})
+    return outputs[0], dict(zip(cache_names(n, "past"), outputs[1:]))
+
+
+def to_onnx_cached(model: GPT, path, atol: float = 1e-4, check: bool = True) -> Path:
+    """Write ``model`` as the KV-cached graph (:class:`_CachedStep`) to ``path``; returns it.
+
+    Inputs: ``idx`` ``(B, T)`` int64 and ``past_key_<l>``, ``past_value_<l>`` ``(B, n_kv,
+    P, hs)`` float32 per layer; outputs: ``logits`` ``(B, T, V)`` and ``present_key_<l>``,
+    ``present_value_<l>`` ``(B, n_kv, P + T, hs)``. ``B``, ``T`` and ``P`` are dynamic
+    (``P + T <= block_size``). With ``check`` the file is run with onnxruntime on a prompt
+    and then one id at a time, and must give PyTorch's logits to ``atol``.
+    """
+    check_exportable(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    if cfg.block_size < 4:
+        raise ValueError(f"the cached export needs block_size >= 4, got {cfg.block_size}")
+    was_training = model.training
+    model.eval()
+    try:
+        names = cache_names(cfg.n_layer, "past")
+        # Example sizes 2 and 3 (not 0 or 1, which torch.export would specialise); the
+        # graph is exact for P == 0 and T == 1 as well, which the check below runs.
+        idx = torch.zeros(2, 2, dtype=torch.long)
+        past = [torch.zeros(2, cfg.kv_heads, 2, cfg.head_size) for _ in names]
+        batch = torch.export.Dim("B", min=1, max=1024)
+        new = torch.export.Dim("T", min=1, max=cfg.block_size)
+        seen = torch.export.Dim("P", min=0, max=cfg.block_size)
+        shapes = {"idx": {0: batch, 1: new}, "past": tuple({0: batch, 2: seen} for _ in names)}
+        with _quiet():
+            program = torch.onnx.export(
+                _CachedStep(model), (idx, *past), None,
+                input_names=["idx", *names], output_names=["logits", *cache_names(cfg.n_layer, "present")],
+                dynamic_shapes=shapes, opset_version=OPSET, dynamo=True, optimize=True, verbose=False,
+            )
+            program.save(str(path))
+        if check:
+            generator = torch.Generator().manual_seed(0)
+            ids = torch.randint(cfg.vocab_size, (2, cfg.block_size), generator=generator)
+            diff = max_cached_logit_difference(model, path, ids, prompt=cfg.block_size // 2)
+            if not diff <= atol:
+                raise RuntimeError(f"cached ONNX logits differ from PyTorch by {diff:.2e} > {atol}")
+    finally:
+        model.train(was_training)
+    return path
+
+
+def max_cached_logit_difference(model: GPT, path, idx, prompt: int) -> float:
+    """Largest ``|PyTorch logit - ONNX logit|`` when the cached graph reads the first
+    ``prompt`` ids of ``idx`` ``(B, T)`` in one call and the rest one id per call."""
+    with torch.no_grad():
+        expected = model.eval()(torch.as_tensor(idx), all_logits=True)[0].numpy()
+    idx = np.asarray(idx, dtype=np.int64)
+    sess = _session(path)
+    logits, cache = onnx_cached_step(sess, idx[:, :prompt], empty_cache(model.config, idx.shape[0]))
+    got = [logits]
+    for t in range(prompt, idx.shape[1]):
+        logits, cache = onnx_cached_step(sess, idx[:, t : t + 1], cache)
+        got.append(logits)
+    return float(np.abs(np.concatenate(got, axis=1) - expected).max())
+
+
+def onnx_generate_cached(model_or_path, ids: list[int], max_new_tokens: int, config) -> list[int]:
+    """Greedy decoding with a cached graph, each new id one position; returns all ids.
+
+    The context slides as in ``GPT.generate(use_cache=True)``: the prompt's last
+    ``block_size`` ids fill the cache; when it is full it is rebuilt from the last
+    ``block_size // 2`` ids. So the ids equal ``GPT.generate``'s, beyond the window too.
+    """
+    if not ids:
+        raise ValueError("ids must hold at least one token to continue from")
+    sess = _session(model_or_path)
+    block = config.block_size
+    ids = list(ids)
+    cache, step = None, None
+    for _ in range(max_new_tokens):
+        if cache is None or next(iter(cache.values())).shape[2] >= block:
+            window = ids[-block:] if cache is None else ids[-(block // 2 or 1):]
+            logits, cache = onnx_cached_step(sess, np.array([window]), empty_cache(config))
+        else:
+            logits, cache = onnx_cached_step(sess, np.array([[step]]), cache)
+        step = int(np.argmax(logits[0, -1]))  # np.argmax returns the first maximum
+        ids.append(step)
+    return ids
 
 
 def quantize_int8(src, dst) -> Path:

@@ -1,15 +1,24 @@
-// "Talk to the model": the course's model, exported to ONNX, run in the reader's browser
-// by onnxruntime-web (WebAssembly, one thread). No server: the page, the runtime and the
-// model are static files of the built book.
+// "Talk to the model": the course's models, exported to ONNX, run in the reader's browser
+// by onnxruntime-web (WebAssembly, one thread). The page, the runtime and the models are
+// static files of the built book; any static web server serves them (a page opened from
+// disk, file://, may not fetch files, so it says how to serve the book instead).
 //
-// Each step runs the model on the last block_size ids (no KV cache: the model is tiny)
-// and picks the next id from the last position's logits, as GPT.generate does in Python:
+// Two kinds of model: a chat model (its tokenizer has <|im_start|> and <|im_end|>) gets
+// chat bubbles, and the conversation is written in the chat template as tinyllm.chat
+// writes it; another model continues the text in the prompt box.
+//
+// The ONNX graph has a KV cache (tinyllm.export_onnx.to_onnx_cached): the first call runs
+// the prompt and returns every layer's keys and values; each later call runs one new id
+// with them. When the cache holds block_size positions it is rebuilt from the last
+// block_size / 2 ids, as GPT.generate does, so the ids equal Python's beyond the window
+// too. With useCache: false each step runs the whole window again (for the comparison).
+// The next id comes from the last position's logits, as tinyllm.sampling picks it:
 // greedy = the largest logit, the lowest id on a tie (torch.argmax); otherwise the logits
 // are divided by the temperature, all but the top k are dropped (ties with the k-th
-// largest are kept, as tinyllm.sampling.top_k_filter), and one id is drawn from the softmax.
+// largest are kept), then all outside the top-p nucleus, and one id is drawn.
 //
 // For tests and curious readers, window.tinyllmTalk exposes ready (a Promise), encode,
-// decode and generateIds.
+// decode, promptIds, generateIds and the conversation (history).
 (function () {
   "use strict";
   const root = document.getElementById("tinyllm-talk");
@@ -17,7 +26,8 @@
   const $ = (selector) => root.querySelector(selector);
   const status = $(".talk-status");
   const output = $(".talk-output");
-  const api = {};
+  const log = $(".talk-log");
+  const api = { history: [] };
   window.tinyllmTalk = api;
 
   class ReadableError extends Error {}
@@ -71,7 +81,37 @@
       `parameters, ${precision}, ${mb} MB) runs in this page.`, "ready");
   }
 
+  function showMode() {
+    const chat = Boolean(manifest.chat);
+    $(".talk-chat").hidden = !chat;
+    $(".talk-continue").hidden = chat;
+    $(".talk-model").value = manifest.name;
+    if (chat) {
+      $(".talk-tokens").value = "48"; // tinyllm.chat's defaults
+      $(".talk-temperature").value = "0.8";
+      $(".talk-topk").value = "40";
+      $(".talk-topp").value = "0.95";
+      $(".talk-message").value = "";
+      const topics = $(".talk-topics");
+      topics.replaceChildren();
+      for (const text of manifest.chat.topics || []) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.textContent = text;
+        button.addEventListener("click", () => send(text));
+        topics.appendChild(button);
+      }
+    } else {
+      $(".talk-prompt").value = manifest.prompt;
+    }
+  }
+
   async function load() {
+    if (location.protocol === "file:") {
+      throw new ReadableError(
+        "Opened from disk, this page cannot load its model: serve the book with " +
+        "python -m http.server -d _build/html and open http://localhost:8000/book/talk_to_the_model.html");
+    }
     if (typeof WebAssembly !== "object" || typeof WebAssembly.instantiate !== "function") {
       throw new ReadableError(
         "This page runs the model with WebAssembly, which this browser lacks or has turned off. " +
@@ -86,21 +126,31 @@
     ort.env.wasm.numThreads = 1; // one thread needs no SharedArrayBuffer, so no special headers
     ort.env.wasm.proxy = false;
     ort.env.wasm.wasmPaths = new URL("onnxruntime-web/", staticBase).href;
-    $(".talk-prompt").value = manifest.prompt;
-    $(".talk-prompt-label").textContent = manifest.chat ? "Your message" : "Prompt (the model continues it)";
-    await loadSession(params.get("precision") === "int8" ? "int8" : "fp32");
-    $(".talk-precision").value = params.get("precision") === "int8" ? "int8" : "fp32";
+    showMode();
+    const precision = params.get("precision") === "int8" ? "int8" : "fp32";
+    await loadSession(precision);
+    $(".talk-precision").value = precision;
   }
 
   // --- one step ----------------------------------------------------------------------
 
-  async function nextLogits(ids) {
-    const window_ = ids.slice(-manifest.block_size);
-    const idx = new ort.Tensor("int64", BigInt64Array.from(window_, (i) => BigInt(i)), [1, window_.length]);
-    const result = await session.run({ idx });
+  function emptyCache() {
+    const { heads, head_size: hs } = manifest.cache;
+    const cache = {};
+    for (const name of manifest.cache.inputs) cache[name] = new ort.Tensor("float32", new Float32Array(0), [1, heads, 0, hs]);
+    return cache;
+  }
+
+  // Run `ids` after the positions in `cache` (null: none). Returns the last position's
+  // logits and the cache with these positions appended.
+  async function run(ids, cache) {
+    const idx = new ort.Tensor("int64", BigInt64Array.from(ids, (i) => BigInt(i)), [1, ids.length]);
+    const result = await session.run({ idx, ...(cache || emptyCache()) });
+    const next = {};
+    manifest.cache.inputs.forEach((name, i) => { next[name] = result[manifest.cache.outputs[i]]; });
     const V = manifest.vocab_size;
-    const T = window_.length;
-    return result.logits.data.subarray((T - 1) * V, T * V);
+    const logits = result.logits.data.subarray((ids.length - 1) * V, ids.length * V);
+    return { logits, cache: next, length: next[manifest.cache.inputs[0]].dims[2] };
   }
 
   function argmax(logits) {
@@ -109,7 +159,7 @@
     return best; // strict > keeps the lowest id on a tie
   }
 
-  function sample(logits, temperature, topK, random) {
+  function sample(logits, temperature, topK, topP, random) {
     const scaled = Array.from(logits, (x) => x / temperature);
     if (topK > 0 && topK < scaled.length) {
       const kth = scaled.slice().sort((a, b) => b - a)[topK - 1];
@@ -117,6 +167,16 @@
     }
     const max = Math.max(...scaled);
     const weights = scaled.map((x) => Math.exp(x - max));
+    const total = weights.reduce((a, b) => a + b, 0);
+    if (topP > 0 && topP < 1) { // drop a token once the more likely ones reach topP
+      const order = weights.map((w, i) => i).sort((a, b) => weights[b] - weights[a] || a - b);
+      let before = 0;
+      for (const i of order) {
+        const p = weights[i] / total;
+        if (before >= topP) weights[i] = 0;
+        before += p;
+      }
+    }
     let r = random() * weights.reduce((a, b) => a + b, 0);
     for (let i = 0; i < weights.length; i++) {
       r -= weights[i];
@@ -136,18 +196,33 @@
     };
   }
 
-  // Append up to n ids to `ids`; onToken(newIds) is called after each one (streaming).
+  // Append up to n ids to `ids`, stopping before an id of stopIds (not appended) or when a
+  // chat reply fills the context (stopAtFull); onToken(newIds) after each (streaming).
   async function generateIds(ids, n, options = {}) {
     await api.ready;
-    const { greedy = false, temperature = 1.0, topK = 0, seed = null, stopId = null, onToken = null } = options;
+    const {
+      greedy = false, temperature = 1.0, topK = 0, topP = 0, seed = null, stopIds = [],
+      useCache = true, stopAtFull = false, onToken = null,
+    } = options;
     const random = seed === null ? Math.random : seeded(seed);
+    const block = manifest.block_size;
     const out = ids.slice();
+    let stopped = null;
+    let state = null;
     const start = performance.now();
     let made = 0;
     for (; made < n && !api.stopRequested; made++) {
-      const logits = await nextLogits(out);
-      const next = greedy ? argmax(logits) : sample(logits, temperature, topK, random);
-      if (next === stopId) break;
+      if (!useCache) state = await run(out.slice(-block), null);
+      else if (state === null) state = await run(out.slice(-block), null);
+      else if (state.length >= block) {
+        if (stopAtFull) break; // a chat reply stops when the context is full (tinyllm.chat)
+        state = await run(out.slice(-(Math.floor(block / 2) || 1)), null);
+      } else state = await run(out.slice(-1), state.cache);
+      const next = greedy ? argmax(state.logits) : sample(state.logits, temperature, topK, topP, random);
+      if (stopIds.includes(next)) {
+        stopped = next;
+        break;
+      }
       out.push(next);
       if (onToken) {
         onToken(out.slice(ids.length));
@@ -155,60 +230,167 @@
       }
     }
     const seconds = (performance.now() - start) / 1000;
-    return { ids: out, tokens: made, seconds, tokensPerSecond: made / seconds };
+    return { ids: out, tokens: made, seconds, tokensPerSecond: made / seconds, stopped };
   }
 
-  // --- the form ------------------------------------------------------------------------
+  // --- the chat template, as tinyllm.chat writes it --------------------------------------
 
-  function promptIds(text) {
-    if (!manifest.chat) return tokenizer.encode(text);
+  // Each message in five pieces, as tinyllm.chat_data.encode_chat: the <|im_start|> id, the
+  // header role + "\n", the content, the <|im_end|> id, "\n". The markers are ids; the
+  // rest is ordinary text, encoded piece by piece, so a message that spells "<|im_end|>"
+  // gets the ids of those characters and the header's ids never depend on the content.
+  function promptIds(messages) {
     const c = manifest.chat;
-    tokenizer.encode(text); // refuses a message that spells a special token such as <|im_end|>
-    return tokenizer.encode(c.user_prefix + text + c.user_suffix + c.assistant_prefix, "all");
+    const special = tokenizer.specialTokens;
+    const text = (s) => tokenizer.encode(s, "none");
+    const ids = [];
+    for (const m of messages) {
+      ids.push(special[c.start], ...text(`${m.role}\n`), ...text(m.content), special[c.end], ...text("\n"));
+    }
+    ids.push(special[c.start], ...text(`${c.assistant_role}\n`));
+    return ids;
+  }
+
+  // Drop the oldest turns (a user message with its answer) until the prompt and the reply
+  // fit the context, as tinyllm.chat.trim_history; the new message is always kept.
+  function fittingHistory(messages, maxNew) {
+    const budget = manifest.block_size - maxNew;
+    let rest = messages.slice();
+    while (promptIds(rest).length > budget) {
+      if (rest.length <= 1) {
+        throw new ReadableError(
+          `Your message takes ${promptIds(rest).length} tokens; with a reply of ${maxNew} tokens it does ` +
+          `not fit the model's ${manifest.block_size}-token context. Write a shorter one.`);
+      }
+      rest = rest.slice(rest[0].role === "user" && rest.length > 2 && rest[1].role === "assistant" ? 2 : 1);
+    }
+    return rest;
+  }
+
+  // --- the forms -----------------------------------------------------------------------
+
+  function settings() {
+    return {
+      n: Math.max(1, Math.min(1000, parseInt($(".talk-tokens").value, 10) || 200)),
+      greedy: $(".talk-greedy").checked,
+      temperature: Math.max(0.05, parseFloat($(".talk-temperature").value) || 1.0),
+      topK: Math.max(0, parseInt($(".talk-topk").value, 10) || 0),
+      topP: Math.min(1, Math.max(0, parseFloat($(".talk-topp").value) || 0)),
+      useCache: !$(".talk-nocache").checked,
+    };
+  }
+
+  function reportSpeed(result, note = "") {
+    const how = settings().useCache ? "with the KV cache" : "without the KV cache (the window recomputed)";
+    setStatus(`${result.tokens} tokens in ${result.seconds.toFixed(2)} s: ` +
+      `${result.tokensPerSecond.toFixed(1)} tokens per second in this browser, ${how}.${note}`, "done");
+  }
+
+  function bubble(role, text) {
+    const div = document.createElement("div");
+    div.className = `talk-bubble talk-${role}`;
+    div.textContent = text;
+    log.appendChild(div);
+    log.scrollTop = log.scrollHeight;
+    return div;
+  }
+
+  let busy = false;
+
+  async function send(message) {
+    if (busy) return;
+    busy = true;
+    try {
+      await api.ready;
+      const text = message.trim();
+      if (!text) throw new ReadableError("Write a message first.");
+      const s = settings();
+      const n = Math.min(s.n, manifest.block_size - 8);
+      const messages = fittingHistory([...api.history, { role: "user", content: text }], n);
+      const dropped = api.history.length + 1 - messages.length;
+      api.history = messages;
+      bubble("user", text);
+      $(".talk-message").value = "";
+      const answer = bubble("assistant", "");
+      const ids = promptIds(messages);
+      const decoder = (newIds) => tokenizer.decode(newIds);
+      api.stopRequested = false;
+      const note = dropped ? ` (The ${dropped} oldest messages were dropped to fit the context.)` : "";
+      setStatus(`Generating...${note}`, "generating");
+      const result = await generateIds(ids, Math.min(n, manifest.block_size - ids.length), {
+        ...s, stopIds: manifest.chat.stop.map((t) => tokenizer.specialTokens[t]).filter((id) => id !== undefined),
+        stopAtFull: true, onToken: (newIds) => { answer.textContent = decoder(newIds); },
+      });
+      const reply = tokenizer.decode(result.ids.slice(ids.length));
+      answer.textContent = reply;
+      api.lastReply = reply;
+      api.lastResult = result;
+      api.history.push({ role: "assistant", content: reply.trim() }); // as tinyllm.chat keeps it
+      reportSpeed(result, note);
+    } catch (err) {
+      setStatus(err.message || String(err), "error");
+    } finally {
+      busy = false;
+    }
+  }
+
+  function reset() {
+    api.history = [];
+    log.replaceChildren();
+    setStatus("The conversation is reset: the model remembers nothing of it.", "ready");
   }
 
   async function onGenerate() {
     const button = $(".talk-generate");
     try {
+      await api.ready;
       const text = $(".talk-prompt").value;
+      output.textContent = ""; // an error below must not leave the previous text under it
       if (!text) throw new ReadableError("Write a prompt first: the model continues a text.");
-      const ids = promptIds(text);
-      const n = Math.max(1, Math.min(1000, parseInt($(".talk-tokens").value, 10) || 200));
-      const greedy = $(".talk-greedy").checked;
-      const temperature = Math.max(0.05, parseFloat($(".talk-temperature").value) || 1.0);
-      const topK = Math.max(0, parseInt($(".talk-topk").value, 10) || 0);
-      const stopId = manifest.chat ? tokenizer.specialTokens[manifest.chat.stop] : null;
-      const shown = manifest.chat ? "" : text;
-      output.textContent = shown;
+      const ids = tokenizer.encode(text);
+      const s = settings();
+      output.textContent = text;
       button.disabled = true;
       api.stopRequested = false;
       setStatus("Generating...", "generating");
-      const result = await generateIds(ids, n, {
-        greedy, temperature, topK, stopId,
-        onToken: (newIds) => { output.textContent = shown + tokenizer.decode(newIds); },
+      const result = await generateIds(ids, s.n, {
+        ...s, onToken: (newIds) => { output.textContent = text + tokenizer.decode(newIds); },
       });
       api.lastResult = result;
-      setStatus(`${result.tokens} tokens in ${result.seconds.toFixed(2)} s: ` +
-        `${result.tokensPerSecond.toFixed(1)} tokens per second, in this browser.`, "done");
+      reportSpeed(result);
     } catch (err) {
-      setStatus(err instanceof ReadableError || err instanceof Error ? err.message : String(err), "error");
+      setStatus(err.message || String(err), "error");
     } finally {
       button.disabled = false;
     }
   }
 
   api.ready = load().then(() => {
-    api.encode = (text) => tokenizer.encode(text);
+    api.encode = (text, allowedSpecial) => tokenizer.encode(text, allowedSpecial);
     api.decode = (ids) => tokenizer.decode(ids);
+    api.promptIds = promptIds;
     api.manifest = manifest;
   });
   api.generateIds = generateIds;
+  api.send = send;
   api.ready.catch((err) => {
     const message = err instanceof ReadableError ? err.message : `The model could not be started: ${err.message || err}`;
     setStatus(message, "error");
   });
   $(".talk-generate").addEventListener("click", onGenerate);
-  $(".talk-stop").addEventListener("click", () => { api.stopRequested = true; });
+  $(".talk-chat form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    send($(".talk-message").value);
+  });
+  $(".talk-reset").addEventListener("click", reset);
+  for (const button of root.querySelectorAll(".talk-stop")) {
+    button.addEventListener("click", () => { api.stopRequested = true; });
+  }
+  $(".talk-model").addEventListener("change", (event) => {
+    const next = new URLSearchParams(location.search);
+    next.set("model", event.target.value);
+    location.search = next.toString();
+  });
   $(".talk-precision").addEventListener("change", async (event) => {
     try {
       await loadSession(event.target.value);

@@ -58,10 +58,60 @@
   // these patterns dropping them changes no match (the optional or repeated class cannot
   // also match what follows it), so `?+` -> `?` and `++` -> `+`. `(?i:...)` is a modifier
   // group, which Chromium 125+ supports; `\p{L}` needs the `u` flag.
+  //
+  // `\s` differs too: JavaScript's includes U+FEFF and leaves out U+0085 (NEL); Python's
+  // `regex` module (Unicode White_Space) does the opposite. toJavaScriptPattern spells
+  // `\s` and `\S` out as Python's set, so "\u0085" and "\ufeff" split as in Python.
+  const PYTHON_SPACE = "\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+
+  // Python's split pattern as a JavaScript one: `\s`/`\S` spelled out as Python's set,
+  // possessive quantifiers (`?+`, `++`, `*+`, `{m,n}+`) made greedy.
+  function toJavaScriptPattern(pattern) {
+    let out = "";
+    let inClass = false;
+    let afterQuantifier = false; // a `+` here makes the quantifier possessive
+    for (let i = 0; i < pattern.length; i++) {
+      const c = pattern[i];
+      if (c === "\\") {
+        const next = pattern[i + 1];
+        i += 1;
+        if (next === "s") out += inClass ? PYTHON_SPACE : `[${PYTHON_SPACE}]`;
+        else if (next === "S" && !inClass) out += `[^${PYTHON_SPACE}]`;
+        else if (next === "S") throw new Error("the split pattern has \\S inside a character class");
+        else out += c + next;
+        afterQuantifier = false;
+        continue;
+      }
+      if (inClass) {
+        if (c === "]") inClass = false;
+        out += c;
+        continue;
+      }
+      const counted = c === "{" ? /^\{\d+(,\d*)?\}/.exec(pattern.slice(i)) : null;
+      if (counted) {
+        out += counted[0];
+        i += counted[0].length - 1;
+        afterQuantifier = true;
+      } else if ("?*+".includes(c)) {
+        if (afterQuantifier) {
+          if (c === "?") out += c; // lazy: JavaScript has it
+          afterQuantifier = false; // `+`: possessive, dropped
+        } else {
+          out += c;
+          afterQuantifier = !(c === "?" && out.endsWith("(?")); // `(?` opens a group
+        }
+      } else {
+        if (c === "[") inClass = true;
+        out += c;
+        afterQuantifier = false;
+      }
+    }
+    return out;
+  }
+
   class BPETokenizer {
     constructor(state) {
-      const pattern = state.pattern.replace(/\?\+/g, "?").replace(/\+\+/g, "+");
-      this.split = new RegExp(pattern, "gu");
+      this.split = new RegExp(toJavaScriptPattern(state.pattern), "gu");
       this.ranks = new Map(); // "a,b" -> merged id (= its rank: earlier merges first)
       this.vocab = [];
       for (let i = 0; i < 256; i++) this.vocab.push(Uint8Array.of(i));
@@ -110,10 +160,10 @@
       return ids;
     }
 
-    // allowedSpecial "all": special token strings become their ids (the chat template);
-    // otherwise they are refused, as Python's default "none_raise".
+    // allowedSpecial as in Python: "all": special token strings become their ids;
+    // "none": they are ordinary text; "none_raise" (the default): they are refused.
     encode(text, allowedSpecial = "none_raise") {
-      if (!this.specialSplit) return this.encodeOrdinary(text);
+      if (!this.specialSplit || allowedSpecial === "none") return this.encodeOrdinary(text);
       const pieces = text.split(this.specialSplit);
       if (allowedSpecial !== "all") {
         for (let i = 1; i < pieces.length; i += 2) {
@@ -152,5 +202,5 @@
     throw new Error(`this page cannot read tokenizers of type ${JSON.stringify(state && state.type)}`);
   }
 
-  root.tinyllmTokenizer = { CharTokenizer, BPETokenizer, fromDict };
+  root.tinyllmTokenizer = { CharTokenizer, BPETokenizer, fromDict, toJavaScriptPattern };
 })(typeof window !== "undefined" ? window : globalThis);
