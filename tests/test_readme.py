@@ -48,3 +48,35 @@ def test_readme_module_map_is_up_to_date():
     assert _rows_without_lines(committed) == _rows_without_lines(table()), (
         "README.md's module map is out of date: run python scripts/module_map.py --write"
     )
+
+
+def test_reading_the_code_names_only_what_exists():
+    """Every `module.py`: `name` of the README's reading path is defined in that module, and
+    every chapter appears in it."""
+    import ast
+
+    section = README.split("## Reading the code", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if re.match(r"\| \d\d", line)]
+    covered = set()
+    for row in rows:
+        first, last = re.match(r"\| (\d\d)(?:[-, ]+(\d\d))?", row).groups()
+        covered |= set(range(int(first), int(last or first) + 1))
+        for piece in row.split("; "):
+            head, _, names = piece.rpartition(":")
+            for module in re.findall(r"`([\w/]+\.py)`", piece):
+                assert (ROOT / "tinyllm" / module).is_file(), f"README reading path: no tinyllm/{module}"
+            module = re.findall(r"`([\w/]+\.py)`", head)
+            if not module:
+                continue
+            path = ROOT / "tinyllm" / module[-1]
+            assert path.is_file(), f"README reading path: {path} does not exist"
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+            defined |= {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets
+                        if isinstance(t, ast.Name)}
+            for name, attribute in re.findall(r"`(\w+)(?:\.(\w+))?`", names):
+                if attribute == "py":  # a module named in passing
+                    continue
+                assert name in defined, f"README reading path: {module[-1]} has no {name}"
+    chapters = {int(p.name[:2]) for p in (ROOT / "chapters").glob("[0-9][0-9]_*.ipynb")}
+    assert chapters <= covered, f"chapters missing from the reading path: {sorted(chapters - covered)}"
