@@ -91,7 +91,7 @@ def test_the_best_configuration_named_is_the_best_in_the_data():
     table = ablation_table(load("ablation"))
     best = min(table, key=lambda r: r["val_loss_mean"])
     verdicts = _stdout(_cell_printing("def verdict(")).splitlines()
-    assert verdicts[-1].startswith(f"best: {best['name']} at {best['val_loss_mean']:.3f}")
+    assert verdicts[-1].startswith(f"lowest loss: {best['name']} at {best['val_loss_mean']:.3f}")
 
 
 def test_the_speedrun_figures_are_those_of_speedrun_json():
