@@ -5,18 +5,22 @@ loaded once, as a first visit (a fresh browser context), in a window 1280 px wid
 request to any other address is blocked. Checks: no console error, no uncaught exception
 and no failed or blocked request on any page; every widget is drawn; code and printed
 outputs fit the text column at 1280 px (no sideways scrolling), and so would a line of 80
-characters; a table in an output wraps instead of running past the column.
+characters; a table in an output wraps instead of running past the column; the widget
+manager finds its icon fonts whichever of its modules asks for them.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 from browser import CHROMIUM, CHROMIUM_ARGS, browser_or_skip, serve
 
+ROOT = Path(__file__).resolve().parent.parent
+EMBED_AMD = ROOT / "book" / "_vendor" / "embed-amd.js"
 WIDTH = 1280
 CODE_WIDTH = 80  # characters: the longest code or output line a chapter may hold
 PROBE_PAGE = "chapters/01_text_to_numbers.html"
@@ -43,6 +47,13 @@ MEASURE = """(widgetViews) => {
 ALL_DRAWN = """(widgetViews) => document.querySelectorAll(widgetViews).length
   <= [...document.querySelectorAll(".widget-subarea")].filter(e => e.children.length).length"""
 
+# The folder require.js places each widget-manager module in: the module loads its icon
+# fonts from there.
+MODULE_FOLDERS = """(names) => names.map((name) => {
+  const url = new URL(window.require.toUrl(name), document.baseURI);
+  return url.pathname.slice(0, url.pathname.lastIndexOf("/") + 1);
+})"""
+
 # Two boxes made up in a chapter page, measured, removed: a code box holding a line of
 # CODE_WIDTH characters, and an output holding a table of long unbreakable cells.
 PROBE = """(width) => {
@@ -68,6 +79,7 @@ class Visit:
     problems: list[str] = field(default_factory=list)  # console errors, failed requests
     shown: dict = field(default_factory=dict)  # MEASURE's answer
     probe: dict | None = None  # PROBE's answer (on PROBE_PAGE only)
+    module_folders: list[str] = field(default_factory=list)  # on pages with widgets
 
 
 def visit(browser, url: str, name: str, html: str) -> Visit:
@@ -98,10 +110,17 @@ def visit(browser, url: str, name: str, html: str) -> Visit:
     except Exception as exc:  # a page that never settles is a problem of that page
         found.problems.append(f"did not settle: {exc}")
     found.shown = page.evaluate(MEASURE, WIDGET_VIEWS)
+    if found.shown["widgets"]:
+        found.module_folders = page.evaluate(MODULE_FOLDERS, widget_modules())
     if name == PROBE_PAGE:
         found.probe = page.evaluate(PROBE, CODE_WIDTH)
     context.close()
     return found
+
+
+def widget_modules() -> list[str]:
+    """The modules the vendored widget manager defines (each with its own copy of the style)."""
+    return re.findall(r'define\("(@jupyter-widgets/[^"]+)"', EMBED_AMD.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +148,20 @@ def test_every_widget_is_drawn(visits):
     undrawn = {name: f"{s['drawn']} of {s['widgets']}"
                for name, s in with_widgets.items() if s["drawn"] < s["widgets"]}
     assert not undrawn, f"widgets not drawn: {undrawn}"
+
+
+def test_the_widget_manager_finds_its_fonts(visits, book):
+    """Every module of the widget manager is placed in _static/html-manager/, which holds the
+    fonts its style names (book/_static/widgets-setup.js); a module placed elsewhere would ask
+    for fonts that are not there, on the pages where its style happens to come first."""
+    fonts = set(re.findall(r"[0-9a-f]{20}\.woff2", EMBED_AMD.read_text(encoding="utf-8")))
+    assert fonts and len(widget_modules()) >= 5
+    missing = sorted(f for f in fonts if not (book.html / "_static" / "html-manager" / f).is_file())
+    assert not missing, f"fonts of the widget manager not in the book: {missing}"
+    folders = {name: set(v.module_folders) for name, v in visits.items() if v.shown["widgets"]}
+    assert folders
+    elsewhere = {name: f for name, f in folders.items() if f != {"/_static/html-manager/"}}
+    assert not elsewhere, f"widget-manager modules placed outside _static/html-manager/: {elsewhere}"
 
 
 def test_a_line_of_80_characters_fits_a_code_box(visits):

@@ -1,14 +1,17 @@
 // Runs after require.js and before the vendored ipywidgets HTML manager (embed-amd.js),
 // on the pages that show widgets. Two things the manager needs from this book:
 (function () {
-  // 1. Its icon fonts. The manager loads them from the folder require.js gives its module
-  //    name, which is the page's own folder unless told otherwise; they are in
-  //    _static/html-manager/, next to this file.
+  // 1. Its icon fonts. Each module of embed-amd.js loads them from the folder require.js
+  //    gives that module's name, which is below the page's own folder unless told
+  //    otherwise. The fonts are in _static/html-manager/, next to this file: every module
+  //    is placed there (whichever module's style comes first, the fonts are found).
   const here = document.currentScript.src;
-  const staticFolder = here.slice(0, here.lastIndexOf("/") + 1);
-  window.require.config({
-    paths: { "@jupyter-widgets/html-manager/dist": staticFolder + "html-manager" },
-  });
+  const fonts = here.slice(0, here.lastIndexOf("/") + 1) + "html-manager";
+  const paths = { "@jupyter-widgets/html-manager/dist": fonts }; // dist/libembed-amd
+  for (const name of ["base", "controls", "base7", "controls7", "html-manager"]) {
+    paths["@jupyter-widgets/" + name] = fonts + "/" + name;
+  }
+  window.require.config({ paths });
 
   // 2. MathJax. A widget with text typesets it through MathJax 2's MathJax.Hub.Queue
   //    whenever window.MathJax exists; the book serves MathJax 3, which has no Hub. This
