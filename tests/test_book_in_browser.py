@@ -54,15 +54,20 @@ MODULE_FOLDERS = """(names) => names.map((name) => {
   return url.pathname.slice(0, url.pathname.lastIndexOf("/") + 1);
 })"""
 
-# Two boxes made up in a chapter page, measured, removed: a code box holding a line of
-# CODE_WIDTH characters, and an output holding a table of long unbreakable cells.
+# Boxes made up in a chapter page, measured, removed: a code box and a printed output
+# each holding a line of CODE_WIDTH characters, and an output holding a table of long
+# unbreakable cells.
 PROBE = """(width) => {
-  const code = document.querySelector(".cell_input pre");
-  const line = code.cloneNode(false);
-  line.textContent = "x".repeat(width);
-  code.parentElement.appendChild(line);
-  const lineFits = line.scrollWidth <= line.clientWidth;
-  line.remove();
+  const fits = (box) => {
+    const line = box.cloneNode(false);
+    line.textContent = "x".repeat(width);
+    box.parentElement.appendChild(line);
+    const fit = line.scrollWidth <= line.clientWidth;
+    line.remove();
+    return fit;
+  };
+  const lineFits = fits(document.querySelector(".cell_input pre"));
+  const printedLineFits = fits(document.querySelector(".cell_output pre"));
   const output = document.querySelector(".cell_output");
   const table = document.createElement("table");
   const cell = '<td style="white-space: nowrap">' + "tokens per second ".repeat(4) + "</td>";
@@ -70,7 +75,7 @@ PROBE = """(width) => {
   output.appendChild(table);
   const tableFits = table.getBoundingClientRect().width <= output.clientWidth + 1;
   table.remove();
-  return {lineFits, tableFits};
+  return {lineFits, printedLineFits, tableFits};
 }"""
 
 
@@ -167,6 +172,7 @@ def test_the_widget_manager_finds_its_fonts(visits, book):
 def test_a_line_of_80_characters_fits_a_code_box(visits):
     probe = visits[PROBE_PAGE].probe
     assert probe["lineFits"], f"a code line of {CODE_WIDTH} characters scrolls at {WIDTH} px"
+    assert probe["printedLineFits"], f"a printed line of {CODE_WIDTH} characters scrolls at {WIDTH} px"
 
 
 def test_a_wide_table_in_an_output_wraps(visits):
