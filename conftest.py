@@ -94,3 +94,38 @@ def pytest_terminal_summary(terminalreporter, config):
             f"FAILED: {len(over)} notebook(s) ran longer than {budget:.0f} s, "
             "the run time the intro promises", red=True, bold=True,
         )
+
+
+# ---------------------------------------------------------------------------------------
+# The built book, shared: tests/test_book.py checks the build and its HTML, and
+# tests/test_book_in_browser.py loads its pages; one build serves the whole session.
+# ---------------------------------------------------------------------------------------
+
+
+class BookBuild:
+    """One strict ``jupyter-book build`` of the repository into a temporary folder."""
+
+    def __init__(self, folder: Path):
+        import subprocess
+        import sys
+
+        jupyter_book = Path(sys.executable).parent / "jupyter-book"
+        command = [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going",
+                   "--path-output", str(folder)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        self.returncode = result.returncode
+        self.log = result.stdout[-6000:] + result.stderr[-6000:]
+        self.html = folder / "_build" / "html"
+
+    def pages(self) -> list[Path]:
+        """Every HTML page of the book (not the theme's or the sources' files)."""
+        skip = {"_static", "_sources", "_images"}
+        return sorted(p for p in self.html.rglob("*.html") if not skip & set(p.relative_to(self.html).parts))
+
+
+@pytest.fixture(scope="session")
+def book(tmp_path_factory) -> BookBuild:
+    """The book built once for the session; a failed build fails every test that uses it."""
+    build = BookBuild(tmp_path_factory.mktemp("book"))
+    assert build.returncode == 0, f"strict book build failed:\n{build.log}"
+    return build
