@@ -67,7 +67,9 @@ def _onnx_install_args(monkeypatch) -> list[str]:
 def _new_enough_pip() -> list[str]:
     """A pip that resolves for another Python and platform in a dry run (pip >= 24)."""
     version = Version(importlib.metadata.version("pip"))
-    assert version >= Version("24"), f"pip {version} cannot resolve for Colab's Python: `make` installs a newer one"
+    assert version >= Version("24"), (
+        f"pip {version} cannot resolve for Colab's Python: `make` installs a newer one"
+    )
     return [sys.executable, "-m", "pip"]
 
 
