@@ -18,19 +18,16 @@ are skipped with the reason, except where TINYLLM_REQUIRE_BROWSER=1 (CI sets it 
 
 from __future__ import annotations
 
-import functools
-import http.server
 import importlib.util
 import json
-import os
 import re
 import shutil
-import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import torch
+from browser import CHROMIUM, CHROMIUM_ARGS, browser_or_skip, serve
 
 from tinyllm.chat import load_chat_model, prompt_ids, reply, trim_history
 from tinyllm.data import load_text
@@ -40,12 +37,6 @@ from tinyllm.tokenizer.bpe import BPETokenizer
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "talk_to_the_model.md"
 VENDOR = ROOT / "book" / "_vendor"
-CHROMIUM = os.environ.get("TINYLLM_CHROMIUM", "/usr/bin/chromium")
-# Without the background-networking flags Chromium calls home (updates, sync, safe browsing).
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 N_TOKENS = 50
 SHAKESPEARE = "?model=shakespeare-char"
 CHAT_SPECIALS = ["<|im_start|>", "<|im_end|>"]
@@ -77,15 +68,6 @@ def trained_bpe() -> BPETokenizer:
     return BPETokenizer().train(text, 256 + 160 + len(CHAT_SPECIALS), special_tokens=CHAT_SPECIALS)
 
 
-def _browser_or_skip():
-    if Path(CHROMIUM).is_file():
-        return
-    reason = f"no Chromium at {CHROMIUM} (install Debian's chromium, or set TINYLLM_CHROMIUM)"
-    if os.environ.get("TINYLLM_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"TINYLLM_REQUIRE_BROWSER=1 but {reason}")
-    pytest.skip(reason)
-
-
 def build_site(folder: Path) -> Path:
     """The page and its static files, laid out as in _build/html."""
     raw = re.search(r"```\{raw\} html\n(.*?)```", PAGE.read_text(encoding="utf-8"), re.S)
@@ -97,11 +79,6 @@ def build_site(folder: Path) -> Path:
     return folder
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     return build_site(tmp_path_factory.mktemp("site"))
@@ -109,19 +86,13 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(site):
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=10)
+    with serve(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    _browser_or_skip()
+    browser_or_skip()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
