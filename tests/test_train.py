@@ -131,6 +131,9 @@ def test_bad_settings_raise_clear_errors():
         config_from_preset("tiny", dtype="float8")
     with pytest.raises(ValueError, match="min_lr"):
         config_from_preset("tiny", lr=1e-3, min_lr=1e-2)
+    # A typo in the optimizer is found in the config, before any data or tokenizer is made.
+    with pytest.raises(ValueError, match=r"optimizer must be one of \['adamw', 'muon'\], got 'adam'"):
+        config_from_preset("tiny", optimizer="adam")
 
 
 def test_float16_is_refused_without_loss_scaling():
@@ -224,3 +227,31 @@ def test_ship_script_writes_the_model_without_optimizer_and_a_readme(tmp_path):
     assert checkpoint.optimizer_state is None and checkpoint.extra["validation"]["val_loss"] == val_loss
     readme = (tmp_path / "shipped" / "README.md").read_text()
     assert f"**Validation loss: {val_loss:.3f}**" in readme and "make it" in readme
+
+
+def test_under_torchrun_only_a_lost_peer_is_reported_as_one(monkeypatch, capsys):
+    import torch.distributed as tdist
+
+    import tinyllm.train as train_module
+
+    def failing(error):
+        def run(cfg):
+            raise error
+        return run
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it
+    args = ["--preset", "tiny", "--quiet"]
+    # Out of memory (the allocator's own words) keeps its message and traceback.
+    oom = RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory")
+    monkeypatch.setattr(train_module, "train", failing(oom))
+    with pytest.raises(RuntimeError, match="can't allocate memory"):
+        train_module.main(args)
+    # gloo's words for a dead and for a hung peer, and torch's DistError family, are lost peers.
+    for error in (
+        RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error: Connection reset by peer"),
+        RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 3000ms"),
+        tdist.DistBackendError("NCCL communicator was aborted"),
+    ):
+        monkeypatch.setattr(train_module, "train", failing(error))
+        assert train_module.main(args) == 1
+        assert "error: rank 0 of 2 lost contact with the other processes" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -122,6 +123,21 @@ def process_group(device: torch.device, timeout: float = 60.0):
         yield dist
     finally:
         tdist.destroy_process_group()
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """True if ``exc`` says another rank died or hung, false for every other error.
+
+    torch reports those as its ``DistError`` family (nccl, the rendezvous store) or a
+    timeout; gloo, the CPU backend, raises a plain ``RuntimeError`` from its transport
+    ("Connection reset by peer", "Timed out waiting 3000ms"), told apart by where it comes
+    from. Anything else, an out-of-memory error included, is not a lost peer.
+    """
+    import torch.distributed as tdist
+
+    if isinstance(exc, (tdist.DistError, TimeoutError)):
+        return True
+    return type(exc) is RuntimeError and "/gloo/transport/" in str(exc)
 
 
 def device_for(device: torch.device, dist: Dist) -> torch.device:
@@ -252,15 +268,42 @@ def run_torchrun(nproc: int, train_args: list[str], timeout: float = 300) -> sub
     ``python -m torch.distributed.run`` is the ``torchrun`` command without needing it on
     PATH. Each worker gets ``OMP_NUM_THREADS=1`` unless the caller set it: N processes
     share the machine's cores, and N processes x all cores each would fight over them.
-    Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds.
+    After ``timeout`` seconds the launcher and its workers are stopped (see
+    :func:`_stop_launcher`) and ``subprocess.TimeoutExpired`` is raised.
     """
-    if not isinstance(nproc, int) or nproc < 1:
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
         raise ValueError(f"nproc must be an int >= 1, got {nproc!r}")
     env = {**os.environ}
     env.setdefault("OMP_NUM_THREADS", "1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
                "-m", "tinyllm.train", *map(str, train_args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          start_new_session=True) as launcher:
+        try:
+            stdout, stderr = launcher.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stdout, stderr = _stop_launcher(launcher)
+            raise subprocess.TimeoutExpired(command, timeout, stdout, stderr) from None
+        except BaseException:  # Ctrl-C in the caller: the workers stop too
+            _stop_launcher(launcher)
+            raise
+    return subprocess.CompletedProcess(command, launcher.returncode, stdout, stderr)
+
+
+def _stop_launcher(launcher: subprocess.Popen, grace: float = 30.0) -> tuple[str, str]:
+    """Stop torchrun and every worker; return what they printed.
+
+    torchrun starts each worker in a session of its own, so killing the launcher's process
+    group would miss them. SIGTERM makes torchrun stop its workers itself (it kills each
+    worker's group, then waits for it); the launcher's own group (it runs in a session
+    of its own) is killed after ``grace`` seconds in case torchrun does not stop.
+    """
+    launcher.send_signal(signal.SIGTERM)
+    try:
+        return launcher.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)  # its group's id is its pid
+        return launcher.communicate(timeout=grace)
 
 
 class StateView:

@@ -328,6 +328,17 @@ class Block(nn.Module):
         return x, weights
 
 
+def decay_groups(params, weight_decay: float) -> list[dict]:
+    """AdamW's two parameter groups: matrices (Linear and Embedding weights) decay toward
+    zero by ``weight_decay``; vectors (biases, norm gains) do not, since decaying them only
+    hurts. :meth:`GPT.configure_optimizers` and :func:`tinyllm.optim.build_optimizer` use it."""
+    params = list(params)
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
 class GPT(nn.Module):
     """A GPT-2 style decoder-only transformer language model."""
 
@@ -447,13 +458,7 @@ class GPT(nn.Module):
 
         Biases and layer-norm gains are vectors: decaying them toward zero only hurts.
         """
-        params = {n: p for n, p in self.named_parameters() if p.requires_grad}
-        decay = [p for p in params.values() if p.dim() >= 2]
-        no_decay = [p for p in params.values() if p.dim() < 2]
-        groups = [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+        groups = decay_groups([p for p in self.parameters() if p.requires_grad], weight_decay)
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=(device_type == "cuda") or None)
 
     def flops_per_token(self, T: int | None = None) -> int:

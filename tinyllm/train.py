@@ -68,6 +68,7 @@ from tinyllm.distributed import (
     gather_objects,
     gradient_sync,
     load_optimizer_state,
+    lost_peer,
     micro_batch_size,
     optimizer_names,
     process_group,
@@ -75,7 +76,7 @@ from tinyllm.distributed import (
     wrap_model,
 )
 from tinyllm.model import GPT, GPTConfig
-from tinyllm.optim import build_optimizer, set_lr
+from tinyllm.optim import OPTIMIZERS, build_optimizer, set_lr
 from tinyllm.tokenizer import BPETokenizer, CharTokenizer
 
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias", "mlp", "mlp_hidden",
@@ -164,6 +165,8 @@ class TrainConfig:
             raise ValueError(f"tokenizer must be char, bpe or the path of a BPE .json file, got {self.tokenizer!r}")
         if self.dataset == "chat" and self.tokenizer == "char":
             raise ValueError("dataset 'chat' needs a tokenizer with special tokens: use --tokenizer bpe or a .json")
+        if self.optimizer not in OPTIMIZERS:  # now, not after the data and a BPE tokenizer are made
+            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.batching not in MODES:
             raise ValueError(f"batching must be one of {MODES}, got {self.batching!r}")
         self.model_config(256)  # model settings are checked by GPTConfig
@@ -441,7 +444,7 @@ def train(config: TrainConfig | None = None, *, model: GPT | None = None, text: 
     """
     cfg = dataclasses.replace(config or config_from_preset("cpu"), **overrides)
     dist = env_dist()
-    check_fsdp(cfg.fsdp, dist, getattr(cfg, "optimizer", "adamw"))
+    check_fsdp(cfg.fsdp, dist, cfg.optimizer)
     micro_batch_size(cfg.batch_size, dist.world_size, cfg.grad_accum_steps)  # before any process starts waiting
     device = pick_device(cfg.device, verbose=False)
     with process_group(device, cfg.dist_timeout) as dist:
@@ -671,10 +674,10 @@ def main(argv=None) -> int:
     except (CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except RuntimeError as exc:  # under torchrun: gloo/nccl report a dead or hung rank this way
+    except (RuntimeError, TimeoutError) as exc:  # under torchrun: how a dead or hung rank shows
         dist = env_dist()
-        if not dist.enabled:
-            raise
+        if not (dist.enabled and lost_peer(exc)):
+            raise  # any other error (out of memory, a bug) keeps its own message and traceback
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"error: rank {dist.rank} of {dist.world_size} lost contact with the other processes ({first}): "
               f"one of them died or hung for more than dist_timeout={cfg.dist_timeout} s. "
