@@ -117,7 +117,7 @@ def test_without_accumulation_one_process_draws_todays_batches(corpus):
     # Stream 0 is the generator a single process always used: the same run as batches
     # drawn by hand from torch.Generator().manual_seed(seed).
     from tinyllm.data import get_batch
-    from tinyllm.train import prepare_data
+    from tinyllm.prepare import prepare_data
 
     cfg = config_from_preset("tiny", max_iters=1, eval_interval=0, verbose=False, lr=1.0, warmup_iters=0,
                              grad_clip=0.0)

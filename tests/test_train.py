@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -9,13 +10,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from helpers import TEXT, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 
 from tinyllm.checkpoint import CheckpointError, load_checkpoint
-from tinyllm.train import build_parser, config_from_preset, get_lr, train
+from tinyllm.config import build_parser
+from tinyllm.train import PRESETS, config_from_preset, get_lr, train
 
 
 def _cfg(**overrides):
@@ -169,7 +172,7 @@ def _conversations(n, seed):
 def test_chat_labels_are_masked_except_the_assistants_and_unmasked_on_request():
     from tinyllm.chat_data import encode_chat
     from tinyllm.model import IGNORE_INDEX
-    from tinyllm.train import prepare_chat
+    from tinyllm.prepare import prepare_chat
 
     conversations = {"train": _conversations(40, 1), "val": _conversations(10, 2)}
     tokenizer, splits = prepare_chat(_cfg(dataset="chat", tokenizer="bpe", vocab_size=300), None, conversations)
@@ -255,3 +258,23 @@ def test_under_torchrun_only_a_lost_peer_is_reported_as_one(monkeypatch, capsys)
         monkeypatch.setattr(train_module, "train", failing(error))
         assert train_module.main(args) == 1
         assert "error: rank 0 of 2 lost contact with the other processes" in capsys.readouterr().err
+
+
+def test_every_preset_resolves_to_the_settings_it_had_before_the_config_module():
+    """The presets moved to tinyllm.config, and TrainConfig's model defaults became GPTConfig's:
+    every preset still resolves to exactly its earlier settings (the file holds them; a
+    deliberate change to a preset updates it)."""
+    expected = json.loads((Path(__file__).parent / "data" / "presets_resolved.json").read_text())
+    assert {name: config_from_preset(name).to_dict() for name in PRESETS} == expected
+
+
+def test_train_config_takes_the_models_fields_and_defaults_from_gpt_config():
+    from tinyllm.config import MODEL_FIELDS, TrainConfig
+    from tinyllm.model import GPTConfig
+
+    assert issubclass(TrainConfig, GPTConfig)
+    model_defaults = {f.name: f.default for f in dataclasses.fields(GPTConfig) if f.name != "vocab_size"}
+    assert set(MODEL_FIELDS) == set(model_defaults)
+    assert {name: getattr(TrainConfig(), name) for name in MODEL_FIELDS} == model_defaults
+    with pytest.raises(ValueError, match="n_embd=130 is not divisible by n_head=4"):  # GPTConfig's own check
+        TrainConfig(n_embd=130)

@@ -45,6 +45,7 @@ from safetensors.torch import save as st_save
 
 from tinyllm.files import sha256, write_atomic
 from tinyllm.tokenizer import BPETokenizer, CharTokenizer
+from tinyllm.validate import check_int
 
 FORMAT = "tinyllm-checkpoint"
 VERSION = 1
@@ -181,8 +182,7 @@ def save_checkpoint(
     generator states (``torch.Generator.get_state()``).
     Returns the path of the manifest.
     """
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"step must be an int >= 0, got {step!r}")
+    check_int("step", step, 0)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 

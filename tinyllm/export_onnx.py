@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from tinyllm.data import get_batch, load_text
-from tinyllm.model import GPT
-from tinyllm.train import prepare_data
+from tinyllm.model import GPT, eval_mode
+from tinyllm.prepare import prepare_data
 
 # Every GPTConfig option the exported graph reproduces, with the values it supports
 # (None: any value). A config option not listed here -- one a later chapter may add,
@@ -142,9 +142,7 @@ def to_onnx(model: GPT, path, atol: float = 1e-4, check: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = model.config
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         example = torch.zeros(2, min(8, cfg.block_size), dtype=torch.long)
         with _quiet():
             # torch.export traces with symbolic sizes; T is declared from 2 because an
@@ -165,8 +163,6 @@ def to_onnx(model: GPT, path, atol: float = 1e-4, check: bool = True) -> Path:
                 diff = max_logit_difference(model, path, idx)
                 if not diff <= atol:
                     raise RuntimeError(f"ONNX logits differ from PyTorch by {diff:.2e} > {atol} on {shape}")
-    finally:
-        model.train(was_training)
     return path
 
 

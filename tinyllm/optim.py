@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from tinyllm.model import decay_groups
+from tinyllm.validate import check_int
 
 OPTIMIZERS = ("adamw", "muon")
 # The quintic's coefficients (Keller Jordan's, also torch.optim.Muon's defaults): chosen for
@@ -39,8 +40,7 @@ def newton_schulz(G: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.T
     """
     if G.dim() != 2:
         raise ValueError(f"newton_schulz needs a matrix (2-D tensor), got shape {tuple(G.shape)}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    check_int("steps", steps, 0)
     a, b, c = NS_COEFFICIENTS
     X = G.bfloat16()  # bfloat16 is accurate enough: the result is only approximately orthogonal
     tall = G.size(0) > G.size(1)
