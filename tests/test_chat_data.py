@@ -257,7 +257,8 @@ def test_bad_input_raises_value_error_naming_it():
 def test_the_guppylm_presets_data_trains_its_whole_4096_id_vocabulary():
     # GuppyLM's 8,726,016 parameters assume 4,096 ids. On tidy lower-case data the BPE trainer
     # ran out of pairs at 1,161 ids; the users' careless wordings give it enough to merge.
-    from tinyllm.train import build_tokenizer, config_from_preset
+    from tinyllm.prepare import build_tokenizer
+    from tinyllm.train import config_from_preset
 
     cfg = config_from_preset("guppylm")
     data = cd.chat_dataset(persona=cfg.persona, n=cfg.n_conversations, n_unseen=0)  # as prepare_chat

@@ -214,3 +214,124 @@ def test_a_checkpoint_from_before_the_mlp_options_loads_with_gelu(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     loaded, _, checkpoint = load_model(tmp_path)
     assert checkpoint.config["mlp"] == "gelu" and isinstance(loaded.transformer.h[0].mlp.act, torch.nn.GELU)
+
+
+# ---------------------------------------------------------------------------------------
+# Malformed checkpoints: always CheckpointError, naming the file and the problem
+# ---------------------------------------------------------------------------------------
+
+
+def _edit_manifest(tmp_path, change) -> None:
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    change(manifest)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _edit_state(tmp_path, change) -> str:
+    """Rewrite the state file with ``change`` applied, its checksum made to match (so only the
+    parse can notice). Returns the state file's name."""
+    state_file = next(tmp_path.glob("state-*.json"))
+    state = json.loads(state_file.read_text())
+    change(state)
+    data = json.dumps(state).encode()
+    state_file.write_bytes(data)
+    _edit_manifest(tmp_path, lambda m: m["files"]["state"].update(bytes=len(data), sha256=ck.sha256(data)))
+    return state_file.name
+
+
+@pytest.mark.parametrize("name", ["../outside.json", "/tmp/outside.json", "sub/state.json", "..", ""])
+def test_a_manifest_entry_outside_the_folder_is_refused(tmp_path, name):
+    folder = tmp_path / "ck"
+    _save(folder)
+    state_file = next(folder.glob("state-*.json"))
+    # A consistent copy outside the folder: only the name check can refuse it.
+    (tmp_path / "outside.json").write_bytes(state_file.read_bytes())
+    (folder / "sub").mkdir()
+    (folder / "sub" / "state.json").write_bytes(state_file.read_bytes())
+    if name.startswith("/"):
+        name = str(tmp_path / "outside.json")
+    _edit_manifest(folder, lambda m: m["files"]["state"].update(name=name))
+    with pytest.raises(CheckpointError, match=r"manifest\.json is malformed: .*not a plain name"):
+        load_checkpoint(folder)
+
+
+def test_a_manifest_entry_that_is_a_link_is_refused(tmp_path):
+    folder = tmp_path / "ck"
+    _save(folder)
+    state_file = next(folder.glob("state-*.json"))
+    (tmp_path / "outside.json").write_bytes(state_file.read_bytes())
+    state_file.unlink()
+    state_file.symlink_to(tmp_path / "outside.json")
+    with pytest.raises(CheckpointError, match="symbolic link"):
+        load_checkpoint(folder)
+
+
+def _drop(key):
+    return lambda d: d.pop(key)
+
+
+def _set(key, value):
+    return lambda d: d.update({key: value})
+
+
+@pytest.mark.parametrize("change, problem", [
+    (_drop("step"), "the key 'step' is missing"),
+    (_drop("config"), "the key 'config' is missing"),
+    (_set("step", "12"), "'step' must be int"),
+    (_set("step", True), "'step' must be int"),
+    (_set("step", -3), "'step' must be >= 0"),
+    (_set("config", [1, 2]), "'config' must be dict"),
+    (_set("history", "long"), "'history' must be dict"),
+    (_set("tokenizer", 5), "'tokenizer' must be dict or null"),
+    (_set("rng", {"batches": "not base64!"}), "Non-base64|base64|Incorrect padding"),
+    (_set("rng", {"batches": 7}), "'batches' must be str"),
+    (_set("tied_weights", {"lm_head.weight": "no.such.weight"}), "no.such.weight"),
+    (_set("optimizer", {"groups": []}), "the key 'param_groups' is missing"),
+    (_set("optimizer", {"param_groups": [{"lr": 1}]}), "the key 'params' is missing"),
+])
+def test_a_malformed_state_file_raises_checkpoint_error_naming_it(tmp_path, change, problem):
+    _save(tmp_path)
+    name = _edit_state(tmp_path, change)
+    with pytest.raises(CheckpointError, match=problem) as info:
+        load_checkpoint(tmp_path)
+    assert name in str(info.value) and "malformed" in str(info.value)
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda m: m["files"]["state"].pop("bytes"), "the key 'bytes' is missing"),
+    (lambda m: m["files"]["model"].pop("name"), "the key 'name' is missing"),
+    (lambda m: m["files"]["model"].update(bytes="10"), "'bytes' must be int"),
+    (lambda m: m.update(files=[m["files"]["model"], m["files"]["state"]]), "'files' must be dict"),
+    (lambda m: m["files"].update(state="state.json"), "expected a JSON object"),
+    (lambda m: m["files"].pop("model"), "names no model file"),
+])
+def test_a_malformed_manifest_raises_checkpoint_error_naming_it(tmp_path, change, problem):
+    _save(tmp_path)
+    _edit_manifest(tmp_path, change)
+    with pytest.raises(CheckpointError, match=problem) as info:
+        load_checkpoint(tmp_path)
+    assert "manifest.json is malformed" in str(info.value)
+
+
+def test_saving_keeps_the_users_files_that_merely_look_like_checkpoint_files(tmp_path):
+    users = ["model-notes.json", "state-of-the-art.json", "optimizer-comparison.json",
+             "model-1-abc.safetensors", "state-000001-ABCDEF0123.json", ".notes.txt.tmp"]
+    for name in users:
+        (tmp_path / name).write_text("mine")
+    _save(tmp_path, step=1)
+    stale = tmp_path / "state-000000-0123456789.json"  # an earlier save's file: ours, removed
+    stale.write_text("{}")
+    _save(tmp_path, step=2)
+    assert not stale.exists()
+    for name in users:
+        assert (tmp_path / name).read_text() == "mine", name
+    assert load_checkpoint(tmp_path).step == 2
+
+
+def test_a_failed_rename_removes_the_temporary_file(tmp_path):
+    from tinyllm.files import write_atomic
+
+    (tmp_path / "target").mkdir()  # a file cannot be renamed over a folder
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "target", b"data")
+    assert [p.name for p in tmp_path.iterdir()] == ["target"]

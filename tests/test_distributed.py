@@ -117,7 +117,7 @@ def test_without_accumulation_one_process_draws_todays_batches(corpus):
     # Stream 0 is the generator a single process always used: the same run as batches
     # drawn by hand from torch.Generator().manual_seed(seed).
     from tinyllm.data import get_batch
-    from tinyllm.train import prepare_data
+    from tinyllm.prepare import prepare_data
 
     cfg = config_from_preset("tiny", max_iters=1, eval_interval=0, verbose=False, lr=1.0, warmup_iters=0,
                              grad_clip=0.0)
@@ -214,6 +214,32 @@ def test_a_hung_rank_stops_the_run_at_the_process_group_timeout(corpus, tmp_path
     assert 2 <= waited < 20 and agent.returncode != 0  # rank 0 may have been waiting already
     assert "error: rank 0 of 2 lost contact with the other processes" in stderr
     assert "dist_timeout=3.0 s" in stderr
+
+
+def _marked(mark: str) -> list[int]:
+    """Live processes whose environment holds ``mark`` (zombies are dead already)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            marked = proc.name.isdigit() and mark.encode() in (proc / "environ").read_bytes()
+            if marked and not _gone(int(proc.name)):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_run_torchrun_kills_its_workers_on_timeout(corpus, tmp_path, monkeypatch):
+    mark = f"TINYLLM_TEST_RUN={os.getpid()}-{time.monotonic_ns()}"
+    monkeypatch.setenv(*mark.split("="))  # every process run_torchrun starts inherits it
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_torchrun(2, [*ARGS, "--max_iters", "1000000", "--eval_interval", "0", "--dataset", corpus,
+                         "--out_dir", tmp_path, "--checkpoint_interval", "1"], timeout=30)
+    assert (tmp_path / "manifest.json").exists(), "the workers never started training: a longer timeout?"
+    deadline = time.monotonic() + 10
+    while _marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _marked(mark) == []
 
 
 # ---------------------------------------------------------------------------------------

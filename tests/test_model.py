@@ -612,7 +612,7 @@ def test_swiglu_and_relu2_mlps_compute_their_formulas():
     (dict(pos="alibi"), r"pos must be one of \['learned', 'rope'\], got 'alibi'"),
     (dict(mlp="geglu"), r"mlp must be one of \['gelu', 'relu', 'relu2', 'swiglu'\], got 'geglu'"),
     (dict(n_kv_head=3), r"n_head=4 is not divisible by n_kv_head=3.*\[1, 2, 4\]"),
-    (dict(n_kv_head=0), "n_kv_head must be a positive int or None, got 0"),
+    (dict(n_kv_head=0), "n_kv_head must be an int >= 1, got 0"),
     (dict(pos="rope", n_embd=36, n_head=12), "pos='rope' needs an even head size, got n_embd // n_head = 3"),
     (dict(qk_norm=1), "qk_norm must be True or False, got 1"),
     (dict(rope_theta=0.0), "rope_theta must be a positive number, got 0.0"),
@@ -627,3 +627,18 @@ def test_config_prints_new_switches_only_when_set():
         "GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=4, n_embd=32, dropout=0.0, bias=True)"
     )
     assert repr(small_config(pos="rope", n_kv_head=2)).endswith("bias=True, pos='rope', n_kv_head=2)")
+
+
+def test_eval_mode_puts_back_the_mode_the_model_was_in_even_after_an_error():
+    from tinyllm.model import eval_mode
+
+    model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=8, dropout=0.1))
+    for training in (True, False):
+        model.train(training)
+        with eval_mode(model):
+            assert not model.training and not model.transformer.h[0].attn.training
+        assert model.training is training
+    model.train()
+    with pytest.raises(RuntimeError, match="inside"), eval_mode(model):
+        raise RuntimeError("inside")
+    assert model.training

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
 from helpers import TEXT, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 
-from tinyllm.checkpoint import load_checkpoint
+from tinyllm.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from tinyllm.model import GPT, GPTConfig
-from tinyllm.optim import MuonAdamW, build_optimizer, newton_schulz, set_lr
+from tinyllm.optim import AdamW, MuonAdamW, build_optimizer, newton_schulz, set_lr
 from tinyllm.train import config_from_preset, train
 
 
@@ -21,6 +22,15 @@ def randn(*shape, seed=0):
 def small_model(**overrides):
     torch.manual_seed(0)
     return GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=2, n_head=2, n_embd=16, **overrides))
+
+
+def _steps(model, opt, seeds):
+    for s in seeds:
+        x = torch.randint(0, 20, (4, 8), generator=torch.Generator().manual_seed(s))
+        _, loss = model(x, x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
 
 # ---------------------------------------------------------------------------------------
@@ -133,12 +143,7 @@ def test_muon_state_dict_round_trips_and_continues_identically():
         if state is not None:
             model.load_state_dict(state[0])
             opt.load_state_dict(state[1])
-        for s in steps:
-            x = torch.randint(0, 20, (4, 8), generator=torch.Generator().manual_seed(s))
-            _, loss = model(x, x)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        _steps(model, opt, steps)
         return model, opt
 
     full, _ = run(range(6))
@@ -169,3 +174,62 @@ def test_muon_training_resumes_exactly_through_a_checkpoint(tmp_path):
 def test_muon_training_learns():
     history = train(config_from_preset("tiny", max_iters=30, optimizer="muon", verbose=False), text=TEXT)
     assert history["val_loss"][-1] < history["val_loss"][0] - 0.5
+
+
+# ---------------------------------------------------------------------------------------
+# Any torch-style state dict loads (not only one written by build_optimizer's optimizers)
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [AdamW, torch.optim.AdamW], ids=["tinyllm", "torch"])
+def test_cs336_checkpoint_pattern_with_a_plain_adamw(tmp_path, make):
+    """Stanford CS336 assignment 1's checkpoint test, through tinyllm's checkpoint: train with
+    a plain AdamW, save model and optimizer, load both into fresh ones, and continuing gives
+    exactly the run that never stopped."""
+    model = small_model()
+    opt = make(model.parameters(), lr=1e-2, weight_decay=0.1)
+    _steps(model, opt, range(3))
+    save_checkpoint(tmp_path, model, 3, opt)
+
+    checkpoint = load_checkpoint(tmp_path)
+    fresh = small_model()
+    torch.manual_seed(99)  # a fresh model whose weights differ until loaded
+    fresh.apply(lambda m: torch.nn.init.normal_(m.weight) if isinstance(m, torch.nn.Linear) else None)
+    fresh_opt = make(fresh.parameters(), lr=1e-2, weight_decay=0.1)
+    load_model_state(fresh, checkpoint)
+    fresh_opt.load_state_dict(checkpoint.optimizer_state)
+    assert checkpoint.step == 3
+
+    _steps(model, opt, range(3, 6))
+    _steps(fresh, fresh_opt, range(3, 6))
+    for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name
+    for i, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, fresh_opt.state_dict()["state"][i][key]), (i, key)
+
+
+def test_muon_adamw_of_plain_torch_optimizers_loads_a_state_dict():
+    def make():
+        model = small_model()
+        matrices = [p for n, p in model.named_parameters() if p.dim() == 2 and n.startswith("transformer.h.")]
+        rest = [p for p in model.parameters() if all(p is not m for m in matrices)]
+        return model, MuonAdamW(torch.optim.AdamW(rest, lr=1e-2), torch.optim.Muon(matrices, lr=0.05))
+
+    model, opt = make()
+    _steps(model, opt, range(2))
+    fresh_model, fresh_opt = make()
+    fresh_model.load_state_dict(model.state_dict())
+    fresh_opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # not the same moment tensors
+    _steps(model, opt, range(2, 4))
+    _steps(fresh_model, fresh_opt, range(2, 4))
+    for (name, a), b in zip(model.state_dict().items(), fresh_model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_peak_learning_rate_is_the_runs_own_after_loading():
+    model = small_model()
+    saved = build_optimizer(model, lr=1e-2).state_dict()
+    opt = build_optimizer(model, lr=3e-3)
+    opt.load_state_dict(saved)
+    assert [g["base_lr"] for g in opt.param_groups] == [3e-3, 3e-3]

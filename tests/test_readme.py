@@ -72,7 +72,8 @@ def test_reading_the_code_names_only_what_exists():
             assert path.is_file(), f"README reading path: {path} does not exist"
             tree = ast.parse(path.read_text(encoding="utf-8"))
             defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-            defined |= {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets
+            defined |= {t.id for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign))
+                        for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
                         if isinstance(t, ast.Name)}
             for name, attribute in re.findall(r"`(\w+)(?:\.(\w+))?`", names):
                 if attribute == "py":  # a module named in passing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -9,13 +10,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from helpers import TEXT, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 
 from tinyllm.checkpoint import CheckpointError, load_checkpoint
-from tinyllm.train import build_parser, config_from_preset, get_lr, train
+from tinyllm.config import build_parser
+from tinyllm.train import PRESETS, config_from_preset, get_lr, train
 
 
 def _cfg(**overrides):
@@ -131,6 +134,9 @@ def test_bad_settings_raise_clear_errors():
         config_from_preset("tiny", dtype="float8")
     with pytest.raises(ValueError, match="min_lr"):
         config_from_preset("tiny", lr=1e-3, min_lr=1e-2)
+    # A typo in the optimizer is found in the config, before any data or tokenizer is made.
+    with pytest.raises(ValueError, match=r"optimizer must be one of \['adamw', 'muon'\], got 'adam'"):
+        config_from_preset("tiny", optimizer="adam")
 
 
 def test_float16_is_refused_without_loss_scaling():
@@ -166,7 +172,7 @@ def _conversations(n, seed):
 def test_chat_labels_are_masked_except_the_assistants_and_unmasked_on_request():
     from tinyllm.chat_data import encode_chat
     from tinyllm.model import IGNORE_INDEX
-    from tinyllm.train import prepare_chat
+    from tinyllm.prepare import prepare_chat
 
     conversations = {"train": _conversations(40, 1), "val": _conversations(10, 2)}
     tokenizer, splits = prepare_chat(_cfg(dataset="chat", tokenizer="bpe", vocab_size=300), None, conversations)
@@ -284,3 +290,51 @@ def test_a_dataset_of_unknown_kind_is_refused_with_what_is_accepted(tmp_path, ca
         _cfg(dataset="chats.jsonl", tokenizer="char")
     with pytest.raises(ValueError, match="val_dataset is for conversations"):
         _cfg(dataset="shakespeare", val_dataset="val.jsonl")
+
+
+def test_under_torchrun_only_a_lost_peer_is_reported_as_one(monkeypatch, capsys):
+    import torch.distributed as tdist
+
+    import tinyllm.train as train_module
+
+    def failing(error):
+        def run(cfg):
+            raise error
+        return run
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it
+    args = ["--preset", "tiny", "--quiet"]
+    # Out of memory (the allocator's own words) keeps its message and traceback.
+    oom = RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory")
+    monkeypatch.setattr(train_module, "train", failing(oom))
+    with pytest.raises(RuntimeError, match="can't allocate memory"):
+        train_module.main(args)
+    # gloo's words for a dead and for a hung peer, and torch's DistError family, are lost peers.
+    for error in (
+        RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error: Connection reset by peer"),
+        RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 3000ms"),
+        tdist.DistBackendError("NCCL communicator was aborted"),
+    ):
+        monkeypatch.setattr(train_module, "train", failing(error))
+        assert train_module.main(args) == 1
+        assert "error: rank 0 of 2 lost contact with the other processes" in capsys.readouterr().err
+
+
+def test_every_preset_resolves_to_the_settings_it_had_before_the_config_module():
+    """The presets moved to tinyllm.config, and TrainConfig's model defaults became GPTConfig's:
+    every preset still resolves to exactly its earlier settings (the file holds them; a
+    deliberate change to a preset updates it)."""
+    expected = json.loads((Path(__file__).parent / "data" / "presets_resolved.json").read_text())
+    assert {name: config_from_preset(name).to_dict() for name in PRESETS} == expected
+
+
+def test_train_config_takes_the_models_fields_and_defaults_from_gpt_config():
+    from tinyllm.config import MODEL_FIELDS, TrainConfig
+    from tinyllm.model import GPTConfig
+
+    assert issubclass(TrainConfig, GPTConfig)
+    model_defaults = {f.name: f.default for f in dataclasses.fields(GPTConfig) if f.name != "vocab_size"}
+    assert set(MODEL_FIELDS) == set(model_defaults)
+    assert {name: getattr(TrainConfig(), name) for name in MODEL_FIELDS} == model_defaults
+    with pytest.raises(ValueError, match="n_embd=130 is not divisible by n_head=4"):  # GPTConfig's own check
+        TrainConfig(n_embd=130)

@@ -30,7 +30,7 @@ _PUBLIC = {
     "BPETokenizer": "tinyllm.tokenizer",  # chapter 03
     "GPTConfig": "tinyllm.model",  # chapters 04-07
     "GPT": "tinyllm.model",
-    "TrainConfig": "tinyllm.train",  # chapter 08
+    "TrainConfig": "tinyllm.config",  # chapter 08
     "save_checkpoint": "tinyllm.checkpoint",
     "load_model": "tinyllm.checkpoint",
     "generate_text": "tinyllm.generate",  # chapter 09

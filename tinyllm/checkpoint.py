@@ -21,13 +21,20 @@ Why this layout:
   instant leaves either the old manifest (whose files are still there) or the new one.
 - **Corruption is detected.** Loading checks every file's size and sha256 against the
   manifest and raises :class:`CheckpointError` naming the file, before parsing anything.
+  A malformed file (a missing key, a wrong type, a name that leaves the folder) raises
+  :class:`CheckpointError` too, naming the file and the problem.
+- **Only its own files are touched.** The manifest may name only plain files of the
+  checkpoint's folder (no ``../``, no absolute path, no link), and a save deletes only
+  files named exactly as saves name them, so a user's ``model-notes.json`` stays.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,10 +45,16 @@ from safetensors.torch import save as st_save
 
 from tinyllm.files import sha256, write_atomic
 from tinyllm.tokenizer import BPETokenizer, CharTokenizer
+from tinyllm.validate import check_int
 
 FORMAT = "tinyllm-checkpoint"
 VERSION = 1
 MANIFEST = "manifest.json"
+# The files a save writes, ``kind-<step>-<10 hex of the sha256>.ext``, and their temporary
+# files (``.<name>.<random>.tmp``, see tinyllm.files.write_atomic): all a save may delete.
+_OWN_FILE = r"(?:(?:model|optimizer)-\d{6,}-[0-9a-f]{10}\.safetensors|state-\d{6,}-[0-9a-f]{10}\.json)"
+_OWN_NAME = re.compile(_OWN_FILE)
+_OWN_TEMPORARY = re.compile(rf"\.(?:{_OWN_FILE}|{re.escape(MANIFEST)})\.[^.]+\.tmp")
 
 
 class CheckpointError(ValueError):
@@ -102,9 +115,14 @@ def _optimizer_to_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], di
 def _optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     state: dict[int, dict] = {}
     for name, tensor in tensors.items():
-        _, param_id, key = name.split(".", 2)
+        prefix, param_id, key = name.split(".", 2)  # ValueError if not state.<id>.<key>
+        if prefix != "state":
+            raise ValueError(f"optimizer tensor {name!r} is not named state.<id>.<key>")
         state.setdefault(int(param_id), {})[key] = tensor
-    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+    groups = _typed(meta, "param_groups", list)
+    for group in groups:
+        _typed(group, "params", list)
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in groups]
     return {"state": state, "param_groups": groups}
 
 
@@ -113,9 +131,11 @@ def _rng_to_json(rng: dict[str, torch.Tensor]) -> dict[str, str]:
 
 
 def _rng_from_json(rng: dict[str, str]) -> dict[str, torch.Tensor]:
+    # validate=True: a character outside base64's alphabet is an error, not skipped.
     return {
-        name: torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8).clone()
-        for name, text in rng.items()
+        name: torch.frombuffer(bytearray(base64.b64decode(_typed(rng, name, str), validate=True)),
+                               dtype=torch.uint8).clone()
+        for name in rng
     }
 
 
@@ -162,8 +182,7 @@ def save_checkpoint(
     generator states (``torch.Generator.get_state()``).
     Returns the path of the manifest.
     """
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"step must be an int >= 0, got {step!r}")
+    check_int("step", step, 0)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -236,11 +255,14 @@ def tokenizer_from_dict(state: dict | None):
 
 
 def _remove_stale_files(out_dir: Path, keep: set[str]) -> None:
-    """Delete files of earlier checkpoints and temporary files of interrupted saves."""
+    """Delete files of earlier checkpoints and temporary files of interrupted saves.
+
+    Only names a save writes match: ``model-notes.json`` or ``state-of-the-art.json`` of
+    the user's are not checkpoint files and stay.
+    """
     for path in out_dir.iterdir():
-        ours = path.name.startswith(("model-", "optimizer-", "state-")) and path.suffix in (".safetensors", ".json")
-        temporary = path.name.startswith(".") and path.name.endswith(".tmp")
-        if (ours or temporary) and path.name not in keep:
+        ours = _OWN_NAME.fullmatch(path.name) or _OWN_TEMPORARY.fullmatch(path.name)
+        if ours and path.name not in keep:
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -256,22 +278,61 @@ def has_checkpoint(out_dir) -> bool:
     return (Path(out_dir) / MANIFEST).is_file()
 
 
+def _entry_path(out_dir: Path, entry: dict) -> Path:
+    """The file a manifest entry names: a plain name of a file in ``out_dir`` itself."""
+    name = _typed(entry, "name", str)
+    if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise ValueError(f"file name {name!r} is not a plain name of a file in the checkpoint's folder")
+    path = out_dir / name
+    if path.is_symlink():
+        raise ValueError(f"file {name!r} is a symbolic link; a checkpoint holds only plain files")
+    return path
+
+
 def _read_verified(out_dir: Path, entry: dict, kind: str) -> bytes:
-    path = out_dir / entry["name"]
+    with _malformed(out_dir / MANIFEST):
+        path = _entry_path(out_dir, entry)
+        size, digest = _typed(entry, "bytes", int), _typed(entry, "sha256", str)
     try:
         data = path.read_bytes()
     except (FileNotFoundError, IsADirectoryError):
         # Also the case where a training run replaced the checkpoint while we read it:
         # load_checkpoint then reads the new manifest and tries again.
         raise CheckpointError(f"checkpoint {out_dir}: the {kind} file {path.name} named by {MANIFEST} is missing") from None
-    if len(data) != entry["bytes"]:
+    if len(data) != size:
         raise CheckpointError(
-            f"checkpoint {out_dir}: {path.name} has {len(data)} bytes, the manifest says {entry['bytes']} "
+            f"checkpoint {out_dir}: {path.name} has {len(data)} bytes, the manifest says {size} "
             "(truncated or overwritten file)"
         )
-    if sha256(data) != entry["sha256"]:
+    if sha256(data) != digest:
         raise CheckpointError(f"checkpoint {out_dir}: {path.name} does not match its sha256 checksum (corrupted file)")
     return data
+
+
+def _typed(mapping: dict, key: str, kind: type | tuple, default=KeyError):
+    """``mapping[key]`` (``default`` if given and the key is absent), checked to be a ``kind``."""
+    if not isinstance(mapping, dict):
+        raise TypeError(f"expected a JSON object holding {key!r}, got {type(mapping).__name__}")
+    if key not in mapping and default is not KeyError:
+        return default
+    value, kinds = mapping[key], kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):  # JSON true is no count
+        names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+        raise TypeError(f"{key!r} must be {names}, got {value!r}")
+    return value
+
+
+@contextlib.contextmanager
+def _malformed(path: Path):
+    """Turn any parse error inside the block into a :class:`CheckpointError` naming ``path``."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except KeyError as exc:
+        raise CheckpointError(f"{path} is malformed: the key {exc} is missing") from None
+    except (TypeError, ValueError, AttributeError, IndexError, SafetensorError) as exc:
+        raise CheckpointError(f"{path} is malformed: {exc}") from None
 
 
 def load_checkpoint(out_dir, with_optimizer: bool = True) -> Checkpoint:
@@ -309,36 +370,53 @@ def _load_checkpoint(out_dir: Path, with_optimizer: bool) -> Checkpoint:
         raise CheckpointError(f"{manifest_path} is not a tinyllm checkpoint manifest")
     if manifest.get("version") != VERSION:
         raise CheckpointError(f"{manifest_path} has format version {manifest.get('version')}, expected {VERSION}")
-    files = manifest.get("files", {})
-    for kind in ("model", "state"):
-        if kind not in files:
-            raise CheckpointError(f"{manifest_path} names no {kind} file")
+    with _malformed(manifest_path):
+        files = _typed(manifest, "files", dict)
+        for kind in ("model", "state"):
+            if kind not in files:
+                raise ValueError(f"it names no {kind} file")
 
-    state = json.loads(_read_verified(out_dir, files["state"], "state").decode("utf-8"))
-    try:
-        model_state = st_load(_read_verified(out_dir, files["model"], "model"))
-    except SafetensorError as exc:  # only possible if the checksum matched a bad file
-        raise CheckpointError(f"checkpoint {out_dir}: model file is not valid safetensors: {exc}") from None
-    for name, kept in state.get("tied_weights", {}).items():
+    state_bytes = _read_verified(out_dir, files["state"], "state")  # its name checked there
+    with _malformed(out_dir / files["state"]["name"]):
+        return _parse(out_dir, files, json.loads(state_bytes.decode("utf-8")), with_optimizer)
+
+
+def _parse(out_dir: Path, files: dict, state: dict, with_optimizer: bool) -> Checkpoint:
+    """The checkpoint the verified state file describes (any error: a malformed file)."""
+    model_state = _load_tensors(out_dir, files["model"], "model")
+    for name, kept in _typed(state, "tied_weights", dict, {}).items():
+        if kept not in model_state:
+            raise ValueError(f"tied weight {name!r} names {kept!r}, which the model file does not hold")
         model_state[name] = model_state[kept]
-
     optimizer_state = None
-    if with_optimizer and "optimizer" in files and state.get("optimizer") is not None:
-        tensors = st_load(_read_verified(out_dir, files["optimizer"], "optimizer"))
-        optimizer_state = _optimizer_from_tensors(tensors, state["optimizer"])
-
+    optimizer_meta = _typed(state, "optimizer", (dict, type(None)), None)
+    if with_optimizer and "optimizer" in files and optimizer_meta is not None:
+        tensors = _load_tensors(out_dir, files["optimizer"], "optimizer")
+        optimizer_state = _optimizer_from_tensors(tensors, optimizer_meta)
+    step = _typed(state, "step", int)
+    if step < 0:
+        raise ValueError(f"'step' must be >= 0, got {step}")
     return Checkpoint(
         path=out_dir,
-        step=int(state["step"]),
-        config=state["config"],
-        tokenizer=state.get("tokenizer"),
+        step=step,
+        config=_typed(state, "config", dict),
+        tokenizer=_typed(state, "tokenizer", (dict, type(None)), None),
         model_state=model_state,
         optimizer_state=optimizer_state,
-        rng=_rng_from_json(state.get("rng", {})),
-        history=state.get("history", {}),
-        train_config=state.get("train_config", {}),
-        extra=state.get("extra", {}),
+        rng=_rng_from_json(_typed(state, "rng", dict, {})),
+        history=_typed(state, "history", dict, {}),
+        train_config=_typed(state, "train_config", dict, {}),
+        extra=_typed(state, "extra", dict, {}),
     )
+
+
+def _load_tensors(out_dir: Path, entry: dict, kind: str) -> dict[str, torch.Tensor]:
+    data = _read_verified(out_dir, entry, kind)
+    with _malformed(out_dir / entry["name"]):
+        try:
+            return st_load(data)
+        except SafetensorError as exc:  # only possible if the checksum matched a bad file
+            raise ValueError(f"the {kind} file is not valid safetensors: {exc}") from None
 
 
 def check_config_matches(checkpoint: Checkpoint, config: dict) -> None:

@@ -1,10 +1,15 @@
-"""Choose where tensors live: a CUDA GPU, then Apple's MPS, then the CPU.
+"""Choose where tensors live (a CUDA GPU, then Apple's MPS, then the CPU) and in which
+precision the matrix multiplies run there.
 
 The command-line tools take ``--device auto`` (or ``cpu``, ``cuda``, ``cuda:1``, ``mps``)
 and pass it here; in a notebook, ``pick_device()`` says which device it chose.
+``--dtype auto`` picks bfloat16 where the hardware multiplies it fast (:func:`resolve_dtype`).
 """
 
 from __future__ import annotations
+
+import contextlib
+from pathlib import Path
 
 import torch
 
@@ -39,3 +44,28 @@ def pick_device(preferred: str | None = None, verbose: bool = True) -> torch.dev
             detail = f"{torch.get_num_threads()} threads"
         print(f"using device: {device.type} ({detail})")
     return device
+
+
+def cpu_has_fast_bfloat16() -> bool:
+    """True if the CPU multiplies bfloat16 matrices in hardware (Intel AMX or AVX512-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_dtype(dtype: str, device_type: str) -> torch.dtype:
+    """``"float32"``, ``"bfloat16"``, or ``"auto"``: bfloat16 where the device is fast at it."""
+    if dtype == "auto":
+        if device_type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.bfloat16 if device_type == "cpu" and cpu_has_fast_bfloat16() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+
+
+def autocast_context(device_type: str, dtype: torch.dtype):
+    """Mixed precision: matrix multiplies in ``dtype``, weights and optimizer in float32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=dtype)

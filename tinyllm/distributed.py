@@ -16,14 +16,16 @@ GPU on this machine) and ``WORLD_SIZE`` (N) in the environment. Each copy then:
 - for a checkpoint, rank 0 writes the files: with DDP it holds everything already; with
   FSDP the shards are first gathered to it (:func:`full_state`).
 
-In one process (no ``WORLD_SIZE`` in the environment) nothing here is used and the
-training loop is exactly the single-process loop.
+The training loop asks all of this of one object, :class:`Ranks`; in one process (no
+``WORLD_SIZE`` in the environment) its every method is the trivial one and the loop is
+exactly the single-process loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -31,6 +33,9 @@ from datetime import timedelta
 
 import torch
 from torch import nn
+
+from tinyllm.checkpoint import CheckpointError
+from tinyllm.validate import check_int
 
 
 @dataclass(frozen=True)
@@ -60,14 +65,6 @@ def env_dist() -> Dist:
         return SINGLE
     env = os.environ
     return Dist(int(env.get("RANK", 0)), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
-
-
-def is_main() -> bool:
-    return env_dist().is_main
-
-
-def world_size() -> int:
-    return env_dist().world_size
 
 
 def backend_for(device: torch.device) -> str:
@@ -102,6 +99,13 @@ def check_fsdp(fsdp: bool, dist: Dist, optimizer: str = "adamw") -> None:
                          f"got {optimizer!r}")
 
 
+def check_launch(fsdp: bool, optimizer: str, batch_size: int, grad_accum_steps: int) -> None:
+    """Refuse, before any process starts waiting for the others, a run torchrun cannot do."""
+    dist = env_dist()
+    check_fsdp(fsdp, dist, optimizer)
+    micro_batch_size(batch_size, dist.world_size, grad_accum_steps)
+
+
 @contextlib.contextmanager
 def process_group(device: torch.device, timeout: float = 60.0):
     """Join torchrun's process group for the duration of the block (yields a :class:`Dist`).
@@ -122,6 +126,21 @@ def process_group(device: torch.device, timeout: float = 60.0):
         yield dist
     finally:
         tdist.destroy_process_group()
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """True if ``exc`` says another rank died or hung, false for every other error.
+
+    torch reports those as its ``DistError`` family (nccl, the rendezvous store) or a
+    timeout; gloo, the CPU backend, raises a plain ``RuntimeError`` from its transport
+    ("Connection reset by peer", "Timed out waiting 3000ms"), told apart by where it comes
+    from. Anything else, an out-of-memory error included, is not a lost peer.
+    """
+    import torch.distributed as tdist
+
+    if isinstance(exc, (tdist.DistError, TimeoutError)):
+        return True
+    return type(exc) is RuntimeError and "/gloo/transport/" in str(exc)
 
 
 def device_for(device: torch.device, dist: Dist) -> torch.device:
@@ -252,15 +271,124 @@ def run_torchrun(nproc: int, train_args: list[str], timeout: float = 300) -> sub
     ``python -m torch.distributed.run`` is the ``torchrun`` command without needing it on
     PATH. Each worker gets ``OMP_NUM_THREADS=1`` unless the caller set it: N processes
     share the machine's cores, and N processes x all cores each would fight over them.
-    Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds.
+    After ``timeout`` seconds the launcher and its workers are stopped (see
+    :func:`_stop_launcher`) and ``subprocess.TimeoutExpired`` is raised.
     """
-    if not isinstance(nproc, int) or nproc < 1:
-        raise ValueError(f"nproc must be an int >= 1, got {nproc!r}")
+    check_int("nproc", nproc)
     env = {**os.environ}
     env.setdefault("OMP_NUM_THREADS", "1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
                "-m", "tinyllm.train", *map(str, train_args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          start_new_session=True) as launcher:
+        try:
+            stdout, stderr = launcher.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stdout, stderr = _stop_launcher(launcher)
+            raise subprocess.TimeoutExpired(command, timeout, stdout, stderr) from None
+        except BaseException:  # Ctrl-C in the caller: the workers stop too
+            _stop_launcher(launcher)
+            raise
+    return subprocess.CompletedProcess(command, launcher.returncode, stdout, stderr)
+
+
+def _stop_launcher(launcher: subprocess.Popen, grace: float = 30.0) -> tuple[str, str]:
+    """Stop torchrun and every worker; return what they printed.
+
+    torchrun starts each worker in a session of its own, so killing the launcher's process
+    group would miss them. SIGTERM makes torchrun stop its workers itself (it kills each
+    worker's group, then waits for it); the launcher's own group (it runs in a session
+    of its own) is killed after ``grace`` seconds in case torchrun does not stop.
+    """
+    launcher.send_signal(signal.SIGTERM)
+    try:
+        return launcher.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)  # its group's id is its pid
+        return launcher.communicate(timeout=grace)
+
+
+def _stream_key(j: int) -> str:
+    return "batches" if j == 0 else f"batches.{j}"  # stream 0 keeps a single process's name
+
+
+class Ranks:
+    """This process's part of a run over ``dist.world_size`` processes: all the training loop
+    asks of torchrun, DDP and FSDP. In one process every method is the trivial one.
+
+    - ``module``: the model to call (wrapped by DDP or FSDP under torchrun);
+    - ``generators``: the random batch streams of this rank's micro-steps, ``micro_size``
+      sequences each;
+    - :meth:`sync`: average the gradients over the ranks in the last micro-step's backward;
+    - :meth:`mean_and_any`: the step's loss over every rank, and whether any got Ctrl-C;
+    - :meth:`restore` and :meth:`checkpoint_state`: resume from and save a checkpoint that
+      reads like a single process's.
+    """
+
+    def __init__(self, dist: Dist, model: nn.Module, device: torch.device, fsdp: bool, seed: int,
+                 batch_size: int, grad_accum_steps: int):
+        self.dist, self.model, self.device, self.fsdp = dist, model, device, fsdp
+        self.tied = tied_names(model)
+        self.module = wrap_model(model, device, fsdp) if dist.enabled else model
+        self.micro_size = micro_batch_size(batch_size, dist.world_size, grad_accum_steps)
+        # Micro-batch stream j = rank * grad_accum_steps + micro draws from its own generator
+        # seeded seed + j: stream 0 is a single process's generator, and 2 ranks x 1 micro-step
+        # draw exactly the batches of 1 rank x 2 micro-steps.
+        self.streams = [dist.rank * grad_accum_steps + m for m in range(grad_accum_steps)]
+        self.generators = [torch.Generator().manual_seed(seed + j) for j in self.streams]
+        self._torch_key = "torch" if dist.is_main else f"torch.{dist.rank}"
+
+    @property
+    def evaluates(self) -> bool:
+        """Whether this rank runs the evaluations. FSDP: every rank (each holds a shard of the
+        weights the others gather), rank 0 keeps the figures. DDP: rank 0 alone, on its full
+        copy; the others wait at the next collective (dist_timeout must cover it)."""
+        return self.dist.is_main or self.fsdp
+
+    def sync(self, micro: int):
+        """The context of micro-step ``micro``'s backward (one all-reduce per step)."""
+        return gradient_sync(self.module, micro == len(self.generators) - 1)
+
+    def mean_and_any(self, loss: float, stop: bool) -> tuple[float, bool]:
+        if not self.dist.enabled:
+            return loss, stop
+        total, stops = all_reduce_sum([loss, float(stop)], self.device)
+        return total / self.dist.world_size, stops > 0
+
+    def restore(self, checkpoint, optimizer) -> None:
+        """Load the optimizer's moments and every random stream of ``checkpoint``."""
+        saved = sorted(k for k in checkpoint.rng if k.startswith("batches"))
+        if len(saved) != self.dist.world_size * len(self.generators):
+            raise CheckpointError(
+                f"the checkpoint in {checkpoint.path} has {len(saved)} batch stream(s), this run has "
+                f"{self.dist.world_size} process(es) x grad_accum_steps {len(self.generators)}: "
+                "resume with the same product"
+            )
+        if self.fsdp:  # each rank keeps its shard of the moments
+            names = optimizer_names(self.model, optimizer)
+            load_optimizer_state(self.module, optimizer, checkpoint.optimizer_state, names)
+        else:  # one process, or DDP: every rank holds the whole state
+            optimizer.load_state_dict(checkpoint.optimizer_state)
+        for j, generator in zip(self.streams, self.generators):
+            generator.set_state(checkpoint.rng[_stream_key(j)])
+        torch.set_rng_state(checkpoint.rng.get(self._torch_key, checkpoint.rng["torch"]))
+
+    def checkpoint_state(self, optimizer):
+        """``(model, optimizer, rng)`` for :func:`tinyllm.checkpoint.save_checkpoint` on rank 0,
+        ``None`` on the others. Every rank must call it (FSDP gathers the shards, rank 0
+        gathers every rank's batch streams)."""
+        rng = {_stream_key(j): g.get_state() for j, g in zip(self.streams, self.generators)}
+        rng[self._torch_key] = torch.get_rng_state()
+        model_state, optim_state = self.model, optimizer  # one process, or DDP: rank 0 holds it all
+        if self.fsdp:
+            weights, moments = full_state(self.module, optimizer, self.tied)
+            model_state, optim_state = StateView(weights, self.model.config), StateView(moments)
+        if self.dist.enabled:
+            parts = gather_objects(rng, self.dist)
+            if not self.dist.is_main:
+                return None
+            rng = {k: v for part in parts for k, v in part.items()}
+        return model_state, optim_state, rng
 
 
 class StateView:

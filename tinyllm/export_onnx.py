@@ -40,8 +40,8 @@ import torch.nn.functional as F
 
 from tinyllm.data import get_batch, load_text
 from tinyllm.layers import apply_rope, repeat_kv, rope_angles
-from tinyllm.model import GPT
-from tinyllm.train import prepare_data
+from tinyllm.model import GPT, eval_mode
+from tinyllm.prepare import prepare_data
 
 # Every GPTConfig option the exported graph reproduces, with the values it supports
 # (None: any value). A config option not listed here -- one a later chapter may add,
@@ -160,9 +160,7 @@ def to_onnx(model: GPT, path, atol: float = 1e-4, check: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = model.config
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         example = torch.zeros(2, min(8, cfg.block_size), dtype=torch.long)
         with _quiet():
             # torch.export traces with symbolic sizes; T is declared from 2 because an
@@ -183,8 +181,6 @@ def to_onnx(model: GPT, path, atol: float = 1e-4, check: bool = True) -> Path:
                 diff = max_logit_difference(model, path, idx)
                 if not diff <= atol:
                     raise RuntimeError(f"ONNX logits differ from PyTorch by {diff:.2e} > {atol} on {shape}")
-    finally:
-        model.train(was_training)
     return path
 
 
@@ -274,9 +270,7 @@ def to_onnx_cached(model: GPT, path, atol: float = 1e-4, check: bool = True) -> 
     cfg = model.config
     if cfg.block_size < 4:
         raise ValueError(f"the cached export needs block_size >= 4, got {cfg.block_size}")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         names = cache_names(cfg.n_layer, "past")
         # Example sizes 2 and 3 (not 0 or 1, which torch.export would specialise); the
         # graph is exact for P == 0 and T == 1 as well, which the check below runs.
@@ -299,8 +293,6 @@ def to_onnx_cached(model: GPT, path, atol: float = 1e-4, check: bool = True) -> 
             diff = max_cached_logit_difference(model, path, ids, prompt=cfg.block_size // 2)
             if not diff <= atol:
                 raise RuntimeError(f"cached ONNX logits differ from PyTorch by {diff:.2e} > {atol}")
-    finally:
-        model.train(was_training)
     return path
 
 

@@ -5,6 +5,7 @@ It sits below every step of the data flow and imports nothing of the package.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -32,5 +33,10 @@ def write_atomic(path: Path, data: bytes) -> None:
             tmp.close()
             os.unlink(tmp.name)
             raise
-    os.chmod(tmp.name, 0o644)  # temporary files are private; these are ordinary files
-    os.replace(tmp.name, path)
+    try:
+        os.chmod(tmp.name, 0o644)  # temporary files are private; these are ordinary files
+        os.replace(tmp.name, path)
+    except BaseException:  # e.g. path is a folder, or a crash (Ctrl-C) between the two calls
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp.name)
+        raise

@@ -15,6 +15,7 @@ Shapes: ``B`` batch size, ``T`` sequence length (<= block_size), ``C`` = n_embd,
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass
 
@@ -24,9 +25,22 @@ import torch.nn.functional as F
 
 from tinyllm.layers import ReLU2, RMSNorm, apply_rope, repeat_kv, rope_angles
 from tinyllm.sampling import check_sampling_args, sample_next
+from tinyllm.validate import check_int
 
 # Targets with this value are left out of the loss (PyTorch's and Hugging Face's convention).
 IGNORE_INDEX = -100
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Run the block with ``model`` in eval mode (no dropout), then put back the mode it was
+    in: a function that evaluates or generates leaves a model in training still training."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def _check_ids(idx: torch.Tensor, vocab_size: int) -> None:
@@ -116,9 +130,7 @@ class GPTConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, getattr(self, name))
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}: each head gets "
@@ -130,9 +142,8 @@ class GPTConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         for name in ("mlp_hidden", "n_kv_head"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+            if getattr(self, name) is not None:  # None: the default width, one kv head per head
+                check_int(name, getattr(self, name))
         if self.n_head % self.kv_heads:
             raise ValueError(
                 f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}: allowed "
@@ -328,6 +339,17 @@ class Block(nn.Module):
         return x, weights
 
 
+def decay_groups(params, weight_decay: float) -> list[dict]:
+    """AdamW's two parameter groups: matrices (Linear and Embedding weights) decay toward
+    zero by ``weight_decay``; vectors (biases, norm gains) do not, since decaying them only
+    hurts. :meth:`GPT.configure_optimizers` and :func:`tinyllm.optim.build_optimizer` use it."""
+    params = list(params)
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
 class GPT(nn.Module):
     """A GPT-2 style decoder-only transformer language model."""
 
@@ -430,16 +452,12 @@ class GPT(nn.Module):
         T = idx.size(1)
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than block_size={self.config.block_size}")
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             x = self.embed(idx)
             maps = []
             for block in self.transformer.h:
                 x, w = block(x, need_weights=True)
                 maps.append(w)
-        finally:
-            self.train(was_training)
         return torch.stack(maps)
 
     def configure_optimizers(self, weight_decay: float, lr: float, betas=(0.9, 0.95), device_type: str = "cpu"):
@@ -447,13 +465,7 @@ class GPT(nn.Module):
 
         Biases and layer-norm gains are vectors: decaying them toward zero only hurts.
         """
-        params = {n: p for n, p in self.named_parameters() if p.requires_grad}
-        decay = [p for p in params.values() if p.dim() >= 2]
-        no_decay = [p for p in params.values() if p.dim() < 2]
-        groups = [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
+        groups = decay_groups([p for p in self.parameters() if p.requires_grad], weight_decay)
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=(device_type == "cuda") or None)
 
     def flops_per_token(self, T: int | None = None) -> int:
@@ -497,15 +509,12 @@ class GPT(nn.Module):
         the same logits (to float rounding); beyond it the cached model sees between
         ``block_size // 2`` and ``block_size`` tokens of context.
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        check_int("max_new_tokens", max_new_tokens, 0)
         check_sampling_args(temperature, top_k, top_p, greedy)
         _check_ids(idx, self.config.vocab_size)
         if idx.size(1) == 0:
             raise ValueError("idx must hold at least one token to continue from")
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             block = self.config.block_size
             cache = None
             for _ in range(max_new_tokens):
@@ -522,6 +531,4 @@ class GPT(nn.Module):
                     logits, _ = self(idx[:, -1:], kv_cache=cache)
                 next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, greedy, generator)
                 idx = torch.cat([idx, next_id], dim=1)
-        finally:
-            self.train(was_training)
         return idx

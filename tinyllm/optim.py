@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import torch
 
+from tinyllm.model import decay_groups
+from tinyllm.validate import check_int
+
 OPTIMIZERS = ("adamw", "muon")
 # The quintic's coefficients (Keller Jordan's, also torch.optim.Muon's defaults): chosen for
 # the steepest slope at zero, so 5 steps push every singular value into about [0.7, 1.2].
@@ -37,8 +40,7 @@ def newton_schulz(G: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.T
     """
     if G.dim() != 2:
         raise ValueError(f"newton_schulz needs a matrix (2-D tensor), got shape {tuple(G.shape)}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    check_int("steps", steps, 0)
     a, b, c = NS_COEFFICIENTS
     X = G.bfloat16()  # bfloat16 is accurate enough: the result is only approximately orthogonal
     tall = G.size(0) > G.size(1)
@@ -52,16 +54,24 @@ def newton_schulz(G: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.T
     return X.T if tall else X
 
 
+def _load_keeping_peaks(optimizer, load, state_dict: dict) -> None:
+    """``load(state_dict)``, then give each group back the peak learning rate (``base_lr``) it
+    had: the peaks come from the run's config, not the checkpoint. Any torch-style state
+    loads, with or without ``base_lr`` on either side (an optimizer built without
+    :func:`build_optimizer`, a checkpoint written before ``base_lr`` existed)."""
+    peaks = [group.get("base_lr") for group in optimizer.param_groups]
+    load(state_dict)
+    for group, peak in zip(optimizer.param_groups, peaks):
+        if peak is not None:
+            group["base_lr"] = peak
+
+
 class AdamW(torch.optim.AdamW):
     """``torch.optim.AdamW`` whose groups keep their peak learning rate (``base_lr``) when a
-    checkpoint's state is loaded: the peaks come from the run's config, not the checkpoint
-    (checkpoints written before ``base_lr`` existed lack it)."""
+    checkpoint's state is loaded (see ``_load_keeping_peaks``)."""
 
     def load_state_dict(self, state_dict: dict) -> None:
-        peaks = [g["base_lr"] for g in self.param_groups]
-        super().load_state_dict(state_dict)
-        for group, peak in zip(self.param_groups, peaks):
-            group["base_lr"] = peak
+        _load_keeping_peaks(self, super().load_state_dict, state_dict)
 
 
 class MuonAdamW:
@@ -110,10 +120,7 @@ class MuonAdamW:
                 "state": {i - offset: s for i, s in state_dict["state"].items() if offset <= i < offset + n},
                 "param_groups": [{**g, "params": [i - offset for i in g["params"]]} for g in own],
             }
-            peaks = [g["base_lr"] for g in opt.param_groups]
-            opt.load_state_dict(sd)
-            for group, peak in zip(opt.param_groups, peaks):
-                group["base_lr"] = peak
+            _load_keeping_peaks(opt, opt.load_state_dict, sd)
             start, offset = start + len(own), offset + n
 
 
@@ -137,10 +144,7 @@ def build_optimizer(model: torch.nn.Module, name: str = "adamw", lr: float = 6e-
     matrices = {n for n, p in params.items()
                 if name == "muon" and p.dim() == 2 and n.startswith("transformer.h.")}
     rest = [p for n, p in params.items() if n not in matrices]
-    groups = [
-        {"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay, "base_lr": lr},
-        {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0, "base_lr": lr},
-    ]
+    groups = [{**group, "base_lr": lr} for group in decay_groups(rest, weight_decay)]
     adamw = AdamW(groups, lr=lr, betas=betas, fused=(device_type == "cuda") or None)
     if name == "adamw":
         return adamw

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 from tinyllm.model import GPTConfig
+from tinyllm.validate import check_int
 
 # NVIDIA H100 SXM5, bfloat16 Tensor Core peak *without* sparsity: the datasheet's
 # 1,979 TFLOPS is "with sparsity", dense is half of it (989 TFLOPS; nanoGPT and llm.c use
@@ -37,11 +38,6 @@ _STATE_VALUES = {"adamw": 2, "sgd": 1, "muon": 1}
 def _check_choice(name: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-
-
-def _check_positive_int(name: str, value, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
 
 
 def _check_config(config, gpt2_layout: bool = False) -> None:
@@ -178,9 +174,9 @@ def activation_bytes(config: GPTConfig, batch_size: int, T: int | None = None, d
     GPT-2's layout only (chapter 11's switches raise ``ValueError``).
     """
     _check_config(config, gpt2_layout=True)
-    _check_positive_int("batch_size", batch_size)
+    check_int("batch_size", batch_size)
     T = config.block_size if T is None else T
-    _check_positive_int("T", T)
+    check_int("T", T)
     if T > config.block_size:
         raise ValueError(f"T must be at most block_size={config.block_size}, got {T}")
     _check_choice("dtype", dtype, PRECISIONS)
@@ -210,7 +206,7 @@ def per_rank_bytes(config: GPTConfig, world_size: int = 1, strategy: str = "ddp"
     rank's own micro-batch of ``batch_size`` sequences either way.
     Not counted: DDP's gradient buckets, the allocator's slack, CUDA's own few hundred MB.
     """
-    _check_positive_int("world_size", world_size)
+    check_int("world_size", world_size)
     _check_choice("strategy", strategy, STRATEGIES)
     state = training_state_bytes(config, optimizer, precision)
     out = dict(state) if strategy == "ddp" else {k: math.ceil(v / world_size) for k, v in state.items()}
@@ -230,9 +226,8 @@ def allreduce_bytes(n_bytes: int, world_size: int) -> float:
     ends with one summed chunk), then N-1 steps of all-gather; each step moves one chunk.
     The cost per rank hardly grows with N: at most twice the data. One rank sends nothing.
     """
-    if isinstance(n_bytes, bool) or not isinstance(n_bytes, int) or n_bytes < 0:
-        raise ValueError(f"n_bytes must be an int >= 0, got {n_bytes!r}")
-    _check_positive_int("world_size", world_size)
+    check_int("n_bytes", n_bytes, 0)
+    check_int("world_size", world_size)
     return 2 * (world_size - 1) / world_size * n_bytes
 
 
@@ -241,7 +236,7 @@ def effective_batch_tokens(batch_size: int, block_size: int, grad_accum_steps: i
     """Tokens in one optimizer step: micro-batch x sequence length x accumulation x ranks."""
     for name, value in (("batch_size", batch_size), ("block_size", block_size),
                         ("grad_accum_steps", grad_accum_steps), ("world_size", world_size)):
-        _check_positive_int(name, value)
+        check_int(name, value)
     return batch_size * block_size * grad_accum_steps * world_size
 
 
@@ -257,7 +252,7 @@ def flops_per_token(config: GPTConfig, T: int | None = None) -> int:
     every weight; ``12 L C T`` the attention scores and mix (PaLM, appendix B).
     """
     T = config.block_size if T is None else T
-    _check_positive_int("T", T)
+    check_int("T", T)
     return 6 * param_count(config, non_embedding=True) + 12 * config.n_layer * config.n_embd * T
 
 
@@ -277,7 +272,7 @@ def training_hours(flops: float, n_gpus: int = 1, peak_flops: float = H100_BF16_
     """
     if isinstance(flops, bool) or not isinstance(flops, (int, float)) or not flops > 0:
         raise ValueError(f"flops must be a number > 0, got {flops!r}")
-    _check_positive_int("n_gpus", n_gpus)
+    check_int("n_gpus", n_gpus)
     if not peak_flops > 0:
         raise ValueError(f"peak_flops must be > 0, got {peak_flops!r}")
     if not 0 < mfu <= 1:

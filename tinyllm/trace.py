@@ -29,6 +29,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from tinyllm.model import eval_mode
+from tinyllm.validate import check_int
+
 
 @dataclass
 class Trace:
@@ -111,25 +114,23 @@ def trace(model, idx: torch.Tensor) -> Trace:
     for block in model.transformer.h:
         handles.append(block.attn.c_proj.register_forward_pre_hook(_recorder(heads)))
         handles.append(block.mlp.c_proj.register_forward_pre_hook(_recorder(neurons)))
-    was_training = model.training
-    model.eval()
     pre, mid, post, attn = [], [], [], []
-    try:
-        x = model.embed(idx)  # tokens (+ positions, unless the model uses RoPE)
-        for block in model.transformer.h:
-            pre.append(x)
-            a, weights = block.attn(block.ln_1(x), need_weights=True)
-            x = x + a
-            mid.append(x)
-            x = x + block.mlp(block.ln_2(x))
-            post.append(x)
-            attn.append(weights)
-        final = model.transformer.ln_f(x)
-        logits = model.lm_head(final)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    with eval_mode(model):
+        try:
+            x = model.embed(idx)  # tokens (+ positions, unless the model uses RoPE)
+            for block in model.transformer.h:
+                pre.append(x)
+                a, weights = block.attn(block.ln_1(x), need_weights=True)
+                x = x + a
+                mid.append(x)
+                x = x + block.mlp(block.ln_2(x))
+                post.append(x)
+                attn.append(weights)
+            final = model.transformer.ln_f(x)
+            logits = model.lm_head(final)
+        finally:
+            for h in handles:
+                h.remove()
     nh = cfg.n_head
     head_out = [y.view(B, T, nh, -1).transpose(1, 2) for y in heads]  # (B, nh, T, hs)
     return Trace(idx, pre, mid, post, attn, head_out, neurons, final, logits)
@@ -150,8 +151,7 @@ def logit_lens(model, tr: Trace, position: int, k: int = 5, batch: int = 0):
     check_index("position", position, T, "the text has positions")
     check_index("batch", batch, B, "the batch has rows")
     V = tr.logits.size(-1)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= V:
-        raise ValueError(f"k must be an int in 1..{V}, got {k!r}")
+    check_int("k", k, 1, V)
     probs = F.softmax(lens_logits(model, tr.stream()[:, batch, position]), dim=-1)  # (L + 1, V)
     top = probs.topk(k, dim=-1)
     return top.values, top.indices
@@ -294,11 +294,6 @@ def ablate(model, heads=(), mlps=(), mode: str = "zero"):
 def ablated_loss(model, idx, targets, heads=(), mlps=(), mode: str = "zero") -> float:
     """Mean cross-entropy of ``model`` on ``idx``/``targets`` ``(B, T)`` with the chosen heads
     and MLPs ablated (see :func:`ablate`); with none, the plain loss. Eval mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        with ablate(model, heads, mlps, mode):
-            _, loss = model(idx, targets)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), ablate(model, heads, mlps, mode):
+        _, loss = model(idx, targets)
     return loss.item()
