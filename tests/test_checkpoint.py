@@ -85,10 +85,10 @@ def test_crash_before_manifest_keeps_previous_checkpoint(tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated crash")  # as if the process died here
         real_replace(src, dst)
 
-    monkeypatch.setattr(ck.os, "replace", crash_on_manifest)
+    monkeypatch.setattr(os, "replace", crash_on_manifest)
     with pytest.raises(KeyboardInterrupt):
         _save(tmp_path, step=2)
-    monkeypatch.setattr(ck.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     cp = load_checkpoint(tmp_path)  # the old checkpoint is intact and still the valid one
     assert cp.step == 1
     _save(tmp_path, step=3)  # the next save cleans the leftovers

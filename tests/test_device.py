@@ -22,3 +22,19 @@ def test_auto_is_the_same_as_no_preference_and_a_bad_name_is_a_value_error():
     message = "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'gpu'"
     with pytest.raises(ValueError, match=message):
         pick_device("gpu", verbose=False)
+
+
+def test_auto_dtype_is_bfloat16_only_where_the_cpu_multiplies_it_fast(monkeypatch):
+    import contextlib
+
+    from tinyllm import device
+
+    assert device.resolve_dtype("float32", "cpu") == torch.float32
+    assert device.resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+    assert device.resolve_dtype("auto", "mps") == torch.float32
+    for fast, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(device, "cpu_has_fast_bfloat16", lambda fast=fast: fast)
+        assert device.resolve_dtype("auto", "cpu") == expected
+    assert isinstance(device.autocast_context("cpu", torch.float32), contextlib.nullcontext)
+    with device.autocast_context("cpu", torch.bfloat16):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16  # weights stay float32

@@ -642,3 +642,17 @@ def test_eval_mode_puts_back_the_mode_the_model_was_in_even_after_an_error():
     with pytest.raises(RuntimeError, match="inside"), eval_mode(model):
         raise RuntimeError("inside")
     assert model.training
+
+
+def test_the_integer_check_refuses_bools_floats_and_values_out_of_bounds():
+    from tinyllm.validate import check_int
+
+    assert check_int("n", 3) == 3 and check_int("k", 5, 1, 5) == 5
+    for value, low, high, message in ((True, 1, None, "n must be an int >= 1, got True"),
+                                      (2.0, 1, None, "n must be an int >= 1, got 2.0"),
+                                      (-1, 0, None, "n must be an int >= 0, got -1"),
+                                      (6, 1, 5, r"n must be an int in 1\.\.5, got 6")):
+        with pytest.raises(ValueError, match=message):
+            check_int("n", value, low, high)
+    with pytest.raises(ValueError, match="n_layer must be an int >= 1, got True"):
+        GPTConfig(n_layer=True)

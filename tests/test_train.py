@@ -323,7 +323,8 @@ def test_under_torchrun_only_a_lost_peer_is_reported_as_one(monkeypatch, capsys)
 def test_every_preset_resolves_to_the_settings_it_had_before_the_config_module():
     """The presets moved to tinyllm.config, and TrainConfig's model defaults became GPTConfig's:
     every preset still resolves to exactly its earlier settings (the file holds them; a
-    deliberate change to a preset updates it)."""
+    deliberate change to a preset rewrites it: json.dump({name: config_from_preset(name).to_dict()
+    for name in PRESETS}, file, indent=1, sort_keys=True))."""
     expected = json.loads((Path(__file__).parent / "data" / "presets_resolved.json").read_text())
     assert {name: config_from_preset(name).to_dict() for name in PRESETS} == expected
 

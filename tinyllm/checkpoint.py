@@ -20,12 +20,9 @@ Why this layout:
   exists. The previous checkpoint's files are deleted after it. A process killed at any
   instant leaves either the old manifest (whose files are still there) or the new one.
 - **Corruption is detected.** Loading checks every file's size and sha256 against the
-  manifest and raises :class:`CheckpointError` naming the file, before parsing anything.
-  A malformed file (a missing key, a wrong type, a name that leaves the folder) raises
-  :class:`CheckpointError` too, naming the file and the problem.
-- **Only its own files are touched.** The manifest may name only plain files of the
-  checkpoint's folder (no ``../``, no absolute path, no link), and a save deletes only
-  files named exactly as saves name them, so a user's ``model-notes.json`` stays.
+  manifest before parsing anything; any bad file (corrupted, malformed, or named outside
+  the folder: ``../x``, an absolute path, a link) raises :class:`CheckpointError` naming
+  the file and the problem. A save deletes only files named as saves name them.
 """
 
 from __future__ import annotations
@@ -33,7 +30,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +39,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from tinyllm.files import sha256, write_atomic
+from tinyllm.files import fsync_dir, sha256, write_atomic
 from tinyllm.tokenizer import BPETokenizer, CharTokenizer
 from tinyllm.validate import check_int
 
@@ -140,25 +136,6 @@ def _rng_from_json(rng: dict[str, str]) -> dict[str, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------
-# Atomic writes
-# ---------------------------------------------------------------------------------------
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the renames themselves durable; not every platform can open a folder.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-# ---------------------------------------------------------------------------------------
 # Save
 # ---------------------------------------------------------------------------------------
 
@@ -216,10 +193,10 @@ def save_checkpoint(
         if not (out_dir / name).exists():
             write_atomic(out_dir / name, data)
         manifest["files"][kind] = {"name": name, "bytes": len(data), "sha256": digest}
-    _fsync_dir(out_dir)
+    fsync_dir(out_dir)
     # The commit point: after this rename the new checkpoint is the valid one.
     write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
-    _fsync_dir(out_dir)
+    fsync_dir(out_dir)
     _remove_stale_files(out_dir, keep={f["name"] for f in manifest["files"].values()})
     return out_dir / MANIFEST
 
@@ -310,7 +287,7 @@ def _read_verified(out_dir: Path, entry: dict, kind: str) -> bytes:
 
 
 def _typed(mapping: dict, key: str, kind: type | tuple, default=KeyError):
-    """``mapping[key]`` (``default`` if given and the key is absent), checked to be a ``kind``."""
+    """``mapping[key]`` (``default`` if given and absent), checked to be a ``kind``."""
     if not isinstance(mapping, dict):
         raise TypeError(f"expected a JSON object holding {key!r}, got {type(mapping).__name__}")
     if key not in mapping and default is not KeyError:

@@ -57,11 +57,11 @@ from tinyllm.device import autocast_context, pick_device, resolve_dtype
 from tinyllm.distributed import Ranks, check_launch, device_for, env_dist, lost_peer, process_group
 from tinyllm.model import GPT, eval_mode
 from tinyllm.optim import build_optimizer, set_lr
-from tinyllm.prepare import get_split_batch, prepare, prepare_data
+from tinyllm.prepare import build_tokenizer, get_split_batch, prepare, prepare_chat, prepare_data
 
-# What chapters, tests and scripts import from here (PRESETS and TrainConfig live in config).
-__all__ = ["PRESETS", "TrainConfig", "config_from_preset", "estimate_loss", "get_lr", "main", "train",
-           "validation_loss"]
+# What chapters, tests and scripts import from here (some live in config and prepare).
+__all__ = ["PRESETS", "TrainConfig", "build_tokenizer", "config_from_preset", "estimate_loss", "get_lr", "main",
+           "prepare_chat", "prepare_data", "train", "validation_loss"]
 
 # ---------------------------------------------------------------------------------------
 # Pieces of the loop
