@@ -61,7 +61,8 @@ def main() -> None:
     without, score = median_seconds(notebook, args.set, args.repeats)
     print(f"without the sandbox: median {without:6.1f} s (score {score:g})")
     if with_sandbox is not None:
-        print(f"the sandbox costs {with_sandbox - without:+.1f} s per notebook ({with_sandbox / without:.2f}x); "
+        ratio = with_sandbox / without
+        print(f"the sandbox costs {with_sandbox - without:+.1f} s per notebook ({ratio:.2f}x); "
               f"target <= 20 s with it on an idle 2-core machine")
     print(f"load average {os.getloadavg()[0]:.1f} after the run")
 

@@ -120,7 +120,7 @@ def test_a_notebook_that_never_ends_is_stopped_whole(tmp_path):
     path = _with_answers(tmp_path, "forever.ipynb", {"q1": "import time\nwhile True:\n    time.sleep(1)"})
     start = time.perf_counter()
     report = grade(path, source=SOURCE, cell_seconds=600, notebook_seconds=15)
-    assert time.perf_counter() - start < 40
+    assert time.perf_counter() - start < 150  # 15 s and the grader's start-up (slow on a busy machine), not 600
     assert "stopped after 15 s" in report.error
     assert [q.score for q in report.questions] == [0, 0, 0, 0]
 
@@ -457,8 +457,10 @@ def installed(tmp_path_factory):
 
 
 def _run(python, *args, cwd, env=None):
+    # Without the caller's PYTHONPATH: it may name a checkout, and the wheel's tinyllm is tested.
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run([str(python), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+                          env={**clean, **(env or {})})
 
 
 def test_the_wheel_carries_every_sets_tests_and_grades_from_anywhere(installed, tmp_path):

@@ -47,7 +47,17 @@ def call(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
     """
     if isinstance(fn, LearnerFunction):
         return fn.session.call(name, args, kwargs, inplace=False)
-    return direct_call(name, fn, *args, **kwargs)
+    from tinyllm.grading import values
+
+    before = values.pack((list(args), dict(kwargs)))
+    value = direct_call(name, fn, *args, **kwargs)
+    if not values.same(before, values.pack((list(args), dict(kwargs)))):
+        raise AssertionError(CHANGED_INPUTS.format(name=name))
+    return value
+
+
+CHANGED_INPUTS = ("`{name}` changed the inputs it was given: the exercise asks you to leave them "
+                  "as they are and compute the result into new tensors")
 
 
 def call_inplace(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:

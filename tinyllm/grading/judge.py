@@ -107,11 +107,13 @@ class Session:
                 reason = self.run.stopped or reason
             self.dead = reason
 
-    def receive(self, deadline: float, max_elements: int = 1 << 24):
+    def receive(self, deadline: float, max_elements: int = 1 << 24, late: str = "it did not answer in time"):
         try:
             return values.receive(self.from_fd, deadline, max_elements=max_elements)
         except values.ChannelError as exc:
-            if str(exc) == values.CLOSED:
+            if str(exc) == values.LATE:
+                self.fail(late)
+            elif str(exc) == values.CLOSED:
                 self.fail("the notebook's process ended (did a cell or a function end it, e.g. os._exit?)")
             else:
                 self.fail(f"the notebook's process sent no usable answer: {exc}")
@@ -152,7 +154,8 @@ class Session:
         deadline = start + seconds + 5
         values.send(self.to_fd, request)
         while True:
-            message = self.receive(deadline, max_elements=max(1 << 20, 64 * inputs))
+            message = self.receive(deadline, max_elements=max(1 << 20, 64 * inputs),
+                                   late=f"`{name}` did not return within {seconds:g} s and could not be stopped")
             if isinstance(message, tuple) and len(message) == 3 and message[0] == "callback":
                 self._callback(callbacks, message)
                 continue
@@ -175,8 +178,7 @@ class Session:
         if failed is not None:
             raise AssertionError(" ".join(str(failed).split())[:500])
         if changed and not inplace:
-            raise AssertionError(f"`{name}` changed the inputs it was given: the exercise asks you to leave "
-                                 "them as they are and compute the result into new tensors")
+            raise AssertionError(checks.CHANGED_INPUTS.format(name=name))
         return value
 
     def _callback(self, callbacks: list, message) -> None:
@@ -313,12 +315,10 @@ def judge(config: dict) -> Report:
         error = None
         try:
             try:
-                ready = session.receive(time.monotonic() + run.limits.seconds)
+                late = f"grading stopped after {run.limits.seconds:g} s: the notebook runs too long"
+                ready = session.receive(time.monotonic() + run.limits.seconds, late=late)
                 notes += [" ".join(str(n).split())[:300] for n in list(ready[1])[:10]]
             except AssertionError:
-                if run.stopped is None and run.proc.poll() is None:
-                    session.dead = None
-                    session.fail(f"grading stopped after {run.limits.seconds:g} s: the notebook runs too long")
                 error = session.dead
             except (TypeError, IndexError):
                 session.fail("the notebook's process sent no usable answer")

@@ -33,6 +33,9 @@ from functools import cache
 from pathlib import Path
 
 GiB, MiB = 1 << 30, 1 << 20
+# The run's total may exceed the per-process data limit by the libraries it maps (torch):
+# so one process hits its own limit (MemoryError where it allocates) before the whole run does.
+LIBRARIES_BYTES = 1 * GiB
 WORK = "/submission"  # the notebook's working folder, inside the sandbox
 PACKAGE_PARENT = "/opt/tinyllm"  # the tinyllm package is bound at PACKAGE_PARENT/tinyllm
 REQUIRE_ENV = "TINYLLM_REQUIRE_SANDBOX"  # "1": a missing sandbox is an error (CI)
@@ -41,7 +44,7 @@ REQUIRE_ENV = "TINYLLM_REQUIRE_SANDBOX"  # "1": a missing sandbox is an error (C
 @dataclass
 class Limits:
     seconds: float = 240.0  # running the notebook's cells (all questions' calls: their own limits)
-    memory_bytes: int = 3 * GiB  # per process (data) and all processes of the run (resident)
+    memory_bytes: int = 3 * GiB  # per process (data); all processes: this plus LIBRARIES_BYTES
     disk_bytes: int = 512 * MiB  # the working folder; /tmp and /dev/shm get an eighth each
     processes: int = 24  # processes alive at once
     poll_seconds: float = 0.1
@@ -99,14 +102,14 @@ def command(python_argv: list[str], package_dir: Path, notebook_fd: int, noteboo
     for name in ("/etc/ld.so.cache", "/etc/localtime", "/etc/ssl", "/etc/fonts", "/etc/matplotlibrc"):
         if Path(name).exists():
             argv += ["--ro-bind", name, name]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    small = str(max(limits.disk_bytes // 8, 8 * MiB))  # first: a Python installed under /tmp is bound over it
+    argv += ["--size", small, "--tmpfs", "/tmp", "--size", small, "--tmpfs", "/dev/shm"]
     argv += _binds_for_python()
     # Only the package, not the checkout around it; and not every set's tests.
     argv += ["--ro-bind", str(package_dir), f"{PACKAGE_PARENT}/tinyllm"]
     if (package_dir / "grading" / "assignments").is_dir():
         argv += ["--tmpfs", f"{PACKAGE_PARENT}/tinyllm/grading/assignments"]
-    argv += ["--proc", "/proc", "--dev", "/dev"]
-    small = str(max(limits.disk_bytes // 8, 8 * MiB))
-    argv += ["--size", small, "--tmpfs", "/tmp", "--size", small, "--tmpfs", "/dev/shm"]
     argv += ["--size", str(limits.disk_bytes), "--tmpfs", WORK,
              "--file", str(notebook_fd), f"{WORK}/{notebook_name}", "--chdir", WORK]
     for key, value in environment(WORK, PACKAGE_PARENT).items():
@@ -132,7 +135,8 @@ def rlimits(limits: Limits, cpu_seconds: float):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         # Data, not address space: a CUDA build of torch (Colab's) maps gigabytes of libraries.
         resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.disk_bytes, limits.disk_bytes))
+        # One file may fill half the folder: a too-big file fails to write, with a note.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.disk_bytes // 2, limits.disk_bytes // 2))
         cpu = int(cpu_seconds) + 1
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         if os.geteuid() != 0:  # counted per user: the user's own processes plus the run's
@@ -194,7 +198,6 @@ class Run:
             return []
 
     def _watchdog(self) -> None:
-        import psutil
 
         while not self._done.wait(self.limits.poll_seconds):
             members = self._members()
@@ -204,15 +207,23 @@ class Run:
             if len(members) > self.limits.processes:
                 self.stop(f"the notebook started more than {self.limits.processes} processes")
                 return
-            rss = 0
-            for p in members:
-                try:
-                    rss += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            if rss > self.limits.memory_bytes:
+            if self._memory(members, "rss") > self.limits.memory_bytes + LIBRARIES_BYTES and \
+                    self._memory(members, "pss") > self.limits.memory_bytes + LIBRARIES_BYTES:
                 self.stop(f"the notebook used more than {self.limits.memory_bytes / GiB:g} GiB of memory")
                 return
+
+    @staticmethod
+    def _memory(members, kind: str) -> int:
+        """Resident bytes of all members; "pss" counts pages that forked processes share once."""
+        import psutil
+
+        total = 0
+        for p in members:
+            try:
+                total += p.memory_info().rss if kind == "rss" else p.memory_full_info().pss
+            except (psutil.Error, AttributeError):
+                pass
+        return total
 
     def stop(self, reason: str | None = None) -> None:
         """End the sandbox and everything in it; the first reason given is kept."""

@@ -176,6 +176,7 @@ def write_back(target, data) -> Any:
 
 MAX_MESSAGE_BYTES = 64 << 20  # one message from the sandbox
 CLOSED = "the other side closed the channel"
+LATE = "no answer in time"
 
 
 class ChannelError(Exception):
@@ -199,7 +200,7 @@ def _read_exactly(fd: int, n: int, deadline: float | None) -> bytes:
         if deadline is not None:
             wait = deadline - time.monotonic()
             if wait <= 0 or not select.select([fd], [], [], wait)[0]:
-                raise ChannelError("no answer in time")
+                raise ChannelError(LATE)
         chunk = os.read(fd, min(left, 1 << 20))
         if not chunk:
             raise ChannelError(CLOSED)
