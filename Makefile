@@ -45,6 +45,13 @@ browser:
 	@/usr/bin/chromium --version 2>/dev/null | head -n 1
 # --- end browser ---
 
+# --- sandbox (tinyllm.grade): Debian's bubblewrap, the sandbox graded notebooks run in ---
+.PHONY: sandbox
+sandbox:
+	@command -v bwrap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; }
+	@bwrap --version
+# --- end sandbox ---
+
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 

@@ -56,7 +56,7 @@ MAP: dict[str, tuple[str, str, str]] = {
     "validate.py": ("-", "test_model.py, test_scale.py", "the one integer check and its wording (below the data flow)"),
     "course.py": ("-", "test_course.py, test_notebooks.py", "Colab setup cells and links from `_config.yml`"),
     "grade.py": ("exercises", "test_grade.py, test_exercises.py", "`python -m tinyllm.grade`"),
-    "grading/": ("exercises", "test_grade.py, test_exercises.py", "checks, record and replay, sandbox, flags, build"),
+    "grading/": ("exercises", "test_grade.py, test_exercises.py", "a bubblewrap sandbox that answers calls, the tests in a process of their own, checks, flags, build"),
 }
 
 

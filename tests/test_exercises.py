@@ -9,7 +9,8 @@ For every set in ``exercises/source/``:
   and each wrong-on-purpose submission loses points on the hidden tests of each question it
   gets wrong (while passing the public ones when the manifest says it should).
 
-Grading runs ``otter run`` for real (two notebooks at a time); it is the slow part.
+Every notebook is graded once per session, as ``python -m tinyllm.grade`` grades it (two at a
+time, in the sandbox where bubblewrap runs); it is the slow part.
 """
 
 from __future__ import annotations
@@ -208,6 +209,7 @@ def test_solutions_score_full_marks(name, grades):
     assert report.error is None, report.error
     for q in report.questions:
         assert q.score == q.possible > 0 and q.passed, f"{name} {q.name}: the solution fails: {q.message}"
+        assert q.flags == [], f"{name} {q.name}: the solution is flagged (it uses the package's own code): {q.flags}"
 
 
 @pytest.mark.parametrize("name", NAMES)

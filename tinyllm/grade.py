@@ -1,42 +1,45 @@
-"""Grade exercise notebooks locally, without Docker: ``python -m tinyllm.grade``.
+"""Grade exercise notebooks locally: ``python -m tinyllm.grade``.
 
 ::
 
-    python -m tinyllm.grade 05_attention.ipynb               # one notebook: a table + JSON beside it
-    python -m tinyllm.grade submissions/ --csv grades.csv    # a folder: one CSV row each
+    python -m tinyllm.grade 05_attention.ipynb                  # one notebook: a table + JSON beside it
+    python -m tinyllm.grade alice.ipynb --set 05_attention      # the set, when the file name is not it
+    python -m tinyllm.grade submissions/ --set 05_attention     # a folder: one CSV row each
 
-The tests of every exercise set ship with the package (``tinyllm/grading/assignments/``),
-so this works from an installed package as from a clone; ``--source``/``--sources`` grade
-against a teacher's own instructor sources instead. Each notebook is graded in two phases
-(see :mod:`tinyllm.grading.record`): its cells and the tests' calls of the learner's
-functions run in a sandboxed child process (:mod:`tinyllm.grading.sandbox`: time, memory,
-disk and process limits, a fresh working folder); the recorded results are then judged by
-the tests here, in a process the notebook never touched. A broken submission (a cell that
-raises, a syntax error, an endless loop, ``sys.exit()``, a flood of output, a blank
-``...``, a renamed function, a file that is not a notebook, a runaway allocation) is
-graded, never crashes the command: what it broke scores 0 with a message.
+The exercise set comes from the command line (``--set``, ``--source``) or the file's name,
+never from the notebook; a notebook whose otter metadata names another set is an error.
+The tests of every set ship with the package (``tinyllm/grading/assignments/``), so this
+works from an installed package as from a clone; ``--source``/``--sources`` grade against
+a teacher's own instructor sources instead.
 
-Answer cells that import the package's own implementation of a piece are flagged.
-In a notebook, :func:`otter_notebook` makes otter's ``grader`` (``grader.check("q1")``) and
-:func:`grade_this` (the last cell of every exercise) grades the notebook it is in.
+Each notebook is graded by two processes (see :mod:`tinyllm.grading.judge`): the notebook
+runs in a sandbox (:mod:`tinyllm.grading.sandbox`: bubblewrap where it exists) and only
+answers calls of the learner's functions; the tests run in the grader's own process, which
+imported all it needs before the notebook started and never runs learner code. Without
+bubblewrap one's own notebook is still graded (the report says it was not isolated);
+``--untrusted``, the default for a folder of several notebooks, refuses then.
+
+A broken submission (a cell that raises, a syntax error, an endless loop, ``sys.exit()``,
+a flood of output, a blank ``...``, a renamed function, a file that is not a notebook, a
+runaway allocation) is graded, never crashes the command: what it broke scores 0 with a
+message. Answers that use the package's own implementation are flagged.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import json
 import os
-import shutil
+import resource
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
+from tinyllm.grading import sandbox
 from tinyllm.grading.flags import imported_answers  # noqa: F401  (part of the API)
 from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure  # noqa: F401
 from tinyllm.grading.sandbox import Limits
@@ -46,7 +49,7 @@ NOTEBOOK_SECONDS = 240.0  # for the whole notebook, kernel start included
 MAX_OUTPUT_CHARS = 20_000  # printed per cell
 GRADING_CELL_FIRST_LINE = "# Grade this notebook against the hidden tests"
 GRADING_ENV = "TINYLLM_GRADING"  # set inside a graded run: the grading cell does nothing there
-KERNEL_NAME = "tinyllm-grading"
+JUDGE_MEMORY_BYTES = 2 * sandbox.GiB  # the grader's own process (phase 2): data memory
 
 
 # ---------------------------------------------------------------------------------------
@@ -109,7 +112,7 @@ def grade_this(filename: str) -> Report | None:
         results = path.with_name(f"{stem}.results.json")
         print(f"grading the saved file {path.name} against the hidden tests (save it first) ...")
     report = grade(path, results_json=results)
-    print(report.table())
+    print(report.table())  # after everything the notebook printed (it ran elsewhere), total last
     print(f"wrote {results}")
     return report
 
@@ -131,184 +134,55 @@ def known_assignments(folder: Path = ASSIGNMENTS_DIR) -> list[str]:
     return sorted(p.stem for p in Path(folder).glob("[0-9][0-9]_*.json"))
 
 
-def assignment_name(notebook: Path) -> list[str]:
-    """The names a notebook may belong to: otter's assignment name, then its file name."""
-    names = []
-    try:
-        meta = json.loads(Path(notebook).read_text(encoding="utf-8")).get("metadata", {})
-        if isinstance(meta.get("otter", {}).get("assignment_name"), str):
-            names.append(meta["otter"]["assignment_name"])
-    except (OSError, ValueError, AttributeError):
-        pass
-    names.append(Path(notebook).stem)
-    return names
-
-
-def find_source(notebook: Path, source_dir: Path | str) -> Path:
-    """A teacher's instructor source of a learner notebook, in ``source_dir``."""
-    source_dir = Path(source_dir)
-    for name in assignment_name(notebook):
-        candidate = source_dir / f"{name}.ipynb"
-        if candidate.is_file():
-            return candidate
-    known = ", ".join(p.stem for p in sorted(source_dir.glob("*.ipynb"))) or "none"
-    raise GradingError(
-        f"cannot tell which exercise set {Path(notebook).name} is: its name matches no source in "
-        f"{source_dir} (known: {known}); keep the exercise's file name or pass --source"
-    )
-
-
-def assignment_data(source: Path, build_dir: Path | str | None = None) -> str:
-    """What the package ships for a set (its tests, ...), made from a teacher's own source."""
-    from tinyllm.grading import build
-
-    return build.assignment_data(Path(source), build.build(Path(source), Path(build_dir or build.BUILD_DIR)))
-
-
-def find_tests(notebook: Path, source=None, source_dir=None, build_dir=None) -> tuple[str, dict, list[str]]:
-    """(exercise set, its tests by question, package modules its own cells import).
-
-    GradingError if the notebook's set is unknown.
-    """
-    if source is None and source_dir is not None:
-        source = find_source(notebook, source_dir)
-    if source is not None:
-        data = json.loads(assignment_data(Path(source), build_dir))
-        return Path(source).stem, data["tests"], data["provided_imports"]
-    known = known_assignments()
-    for name in assignment_name(notebook):
-        if name in known:
-            data = json.loads((ASSIGNMENTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
-            return name, data["tests"], data.get("provided_imports", [])
+def assignment_of(notebook: Path, known: list[str]) -> str:
+    """The set a notebook is graded as, from its file name (``05_attention``, ``05_attention-bob``)."""
+    stem = Path(notebook).stem
+    for name in sorted(known, key=len, reverse=True):
+        if stem == name or (stem.startswith(name) and not stem[len(name)].isalnum()):
+            return name
     raise GradingError(
         f"cannot tell which exercise set {Path(notebook).name} is: its name matches none this "
-        f"package grades (known: {', '.join(known) or 'none'}); keep the exercise's file name"
+        f"package grades (known: {', '.join(known) or 'none'}); keep the exercise's file name "
+        "or pass --set NAME"
     )
 
 
-def questions_of(tests: dict[str, str]) -> list[QuestionResult]:
-    """Every question of an exercise set, scored 0 (for notebooks that cannot run)."""
-    from otter.test_files.exception_test import ExceptionTestFile
+def find_tests(notebook: Path, assignment=None, source=None, source_dir=None, build_dir=None):
+    """(exercise set, its tests by question, package modules its own cells import)."""
+    if source is None and source_dir is not None:
+        known = sorted(p.stem for p in Path(source_dir).glob("*.ipynb"))
+        source = Path(source_dir) / f"{assignment or assignment_of(notebook, known)}.ipynb"
+        if not source.is_file():
+            raise GradingError(f"{source_dir} has no source of {source.stem} (known: {', '.join(known) or 'none'})")
+    if source is not None:
+        from tinyllm.grading import build
 
-    out = []
-    for question, source in sorted(tests.items()):
-        test_file = ExceptionTestFile.from_string(source, path=f"{question}.py")
-        out.append(QuestionResult(test_file.name, 0.0, float(test_file.possible), False, False))
-    return out
-
-
-def _prepare(notebook: Path, dest: Path, cell_seconds: float, max_output_chars: int) -> Any:
-    """Copy ``notebook`` to ``dest`` with the guard as first cell; raise GradingError if unreadable.
-
-    Returns the notebook as read (before the guard), for the import scan.
-    """
-    import nbformat
-
-    try:
-        text = Path(notebook).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GradingError(f"cannot read {notebook}: {exc}") from None
-    try:
-        json.loads(text)
-    except ValueError as exc:
-        raise GradingError(
-            f"{Path(notebook).name} is not a valid notebook (not valid JSON: {exc}); "
-            "save it again from Jupyter or Colab"
-        ) from None
-    try:
-        nb = nbformat.reads(text, as_version=4)
-        cells = nb.cells
-        if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
-            raise ValueError("it has no list of cells")
-        for cell in cells:
-            if not isinstance(cell.get("source", ""), str):
-                raise ValueError("a cell has no source text")
-    except Exception as exc:
-        raise GradingError(f"{Path(notebook).name} is not a valid notebook: {exc}") from None
-    original = copy.deepcopy(nb)
-    # The grading cell would grade the notebook again inside its own grading, and the Colab
-    # setup cell would install the package again: both are left out.
-    from tinyllm.course import SETUP_CELL_FIRST_LINE
-
-    skip = (GRADING_CELL_FIRST_LINE, SETUP_CELL_FIRST_LINE)
-    nb.cells = [c for c in nb.cells if not c.get("source", "").startswith(skip)]
-    guard = nbformat.v4.new_code_cell(
-        "from tinyllm.grading.guard import install as _install_guard\n"
-        f"_install_guard(cell_seconds={cell_seconds!r}, max_output_chars={max_output_chars!r})"
-    )
-    nb.cells.insert(0, guard)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    for i, cell in enumerate(nb.cells):
-        cell["id"] = f"graded-{i}"  # ids may be missing or repeated in hand-edited files
-        if cell.get("cell_type") == "code":
-            cell["outputs"], cell["execution_count"] = [], None
-    try:
-        nbformat.write(nb, dest)
-    except Exception as exc:
-        raise GradingError(f"{Path(notebook).name} is not a valid notebook: {exc}") from None
-    return original
+        data = json.loads(build.assignment_data(Path(source), build.build(Path(source), Path(build_dir or build.BUILD_DIR))))
+        return Path(source).stem, data["tests"], data["provided_imports"]
+    known = known_assignments()
+    name = assignment or assignment_of(notebook, known)
+    if name not in known:
+        raise GradingError(f"no exercise set is named {name!r} (known: {', '.join(known)})")
+    data = json.loads((ASSIGNMENTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    return name, data["tests"], data.get("provided_imports", [])
 
 
-_REPLAY_LOCK = threading.Lock()  # replays seed torch's global generator: one at a time
+def _judge_limits(cpu_seconds: float):
+    """The grader's own process: its memory (soft, so the sandbox can get its own) and CPU time."""
 
+    def apply() -> None:
+        hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+        resource.setrlimit(resource.RLIMIT_DATA, (JUDGE_MEMORY_BYTES, hard))
+        cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), cpu_hard))
 
-def replay(tests: dict[str, str], record_dir: Path, missing: str) -> dict[str, QuestionResult]:
-    """Phase 2, here, in the grader's process: each question's tests on the recorded calls."""
-    from tinyllm.grading.record import Replayer, load_recording, run_tests
-
-    out = {}
-    with _REPLAY_LOCK:
-        torch_state, python_state = torch_rng_state()
-        try:
-            for question, source in sorted(tests.items()):
-                recording = load_recording(record_dir / f"{question}.pt")
-                if recording is None:
-                    continue
-                calls, params = recording
-                test_file = run_tests(source, question, None, Replayer(calls, missing, params))
-                cases = [
-                    {
-                        "name": r.test_case.name,
-                        "hidden": bool(r.test_case.hidden),
-                        "points": float(r.test_case.points or 0),
-                        "passed": bool(r.passed),
-                        "message": r.message or "",
-                    }
-                    for r in test_file.test_case_results
-                ]
-                failing = [c for c in cases if not c["passed"]]
-                out[question] = QuestionResult(
-                    test_file.name, float(test_file.score), float(test_file.possible),
-                    public_passed=all(c["passed"] for c in cases if not c["hidden"]),
-                    hidden_passed=all(c["passed"] for c in cases if c["hidden"]),
-                    message=first_line_of_failure(failing[0]["message"]) if failing else "",
-                    cases=cases,
-                )
-        finally:
-            set_rng_state(torch_state, python_state)
-    return out
-
-
-def torch_rng_state():
-    import random
-
-    import torch
-
-    return torch.get_rng_state(), random.getstate()
-
-
-def set_rng_state(torch_state, python_state) -> None:
-    import random
-
-    import torch
-
-    torch.set_rng_state(torch_state)
-    random.setstate(python_state)
+    return apply
 
 
 def grade(
     notebook: Path | str,
     *,
+    assignment: str | None = None,
     source: Path | str | None = None,
     source_dir: Path | str | None = None,
     build_dir: Path | str | None = None,
@@ -317,98 +191,47 @@ def grade(
     notebook_seconds: float = NOTEBOOK_SECONDS,
     max_output_chars: int = MAX_OUTPUT_CHARS,
     limits: Limits | None = None,
+    untrusted: bool = False,
 ) -> Report:
     """Grade one notebook; never raises for a bad submission (see ``Report.error``).
 
-    ``source`` (an instructor source) or ``source_dir`` (a folder of them) grade against a
-    teacher's own tests; by default the tests packaged with tinyllm are used.
+    ``assignment`` names the set (default: from the file name); ``source`` (an instructor
+    source) or ``source_dir`` (a folder of them) grade against a teacher's own tests.
+    ``untrusted`` refuses to run without the sandbox.
     """
-    from tinyllm.grading import sandbox
-
     start = time.perf_counter()
     notebook = Path(notebook)
     try:
-        assignment, tests, provided = find_tests(notebook, source, source_dir, build_dir)
+        name, tests, provided = find_tests(notebook, assignment, source, source_dir, build_dir)
+        isolated = sandbox.bwrap() is not None
+        if not isolated and os.environ.get(sandbox.REQUIRE_ENV) == "1":
+            raise GradingError(f"{sandbox.REQUIRE_ENV}=1 but bubblewrap cannot run here: {sandbox.REFUSED}")
+        if not isolated and untrusted:
+            raise GradingError(sandbox.REFUSED)
     except GradingError as exc:
         return _finish(Report(str(notebook), None, [], error=str(exc)), start, results_json)
-    blank = questions_of(tests)
-
-    def failed(message: str, flags: dict | None = None) -> Report:
-        for q in blank:
-            q.message = message
-            q.flags = (flags or {}).get(q.name, [])
-        return Report(str(notebook), assignment, blank, error=message)
-
     limits = limits or Limits(seconds=notebook_seconds)
-    work = Path(tempfile.mkdtemp(prefix="tinyllm-grade-"))
+    config = {
+        "notebook": str(notebook.resolve()), "assignment": name, "tests": tests, "provided": provided,
+        "limits": vars(limits), "cell_seconds": cell_seconds, "max_output_chars": max_output_chars,
+        "isolated": isolated,
+    }
+    seconds = limits.seconds + len(tests) * 6 * (cell_seconds + 5) + 120
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")])}
     try:
-        # otter grades the notebook under its own name; the set's name keeps it simple.
-        prepared = work / f"{assignment}.ipynb"
-        try:
-            original = _prepare(notebook, prepared, cell_seconds, max_output_chars)
-        except GradingError as exc:
-            return _finish(failed(str(exc)), start, results_json)
-        flags = imported_answers(original, provided)
-        env = sandbox.prepare(work, KERNEL_NAME, {GRADING_ENV: "1"})
-        config = work / "config.json"
-        config.write_text(json.dumps({
-            "work": str(work), "notebook": str(prepared), "kernel_name": KERNEL_NAME,
-            "tests": tests, "cell_seconds": cell_seconds,
-            "limits": sandbox.child_limits(limits, sys.executable, work),
-        }), encoding="utf-8")
-        outcome = sandbox.run([sys.executable, "-m", "tinyllm.grading.runner", str(config)], work, env, limits)
-        status = _read_status(work / "status.json")
-        if not status["notes"]:
-            status["notes"] = _read_status_notes(work / "notes.json")
-        error = outcome.stopped or status.get("error")
-        if error is None and outcome.returncode != 0:
-            tail = " / ".join(outcome.log.strip().splitlines()[-3:])
-            error = f"the notebook could not be graded: {tail or f'exit code {outcome.returncode}'}"
-        if error is None and sandbox.read_file(work / "status.json", 1) is None:
-            error = "the notebook could not be graded: the grading run ended without a result"
-        if error:
-            missing, not_called = error, error + " (`{name}` was not graded)"
+        proc = subprocess.run([sys.executable, "-m", "tinyllm.grading.judge"], input=json.dumps(config),
+                              capture_output=True, text=True, timeout=seconds, env=env,
+                              preexec_fn=_judge_limits(seconds), cwd=tempfile.gettempdir())
+        report = Report.from_dict(json.loads(proc.stdout))
+    except (subprocess.TimeoutExpired, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, subprocess.TimeoutExpired):
+            message = f"the grader stopped after {seconds:g} s"
         else:
-            missing = ("the graded run made no record of this question's tests: the notebook "
-                       "changed the grader or its tests, or hit a limit (graded 0)")
-            not_called = ("the graded run has no record of this call of `{name}`: the notebook "
-                          "changed the grader or its tests (graded 0)")
-        graded = replay(tests, work / "record", not_called)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    questions = []
-    for q in blank:
-        q.flags = flags.get(q.name, [])
-        if q.name in graded:
-            graded[q.name].flags = q.flags
-            questions.append(graded[q.name])
-        else:
-            q.message = missing
-            questions.append(q)
-    report = Report(str(notebook), assignment, questions, error=error, notes=status.get("notes", []))
+            tail = " / ".join((proc.stderr or "").strip().splitlines()[-3:])
+            message = f"the grader itself failed (exit code {proc.returncode}): {tail}"
+        report = Report(str(notebook), name, [], error=message[:500])
     return _finish(report, start, results_json)
-
-
-def _read_status(path: Path) -> dict:
-    """The runner's status file (written by the sandbox: only its message is used)."""
-    from tinyllm.grading.sandbox import read_file
-
-    try:
-        data = json.loads((read_file(path, 10_000) or b"{}").decode("utf-8", "replace"))
-        error, notes = data.get("error"), data.get("notes") or []
-        return {"error": str(error)[:500] if error else None, "notes": [str(n)[:300] for n in list(notes)[:10]]}
-    except (OSError, ValueError, AttributeError, TypeError):
-        return {"error": None, "notes": []}
-
-
-def _read_status_notes(path: Path) -> list[str]:
-    try:
-        from tinyllm.grading.sandbox import read_file
-
-        raw = (read_file(path, 10_000) or b"[]").decode("utf-8", "replace")
-        return [str(n)[:300] for n in list(json.loads(raw))[:10]]
-    except (OSError, ValueError, TypeError):
-        return []
 
 
 def _finish(report: Report, start: float, results_json) -> Report:
@@ -421,6 +244,7 @@ def _finish(report: Report, start: float, results_json) -> Report:
 def grade_folder(folder: Path | str, csv_path: Path | str, jobs: int = 1, **kwargs) -> list[Report]:
     """Grade every ``.ipynb`` in ``folder``; write one CSV row per submission."""
     notebooks = sorted(Path(folder).glob("*.ipynb"))
+    kwargs.setdefault("untrusted", len(notebooks) > 1)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         reports = list(pool.map(lambda nb: grade(nb, **kwargs), notebooks))
     names = []
@@ -444,33 +268,40 @@ def grade_folder(folder: Path | str, csv_path: Path | str, jobs: int = 1, **kwar
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinyllm.grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("path", help="a learner notebook, or a folder of submissions")
+    parser.add_argument("--set", dest="assignment", help="the exercise set (default: from the file name)")
     parser.add_argument("--json", help="where to write the results JSON (default: NAME.results.json beside the notebook)")
     parser.add_argument("--out", dest="json", help="the same as --json")
     parser.add_argument("--csv", help="the CSV file to write when grading a folder (default FOLDER/grades.csv)")
     parser.add_argument("--source", help="an instructor source to grade against (default: the packaged tests)")
-    parser.add_argument("--sources", help="a folder of instructor sources, matched by name (a teacher's own tests)")
+    parser.add_argument("--sources", help="a folder of instructor sources, matched by set name (a teacher's own tests)")
+    parser.add_argument("--untrusted", action="store_true", default=None,
+                        help="others' notebooks: refuse to grade without the sandbox (default for a folder of several)")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at once (a folder)")
     parser.add_argument("--cell-seconds", type=float, default=CELL_SECONDS, help="time limit per cell")
     parser.add_argument("--notebook-seconds", type=float, default=NOTEBOOK_SECONDS, help="time limit per notebook")
     args = parser.parse_args(argv)
-    limits = dict(cell_seconds=args.cell_seconds, notebook_seconds=args.notebook_seconds,
-                  source=args.source, source_dir=args.sources)
+    options = dict(cell_seconds=args.cell_seconds, notebook_seconds=args.notebook_seconds,
+                   source=args.source, source_dir=args.sources, assignment=args.assignment)
+    if args.untrusted is not None:
+        options["untrusted"] = args.untrusted
     path = Path(args.path)
     if path.is_dir():
         csv_path = Path(args.csv or path / "grades.csv")
-        reports = grade_folder(path, csv_path, jobs=args.jobs, **limits)
+        reports = grade_folder(path, csv_path, jobs=args.jobs, **options)
         for r in reports:
             print(f"{Path(r.notebook).name}: {r.score:g} / {r.possible:g}" + (f"  ({r.error})" if r.error else ""))
         print(f"wrote {csv_path}")
-        return 0
+        return 1 if any(r.error == sandbox.REFUSED for r in reports) else 0
     if not path.exists():
         print(f"error: {path} does not exist", file=sys.stderr)
         return 2
     results_json = Path(args.json) if args.json else path.with_name(f"{path.stem}.results.json")
-    report = grade(path, results_json=results_json, **limits)
-    print(f"{path.name} ({report.assignment or 'unknown exercise set'}), graded in {report.seconds:g} s")
-    print(report.table())
+    report = grade(path, results_json=results_json, **options)
+    if report.error == sandbox.REFUSED:
+        print(f"error: {report.error}", file=sys.stderr)
+        return 1
     print(f"wrote {results_json}")
+    print(report.table())  # last: after everything else, the total as the very last line
     return 0
 
 

@@ -24,17 +24,47 @@ def defined(**things: Any) -> None:
             )
 
 
+class LearnerFunction:
+    """A learner's function that lives in the sandbox; only :func:`call` can call it.
+
+    While a notebook is graded, the tests run in the grader's own process and see these
+    stand-ins (see :mod:`tinyllm.grading.judge`): a call sends the inputs to the sandbox and
+    brings the result back as plain data.
+    """
+
+    def __init__(self, name: str, session: Any):
+        self.name, self.session = name, session
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"the test called `{self.name}` outside checks.call: fix the test")
+
+
 def call(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
     """Call the learner's ``fn``; an exception it raises becomes a one-line failure.
 
-    While the notebook is graded, the call is recorded in the notebook's kernel and replayed
-    in the grader's clean process instead (see :mod:`tinyllm.grading.record`).
+    The function must leave its inputs as they were: while grading, a call that changes
+    them fails. Compute expected values from copies taken before the call.
     """
-    from tinyllm.grading.record import active
+    if isinstance(fn, LearnerFunction):
+        return fn.session.call(name, args, kwargs, inplace=False)
+    from tinyllm.grading import values
 
-    session = active()
-    if session is not None:
-        return session.call(name, fn, args, kwargs)
+    before = values.pack((list(args), dict(kwargs)))
+    value = direct_call(name, fn, *args, **kwargs)
+    if not values.same(before, values.pack((list(args), dict(kwargs)))):
+        raise AssertionError(CHANGED_INPUTS.format(name=name))
+    return value
+
+
+CHANGED_INPUTS = ("`{name}` changed the inputs it was given: the exercise asks you to leave them "
+                  "as they are and compute the result into new tensors")
+
+
+def call_inplace(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
+    """:func:`call` for a function whose statement says it works in place (an optimizer step):
+    the inputs it changed are written back into the test's own objects."""
+    if isinstance(fn, LearnerFunction):
+        return fn.session.call(name, args, kwargs, inplace=True)
     return direct_call(name, fn, *args, **kwargs)
 
 

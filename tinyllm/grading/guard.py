@@ -1,6 +1,6 @@
-"""Limits installed inside the kernel of a notebook being graded.
+"""Limits installed inside the process of a notebook being graded (:mod:`tinyllm.grading.serve`).
 
-The grader inserts ``install(...)`` as the notebook's first cell before it runs it. Then
+:mod:`tinyllm.grading.serve` calls ``install(...)`` before it runs the notebook's cells. Then
 
 - every cell (a learner's cell, or the cell in which a question's tests are recorded) has a
   time limit: when it runs out, ``CellTimeout`` is raised where the code is, the cell fails
@@ -9,8 +9,8 @@ The grader inserts ``install(...)`` as the notebook's first cell before it runs 
 - printed output is capped per cell, so a ``print`` in a loop cannot flood the grader.
 
 An infinite loop therefore costs its own question, not the whole notebook. Signals need the
-main thread of a POSIX kernel (ipykernel runs cells there); elsewhere only the output cap
-applies and :mod:`tinyllm.grade` still kills a notebook that runs past its overall limit.
+main thread of a POSIX process (the shell runs cells there); elsewhere only the output cap
+applies and the grader still ends a notebook that runs past its overall limit.
 """
 
 from __future__ import annotations

@@ -29,6 +29,13 @@ class Report:
     error: str | None = None  # set when the notebook could not be graded (all of it or the rest)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # cells that hit a limit of the grader
+    judge_peak_bytes: int = 0  # the grader's own process (phase 2): its peak resident memory
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Report:
+        questions = [QuestionResult(**q) for q in data["questions"]]
+        keep = {k: data[k] for k in ("error", "seconds", "notes", "judge_peak_bytes") if k in data}
+        return cls(data["notebook"], data["assignment"], questions, **keep)
 
     @property
     def score(self) -> float:
@@ -47,7 +54,11 @@ class Report:
         return data
 
     def table(self) -> str:
-        """A per-question table: question, points, passed/failed, first failing message."""
+        """The grader's table, framed, its total the last line (the JSON report is the record).
+
+        Every text that came from the notebook (messages, notes) is one line here, so nothing
+        a notebook prints or raises can pass for the grader's own lines.
+        """
         rows = [("question", "points", "result", "first failing message")]
         for q in self.questions:
             if not q.cases:
@@ -58,19 +69,26 @@ class Report:
                 result = "failed (public)" if not q.public_passed else "failed (hidden)"
             if q.flags:
                 result += ", flagged"
-            rows.append((q.name, f"{q.score:g} / {q.possible:g}", result, q.message))
+            rows.append((q.name, f"{q.score:g} / {q.possible:g}", result, one_line(q.message)))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         lines = [f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip() for r in rows]
-        lines.insert(1, "-" * max(len(line) for line in lines))
-        lines.append(f"total: {self.score:g} / {self.possible:g}")
+        rule = "-" * max(len(line) for line in lines)
+        lines.insert(1, rule)
         for q in self.questions:
             for flag in q.flags:
-                lines.append(f"flagged {q.name}: {flag}")
+                lines.append(f"flagged {q.name}: {one_line(flag)}")
         if self.error:
-            lines.append(f"note: {self.error}")
+            lines.append(f"note: {one_line(self.error)}")
         for note in self.notes:
-            lines.append(f"note: {note}")
-        return "\n".join(lines)
+            lines.append(f"note: {one_line(note)}")
+        banner = f"== tinyllm.grade: {self.assignment or 'no exercise set'} (the JSON report is the record) =="
+        return "\n".join([banner, *lines, rule, f"total: {self.score:g} / {self.possible:g}"])
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` as one line of printable characters, cut at ``limit``."""
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def first_line_of_failure(message: str) -> str:

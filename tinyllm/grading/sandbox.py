@@ -1,308 +1,249 @@
-"""Run a graded notebook in a child process that cannot take the grading machine down.
+"""Where learner code runs: a bubblewrap sandbox, or (without one) a limited child process.
 
-The child (:mod:`tinyllm.grading.runner` and the notebook's kernel under it) runs
+With ``bwrap`` (Linux; the sandbox Flatpak uses) the notebook's process sees
 
-- in its own session and process group, in a fresh working folder that is also its HOME
-  and TMPDIR, with a small environment (no variables of the teacher's shell);
-- under ``resource`` limits it sets on itself before anything else: data memory
-  (a runaway allocation raises ``MemoryError`` in the cell that made it), file size
-  (a huge file fails to write), no core files, and a process count where the kernel
-  enforces one (``RLIMIT_NPROC`` is not enforced for root);
-- when the grader runs as root and the interpreter can run as another user, as a fresh
-  unprivileged user id: then ``RLIMIT_NPROC`` applies and the teacher's files are
-  read-only to it.
+- a read-only filesystem holding only the Python installation, its site-packages and the
+  ``tinyllm`` package folder (not the exercise sources, tests, or the package's copy of
+  every set's tests); a fresh, size-limited tmpfs as its working folder and HOME, private
+  ``/tmp`` and ``/dev/shm`` (size-limited too, gone with the sandbox);
+- its own pid, network, ipc, uts and user namespaces (no network at all), uid 65534 and no
+  capabilities; ``--die-with-parent`` and the pid namespace mean that nothing it starts
+  (``setsid -f``, double forks) outlives it;
+- resource limits: data memory and file size per process, CPU time, process count (the
+  count is per user, so it binds only where the grader does not run as root).
 
-A watchdog in the parent polls ``/proc`` several times a second: the number of processes
-the child started, their total memory, the size of the working folder and the time. When
-one goes over its limit it kills every process of the child and says which limit it was.
-Without containers this protects a machine from accidents and simple abuse, not from a
-determined attacker (see book/grading.md for otter's container grading).
+A small watchdog (psutil) counts the sandbox's processes and their memory and ends it when
+either goes over its limit: the one bound that also holds for root.
+
+Without bubblewrap the same process runs unsandboxed with the limits alone, and the report
+says so; :mod:`tinyllm.grade` refuses that for others' notebooks (``--untrusted``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import resource
-import signal
+import shutil
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 GiB, MiB = 1 << 30, 1 << 20
+# The run's total may exceed the per-process data limit by the libraries it maps (torch):
+# so one process hits its own limit (MemoryError where it allocates) before the whole run does.
+LIBRARIES_BYTES = 1 * GiB
+WORK = "/submission"  # the notebook's working folder, inside the sandbox
+PACKAGE_PARENT = "/opt/tinyllm"  # the tinyllm package is bound at PACKAGE_PARENT/tinyllm
+REQUIRE_ENV = "TINYLLM_REQUIRE_SANDBOX"  # "1": a missing sandbox is an error (CI)
 
 
 @dataclass
 class Limits:
-    seconds: float = 240.0  # the whole run, kernel start included
-    memory_bytes: int = 3 * GiB  # per process (data) and all processes (proportional resident)
-    disk_bytes: int = 512 * MiB  # the working folder (any one file: half of it)
-    processes: int = 24  # processes alive at once (threads not counted)
+    seconds: float = 240.0  # running the notebook's cells (all questions' calls: their own limits)
+    memory_bytes: int = 3 * GiB  # per process (data); all processes: this plus LIBRARIES_BYTES
+    disk_bytes: int = 512 * MiB  # the working folder; /tmp and /dev/shm get an eighth each
+    processes: int = 24  # processes alive at once
     poll_seconds: float = 0.1
 
 
-@dataclass
-class Outcome:
-    returncode: int | None
-    log: str
-    stopped: str | None  # why the watchdog stopped the run, None if it ended by itself
-    peak_rss: int = 0
-    peak_processes: int = 0
+NOT_ISOLATED = ("graded without isolation: bubblewrap (bwrap) was not found, so the notebook "
+                "ran as your own user (fine for your own work)")
+REFUSED = ("refusing to grade others' notebooks without isolation: install bubblewrap "
+           "(Debian/Ubuntu: apt-get install bubblewrap), or grade in containers with otter "
+           "(otter grade ... --containers; see book/grading.md)")
 
 
-def apply_limits(limits: dict) -> None:
-    """In the child, first thing: set the resource limits, then drop to ``uid`` if given."""
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    # Data, not address space: a CUDA build of torch (Colab's) maps gigabytes of libraries.
-    resource.setrlimit(resource.RLIMIT_DATA, (limits["memory_bytes"], limits["memory_bytes"]))
-    # One file may fill half the folder: a too-big file then fails to write (a note says so)
-    # before the whole folder goes over its limit and the run is stopped.
-    file_bytes = limits["disk_bytes"] // 2
-    resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
-    if limits.get("nproc"):
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"], limits["nproc"]))
-    if limits.get("uid") is not None:
-        os.setgroups([])
-        os.setgid(limits["gid"])
-        os.setuid(limits["uid"])
+@cache
+def bwrap() -> str | None:
+    """The ``bwrap`` program if it can make a sandbox here (user namespaces allowed), else None."""
+    path = shutil.which("bwrap")
+    if path is None or not sys.platform.startswith("linux"):
+        return None
+    probe = [path, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"]
+    try:
+        ok = subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    return path if ok else None
 
 
-def prepare(work: Path, kernel_name: str, extra: dict[str, str]) -> dict[str, str]:
-    """Make ``work`` the run's home (a kernel spec for this Python in it); return its environment.
-
-    The whole environment of the run: nothing from the teacher's shell but PATH.
-    """
-    import tinyllm
-
-    package_parent = str(Path(tinyllm.__file__).resolve().parent.parent)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(work),
-        "TMPDIR": str(work / "tmp"),
-        "JUPYTER_PATH": str(work / "jupyter"),
-        "JUPYTER_RUNTIME_DIR": str(work / "runtime"),
-        "JUPYTER_CONFIG_DIR": str(work / ".jupyter"),
-        "JUPYTER_PLATFORM_DIRS": "1",
-        "IPYTHONDIR": str(work / ".ipython"),
-        "MPLCONFIGDIR": str(work / ".matplotlib"),
-        "XDG_CACHE_HOME": str(work / ".cache"),
-        "MPLBACKEND": "Agg",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": package_parent,  # the same tinyllm as the grader's, installed or not
-        "LANG": "C.UTF-8",
-        **extra,
-    }
-    for name in ("runtime", "tmp", "record", ".ipython", ".matplotlib", ".cache"):
-        (work / name).mkdir(exist_ok=True)
-    kernel = work / "jupyter" / "kernels" / kernel_name
-    kernel.mkdir(parents=True)
-    (kernel / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "tinyllm grading", "language": "python",
-    }), encoding="utf-8")
-    return env
-
-
-def _tasks_of_uid(uid: int) -> int:
-    count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    count += len(os.listdir(f"/proc/{entry.name}/task"))
-            except OSError:
-                pass
-    return count
-
-
-_DROP_OK: dict[str, bool] = {}
-PROBE_UID = 65534  # "nobody": can an unprivileged user run this Python at all?
-
-
-def can_drop(python: str) -> bool:
-    """Whether ``python`` runs as an unprivileged user (not when it lives in root's 0700 home)."""
-    if python not in _DROP_OK:
-        try:
-            proc = subprocess.run(
-                [python, "-c", "import tinyllm.grading.record"], user=PROBE_UID, group=PROBE_UID,
-                extra_groups=[], capture_output=True, timeout=120, cwd="/",
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-            )
-            _DROP_OK[python] = proc.returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            _DROP_OK[python] = False
-    return _DROP_OK[python]
-
-
-def child_limits(limits: Limits, python: str, work: Path) -> dict:
-    """The limits the child sets on itself (and the user it becomes, when root)."""
-    out = {"memory_bytes": limits.memory_bytes, "disk_bytes": limits.disk_bytes}
-    # Threads count towards RLIMIT_NPROC: a kernel runs about 20; leave room for them.
-    tasks = 16 * limits.processes + 64
-    if os.name == "posix" and os.geteuid() == 0:
-        # A fresh uid per run: its processes and files are its own, not another run's.
-        uid = 0x2_0000 + (os.getpid() * 131 + int(work.stat().st_ino)) % 0x1_0000
-        if can_drop(python):
-            os.chown(work, uid, uid)
-            for path in work.rglob("*"):
-                os.chown(path, uid, uid, follow_symlinks=False)
-            out.update(uid=uid, gid=uid, nproc=tasks)
-    elif os.name == "posix":
-        out["nproc"] = _tasks_of_uid(os.getuid()) + tasks
+def _binds_for_python() -> list[str]:
+    """The Python installation and every folder on its path, read-only, at their own paths;
+    not a folder holding a ``tinyllm`` package (a checkout, with its sources and tests) and
+    not the current folder."""
+    places = {sys.base_prefix, sys.prefix, str(Path(sys.executable).parent)}
+    here = Path.cwd().resolve()
+    for entry in sys.path:
+        path = Path(entry or ".")
+        if path.is_dir() and path.resolve() != here and not (path / "tinyllm").exists():
+            places.add(str(path.resolve()))
+    out: list[str] = []
+    for place in sorted(places, key=len):  # a folder inside one already bound is bound with it
+        if Path(place).exists() and not any(place == p or place.startswith(p + "/") for p in out[1::3]):
+            out += ["--ro-bind", place, place]
     return out
 
 
-def _stat(pid: str) -> tuple[int, int, int, int] | None:
-    """(parent pid, session id, resident bytes, start time) of a process, None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    fields = data[data.rfind(")") + 2:].split()
-    try:
-        return int(fields[1]), int(fields[3]), int(fields[21]) * resource.getpagesize(), int(fields[19])
-    except (IndexError, ValueError):
-        return None
+def command(python_argv: list[str], package_dir: Path, notebook_fd: int, notebook_name: str,
+            limits: Limits) -> list[str]:
+    """The ``bwrap`` command line that runs ``python_argv`` in the sandbox."""
+    argv = [bwrap(), "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--disable-userns",
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
+    for name in ("usr", "bin", "lib", "lib64", "sbin"):
+        path = Path("/") / name
+        if path.is_symlink():
+            argv += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            argv += ["--ro-bind", str(path), str(path)]
+    for name in ("/etc/ld.so.cache", "/etc/localtime", "/etc/ssl", "/etc/fonts", "/etc/matplotlibrc"):
+        if Path(name).exists():
+            argv += ["--ro-bind", name, name]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    small = str(max(limits.disk_bytes // 8, 8 * MiB))  # first: a Python installed under /tmp is bound over it
+    argv += ["--size", small, "--tmpfs", "/tmp", "--size", small, "--tmpfs", "/dev/shm"]
+    argv += _binds_for_python()
+    # Only the package, not the checkout around it; and not every set's tests.
+    argv += ["--ro-bind", str(package_dir), f"{PACKAGE_PARENT}/tinyllm"]
+    if (package_dir / "grading" / "assignments").is_dir():
+        argv += ["--tmpfs", f"{PACKAGE_PARENT}/tinyllm/grading/assignments"]
+    argv += ["--size", str(limits.disk_bytes), "--tmpfs", WORK,
+             "--file", str(notebook_fd), f"{WORK}/{notebook_name}", "--chdir", WORK]
+    for key, value in environment(WORK, PACKAGE_PARENT).items():
+        argv += ["--setenv", key, value]
+    return argv + python_argv
 
 
-def _pss(pid: int, rss: int) -> int:
-    """Proportional memory of a process: pages shared by forked processes counted once."""
+def environment(home: str, package_parent: str) -> dict[str, str]:
+    """The whole environment of the notebook's process: nothing of the grader's shell."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": "/tmp" if home == WORK else home,
+        "IPYTHONDIR": f"{home}/.ipython", "MPLCONFIGDIR": f"{home}/.matplotlib",
+        "XDG_CACHE_HOME": f"{home}/.cache", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": package_parent, "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "TINYLLM_GRADING": "1",
+    }
+
+
+def rlimits(limits: Limits, cpu_seconds: float):
+    """A ``preexec_fn``: the child's resource limits (inherited by bwrap and all it runs)."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        # Data, not address space: a CUDA build of torch (Colab's) maps gigabytes of libraries.
+        resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
+        # One file may fill half the folder: a too-big file fails to write, with a note.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.disk_bytes // 2, limits.disk_bytes // 2))
+        cpu = int(cpu_seconds) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        if os.geteuid() != 0:  # counted per user: the user's own processes plus the run's
+            nproc = len(_own_processes()) + 16 * limits.processes + 64
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        _die_with_parent()
+
+    return apply
+
+
+def _own_processes() -> list[int]:
+    import psutil
+
+    uid = os.getuid()
+    return [p.pid for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid]
+
+
+def _prctl(option: int, value: int) -> None:
     try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
-            for line in f:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
         pass
-    return rss
 
 
-class _Tree:
-    """The child's processes: its session, and any descendant that left the session."""
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        import signal
 
-    def __init__(self, root: int):
-        self.root = root
-        self.known: set[tuple[int, int]] = set()  # (pid, start time): a reused pid is not ours
+        _prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
-    def scan(self) -> dict[int, int]:
-        """pid -> resident bytes of every process of the child now."""
-        stats = {}
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                st = _stat(entry.name)
-                if st is not None:
-                    stats[int(entry.name)] = st
-        members = {}
-        changed = True
-        while changed:  # follow parents, so a process that called setsid stays ours
-            changed = False
-            for pid, (ppid, sid, rss, started) in stats.items():
-                if pid not in members and (sid == self.root or (pid, started) in self.known or ppid in members):
-                    members[pid] = rss
-                    changed = True
-        self.known |= {(pid, stats[pid][3]) for pid in members}
-        return members
 
-    def kill(self) -> None:
-        for _ in range(20):
-            try:
-                os.killpg(self.root, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            members = self.scan()
-            for pid in members:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+def adopt_orphans() -> None:
+    """Make this process the reaper of its descendants' orphans (so they can be found and ended)."""
+    if sys.platform.startswith("linux"):
+        _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+
+
+class Run:
+    """A started sandbox: its process, a watchdog, and why it was stopped (if it was)."""
+
+    def __init__(self, proc: subprocess.Popen, limits: Limits):
+        self.proc = proc
+        self.limits = limits
+        self.stopped: str | None = None
+        self.peak_processes = 0
+        self._done = threading.Event()
+        self._watch = threading.Thread(target=self._watchdog, daemon=True)
+        self._watch.start()
+
+    def _members(self):
+        import psutil
+
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def _watchdog(self) -> None:
+
+        while not self._done.wait(self.limits.poll_seconds):
+            members = self._members()
             if not members:
                 return
+            self.peak_processes = max(self.peak_processes, len(members))
+            if len(members) > self.limits.processes:
+                self.stop(f"the notebook started more than {self.limits.processes} processes")
+                return
+            if self._memory(members, "rss") > self.limits.memory_bytes + LIBRARIES_BYTES and \
+                    self._memory(members, "pss") > self.limits.memory_bytes + LIBRARIES_BYTES:
+                self.stop(f"the notebook used more than {self.limits.memory_bytes / GiB:g} GiB of memory")
+                return
+
+    @staticmethod
+    def _memory(members, kind: str) -> int:
+        """Resident bytes of all members; "pss" counts pages that forked processes share once."""
+        import psutil
+
+        total = 0
+        for p in members:
+            try:
+                total += p.memory_info().rss if kind == "rss" else p.memory_full_info().pss
+            except (psutil.Error, AttributeError):
+                pass
+        return total
+
+    def stop(self, reason: str | None = None) -> None:
+        """End the sandbox and everything in it; the first reason given is kept."""
+        import psutil
+
+        if reason and self.stopped is None:
+            self.stopped = reason if reason.startswith("grading stopped") else f"grading stopped: {reason}"
+        self._done.set()
+        for _ in range(20):
+            members = self._members()
+            for p in members:
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+            try:
+                os.killpg(self.proc.pid, 9)
+            except (ProcessLookupError, PermissionError, OSError):
+                pass
+            if self.proc.poll() is not None and len(members) <= 1:
+                break
             time.sleep(0.05)
-
-
-def folder_size(path: Path, max_entries: int = 20_000) -> tuple[int, int]:
-    """(bytes, entries) under ``path``, stopping after ``max_entries`` entries."""
-    total = entries = 0
-    stack = [str(path)]
-    while stack and entries < max_entries:
-        try:
-            with os.scandir(stack.pop()) as it:
-                for entry in it:
-                    entries += 1
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
-                        else:
-                            total += entry.stat(follow_symlinks=False).st_blocks * 512
-                    except OSError:
-                        pass
-        except OSError:
-            pass
-    return total, entries
-
-
-def read_file(path: Path, limit: int) -> bytes | None:
-    """At most ``limit`` bytes of a regular file the run wrote, never through a symlink.
-
-    The run may replace its files by links to the teacher's files; those are not read.
-    """
-    import stat
-
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return None
-        return f.read(limit)
-
-
-def run(cmd: list[str], work: Path, env: dict, limits: Limits) -> Outcome:
-    """Run ``cmd`` in ``work`` under the watchdog; never raises for what the child does."""
-    start = time.monotonic()
-    # The parent keeps the log open and reads it back through its own descriptor.
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    tree = _Tree(proc.pid)
-    stopped = None
-    peak_rss = peak_procs = 0
-    while True:
-        try:
-            proc.wait(timeout=limits.poll_seconds)
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        members = tree.scan()
-        rss = sum(members.values())
-        peak_rss, peak_procs = max(peak_rss, rss), max(peak_procs, len(members))
-        if len(members) > limits.processes:
-            stopped = f"the notebook started more than {limits.processes} processes"
-        elif rss > limits.memory_bytes and sum(_pss(p, r) for p, r in members.items()) > limits.memory_bytes:
-            # (resident sizes count the pages forked processes share once per process)
-            stopped = f"the notebook used more than {limits.memory_bytes / GiB:g} GiB of memory"
-        elif time.monotonic() - start > limits.seconds:
-            stopped = f"grading stopped after {limits.seconds:g} s: the notebook runs too long"
-        else:
-            size, entries = folder_size(work)
-            if size > limits.disk_bytes:
-                stopped = f"the notebook wrote more than {limits.disk_bytes / MiB:g} MiB of files"
-            elif entries >= 20_000:
-                stopped = "the notebook wrote more than 20,000 files"
-        if stopped:
-            if not stopped.startswith("grading stopped"):
-                stopped = f"grading stopped: {stopped}"
-            break
-    tree.kill()  # whatever is left: the kernel after a crash, sleeping children
-    proc.wait()
-    log.seek(0, os.SEEK_END)
-    log.seek(max(0, log.tell() - 20_000))
-    text = log.read().decode("utf-8", "replace")
-    log.close()
-    return Outcome(proc.returncode, text, stopped, peak_rss, peak_procs)
+        self.proc.wait()

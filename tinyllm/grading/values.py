@@ -1,14 +1,25 @@
-"""A learner's values as plain data that ``torch.load(weights_only=True)`` reads back safely.
+"""A learner's values as plain data, and how they travel between the two grading processes.
 
 :func:`pack` turns a value into tagged tuples of tensors, numbers, strings and lists (a
 module becomes its ``state_dict``, anything else "a <type>"); :func:`unpack` makes the
 value again; :func:`same` compares two packed values; :func:`write_back` puts a packed
 after-call state into the test's own objects.
+
+:func:`send` and :func:`receive` frame messages on a pipe. What the sandbox sends is read
+with ``torch.load(weights_only=True)`` (tensors and plain data, never objects) and then
+checked by :func:`check_plain`: only plain types, and tensors that own exactly their
+storage (contiguous, no offset, no stride-0 view of a small buffer), within an element
+budget, so a forged message cannot make the grader allocate more than it read.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import select
+import struct
+import time
 from typing import Any
 
 import torch
@@ -157,3 +168,97 @@ def write_back(target, data) -> Any:
             write_back(item, packed)
         return target
     return unpack(data) if tag not in ("other", "module") else target
+
+
+# ---------------------------------------------------------------------------------------
+# Messages between the grader (phase 2) and the sandbox (phase 1)
+# ---------------------------------------------------------------------------------------
+
+MAX_MESSAGE_BYTES = 64 << 20  # one message from the sandbox
+CLOSED = "the other side closed the channel"
+LATE = "no answer in time"
+
+
+class ChannelError(Exception):
+    """The other side sent nothing usable in time (it died, hung, or sent garbage)."""
+
+
+def send(fd: int, message: Any) -> None:
+    """Write ``message`` (``torch.save``d) with its length in front."""
+    buffer = io.BytesIO()
+    torch.save(message, buffer)
+    data = buffer.getvalue()
+    data = struct.pack("<Q", len(data)) + data
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exactly(fd: int, n: int, deadline: float | None) -> bytes:
+    chunks, left = [], n
+    while left:
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                raise ChannelError(LATE)
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise ChannelError(CLOSED)
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def receive(fd: int, deadline: float | None = None, trusted: bool = False,
+            max_elements: int = 1 << 24) -> Any:
+    """Read one message; from the sandbox (``trusted=False``) only checked plain data."""
+    (size,) = struct.unpack("<Q", _read_exactly(fd, 8, deadline))
+    if not trusted and size > MAX_MESSAGE_BYTES:
+        raise ChannelError(f"a message of {size:,} bytes (at most {MAX_MESSAGE_BYTES:,})")
+    raw = io.BytesIO(_read_exactly(fd, size, deadline))
+    if trusted:  # from the grader, inside the sandbox: modules and other objects too
+        return torch.load(raw, weights_only=False)
+    try:
+        message = torch.load(raw, weights_only=True, map_location="cpu")
+    except Exception as exc:
+        raise ChannelError(f"an unreadable message ({type(exc).__name__})") from None
+    check_plain(message, max_elements)
+    return message
+
+
+def check_plain(value: Any, max_elements: int) -> None:
+    """Raise ChannelError unless ``value`` is plain data whose tensors own their storage."""
+    seen: set[int] = set()
+    budget = [max_elements, 1_000_000]  # tensor elements, other items
+
+    def walk(v, depth):
+        budget[1] -= 1
+        if depth > MAX_DEPTH + 8 or budget[1] < 0:
+            raise ChannelError("a value nested too deep or with too many items")
+        if v is None or type(v) in (bool, int, float, str):
+            return
+        if type(v) in (list, tuple):
+            for item in v:
+                walk(item, depth + 1)
+            return
+        if type(v) is dict:
+            for k, item in v.items():
+                walk(k, depth + 1)
+                walk(item, depth + 1)
+            return
+        if type(v) is torch.Tensor:
+            if v.layout != torch.strided or v.device.type != "cpu" or v.is_quantized:
+                raise ChannelError("a tensor that is not a plain CPU tensor")
+            storage = v.untyped_storage()
+            if not v.is_contiguous() or v.storage_offset() != 0 or storage.nbytes() != v.numel() * v.element_size():
+                raise ChannelError("a tensor that does not own exactly its storage (a strided view)")
+            if storage.data_ptr() in seen and v.numel():
+                raise ChannelError("two tensors sharing one storage")
+            seen.add(storage.data_ptr())
+            budget[0] -= v.numel()
+            if budget[0] < 0:
+                raise ChannelError(f"more than {max_elements:,} tensor elements, far more than the tests use")
+            return
+        raise ChannelError(f"a {type(v).__name__}, which is not plain data")
+
+    walk(value, 0)

@@ -1,0 +1,362 @@
+"""Phase 2 of grading: the tests, run in a process that never runs learner code.
+
+Started by :func:`tinyllm.grade.grade` with its own memory and CPU limits::
+
+    python -m tinyllm.grading.judge < CONFIG_JSON > REPORT_JSON
+
+Before the notebook runs, it imports everything it will use (torch, otter, the grading
+helpers, every module the set's tests import) and compiles the tests; then it starts the
+notebook in the sandbox (:mod:`tinyllm.grading.serve`, :mod:`tinyllm.grading.sandbox`) and
+runs each question's otter tests here. A test's ``checks.call(name, fn, ...)`` becomes a
+request: the inputs go to the sandbox, the learner's function runs there, and its result
+comes back as checked plain data. Expected values, hidden tests and a teacher's own tests
+never leave this process.
+
+A call that changes its inputs in place fails (the exercises forbid it) unless the test
+says the function works in place (:func:`tinyllm.grading.checks.call_inplace`); then the
+changed inputs are written into the test's own objects.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import psutil  # noqa: F401  (the sandbox's watchdog)
+import torch
+from otter.test_files.abstract_test import TestCaseResult
+from otter.test_files.exception_test import ExceptionTestFile
+
+from tinyllm.grading import checks, flags, sandbox, values
+from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure
+
+SEED = 20_251_122
+GRADING_CELL_FIRST_LINE = "# Grade this notebook against the hidden tests"
+SETUP_CELL_FIRST_LINE = "# Colab setup"  # tinyllm.course.SETUP_CELL_FIRST_LINE (checked by a test)
+
+
+class NotGradable(Exception):
+    """The notebook cannot be run at all (the message says why, for the learner)."""
+
+
+def prepared_notebook(path: Path, assignment: str) -> tuple[nbformat.NotebookNode, str]:
+    """(the notebook as read, the JSON the sandbox runs: setup and grading cells left out)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        json.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NotGradable(f"cannot read {path}: {exc}") from None
+    except ValueError as exc:
+        raise NotGradable(f"{Path(path).name} is not a valid notebook (not valid JSON: {exc}); "
+                          "save it again from Jupyter or Colab") from None
+    try:
+        nb = nbformat.reads(text, as_version=4)
+        if not isinstance(nb.cells, list) or not all(isinstance(c, dict) for c in nb.cells):
+            raise ValueError("it has no list of cells")
+        if not all(isinstance(c.get("source", ""), str) for c in nb.cells):
+            raise ValueError("a cell has no source text")
+    except Exception as exc:
+        raise NotGradable(f"{Path(path).name} is not a valid notebook: {exc}") from None
+    claimed = nb.metadata.get("otter", {}).get("assignment_name") if isinstance(nb.metadata.get("otter"), dict) else None
+    if isinstance(claimed, str) and claimed != assignment:
+        raise NotGradable(
+            f"{Path(path).name} is the notebook of exercise set {claimed[:60]!r} (its otter metadata), "
+            f"but it is graded as {assignment}: hand in the notebook of {assignment}"
+        )
+    skip = (GRADING_CELL_FIRST_LINE, SETUP_CELL_FIRST_LINE)
+    run = nbformat.reads(text, as_version=4)
+    run.cells = [c for c in run.cells if not c.get("source", "").startswith(skip)]
+    return nb, json.dumps(run)
+
+
+def compile_tests(tests: dict[str, str]) -> dict[str, ExceptionTestFile]:
+    """Every question's otter test file, with every module the tests import already imported."""
+    for source in tests.values():
+        for node in ast.walk(ast.parse(source)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            for name in names:
+                importlib.import_module(name)
+    return {q: ExceptionTestFile.from_string(s, path=f"{q}.py") for q, s in sorted(tests.items())}
+
+
+class Session:
+    """The grader's side of the channel to the sandbox; behind ``checks.call``."""
+
+    def __init__(self, run: sandbox.Run | None, to_fd: int, from_fd: int, call_seconds: float):
+        self.run, self.to_fd, self.from_fd = run, to_fd, from_fd
+        self.call_seconds = call_seconds
+        self.seconds_left = call_seconds
+        self.dead: str | None = None
+        self.entered: set[str] = set()
+
+    def fail(self, reason: str) -> None:
+        """The sandbox cannot answer any more: end it, and say why from now on."""
+        if self.dead is None:
+            if self.run is not None:
+                self.run.stop(reason)
+                reason = self.run.stopped or reason
+            self.dead = reason
+
+    def receive(self, deadline: float, max_elements: int = 1 << 24, late: str = "it did not answer in time"):
+        try:
+            return values.receive(self.from_fd, deadline, max_elements=max_elements)
+        except values.ChannelError as exc:
+            if str(exc) == values.LATE:
+                self.fail(late)
+            elif str(exc) == values.CLOSED:
+                self.fail("the notebook's process ended (did a cell or a function end it, e.g. os._exit?)")
+            else:
+                self.fail(f"the notebook's process sent no usable answer: {exc}")
+            raise AssertionError(self.dead) from None
+
+    def names(self, wanted: list[str]) -> dict:
+        """The learner's values under ``wanted``: functions as stand-ins, data as plain values."""
+        if self.dead:  # each call then says why it was not graded
+            return {name: checks.LearnerFunction(name, self) for name in wanted}
+        try:
+            values.send(self.to_fd, {"kind": "names", "names": wanted})
+            kind, found = self.receive(time.monotonic() + 30)
+            out = {}
+            for name in wanted:
+                packed = found.get(name, ("missing",))
+                out[name] = (checks.LearnerFunction(name, self) if packed == ("function",)
+                             else None if packed == ("missing",) else values.unpack(packed))
+            return out
+        except (AssertionError, OSError, TypeError, ValueError, KeyError, IndexError, AttributeError):
+            self.fail(self.dead or "the notebook's process sent no usable answer")
+            return {name: checks.LearnerFunction(name, self) for name in wanted}
+
+    def call(self, name: str, args: tuple, kwargs: dict, inplace: bool = False):
+        if self.dead:
+            raise AssertionError(f"`{name}` was not graded: {self.dead}")
+        if self.seconds_left <= 0:
+            raise AssertionError(f"`{name}` was not run: the question's time limit was used up (an infinite loop?)")
+        before = values.pack((list(args), dict(kwargs)))
+        callbacks: list = []
+        inputs = sum(t.numel() for t in _tensors((args, kwargs)))
+        seconds = min(self.seconds_left, self.call_seconds)
+        request = {
+            "kind": "call", "name": name, "args": _wire(list(args), callbacks),
+            "kwargs": _wire(dict(kwargs), callbacks), "rng": (torch.get_rng_state(), random.getstate()),
+            "grad": torch.is_grad_enabled(), "seconds": seconds,
+        }
+        start = time.monotonic()
+        deadline = start + seconds + 5
+        values.send(self.to_fd, request)
+        while True:
+            message = self.receive(deadline, max_elements=max(1 << 20, 64 * inputs),
+                                   late=f"`{name}` did not return within {seconds:g} s and could not be stopped")
+            if isinstance(message, tuple) and len(message) == 3 and message[0] == "callback":
+                self._callback(callbacks, message)
+                continue
+            break
+        self.seconds_left -= time.monotonic() - start
+        try:
+            kind, outcome, after, entered = message
+            assert kind == "done"
+            self.entered.update(str(e)[:200] for e in list(entered)[:20])
+            changed = not values.same(before, after)
+            if changed and inplace:
+                values.write_back(list(args), after[1][0])
+                for key, packed in after[1][1][1]:
+                    if values.unpack(key) in kwargs:
+                        values.write_back(kwargs[values.unpack(key)], packed)
+            failed = outcome[1] if outcome[0] == "failed" else None
+            value = values.unpack(outcome[1]) if failed is None else None
+        except Exception:
+            raise AssertionError(f"the reply for `{name}` is damaged: graded 0") from None
+        if failed is not None:
+            raise AssertionError(" ".join(str(failed).split())[:500])
+        if changed and not inplace:
+            raise AssertionError(checks.CHANGED_INPUTS.format(name=name))
+        return value
+
+    def _callback(self, callbacks: list, message) -> None:
+        """The learner's function called one of the test's callable inputs: run it here."""
+        try:
+            index, (args, kwargs) = int(message[1]), values.unpack(message[2])
+            reply = ("value", values.pack(callbacks[index](*args, **kwargs)))
+        except Exception as exc:
+            reply = ("error", f"{type(exc).__name__}: {exc}"[:300])
+        values.send(self.to_fd, reply)
+
+
+def _wire(value, callbacks: list):
+    """The inputs as sent: test-made callables become markers the sandbox calls back."""
+    if isinstance(value, list):
+        return [_wire(v, callbacks) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_wire(v, callbacks) for v in value)
+    if isinstance(value, dict):
+        return {k: _wire(v, callbacks) for k, v in value.items()}
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone().requires_grad_(value.requires_grad and value.is_floating_point())
+    if callable(value) and not isinstance(value, (torch.nn.Module, type)):
+        callbacks.append(value)
+        return ("__tinyllm_callback__", len(callbacks) - 1)
+    return value
+
+
+def _tensors(value):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _tensors(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v)
+    elif isinstance(value, torch.nn.Module):
+        yield from value.state_dict().values()
+
+
+def run_question(test_file: ExceptionTestFile, session: Session) -> QuestionResult:
+    """One question's tests, here, with the learner's functions behind the session."""
+    import inspect
+
+    results = []
+    session.seconds_left, session.entered = session.call_seconds, set()
+    for tc in test_file.test_cases:
+        passed, message = True, "✅ Test case passed"
+        try:
+            params = list(inspect.signature(tc.body.test_func).parameters)
+            env = session.names(params)
+            torch.manual_seed(SEED)
+            random.seed(SEED)
+            torch.set_grad_enabled(True)
+            tc.body.call_func(env)
+        except Exception as exc:
+            try:
+                detail = test_file._generate_error_message(exc)
+            except Exception:
+                detail = f"{type(exc).__name__}: {exc}"
+            passed, message = False, "❌ Test case failed\n" + detail
+        results.append(TestCaseResult(test_case=tc, message=message, passed=passed))
+    test_file.test_case_results = results
+    cases = [{"name": r.test_case.name, "hidden": bool(r.test_case.hidden),
+              "points": float(r.test_case.points or 0), "passed": bool(r.passed), "message": r.message or ""}
+             for r in results]
+    failing = [c for c in cases if not c["passed"]]
+    return QuestionResult(
+        test_file.name, float(test_file.score), float(test_file.possible),
+        public_passed=all(c["passed"] for c in cases if not c["hidden"]),
+        hidden_passed=all(c["passed"] for c in cases if c["hidden"]),
+        message=first_line_of_failure(failing[0]["message"]) if failing else "",
+        cases=cases, flags=[f"the answer {e}, the package's own code" for e in sorted(session.entered)],
+    )
+
+
+def blank_results(test_files: dict[str, ExceptionTestFile], message: str) -> list[QuestionResult]:
+    return [QuestionResult(t.name, 0.0, float(t.possible), False, False, message=message)
+            for t in test_files.values()]
+
+
+def start(notebook_json: str, notebook_name: str, config: dict, log) -> tuple[sandbox.Run, int, int]:
+    """Start the notebook's process (in the sandbox when there is one); (run, to fd, from fd)."""
+    import tinyllm
+
+    limits = sandbox.Limits(**config["limits"])
+    package_dir = Path(tinyllm.__file__).resolve().parent
+    to_read, to_write = os.pipe()
+    from_read, from_write = os.pipe()
+    serve_config = {"cell_seconds": config["cell_seconds"], "max_output_chars": config["max_output_chars"],
+                    "fds": [to_read, from_write]}
+    cpu = limits.seconds + 4 * config["cell_seconds"] * max(len(config["tests"]), 1) + 60
+    keep = [to_read, from_write]
+    if config["isolated"]:
+        nb_read, nb_write = os.pipe()
+        os.write(nb_write, notebook_json.encode("utf-8"))
+        os.close(nb_write)
+        keep.append(nb_read)
+        serve_config.update(notebook=f"{sandbox.WORK}/{notebook_name}",
+                            package_dir=f"{sandbox.PACKAGE_PARENT}/tinyllm")
+        argv = sandbox.command([sys.executable, "-m", "tinyllm.grading.serve", json.dumps(serve_config)],
+                               package_dir, nb_read, notebook_name, limits)
+        env, cwd = None, "/"
+    else:
+        work = Path(tempfile.mkdtemp(prefix="tinyllm-grade-"))
+        (work / notebook_name).write_text(notebook_json, encoding="utf-8")
+        serve_config.update(notebook=str(work / notebook_name), package_dir=str(package_dir))
+        argv = [sys.executable, "-m", "tinyllm.grading.serve", json.dumps(serve_config)]
+        env = {**sandbox.environment(str(work), str(package_dir.parent)), "TMPDIR": str(work)}
+        cwd = str(work)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=sandbox.rlimits(limits, cpu), pass_fds=tuple(keep))
+    for fd in keep:
+        os.close(fd)
+    return sandbox.Run(proc, limits), to_write, from_read
+
+
+def judge(config: dict) -> Report:
+    notebook = Path(config["notebook"])
+    assignment = config["assignment"]
+    test_files = compile_tests(config["tests"])  # before any learner code runs
+    notes = [] if config["isolated"] else [sandbox.NOT_ISOLATED]
+    try:
+        original, notebook_json = prepared_notebook(notebook, assignment)
+    except NotGradable as exc:
+        return Report(str(notebook), assignment, blank_results(test_files, str(exc)), error=str(exc), notes=notes)
+    literal = flags.imported_answers(original, config["provided"])
+    sandbox.adopt_orphans()
+    with tempfile.TemporaryFile() as log:
+        run, to_fd, from_fd = start(notebook_json, f"{assignment}.ipynb", config, log)
+        session = Session(run, to_fd, from_fd, config["cell_seconds"])
+        error = None
+        try:
+            try:
+                late = f"grading stopped after {run.limits.seconds:g} s: the notebook runs too long"
+                ready = session.receive(time.monotonic() + run.limits.seconds, late=late)
+                notes += [" ".join(str(n).split())[:300] for n in list(ready[1])[:10]]
+            except AssertionError:
+                error = session.dead
+            except (TypeError, IndexError):
+                session.fail("the notebook's process sent no usable answer")
+                error = session.dead
+            questions = [] if error else [run_question(t, session) for t in test_files.values()]
+            error = error or session.dead
+        finally:
+            run.stop()
+            os.close(to_fd)
+            os.close(from_fd)
+        if error:  # the last words of the notebook's process say why, often
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 2000))
+            tail = [line for line in log.read().decode("utf-8", "replace").splitlines() if line.strip()]
+            if tail:
+                notes.append(f"the notebook's last output: {tail[-1][:200]}")
+    if not questions:
+        questions = blank_results(test_files, error or "not graded")
+    for q in questions:
+        q.flags = literal.get(q.name, []) + q.flags
+    return Report(str(notebook), assignment, questions, error=error, notes=notes)
+
+
+def main() -> int:
+    config = json.loads(sys.stdin.read())
+    report = judge(config)
+    data = report.to_dict()
+    data["judge_peak_bytes"] = _peak_bytes()
+    sys.stdout.write(json.dumps(data))
+    sys.stdout.flush()
+    return 0
+
+
+def _peak_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+if __name__ == "__main__":
+    sys.exit(main())

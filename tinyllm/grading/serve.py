@@ -1,0 +1,244 @@
+"""Phase 1 of grading, in the sandbox: run the notebook's cells, then answer calls.
+
+Started by :mod:`tinyllm.grading.judge` (inside :mod:`tinyllm.grading.sandbox`)::
+
+    python -m tinyllm.grading.serve CONFIG_JSON      # the channel's fds are in the config
+
+It runs the notebook's code cells in an IPython shell (so ``%time`` and ``!ls`` work), each
+under the time limit and output cap of :mod:`tinyllm.grading.guard`, and says "ready".
+Then it serves the grader: ``names`` (what the learner defined under the names a test
+takes: a function, or its data as plain values) and ``call`` (call the learner's function
+on the inputs sent, reply with the result and the inputs as they are after the call, both
+as plain data, or the one-line failure). Callable inputs (the tests' lambdas) stay in the
+grader: calling one here asks the grader to run it.
+
+No test runs here and no expected value is ever sent here. Nothing this process says is
+trusted: the grader checks every reply (:func:`tinyllm.grading.values.check_plain`).
+A learner's call that enters the package's own code, other than the ``forward`` of a module
+it was given, is reported (a flag, see :mod:`tinyllm.grading.flags`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+
+REQUEST_FD, REPLY_FD = -1, -1  # set from the config: the channel to the grader
+MAX_MESSAGE = 500
+
+# Errors that mean a cell hit one of the grader's limits, and what to tell the learner.
+LIMIT_ERRORS = [
+    ("MemoryError", "", "ran out of memory (the grader's memory limit)"),
+    ("", "can't allocate memory", "ran out of memory (the grader's memory limit)"),
+    ("", "File too large", "wrote a file larger than the grader allows"),
+    ("", "No space left", "wrote more files than the grader allows"),
+    ("", "Resource temporarily unavailable", "started more processes than the grader allows"),
+    ("CellTimeout", "", "ran too long (the grader's time limit per cell)"),
+]
+
+
+def limit_note(exc: BaseException, number: int) -> str | None:
+    name, value = type(exc).__name__, str(exc)
+    for error, text, meaning in LIMIT_ERRORS:
+        if (error and name == error) or (text and text in value):
+            return f"cell {number} {meaning}: {name}: {value}"[:300]
+    return None
+
+
+class Monitor:
+    """Which of the package's functions a learner's call enters (a flag, not a boundary).
+
+    ``sys.setprofile`` sees every Python call while the learner's function runs; an entry
+    into ``tinyllm`` (not ``tinyllm.grading``) from outside it is noted, except the
+    ``forward`` of a module the test passed in. An audit hook notes imports of the package.
+    Learner code can remove the profiler; that is noted too.
+    """
+
+    def __init__(self, package_dir: str):
+        self.package = package_dir.rstrip("/") + "/"
+        self.grading = self.package + "grading/"
+        self.allowed_forwards: set[int] = set()
+        self.entered: set[str] = set()
+        self.active = False
+        sys.addaudithook(self._audit)
+
+    def _audit(self, event, args):
+        if self.active and event == "import" and args and isinstance(args[0], str):
+            name = args[0]
+            if name.startswith("tinyllm") and not name.startswith(("tinyllm.grading", "tinyllm.grade")):
+                if name not in sys.modules:
+                    self.entered.add(f"imported {name}")
+
+    def _ours(self, filename: str) -> bool:
+        return filename.startswith(self.package) and not filename.startswith(self.grading)
+
+    def _profile(self, frame, event, arg):
+        if event != "call" or not self._ours(frame.f_code.co_filename):
+            return
+        caller = frame.f_back
+        if caller is not None and caller.f_code.co_filename.startswith(self.package):
+            return  # inside the package already: only entry points count
+        code = frame.f_code
+        if code.co_name == "forward" and id(frame.f_locals.get("self")) in self.allowed_forwards:
+            return
+        module = code.co_filename[len(self.package):].removesuffix(".py").replace("/", ".")
+        self.entered.add(f"called tinyllm.{module}.{code.co_qualname}")
+
+    def start(self, inputs) -> None:
+        import torch
+
+        self.allowed_forwards = {id(m) for v in _flatten(inputs) if isinstance(v, torch.nn.Module)
+                                 for m in v.modules()}
+        self.entered = set()
+        self.active = True
+        sys.setprofile(self._profile)
+
+    def stop(self) -> list[str]:
+        removed = sys.getprofile() is None or getattr(sys.getprofile(), "__self__", None) is not self
+        sys.setprofile(None)
+        self.active = False
+        if removed:
+            self.entered.add("removed the grader's call monitor")
+        return sorted(self.entered)
+
+
+def _flatten(value):
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _flatten(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _flatten(v)
+    else:
+        yield value
+
+
+class Callback:
+    """A test's callable input: calling it asks the grader to run it (the test's code stays there)."""
+
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def __call__(self, *args, **kwargs):
+        from tinyllm.grading import values
+
+        values.send(REPLY_FD, ("callback", self.index, values.pack((list(args), dict(kwargs)))))
+        kind, payload = values.receive(REQUEST_FD, trusted=True)
+        if kind != "value":
+            raise RuntimeError(payload)
+        return values.unpack(payload)
+
+
+Callback.__name__ = Callback.__qualname__ = "function"  # packed like the test's own callable
+
+
+def _with_callbacks(value):
+    if isinstance(value, tuple) and len(value) == 2 and value[0] == "__tinyllm_callback__":
+        return Callback(value[1])
+    if isinstance(value, list):
+        return [_with_callbacks(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_with_callbacks(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _with_callbacks(v) for k, v in value.items()}
+    return value
+
+
+def call(namespace: dict, monitor: Monitor, request: dict):
+    """One call of a learner's function; the reply to send."""
+    import signal
+
+    import torch
+
+    from tinyllm.grading import values
+
+    name = request["name"]
+    args, kwargs = _with_callbacks(request["args"]), _with_callbacks(request["kwargs"])
+    fn = namespace.get(name)
+    torch.set_rng_state(request["rng"][0])
+    random.setstate(request["rng"][1])
+    torch.set_grad_enabled(request["grad"])
+    torch.set_default_dtype(torch.float32)
+    outcome = None
+    signal.setitimer(signal.ITIMER_REAL, max(request["seconds"], 0.05))
+    monitor.start((args, kwargs))
+    try:
+        value = fn(*args, **kwargs)
+    except AssertionError as exc:
+        outcome = ("failed", f"`{name}` failed one of its own asserts: {exc}")
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt, the time limit
+        outcome = ("failed", f"`{name}` raised {type(exc).__name__}: {exc}")
+    finally:
+        entered = monitor.stop()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    if outcome is None:
+        outcome = ("value", values.pack(value))
+    if outcome[0] == "failed":
+        outcome = ("failed", " ".join(outcome[1].split())[:MAX_MESSAGE])
+    return ("done", outcome, values.pack((list(args), dict(kwargs))), entered)
+
+
+def names(namespace: dict, wanted: list[str]) -> dict:
+    from tinyllm.grading import values
+
+    out = {}
+    for name in wanted:
+        value = namespace.get(name)
+        if value is None:
+            out[name] = ("missing",)
+        elif callable(value):
+            out[name] = ("function",)
+        else:
+            out[name] = values.pack(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    global REQUEST_FD, REPLY_FD
+    config = json.loads((argv if argv is not None else sys.argv[1:])[0])
+    REQUEST_FD, REPLY_FD = config["fds"]
+    import torch  # noqa: F401  (before any cell's time limit: an import cut short breaks torch)
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    from tinyllm.grading import guard, values
+
+    shell_config = Config()
+    shell_config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=shell_config)
+    guard.install(cell_seconds=config["cell_seconds"], max_output_chars=config["max_output_chars"])
+    monitor = Monitor(config["package_dir"])
+    with open(config["notebook"], encoding="utf-8") as f:
+        cells = [c for c in json.load(f)["cells"] if c.get("cell_type") == "code"]
+    notes = []
+    for number, cell in enumerate(cells, start=1):
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        result = shell.run_cell(source, store_history=False, silent=False)
+        error = result.error_in_exec
+        note = limit_note(error, number) if error is not None else None
+        if note:
+            notes.append(note)
+        sys.stdout.flush()
+    import signal
+
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    values.send(REPLY_FD, ("ready", notes))
+    while True:
+        try:
+            request = values.receive(REQUEST_FD, trusted=True)
+        except values.ChannelError:
+            return 0
+        if request["kind"] == "names":
+            values.send(REPLY_FD, ("names", names(shell.user_ns, request["names"])))
+        elif request["kind"] == "call":
+            values.send(REPLY_FD, call(shell.user_ns, monitor, request))
+        else:
+            return 0
+
+
+if __name__ == "__main__":
+    os._exit(main())
