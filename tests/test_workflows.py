@@ -54,7 +54,7 @@ def test_tests_run_on_every_push_with_the_readme_command():
     # What CI runs here, so the badge means the same: the browser and sandbox installs included.
     assert any(step.get("run") == "bash .ci/run" for step in _steps(workflow))
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert "make test" in ci and "make browser" in ci
+    assert "make test" in ci and "make browser" in ci and "make sandbox" in ci
     (job,) = workflow["jobs"].values()
     assert job["container"]["image"].startswith("python:3.11-"), "Debian, with Python 3.11"
     assert "--privileged" in job["container"]["options"], "bubblewrap needs user namespaces"
