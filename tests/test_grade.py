@@ -561,3 +561,34 @@ def test_replies_that_are_not_plain_data_are_refused(forged):
         assert values.receive(read, time.monotonic() + 10, max_elements=100)[1].shape == (5,)
     finally:
         os.close(read), os.close(write)
+
+
+@needs_sandbox
+def test_a_process_that_leaves_the_session_ends_with_the_sandbox(tmp_path):
+    """`setsid -f` in a cell: the process is seen alive while the sandbox runs (so the
+    leftover check of the cheats is not vacuous), and it is gone once the sandbox ends."""
+    import tempfile
+
+    from tinyllm.grading import judge, values
+
+    loop = f"import ctypes, time\nctypes.CDLL(None).prctl(15, {MARKER.encode()!r})\nwhile True:\n    time.sleep(0.5)"
+    cell = f"import subprocess, sys\nsubprocess.run(['setsid', '-f', sys.executable, '-c', {loop!r}])"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(cell)]
+    config = {"limits": vars(Limits(seconds=120.0)), "cell_seconds": 30.0, "max_output_chars": 1000,
+              "tests": {}, "isolated": True}
+    with tempfile.TemporaryFile() as log:
+        run, to_fd, from_fd = judge.start(nbformat.writes(nb), "x.ipynb", config, log)
+        try:
+            assert values.receive(from_fd, time.monotonic() + 120)[0] == "ready"
+            deadline = time.time() + 20
+            while not _marked_processes() and time.time() < deadline:
+                time.sleep(0.2)
+            assert _marked_processes(), "the notebook's detached process did not start"
+        finally:
+            run.stop()
+            os.close(to_fd), os.close(from_fd)
+    deadline = time.time() + 10
+    while _marked_processes() and time.time() < deadline:
+        time.sleep(0.2)
+    assert _marked_processes() == []

@@ -54,7 +54,7 @@ class _CappedStream:
 
 
 def install(cell_seconds: float = 30.0, max_output_chars: int = 20_000) -> None:
-    """Set the per-cell time limit and output cap in the running IPython kernel."""
+    """Set the per-cell time limit and output cap in the running IPython shell."""
     from IPython import get_ipython
 
     # Import the heavy modules now, before any time limit: an import cut short by the alarm
