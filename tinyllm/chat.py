@@ -33,7 +33,7 @@ from tinyllm.chat_data import ENDOFTEXT, IM_END, IM_START, check_messages, encod
 from tinyllm.checkpoint import CheckpointError, load_model
 from tinyllm.data import is_conversation_file
 from tinyllm.device import pick_device
-from tinyllm.model import KVCache
+from tinyllm.kv_cache import KVCache
 from tinyllm.sampling import check_sampling_args, sample_next
 
 SHIPPED_CHAT_MODEL = Path(__file__).resolve().parent / "checkpoints" / "chat-cpu"
