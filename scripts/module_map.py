@@ -23,6 +23,7 @@ MAP: dict[str, tuple[str, str, str]] = {
     "data.py": ("00, 01", "test_data.py", "corpora (embedded Shakespeare, tinyshakespeare), splits, batches"),
     "tokenizer/char.py": ("01", "test_tokenizer_char.py", "the character tokenizer"),
     "tokenizer/bpe.py": ("03", "test_tokenizer_bpe.py", "byte-pair encoding with GPT-4's split pattern"),
+    "tokenizer/bpe_file.py": ("03", "test_tokenizer_bpe.py", "the BPE tokenizer's saved form, checked when read back"),
     "tokenizer/bpe_train.py": ("03", "test_tokenizer_bpe.py", "training a BPE vocabulary"),
     "tokenizer/bpe_reference.py": ("03", "test_tokenizer_bpe.py", "the chapter's simple BPE, the reference"),
     "tokenizer/hf_json.py": ("03", "test_tokenizer_hf_json.py", "Hugging Face tokenizer.json files, read and written"),
