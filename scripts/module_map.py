@@ -35,6 +35,7 @@ MAP: dict[str, tuple[str, str, str]] = {
     "optim.py": ("11", "test_optim.py", "AdamW, Muon (Newton-Schulz written out), the learning-rate setter"),
     "distributed.py": ("13", "test_distributed.py", "torchrun: process group, DDP / FSDP2, gathered checkpoints"),
     "checkpoint.py": ("08", "test_checkpoint.py", "saving and loading a model with its tokenizer"),
+    "checkpoint_state.py": ("08", "test_checkpoint.py", "a checkpoint's contents as tensors and JSON, and back, type-checked"),
     "sampling.py": ("09", "test_model.py", "temperature, top-k, top-p (tested through `GPT.generate`)"),
     "kv_cache.py": ("09", "test_model.py", "the keys and values of the tokens already read, per layer"),
     "generate.py": ("09", "test_generate.py", "text generation with the KV cache, the command line"),
