@@ -39,3 +39,17 @@ def test_bigram_rejects_bad_ids():
         model(torch.tensor([[1, 5]]))
     with pytest.raises(ValueError, match="max_new_tokens"):
         model.generate(torch.tensor([[1]]), -1)
+
+
+def test_bigram_lives_in_its_own_module_and_model_still_exports_it():
+    # Committed chapters import it from tinyllm.model: the re-export must stay the same class.
+    from tinyllm import bigram, kv_cache, model
+
+    assert model.BigramLanguageModel is bigram.BigramLanguageModel
+    assert model.KVCache is kv_cache.KVCache
+
+
+def test_bigram_generate_rejects_a_bool_token_count():
+    model = BigramLanguageModel(5)
+    with pytest.raises(ValueError, match="max_new_tokens must be an int >= 0, got True"):
+        model.generate(torch.zeros(1, 1, dtype=torch.long), True)

@@ -299,3 +299,10 @@ def test_a_shipped_model_that_is_not_a_chat_model_is_named(monkeypatch, tmp_path
     monkeypatch.setattr(tinyllm.chat, "SHIPPED_CHAT_MODEL", tmp_path)
     with pytest.raises(CheckpointError, match=f"the model in {tmp_path} is not a chat model"):
         load_chat_model()
+
+
+def test_the_command_names_a_bad_token_count_before_loading_anything(tmp_path, capsys):
+    # One wording for every integer argument (tinyllm.validate.check_int); the folder is
+    # empty, so the count is checked before any checkpoint is read.
+    assert main(["--out_dir", str(tmp_path), "--max_new_tokens", "0", "--prompt", "hi"]) == 1
+    assert "max_new_tokens must be an int >= 1, got 0" in capsys.readouterr().err

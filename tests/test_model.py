@@ -314,6 +314,7 @@ def test_generate_zero_tokens_returns_prompt():
         (dict(max_new_tokens=2, temperature=0.0), "temperature"),
         (dict(max_new_tokens=2, temperature=-1.0), "temperature"),
         (dict(max_new_tokens=2, top_k=0), "top_k"),
+        (dict(max_new_tokens=2, top_k=True), "top_k must be an int >= 1, got True"),
         (dict(max_new_tokens=2, top_p=0.0), "top_p"),
         (dict(max_new_tokens=2, top_p=1.5), "top_p"),
     ],

@@ -65,3 +65,13 @@ def test_loss_curves_and_bar_distribution_draw():
     assert len(ax.get_lines()) == 2  # the curve and the reference line
     ax = plot_bar_distribution([0.1, 0.6, 0.3], ["a", "b", "c"], top=2)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["b", "c"]
+
+
+def test_html_token_makes_spaces_newlines_and_empty_pieces_visible():
+    # The attention and layer explorers both draw tokens with it.
+    from tinyllm.plots import html_token
+    from tinyllm.widgets import attention_explorer, layer_explorer
+
+    assert html_token("a <b>\n") == "a&nbsp;&lt;b&gt;&#8629;"
+    assert html_token("") == "&#8203;"
+    assert attention_explorer.html_token is layer_explorer.html_token is html_token

@@ -33,8 +33,10 @@ from tinyllm.chat_data import ENDOFTEXT, IM_END, IM_START, check_messages, encod
 from tinyllm.checkpoint import CheckpointError, load_model
 from tinyllm.data import is_conversation_file
 from tinyllm.device import pick_device
-from tinyllm.model import KVCache
+from tinyllm.kv_cache import KVCache
+from tinyllm.model import eval_mode
 from tinyllm.sampling import check_sampling_args, sample_next
+from tinyllm.validate import check_int
 
 SHIPPED_CHAT_MODEL = Path(__file__).resolve().parent / "checkpoints" / "chat-cpu"
 DEFAULTS = dict(max_new_tokens=48, temperature=0.8, top_k=40, top_p=0.95)
@@ -106,16 +108,13 @@ def _reply_tokens(model, ids, max_new_tokens, temperature, top_k, top_p, greedy,
     yielded last. Returns (as the generator's value) why it stopped: ``"stop"`` at a stop id,
     ``"length"`` after ``max_new_tokens`` ids or when the context is full."""
     check_sampling_args(temperature, top_k, top_p, greedy)
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    check_int("max_new_tokens", max_new_tokens)
     block = model.config.block_size
     if len(ids) >= block:
         raise ValueError(f"the conversation takes {len(ids)} tokens, the context holds {block}: use trim_history")
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):  # put back when the reply ends or its reader stops early
         cache = KVCache(model.config.n_layer)
         logits, _ = model(torch.tensor([ids], device=device), kv_cache=cache)
         for _ in range(min(max_new_tokens, block - len(ids))):
@@ -128,8 +127,6 @@ def _reply_tokens(model, ids, max_new_tokens, temperature, top_k, top_p, greedy,
                 break  # the context is full: the reply stops here, unfinished
             logits, _ = model(next_id, kv_cache=cache)
         return "length"
-    finally:
-        model.train(was_training)
 
 
 def _stop_ids(tokenizer, raw: bool) -> set[int]:
@@ -329,8 +326,7 @@ def main(argv=None, stdin=None, stdout=None) -> int:
     out = stdout or sys.stdout
     try:
         check_sampling_args(args.temperature, args.top_k, args.top_p, args.greedy)
-        if args.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {args.max_new_tokens}")
+        check_int("max_new_tokens", args.max_new_tokens)
         model, tokenizer, checkpoint = _load_chat_checkpoint(args.out_dir, pick_device(args.device, False))
         if args.max_new_tokens >= model.config.block_size - 8:
             raise ValueError(f"max_new_tokens must be < {model.config.block_size - 8} for this model's "

@@ -43,13 +43,14 @@ import zlib
 from collections import Counter
 
 from tinyllm.chat_topics import FOLLOWUP_ALIASES, PERSONAS, TOPICS, USER_PREFIXES, WHY  # noqa: F401 (the tables)
+from tinyllm.model import IGNORE_INDEX  # the label the loss skips
+from tinyllm.validate import check_int
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 ENDOFTEXT = "<|endoftext|>"  # separates packed conversations; also a safe padding id
 SPECIAL_TOKENS = [IM_START, IM_END, ENDOFTEXT]
 ROLES = ("system", "user", "assistant")
-IGNORE_INDEX = -100  # the label cross_entropy skips (its default ignore_index)
 
 HELD_OUT_EVERY = 4  # question template i of a topic is "unseen" when i % 4 == 3
 VAL_BUCKETS = 10  # a question goes to val when crc32(question) % 10 == 0 (about 10%)
@@ -238,8 +239,7 @@ def _system(system_prompt, persona):
 
 
 def _check(n, multi_turn):
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    check_int("n", n, 0)
     if not 0.0 <= multi_turn <= 1.0:
         raise ValueError(f"multi_turn must be a fraction in [0, 1], got {multi_turn!r}")
 

@@ -27,7 +27,6 @@ Why this layout:
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import re
@@ -39,6 +38,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from tinyllm.checkpoint_state import (
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    rng_from_json,
+    rng_to_json,
+    typed,
+    unique_state,
+)
 from tinyllm.files import fsync_dir, sha256, write_atomic
 from tinyllm.tokenizer import BPETokenizer, CharTokenizer
 from tinyllm.validate import check_int
@@ -74,68 +81,6 @@ class Checkpoint:
 
 
 # ---------------------------------------------------------------------------------------
-# Tensors <-> bytes
-# ---------------------------------------------------------------------------------------
-
-
-def _unique_state(module: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The module's state dict without repeats of tied tensors.
-
-    Returns ``(tensors, tied)`` where ``tied`` maps each dropped name to the kept name that
-    shares its storage (GPT's ``lm_head.weight`` -> ``transformer.wte.weight``).
-    safetensors refuses to store two names for one storage, and storing it once is smaller.
-    """
-    tensors, tied, seen = {}, {}, {}
-    for name, tensor in module.state_dict().items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
-        if tensor.numel() and key in seen:
-            tied[name] = seen[key]
-            continue
-        seen[key] = name
-        tensors[name] = tensor.detach().cpu().contiguous()
-    return tensors, tied
-
-
-def _optimizer_to_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split a torch optimizer ``state_dict`` into tensors and JSON-able parameter groups."""
-    tensors = {}
-    for param_id, state in state_dict["state"].items():
-        for key, value in state.items():
-            if not isinstance(value, torch.Tensor):
-                raise TypeError(f"optimizer state {param_id}.{key} is a {type(value).__name__}, not a tensor")
-            tensors[f"state.{param_id}.{key}"] = value.detach().cpu().contiguous()
-    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state_dict["param_groups"]]
-    return tensors, {"param_groups": groups}
-
-
-def _optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict] = {}
-    for name, tensor in tensors.items():
-        prefix, param_id, key = name.split(".", 2)  # ValueError if not state.<id>.<key>
-        if prefix != "state":
-            raise ValueError(f"optimizer tensor {name!r} is not named state.<id>.<key>")
-        state.setdefault(int(param_id), {})[key] = tensor
-    groups = _typed(meta, "param_groups", list)
-    for group in groups:
-        _typed(group, "params", list)
-    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in groups]
-    return {"state": state, "param_groups": groups}
-
-
-def _rng_to_json(rng: dict[str, torch.Tensor]) -> dict[str, str]:
-    return {name: base64.b64encode(state.numpy().tobytes()).decode("ascii") for name, state in rng.items()}
-
-
-def _rng_from_json(rng: dict[str, str]) -> dict[str, torch.Tensor]:
-    # validate=True: a character outside base64's alphabet is an error, not skipped.
-    return {
-        name: torch.frombuffer(bytearray(base64.b64decode(_typed(rng, name, str), validate=True)),
-                               dtype=torch.uint8).clone()
-        for name in rng
-    }
-
-
-# ---------------------------------------------------------------------------------------
 # Save
 # ---------------------------------------------------------------------------------------
 
@@ -163,11 +108,11 @@ def save_checkpoint(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    model_tensors, tied = _unique_state(model)
+    model_tensors, tied = unique_state(model)
     files: dict[str, bytes] = {"model": st_save(model_tensors)}
     optimizer_meta = None
     if optimizer is not None:
-        opt_tensors, optimizer_meta = _optimizer_to_tensors(optimizer.state_dict())
+        opt_tensors, optimizer_meta = optimizer_to_tensors(optimizer.state_dict())
         files["optimizer"] = st_save(opt_tensors)
     state = {
         "format": FORMAT,
@@ -177,7 +122,7 @@ def save_checkpoint(
         "tied_weights": tied,
         "tokenizer": _tokenizer_to_dict(tokenizer),
         "optimizer": optimizer_meta,
-        "rng": _rng_to_json(rng or {}),
+        "rng": rng_to_json(rng or {}),
         "history": history or {},
         "train_config": train_config or {},
         "extra": extra or {},
@@ -257,7 +202,7 @@ def has_checkpoint(out_dir) -> bool:
 
 def _entry_path(out_dir: Path, entry: dict) -> Path:
     """The file a manifest entry names: a plain name of a file in ``out_dir`` itself."""
-    name = _typed(entry, "name", str)
+    name = typed(entry, "name", str)
     if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
         raise ValueError(f"file name {name!r} is not a plain name of a file in the checkpoint's folder")
     path = out_dir / name
@@ -269,7 +214,7 @@ def _entry_path(out_dir: Path, entry: dict) -> Path:
 def _read_verified(out_dir: Path, entry: dict, kind: str) -> bytes:
     with _malformed(out_dir / MANIFEST):
         path = _entry_path(out_dir, entry)
-        size, digest = _typed(entry, "bytes", int), _typed(entry, "sha256", str)
+        size, digest = typed(entry, "bytes", int), typed(entry, "sha256", str)
     try:
         data = path.read_bytes()
     except (FileNotFoundError, IsADirectoryError):
@@ -284,19 +229,6 @@ def _read_verified(out_dir: Path, entry: dict, kind: str) -> bytes:
     if sha256(data) != digest:
         raise CheckpointError(f"checkpoint {out_dir}: {path.name} does not match its sha256 checksum (corrupted file)")
     return data
-
-
-def _typed(mapping: dict, key: str, kind: type | tuple, default=KeyError):
-    """``mapping[key]`` (``default`` if given and absent), checked to be a ``kind``."""
-    if not isinstance(mapping, dict):
-        raise TypeError(f"expected a JSON object holding {key!r}, got {type(mapping).__name__}")
-    if key not in mapping and default is not KeyError:
-        return default
-    value, kinds = mapping[key], kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):  # JSON true is no count
-        names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
-        raise TypeError(f"{key!r} must be {names}, got {value!r}")
-    return value
 
 
 @contextlib.contextmanager
@@ -348,7 +280,7 @@ def _load_checkpoint(out_dir: Path, with_optimizer: bool) -> Checkpoint:
     if manifest.get("version") != VERSION:
         raise CheckpointError(f"{manifest_path} has format version {manifest.get('version')}, expected {VERSION}")
     with _malformed(manifest_path):
-        files = _typed(manifest, "files", dict)
+        files = typed(manifest, "files", dict)
         for kind in ("model", "state"):
             if kind not in files:
                 raise ValueError(f"it names no {kind} file")
@@ -361,29 +293,29 @@ def _load_checkpoint(out_dir: Path, with_optimizer: bool) -> Checkpoint:
 def _parse(out_dir: Path, files: dict, state: dict, with_optimizer: bool) -> Checkpoint:
     """The checkpoint the verified state file describes (any error: a malformed file)."""
     model_state = _load_tensors(out_dir, files["model"], "model")
-    for name, kept in _typed(state, "tied_weights", dict, {}).items():
+    for name, kept in typed(state, "tied_weights", dict, {}).items():
         if kept not in model_state:
             raise ValueError(f"tied weight {name!r} names {kept!r}, which the model file does not hold")
         model_state[name] = model_state[kept]
     optimizer_state = None
-    optimizer_meta = _typed(state, "optimizer", (dict, type(None)), None)
+    optimizer_meta = typed(state, "optimizer", (dict, type(None)), None)
     if with_optimizer and "optimizer" in files and optimizer_meta is not None:
         tensors = _load_tensors(out_dir, files["optimizer"], "optimizer")
-        optimizer_state = _optimizer_from_tensors(tensors, optimizer_meta)
-    step = _typed(state, "step", int)
+        optimizer_state = optimizer_from_tensors(tensors, optimizer_meta)
+    step = typed(state, "step", int)
     if step < 0:
         raise ValueError(f"'step' must be >= 0, got {step}")
     return Checkpoint(
         path=out_dir,
         step=step,
-        config=_typed(state, "config", dict),
-        tokenizer=_typed(state, "tokenizer", (dict, type(None)), None),
+        config=typed(state, "config", dict),
+        tokenizer=typed(state, "tokenizer", (dict, type(None)), None),
         model_state=model_state,
         optimizer_state=optimizer_state,
-        rng=_rng_from_json(_typed(state, "rng", dict, {})),
-        history=_typed(state, "history", dict, {}),
-        train_config=_typed(state, "train_config", dict, {}),
-        extra=_typed(state, "extra", dict, {}),
+        rng=rng_from_json(typed(state, "rng", dict, {})),
+        history=typed(state, "history", dict, {}),
+        train_config=typed(state, "train_config", dict, {}),
+        extra=typed(state, "extra", dict, {}),
     )
 
 

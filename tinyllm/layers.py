@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tinyllm.validate import check_int
+
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
     """``x / sqrt(mean(x**2) + eps) * weight`` over the last dimension ``(..., C)``.
@@ -81,8 +83,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     """``(B, n_kv, T, hs)`` -> ``(B, n_kv * n_rep, T, hs)``: each key/value head ``n_rep``
     times in a row, so query head ``j`` reads key/value head ``j // n_rep``."""
-    if isinstance(n_rep, bool) or not isinstance(n_rep, int) or n_rep < 1:
-        raise ValueError(f"n_rep must be an int >= 1, got {n_rep!r}")
+    check_int("n_rep", n_rep)
     if n_rep == 1:
         return x
     B, n_kv, T, hs = x.shape

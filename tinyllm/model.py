@@ -1,4 +1,4 @@
-"""The models of the course: the bigram model (chapter 02) and GPT (chapters 04-07).
+"""GPT (chapters 04-07): its config, attention, MLP, block and the model, in that order.
 
 GPT follows GPT-2's architecture exactly (and nanoGPT's names): token and position
 embeddings, ``n_layer`` pre-norm transformer blocks of causal self-attention and an MLP,
@@ -11,6 +11,9 @@ pieces of :mod:`tinyllm.layers`; at their defaults the model is GPT-2, bit for b
 
 Shapes: ``B`` batch size, ``T`` sequence length (<= block_size), ``C`` = n_embd,
 ``V`` = vocab_size, ``nh`` = n_head, ``hs`` = C // nh (the head size).
+
+Chapter 02's bigram model lives in :mod:`tinyllm.bigram` and the KV cache in
+:mod:`tinyllm.kv_cache`; both can still be imported from here, as the chapters do.
 """
 
 from __future__ import annotations
@@ -23,82 +26,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tinyllm.bigram import BigramLanguageModel as BigramLanguageModel  # re-exported (chapter 02)
+from tinyllm.kv_cache import KVCache
 from tinyllm.layers import ReLU2, RMSNorm, apply_rope, repeat_kv, rope_angles
+from tinyllm.optim import decay_groups
 from tinyllm.sampling import check_sampling_args, sample_next
-from tinyllm.validate import check_int
+from tinyllm.validate import check_ids, check_int
 
 # Targets with this value are left out of the loss (PyTorch's and Hugging Face's convention).
 IGNORE_INDEX = -100
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """Run the block with ``model`` in eval mode (no dropout), then put back the mode it was
-    in: a function that evaluates or generates leaves a model in training still training."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-def _check_ids(idx: torch.Tensor, vocab_size: int) -> None:
-    """Raise ``ValueError`` unless ``idx`` is a ``(B, T)`` tensor of ids in ``0..vocab_size-1``."""
-    if torch.compiler.is_compiling():
-        return  # reading values back (.item()) would break the compiled graph
-    if idx.dim() != 2:
-        raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
-    if idx.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
-    if idx.numel() and (idx.min() < 0 or idx.max() >= vocab_size):
-        bad = idx[(idx < 0) | (idx >= vocab_size)][0].item()
-        raise ValueError(f"token id {bad} is outside the vocabulary (0..{vocab_size - 1})")
-
-
-# ---------------------------------------------------------------------------------------
-# Chapter 02: the bigram model
-# ---------------------------------------------------------------------------------------
-
-
-class BigramLanguageModel(nn.Module):
-    """Predicts the next token from the current one alone.
-
-    Its only parameter is a ``(V, V)`` table: row ``i`` holds the logits of the token that
-    follows token ``i``. Trained to convergence it learns the same table that counting
-    pairs gives (up to smoothing).
-    """
-
-    def __init__(self, vocab_size: int):
-        super().__init__()
-        self.vocab_size = vocab_size
-        self.token_embedding_table = nn.Embedding(vocab_size, vocab_size)
-
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """``idx`` ``(B, T)`` -> logits ``(B, T, V)`` and the mean cross-entropy or None."""
-        _check_ids(idx, self.vocab_size)
-        logits = self.token_embedding_table(idx)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, self.vocab_size), targets.reshape(-1))
-        return logits, loss
-
-    @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, generator: torch.Generator | None = None):
-        """Append ``max_new_tokens`` sampled tokens to ``idx`` ``(B, T)``."""
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        for _ in range(max_new_tokens):
-            logits, _ = self(idx[:, -1:])
-            next_id = sample_next(logits[:, -1, :], generator=generator)
-            idx = torch.cat([idx, next_id], dim=1)
-        return idx
-
-
-# ---------------------------------------------------------------------------------------
-# GPT
-# ---------------------------------------------------------------------------------------
-
 
 # The MLP's activations, by the name GPTConfig.mlp uses. nn.GELU() is the exact (erf) GELU;
 # "swiglu" is a gated MLP (a third matrix, c_gate), not an activation of this table.
@@ -196,36 +132,6 @@ class GPTConfig:
 
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
-
-
-class KVCache:
-    """Keys and values of the tokens seen so far, one ``(B, n_kv, T, hs)`` pair per layer
-    (``n_kv`` = ``config.kv_heads``: grouped-query attention caches fewer heads).
-
-    With it, generating a token runs the model on that one token instead of the whole
-    context: the keys and values of earlier positions never change (causal attention),
-    so they are computed once and kept.
-    """
-
-    def __init__(self, n_layer: int):
-        self.keys: list[torch.Tensor | None] = [None] * n_layer
-        self.values: list[torch.Tensor | None] = [None] * n_layer
-
-    @property
-    def length(self) -> int:
-        """How many positions are cached (in every layer, once a forward pass is done)."""
-        return self.layer_length(0)
-
-    def layer_length(self, layer: int) -> int:
-        return 0 if self.keys[layer] is None else self.keys[layer].size(2)
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        """Append this step's keys/values ``(B, n_kv, T, hs)``; return all cached ones."""
-        if self.keys[layer] is not None:
-            k = torch.cat([self.keys[layer], k], dim=2)
-            v = torch.cat([self.values[layer], v], dim=2)
-        self.keys[layer], self.values[layer] = k, v
-        return k, v
 
 
 class CausalSelfAttention(nn.Module):
@@ -339,17 +245,6 @@ class Block(nn.Module):
         return x, weights
 
 
-def decay_groups(params, weight_decay: float) -> list[dict]:
-    """AdamW's two parameter groups: matrices (Linear and Embedding weights) decay toward
-    zero by ``weight_decay``; vectors (biases, norm gains) do not, since decaying them only
-    hurts. :meth:`GPT.configure_optimizers` and :func:`tinyllm.optim.build_optimizer` use it."""
-    params = list(params)
-    return [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-
-
 class GPT(nn.Module):
     """A GPT-2 style decoder-only transformer language model."""
 
@@ -419,7 +314,7 @@ class GPT(nn.Module):
         With a ``kv_cache``, ``idx`` holds only the new tokens; positions continue after
         the cached ones.
         """
-        _check_ids(idx, self.config.vocab_size)
+        check_ids(idx, self.config.vocab_size)
         if targets is not None and targets.shape != idx.shape:
             raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
         B, T = idx.shape
@@ -448,7 +343,7 @@ class GPT(nn.Module):
         reads from: it sums to 1 and is zero above the diagonal. The model is run in eval
         mode (no dropout), as at inference, and left in the mode it was in.
         """
-        _check_ids(idx, self.config.vocab_size)
+        check_ids(idx, self.config.vocab_size)
         T = idx.size(1)
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than block_size={self.config.block_size}")
@@ -511,7 +406,7 @@ class GPT(nn.Module):
         """
         check_int("max_new_tokens", max_new_tokens, 0)
         check_sampling_args(temperature, top_k, top_p, greedy)
-        _check_ids(idx, self.config.vocab_size)
+        check_ids(idx, self.config.vocab_size)
         if idx.size(1) == 0:
             raise ValueError("idx must hold at least one token to continue from")
         with eval_mode(self):
@@ -532,3 +427,15 @@ class GPT(nn.Module):
                 next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, greedy, generator)
                 idx = torch.cat([idx, next_id], dim=1)
         return idx
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Run the block with ``model`` in eval mode (no dropout), then put back the mode it was
+    in: a function that evaluates or generates leaves a model in training still training."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

@@ -20,13 +20,23 @@ from __future__ import annotations
 
 import torch
 
-from tinyllm.model import decay_groups
 from tinyllm.validate import check_int
 
 OPTIMIZERS = ("adamw", "muon")
 # The quintic's coefficients (Keller Jordan's, also torch.optim.Muon's defaults): chosen for
 # the steepest slope at zero, so 5 steps push every singular value into about [0.7, 1.2].
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def decay_groups(params, weight_decay: float) -> list[dict]:
+    """AdamW's two parameter groups: matrices (Linear and Embedding weights) decay toward
+    zero by ``weight_decay``; vectors (biases, norm gains) do not, since decaying them only
+    hurts. :meth:`tinyllm.model.GPT.configure_optimizers` and :func:`build_optimizer` use it."""
+    params = list(params)
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
 
 
 def newton_schulz(G: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:

@@ -6,6 +6,7 @@ they are printed at their own size and every label keeps its font size (8 points
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -17,6 +18,12 @@ PAGE_WIDTH = 7.6  # inches: at the inline backend's 100 dpi, the book's text col
 def display_token(piece: str) -> str:
     """A token as a readable plot label: spaces as ``␣``, newlines and tabs escaped."""
     return "".join({"\n": "\\n", " ": "␣", "\t": "\\t"}.get(c, c) for c in piece)
+
+
+def html_token(piece: str) -> str:
+    """A token as HTML for a coloured box in the widgets: escaped, spaces and newlines made
+    visible, and an empty piece still a box one can hover."""
+    return html.escape(piece).replace(" ", "&nbsp;").replace("\n", "&#8629;") or "&#8203;"
 
 
 def plot_loss_curves(

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tinyllm.validate import check_int
+
 
 def check_sampling_args(temperature: float, top_k: int | None, top_p: float | None, greedy: bool) -> None:
     """Raise ``ValueError`` for arguments that have no meaning."""
@@ -17,8 +19,8 @@ def check_sampling_args(temperature: float, top_k: int | None, top_p: float | No
             f"temperature must be > 0, got {temperature}; for the most likely token every time, "
             "use greedy=True"
         )
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
+    if top_k is not None:  # None: no top-k filter
+        check_int("top_k", top_k)
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
 

@@ -1,9 +1,12 @@
-"""One check for the package's integer arguments, with one wording for its error.
+"""The package's argument checks, each with one wording for its error: integer arguments
+(:func:`check_int`) and the token ids a model reads (:func:`check_ids`).
 
 It sits below every step of the data flow and imports nothing of the package.
 """
 
 from __future__ import annotations
+
+import torch
 
 
 def check_int(name: str, value, low: int = 1, high: int | None = None) -> int:
@@ -15,3 +18,16 @@ def check_int(name: str, value, low: int = 1, high: int | None = None) -> int:
         bounds = f">= {low}" if high is None else f"in {low}..{high}"
         raise ValueError(f"{name} must be an int {bounds}, got {value!r}")
     return value
+
+
+def check_ids(idx: torch.Tensor, vocab_size: int) -> None:
+    """Raise ``ValueError`` unless ``idx`` is a ``(B, T)`` tensor of ids in ``0..vocab_size-1``."""
+    if torch.compiler.is_compiling():
+        return  # reading values back (.item()) would break the compiled graph
+    if idx.dim() != 2:
+        raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
+    if idx.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
+    if idx.numel() and (idx.min() < 0 or idx.max() >= vocab_size):
+        bad = idx[(idx < 0) | (idx >= vocab_size)][0].item()
+        raise ValueError(f"token id {bad} is outside the vocabulary (0..{vocab_size - 1})")

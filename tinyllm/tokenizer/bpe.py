@@ -35,6 +35,7 @@ from pathlib import Path
 
 import regex
 
+from tinyllm.tokenizer import bpe_file
 from tinyllm.tokenizer.bpe_reference import merge
 from tinyllm.tokenizer.bpe_train import train_merges
 
@@ -43,8 +44,6 @@ GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}
 GPT4_SPLIT_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
 SPLIT_PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
 
-FILE_TYPE = "bpe"
-FILE_VERSION = 1
 _CACHE_LIMIT = 1 << 17  # chunks remembered by encode before the cache is emptied
 _LONG_CHUNK = 64  # chunks longer than this (in tokens) are merged one whole pass at a time
 
@@ -149,7 +148,7 @@ class BPETokenizer:
         with ``vocab_size = 256 + k`` would have produced: BPE learns greedily, one merge at
         a time, so a smaller vocabulary is a prefix of a larger one.
         """
-        merges = _check_merges(merges)
+        merges = bpe_file.check_merges(merges)
         tokenizer = cls.__new__(cls)
         tokenizer._set_state(pattern, merges, special_tokens)
         return tokenizer
@@ -354,51 +353,19 @@ class BPETokenizer:
         when loading. A tokenizer read from a ``tokenizers`` file keeps that file whole
         (``"tokenizers_json"``), so its ids survive a checkpoint.
         """
-        if self._source is not None:
-            return {"type": FILE_TYPE, "version": FILE_VERSION, "tokenizers_json": self._source}
-        return {
-            "type": FILE_TYPE,
-            "version": FILE_VERSION,
-            "pattern": self.pattern_name or self.pattern,
-            "vocab_size": self.vocab_size,
-            "special_tokens": dict(self.special_tokens),
-            "merges": [
-                {"id": new_id, "pair": [a, b], "text": [self.id_to_text(a), self.id_to_text(b)]}
-                for (a, b), new_id in self.merges.items()
-            ],
-        }
+        return bpe_file.to_dict(self)
 
     @classmethod
     def from_dict(cls, state) -> "BPETokenizer":
         """Rebuild a tokenizer from :meth:`to_dict`'s output; ValueError says what is wrong."""
-        if not isinstance(state, dict) or state.get("type") != FILE_TYPE:
-            raise ValueError(f"expected a JSON object with \"type\": \"{FILE_TYPE}\"")
-        if state.get("version") != FILE_VERSION:
-            raise ValueError(f"unsupported version {state.get('version')!r} (this code reads {FILE_VERSION})")
+        bpe_file.check_header(state)
         if "tokenizers_json" in state:
             from tinyllm.tokenizer import hf_json
 
             return hf_json.from_json(cls, state["tokenizers_json"])
-        entries = state.get("merges")
-        if not isinstance(entries, list):
-            raise ValueError("'merges' must be a list")
-        merges = []
-        for k, entry in enumerate(entries):
-            if not isinstance(entry, dict) or entry.get("id") != 256 + k:
-                raise ValueError(f"merge number {k} must be an object with \"id\": {256 + k}, got {entry!r}")
-            merges.append(entry.get("pair"))
-        merges = _check_merges(merges)
-        specials = state.get("special_tokens")
-        if not isinstance(specials, dict) or not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in specials.values()
-        ):
-            raise ValueError("'special_tokens' must be an object {string: id}")
-        first = 256 + len(merges)
-        if sorted(specials.values()) != list(range(first, first + len(specials))):
-            raise ValueError(f"special token ids must be {first}..{first + len(specials) - 1}, got {specials}")
-        ordered = sorted(specials, key=specials.get)
+        pattern, merges, specials = bpe_file.parse(state)
         tokenizer = cls.__new__(cls)
-        tokenizer._set_state(state.get("pattern"), merges, ordered)
+        tokenizer._set_state(pattern, merges, specials)
         if state.get("vocab_size") != tokenizer.vocab_size:
             raise ValueError(f"'vocab_size' is {state.get('vocab_size')!r} but the file defines {tokenizer.vocab_size} ids")
         return tokenizer
@@ -409,12 +376,7 @@ class BPETokenizer:
         if self._source is not None:
             self.to_tokenizers_json(path)
             return
-        state = self.to_dict()
-        lines = [json.dumps(entry, ensure_ascii=False) for entry in state.pop("merges")]
-        head = json.dumps(state, ensure_ascii=False, indent=1)
-        body = head[:-2] + ',\n "merges": [\n  ' + ",\n  ".join(lines) + "\n ]\n}\n"
-        assert json.loads(body)["merges"] is not None
-        Path(path).write_text(body, encoding="utf-8")
+        Path(path).write_text(bpe_file.dumps(self.to_dict()), encoding="utf-8")
 
     @classmethod
     def load(cls, path) -> "BPETokenizer":
@@ -457,22 +419,3 @@ class BPETokenizer:
         return (f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
                 f"special_tokens={len(self.special_tokens)}, pattern={pattern!r})")
 
-
-def _check_merges(merges) -> list[tuple[int, int]]:
-    """Every merge is a pair of existing ids (bytes or earlier merges), none repeated."""
-    checked: list[tuple[int, int]] = []
-    seen: set[tuple[int, int]] = set()
-    for k, pair in enumerate(merges):
-        if (
-            not isinstance(pair, (list, tuple)) or len(pair) != 2
-            or not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in pair)
-        ):
-            raise ValueError(f"merge number {k} must be a pair of two ints, got {pair!r}")
-        a, b = int(pair[0]), int(pair[1])
-        if not (0 <= a < 256 + k and 0 <= b < 256 + k):
-            raise ValueError(f"merge number {k} {pair!r} uses an id that does not exist yet (0..{255 + k})")
-        if (a, b) in seen:
-            raise ValueError(f"merge number {k} {pair!r} repeats an earlier merge")
-        seen.add((a, b))
-        checked.append((a, b))
-    return checked

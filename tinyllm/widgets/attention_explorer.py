@@ -20,17 +20,12 @@ import html
 import matplotlib.pyplot as plt
 import torch
 
-from tinyllm.plots import display_token
+from tinyllm.plots import display_token, html_token
 
 
 def token_strings(tokenizer, ids: list[int]) -> list[str]:
     """Each id decoded on its own: the pieces the text is cut into."""
     return [tokenizer.decode([i]) for i in ids]
-
-
-def _visible(piece: str) -> str:
-    """Make spaces and newlines visible inside a coloured box."""
-    return html.escape(piece).replace(" ", "&nbsp;").replace("\n", "&#8629;") or "&#8203;"
 
 
 def attention_html(pieces: list[str], weights, query: int, title: str = "") -> str:
@@ -58,7 +53,7 @@ def attention_html(pieces: list[str], weights, query: int, title: str = "") -> s
             style += " outline: 2px solid #1f4e9a;"
         spans.append(
             f'<span title="{tip}" style="{style} padding: 1px 0; border-radius: 2px; '
-            f'font-family: monospace; white-space: pre;">{_visible(piece)}</span>'
+            f'font-family: monospace; white-space: pre;">{html_token(piece)}</span>'
         )
     head = f'<div style="font-size: 0.9em; margin-bottom: 4px;">{html.escape(title)}</div>' if title else ""
     return f'<div style="line-height: 1.9;">{head}{"".join(spans)}</div>'

@@ -19,20 +19,18 @@ import html
 
 import torch
 
+from tinyllm.plots import html_token
 from tinyllm.trace import check_index, encode, logit_lens, trace
+from tinyllm.validate import check_int
 
 WINDOW = 32  # the strips show at most this many tokens up to the chosen position
-
-
-def _visible(piece: str) -> str:
-    return html.escape(piece).replace(" ", "&nbsp;").replace("\n", "&#8629;") or "&#8203;"
 
 
 def _cell(piece: str, alpha: float, tip: str, outline: bool = False) -> str:
     border = " outline: 2px solid #1f4e9a;" if outline else ""
     return (f'<span title="{html.escape(tip)}" style="background: rgba(220, 50, 32, {alpha:.3f});'
             f'{border} font-family: monospace; white-space: pre; padding: 1px 1px;">'
-            f"{_visible(piece)}</span>")
+            f"{html_token(piece)}</span>")
 
 
 def lens_table_html(probs: torch.Tensor, ids: torch.Tensor, tokens: list[str]) -> str:
@@ -89,7 +87,7 @@ def _page(model, tokenizer, tr, ids: list[int], position: int, k: int) -> str:
     probs, top = logit_lens(model, tr, position, k)
     context = "".join(pieces[max(0, position - 40): position + 1])
     title = (f'<div style="font-size: 0.9em;">next-token guesses after '
-             f'<code style="white-space: pre;">{_visible(context)}</code> (position {position})</div>')
+             f'<code style="white-space: pre;">{html_token(context)}</code> (position {position})</div>')
     return (f"<div>{title}{lens_table_html(probs, top, tokens)}"
             f"{heads_html(pieces, [a[0] for a in tr.attn], position)}</div>")
 
@@ -108,8 +106,7 @@ class LayerExplorer:
 
         self.model, self.tokenizer = model, tokenizer
         V = model.config.vocab_size
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(V, 10):
-            raise ValueError(f"k must be an int in 1..{min(V, 10)}, got {k!r}")
+        check_int("k", k, 1, min(V, 10))
         self.text = w.Textarea(value=text, description="text", layout=w.Layout(width="95%", height="4em"))
         self.position = w.IntSlider(value=0, min=0, max=0, description="position", continuous_update=False)
         self.k = w.IntSlider(value=k, min=1, max=min(V, 10), description="guesses")
