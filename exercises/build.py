@@ -66,7 +66,7 @@ def grading_cell_source(name: str) -> str:
     """The last cell of every exercise set: grade the notebook against the hidden tests."""
     return (
         f"{GRADING_CELL_FIRST_LINE}.\n"
-        "# In Colab: the notebook as it is now; elsewhere: the saved file (save it first).\n"
+        "# In Colab: the notebook as it is; elsewhere: the saved file (save it first).\n"
         "from tinyllm.grade import grade_this\n"
         "\n"
         f'grade_this("{name}.ipynb");'
