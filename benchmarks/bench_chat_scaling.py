@@ -4,7 +4,8 @@
         [--seeds 0 1 2] [--checkpoint runs/chat-cpu] [--threads N]
 
 Each run is the ``chat-cpu`` preset (its data, tokenizer, batch and schedule) with another
-model shape and number of steps: ``chat-cpu`` (4 x 128, the shipped assistant's shape),
+model shape and number of steps: ``small`` (2 x 64, chapter 12's live demo), ``chat-cpu``
+(4 x 128, the shipped assistant's shape),
 ``wide`` (4 x 192, about twice its parameters) and ``guppylm`` (GuppyLM's 6 x 384 with this
 1,024-id vocabulary). Every finished run is scored with :mod:`tinyllm.chat_eval` (the 64
 generated cases and the hand-written ones, the sampling settings of ``python -m tinyllm.chat
@@ -32,6 +33,7 @@ from tinyllm.train import config_from_preset, train
 
 OUT = Path(__file__).resolve().parent.parent / "tinyllm" / "measurements" / "chat_scaling.json"
 SHAPES = {
+    "small": dict(n_layer=2, n_head=4, n_embd=64, mlp_hidden=256),
     "chat-cpu": dict(n_layer=4, n_head=4, n_embd=128, mlp_hidden=512),
     "wide": dict(n_layer=4, n_head=6, n_embd=192, mlp_hidden=768),
     "guppylm": dict(n_layer=6, n_head=6, n_embd=384, mlp_hidden=768),

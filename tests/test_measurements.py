@@ -78,6 +78,19 @@ def test_check_ablation_names_what_is_malformed(change, message):
 
 
 def test_load_refuses_unknown_names():
-    with pytest.raises(ValueError, match="unknown measurement 'speed'; known: ablation, speedrun"):
+    with pytest.raises(ValueError, match="unknown measurement 'speed'; known: ablation, speedrun, chat_"):
         load("speed")
-    assert NAMES == ("ablation", "speedrun")
+    assert NAMES == ("ablation", "speedrun", "chat_scaling", "chat_before")
+
+
+def test_committed_chat_measurements_hold_pass_rates_per_category():
+    scaling = load("chat_scaling")
+    assert scaling["runs"] and {"machine", "threads", "settings"} <= set(scaling["meta"])
+    for run in scaling["runs"]:
+        assert run["params"] > 0 and run["steps"] > 0 and run["train_seconds"] > 0
+        for category in ("seen", "unseen", "multi-turn", "hand-written", "total"):
+            assert 0.0 <= run[category] <= 1.0, (run, category)
+    before = load("chat_before")["scores"]
+    assert set(before) == {"generated", "hand-written", "generated-title", "generated-upper",
+                           "hand-written-upper"}
+    assert all(0.0 <= s["total"] <= 1.0 for s in before.values())
