@@ -31,8 +31,9 @@ book: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-# Unit tests only: tests/ without the slow grading tests and the book (build, browser); the widget
-# tests still run on ipywidgets 7.7.1 too (tests/test_ipywidgets7.py).
+# Unit tests only: tests/ without the tests marked slow (grading, torchrun, ONNX exports, Chromium,
+# killed-and-resumed runs, processes importing transformers) and the book (build, browser); the
+# widget tests still run on ipywidgets 7.7.1 too (tests/test_ipywidgets7.py).
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow" --ignore=tests/test_book.py --ignore=tests/test_book_in_browser.py
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -25,6 +28,14 @@ def random_model(config: dict, seed: int = 0, scale: float = 0.1, **overrides) -
 
 # A short text the training tests train on (a few seconds per run).
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 60
+
+
+def checkpoint_step(out_dir) -> int:
+    """The step of the checkpoint in ``out_dir``, 0 before the first one, read from its manifest
+    alone: tests poll it every few milliseconds while a run trains, and load_checkpoint
+    (checksums, torch.load) at that rate would take a processor from the run it waits for."""
+    manifest = Path(out_dir) / "manifest.json"  # replaced atomically: never half written
+    return json.loads(manifest.read_text())["step"] if manifest.exists() else 0
 
 
 @pytest.fixture(autouse=True)  # for each test module that imports it

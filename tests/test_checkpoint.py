@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from helpers import checkpoint_step
 
 from tinyllm import checkpoint as ck
 from tinyllm.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
@@ -34,6 +35,13 @@ def _save(tmp_path, step=2, **kwargs):
     rng = {"batches": torch.Generator().manual_seed(5).get_state()}
     save_checkpoint(tmp_path, model, step, opt, CharTokenizer("abcdefghijk"), rng, {"loss": [1.0, 0.5]}, **kwargs)
     return model, opt
+
+
+def test_the_polled_step_is_the_saved_checkpoints(tmp_path):
+    """tests/helpers.checkpoint_step, which the killed-run tests poll, agrees with load_checkpoint."""
+    assert checkpoint_step(tmp_path) == 0  # no checkpoint yet
+    _save(tmp_path, step=3)
+    assert checkpoint_step(tmp_path) == load_checkpoint(tmp_path).step == 3
 
 
 def test_round_trip_weights_optimizer_rng_tokenizer(tmp_path):

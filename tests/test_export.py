@@ -93,6 +93,7 @@ def test_bias_free_model_cannot_be_exported(tmp_path):
     assert not (tmp_path / "model.safetensors").exists()
 
 
+@pytest.mark.slow  # a fresh process imports transformers
 def test_loading_works_offline(exported):
     """With HF_HUB_OFFLINE=1 and a dead proxy, any attempt to download would fail."""
     model, folder = exported
@@ -230,6 +231,7 @@ def _hf_logits(folder, idx, offline: bool = False):
     return name, torch.tensor(logits)
 
 
+@pytest.mark.slow  # each case: a fresh process imports transformers
 @pytest.mark.parametrize("overrides, architecture", [
     (dict(bias=False, n_kv_head=2), "LlamaForCausalLM"),
     (dict(bias=True), "LlamaForCausalLM"),
@@ -250,6 +252,7 @@ def test_llama_like_models_export_with_the_same_logits_offline(tmp_path, overrid
     torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow  # a fresh process imports transformers
 def test_the_llama_comparison_sees_a_wrong_rope_theta(tmp_path):
     """The check is sharp: the same weights read with another RoPE base disagree."""
     model = random_gpt(seed=4, **LLAMA, bias=False)

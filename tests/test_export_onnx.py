@@ -32,6 +32,8 @@ from tinyllm.model import GPTConfig
 from tinyllm.train import validation_loss
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every ONNX export costs seconds (the exporter traces the model): left out of make test-fast.
+pytestmark = pytest.mark.slow
 WEB_MODELS = ROOT / "book" / "_vendor" / "model"
 CONFIG = dict(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=64)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TEXT, one_thread  # noqa: F401 (one_thread: an autouse fixture)
+from helpers import TEXT, checkpoint_step, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 
 from tinyllm.checkpoint import CheckpointError, load_checkpoint
 from tinyllm.config import build_parser
@@ -82,6 +82,7 @@ def _cli(out_dir, corpus, *extra):
     ]
 
 
+@pytest.mark.slow  # three training processes
 def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT)
@@ -89,10 +90,9 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
     # The uninterrupted run and the one we kill, side by side.
     reference = subprocess.Popen(_cli(tmp_path / "ref", corpus), env=env)
     victim = subprocess.Popen(_cli(tmp_path / "run", corpus), env=env)
-    manifest = tmp_path / "run" / "manifest.json"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if manifest.exists() and json.loads(manifest.read_text())["step"] >= 7:
+        if checkpoint_step(tmp_path / "run") >= 7:
             break
         time.sleep(0.005)
     assert victim.poll() is None, "the run finished before it could be killed"

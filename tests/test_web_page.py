@@ -35,6 +35,8 @@ from tinyllm.generate import load_shipped_model
 from tinyllm.tokenizer.bpe import BPETokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
+# Chromium and the models' ONNX runs: left out of make test-fast, as the book's browser test.
+pytestmark = pytest.mark.slow
 PAGE = ROOT / "book" / "talk_to_the_model.md"
 VENDOR = ROOT / "book" / "_vendor"
 N_TOKENS = 50
