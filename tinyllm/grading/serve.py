@@ -15,7 +15,7 @@ grader: calling one here asks the grader to run it.
 No test runs here and no expected value is ever sent here. Nothing this process says is
 trusted: the grader checks every reply (:func:`tinyllm.grading.values.check_plain`).
 A learner's call that enters the package's own code, other than the ``forward`` of a module
-it was given, is reported (a flag, see :mod:`tinyllm.grading.flags`).
+it was given or the ``encode``/``decode`` of a tokenizer it was given, is reported (a flag, see :mod:`tinyllm.grading.flags`).
 """
 
 from __future__ import annotations
@@ -47,19 +47,26 @@ def limit_note(exc: BaseException, number: int) -> str | None:
     return None
 
 
+# Methods of the objects a test passes in that an answer may call: the statements say
+# "run the module" or "encode with the tokenizer you are given".
+ALLOWED_METHODS = {"forward", "encode", "decode"}
+
+
 class Monitor:
     """Which of the package's functions a learner's call enters (a flag, not a boundary).
 
     ``sys.setprofile`` sees every Python call while the learner's function runs; an entry
-    into ``tinyllm`` (not ``tinyllm.grading``) from outside it is noted, except the
-    ``forward`` of a module the test passed in. An audit hook notes imports of the package.
+    into ``tinyllm`` (not ``tinyllm.grading``) from outside it is noted, except the methods a
+    statement lets a learner use on what the test passed in: a module's ``forward``, a
+    tokenizer's ``encode`` and ``decode`` (any other method, ``model.generate`` say, is
+    noted). An audit hook notes imports of the package.
     Learner code can remove the profiler; that is noted too.
     """
 
     def __init__(self, package_dir: str):
         self.package = package_dir.rstrip("/") + "/"
         self.grading = self.package + "grading/"
-        self.allowed_forwards: set[int] = set()
+        self.allowed_selves: set[int] = set()  # the objects the test passed in (and their modules)
         self.entered: set[str] = set()
         self.active = False
         sys.addaudithook(self._audit)
@@ -81,7 +88,7 @@ class Monitor:
         if caller is not None and caller.f_code.co_filename.startswith(self.package):
             return  # inside the package already: only entry points count
         code = frame.f_code
-        if code.co_name == "forward" and id(frame.f_locals.get("self")) in self.allowed_forwards:
+        if code.co_name in ALLOWED_METHODS and id(frame.f_locals.get("self")) in self.allowed_selves:
             return
         module = code.co_filename[len(self.package):].removesuffix(".py").replace("/", ".")
         self.entered.add(f"called tinyllm.{module}.{code.co_qualname}")
@@ -89,8 +96,9 @@ class Monitor:
     def start(self, inputs) -> None:
         import torch
 
-        self.allowed_forwards = {id(m) for v in _flatten(inputs) if isinstance(v, torch.nn.Module)
-                                 for m in v.modules()}
+        given = list(_flatten(inputs))
+        self.allowed_selves = {id(v) for v in given}
+        self.allowed_selves |= {id(m) for v in given if isinstance(v, torch.nn.Module) for m in v.modules()}
         self.entered = set()
         self.active = True
         sys.setprofile(self._profile)
