@@ -151,14 +151,43 @@ def test_unseen_templates_and_val_questions_never_appear_in_training():
     prefixes = sorted({p.format(name="guppy") for p in cd.USER_PREFIXES if p}, key=len)
     pools = cd.persona_pools("guppy")
     slot = lambda m: "(?:" + "|".join(re.escape(v) for v in pools[m.group(1)]) + ")"  # noqa: E731
-    seen = [re.sub(r"\\\{(\w+)\\\}", slot, re.escape(t)) for name, spec in cd.TOPICS.items()
-            for i, t in enumerate(spec["ask"]) if not cd.is_held_out(name, i)]
+    seen = [re.sub(r"\\\{(\w+)\\\}", slot, re.escape(t)) for name in cd.TOPICS
+            for i, t in enumerate(cd.question_templates(name)) if not cd.is_held_out(name, i)]
     seen = re.compile("(?:" + "|".join(re.escape(p) for p in prefixes) + ")?(?:" + "|".join(seen) + ")")
     unseen = topic_questions(data["unseen"])
     assert len(unseen) > 50
     for q in unseen:
         assert not seen.fullmatch(q), q
     assert seen.fullmatch("hey guppy, do you like flakes?")  # the pattern itself can match
+
+
+def test_training_only_wordings_are_valid_trained_and_never_held_out():
+    assert cd.WORDINGS["guppy"], "the fish has training-only wordings"
+    for persona, topics in cd.WORDINGS.items():
+        pools = cd.persona_pools(persona)
+        assert set(topics) <= set(cd.TOPICS), sorted(set(topics) - set(cd.TOPICS))
+        for topic, wordings in topics.items():
+            asked = cd.TOPICS[topic]["ask"]
+            assert len(set(wordings)) == len(wordings) and not set(wordings) & set(asked), topic
+            for text in wordings:
+                assert set(re.findall(r"\{(\w+)\}", text)) <= set(pools), text
+            n = len(asked)
+            assert cd.question_templates(topic, persona)[n:] == wordings
+            assert not any(cd.is_held_out(topic, i) for i in range(n, n + len(wordings)))
+    # They reach the training data: some generated question is one of them, filled in.
+    pools = cd.persona_pools("guppy")
+    some = {cd.fill_template(t, cd.SlotValues(random.Random(0), pools))
+            for ts in cd.WORDINGS["guppy"].values() for t in ts if "{" not in t}
+    questions = topic_questions(cd.chat_dataset("guppy", n=3000, seed=0, vary=False)["train"])
+    assert len(some & questions) > 20
+
+
+def test_the_eval_does_not_depend_on_the_training_only_wordings(monkeypatch):
+    from tinyllm import chat_data, chat_eval
+
+    before = chat_eval.eval_cases("guppy")
+    monkeypatch.setattr(chat_data, "WORDINGS", {})
+    assert chat_eval.eval_cases("guppy") == before
 
 
 # -- the template and the mask -----------------------------------------------------------

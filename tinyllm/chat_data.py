@@ -42,7 +42,9 @@ import re
 import zlib
 from collections import Counter
 
-from tinyllm.chat_topics import FOLLOWUP_ALIASES, PERSONAS, TOPICS, USER_PREFIXES, WHY  # noqa: F401 (the tables)
+from tinyllm.chat_topics import (  # noqa: F401 (the tables)
+    FOLLOWUP_ALIASES, PERSONAS, TOPICS, USER_PREFIXES, WHY, WORDINGS,
+)
 from tinyllm.model import IGNORE_INDEX  # the label the loss skips
 from tinyllm.validate import check_int
 
@@ -110,9 +112,17 @@ def mentions(text: str, words) -> bool:
     return any(re.search(r"(?<!\w)" + re.escape(w) + r"(?!\w)", text) for w in words)
 
 
+def question_templates(topic: str, persona: str = "guppy") -> list[str]:
+    """Every question template of ``topic`` for ``persona``: the topic's ``ask`` list (every
+    fourth held out), then the persona's training-only wordings (:data:`WORDINGS`, never
+    held out: more ways to ask, so that the model learns the topic rather than a few strings)."""
+    return TOPICS[topic]["ask"] + WORDINGS.get(persona, {}).get(topic, [])
+
+
 def is_held_out(topic: str, index: int) -> bool:
-    """Question template ``index`` of ``topic`` is never used for training ("unseen")."""
-    return index % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
+    """Question template ``index`` of ``topic`` is never used for training ("unseen"): every
+    fourth of the topic's ``ask`` list; the training-only wordings after it never are."""
+    return index < len(TOPICS[topic]["ask"]) and index % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
 
 
 def in_val(question: str) -> bool:
@@ -187,12 +197,11 @@ def _careless(rng, text, vary):
     return vary_wording(rng, text) if vary and rng.random() < VARY else text
 
 
-def _turn(rng, pools, topic, ask_index, vary=True):
+def _turn(rng, persona, pools, topic, ask_index, vary=True):
     """A (question, answer, values) triple for one topic and question template."""
     values = SlotValues(rng, pools)
-    spec = TOPICS[topic]
-    question = fill_template(rng.choice(USER_PREFIXES) + spec["ask"][ask_index], values)
-    answer = fill_template(rng.choice(spec["say"]), values)
+    question = fill_template(rng.choice(USER_PREFIXES) + question_templates(topic, persona)[ask_index], values)
+    answer = fill_template(rng.choice(TOPICS[topic]["say"]), values)
     return _careless(rng, question, vary), answer, values
 
 
@@ -218,15 +227,15 @@ def _conversation(rng, persona, pools, templates, multi_turn, system_prompt, var
         else:
             followed = False
             topic, ask_index = rng.choice(templates)
-            question, answer, values = _turn(rng, pools, topic, ask_index, vary)
+            question, answer, values = _turn(rng, persona, pools, topic, ask_index, vary)
             questions.append(question)
         messages.append({"role": "user", "content": question})
         messages.append({"role": "assistant", "content": answer})
     return messages, questions
 
 
-def _templates(unseen: bool) -> list[tuple[str, int]]:
-    return [(topic, i) for topic, spec in TOPICS.items() for i in range(len(spec["ask"]))
+def _templates(unseen: bool, persona: str) -> list[tuple[str, int]]:
+    return [(topic, i) for topic in TOPICS for i in range(len(question_templates(topic, persona)))
             if is_held_out(topic, i) == unseen]
 
 
@@ -258,7 +267,7 @@ def make_conversations(persona: str = "guppy", n: int = 1000, seed: int = 0, mul
     pools = persona_pools(persona)
     rng = random.Random(seed)
     system = _system(system_prompt, persona)
-    templates = _templates(unseen)
+    templates = _templates(unseen, persona)
     return [_conversation(rng, persona, pools, templates, multi_turn, system, vary)[0] for _ in range(n)]
 
 
@@ -276,7 +285,7 @@ def chat_dataset(persona: str = "guppy", n: int = 20_000, seed: int = 0, multi_t
     pools = persona_pools(persona)
     rng = random.Random(seed)
     system = _system(system_prompt, persona)
-    templates = _templates(False)
+    templates = _templates(False, persona)
     split = {"train": [], "val": []}
     for _ in range(n):
         messages, questions = _conversation(rng, persona, pools, templates, multi_turn, system, vary)

@@ -9,6 +9,9 @@ template is filled from the persona's pool of that name.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 # ---------------------------------------------------------------------------------------
 # Personas: a name, a system prompt and word pools. Add one here to make a new assistant.
 # ---------------------------------------------------------------------------------------
@@ -789,3 +792,8 @@ for _topic, _asks in MORE_WORDINGS.items():
 
 FOLLOWUP_ALIASES = {WHY: [WHY, "why is that?", "how come?"]}  # several ways to ask "why"
 USER_PREFIXES = ["", "", "", "hey {name}, ", "{name}, ", "hi! ", "so, ", "ok, "]
+
+# Training-only wordings, per persona and topic (tinyllm/chat_wordings.json): more ways a person
+# asks about a topic, written apart from the ``ask`` lists (without seeing their held-out
+# templates), never held out. chat_data.question_templates puts them after a topic's ``ask``.
+WORDINGS = json.loads(Path(__file__).with_name("chat_wordings.json").read_text(encoding="utf-8"))["wordings"]
