@@ -42,9 +42,8 @@ import re
 import zlib
 from collections import Counter
 
-from tinyllm.chat_topics import (  # noqa: F401 (the tables)
-    FOLLOWUP_ALIASES, PERSONAS, TOPICS, USER_PREFIXES, WHY, WORDINGS,
-)
+# the tables
+from tinyllm.chat_topics import FOLLOWUP_ALIASES, PERSONAS, TOPICS, USER_PREFIXES, WHY, WORDINGS  # noqa: F401
 from tinyllm.model import IGNORE_INDEX  # the label the loss skips
 from tinyllm.validate import check_int
 
@@ -200,7 +199,8 @@ def _careless(rng, text, vary):
 def _turn(rng, persona, pools, topic, ask_index, vary=True):
     """A (question, answer, values) triple for one topic and question template."""
     values = SlotValues(rng, pools)
-    question = fill_template(rng.choice(USER_PREFIXES) + question_templates(topic, persona)[ask_index], values)
+    template = question_templates(topic, persona)[ask_index]
+    question = fill_template(rng.choice(USER_PREFIXES) + template, values)
     answer = fill_template(rng.choice(TOPICS[topic]["say"]), values)
     return _careless(rng, question, vary), answer, values
 
