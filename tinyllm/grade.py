@@ -31,10 +31,13 @@ import argparse
 import csv
 import json
 import os
-import resource
+import select
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -167,16 +170,68 @@ def find_tests(notebook: Path, assignment=None, source=None, source_dir=None, bu
     return name, data["tests"], data.get("provided_imports", [])
 
 
-def _judge_limits(cpu_seconds: float):
-    """The grader's own process: its memory (soft, so the sandbox can get its own) and CPU time."""
+class _Zygote:
+    """The warm process the judges are forked from (:func:`tinyllm.grading.judge.zygote`).
 
-    def apply() -> None:
-        hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
-        resource.setrlimit(resource.RLIMIT_DATA, (JUDGE_MEMORY_BYTES, hard))
-        cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
-        resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), cpu_hard))
+    Started on first use and shared by the threads that grade; it ends when this process
+    closes its socket (exits) or after it has been idle a while, and is started again then.
+    """
 
-    return apply
+    lock = threading.Lock()
+    proc: subprocess.Popen | None = None
+    channel: socket.socket | None = None
+
+    @classmethod
+    def send(cls, fds: list[int]) -> None:
+        with cls.lock:
+            if cls.proc is None or cls.proc.poll() is not None:
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                package_parent = str(Path(__file__).resolve().parent.parent)
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")])}
+                cls.proc = subprocess.Popen([sys.executable, "-m", "tinyllm.grading.judge", str(theirs.fileno())],
+                                            pass_fds=[theirs.fileno()], env=env, cwd=tempfile.gettempdir(),
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                theirs.close()
+                ours.settimeout(600)
+                if ours.recv(16) != b"ready":
+                    raise OSError("the grader's process did not start")
+                cls.channel = ours
+            socket.send_fds(cls.channel, [b"judge"], fds)
+
+
+def _judge(config: dict, seconds: float) -> tuple[dict | None, str]:
+    """Run one judge forked from the zygote: (its report, or None with why)."""
+    for _ in range(2):  # a zygote that left, idle, as the request came never forked: once more
+        config_r, config_w = os.pipe()
+        report_r, report_w = os.pipe()
+        with tempfile.TemporaryFile() as stderr:
+            try:
+                _Zygote.send([config_r, report_w, stderr.fileno()])
+            finally:
+                os.close(config_r)
+                os.close(report_w)
+            with open(report_r, "rb", buffering=0) as report, open(config_w, "w", encoding="utf-8") as f:
+                try:
+                    f.write(json.dumps(config))
+                    f.close()
+                except BrokenPipeError:
+                    pass
+                out, deadline = b"", time.monotonic() + seconds
+                while chunk := (report.read(1 << 16) if select.select(
+                        [report], [], [], max(0.0, deadline - time.monotonic()))[0] else None):
+                    out += chunk
+            stderr.seek(0)
+            errors = stderr.read().decode("utf-8", "replace").strip().splitlines()
+        if out:
+            break
+    pid, _, data = out.decode("utf-8", "replace").partition("\n")
+    if chunk is None:  # out of time: end the judge (its sandbox dies with it)
+        if pid.isdigit():
+            os.kill(int(pid), signal.SIGKILL)
+        return None, f"the grader stopped after {seconds:g} s"
+    if data:
+        return json.loads(data), ""
+    return None, f"the grader itself failed: {' / '.join(errors[-3:]) or 'it ended without a report'}"
 
 
 def grade(
@@ -217,20 +272,12 @@ def grade(
         "isolated": isolated,
     }
     seconds = limits.seconds + len(tests) * 6 * (cell_seconds + 5) + 120
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")])}
+    config["judge_limits"] = [JUDGE_MEMORY_BYTES, seconds]
     try:
-        proc = subprocess.run([sys.executable, "-m", "tinyllm.grading.judge"], input=json.dumps(config),
-                              capture_output=True, text=True, timeout=seconds, env=env,
-                              preexec_fn=_judge_limits(seconds), cwd=tempfile.gettempdir())
-        report = Report.from_dict(json.loads(proc.stdout))
-    except (subprocess.TimeoutExpired, ValueError, KeyError, TypeError) as exc:
-        if isinstance(exc, subprocess.TimeoutExpired):
-            message = f"the grader stopped after {seconds:g} s"
-        else:
-            tail = " / ".join((proc.stderr or "").strip().splitlines()[-3:])
-            message = f"the grader itself failed (exit code {proc.returncode}): {tail}"
-        report = Report(str(notebook), name, [], error=message[:500])
+        data, message = _judge(config, seconds)
+        report = Report.from_dict(data) if data else Report(str(notebook), name, [], error=message[:500])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        report = Report(str(notebook), name, [], error=f"the grader itself failed: {exc}"[:500])
     return _finish(report, start, results_json)
 
 

@@ -1,11 +1,14 @@
 """Phase 2 of grading: the tests, run in a process that never runs learner code.
 
-Started by :func:`tinyllm.grade.grade` with its own memory and CPU limits::
+Each grading is a process forked from a warm one (a zygote) that :func:`tinyllm.grade.grade`
+starts once and that has imported torch, otter, the grading helpers and every module the
+packaged tests import; it never runs a notebook, so each fork starts as clean as a fresh
+``python`` would, without paying for those imports again::
 
-    python -m tinyllm.grading.judge < CONFIG_JSON > REPORT_JSON
+    python -m tinyllm.grading.judge SOCKET_FD     # the zygote: one forked judge per request
 
-Before the notebook runs, it imports everything it will use (torch, otter, the grading
-helpers, every module the set's tests import) and compiles the tests; then it starts the
+A forked judge sets its own memory and CPU limits, imports whatever else the set's tests
+import and compiles them before the notebook runs; then it starts the
 notebook in the sandbox (:mod:`tinyllm.grading.serve`, :mod:`tinyllm.grading.sandbox`) and
 runs each question's otter tests here. A test's ``checks.call(name, fn, ...)`` becomes a
 request: the inputs go to the sandbox, the learner's function runs there, and its result
@@ -24,10 +27,14 @@ import importlib
 import json
 import os
 import random
+import resource
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import nbformat
@@ -40,6 +47,8 @@ from tinyllm.grading import checks, flags, sandbox, values
 from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure
 
 SEED = 20_251_122
+ASSIGNMENTS_DIR = Path(__file__).resolve().parent / "assignments"
+ZYGOTE_IDLE_SECONDS = 120
 GRADING_CELL_FIRST_LINE = "# Grade this notebook against the hidden tests"
 SETUP_CELL_FIRST_LINE = "# Colab setup"  # tinyllm.course.SETUP_CELL_FIRST_LINE (checked by a test)
 
@@ -78,14 +87,19 @@ def prepared_notebook(path: Path, assignment: str) -> tuple[nbformat.NotebookNod
     return nb, json.dumps(run)
 
 
-def compile_tests(tests: dict[str, str]) -> dict[str, ExceptionTestFile]:
-    """Every question's otter test file, with every module the tests import already imported."""
+def import_test_modules(tests: dict[str, str]) -> None:
+    """Import every module the tests import (before any learner code runs)."""
     for source in tests.values():
         for node in ast.walk(ast.parse(source)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
             for name in names:
                 importlib.import_module(name)
+
+
+def compile_tests(tests: dict[str, str]) -> dict[str, ExceptionTestFile]:
+    """Every question's otter test file, with every module the tests import already imported."""
+    import_test_modules(tests)
     return {q: ExceptionTestFile.from_string(s, path=f"{q}.py") for q, s in sorted(tests.items())}
 
 
@@ -342,21 +356,50 @@ def judge(config: dict) -> Report:
     return Report(str(notebook), assignment, questions, error=error, notes=notes)
 
 
-def main() -> int:
-    config = json.loads(sys.stdin.read())
-    report = judge(config)
-    data = report.to_dict()
-    data["judge_peak_bytes"] = _peak_bytes()
-    sys.stdout.write(json.dumps(data))
-    sys.stdout.flush()
+def zygote(fd: int) -> int:
+    """Fork one judge per request on the socket ``fd``; end when the grader closes it or is idle."""
+    for path in sorted(ASSIGNMENTS_DIR.glob("*.json")):  # what the packaged tests import, once
+        import_test_modules(json.loads(path.read_text(encoding="utf-8"))["tests"])
+    channel = socket.socket(fileno=fd)
+    channel.settimeout(ZYGOTE_IDLE_SECONDS)  # an idle zygote (a learner's kernel) leaves
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the judges
+    channel.send(b"ready")
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(channel, 16, 3)
+        except OSError:  # the timeout too
+            return 0
+        if not message:  # the grader closed its end (it ended)
+            return 0
+        if os.fork() == 0:  # the judge: it never returns into this loop
+            status = 1
+            try:
+                channel.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # this judge waits for its sandbox
+                status = judge_child(*fds)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        for received in fds:
+            os.close(received)
+
+
+def judge_child(config_fd: int, report_fd: int, stderr_fd: int) -> int:
+    """One grading: read the config, set this process's limits, judge, write pid then report."""
+    os.dup2(stderr_fd, 2)
+    os.write(report_fd, f"{os.getpid()}\n".encode())
+    with open(config_fd, encoding="utf-8") as f:
+        config = json.load(f)
+    memory, cpu_seconds = config["judge_limits"]  # memory soft, so the sandbox can get its own
+    resource.setrlimit(resource.RLIMIT_DATA, (memory, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+    resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), resource.getrlimit(resource.RLIMIT_CPU)[1]))
+    data = judge(config).to_dict()
+    data["judge_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with open(report_fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data))
     return 0
 
 
-def _peak_bytes() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(zygote(int(sys.argv[1])))
