@@ -33,6 +33,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -157,7 +158,8 @@ class Session:
             raise AssertionError(f"`{name}` was not run: the question's time limit was used up (an infinite loop?)")
         before = values.pack((list(args), dict(kwargs)))
         callbacks: list = []
-        inputs = sum(t.numel() for t in _tensors((args, kwargs)))
+        inputs = sum(v.numel() if isinstance(v, torch.Tensor) else sum(t.numel() for t in v.state_dict().values())
+                     for v in values.leaves((args, kwargs)) if isinstance(v, (torch.Tensor, torch.nn.Module)))
         seconds = min(self.seconds_left, self.call_seconds)
         request = {
             "kind": "call", "name": name, "args": _wire(list(args), callbacks),
@@ -221,19 +223,6 @@ def _wire(value, callbacks: list):
     return value
 
 
-def _tensors(value):
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _tensors(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _tensors(v)
-    elif isinstance(value, torch.nn.Module):
-        yield from value.state_dict().values()
-
-
 def run_question(test_file: ExceptionTestFile, session: Session) -> QuestionResult:
     """One question's tests, here, with the learner's functions behind the session."""
     import inspect
@@ -275,17 +264,17 @@ def blank_results(test_files: dict[str, ExceptionTestFile], message: str) -> lis
             for t in test_files.values()]
 
 
-def start(notebook_json: str, notebook_name: str, config: dict, log) -> tuple[sandbox.Run, int, int]:
-    """Start the notebook's process (in the sandbox when there is one); (run, to fd, from fd)."""
+def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple[sandbox.Run, int, int]:
+    """Start the notebook's process (in the sandbox when there is one), what it prints going to
+    ``output`` (a file or fd); (run, to fd, from fd)."""
     import tinyllm
 
     limits = sandbox.Limits(**config["limits"])
     package_dir = Path(tinyllm.__file__).resolve().parent
     to_read, to_write = os.pipe()
     from_read, from_write = os.pipe()
-    serve_config = {"cell_seconds": config["cell_seconds"], "max_output_chars": config["max_output_chars"],
-                    "fds": [to_read, from_write]}
-    cpu = limits.seconds + 4 * config["cell_seconds"] * max(len(config["tests"]), 1) + 60
+    serve_config = {"cell_seconds": limits.cell_seconds, "fds": [to_read, from_write]}
+    cpu = limits.seconds + 4 * limits.cell_seconds * max(len(config["tests"]), 1) + 60
     keep = [to_read, from_write]
     if config["isolated"]:
         nb_read, nb_write = os.pipe()
@@ -304,12 +293,18 @@ def start(notebook_json: str, notebook_name: str, config: dict, log) -> tuple[sa
         argv = [sys.executable, "-m", "tinyllm.grading.serve", json.dumps(serve_config)]
         env = {**sandbox.environment(str(work), str(package_dir.parent)), "TMPDIR": str(work)}
         cwd = str(work)
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output,
                             stderr=subprocess.STDOUT, start_new_session=True,
                             preexec_fn=sandbox.rlimits(limits, cpu), pass_fds=tuple(keep))
     for fd in keep:
         os.close(fd)
     return sandbox.Run(proc, limits), to_write, from_read
+
+
+def _keep_tail(fd: int, tail: bytearray, keep: int = 2000) -> None:
+    with open(fd, "rb", buffering=0) as output:
+        while chunk := output.read(1 << 16):
+            tail[:] = (tail + chunk)[-keep:]
 
 
 def judge(config: dict) -> Report:
@@ -323,32 +318,38 @@ def judge(config: dict) -> Report:
         return Report(str(notebook), assignment, blank_results(test_files, str(exc)), error=str(exc), notes=notes)
     literal = flags.imported_answers(original, config["provided"])
     sandbox.adopt_orphans()
-    with tempfile.TemporaryFile() as log:
-        run, to_fd, from_fd = start(notebook_json, f"{assignment}.ipynb", config, log)
-        session = Session(run, to_fd, from_fd, config["cell_seconds"])
-        error = None
+    # What the notebook prints only matters for its last words: read as it comes, keep the end.
+    output_r, output_w = os.pipe()
+    tail = bytearray()
+    reader = threading.Thread(target=_keep_tail, args=(output_r, tail), daemon=True)
+    reader.start()
+    try:
+        run, to_fd, from_fd = start(notebook_json, f"{assignment}.ipynb", config, output_w)
+    finally:
+        os.close(output_w)
+    session = Session(run, to_fd, from_fd, run.limits.cell_seconds)
+    error = None
+    try:
         try:
-            try:
-                late = f"grading stopped after {run.limits.seconds:g} s: the notebook runs too long"
-                ready = session.receive(time.monotonic() + run.limits.seconds, late=late)
-                notes += [" ".join(str(n).split())[:300] for n in list(ready[1])[:10]]
-            except AssertionError:
-                error = session.dead
-            except (TypeError, IndexError):
-                session.fail("the notebook's process sent no usable answer")
-                error = session.dead
-            questions = [] if error else [run_question(t, session) for t in test_files.values()]
-            error = error or session.dead
-        finally:
-            run.stop()
-            os.close(to_fd)
-            os.close(from_fd)
-        if error:  # the last words of the notebook's process say why, often
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - 2000))
-            tail = [line for line in log.read().decode("utf-8", "replace").splitlines() if line.strip()]
-            if tail:
-                notes.append(f"the notebook's last output: {tail[-1][:200]}")
+            late = f"grading stopped after {run.limits.seconds:g} s: the notebook runs too long"
+            ready = session.receive(time.monotonic() + run.limits.seconds, late=late)
+            notes += [" ".join(str(n).split())[:300] for n in list(ready[1])[:10]]
+        except AssertionError:
+            error = session.dead
+        except (TypeError, IndexError):
+            session.fail("the notebook's process sent no usable answer")
+            error = session.dead
+        questions = [] if error else [run_question(t, session) for t in test_files.values()]
+        error = error or session.dead
+    finally:
+        run.stop()
+        os.close(to_fd)
+        os.close(from_fd)
+    reader.join(5)
+    if error:  # the last words of the notebook's process say why, often
+        last = [line for line in tail.decode("utf-8", "replace").splitlines() if line.strip()]
+        if last:
+            notes.append(f"the notebook's last output: {last[-1][:200]}")
     if not questions:
         questions = blank_results(test_files, error or "not graded")
     for q in questions:
@@ -366,7 +367,7 @@ def zygote(fd: int) -> int:
     channel.send(b"ready")
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(channel, 16, 3)
+            message, fds, _, _ = socket.recv_fds(channel, 5, 3)  # b"judge" and its three fds
         except OSError:  # the timeout too
             return 0
         if not message:  # the grader closed its end (it ended)
