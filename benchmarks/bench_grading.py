@@ -5,8 +5,9 @@ Prints figures and their ratio; never fails on time.
 
 Target (issue 21): the median with the sandbox <= 20 s on an idle 2-core machine. The time
 covers everything ``python -m tinyllm.grade`` does for one notebook: the grader's own
-process (importing torch and otter), the sandbox, running the notebook's cells, and every
-call the tests make into it. Figures depend on the machine's load: the output says how
+process (forked from a warm one, which the first run starts: it imports torch and otter,
+and is counted in the first run's time), the sandbox, running the notebook's cells, and
+every call the tests make into it. Figures depend on the machine's load: the output says how
 many cores were busy (the load average) when it ran.
 """
 

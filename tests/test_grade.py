@@ -102,7 +102,7 @@ def test_endless_loops_and_floods_of_output_are_stopped(tmp_path):
               'for _ in range(20_000):\n    print("spam " * 20)\nprint("x" * 50_000_000)\n"y" * 10_000_000',
     })
     start = time.perf_counter()
-    report = grade(path, source=SOURCE, cell_seconds=3)
+    report = grade(path, source=SOURCE, limits=Limits(cell_seconds=3))
     assert time.perf_counter() - start < 90
     assert report.error is None
     assert _scores(report) == {"q1": 0, "q2": 0, "q3": 2, "q4": 2}
@@ -110,16 +110,17 @@ def test_endless_loops_and_floods_of_output_are_stopped(tmp_path):
 
 
 def test_a_notebook_process_that_dies_is_reported(tmp_path):
-    path = _with_answers(tmp_path, "dead.ipynb", {"q2": "import os\nos._exit(1)"})
+    path = _with_answers(tmp_path, "dead.ipynb", {"q2": "print('my last words')\nimport os\nos._exit(1)"})
     report = grade(path, source=SOURCE)
     assert "process ended" in report.error
+    assert "the notebook's last output: my last words" in report.notes, report.notes
     assert report.score == 0 and "not graded" in report.table()
 
 
 def test_a_notebook_that_never_ends_is_stopped_whole(tmp_path):
     path = _with_answers(tmp_path, "forever.ipynb", {"q1": "import time\nwhile True:\n    time.sleep(1)"})
     start = time.perf_counter()
-    report = grade(path, source=SOURCE, cell_seconds=600, notebook_seconds=15)
+    report = grade(path, source=SOURCE, limits=Limits(seconds=15, cell_seconds=600))
     assert time.perf_counter() - start < 150  # 15 s and the grader's start-up (slow on a busy machine), not 600
     assert "stopped after 15 s" in report.error
     assert [q.score for q in report.questions] == [0, 0, 0, 0]
@@ -225,6 +226,26 @@ def test_grader_cell_runs_public_tests_beside_the_notebook_and_in_colab(tmp_path
     blank = {"build_vocab": lambda text: None}
     assert _public_check(grader, "q1", right) is True
     assert _public_check(grader, "q1", blank) is False
+
+
+def test_grader_cell_checks_nothing_while_the_notebook_is_graded(monkeypatch):
+    """The grader's own process runs every test: the notebook's need not import otter."""
+    from tinyllm.grade import GRADING_ENV, otter_notebook
+
+    monkeypatch.setenv(GRADING_ENV, "1")
+    grader = otter_notebook(f"{SET}.ipynb")
+    assert grader.check("q1") is None and grader.check_all() is None
+
+
+def test_each_grading_is_forked_from_one_warm_process(tmp_path):
+    from tinyllm.grade import _Zygote
+
+    path = tmp_path / f"{SET}.ipynb"
+    nbformat.write(_solved(), path)
+    assert grade(path).score == 8
+    warm = _Zygote.proc.pid
+    assert grade(path).score == 8
+    assert _Zygote.proc.pid == warm and _Zygote.proc.poll() is None
 
 
 def test_grader_cell_names_an_unknown_set(tmp_path, monkeypatch):
@@ -575,8 +596,7 @@ def test_a_process_that_leaves_the_session_ends_with_the_sandbox(tmp_path):
     cell = f"import subprocess, sys\nsubprocess.run(['setsid', '-f', sys.executable, '-c', {loop!r}])"
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(cell)]
-    config = {"limits": vars(Limits(seconds=120.0)), "cell_seconds": 30.0, "max_output_chars": 1000,
-              "tests": {}, "isolated": True}
+    config = {"limits": vars(Limits(seconds=120.0)), "tests": {}, "isolated": True}
     with tempfile.TemporaryFile() as log:
         run, to_fd, from_fd = judge.start(nbformat.writes(nb), "x.ipynb", config, log)
         try:

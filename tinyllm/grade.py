@@ -31,10 +31,13 @@ import argparse
 import csv
 import json
 import os
-import resource
+import select
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,9 +47,6 @@ from tinyllm.grading.flags import imported_answers  # noqa: F401  (part of the A
 from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure  # noqa: F401
 from tinyllm.grading.sandbox import Limits
 
-CELL_SECONDS = 30.0  # per cell (a learner's cell or one question's tests)
-NOTEBOOK_SECONDS = 240.0  # for the whole notebook, kernel start included
-MAX_OUTPUT_CHARS = 20_000  # printed per cell
 GRADING_CELL_FIRST_LINE = "# Grade this notebook against the hidden tests"
 GRADING_ENV = "TINYLLM_GRADING"  # set inside a graded run: the grading cell does nothing there
 JUDGE_MEMORY_BYTES = 2 * sandbox.GiB  # the grader's own process (phase 2): data memory
@@ -63,8 +63,12 @@ def otter_notebook(filename: str):
     Next to the notebook file (Jupyter, VS Code), otter reads the public tests from the
     file's metadata. In Colab the file is not on disk, so the public tests are written
     from :mod:`tinyllm.grading.public_tests` into a folder and otter reads them there.
-    While otter grades the notebook, its own hidden and public tests are used.
+    While otter grades the notebook, its own hidden and public tests are used. While
+    :func:`grade` runs it, ``grader.check`` does nothing: the grader's own process runs every
+    test, and the notebook's process need not import otter.
     """
+    if os.environ.get(GRADING_ENV):
+        return _NotChecking()
     import otter
 
     if otter.Notebook._grading_mode or Path(filename).is_file():
@@ -78,6 +82,11 @@ def otter_notebook(filename: str):
     for question, source in tests.items():
         (folder / f"{question}.py").write_text(source, encoding="utf-8")
     return otter.Notebook(tests_dir=str(folder))
+
+
+class _NotChecking:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
 
 
 def grade_this(filename: str) -> Report | None:
@@ -167,16 +176,68 @@ def find_tests(notebook: Path, assignment=None, source=None, source_dir=None, bu
     return name, data["tests"], data.get("provided_imports", [])
 
 
-def _judge_limits(cpu_seconds: float):
-    """The grader's own process: its memory (soft, so the sandbox can get its own) and CPU time."""
+class _Zygote:
+    """The warm process the judges are forked from (:func:`tinyllm.grading.judge.zygote`).
 
-    def apply() -> None:
-        hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
-        resource.setrlimit(resource.RLIMIT_DATA, (JUDGE_MEMORY_BYTES, hard))
-        cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
-        resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), cpu_hard))
+    Started on first use and shared by the threads that grade; it ends when this process
+    closes its socket (exits) or after it has been idle a while, and is started again then.
+    """
 
-    return apply
+    lock = threading.Lock()
+    proc: subprocess.Popen | None = None
+    channel: socket.socket | None = None
+
+    @classmethod
+    def send(cls, fds: list[int]) -> None:
+        with cls.lock:
+            if cls.proc is None or cls.proc.poll() is not None:
+                ours, theirs = socket.socketpair()  # a stream: macOS has no SOCK_SEQPACKET
+                package_parent = str(Path(__file__).resolve().parent.parent)
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")])}
+                cls.proc = subprocess.Popen([sys.executable, "-m", "tinyllm.grading.judge", str(theirs.fileno())],
+                                            pass_fds=[theirs.fileno()], env=env, cwd=tempfile.gettempdir(),
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                theirs.close()
+                ours.settimeout(600)
+                if ours.recv(16) != b"ready":
+                    raise OSError("the grader's process did not start")
+                cls.channel = ours
+            socket.send_fds(cls.channel, [b"judge"], fds)
+
+
+def _judge(config: dict, seconds: float) -> tuple[dict | None, str]:
+    """Run one judge forked from the zygote: (its report, or None with why)."""
+    for _ in range(2):  # a zygote that left, idle, as the request came never forked: once more
+        config_r, config_w = os.pipe()
+        report_r, report_w = os.pipe()
+        with tempfile.TemporaryFile() as stderr:
+            try:
+                _Zygote.send([config_r, report_w, stderr.fileno()])
+            finally:
+                os.close(config_r)
+                os.close(report_w)
+            with open(report_r, "rb", buffering=0) as report, open(config_w, "w", encoding="utf-8") as f:
+                try:
+                    f.write(json.dumps(config))
+                    f.close()
+                except BrokenPipeError:
+                    pass
+                out, deadline = b"", time.monotonic() + seconds
+                while chunk := (report.read(1 << 16) if select.select(
+                        [report], [], [], max(0.0, deadline - time.monotonic()))[0] else None):
+                    out += chunk
+            stderr.seek(0)
+            errors = stderr.read().decode("utf-8", "replace").strip().splitlines()
+        if out:
+            break
+    pid, _, data = out.decode("utf-8", "replace").partition("\n")
+    if chunk is None:  # out of time: end the judge (its sandbox dies with it)
+        if pid.isdigit():
+            os.kill(int(pid), signal.SIGKILL)
+        return None, f"the grader stopped after {seconds:g} s"
+    if data:
+        return json.loads(data), ""
+    return None, f"the grader itself failed: {' / '.join(errors[-3:]) or 'it ended without a report'}"
 
 
 def grade(
@@ -187,9 +248,6 @@ def grade(
     source_dir: Path | str | None = None,
     build_dir: Path | str | None = None,
     results_json: Path | str | None = None,
-    cell_seconds: float = CELL_SECONDS,
-    notebook_seconds: float = NOTEBOOK_SECONDS,
-    max_output_chars: int = MAX_OUTPUT_CHARS,
     limits: Limits | None = None,
     untrusted: bool = False,
 ) -> Report:
@@ -197,7 +255,7 @@ def grade(
 
     ``assignment`` names the set (default: from the file name); ``source`` (an instructor
     source) or ``source_dir`` (a folder of them) grade against a teacher's own tests.
-    ``untrusted`` refuses to run without the sandbox.
+    ``untrusted`` refuses to run without the sandbox; ``limits`` are the notebook's (time too).
     """
     start = time.perf_counter()
     notebook = Path(notebook)
@@ -210,27 +268,16 @@ def grade(
             raise GradingError(sandbox.REFUSED)
     except GradingError as exc:
         return _finish(Report(str(notebook), None, [], error=str(exc)), start, results_json)
-    limits = limits or Limits(seconds=notebook_seconds)
-    config = {
-        "notebook": str(notebook.resolve()), "assignment": name, "tests": tests, "provided": provided,
-        "limits": vars(limits), "cell_seconds": cell_seconds, "max_output_chars": max_output_chars,
-        "isolated": isolated,
-    }
-    seconds = limits.seconds + len(tests) * 6 * (cell_seconds + 5) + 120
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")])}
+    limits = limits or Limits()
+    config = {"notebook": str(notebook.resolve()), "assignment": name, "tests": tests, "provided": provided,
+              "limits": vars(limits), "isolated": isolated}
+    seconds = limits.seconds + len(tests) * 6 * (limits.cell_seconds + 5) + 120
+    config["judge_limits"] = [JUDGE_MEMORY_BYTES, seconds]
     try:
-        proc = subprocess.run([sys.executable, "-m", "tinyllm.grading.judge"], input=json.dumps(config),
-                              capture_output=True, text=True, timeout=seconds, env=env,
-                              preexec_fn=_judge_limits(seconds), cwd=tempfile.gettempdir())
-        report = Report.from_dict(json.loads(proc.stdout))
-    except (subprocess.TimeoutExpired, ValueError, KeyError, TypeError) as exc:
-        if isinstance(exc, subprocess.TimeoutExpired):
-            message = f"the grader stopped after {seconds:g} s"
-        else:
-            tail = " / ".join((proc.stderr or "").strip().splitlines()[-3:])
-            message = f"the grader itself failed (exit code {proc.returncode}): {tail}"
-        report = Report(str(notebook), name, [], error=message[:500])
+        data, message = _judge(config, seconds)
+        report = Report.from_dict(data) if data else Report(str(notebook), name, [], error=message[:500])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        report = Report(str(notebook), name, [], error=f"the grader itself failed: {exc}"[:500])
     return _finish(report, start, results_json)
 
 
@@ -270,17 +317,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", help="a learner notebook, or a folder of submissions")
     parser.add_argument("--set", dest="assignment", help="the exercise set (default: from the file name)")
     parser.add_argument("--json", help="where to write the results JSON (default: NAME.results.json beside the notebook)")
-    parser.add_argument("--out", dest="json", help="the same as --json")
     parser.add_argument("--csv", help="the CSV file to write when grading a folder (default FOLDER/grades.csv)")
     parser.add_argument("--source", help="an instructor source to grade against (default: the packaged tests)")
     parser.add_argument("--sources", help="a folder of instructor sources, matched by set name (a teacher's own tests)")
     parser.add_argument("--untrusted", action="store_true", default=None,
                         help="others' notebooks: refuse to grade without the sandbox (default for a folder of several)")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at once (a folder)")
-    parser.add_argument("--cell-seconds", type=float, default=CELL_SECONDS, help="time limit per cell")
-    parser.add_argument("--notebook-seconds", type=float, default=NOTEBOOK_SECONDS, help="time limit per notebook")
+    parser.add_argument("--cell-seconds", type=float, default=Limits.cell_seconds, help="time limit per cell")
+    parser.add_argument("--notebook-seconds", type=float, default=Limits.seconds, help="time limit per notebook")
     args = parser.parse_args(argv)
-    options = dict(cell_seconds=args.cell_seconds, notebook_seconds=args.notebook_seconds,
+    options = dict(limits=Limits(seconds=args.notebook_seconds, cell_seconds=args.cell_seconds),
                    source=args.source, source_dir=args.sources, assignment=args.assignment)
     if args.untrusted is not None:
         options["untrusted"] = args.untrusted

@@ -9,12 +9,11 @@
 - :mod:`tinyllm.grading.sandbox` is where learner code runs: bubblewrap (read-only
   filesystem, private folders, no network, its own pid namespace, limits), or, without it,
   a child process with the limits alone.
-- :mod:`tinyllm.grading.serve` runs inside it (phase 1): the notebook's cells, then the
-  learner's functions on the inputs the tests send.
+- :mod:`tinyllm.grading.serve` runs inside it (phase 1): the notebook's cells, each with a
+  time limit so one broken cell costs only its own question, then the learner's functions
+  on the inputs the tests send.
 - :mod:`tinyllm.grading.values` turns values into plain data and carries them between the
   two, checking what comes out of the sandbox.
-- :mod:`tinyllm.grading.guard` runs inside the notebook's process: a time limit per cell
-  and a cap on printed output, so one broken cell costs only its own question.
 - :mod:`tinyllm.grading.checks` holds the small helpers the exercises' tests call, so that a
   failing test says in one sentence what went wrong.
 - :mod:`tinyllm.grading.flags` flags answers that import the package's own implementation;

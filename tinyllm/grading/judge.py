@@ -1,11 +1,14 @@
 """Phase 2 of grading: the tests, run in a process that never runs learner code.
 
-Started by :func:`tinyllm.grade.grade` with its own memory and CPU limits::
+Each grading is a process forked from a warm one (a zygote) that :func:`tinyllm.grade.grade`
+starts once and that has imported torch, otter, the grading helpers and every module the
+packaged tests import; it never runs a notebook, so each fork starts as clean as a fresh
+``python`` would, without paying for those imports again::
 
-    python -m tinyllm.grading.judge < CONFIG_JSON > REPORT_JSON
+    python -m tinyllm.grading.judge SOCKET_FD     # the zygote: one forked judge per request
 
-Before the notebook runs, it imports everything it will use (torch, otter, the grading
-helpers, every module the set's tests import) and compiles the tests; then it starts the
+A forked judge sets its own memory and CPU limits, imports whatever else the set's tests
+import and compiles them before the notebook runs; then it starts the
 notebook in the sandbox (:mod:`tinyllm.grading.serve`, :mod:`tinyllm.grading.sandbox`) and
 runs each question's otter tests here. A test's ``checks.call(name, fn, ...)`` becomes a
 request: the inputs go to the sandbox, the learner's function runs there, and its result
@@ -24,10 +27,15 @@ import importlib
 import json
 import os
 import random
+import resource
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from pathlib import Path
 
 import nbformat
@@ -40,6 +48,8 @@ from tinyllm.grading import checks, flags, sandbox, values
 from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure
 
 SEED = 20_251_122
+ASSIGNMENTS_DIR = Path(__file__).resolve().parent / "assignments"
+ZYGOTE_IDLE_SECONDS = 120
 GRADING_CELL_FIRST_LINE = "# Grade this notebook against the hidden tests"
 SETUP_CELL_FIRST_LINE = "# Colab setup"  # tinyllm.course.SETUP_CELL_FIRST_LINE (checked by a test)
 
@@ -78,14 +88,19 @@ def prepared_notebook(path: Path, assignment: str) -> tuple[nbformat.NotebookNod
     return nb, json.dumps(run)
 
 
-def compile_tests(tests: dict[str, str]) -> dict[str, ExceptionTestFile]:
-    """Every question's otter test file, with every module the tests import already imported."""
+def import_test_modules(tests: dict[str, str]) -> None:
+    """Import every module the tests import (before any learner code runs)."""
     for source in tests.values():
         for node in ast.walk(ast.parse(source)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
             for name in names:
                 importlib.import_module(name)
+
+
+def compile_tests(tests: dict[str, str]) -> dict[str, ExceptionTestFile]:
+    """Every question's otter test file, with every module the tests import already imported."""
+    import_test_modules(tests)
     return {q: ExceptionTestFile.from_string(s, path=f"{q}.py") for q, s in sorted(tests.items())}
 
 
@@ -143,7 +158,8 @@ class Session:
             raise AssertionError(f"`{name}` was not run: the question's time limit was used up (an infinite loop?)")
         before = values.pack((list(args), dict(kwargs)))
         callbacks: list = []
-        inputs = sum(t.numel() for t in _tensors((args, kwargs)))
+        inputs = sum(v.numel() if isinstance(v, torch.Tensor) else sum(t.numel() for t in v.state_dict().values())
+                     for v in values.leaves((args, kwargs)) if isinstance(v, (torch.Tensor, torch.nn.Module)))
         seconds = min(self.seconds_left, self.call_seconds)
         request = {
             "kind": "call", "name": name, "args": _wire(list(args), callbacks),
@@ -207,19 +223,6 @@ def _wire(value, callbacks: list):
     return value
 
 
-def _tensors(value):
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _tensors(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _tensors(v)
-    elif isinstance(value, torch.nn.Module):
-        yield from value.state_dict().values()
-
-
 def run_question(test_file: ExceptionTestFile, session: Session) -> QuestionResult:
     """One question's tests, here, with the learner's functions behind the session."""
     import inspect
@@ -261,17 +264,17 @@ def blank_results(test_files: dict[str, ExceptionTestFile], message: str) -> lis
             for t in test_files.values()]
 
 
-def start(notebook_json: str, notebook_name: str, config: dict, log) -> tuple[sandbox.Run, int, int]:
-    """Start the notebook's process (in the sandbox when there is one); (run, to fd, from fd)."""
+def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple[sandbox.Run, int, int]:
+    """Start the notebook's process (in the sandbox when there is one), what it prints going to
+    ``output`` (a file or fd); (run, to fd, from fd)."""
     import tinyllm
 
     limits = sandbox.Limits(**config["limits"])
     package_dir = Path(tinyllm.__file__).resolve().parent
     to_read, to_write = os.pipe()
     from_read, from_write = os.pipe()
-    serve_config = {"cell_seconds": config["cell_seconds"], "max_output_chars": config["max_output_chars"],
-                    "fds": [to_read, from_write]}
-    cpu = limits.seconds + 4 * config["cell_seconds"] * max(len(config["tests"]), 1) + 60
+    serve_config = {"cell_seconds": limits.cell_seconds, "fds": [to_read, from_write]}
+    cpu = limits.seconds + 4 * limits.cell_seconds * max(len(config["tests"]), 1) + 60
     keep = [to_read, from_write]
     if config["isolated"]:
         nb_read, nb_write = os.pipe()
@@ -290,12 +293,18 @@ def start(notebook_json: str, notebook_name: str, config: dict, log) -> tuple[sa
         argv = [sys.executable, "-m", "tinyllm.grading.serve", json.dumps(serve_config)]
         env = {**sandbox.environment(str(work), str(package_dir.parent)), "TMPDIR": str(work)}
         cwd = str(work)
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output,
                             stderr=subprocess.STDOUT, start_new_session=True,
                             preexec_fn=sandbox.rlimits(limits, cpu), pass_fds=tuple(keep))
     for fd in keep:
         os.close(fd)
     return sandbox.Run(proc, limits), to_write, from_read
+
+
+def _keep_tail(fd: int, tail: bytearray, keep: int = 2000) -> None:
+    with open(fd, "rb", buffering=0) as output:
+        while chunk := output.read(1 << 16):
+            tail[:] = (tail + chunk)[-keep:]
 
 
 def judge(config: dict) -> Report:
@@ -309,32 +318,38 @@ def judge(config: dict) -> Report:
         return Report(str(notebook), assignment, blank_results(test_files, str(exc)), error=str(exc), notes=notes)
     literal = flags.imported_answers(original, config["provided"])
     sandbox.adopt_orphans()
-    with tempfile.TemporaryFile() as log:
-        run, to_fd, from_fd = start(notebook_json, f"{assignment}.ipynb", config, log)
-        session = Session(run, to_fd, from_fd, config["cell_seconds"])
-        error = None
+    # What the notebook prints only matters for its last words: read as it comes, keep the end.
+    output_r, output_w = os.pipe()
+    tail = bytearray()
+    reader = threading.Thread(target=_keep_tail, args=(output_r, tail), daemon=True)
+    reader.start()
+    try:
+        run, to_fd, from_fd = start(notebook_json, f"{assignment}.ipynb", config, output_w)
+    finally:
+        os.close(output_w)
+    session = Session(run, to_fd, from_fd, run.limits.cell_seconds)
+    error = None
+    try:
         try:
-            try:
-                late = f"grading stopped after {run.limits.seconds:g} s: the notebook runs too long"
-                ready = session.receive(time.monotonic() + run.limits.seconds, late=late)
-                notes += [" ".join(str(n).split())[:300] for n in list(ready[1])[:10]]
-            except AssertionError:
-                error = session.dead
-            except (TypeError, IndexError):
-                session.fail("the notebook's process sent no usable answer")
-                error = session.dead
-            questions = [] if error else [run_question(t, session) for t in test_files.values()]
-            error = error or session.dead
-        finally:
-            run.stop()
-            os.close(to_fd)
-            os.close(from_fd)
-        if error:  # the last words of the notebook's process say why, often
-            log.seek(0, os.SEEK_END)
-            log.seek(max(0, log.tell() - 2000))
-            tail = [line for line in log.read().decode("utf-8", "replace").splitlines() if line.strip()]
-            if tail:
-                notes.append(f"the notebook's last output: {tail[-1][:200]}")
+            late = f"grading stopped after {run.limits.seconds:g} s: the notebook runs too long"
+            ready = session.receive(time.monotonic() + run.limits.seconds, late=late)
+            notes += [" ".join(str(n).split())[:300] for n in list(ready[1])[:10]]
+        except AssertionError:
+            error = session.dead
+        except (TypeError, IndexError):
+            session.fail("the notebook's process sent no usable answer")
+            error = session.dead
+        questions = [] if error else [run_question(t, session) for t in test_files.values()]
+        error = error or session.dead
+    finally:
+        run.stop()
+        os.close(to_fd)
+        os.close(from_fd)
+    reader.join(5)
+    if error:  # the last words of the notebook's process say why, often
+        last = [line for line in tail.decode("utf-8", "replace").splitlines() if line.strip()]
+        if last:
+            notes.append(f"the notebook's last output: {last[-1][:200]}")
     if not questions:
         questions = blank_results(test_files, error or "not graded")
     for q in questions:
@@ -342,21 +357,50 @@ def judge(config: dict) -> Report:
     return Report(str(notebook), assignment, questions, error=error, notes=notes)
 
 
-def main() -> int:
-    config = json.loads(sys.stdin.read())
-    report = judge(config)
-    data = report.to_dict()
-    data["judge_peak_bytes"] = _peak_bytes()
-    sys.stdout.write(json.dumps(data))
-    sys.stdout.flush()
+def zygote(fd: int) -> int:
+    """Fork one judge per request on the socket ``fd``; end when the grader closes it or is idle."""
+    for path in sorted(ASSIGNMENTS_DIR.glob("*.json")):  # what the packaged tests import, once
+        import_test_modules(json.loads(path.read_text(encoding="utf-8"))["tests"])
+    channel = socket.socket(fileno=fd)
+    channel.settimeout(ZYGOTE_IDLE_SECONDS)  # an idle zygote (a learner's kernel) leaves
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the judges
+    channel.send(b"ready")
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(channel, 5, 3)  # b"judge" and its three fds
+        except OSError:  # the timeout too
+            return 0
+        if not message:  # the grader closed its end (it ended)
+            return 0
+        if os.fork() == 0:  # the judge: it never returns into this loop
+            status = 1
+            try:
+                channel.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # this judge waits for its sandbox
+                status = judge_child(*fds)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        for received in fds:
+            os.close(received)
+
+
+def judge_child(config_fd: int, report_fd: int, stderr_fd: int) -> int:
+    """One grading: read the config, set this process's limits, judge, write pid then report."""
+    os.dup2(stderr_fd, 2)
+    os.write(report_fd, f"{os.getpid()}\n".encode())
+    with open(config_fd, encoding="utf-8") as f:
+        config = json.load(f)
+    memory, cpu_seconds = config["judge_limits"]  # memory soft, so the sandbox can get its own
+    resource.setrlimit(resource.RLIMIT_DATA, (memory, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+    resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), resource.getrlimit(resource.RLIMIT_CPU)[1]))
+    data = judge(config).to_dict()
+    data["judge_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with open(report_fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data))
     return 0
 
 
-def _peak_bytes() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(zygote(int(sys.argv[1])))

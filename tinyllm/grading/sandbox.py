@@ -44,6 +44,7 @@ REQUIRE_ENV = "TINYLLM_REQUIRE_SANDBOX"  # "1": a missing sandbox is an error (C
 @dataclass
 class Limits:
     seconds: float = 240.0  # running the notebook's cells (all questions' calls: their own limits)
+    cell_seconds: float = 30.0  # one cell, or one question's calls of the learner's functions
     memory_bytes: int = 3 * GiB  # per process (data); all processes: this plus LIBRARIES_BYTES
     disk_bytes: int = 512 * MiB  # the working folder; /tmp and /dev/shm get an eighth each
     processes: int = 24  # processes alive at once

@@ -4,8 +4,12 @@ Started by :mod:`tinyllm.grading.judge` (inside :mod:`tinyllm.grading.sandbox`):
 
     python -m tinyllm.grading.serve CONFIG_JSON      # the channel's fds are in the config
 
-It runs the notebook's code cells in an IPython shell (so ``%time`` and ``!ls`` work), each
-under the time limit and output cap of :mod:`tinyllm.grading.guard`, and says "ready".
+It runs the notebook's code cells in an IPython shell (so ``%time`` and ``!ls`` work) and
+says "ready". Every cell has a time limit: when it runs out, ``CellTimeout`` is raised where
+the code is, the cell fails and the next one runs, so an infinite loop costs its own
+question, not the whole notebook; the alarm re-arms itself every ``RETRY_SECONDS`` until
+the cell ends (a cell that catches the first one is stopped too). What the notebook prints
+goes to the grader, which keeps only its last lines (:func:`tinyllm.grading.judge.judge`).
 Then it serves the grader: ``names`` (what the learner defined under the names a test
 takes: a function, or its data as plain values) and ``call`` (call the learner's function
 on the inputs sent, reply with the result and the inputs as they are after the call, both
@@ -27,6 +31,11 @@ import sys
 
 REQUEST_FD, REPLY_FD = -1, -1  # set from the config: the channel to the grader
 MAX_MESSAGE = 500
+RETRY_SECONDS = 2.0
+
+
+class CellTimeout(TimeoutError):
+    """A cell, or a call of a learner's function, ran longer than the grader allows."""
 
 # Errors that mean a cell hit one of the grader's limits, and what to tell the learner.
 LIMIT_ERRORS = [
@@ -96,7 +105,9 @@ class Monitor:
     def start(self, inputs) -> None:
         import torch
 
-        given = list(_flatten(inputs))
+        from tinyllm.grading import values
+
+        given = list(values.leaves(inputs))
         self.allowed_selves = {id(v) for v in given}
         self.allowed_selves |= {id(m) for v in given if isinstance(v, torch.nn.Module) for m in v.modules()}
         self.entered = set()
@@ -110,17 +121,6 @@ class Monitor:
         if removed:
             self.entered.add("removed the grader's call monitor")
         return sorted(self.entered)
-
-
-def _flatten(value):
-    if isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _flatten(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _flatten(v)
-    else:
-        yield value
 
 
 class Callback:
@@ -208,16 +208,28 @@ def main(argv: list[str] | None = None) -> int:
     global REQUEST_FD, REPLY_FD
     config = json.loads((argv if argv is not None else sys.argv[1:])[0])
     REQUEST_FD, REPLY_FD = config["fds"]
-    import torch  # noqa: F401  (before any cell's time limit: an import cut short breaks torch)
+    import signal
+
+    # Imported before any time limit: an import cut short by the alarm would leave torch
+    # half-initialised and break every later question.
+    import torch  # noqa: F401
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
-    from tinyllm.grading import guard, values
+    from tinyllm.grading import checks, values  # noqa: F401
 
     shell_config = Config()
     shell_config.HistoryManager.enabled = False
     shell = InteractiveShell.instance(config=shell_config)
-    guard.install(cell_seconds=config["cell_seconds"], max_output_chars=config["max_output_chars"])
+    seconds = config["cell_seconds"]
+
+    def on_alarm(signum, frame):
+        signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
+        raise CellTimeout(f"stopped by the grader after {seconds:g} s: this runs too long (an infinite loop?)")
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    shell.events.register("pre_run_cell", lambda *_: signal.setitimer(signal.ITIMER_REAL, seconds))
+    shell.events.register("post_run_cell", lambda *_: signal.setitimer(signal.ITIMER_REAL, 0))
     monitor = Monitor(config["package_dir"])
     with open(config["notebook"], encoding="utf-8") as f:
         cells = [c for c in json.load(f)["cells"] if c.get("cell_type") == "code"]
@@ -231,8 +243,6 @@ def main(argv: list[str] | None = None) -> int:
         if note:
             notes.append(note)
         sys.stdout.flush()
-    import signal
-
     signal.setitimer(signal.ITIMER_REAL, 0)
     values.send(REPLY_FD, ("ready", notes))
     while True:

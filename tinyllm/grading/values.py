@@ -67,6 +67,18 @@ def pack(value: Any, depth: int = 0, budget: _Budget | None = None):
     return ("other", type(value).__name__)
 
 
+def leaves(value):
+    """Every item of nested lists, tuples and dicts that is none of them (dict values only)."""
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            yield from leaves(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from leaves(v)
+    else:
+        yield value
+
+
 def _stand_in(type_name: str):
     """An object whose type has the recorded name (so "returned a generator" still reads)."""
     name = re.sub(r"\W", "_", str(type_name))[:60] or "object"
