@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import apply_threads, measurement_options
 
 from tinyllm.train import PRESETS, config_from_preset, train
 
@@ -45,12 +46,9 @@ def run(preset: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--out", default=str(OUT))
-    parser.add_argument("--note", default="", help="a remark stored in the file's metadata")
+    measurement_options(parser, OUT)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     os.environ.setdefault("TINYLLM_DATA", "/work/shared/data")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load average {os.getloadavg()[0]:.1f}")

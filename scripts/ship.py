@@ -28,7 +28,7 @@ EVAL_SETTINGS = {**DEFAULTS, "seed": 0}  # what python -m tinyllm.chat --eval us
 TEXT_COMMAND = ("OMP_NUM_THREADS=1 python -m tinyllm.train --preset shakespeare-char --out_dir runs/shakespeare-char"
                 " && python scripts/ship.py runs/shakespeare-char tinyllm/checkpoints/shakespeare-char")
 CHAT_COMMAND = (  # the model, then shipping it with its scores
-    "python -m tinyllm.train --preset chat-cpu --out_dir runs/chat-cpu\n"
+    "OMP_NUM_THREADS=1 python -m tinyllm.train --preset chat-cpu --out_dir runs/chat-cpu\n"
     "python scripts/ship.py runs/chat-cpu tinyllm/checkpoints/chat-cpu --notes scripts/chat_cpu_notes.md"
 )
 

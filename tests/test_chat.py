@@ -320,7 +320,7 @@ def test_the_shipped_assistant_answers_new_wordings_and_hand_written_messages():
     state = json.loads(next(SHIPPED_CHAT_MODEL.glob("state-*.json")).read_text())
     stated = state["extra"]["eval"]
     rows = {r["category"]: r["passed"] for r in stated["rows"]}
-    assert rows["seen"] >= 0.95 and rows["multi-turn"] >= 0.85 and rows["unseen"] >= 0.5
+    assert rows["seen"] >= 0.95 and rows["multi-turn"] >= 0.85 and rows["unseen"] >= 0.70  # the course's bar
     model, tokenizer = load_chat_model()
     hand = chat_eval.run_eval(lambda m: reply(model, tokenizer, m, raw=True, **stated["settings"]),
                               chat_eval.handwritten_cases("guppy"))

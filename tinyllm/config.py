@@ -158,11 +158,13 @@ _RECIPES: dict[str, dict] = {
         device="cuda", dtype="bfloat16",
     ),
     # The chat model shipped in tinyllm/checkpoints/chat-cpu: GuppyLM's recipe scaled to fit
-    # 30 minutes on 2 CPU cores (see its README.md): 3,000 steps on 30,000 conversations of
-    # 60 topics, users' messages written carelessly (chat_data.vary_wording).
+    # 30 minutes on 2 CPU cores with one torch thread (see its README.md): 5,000 steps on 50,000
+    # conversations of 60 topics, users' messages written carelessly (chat_data.vary_wording).
+    # Width 192 rather than 128: at equal steps it answered more new wordings
+    # (benchmarks/bench_chat_scaling.py, chapter 12's figure).
     "chat-cpu": dict(
-        n_layer=4, n_head=4, n_embd=128, block_size=128, mlp="relu", mlp_hidden=512, dataset="chat",
-        tokenizer="bpe", vocab_size=1024, n_conversations=30000, batch_size=16, max_iters=3000, lr=3e-3,
+        n_layer=4, n_head=6, n_embd=192, block_size=128, mlp="relu", mlp_hidden=768, dataset="chat",
+        tokenizer="bpe", vocab_size=1024, n_conversations=50000, batch_size=16, max_iters=5000, lr=3e-3,
         min_lr=1e-4, warmup_iters=100, eval_interval=500, eval_iters=10, dtype="float32", device="cpu",
     ),
     # Chapter 11's CPU speedrun: tinyshakespeare val loss <= 1.88 in a quarter of nanogpt-cpu's
