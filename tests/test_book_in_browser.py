@@ -11,7 +11,6 @@ manager finds its icon fonts whichever of its modules asks for them.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +24,6 @@ EMBED_AMD = ROOT / "book" / "_vendor" / "embed-amd.js"
 WIDTH = 1280
 CODE_WIDTH = 80  # characters: the longest code or output line a chapter may hold
 PROBE_PAGE = "chapters/01_text_to_numbers.html"
-# While one page waits for the network to fall idle, another computes; more pages at once on
-# two cores only stretch each visit (4 at once on a busy machine ran past the 30 s timeouts).
-PAGES_AT_ONCE = 2
 REDIRECT = re.compile(r"""<meta http-equiv="Refresh" content="0; url=([^"]+)" """)
 WIDGET_VIEWS = 'script[type="application/vnd.jupyter.widget-view+json"]'
 
@@ -91,59 +87,40 @@ class Visit:
     module_folders: list[str] = field(default_factory=list)  # on pages with widgets
 
 
-async def visit(browser, url: str, name: str, html: str) -> Visit:
+def visit(browser, url: str, name: str, html: str) -> Visit:
     found = Visit()
-    context = await browser.new_context(viewport={"width": WIDTH, "height": 900}, service_workers="block")
+    context = browser.new_context(viewport={"width": WIDTH, "height": 900}, service_workers="block")
 
-    async def only_loopback(route):
+    def only_loopback(route):
         if urlparse(route.request.url).hostname == "127.0.0.1":
-            await route.continue_()
+            route.continue_()
         else:
             found.problems.append(f"blocked request to {route.request.url}")
-            await route.abort()
+            route.abort()
 
-    await context.route("**/*", only_loopback)
-    page = await context.new_page()
+    context.route("**/*", only_loopback)
+    page = context.new_page()
     page.on("console", lambda m: m.type == "error" and found.problems.append(f"console error: {m.text}"))
     page.on("pageerror", lambda e: found.problems.append(f"uncaught exception: {e}"))
     page.on("requestfailed", lambda r: found.problems.append(f"failed request: {r.url} ({r.failure})"))
     page.on("response", lambda r: r.status >= 400 and found.problems.append(f"HTTP {r.status}: {r.url}"))
     try:
-        await page.goto(f"{url}/{name}", wait_until="load")
+        page.goto(f"{url}/{name}", wait_until="load")
         redirect = REDIRECT.search(html)
         if redirect:
-            await page.wait_for_url(f"**/{redirect.group(1)}")
+            page.wait_for_url(f"**/{redirect.group(1)}")
         # fonts, the widget manager's modules, the Talk page's model: all requests done
-        await page.wait_for_load_state("networkidle")
-        await page.wait_for_function(ALL_DRAWN, arg=WIDGET_VIEWS, timeout=30_000)
+        page.wait_for_load_state("networkidle")
+        page.wait_for_function(ALL_DRAWN, arg=WIDGET_VIEWS, timeout=30_000)
     except Exception as exc:  # a page that never settles is a problem of that page
         found.problems.append(f"did not settle: {exc}")
-    found.shown = await page.evaluate(MEASURE, WIDGET_VIEWS)
+    found.shown = page.evaluate(MEASURE, WIDGET_VIEWS)
     if found.shown["widgets"]:
-        found.module_folders = await page.evaluate(MODULE_FOLDERS, widget_modules())
+        found.module_folders = page.evaluate(MODULE_FOLDERS, widget_modules())
     if name == PROBE_PAGE:
-        found.probe = await page.evaluate(PROBE, CODE_WIDTH)
-    await context.close()
+        found.probe = page.evaluate(PROBE, CODE_WIDTH)
+    context.close()
     return found
-
-
-async def visit_every_page(folder: Path, pages: dict[str, str]) -> dict[str, Visit]:
-    """Each page in a context of its own, PAGES_AT_ONCE at a time: a page spends most of its
-    visit waiting (for the network to be idle for 0.5 s, for its widgets), not computing."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        slots = asyncio.Semaphore(PAGES_AT_ONCE)
-
-        async def one(name: str, html: str) -> Visit:
-            async with slots:
-                return await visit(browser, url, name, html)
-
-        with serve(folder) as url:
-            found = await asyncio.gather(*(one(name, html) for name, html in pages.items()))
-        await browser.close()
-    return dict(zip(pages, found))
 
 
 def widget_modules() -> list[str]:
@@ -154,8 +131,14 @@ def widget_modules() -> list[str]:
 @pytest.fixture(scope="module")
 def visits(book):
     browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
     pages = {p.relative_to(book.html).as_posix(): p.read_text(encoding="utf-8") for p in book.pages()}
-    return asyncio.run(visit_every_page(book.html, pages))
+    with serve(book.html) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        found = {name: visit(browser, url, name, html) for name, html in pages.items()}
+        browser.close()
+    return found
 
 
 def test_every_page_loads_without_console_errors_or_failed_requests(visits):
