@@ -232,10 +232,11 @@ def _marked(mark: str) -> list[int]:
 
 
 # The timeout must strike while the workers train, after torchrun and two workers have
-# imported torch: about 5 s on an idle machine, three times that on a busy one. Each try
-# trains two processes flat out until its timeout, so the shortest that usually suffices
-# comes first and a longer one only when the workers had not started training yet.
-KILL_TIMEOUTS = (10, 20, 40)
+# imported torch: a few seconds on an idle machine, 15 to over 40 s on one shared with other
+# work. Each try trains two processes flat out until its timeout, so the shortest that
+# suffices on an idle machine comes first, and longer ones only when the workers had not
+# started training yet.
+KILL_TIMEOUTS = (10, 30, 90)
 
 
 def test_run_torchrun_kills_its_workers_on_timeout(corpus, tmp_path, monkeypatch):
