@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from teaching.build import SOURCE_DIR, solutions_notebook  # noqa: E402
 from tinyllm.grade import grade  # noqa: E402
 from tinyllm.grading import sandbox  # noqa: E402
-from tinyllm.grading.build import SOURCE_DIR, solutions_notebook  # noqa: E402
 
 
 def median_seconds(notebook: Path, assignment: str, repeats: int) -> tuple[float, float]:

@@ -28,9 +28,7 @@ import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.sync_notebooks import sync  # noqa: E402
-from tinyllm.course import ROOT  # noqa: E402
-from tinyllm.grade import GRADING_CELL_FIRST_LINE  # noqa: E402
-from tinyllm.grading.build import (  # noqa: E402
+from teaching.build import (  # noqa: E402
     ASSIGNMENTS_DIR,
     CHEATS_MANIFEST,
     LEARNER_DIR,
@@ -44,6 +42,8 @@ from tinyllm.grading.build import (  # noqa: E402
     write_learner,
     wrong_submissions,
 )
+from teaching.course import ROOT  # noqa: E402
+from tinyllm.grade import GRADING_CELL_FIRST_LINE  # noqa: E402
 
 
 def sync_setup_cell(source: Path) -> None:

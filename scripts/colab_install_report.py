@@ -75,7 +75,7 @@ def setup_cell_args(ref: str, kind: str) -> list[str]:
     """The arguments after ``pip install`` in the setup cell of ``kind`` at ``ref``."""
     if ref == "HEAD":
         sys.path.insert(0, str(ROOT))
-        from tinyllm.course import colab_setup_source
+        from teaching.course import colab_setup_source
 
         source = colab_setup_source(kind)
     else:

@@ -58,9 +58,8 @@ MAP: dict[str, tuple[str, str, str]] = {
     "device.py": ("-", "test_device.py", "CPU, CUDA or MPS (`--device auto`), bfloat16 where it is fast"),
     "files.py": ("-", "test_checkpoint.py", "atomic writes and sha256 (below the data flow)"),
     "validate.py": ("-", "test_model.py, test_scale.py", "the integer and token-id checks, one wording each (below the data flow)"),
-    "course.py": ("-", "test_course.py, test_notebooks.py", "Colab setup cells and links from `_config.yml`"),
     "grade.py": ("exercises", "test_grade.py, test_exercises.py", "`python -m tinyllm.grade`"),
-    "grading/": ("exercises", "test_grade.py, test_exercises.py", "a bubblewrap sandbox that answers calls, the tests in a process of their own, checks, flags, build"),
+    "grading/": ("exercises", "test_grade.py, test_exercises.py", "a bubblewrap sandbox that answers calls, the tests in a process of their own, checks, flags, a teacher's own sources"),
 }
 
 

@@ -25,7 +25,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from scripts.sync_notebooks import sync  # noqa: E402
-from tinyllm.course import apply_setup_cell, setup_kind  # noqa: E402
+from teaching.course import apply_setup_cell, setup_kind  # noqa: E402
 
 
 def prepare(nb, path: Path) -> None:

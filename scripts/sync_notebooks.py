@@ -25,7 +25,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tinyllm.course import absolute_links, apply_setup_cell, setup_kind  # noqa: E402
+from teaching.course import absolute_links, apply_setup_cell, setup_kind  # noqa: E402
 
 PATTERNS = (
     "chapters/[0-9][0-9]_*.ipynb",

@@ -12,7 +12,7 @@ from urllib.parse import urljoin, urlparse
 
 import nbformat
 
-from tinyllm.course import book_url
+from teaching.course import book_url
 
 ROOT = Path(__file__).resolve().parent.parent
 WIDGET_VIEW = 'type="application/vnd.jupyter.widget-view+json"'

@@ -25,7 +25,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from scripts.colab_install_report import TARGET, colab_standin, run_in_fake_colab
-from tinyllm.course import EXERCISE_PACKAGES, colab_setup_source
+from teaching.course import EXERCISE_PACKAGES, colab_setup_source
 
 ROOT = Path(__file__).resolve().parent.parent
 FREEZE = ROOT / "tests" / "data" / "colab-pip-freeze.txt"

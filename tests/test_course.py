@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from scripts.sync_notebooks import notebooks, sync_file
-from tinyllm.course import (
+from teaching.course import (
     CHAPTER_PACKAGES,
     EXERCISE_PACKAGES,
     SETUP_CELL_FIRST_LINE,

@@ -23,8 +23,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tinyllm.grade import grade
-from tinyllm.grading.build import (
+from teaching.build import (
     ASSIGNMENTS_DIR,
     LEARNER_DIR,
     PUBLIC_TESTS_MODULE,
@@ -40,6 +39,7 @@ from tinyllm.grading.build import (
     sources,
     wrong_submissions,
 )
+from tinyllm.grade import grade
 
 SOURCES = sources()
 NAMES = [s.stem for s in SOURCES]
@@ -63,7 +63,7 @@ def rebuilt() -> dict[str, nbformat.NotebookNode]:
     """Every set's learner notebook as otter assign makes it from the source now.
 
     The builds land in _build/grading, keyed by a hash of the source, otter's version and
-    the build code, so the grader below reuses them instead of assigning each set twice.
+    the build code, so the next session reuses them.
     """
     with ThreadPoolExecutor(max_workers=2) as pool:
         dists = list(pool.map(build, SOURCES))
@@ -83,7 +83,9 @@ def grades(rebuilt):
         for file_name in MANIFEST.get(source.stem, {}):
             jobs.append(((source.stem, file_name), WRONG_DIR / source.stem / file_name, source))
     with ThreadPoolExecutor(max_workers=2) as pool:
-        reports = list(pool.map(lambda job: grade(job[1], source=job[2]), jobs))
+        # With the packaged tests, as learners are graded; test_packaged_tests_are_up_to_date
+        # checks that they are the sources' tests.
+        reports = list(pool.map(lambda job: grade(job[1], assignment=job[2].stem), jobs))
     slowest = max(reports, key=lambda r: r.seconds)
     print(f"\ngraded {len(reports)} notebooks; slowest {slowest.seconds:g} s ({slowest.notebook})")
     return {job[0]: report for job, report in zip(jobs, reports)}
@@ -130,7 +132,7 @@ def test_no_packaged_tests_without_a_source():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_first_cell_sets_up_colab_and_last_cell_grades(name):
-    from tinyllm.course import SETUP_CELL_FIRST_LINE
+    from teaching.course import SETUP_CELL_FIRST_LINE
     from tinyllm.grade import GRADING_CELL_FIRST_LINE
 
     cells = _learner(name).cells

@@ -18,8 +18,8 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from teaching.build import LEARNER_DIR, sources
 from tinyllm.grade import GRADING_CELL_FIRST_LINE, GRADING_ENV
-from tinyllm.grading.build import LEARNER_DIR, sources
 
 NAMES = [s.stem for s in sources()]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from teaching.build import SOURCE_DIR, solutions_notebook
 from tinyllm.grade import first_line_of_failure, grade, main
-from tinyllm.grading.build import SOURCE_DIR, solutions_notebook
 
 SET = "01_text_to_numbers"
 SOURCE = SOURCE_DIR / f"{SET}.ipynb"
@@ -72,7 +72,7 @@ def test_raise_syntax_error_rename_and_exit_cost_only_their_question(tmp_path):
         "q3": 'def my_decode(ids, itos):\n    return "".join(itos[i] for i in ids)',
         "q4": "import sys\nsys.exit()\ndef split(data, fraction=0.9):\n    n = int(fraction * len(data))\n    return data[:n], data[n:]",
     })
-    report = grade(path, source=SOURCE)
+    report = grade(path, assignment=SET)
     assert report.error is None
     assert _scores(report) == {"q1": 0, "q2": 0, "q3": 0, "q4": 0}
     assert "`build_vocab` is not defined" in report.question("q1").message
@@ -86,7 +86,7 @@ def test_other_questions_are_still_graded_after_a_broken_one(tmp_path):
         "q1": "import sys\nsys.exit(1)",
         "q3": "def decode(ids, itos)\n    pass",
     })
-    report = grade(path, source=SOURCE)
+    report = grade(path, assignment=SET)
     assert _scores(report) == {"q1": 0, "q2": 2, "q3": 0, "q4": 2}
 
 
@@ -102,7 +102,7 @@ def test_endless_loops_and_floods_of_output_are_stopped(tmp_path):
               'for _ in range(20_000):\n    print("spam " * 20)\nprint("x" * 50_000_000)\n"y" * 10_000_000',
     })
     start = time.perf_counter()
-    report = grade(path, source=SOURCE, limits=Limits(cell_seconds=3))
+    report = grade(path, assignment=SET, limits=Limits(cell_seconds=3))
     assert time.perf_counter() - start < 90
     assert report.error is None
     assert _scores(report) == {"q1": 0, "q2": 0, "q3": 2, "q4": 2}
@@ -111,7 +111,7 @@ def test_endless_loops_and_floods_of_output_are_stopped(tmp_path):
 
 def test_a_notebook_process_that_dies_is_reported(tmp_path):
     path = _with_answers(tmp_path, "dead.ipynb", {"q2": "print('my last words')\nimport os\nos._exit(1)"})
-    report = grade(path, source=SOURCE)
+    report = grade(path, assignment=SET)
     assert "process ended" in report.error
     assert "the notebook's last output: my last words" in report.notes, report.notes
     assert report.score == 0 and "not graded" in report.table()
@@ -120,7 +120,7 @@ def test_a_notebook_process_that_dies_is_reported(tmp_path):
 def test_a_notebook_that_never_ends_is_stopped_whole(tmp_path):
     path = _with_answers(tmp_path, "forever.ipynb", {"q1": "import time\nwhile True:\n    time.sleep(1)"})
     start = time.perf_counter()
-    report = grade(path, source=SOURCE, limits=Limits(seconds=15, cell_seconds=600))
+    report = grade(path, assignment=SET, limits=Limits(seconds=15, cell_seconds=600))
     assert time.perf_counter() - start < 150  # 15 s and the grader's start-up (slow on a busy machine), not 600
     assert "stopped after 15 s" in report.error
     assert [q.score for q in report.questions] == [0, 0, 0, 0]
@@ -260,9 +260,7 @@ def test_grader_cell_names_an_unknown_set(tmp_path, monkeypatch):
 # Cheating submissions earn nothing for their trick (exercises/cheats/manifest.json)
 # ---------------------------------------------------------------------------------------
 
-from tinyllm.grade import JUDGE_MEMORY_BYTES  # noqa: E402
-from tinyllm.grading import sandbox  # noqa: E402
-from tinyllm.grading.build import (  # noqa: E402
+from teaching.build import (  # noqa: E402
     ASSIGNMENTS_DIR,
     CHEATS_DIR,
     CHEATS_MANIFEST,
@@ -270,6 +268,8 @@ from tinyllm.grading.build import (  # noqa: E402
     cheat_submissions,
     comparable,
 )
+from tinyllm.grade import JUDGE_MEMORY_BYTES  # noqa: E402
+from tinyllm.grading import sandbox  # noqa: E402
 from tinyllm.grading.sandbox import Limits  # noqa: E402
 
 CHEATS = json.loads(CHEATS_MANIFEST.read_text(encoding="utf-8"))
@@ -460,7 +460,10 @@ def installed(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("wheel")
     tree = base / "src"
-    shutil.copytree(ROOT / "tinyllm", tree / "tinyllm", ignore=shutil.ignore_patterns("__pycache__"))
+    # Every top-level package of the repository (tinyllm, teaching), so the wheel shows which
+    # ones pyproject's package discovery takes.
+    for package in (p for p in ROOT.iterdir() if (p / "__init__.py").is_file()):
+        shutil.copytree(package, tree / package.name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, tree / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation",
@@ -507,6 +510,52 @@ def test_the_wheel_carries_every_sets_tests_and_grades_from_anywhere(installed, 
     assert json.loads((blank / f"{SET}.results.json").read_text())["score"] == 0
     after = sorted(p for p in site.rglob("*") if "__pycache__" not in p.parts)
     assert after == before, "grading wrote into the installation"
+
+
+def test_a_teacher_grades_against_own_sources_from_the_wheel(installed, tmp_path):
+    """``--sources``: otter assign of the teacher's own source and its tests, with no file of
+    the repository (no _config.yml): the repository's tooling (teaching/) is not in the wheel."""
+    import shutil
+    import zipfile
+
+    python, site, wheel = installed
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        assert not [n for n in names if n.startswith("teaching/") or n.endswith(("/course.py", "grading/build.py"))]
+        assert not [n for n in names if n.endswith(".py") and b"_config.yml" in zf.read(n)]
+    # The teacher's copy of the sources gives q1 3 points instead of 2: the total shows
+    # that these tests, not the packaged ones, graded the notebooks.
+    sources = shutil.copytree(SOURCE_DIR, tmp_path / "my_sources")
+    own = nbformat.read(sources / f"{SET}.ipynb", as_version=4)
+    q1 = next(c for c in own.cells if c.cell_type == "raw" and "name: q1" in c.source)
+    q1.source = q1.source.replace("points: 2", "points: 3")
+    nbformat.write(own, sources / f"{SET}.ipynb")
+    work = tmp_path / "submissions"
+    work.mkdir()
+    nbformat.write(_solved(), work / f"{SET}.ipynb")
+    shutil.copy(LEARNER_DIR / "wrong" / SET / "a.ipynb", work / "wrong.ipynb")
+
+    full = _run(python, "-m", "tinyllm.grade", "--sources", str(sources), f"{SET}.ipynb", cwd=work)
+    assert full.returncode == 0 and "total: 9 / 9" in full.stdout, full.stdout + full.stderr
+    wrong = _run(python, "-m", "tinyllm.grade", "--sources", str(sources), "--set", SET, "wrong.ipynb", cwd=work)
+    assert wrong.returncode == 0, wrong.stdout + wrong.stderr
+    report = json.loads((work / "wrong.results.json").read_text())
+    assert report["possible"] == 9 and report["score"] < 9, report
+
+
+def test_own_sources_are_assigned_once_per_content_of_the_file(tmp_path, monkeypatch):
+    """A folder graded with ``--sources`` runs otter assign once per source, again after an edit."""
+    from tinyllm.grading import assign
+
+    runs = []
+    monkeypatch.setattr(assign, "run_otter_assign", lambda source, work: runs.append(source) or Path(work))
+    monkeypatch.setattr(assign, "read_tests", lambda source, dist: {"tests": {"q1": Path(source).read_text()}})
+    source = tmp_path / f"{SET}.ipynb"
+    source.write_text("first")
+    assert assign.source_tests(source) == assign.source_tests(source) == {"tests": {"q1": "first"}}
+    source.write_text("edited")
+    assert assign.source_tests(source) == {"tests": {"q1": "edited"}}
+    assert len(runs) == 2
 
 
 def test_the_last_cell_grades_the_notebook_open_in_colab(installed, tmp_path):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LINTED = ["tinyllm", "tests", "scripts", "benchmarks", "exercises/build.py", "conftest.py"]
+LINTED = ["tinyllm", "teaching", "tests", "scripts", "benchmarks", "exercises/build.py", "conftest.py"]
 # PEP 594: standard-library modules that Python 3.13 no longer has.
 REMOVED_IN_3_13 = {
     "aifc", "audioop", "cgi", "cgitb", "chunk", "crypt", "imghdr", "lib2to3", "mailcap", "msilib",

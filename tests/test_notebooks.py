@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tinyllm.course import (
+from teaching.course import (
     SETUP_CELL_FIRST_LINE,
     SETUP_CELL_TAG,
     book_url,

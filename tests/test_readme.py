@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from scripts.module_map import BEGIN, END, MAP, modules, table
-from tinyllm.course import book_url
+from teaching.course import book_url
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tinyllm.course import repository_branch
+from teaching.course import repository_branch
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"

@@ -156,7 +156,7 @@ def assignment_of(notebook: Path, known: list[str]) -> str:
     )
 
 
-def find_tests(notebook: Path, assignment=None, source=None, source_dir=None, build_dir=None):
+def find_tests(notebook: Path, assignment=None, source=None, source_dir=None):
     """(exercise set, its tests by question, package modules its own cells import)."""
     if source is None and source_dir is not None:
         known = sorted(p.stem for p in Path(source_dir).glob("*.ipynb"))
@@ -164,9 +164,9 @@ def find_tests(notebook: Path, assignment=None, source=None, source_dir=None, bu
         if not source.is_file():
             raise GradingError(f"{source_dir} has no source of {source.stem} (known: {', '.join(known) or 'none'})")
     if source is not None:
-        from tinyllm.grading import build
+        from tinyllm.grading.assign import source_tests
 
-        data = json.loads(build.assignment_data(Path(source), build.build(Path(source), Path(build_dir or build.BUILD_DIR))))
+        data = source_tests(Path(source))
         return Path(source).stem, data["tests"], data["provided_imports"]
     known = known_assignments()
     name = assignment or assignment_of(notebook, known)
@@ -246,7 +246,6 @@ def grade(
     assignment: str | None = None,
     source: Path | str | None = None,
     source_dir: Path | str | None = None,
-    build_dir: Path | str | None = None,
     results_json: Path | str | None = None,
     limits: Limits | None = None,
     untrusted: bool = False,
@@ -260,7 +259,7 @@ def grade(
     start = time.perf_counter()
     notebook = Path(notebook)
     try:
-        name, tests, provided = find_tests(notebook, assignment, source, source_dir, build_dir)
+        name, tests, provided = find_tests(notebook, assignment, source, source_dir)
         isolated = sandbox.bwrap() is not None
         if not isolated and os.environ.get(sandbox.REQUIRE_ENV) == "1":
             raise GradingError(f"{sandbox.REQUIRE_ENV}=1 but bubblewrap cannot run here: {sandbox.REFUSED}")

@@ -11,11 +11,14 @@ relative link to that page; links to anything else are left as they are.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from docutils import nodes
 
-from tinyllm.course import book_url
+# teaching/ (the repository's tooling, not installed) is imported from the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from teaching.course import book_url  # noqa: E402
 
 # href="..." in raw HTML (a notebook's markdown may hold <a href="...">).
 _HREF = re.compile(r"""(href=["'])([^"']+)(["'])""")

@@ -1,8 +1,9 @@
 """Grading the course's exercises with otter-grader, locally.
 
-- :mod:`tinyllm.grading.build` turns an instructor source (otter's assign format) into the
-  learner notebook and the autograder archive, and every set's tests into package data
-  (``assignments/NN_name.json``), so grading works from an installed package and in Colab.
+- ``assignments/NN_name.json`` hold every set's tests, as package data, so grading works
+  from an installed package and in Colab; the repository's ``teaching/build.py`` writes
+  them from the instructor sources (otter's assign format). :mod:`tinyllm.grading.assign`
+  reads the tests of a teacher's own source instead (``--sources``).
 - :mod:`tinyllm.grading.judge` is the grader's own process (phase 2): it imports all it
   needs, starts the notebook in the sandbox and runs the set's tests, calling the
   learner's functions there through a channel.

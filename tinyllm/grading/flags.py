@@ -10,7 +10,7 @@ question. A flag costs nothing by default; the teacher decides (see book/grading
 
 from __future__ import annotations
 
-ALLOWED_IMPORTS = ("tinyllm.grade", "tinyllm.grading", "tinyllm.course")
+ALLOWED_IMPORTS = ("tinyllm.grade", "tinyllm.grading")
 
 
 def _imported_modules(code: str) -> list[str]:

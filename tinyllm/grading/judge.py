@@ -51,7 +51,7 @@ SEED = 20_251_122
 ASSIGNMENTS_DIR = Path(__file__).resolve().parent / "assignments"
 ZYGOTE_IDLE_SECONDS = 120
 GRADING_CELL_FIRST_LINE = "# Grade this notebook against the hidden tests"
-SETUP_CELL_FIRST_LINE = "# Colab setup"  # tinyllm.course.SETUP_CELL_FIRST_LINE (checked by a test)
+SETUP_CELL_FIRST_LINE = "# Colab setup"  # teaching.course.SETUP_CELL_FIRST_LINE (checked by a test)
 
 
 class NotGradable(Exception):

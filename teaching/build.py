@@ -1,4 +1,4 @@
-"""From an instructor source to a learner notebook and an autograder archive.
+"""From an instructor source to a learner notebook and an autograder archive (repository tooling).
 
 A source ``exercises/source/NN_name.ipynb`` is written in otter-grader's assign format
 (questions, solutions, public and hidden tests). ``otter assign`` turns it into
@@ -6,10 +6,14 @@ A source ``exercises/source/NN_name.ipynb`` is written in otter-grader's assign 
 - the learner notebook ``exercises/NN_name.ipynb`` (solutions replaced by ``...``, public
   tests stored in the notebook's metadata, no hidden test), committed and in the book;
 - the autograder archive (all tests, for ``otter run`` or Gradescope), built on demand into
-  ``_build/grading/`` and never committed.
+  ``_build/grading/`` and never committed;
+- the package data ``tinyllm/grading/assignments/NN_name.json`` (every test), the public
+  tests for Colab, and the wrong and cheating submissions.
 
-``python exercises/build.py`` regenerates the learner notebooks; :func:`autograder_zip`
-builds (or reuses) an archive for :mod:`tinyllm.grade`.
+``python exercises/build.py`` regenerates them. This module reads the repository (its
+folders, ``_config.yml``) and is not installed; the part the installed grader needs for a
+teacher's own sources (``otter assign`` of one source, its tests) is
+:mod:`tinyllm.grading.assign`.
 """
 
 from __future__ import annotations
@@ -19,8 +23,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -28,16 +30,14 @@ from pathlib import Path
 
 import nbformat
 
-from tinyllm.course import ROOT, repository_url
+from teaching.course import ROOT, repository_url
+from tinyllm.grading import assign as otter_assign
 
 SOURCE_DIR = ROOT / "exercises" / "source"
 LEARNER_DIR = ROOT / "exercises"
 BUILD_DIR = ROOT / "_build" / "grading"
-PUBLIC_TESTS_MODULE = Path(__file__).resolve().parent / "public_tests.py"
-
-
-class BuildError(RuntimeError):
-    """``otter assign`` failed on a source notebook."""
+PUBLIC_TESTS_MODULE = ROOT / "tinyllm" / "grading" / "public_tests.py"
+ASSIGNMENTS_DIR = ROOT / "tinyllm" / "grading" / "assignments"
 
 
 @dataclass
@@ -60,27 +60,15 @@ def requirements_line() -> str:
 
 
 def assign(source: Path, out_dir: Path) -> Assigned:
-    """Run ``otter assign`` on ``source`` into ``out_dir`` (a fresh folder)."""
+    """Run ``otter assign`` on ``source`` into ``out_dir`` (a fresh folder).
+
+    The ``requirements.txt`` the archive carries is written from ``_config.yml``, so the
+    repository url stays written in one place.
+    """
     source = Path(source)
-    work = Path(out_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    master = work / source.name
-    shutil.copyfile(source, master)
-    # The assignment config names requirements.txt; it is written here, from _config.yml,
-    # so the repository url stays written in one place.
-    (work / "requirements.txt").write_text(requirements_line(), encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "otter", "assign", "--no-run-tests", "--no-pdfs", master.name, "dist"],
-        cwd=work, capture_output=True, text=True,
-    )
-    if proc.returncode != 0:
-        raise BuildError(f"otter assign failed on {source}:\n{proc.stdout}\n{proc.stderr}")
-    dist = work / "dist"
-    zips = sorted((dist / "autograder").glob("*-autograder_*.zip"))
-    if len(zips) != 1:
-        raise BuildError(f"otter assign made {len(zips)} autograder archives for {source}, expected 1")
+    dist = otter_assign.run_otter_assign(source, out_dir, requirements_line())
     learner = normalise(nbformat.read(dist / "student" / source.name, as_version=4))
-    return Assigned(source.stem, learner, zips[0], dist / "autograder" / source.name)
+    return Assigned(source.stem, learner, otter_assign.archive(dist, source), dist / "autograder" / source.name)
 
 
 def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -139,14 +127,15 @@ def source_key(source: Path) -> str:
     digest.update(version("otter-grader").encode())
     digest.update(requirements_line().encode())
     digest.update(Path(__file__).read_bytes())
+    digest.update(Path(otter_assign.__file__).read_bytes())
     return digest.hexdigest()[:16]
 
 
 def build(source: Path, build_dir: Path = BUILD_DIR) -> Path:
     """The build folder of ``source`` (otter's ``dist/``), made once per version of the source.
 
-    Built in a temporary folder and moved into place in one step, so two graders started
-    at once never see a half-written build. Older builds of the same set are removed.
+    Built in a temporary folder and moved into place in one step, so two builds started
+    at once (tests, ``exercises/build.py``) never see a half-written one. Older builds of the same set are removed.
     """
     source = Path(source)
     build_dir = Path(build_dir)
@@ -158,7 +147,7 @@ def build(source: Path, build_dir: Path = BUILD_DIR) -> Path:
             assign(source, tmp)
             try:
                 os.rename(tmp, final)
-            except OSError:  # another grader finished the same build first
+            except OSError:  # another process finished the same build first
                 pass
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -166,14 +155,6 @@ def build(source: Path, build_dir: Path = BUILD_DIR) -> Path:
             if old != final and old.is_dir() and not old.name.startswith("."):
                 shutil.rmtree(old, ignore_errors=True)
     return final / "dist"
-
-
-def autograder_zip(source: Path, build_dir: Path = BUILD_DIR) -> Path:
-    """The autograder archive of ``source`` (all tests), built on demand."""
-    zips = sorted((build(source, build_dir) / "autograder").glob("*-autograder_*.zip"))
-    if len(zips) != 1:
-        raise BuildError(f"the build of {source} in {build_dir} is broken; delete it and grade again")
-    return zips[0]
 
 
 def solutions_notebook(source: Path, build_dir: Path = BUILD_DIR) -> Path:
@@ -253,29 +234,16 @@ def wrong_submissions(learners: dict[str, nbformat.NotebookNode], manifest: dict
 # The tests as package data (grading from an installed package, and in Colab)
 # ---------------------------------------------------------------------------------------
 
-ASSIGNMENTS_DIR = Path(__file__).resolve().parent / "assignments"
-
-
 def assignment_data(source: Path, dist: Path) -> str:
     """``tinyllm/grading/assignments/NN_name.json``: every question's otter test file, and
     the package modules the set's own notebook imports (not flagged in answers).
 
     ``dist`` is otter assign's output folder for ``source`` (see :func:`build`).
     """
-    import zipfile
-
-    from tinyllm.grading.flags import package_imports
-
-    zips = sorted((Path(dist) / "autograder").glob("*-autograder_*.zip"))
-    with zipfile.ZipFile(zips[0]) as zf:
-        names = sorted(n for n in zf.namelist() if n.startswith("tests/") and n.endswith(".py"))
-        tests = {Path(n).stem: zf.read(n).decode("utf-8") for n in names}
-    learner = nbformat.read(Path(dist) / "student" / Path(source).name, as_version=4)
     data = {
         "_comment": "generated by exercises/build.py from exercises/source: do not edit",
         "name": Path(source).stem,
-        "provided_imports": package_imports(learner),
-        "tests": tests,
+        **otter_assign.read_tests(source, dist),
     }
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 

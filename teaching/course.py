@@ -1,4 +1,4 @@
-"""Course plumbing shared by the notebooks and their tests (not part of the model flow).
+"""Course plumbing shared by the notebooks, the book and their tests (repository tooling).
 
 Everything here is derived from the book's ``_config.yml``, the one place where the
 repository's url and branch are written:
