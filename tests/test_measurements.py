@@ -88,8 +88,19 @@ def test_committed_chat_measurements_hold_pass_rates_per_category():
     assert scaling["runs"] and {"machine", "threads", "settings"} <= set(scaling["meta"])
     for run in scaling["runs"]:
         assert run["params"] > 0 and run["steps"] > 0 and run["train_seconds"] > 0
+        assert run["wordings"] > 0 and run["conversations"] > 0  # the data it trained on
         for category in ("seen", "unseen", "multi-turn", "hand-written", "total"):
             assert 0.0 <= run[category] <= 1.0, (run, category)
+    # The figure's point for the shipped assistant is the shipped assistant's stated eval.
+    from tinyllm.chat import SHIPPED_CHAT_MODEL
+    from tinyllm.checkpoint import load_model
+
+    shipped = [r for r in scaling["runs"] if r.get("checkpoint") == "tinyllm/checkpoints/chat-cpu"]
+    checkpoint = load_model(SHIPPED_CHAT_MODEL)[2]
+    stated = {r["category"]: r["passed"] for r in checkpoint.extra["eval"]["rows"]}
+    assert len(shipped) == 1 and shipped[0]["steps"] == checkpoint.step
+    for category in ("seen", "unseen"):
+        assert shipped[0][category] == round(stated[category], 4), category
     before = load("chat_before")["scores"]
     assert set(before) == {"generated", "hand-written", "generated-title", "generated-upper",
                            "hand-written-upper"}
