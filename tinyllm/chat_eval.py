@@ -11,7 +11,7 @@ categories:
 - ``multi-turn``: a first question and answer, then a follow-up that only makes sense with
   the first turn ("why?", "and at night?"). Passing it means the model reads the history.
 
-:func:`handwritten_cases` adds a fourth category, ``hand-written``: 50 messages a person
+:func:`handwritten_cases` adds a fourth category, ``hand-written``: 49 messages a person
 wrote to the fish (``chat_handwritten.json``: typos, capitals, no punctuation, long and
 short), not made by the generator and never tuned to a model. :func:`recase` writes the
 user's messages in capitals, to measure whether "Are You Hungry?" gets what "are you
