@@ -133,11 +133,12 @@ def test_no_packaged_tests_without_a_source():
 @pytest.mark.parametrize("name", NAMES)
 def test_first_cell_sets_up_colab_and_last_cell_grades(name):
     from teaching.course import SETUP_CELL_FIRST_LINE
-    from tinyllm.grade import GRADING_CELL_FIRST_LINE
+    from tinyllm.grading import GRADING_CELL_FIRST_LINE
+    from tinyllm.grading import SETUP_CELL_FIRST_LINE as LEFT_OUT_WHEN_GRADED
 
     cells = _learner(name).cells
     first = next(c for c in cells if c.cell_type == "code")
-    assert first.source.startswith(SETUP_CELL_FIRST_LINE)
+    assert first.source.startswith(SETUP_CELL_FIRST_LINE) and first.source.startswith(LEFT_OUT_WHEN_GRADED)
     last = cells[-1]
     assert last.cell_type == "code" and last.source.startswith(GRADING_CELL_FIRST_LINE), f"{name}: no grading cell at the end"
     assert f'grade_this("{name}.ipynb")' in last.source

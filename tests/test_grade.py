@@ -238,14 +238,44 @@ def test_grader_cell_checks_nothing_while_the_notebook_is_graded(monkeypatch):
 
 
 def test_each_grading_is_forked_from_one_warm_process(tmp_path):
-    from tinyllm.grade import _Zygote
+    """Python's forkserver imported torch, otter and the tests' modules once; two gradings share it."""
+    from multiprocessing import forkserver
+
+    import psutil
 
     path = tmp_path / f"{SET}.ipynb"
     nbformat.write(_solved(), path)
     assert grade(path).score == 8
-    warm = _Zygote.proc.pid
+    warm = forkserver._forkserver._forkserver_pid
+    assert warm and psutil.Process(warm).ppid() == os.getpid()
     assert grade(path).score == 8
-    assert _Zygote.proc.pid == warm and _Zygote.proc.poll() is None
+    assert forkserver._forkserver._forkserver_pid == warm and psutil.pid_exists(warm)
+
+
+def test_the_warm_process_imports_every_package_module_the_packaged_tests_import():
+    import ast
+
+    from tinyllm.grade import ASSIGNMENTS_DIR, WARM_MODULES
+
+    imported = set()
+    for path in ASSIGNMENTS_DIR.glob("*.json"):
+        for source in json.loads(path.read_text(encoding="utf-8"))["tests"].values():
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    imported |= {f"{node.module}.{a.name}" for a in node.names} | {node.module}
+                elif isinstance(node, ast.Import):
+                    imported |= {a.name for a in node.names}
+    modules = {m for m in imported if m.startswith("tinyllm.") and not m.startswith("tinyllm.grading") and _is_module(m)}
+    assert modules and modules <= set(WARM_MODULES), sorted(modules - set(WARM_MODULES))
+
+
+def _is_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def test_grader_cell_names_an_unknown_set(tmp_path, monkeypatch):
@@ -510,6 +540,21 @@ def test_the_wheel_carries_every_sets_tests_and_grades_from_anywhere(installed, 
     assert json.loads((blank / f"{SET}.results.json").read_text())["score"] == 0
     after = sorted(p for p in site.rglob("*") if "__pycache__" not in p.parts)
     assert after == before, "grading wrote into the installation"
+
+
+@needs_sandbox
+def test_an_installed_package_hides_every_sets_tests_from_the_notebook(installed, tmp_path):
+    """From a wheel the package lies inside a site-packages the sandbox binds: the sets'
+    tests are hidden there too, not only at the package's own place in the sandbox."""
+    python, site, wheel = installed
+    hidden = [str(site / "tinyllm" / "grading" / "assignments"), "/opt/tinyllm/tinyllm/grading/assignments"]
+    assert (site / "tinyllm" / "grading" / "assignments" / f"{SET}.json").is_file()
+    nb = _solved()
+    peek = f"import glob\nif any(glob.glob(folder + '/*.json') for folder in {hidden!r}):\n    build_vocab = None"
+    nb.cells.insert(len(nb.cells) - 1, nbformat.v4.new_code_cell(peek))
+    nbformat.write(nb, tmp_path / f"{SET}.ipynb")
+    out = _run(python, "-m", "tinyllm.grade", "--untrusted", f"{SET}.ipynb", cwd=tmp_path)
+    assert out.returncode == 0 and "total: 8 / 8" in out.stdout, out.stdout + out.stderr
 
 
 def test_a_teacher_grades_against_own_sources_from_the_wheel(installed, tmp_path):

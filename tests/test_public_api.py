@@ -37,3 +37,52 @@ def test_an_unknown_name_is_an_attribute_error_and_import_stays_light():
     code = "import sys, tinyllm; print('torch' in sys.modules, 'tinyllm.model' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def _module_level_imports(package_dir) -> dict[str, set[str]]:
+    """For each module of the package, the package modules it imports at module level."""
+    import ast
+
+    root = package_dir.parent
+    modules = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in package_dir.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:  # module level only
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                submodules = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+                found |= submodules or {node.module}  # from a package import a submodule: the submodule
+        # A submodule's own parent packages are imported before it in any case: not a cycle.
+        graph[name] = {m for m in found if m in modules and m != name and not name.startswith(m + ".")}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+
+    def visit(node, path):
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path + [node, nxt]
+            if nxt not in state and (found := visit(nxt, path + [node])):
+                return found
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node, [])):
+            return found
+    return []
+
+
+def test_no_import_cycle_in_the_package():
+    from pathlib import Path
+
+    graph = _module_level_imports(Path(tinyllm.__file__).resolve().parent)
+    assert len(graph) > 30 and graph["tinyllm.grading.judge"] >= {"tinyllm.grading.values"}
+    assert _cycle(graph) == [], " -> ".join(_cycle(graph))
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the finder finds one

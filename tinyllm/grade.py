@@ -30,25 +30,19 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import multiprocessing
 import os
-import select
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tinyllm.grading import sandbox
+from tinyllm.grading import GRADING_CELL_FIRST_LINE, GRADING_ENV, sandbox  # noqa: F401
 from tinyllm.grading.flags import imported_answers  # noqa: F401  (part of the API)
 from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure  # noqa: F401
 from tinyllm.grading.sandbox import Limits
 
-GRADING_CELL_FIRST_LINE = "# Grade this notebook against the hidden tests"
-GRADING_ENV = "TINYLLM_GRADING"  # set inside a graded run: the grading cell does nothing there
 JUDGE_MEMORY_BYTES = 2 * sandbox.GiB  # the grader's own process (phase 2): data memory
 
 
@@ -176,68 +170,43 @@ def find_tests(notebook: Path, assignment=None, source=None, source_dir=None):
     return name, data["tests"], data.get("provided_imports", [])
 
 
-class _Zygote:
-    """The warm process the judges are forked from (:func:`tinyllm.grading.judge.zygote`).
+# What the packaged tests import besides torch and otter (a test checks the list is whole).
+WARM_MODULES = ["tinyllm.grading.judge", "tinyllm.model", "tinyllm.sampling", "tinyllm.tokenizer", "tinyllm.chat_data"]
 
-    Started on first use and shared by the threads that grade; it ends when this process
-    closes its socket (exits) or after it has been idle a while, and is started again then.
-    """
 
-    lock = threading.Lock()
-    proc: subprocess.Popen | None = None
-    channel: socket.socket | None = None
+def _judges():
+    """The processes that judge, forked from Python's forkserver: one warm process that
+    imported torch, otter and what the tests import once, and never runs learner code."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WARM_MODULES)
+    return context
 
-    @classmethod
-    def send(cls, fds: list[int]) -> None:
-        with cls.lock:
-            if cls.proc is None or cls.proc.poll() is not None:
-                ours, theirs = socket.socketpair()  # a stream: macOS has no SOCK_SEQPACKET
-                package_parent = str(Path(__file__).resolve().parent.parent)
-                env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")])}
-                cls.proc = subprocess.Popen([sys.executable, "-m", "tinyllm.grading.judge", str(theirs.fileno())],
-                                            pass_fds=[theirs.fileno()], env=env, cwd=tempfile.gettempdir(),
-                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-                theirs.close()
-                ours.settimeout(600)
-                if ours.recv(16) != b"ready":
-                    raise OSError("the grader's process did not start")
-                cls.channel = ours
-            socket.send_fds(cls.channel, [b"judge"], fds)
+
+def _run_judge(config: dict, reply) -> None:  # in the forked judge
+    from tinyllm.grading.judge import judge_child
+
+    judge_child(config, reply)
 
 
 def _judge(config: dict, seconds: float) -> tuple[dict | None, str]:
-    """Run one judge forked from the zygote: (its report, or None with why)."""
-    for _ in range(2):  # a zygote that left, idle, as the request came never forked: once more
-        config_r, config_w = os.pipe()
-        report_r, report_w = os.pipe()
-        with tempfile.TemporaryFile() as stderr:
-            try:
-                _Zygote.send([config_r, report_w, stderr.fileno()])
-            finally:
-                os.close(config_r)
-                os.close(report_w)
-            with open(report_r, "rb", buffering=0) as report, open(config_w, "w", encoding="utf-8") as f:
-                try:
-                    f.write(json.dumps(config))
-                    f.close()
-                except BrokenPipeError:
-                    pass
-                out, deadline = b"", time.monotonic() + seconds
-                while chunk := (report.read(1 << 16) if select.select(
-                        [report], [], [], max(0.0, deadline - time.monotonic()))[0] else None):
-                    out += chunk
-            stderr.seek(0)
-            errors = stderr.read().decode("utf-8", "replace").strip().splitlines()
-        if out:
-            break
-    pid, _, data = out.decode("utf-8", "replace").partition("\n")
-    if chunk is None:  # out of time: end the judge (its sandbox dies with it)
-        if pid.isdigit():
-            os.kill(int(pid), signal.SIGKILL)
-        return None, f"the grader stopped after {seconds:g} s"
-    if data:
-        return json.loads(data), ""
-    return None, f"the grader itself failed: {' / '.join(errors[-3:]) or 'it ended without a report'}"
+    """Run one judge: (its report, or None with why)."""
+    context = _judges()
+    reader, writer = context.Pipe(duplex=False)
+    process = context.Process(target=_run_judge, args=(config, writer), daemon=True)
+    process.start()
+    writer.close()
+    try:
+        if not reader.poll(seconds):  # out of time: end the judge (its sandbox dies with it)
+            return None, f"the grader stopped after {seconds:g} s"
+        kind, data = reader.recv()
+    except EOFError:
+        process.join(5)
+        return None, f"the grader itself failed: it ended without a report (exit code {process.exitcode})"
+    finally:
+        process.kill()
+        process.join()
+        reader.close()
+    return (data, "") if kind == "report" else (None, f"the grader itself failed: {data}")
 
 
 def grade(
@@ -255,6 +224,8 @@ def grade(
     ``assignment`` names the set (default: from the file name); ``source`` (an instructor
     source) or ``source_dir`` (a folder of them) grade against a teacher's own tests.
     ``untrusted`` refuses to run without the sandbox; ``limits`` are the notebook's (time too).
+    From a script, call it under ``if __name__ == "__main__":``: the grading process comes
+    from Python's forkserver, which imports the script again, as ``multiprocessing`` does.
     """
     start = time.perf_counter()
     notebook = Path(notebook)

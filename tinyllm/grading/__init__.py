@@ -24,3 +24,8 @@
 
 The command line is ``python -m tinyllm.grade`` (see :mod:`tinyllm.grade`).
 """
+
+# The first lines of the cells a graded run leaves out (teaching/course.py writes them).
+GRADING_CELL_FIRST_LINE = "# Grade this notebook against the hidden tests"
+SETUP_CELL_FIRST_LINE = "# Colab setup"
+GRADING_ENV = "TINYLLM_GRADING"  # set inside a graded run: the grading cell does nothing there

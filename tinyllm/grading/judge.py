@@ -1,11 +1,9 @@
 """Phase 2 of grading: the tests, run in a process that never runs learner code.
 
-Each grading is a process forked from a warm one (a zygote) that :func:`tinyllm.grade.grade`
-starts once and that has imported torch, otter, the grading helpers and every module the
-packaged tests import; it never runs a notebook, so each fork starts as clean as a fresh
-``python`` would, without paying for those imports again::
-
-    python -m tinyllm.grading.judge SOCKET_FD     # the zygote: one forked judge per request
+Each grading is a process forked from Python's forkserver (:func:`tinyllm.grade._judges`),
+which has imported torch, otter, the grading helpers and every module the packaged tests
+import; it never runs a notebook, so each fork starts as clean as a fresh ``python`` would,
+without paying for those imports again.
 
 A forked judge sets its own memory and CPU limits, imports whatever else the set's tests
 import and compiles them before the notebook runs; then it starts the
@@ -28,8 +26,6 @@ import json
 import os
 import random
 import resource
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,14 +40,10 @@ import torch
 from otter.test_files.abstract_test import TestCaseResult
 from otter.test_files.exception_test import ExceptionTestFile
 
-from tinyllm.grading import checks, flags, sandbox, values
+from tinyllm.grading import GRADING_CELL_FIRST_LINE, SETUP_CELL_FIRST_LINE, checks, flags, sandbox, values
 from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure
 
 SEED = 20_251_122
-ASSIGNMENTS_DIR = Path(__file__).resolve().parent / "assignments"
-ZYGOTE_IDLE_SECONDS = 120
-GRADING_CELL_FIRST_LINE = "# Grade this notebook against the hidden tests"
-SETUP_CELL_FIRST_LINE = "# Colab setup"  # teaching.course.SETUP_CELL_FIRST_LINE (checked by a test)
 
 
 class NotGradable(Exception):
@@ -357,50 +349,15 @@ def judge(config: dict) -> Report:
     return Report(str(notebook), assignment, questions, error=error, notes=notes)
 
 
-def zygote(fd: int) -> int:
-    """Fork one judge per request on the socket ``fd``; end when the grader closes it or is idle."""
-    for path in sorted(ASSIGNMENTS_DIR.glob("*.json")):  # what the packaged tests import, once
-        import_test_modules(json.loads(path.read_text(encoding="utf-8"))["tests"])
-    channel = socket.socket(fileno=fd)
-    channel.settimeout(ZYGOTE_IDLE_SECONDS)  # an idle zygote (a learner's kernel) leaves
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the judges
-    channel.send(b"ready")
-    while True:
-        try:
-            message, fds, _, _ = socket.recv_fds(channel, 5, 3)  # b"judge" and its three fds
-        except OSError:  # the timeout too
-            return 0
-        if not message:  # the grader closed its end (it ended)
-            return 0
-        if os.fork() == 0:  # the judge: it never returns into this loop
-            status = 1
-            try:
-                channel.close()
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # this judge waits for its sandbox
-                status = judge_child(*fds)
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(status)
-        for received in fds:
-            os.close(received)
-
-
-def judge_child(config_fd: int, report_fd: int, stderr_fd: int) -> int:
-    """One grading: read the config, set this process's limits, judge, write pid then report."""
-    os.dup2(stderr_fd, 2)
-    os.write(report_fd, f"{os.getpid()}\n".encode())
-    with open(config_fd, encoding="utf-8") as f:
-        config = json.load(f)
+def judge_child(config: dict, reply) -> None:
+    """One grading, in a process forked for it: set its limits, judge, send the report."""
     memory, cpu_seconds = config["judge_limits"]  # memory soft, so the sandbox can get its own
     resource.setrlimit(resource.RLIMIT_DATA, (memory, resource.getrlimit(resource.RLIMIT_DATA)[1]))
     resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), resource.getrlimit(resource.RLIMIT_CPU)[1]))
-    data = judge(config).to_dict()
-    data["judge_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    with open(report_fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(data))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(zygote(int(sys.argv[1])))
+    try:
+        data = judge(config).to_dict()
+        data["judge_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        reply.send(("report", data))
+    except BaseException as exc:  # a bug of the grader's own, said in one line
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        reply.send(("failed", f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"[:500]))

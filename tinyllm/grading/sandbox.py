@@ -21,6 +21,7 @@ says so; :mod:`tinyllm.grade` refuses that for others' notebooks (``--untrusted`
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -31,6 +32,8 @@ import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from tinyllm.grading import GRADING_ENV
 
 GiB, MiB = 1 << 30, 1 << 20
 # The run's total may exceed the per-process data limit by the libraries it maps (torch):
@@ -72,19 +75,27 @@ def bwrap() -> str | None:
     return path if ok else None
 
 
+@cache
+def _python_path() -> tuple[str, ...]:
+    """The folders a fresh ``python`` of this installation imports from (with its ``.pth``
+    lines and PYTHONPATH), not what this process's caller added to ``sys.path``: a test
+    runner's folders, or the folder of a teacher's script beside their solutions."""
+    code = "import json, sys; print(json.dumps(sys.path[1:]))"  # sys.path[0]: the current folder
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", check=True)
+    return tuple(json.loads(out.stdout))
+
+
 def _binds_for_python() -> list[str]:
-    """The Python installation and every folder on its path, read-only, at their own paths;
-    not a folder holding a ``tinyllm`` package (a checkout, with its sources and tests) and
-    not the current folder."""
-    places = {sys.base_prefix, sys.prefix, str(Path(sys.executable).parent)}
+    """The Python installation and the folders it imports from, read-only, at their own
+    paths; not a folder holding a ``tinyllm`` package (a checkout, with its sources and
+    tests) and not the current folder."""
+    places = {sys.base_prefix, sys.prefix, str(Path(sys.executable).parent), *_python_path()}
     here = Path.cwd().resolve()
-    for entry in sys.path:
-        path = Path(entry or ".")
-        if path.is_dir() and path.resolve() != here and not (path / "tinyllm").exists():
-            places.add(str(path.resolve()))
+    places = {str(Path(p).resolve()) for p in places if Path(p).is_dir()}
+    places = {p for p in places if Path(p) != here and not (Path(p) / "tinyllm").exists()}
     out: list[str] = []
     for place in sorted(places, key=len):  # a folder inside one already bound is bound with it
-        if Path(place).exists() and not any(place == p or place.startswith(p + "/") for p in out[1::3]):
+        if not any(place == p or place.startswith(p + "/") for p in out[1::3]):
             out += ["--ro-bind", place, place]
     return out
 
@@ -106,11 +117,15 @@ def command(python_argv: list[str], package_dir: Path, notebook_fd: int, noteboo
     argv += ["--proc", "/proc", "--dev", "/dev"]
     small = str(max(limits.disk_bytes // 8, 8 * MiB))  # first: a Python installed under /tmp is bound over it
     argv += ["--size", small, "--tmpfs", "/tmp", "--size", small, "--tmpfs", "/dev/shm"]
-    argv += _binds_for_python()
-    # Only the package, not the checkout around it; and not every set's tests.
-    argv += ["--ro-bind", str(package_dir), f"{PACKAGE_PARENT}/tinyllm"]
-    if (package_dir / "grading" / "assignments").is_dir():
+    binds = _binds_for_python()
+    # Only the package, not the checkout around it; and not every set's tests, neither at
+    # the package's place here nor where an installed package lies in a bound site-packages.
+    argv += binds + ["--ro-bind", str(package_dir), f"{PACKAGE_PARENT}/tinyllm"]
+    tests = package_dir / "grading" / "assignments"
+    if tests.is_dir():
         argv += ["--tmpfs", f"{PACKAGE_PARENT}/tinyllm/grading/assignments"]
+        if any(str(tests).startswith(place + "/") for place in binds[1::3]):
+            argv += ["--tmpfs", str(tests)]
     argv += ["--size", str(limits.disk_bytes), "--tmpfs", WORK,
              "--file", str(notebook_fd), f"{WORK}/{notebook_name}", "--chdir", WORK]
     for key, value in environment(WORK, PACKAGE_PARENT).items():
@@ -125,7 +140,7 @@ def environment(home: str, package_parent: str) -> dict[str, str]:
         "IPYTHONDIR": f"{home}/.ipython", "MPLCONFIGDIR": f"{home}/.matplotlib",
         "XDG_CACHE_HOME": f"{home}/.cache", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": package_parent, "LANG": "C.UTF-8",
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "TINYLLM_GRADING": "1",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), GRADING_ENV: "1",
     }
 
 
