@@ -135,9 +135,9 @@ class Session:
             kind, found = self.receive(time.monotonic() + 30)
             out = {}
             for name in wanted:
-                packed = found.get(name, ("missing",))
-                out[name] = (checks.LearnerFunction(name, self) if packed == ("function",)
-                             else None if packed == ("missing",) else values.unpack(packed))
+                kind, packed = found.get(name, ("missing", None))
+                out[name] = (checks.LearnerFunction(name, self) if kind == "function"
+                             else values.unpack(packed) if kind == "value" else None)
             return out
         except (AssertionError, OSError, TypeError, ValueError, KeyError, IndexError, AttributeError):
             self.fail(self.dead or "the notebook's process sent no usable answer")
@@ -175,10 +175,10 @@ class Session:
             self.entered.update(str(e)[:200] for e in list(entered)[:20])
             changed = not values.same(before, after)
             if changed and inplace:
-                values.write_back(list(args), after[1][0])
-                for key, packed in after[1][1][1]:
-                    if values.unpack(key) in kwargs:
-                        values.write_back(kwargs[values.unpack(key)], packed)
+                values.write_back(list(args), after[0])
+                for key, packed in after[1].items():
+                    if key in kwargs:
+                        values.write_back(kwargs[key], packed)
             failed = outcome[1] if outcome[0] == "failed" else None
             value = values.unpack(outcome[1]) if failed is None else None
         except Exception:
@@ -201,18 +201,15 @@ class Session:
 
 def _wire(value, callbacks: list):
     """The inputs as sent: test-made callables become markers the sandbox calls back."""
-    if isinstance(value, list):
-        return [_wire(v, callbacks) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_wire(v, callbacks) for v in value)
-    if isinstance(value, dict):
-        return {k: _wire(v, callbacks) for k, v in value.items()}
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone().requires_grad_(value.requires_grad and value.is_floating_point())
-    if callable(value) and not isinstance(value, (torch.nn.Module, type)):
-        callbacks.append(value)
-        return ("__tinyllm_callback__", len(callbacks) - 1)
-    return value
+    def leaf(v):
+        if isinstance(v, torch.Tensor):
+            return v.detach().clone().requires_grad_(v.requires_grad and v.is_floating_point())
+        if callable(v) and not isinstance(v, (torch.nn.Module, type)):
+            callbacks.append(v)
+            return f"{values.CALLBACK}{len(callbacks) - 1}"
+        return v
+
+    return values.mapped(value, leaf)
 
 
 def run_question(test_file: ExceptionTestFile, session: Session) -> QuestionResult:

@@ -144,15 +144,14 @@ Callback.__name__ = Callback.__qualname__ = "function"  # packed like the test's
 
 
 def _with_callbacks(value):
-    if isinstance(value, tuple) and len(value) == 2 and value[0] == "__tinyllm_callback__":
-        return Callback(value[1])
-    if isinstance(value, list):
-        return [_with_callbacks(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_with_callbacks(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _with_callbacks(v) for k, v in value.items()}
-    return value
+    from tinyllm.grading import values
+
+    def leaf(v):
+        if isinstance(v, str) and v.startswith(values.CALLBACK):
+            return Callback(int(v[len(values.CALLBACK):]))
+        return v
+
+    return values.mapped(value, leaf)
 
 
 def call(namespace: dict, monitor: Monitor, request: dict):
@@ -195,12 +194,8 @@ def names(namespace: dict, wanted: list[str]) -> dict:
     out = {}
     for name in wanted:
         value = namespace.get(name)
-        if value is None:
-            out[name] = ("missing",)
-        elif callable(value):
-            out[name] = ("function",)
-        else:
-            out[name] = values.pack(value)
+        out[name] = (("missing", None) if value is None else ("function", None) if callable(value)
+                     else ("value", values.pack(value)))
     return out
 
 

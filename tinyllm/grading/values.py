@@ -1,9 +1,11 @@
 """A learner's values as plain data, and how they travel between the two grading processes.
 
-:func:`pack` turns a value into tagged tuples of tensors, numbers, strings and lists (a
-module becomes its ``state_dict``, anything else "a <type>"); :func:`unpack` makes the
-value again; :func:`same` compares two packed values; :func:`write_back` puts a packed
-after-call state into the test's own objects.
+:func:`pack` turns a value into plain data: tensors (detached copies), numbers, strings,
+lists, tuples and dicts, which ``torch.load(weights_only=True)`` reads back; a module
+becomes its type name and ``state_dict``, anything else (a generator, ``...``) its type
+name. :func:`unpack` makes the value again (a stand-in object for what was not data);
+:func:`same` compares two packed values; :func:`write_back` puts a packed after-call state
+into the test's own objects; :func:`mapped` walks nested inputs.
 
 :func:`send` and :func:`receive` frame messages on a pipe. What the sandbox sends is read
 with ``torch.load(weights_only=True)`` (tensors and plain data, never objects) and then
@@ -20,63 +22,64 @@ import re
 import select
 import struct
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 MAX_DEPTH = 24  # nesting of a recorded value
 MAX_ITEMS = 200_000  # list/dict items in one recorded value
+OBJECT = "__tinyllm_object__"  # (OBJECT, type name, a module's packed state or None): not data
+CALLBACK = "__tinyllm_callback__:"  # + an index: a test's callable input, left in the grader
 
 
-class _Budget:
-    def __init__(self):
-        self.items = 0
-
-
-def pack(value: Any, depth: int = 0, budget: _Budget | None = None):
-    """``value`` as tagged plain data that ``torch.load(weights_only=True)`` can read."""
-    budget = budget or _Budget()
-    budget.items += 1
-    if depth > MAX_DEPTH or budget.items > MAX_ITEMS:
-        return ("other", "value too large to record")
+def pack(value: Any, depth: int = 0, budget: list[int] | None = None):
+    """``value`` as plain data that ``torch.load(weights_only=True)`` can read."""
+    budget = budget if budget is not None else [MAX_ITEMS]
+    budget[0] -= 1
+    if depth > MAX_DEPTH or budget[0] < 0:
+        return (OBJECT, "value too large to record", None)
     if isinstance(value, torch.Tensor):
         if value.layout != torch.strided or value.is_quantized or value.device.type == "meta":
-            return ("other", f"{value.layout} tensor")
-        t = value.detach().cpu().clone().contiguous()
-        return ("tensor", t, bool(value.requires_grad))
-    if value is None or isinstance(value, bool):
-        return ("atom", value)
-    if isinstance(value, int):
-        return ("atom", int(value))
-    if isinstance(value, float):
-        return ("atom", float(value))
-    if isinstance(value, str):
-        return ("atom", str(value))
-    if value is Ellipsis:
-        return ("ellipsis",)
+            return (OBJECT, f"{value.layout} tensor", None)
+        copy = value.detach().cpu().as_subclass(torch.Tensor).clone().contiguous()  # a Parameter: a tensor
+        return copy.requires_grad_(value.requires_grad and copy.is_floating_point())
+    for kind in (bool, int, float, str):  # subclasses (an IntEnum, a numpy float) as the base type
+        if isinstance(value, kind):
+            return kind(value)
+    if value is None:
+        return None
     if isinstance(value, torch.Size):
-        return ("size", [int(n) for n in value])
+        return torch.Size(int(n) for n in value)
     if isinstance(value, (list, tuple)):
-        kind = "list" if isinstance(value, list) else "tuple"
-        return (kind, [pack(v, depth + 1, budget) for v in list(value)])
+        items = [pack(v, depth + 1, budget) for v in list(value)]
+        return items if isinstance(value, list) else tuple(items)
     if isinstance(value, dict):
-        return ("dict", [[pack(k, depth + 1, budget), pack(v, depth + 1, budget)] for k, v in list(value.items())])
+        return {pack(k, depth + 1, budget): pack(v, depth + 1, budget) for k, v in list(value.items())}
     if isinstance(value, torch.nn.Module):
-        state = {str(k): v.detach().cpu().clone() for k, v in value.state_dict().items()}
-        return ("module", type(value).__name__, state)
-    return ("other", type(value).__name__)
+        return (OBJECT, type(value).__name__, {str(k): pack(v) for k, v in value.state_dict().items()})
+    return (OBJECT, type(value).__name__, None)  # ..., a generator, a function
 
 
-def leaves(value):
+def _is_object(data) -> bool:
+    return type(data) is tuple and len(data) == 3 and data[0] == OBJECT
+
+
+def mapped(value, leaf: Callable):
+    """``value`` with every item of its nested lists, tuples and dicts (values) put through ``leaf``."""
+    if isinstance(value, list):
+        return [mapped(v, leaf) for v in value]
+    if isinstance(value, tuple) and not isinstance(value, torch.Size):  # a named tuple: a tuple
+        return tuple(mapped(v, leaf) for v in value)
+    if isinstance(value, dict):
+        return {k: mapped(v, leaf) for k, v in value.items()}
+    return leaf(value)
+
+
+def leaves(value) -> list:
     """Every item of nested lists, tuples and dicts that is none of them (dict values only)."""
-    if isinstance(value, (list, tuple)):
-        for v in value:
-            yield from leaves(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from leaves(v)
-    else:
-        yield value
+    found: list = []
+    mapped(value, found.append)
+    return found
 
 
 def _stand_in(type_name: str):
@@ -89,97 +92,68 @@ def _stand_in(type_name: str):
 
 def unpack(data):
     """The value that :func:`pack` recorded (a stand-in for what it could not)."""
-    tag = data[0]
-    if tag == "tensor":
-        t = data[1].clone()
-        if data[2] and t.is_floating_point():
-            t.requires_grad_(True)
-        return t
-    if tag == "atom":
-        return data[1]
-    if tag == "ellipsis":
-        return Ellipsis
-    if tag == "size":
-        return torch.Size(data[1])
-    if tag == "list":
-        return [unpack(v) for v in data[1]]
-    if tag == "tuple":
-        return tuple(unpack(v) for v in data[1])
-    if tag == "dict":
-        return {unpack(k): unpack(v) for k, v in data[1]}
-    if tag == "module":
-        return _stand_in(data[1])
-    return _stand_in(data[1])
+    if _is_object(data):
+        return Ellipsis if data[1] == "ellipsis" else _stand_in(data[1])
+    if isinstance(data, list):
+        return [unpack(v) for v in data]
+    if type(data) is tuple:
+        return tuple(unpack(v) for v in data)
+    if isinstance(data, dict):
+        return {unpack(k): unpack(v) for k, v in data.items()}
+    return data
 
 
 def same(a, b) -> bool:
     """Two packed values are the same (floats to a tiny tolerance, for thread counts)."""
-    if not (isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) and a and b and a[0] == b[0]):
+    if type(a) is not type(b):
         return False
-    tag = a[0]
-    if tag == "tensor":
-        x, y = a[1], b[1]
-        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+    if isinstance(a, torch.Tensor):
+        if a.dtype != b.dtype or a.shape != b.shape:
             return False
-        if x.dtype != y.dtype or x.shape != y.shape:
-            return False
-        if torch.equal(x, y):
-            return True
-        return x.is_floating_point() and bool(torch.allclose(x, y, rtol=1e-5, atol=1e-7, equal_nan=True))
-    if tag == "atom":
-        x, y = a[1], b[1]
-        if type(x) is not type(y):
-            return False
-        return x == y or (isinstance(x, float) and x != x and y != y)
-    if tag in ("list", "tuple", "size"):
-        return len(a[1]) == len(b[1]) and all(
-            (same(x, y) if tag != "size" else x == y) for x, y in zip(a[1], b[1])
-        )
-    if tag == "dict":
-        return len(a[1]) == len(b[1]) and all(
-            same(ka, kb) and same(va, vb) for (ka, va), (kb, vb) in zip(a[1], b[1])
-        )
-    if tag == "module":
-        return a[1] == b[1] and sorted(a[2]) == sorted(b[2]) and all(
-            same(("tensor", a[2][k], False), ("tensor", b[2][k], False)) for k in a[2]
-        )
-    return tuple(a) == tuple(b)
+        return torch.equal(a, b) or (a.is_floating_point() and
+                                     bool(torch.allclose(a, b, rtol=1e-5, atol=1e-7, equal_nan=True)))
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return len(a) == len(b) and all(same(ka, kb) and same(va, vb)
+                                        for (ka, va), (kb, vb) in zip(a.items(), b.items()))
+    return a == b or (isinstance(a, float) and a != a and b != b)
 
 
 def write_back(target, data) -> Any:
     """Make ``target`` hold the packed ``data`` in place where it can; return the new value."""
-    tag = data[0]
-    if tag == "tensor" and isinstance(target, torch.Tensor):
+    if isinstance(data, torch.Tensor) and isinstance(target, torch.Tensor):
         with torch.no_grad():
-            if target.shape == data[1].shape and target.dtype == data[1].dtype:
-                target.copy_(data[1])
+            if target.shape == data.shape and target.dtype == data.dtype:
+                target.copy_(data)
             else:
-                target.set_(data[1].clone())
+                target.set_(data.detach().clone())
         return target
-    if tag == "list" and isinstance(target, list):
-        if len(target) == len(data[1]):
-            for i, item in enumerate(data[1]):
+    if isinstance(data, list) and isinstance(target, list):
+        if len(target) == len(data):
+            for i, item in enumerate(data):
                 target[i] = write_back(target[i], item)
         else:
             target[:] = unpack(data)
         return target
-    if tag == "dict" and isinstance(target, dict):
+    if isinstance(data, dict) and isinstance(target, dict):
         new = unpack(data)
         target.clear()
         target.update(new)
         return target
-    if tag == "module" and isinstance(target, torch.nn.Module):
-        with torch.no_grad():
-            try:
-                target.load_state_dict(data[2])
-            except (RuntimeError, KeyError, TypeError):
-                pass
+    if _is_object(data):
+        if isinstance(target, torch.nn.Module) and isinstance(data[2], dict):
+            with torch.no_grad():
+                try:
+                    target.load_state_dict(data[2])
+                except (RuntimeError, KeyError, TypeError):
+                    pass
         return target
-    if tag == "tuple" and isinstance(target, tuple) and len(target) == len(data[1]):
-        for item, packed in zip(target, data[1]):
+    if type(data) is tuple and isinstance(target, tuple) and len(target) == len(data):
+        for item, packed in zip(target, data):
             write_back(item, packed)
         return target
-    return unpack(data) if tag not in ("other", "module") else target
+    return unpack(data)
 
 
 # ---------------------------------------------------------------------------------------
@@ -249,7 +223,7 @@ def check_plain(value: Any, max_elements: int) -> None:
             raise ChannelError("a value nested too deep or with too many items")
         if v is None or type(v) in (bool, int, float, str):
             return
-        if type(v) in (list, tuple):
+        if type(v) in (list, tuple, torch.Size):
             for item in v:
                 walk(item, depth + 1)
             return
