@@ -706,3 +706,22 @@ def test_a_process_that_leaves_the_session_ends_with_the_sandbox(tmp_path):
     while _marked_processes() and time.time() < deadline:
         time.sleep(0.2)
     assert _marked_processes() == []
+
+
+def test_the_sandbox_binds_no_folder_above_the_package_or_the_current_one(monkeypatch, tmp_path):
+    """A PYTHONPATH of ``.`` or ``/`` (or the folder above a checkout) must not bind the
+    whole filesystem, the checkout with its sources and tests, or the teacher's folder."""
+    from tinyllm.grading import sandbox
+
+    package = Path(sandbox.__file__).resolve().parents[1]
+    (tmp_path / "libs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([".", "/", str(package.parent.parent), str(tmp_path / "libs")]))
+    sandbox._python_path.cache_clear()
+    try:
+        bound = [Path(p) for p in sandbox._binds_for_python()[1::3]]
+    finally:
+        sandbox._python_path.cache_clear()
+    assert Path(sys.prefix).resolve() in bound and tmp_path.resolve() / "libs" in bound
+    for place in bound:
+        assert not package.is_relative_to(place) and not tmp_path.resolve().is_relative_to(place), place

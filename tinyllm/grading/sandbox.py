@@ -81,18 +81,22 @@ def _python_path() -> tuple[str, ...]:
     lines and PYTHONPATH), not what this process's caller added to ``sys.path``: a test
     runner's folders, or the folder of a teacher's script beside their solutions."""
     code = "import json, sys; print(json.dumps(sys.path[1:]))"  # sys.path[0]: the current folder
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return tuple(json.loads(out.stdout))
 
 
 def _binds_for_python() -> list[str]:
     """The Python installation and the folders it imports from, read-only, at their own
     paths; not a folder holding a ``tinyllm`` package (a checkout, with its sources and
-    tests) and not the current folder."""
+    tests), not the current folder, and no folder above either (``PYTHONPATH=.`` or ``/``)."""
+    package, here = Path(__file__).resolve().parents[1], Path.cwd().resolve()
+
+    def exposes(place: Path) -> bool:
+        return here.is_relative_to(place) or package.is_relative_to(place) or (place / "tinyllm").exists()
+
     places = {sys.base_prefix, sys.prefix, str(Path(sys.executable).parent), *_python_path()}
-    here = Path.cwd().resolve()
     places = {str(Path(p).resolve()) for p in places if Path(p).is_dir()}
-    places = {p for p in places if Path(p) != here and not (Path(p) / "tinyllm").exists()}
+    places = {p for p in places if not exposes(Path(p))}
     out: list[str] = []
     for place in sorted(places, key=len):  # a folder inside one already bound is bound with it
         if not any(place == p or place.startswith(p + "/") for p in out[1::3]):
@@ -140,7 +144,8 @@ def environment(home: str, package_parent: str) -> dict[str, str]:
         "IPYTHONDIR": f"{home}/.ipython", "MPLCONFIGDIR": f"{home}/.matplotlib",
         "XDG_CACHE_HOME": f"{home}/.cache", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": package_parent, "LANG": "C.UTF-8",
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), GRADING_ENV: "1",
+        # Idle OpenMP threads sleep: spinning ones would spend the notebook's CPU limit on nothing.
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "OMP_WAIT_POLICY": "PASSIVE", GRADING_ENV: "1",
     }
 
 
