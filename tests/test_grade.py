@@ -725,3 +725,12 @@ def test_the_sandbox_binds_no_folder_above_the_package_or_the_current_one(monkey
     assert Path(sys.prefix).resolve() in bound and tmp_path.resolve() / "libs" in bound
     for place in bound:
         assert not package.is_relative_to(place) and not tmp_path.resolve().is_relative_to(place), place
+
+
+def test_a_report_names_its_questions_and_refuses_an_unknown_one():
+    from tinyllm.grading.results import QuestionResult, Report
+
+    report = Report("x.ipynb", SET, [QuestionResult("q1", 2.0, 2.0, True, True)])
+    assert report.question("q1").score == 2.0
+    with pytest.raises(KeyError, match="no question 'q9'.*q1"):
+        report.question("q9")

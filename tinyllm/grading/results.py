@@ -46,7 +46,10 @@ class Report:
         return sum(q.possible for q in self.questions)
 
     def question(self, name: str) -> QuestionResult:
-        return next(q for q in self.questions if q.name == name)
+        for q in self.questions:
+            if q.name == name:
+                return q
+        raise KeyError(f"no question {name!r} in this report (it has {', '.join(q.name for q in self.questions)})")
 
     def to_dict(self) -> dict:
         data = asdict(self)
