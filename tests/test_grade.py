@@ -134,7 +134,8 @@ def test_blanks_say_to_fill_them_in():
         checks.returned("encode", None, list)
 
 
-@pytest.mark.parametrize("content", ["{not json", "", '{"cells": 3}', "[]"])
+@pytest.mark.parametrize("content", ["{not json", "", '{"cells": 3}', "[]", "[" * 100_000],
+                         ids=["not json", "empty", "cells not a list", "a list", "nested too deep"])
 def test_a_file_that_is_not_a_notebook_scores_zero_with_a_reason(tmp_path, content):
     path = tmp_path / f"{SET}.ipynb"
     path.write_text(content, encoding="utf-8")
@@ -142,6 +143,26 @@ def test_a_file_that_is_not_a_notebook_scores_zero_with_a_reason(tmp_path, conte
     assert report.assignment == SET
     assert len(report.questions) == 4 and report.score == 0
     assert "not a valid notebook" in report.error
+
+
+@pytest.mark.parametrize("kind", ["too large", "a pipe", "a device"])
+def test_a_notebook_that_is_no_ordinary_file_or_too_large_is_refused_before_it_is_read(tmp_path, kind):
+    """Read whole, these would hang the grader (a pipe), or fill its memory (/dev/zero, a
+    gigabyte of JSON): each scores 0 with the reason."""
+    from tinyllm.grading.judge import MAX_NOTEBOOK_BYTES
+
+    path = tmp_path / f"{SET}.ipynb"
+    if kind == "too large":
+        with open(path, "wb") as f:  # sparse: no disk used
+            f.truncate(MAX_NOTEBOOK_BYTES + 1)
+    elif kind == "a pipe":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    report = grade(path, assignment=SET)
+    assert report.score == 0 and len(report.questions) == 4
+    expected = "is larger than" if kind == "too large" else "is not an ordinary file"
+    assert expected in report.error, report.error
 
 
 def test_an_unknown_notebook_is_reported(tmp_path):
@@ -717,11 +738,11 @@ def test_the_sandbox_binds_no_folder_above_the_package_or_the_current_one(monkey
     (tmp_path / "libs").mkdir()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([".", "/", str(package.parent.parent), str(tmp_path / "libs")]))
-    sandbox._python_path.cache_clear()
+    sandbox._fresh_python.cache_clear()
     try:
         bound = [Path(p) for p in sandbox._binds_for_python()[1::3]]
     finally:
-        sandbox._python_path.cache_clear()
+        sandbox._fresh_python.cache_clear()
     assert Path(sys.prefix).resolve() in bound and tmp_path.resolve() / "libs" in bound
     for place in bound:
         assert not package.is_relative_to(place) and not tmp_path.resolve().is_relative_to(place), place

@@ -44,6 +44,7 @@ from tinyllm.grading import GRADING_CELL_FIRST_LINE, SETUP_CELL_FIRST_LINE, chec
 from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure
 
 SEED = 20_251_122
+MAX_NOTEBOOK_BYTES = 64 << 20  # a notebook with its outputs is a few MB
 
 
 class NotGradable(Exception):
@@ -53,11 +54,16 @@ class NotGradable(Exception):
 def prepared_notebook(path: Path, assignment: str) -> tuple[nbformat.NotebookNode, str]:
     """(the notebook as read, the JSON the sandbox runs: setup and grading cells left out)."""
     try:
+        if not Path(path).is_file():  # a pipe would hang the read, /dev/zero never end it
+            raise NotGradable(f"{Path(path).name} is not an ordinary file: hand in the saved notebook")
+        if Path(path).stat().st_size > MAX_NOTEBOOK_BYTES:
+            raise NotGradable(f"{Path(path).name} is larger than {MAX_NOTEBOOK_BYTES >> 20} MB: clear its "
+                              "outputs (Edit > Clear outputs of all cells), save it and hand it in again")
         text = Path(path).read_text(encoding="utf-8")
         json.loads(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise NotGradable(f"cannot read {path}: {exc}") from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise NotGradable(f"{Path(path).name} is not a valid notebook (not valid JSON: {exc}); "
                           "save it again from Jupyter or Colab") from None
     try:

@@ -76,25 +76,34 @@ def bwrap() -> str | None:
 
 
 @cache
-def _python_path() -> tuple[str, ...]:
-    """The folders a fresh ``python`` of this installation imports from (with its ``.pth``
-    lines and PYTHONPATH), not what this process's caller added to ``sys.path``: a test
-    runner's folders, or the folder of a teacher's script beside their solutions."""
-    code = "import json, sys; print(json.dumps(sys.path[1:]))"  # sys.path[0]: the current folder
+def _fresh_python() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the folders a fresh ``python`` of this installation imports from, with its ``.pth``
+    lines and PYTHONPATH; its site-packages folders). Not what this process's caller added
+    to ``sys.path``: a test runner's folders, or a teacher's script folder beside solutions."""
+    code = ("import json, site, sys; print(json.dumps([sys.path[1:],"  # sys.path[0]: the current folder
+            " site.getsitepackages() + [site.getusersitepackages()]]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return tuple(json.loads(out.stdout))
+    path, sites = json.loads(out.stdout)
+    return tuple(path), tuple(sites)
 
 
 def _binds_for_python() -> list[str]:
     """The Python installation and the folders it imports from, read-only, at their own
-    paths; not a folder holding a ``tinyllm`` package (a checkout, with its sources and
-    tests), not the current folder, and no folder above either (``PYTHONPATH=.`` or ``/``)."""
+    paths. Never the current folder or one above it (``PYTHONPATH=.``, ``/``); above the
+    package only folders of the installation (an installed package's site-packages), not a
+    checkout with its sources and tests; no other folder holding a ``tinyllm`` package."""
+    path, sites = _fresh_python()
     package, here = Path(__file__).resolve().parents[1], Path.cwd().resolve()
+    installation = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *sites)]
 
     def exposes(place: Path) -> bool:
-        return here.is_relative_to(place) or package.is_relative_to(place) or (place / "tinyllm").exists()
+        if here.is_relative_to(place):
+            return True
+        if package.is_relative_to(place):
+            return not any(place.is_relative_to(root) for root in installation)
+        return (place / "tinyllm").exists()
 
-    places = {sys.base_prefix, sys.prefix, str(Path(sys.executable).parent), *_python_path()}
+    places = {sys.base_prefix, sys.prefix, str(Path(sys.executable).parent), *path}
     places = {str(Path(p).resolve()) for p in places if Path(p).is_dir()}
     places = {p for p in places if not exposes(Path(p))}
     out: list[str] = []
