@@ -5,7 +5,8 @@
 ``/usr/bin/time`` counts only the children a process waited for; the notebooks graded in
 bubblewrap and the processes forked by the grader's warm process escape it. Here the
 command runs in its own cgroup (cgroup v1 ``cpuacct`` or v2 ``cpu.stat``, where this user
-may create one), which counts every process it starts however it was started. Where no
+may create one), which counts every process it starts however it was started, up to the
+moment the command ends (``make test`` ends after all it started). Where no
 cgroup can be made, the machine's own CPU counters (``/proc/stat``) are read before and
 after: then the figure includes whatever else ran, so run it on an idle machine.
 """
@@ -65,11 +66,11 @@ def main(argv: list[str]) -> int:
     status = subprocess.call(argv, preexec_fn=enter if group else None)
     wall = time.monotonic() - start
     machine = machine_cpu_seconds() - machine_before
-    lines = [f"wall {wall:.0f} s ({wall / 60:.1f} min)",
-             f"machine CPU {machine:.0f} s ({machine / 60:.1f} min, every process on the machine)"]
+    lines = [f"wall {wall:.1f} s ({wall / 60:.1f} min)",
+             f"machine CPU {machine:.1f} s ({machine / 60:.1f} min, every process on the machine)"]
     if group:
         cpu = cgroup_cpu_seconds(*group)
-        what = f"{cpu:.0f} s ({cpu / 60:.1f} min, cgroup {group[1]})"
+        what = f"{cpu:.1f} s ({cpu / 60:.1f} min, cgroup {group[1]})"
         lines.insert(1, f"CPU of the command and all it started {what}")
         try:
             group[0].rmdir()
