@@ -755,3 +755,19 @@ def test_a_report_names_its_questions_and_refuses_an_unknown_one():
     assert report.question("q1").score == 2.0
     with pytest.raises(KeyError, match="no question 'q9'.*q1"):
         report.question("q9")
+
+
+def test_a_teachers_script_grades_under_the_main_guard_and_is_told_without_it(tmp_path):
+    """The grading process comes from Python's forkserver, which imports the calling script
+    again: under ``if __name__ == "__main__":`` it grades; without the guard the report says why."""
+    import shutil
+
+    shutil.copy(LEARNER_DIR / f"{SET}.ipynb", tmp_path)
+    call = f'from tinyllm.grade import grade\nr = grade("{SET}.ipynb")\nprint("RESULT", r.score, r.possible, r.error)\n'
+    (tmp_path / "guarded.py").write_text('if __name__ == "__main__":\n' + "".join("    " + line + "\n" for line in call.splitlines()))
+    (tmp_path / "unguarded.py").write_text(call)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    guarded = subprocess.run([sys.executable, "guarded.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert "RESULT 0.0 8.0 None" in guarded.stdout, guarded.stdout + guarded.stderr
+    unguarded = subprocess.run([sys.executable, "unguarded.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert 'from a script (unguarded.py), call grade() under if __name__ == "__main__"' in unguarded.stdout, unguarded.stdout

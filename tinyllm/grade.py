@@ -201,7 +201,11 @@ def _judge(config: dict, seconds: float) -> tuple[dict | None, str]:
         kind, data = reader.recv()
     except EOFError:
         process.join(5)
-        return None, f"the grader itself failed: it ended without a report (exit code {process.exitcode})"
+        main = sys.modules.get("__main__")
+        script = getattr(main, "__spec__", None) is None and getattr(main, "__file__", None)
+        hint = (f"; from a script ({Path(script).name}), call grade() under if __name__ == \"__main__\": "
+                "each grading process imports the script again") if script else ""
+        return None, f"the grader itself failed: it ended without a report (exit code {process.exitcode}){hint}"
     finally:
         process.kill()
         process.join()
