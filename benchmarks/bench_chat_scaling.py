@@ -109,10 +109,13 @@ def main() -> None:
     else:
         todo = [lambda s=s, n=n, k=k: run(s, n, k, args.conversations)
                 for s in args.shapes for n in args.steps for k in args.seeds]
+
+    def key(r: dict) -> tuple:  # one run of the grid
+        return r["shape"], r["steps"], r["seed"], r["wordings"]
+
     for job in todo:
         result = job()
         print(json.dumps(result))
-        key = lambda r: (r["shape"], r["steps"], r["seed"], r["wordings"])  # noqa: E731
         data["runs"] = [r for r in data["runs"] if key(r) != key(result)] + [result]
         data["runs"].sort(key=lambda r: (r["wordings"], r["params"], r["steps"], r["seed"]))
         data["meta"] = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,

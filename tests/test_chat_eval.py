@@ -123,6 +123,7 @@ def test_run_eval_rows_are_fractions_per_category_and_total():
 def test_hand_written_cases_are_not_the_generators():
     hand = ce.handwritten_cases("guppy")
     assert len(hand) >= 40 and all(c["category"] == "hand-written" for c in hand)
+    assert f"``hand-written``: {len(hand)} messages" in ce.__doc__  # the module says how many
     messages = [c["messages"][-1]["content"] for c in hand]
     assert len(set(messages)) == len(messages)
     data = cd.chat_dataset("guppy", n=20_000, seed=0)

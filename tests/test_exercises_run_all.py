@@ -49,11 +49,38 @@ def ran(tmp_path_factory) -> dict[str, list]:
         start = len(combined.cells)
         combined.cells += nb.cells
         sections[name] = (start, len(combined.cells))
+    # After the last set, the kernel forgets it too: none of its names is left.
+    combined.cells.append(nbformat.v4.new_code_cell(FORGET.format(folder=str(folder))))
+    combined.cells.append(nbformat.v4.new_code_cell(
+        f"left = [n for n in {sorted(_defined(nb))!r} if n in globals()]\nassert not left, left"))
     combined.metadata = nb.metadata
     client = NotebookClient(combined, timeout=120, kernel_name="python3", allow_errors=True)
     # The kernel inherits the switch of a graded run, and one thread is plenty for the examples.
     client.execute(env={**os.environ, GRADING_ENV: "1", "OMP_NUM_THREADS": "1"})
+    forgotten = [o for o in combined.cells[-1].outputs if o.output_type == "error"]
+    assert not forgotten, f"the kernel kept names of the set before: {forgotten[0].evalue}"
     return {name: combined.cells[start:end] for name, (start, end) in sections.items()}
+
+
+def _defined(nb) -> set[str]:
+    """Names the notebook's code assigns or defines at its top level (the grader, the answers)."""
+    import ast
+
+    names = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            python = [line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+            tree = ast.parse("\n".join(python))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Assign):
+                names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names
 
 
 @pytest.mark.parametrize("name", NAMES)
