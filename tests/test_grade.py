@@ -158,11 +158,21 @@ def test_a_notebook_that_is_no_ordinary_file_or_too_large_is_refused_before_it_i
     elif kind == "a pipe":
         os.mkfifo(path)
     else:
-        path.symlink_to("/dev/zero")
+        path = Path("/dev/zero")
     report = grade(path, assignment=SET)
     assert report.score == 0 and len(report.questions) == 4
     expected = "is larger than" if kind == "too large" else "is not an ordinary file"
     assert expected in report.error, report.error
+
+
+def test_a_link_to_another_file_is_not_graded_as_the_notebook(tmp_path):
+    """A submission that is a link (a zip or tar of hand-ins can carry one) would have the
+    grader read a file the learner names: the teacher's solutions, scoring full marks."""
+    path = tmp_path / f"{SET}.ipynb"
+    path.symlink_to(solutions_notebook(SOURCE))
+    report = grade(path)
+    assert report.score == 0 and len(report.questions) == 4, report.table()
+    assert "is a link" in report.error, report.error
 
 
 def test_an_unknown_notebook_is_reported(tmp_path):
@@ -217,6 +227,19 @@ def test_command_line_prints_a_table_and_writes_json_and_csv(tmp_path, capsys):
     by_name = {r["notebook"]: r for r in rows}
     assert by_name["alice.ipynb"]["score"] == "8" and by_name["alice.ipynb"]["q3"] == "2"
     assert by_name["bob.ipynb"]["score"] == "0" and "not a valid notebook" in by_name["bob.ipynb"]["error"]
+
+
+def test_a_file_name_is_never_a_formula_in_the_csv(tmp_path):
+    """A spreadsheet runs a cell that starts with = + - @ as a formula; a hand-in's file name
+    is the learner's to choose, so each such cell is written as text (a leading ')."""
+    from tinyllm.grade import grade_folder
+
+    names = ["=HYPERLINK(1).ipynb", "+1.ipynb", "-1.ipynb", "@SUM(1).ipynb"]
+    for name in names:
+        (tmp_path / name).write_text("{broken", encoding="utf-8")
+    grade_folder(tmp_path, tmp_path / "grades.csv", assignment=SET)
+    cells = [row["notebook"] for row in csv.DictReader(open(tmp_path / "grades.csv"))]
+    assert sorted(cells) == sorted(f"'{name}" for name in names), cells
 
 
 def test_module_runs_as_a_command(tmp_path):

@@ -243,7 +243,7 @@ def grade(
     except GradingError as exc:
         return _finish(Report(str(notebook), None, [], error=str(exc)), start, results_json)
     limits = limits or Limits()
-    config = {"notebook": str(notebook.resolve()), "assignment": name, "tests": tests, "provided": provided,
+    config = {"notebook": str(notebook.absolute()), "assignment": name, "tests": tests, "provided": provided,
               "limits": vars(limits), "isolated": isolated}
     seconds = limits.seconds + len(tests) * 6 * (limits.cell_seconds + 5) + 120
     config["judge_limits"] = [JUDGE_MEMORY_BYTES, seconds]
@@ -279,11 +279,16 @@ def grade_folder(folder: Path | str, csv_path: Path | str, jobs: int = 1, **kwar
         for r in reports:
             scores = {q.name: f"{q.score:g}" for q in r.questions}
             flags = "; ".join(f"{q.name}: {flag}" for q in r.questions for flag in q.flags)
-            writer.writerow(
-                [Path(r.notebook).name, r.assignment or "", f"{r.score:g}", f"{r.possible:g}",
-                 *(scores.get(n, "") for n in names), flags, r.error or ""]
-            )
+            row = [Path(r.notebook).name, r.assignment or "", f"{r.score:g}", f"{r.possible:g}",
+                   *(scores.get(n, "") for n in names), flags, r.error or ""]
+            writer.writerow([_as_text(cell) for cell in row])
     return reports
+
+
+def _as_text(cell: str) -> str:
+    """A cell a spreadsheet shows as text: one starting with = + - @ would run as a formula,
+    and a hand-in's file name is the learner's to choose."""
+    return f"'{cell}" if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,8 @@ class NotGradable(Exception):
 def prepared_notebook(path: Path, assignment: str) -> tuple[nbformat.NotebookNode, str]:
     """(the notebook as read, the JSON the sandbox runs: setup and grading cells left out)."""
     try:
+        if Path(path).is_symlink():  # from a zip or tar of hand-ins: it would name a file to read
+            raise NotGradable(f"{Path(path).name} is a link, not an ordinary file: hand in the saved notebook")
         if not Path(path).is_file():  # a pipe would hang the read, /dev/zero never end it
             raise NotGradable(f"{Path(path).name} is not an ordinary file: hand in the saved notebook")
         if Path(path).stat().st_size > MAX_NOTEBOOK_BYTES:

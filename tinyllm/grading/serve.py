@@ -18,8 +18,9 @@ grader: calling one here asks the grader to run it.
 
 No test runs here and no expected value is ever sent here. Nothing this process says is
 trusted: the grader checks every reply (:func:`tinyllm.grading.values.check_plain`).
-A learner's call that enters the package's own code, other than the ``forward`` of a module
-it was given or the ``encode``/``decode`` of a tokenizer it was given, is reported (a flag, see :mod:`tinyllm.grading.flags`).
+A learner's call that enters the package's own code (or a copy of it), other than the
+``forward`` of a module it was given or the ``encode``/``decode`` of a tokenizer it was given,
+is reported (a flag, see :mod:`tinyllm.grading.flags`).
 """
 
 from __future__ import annotations
@@ -68,7 +69,10 @@ class Monitor:
     into ``tinyllm`` (not ``tinyllm.grading``) from outside it is noted, except the methods a
     statement lets a learner use on what the test passed in: a module's ``forward``, a
     tokenizer's ``encode`` and ``decode`` (any other method, ``model.generate`` say, is
-    noted). An audit hook notes imports of the package.
+    noted). A copy of the package's code run from another file or under another name (a
+    copied module imported as ``mine``, its text passed to ``exec``) is noted as a copy: the
+    same code of the same name at the same line as one of the package's functions. An edited
+    copy is not. An audit hook notes imports of the package.
     Learner code can remove the profiler; that is noted too.
     """
 
@@ -78,7 +82,36 @@ class Monitor:
         self.allowed_selves: set[int] = set()  # the objects the test passed in (and their modules)
         self.entered: set[str] = set()
         self.active = False
+        self.copies: dict[tuple, str] | None = None  # the package's functions, by what a copy keeps
         sys.addaudithook(self._audit)
+
+    def _copy_of(self, code) -> str | None:
+        """The package function ``code`` is a copy of, if it is one (cheap when it is not:
+        the bytecode is read only for a function named as one of the package's, on its line)."""
+        if (code.co_name, code.co_firstlineno) not in self.copies:
+            return None
+        return self.copies.get(_fingerprint(code))
+
+    def _package_functions(self) -> dict[tuple, str]:
+        """``(name, first line, bytecode, names used) -> tinyllm.module.qualname`` of every
+        function of the package outside grading, compiled from its files (0.05 s), and each
+        ``(name, first line)`` alone, the quick first test."""
+        import types
+        from pathlib import Path
+
+        found = {}
+        for path in sorted(Path(self.package).rglob("*.py")):
+            if not self._ours(str(path)):
+                continue
+            module = str(path)[len(self.package):].removesuffix(".py").replace("/", ".")
+            stack = [compile(path.read_text(encoding="utf-8"), str(path), "exec")]
+            while stack:
+                code = stack.pop()
+                stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+                if not code.co_name.startswith("<"):  # not a module, lambda or comprehension
+                    found[_fingerprint(code)] = f"tinyllm.{module}.{code.co_qualname}"
+                    found[code.co_name, code.co_firstlineno] = ""
+        return found
 
     def _audit(self, event, args):
         if self.active and event == "import" and args and isinstance(args[0], str):
@@ -91,7 +124,12 @@ class Monitor:
         return filename.startswith(self.package) and not filename.startswith(self.grading)
 
     def _profile(self, frame, event, arg):
-        if event != "call" or not self._ours(frame.f_code.co_filename):
+        if event != "call":
+            return
+        if not self._ours(frame.f_code.co_filename):
+            copied = self._copy_of(frame.f_code)
+            if copied and not (frame.f_back is not None and self._copy_of(frame.f_back.f_code)):
+                self.entered.add(f"called a copy of {copied}")
             return
         caller = frame.f_back
         if caller is not None and caller.f_code.co_filename.startswith(self.package):
@@ -107,6 +145,8 @@ class Monitor:
 
         from tinyllm.grading import values
 
+        if self.copies is None:
+            self.copies = self._package_functions()
         given = list(values.leaves(inputs))
         self.allowed_selves = {id(v) for v in given}
         self.allowed_selves |= {id(m) for v in given if isinstance(v, torch.nn.Module) for m in v.modules()}
@@ -121,6 +161,11 @@ class Monitor:
         if removed:
             self.entered.add("removed the grader's call monitor")
         return sorted(self.entered)
+
+
+def _fingerprint(code) -> tuple:
+    """What a copy of a function keeps wherever it runs from: not its file name."""
+    return code.co_name, code.co_firstlineno, code.co_code, code.co_names
 
 
 class Callback:
