@@ -46,6 +46,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
     # Drop a token when the tokens before it already reach p (shift right by one).
     drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= p
+    drop_sorted[..., 0] = False  # the most likely token stays, even for p <= 0
     drop = drop_sorted.scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
