@@ -252,7 +252,7 @@ def run_question(test_file: ExceptionTestFile, session: Session) -> QuestionResu
         public_passed=all(c["passed"] for c in cases if not c["hidden"]),
         hidden_passed=all(c["passed"] for c in cases if c["hidden"]),
         message=first_line_of_failure(failing[0]["message"]) if failing else "",
-        cases=cases, flags=[f"the answer {e}, the package's own code" for e in sorted(session.entered)],
+        cases=cases, flags=[f"the answer {e}" for e in sorted(session.entered)],
     )
 
 

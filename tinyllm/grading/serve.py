@@ -29,6 +29,7 @@ import json
 import os
 import random
 import sys
+import threading
 
 REQUEST_FD, REPLY_FD = -1, -1  # set from the config: the channel to the grader
 MAX_MESSAGE = 500
@@ -118,7 +119,7 @@ class Monitor:
             name = args[0]
             if name.startswith("tinyllm") and not name.startswith(("tinyllm.grading", "tinyllm.grade")):
                 if name not in sys.modules:
-                    self.entered.add(f"imported {name}")
+                    self.entered.add(f"imported {name}, the package's own code")
 
     def _ours(self, filename: str) -> bool:
         return filename.startswith(self.package) and not filename.startswith(self.grading)
@@ -129,16 +130,17 @@ class Monitor:
         if not self._ours(frame.f_code.co_filename):
             copied = self._copy_of(frame.f_code)
             if copied and not (frame.f_back is not None and self._copy_of(frame.f_back.f_code)):
-                self.entered.add(f"called a copy of {copied}")
+                self.entered.add(f"called a copy of {copied}, the package's own code")
             return
         caller = frame.f_back
-        if caller is not None and caller.f_code.co_filename.startswith(self.package):
-            return  # inside the package already: only entry points count
+        if caller is not None and self._ours(caller.f_code.co_filename):
+            return  # inside the package already: only entry points count (the grader's own
+            # call of a learner's name counts: the name may be bound to the package's function)
         code = frame.f_code
         if code.co_name in ALLOWED_METHODS and id(frame.f_locals.get("self")) in self.allowed_selves:
             return
         module = code.co_filename[len(self.package):].removesuffix(".py").replace("/", ".")
-        self.entered.add(f"called tinyllm.{module}.{code.co_qualname}")
+        self.entered.add(f"called tinyllm.{module}.{code.co_qualname}, the package's own code")
 
     def start(self, inputs) -> None:
         import torch
@@ -150,13 +152,26 @@ class Monitor:
         given = list(values.leaves(inputs))
         self.allowed_selves = {id(v) for v in given}
         self.allowed_selves |= {id(m) for v in given if isinstance(v, torch.nn.Module) for m in v.modules()}
-        self.entered = set()
+        self.entered = self._unwatched_threads()
         self.active = True
+        threading.setprofile(self._profile)  # threads the call starts are watched too
         sys.setprofile(self._profile)
+
+    @staticmethod
+    def _unwatched_threads() -> set[str]:
+        """A note when threads the notebook started earlier are alive: a profiler set now
+        does not reach them (Python 3.11 sets it per thread), so a call could run the
+        package's code there unseen. tqdm's own monitor thread does not count."""
+        monitor = getattr(sys.modules.get("tqdm._monitor"), "TMonitor", ())
+        others = [t for t in threading.enumerate() if t is not threading.main_thread() and not isinstance(t, monitor)]
+        if not others:
+            return set()
+        return {f"ran while {len(others)} thread(s) the notebook started earlier were alive, which the watch does not see"}
 
     def stop(self) -> list[str]:
         removed = sys.getprofile() is None or getattr(sys.getprofile(), "__self__", None) is not self
         sys.setprofile(None)
+        threading.setprofile(None)
         self.active = False
         if removed:
             self.entered.add("removed the grader's call monitor")
@@ -214,23 +229,27 @@ def call(namespace: dict, monitor: Monitor, request: dict):
     random.setstate(request["rng"][1])
     torch.set_grad_enabled(request["grad"])
     torch.set_default_dtype(torch.float32)
-    outcome = None
     signal.setitimer(signal.ITIMER_REAL, max(request["seconds"], 0.05))
     monitor.start((args, kwargs))
+    # Packing runs the value's own methods (a tensor subclass's __torch_function__, a list's
+    # __iter__): it is the learner's code too, so it runs watched and on the clock.
     try:
-        value = fn(*args, **kwargs)
-    except AssertionError as exc:
-        outcome = ("failed", f"`{name}` failed one of its own asserts: {exc}")
-    except BaseException as exc:  # SystemExit, KeyboardInterrupt, the time limit
-        outcome = ("failed", f"`{name}` raised {type(exc).__name__}: {exc}")
+        try:
+            outcome = ("value", values.pack(fn(*args, **kwargs)))
+        except AssertionError as exc:
+            outcome = ("failed", f"`{name}` failed one of its own asserts: {exc}")
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt, the time limit
+            outcome = ("failed", f"`{name}` raised {type(exc).__name__}: {exc}")
+        try:
+            after = values.pack((list(args), dict(kwargs)))
+        except BaseException as exc:
+            after, outcome = None, ("failed", f"`{name}` left inputs that cannot be read: {type(exc).__name__}")
     finally:
         entered = monitor.stop()
         signal.setitimer(signal.ITIMER_REAL, 0)
-    if outcome is None:
-        outcome = ("value", values.pack(value))
     if outcome[0] == "failed":
         outcome = ("failed", " ".join(outcome[1].split())[:MAX_MESSAGE])
-    return ("done", outcome, values.pack((list(args), dict(kwargs))), entered)
+    return ("done", outcome, after, entered)
 
 
 def names(namespace: dict, wanted: list[str]) -> dict:
