@@ -73,8 +73,9 @@ class Monitor:
     noted). A copy of the package's code run from another file or under another name (a
     copied module imported as ``mine``, its text passed to ``exec``) is noted as a copy: the
     same code of the same name at the same line as one of the package's functions. An edited
-    copy is not. An audit hook notes imports of the package.
-    Learner code can remove the profiler; that is noted too.
+    copy is not. Threads the call starts are watched too; threads the notebook started before
+    cannot be, so a call made while they are alive is noted. An audit hook notes imports of
+    the package. Learner code can remove the profiler; that is noted too.
     """
 
     def __init__(self, package_dir: str):
