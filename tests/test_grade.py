@@ -754,7 +754,8 @@ def test_a_process_that_leaves_the_session_ends_with_the_sandbox(tmp_path):
 
 def test_the_sandbox_binds_no_folder_above_the_package_or_the_current_one(monkeypatch, tmp_path):
     """A PYTHONPATH of ``.`` or ``/`` (or the folder above a checkout) must not bind the
-    whole filesystem, the checkout with its sources and tests, or the teacher's folder."""
+    whole filesystem, the checkout with its sources and tests, or the teacher's folder; no
+    PYTHONPATH folder is bound at all (a teacher's private sources can lie beside one)."""
     from tinyllm.grading import sandbox
 
     package = Path(sandbox.__file__).resolve().parents[1]
@@ -766,9 +767,39 @@ def test_the_sandbox_binds_no_folder_above_the_package_or_the_current_one(monkey
         bound = [Path(p) for p in sandbox._binds_for_python()[1::3]]
     finally:
         sandbox._fresh_python.cache_clear()
-    assert Path(sys.prefix).resolve() in bound and tmp_path.resolve() / "libs" in bound
+    assert Path(sys.prefix).resolve() in bound and tmp_path.resolve() / "libs" not in bound
     for place in bound:
         assert not package.is_relative_to(place) and not tmp_path.resolve().is_relative_to(place), place
+
+
+@needs_sandbox
+def test_the_sandbox_keeps_the_hosts_kernel_settings_and_its_own_root_read_only():
+    """A grader started by root maps the sandbox's user to root outside: /proc/sys (the
+    host's kernel settings) must be read-only, and so must bubblewrap's own root and /dev,
+    which are memory with no size limit; the working folder, /tmp and /dev/shm stay writable."""
+    import tempfile
+
+    from tinyllm.grading import judge, values
+
+    probe = ("import os\nfor path in {paths!r}:\n    try:\n        os.close(os.open(path, os.O_WRONLY | "
+             "(0 if path.startswith(('/proc', '/dev/null')) else os.O_CREAT)))\n        print('WRITABLE', path)\n"
+             "    except OSError as exc:\n        print('REFUSED', path, exc.strerror)")
+    refused = ["/proc/sys/kernel/core_pattern", "/proc/sys/vm/overcommit_memory", "/hog.bin", "/dev/hog.bin", "/opt/x"]
+    writable = ["/submission/ok.bin", "/tmp/ok.bin", "/dev/shm/ok.bin", "/dev/null"]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(probe.format(paths=refused + writable))]
+    config = {"limits": vars(Limits(seconds=120.0)), "tests": {}, "isolated": True}
+    with tempfile.TemporaryFile() as log:
+        run, to_fd, from_fd = judge.start(nbformat.writes(nb), "x.ipynb", config, log)
+        try:
+            assert values.receive(from_fd, time.monotonic() + 120)[0] == "ready"
+        finally:
+            run.stop()
+            os.close(to_fd), os.close(from_fd)
+        log.seek(0)
+        lines = log.read().decode().splitlines()
+    assert [line.split(" ", 2)[:2] for line in lines if line.startswith(("WRITABLE", "REFUSED"))] == \
+        [["REFUSED", p] for p in refused] + [["WRITABLE", p] for p in writable], lines
 
 
 def test_a_report_names_its_questions_and_refuses_an_unknown_one():

@@ -7,7 +7,8 @@ With ``bwrap`` (Linux; the sandbox Flatpak uses) the notebook's process sees
   every set's tests); a fresh, size-limited tmpfs as its working folder and HOME, private
   ``/tmp`` and ``/dev/shm`` (size-limited too, gone with the sandbox);
 - its own pid, network, ipc, uts and user namespaces (no network at all), uid 65534 and no
-  capabilities; ``--die-with-parent`` and the pid namespace mean that nothing it starts
+  capabilities (started by root, that uid is root outside: so ``/proc``, ``/dev`` and the
+  sandbox's own root are read-only); ``--die-with-parent`` and the pid namespace mean that nothing it starts
   (``setsid -f``, double forks) outlives it;
 - resource limits: data memory and file size per process, CPU time, process count (the
   count is per user, so it binds only where the grader does not run as root).
@@ -78,11 +79,13 @@ def bwrap() -> str | None:
 @cache
 def _fresh_python() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(the folders a fresh ``python`` of this installation imports from, with its ``.pth``
-    lines and PYTHONPATH; its site-packages folders). Not what this process's caller added
-    to ``sys.path``: a test runner's folders, or a teacher's script folder beside solutions."""
+    lines; its site-packages folders). Not what this process's caller added to ``sys.path``
+    nor PYTHONPATH: a test runner's folders, a teacher's script folder beside solutions."""
     code = ("import json, site, sys; print(json.dumps([sys.path[1:],"  # sys.path[0]: the current folder
             " site.getsitepackages() + [site.getusersitepackages()]]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # Without PYTHONPATH: a folder the grader's own shell adds is not the installation's.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     path, sites = json.loads(out.stdout)
     return tuple(path), tuple(sites)
 
@@ -141,6 +144,9 @@ def command(python_argv: list[str], package_dir: Path, notebook_fd: int, noteboo
             argv += ["--tmpfs", str(tests)]
     argv += ["--size", str(limits.disk_bytes), "--tmpfs", WORK,
              "--file", str(notebook_fd), f"{WORK}/{notebook_name}", "--chdir", WORK]
+    # Last: bubblewrap's own root and /dev are memory with no size limit, and /proc/sys is
+    # the host's kernel settings, which a sandbox started by root could otherwise change.
+    argv += ["--remount-ro", "/dev", "--remount-ro", "/proc", "--remount-ro", "/"]
     for key, value in environment(WORK, PACKAGE_PARENT).items():
         argv += ["--setenv", key, value]
     return argv + python_argv
