@@ -58,6 +58,9 @@ def limit_note(exc: BaseException, number: int) -> str | None:
     return None
 
 
+# What the audit hook sees of a new process: the watch does not follow it there.
+PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system", "subprocess.Popen"}
+
 # Methods of the objects a test passes in that an answer may call: the statements say
 # "run the module" or "encode with the tokenizer you are given".
 ALLOWED_METHODS = {"forward", "encode", "decode"}
@@ -72,7 +75,7 @@ class Monitor:
     tokenizer's ``encode`` and ``decode`` (any other method, ``model.generate`` say, is
     noted). A copy of the package's code run from another file or under another name (a
     copied module imported as ``mine``, its text passed to ``exec``) is noted as a copy: the
-    same code of the same name at the same line as one of the package's functions. An edited
+    same code, names and docstring as one of the package's functions, at any line. An edited
     copy is not. Threads the call starts are watched too; threads the notebook started before
     cannot be, so a call made while they are alive is noted. An audit hook notes imports of
     the package. Learner code can remove the profiler; that is noted too.
@@ -85,19 +88,42 @@ class Monitor:
         self.entered: set[str] = set()
         self.active = False
         self.copies: dict[tuple, str] | None = None  # the package's functions, by what a copy keeps
+        try:  # taken now, before the notebook runs: its own class of that name does not count
+            from tqdm._monitor import TMonitor as tqdm_monitor
+        except ImportError:
+            tqdm_monitor = None
+        self.tqdm_monitor = tqdm_monitor
         sys.addaudithook(self._audit)
+        self._watch_raw_threads()
+
+    def _watch_raw_threads(self) -> None:
+        """A thread started with ``_thread.start_new_thread`` (not ``threading``, which
+        ``threading.setprofile`` covers) gets the watch too, from its first line on."""
+        import _thread
+
+        start, profile = _thread.start_new_thread, self._profile
+
+        def start_new_thread(function, args, kwargs=None):
+            def watched(*a, **k):
+                if self.active:
+                    sys.setprofile(profile)
+                return function(*a, **k)
+
+            return start(watched, args, kwargs or {})
+
+        _thread.start_new_thread = start_new_thread
 
     def _copy_of(self, code) -> str | None:
-        """The package function ``code`` is a copy of, if it is one (cheap when it is not:
-        the bytecode is read only for a function named as one of the package's, on its line)."""
-        if (code.co_name, code.co_firstlineno) not in self.copies:
+        """The package function ``code`` is a copy of, if it is one (cheap when it is not: the
+        bytecode is read only for a function whose name and sizes match one of the package's)."""
+        if _shape(code) not in self.copies:
             return None
         return self.copies.get(_fingerprint(code))
 
     def _package_functions(self) -> dict[tuple, str]:
-        """``(name, first line, bytecode, names used) -> tinyllm.module.qualname`` of every
-        function of the package outside grading, compiled from its files (0.05 s), and each
-        ``(name, first line)`` alone, the quick first test."""
+        """:func:`_fingerprint` -> ``tinyllm.module.qualname`` of every function of the
+        package outside grading, compiled from its files (0.05 s), and each :func:`_shape`
+        alone, the quick first test."""
         import types
         from pathlib import Path
 
@@ -112,10 +138,12 @@ class Monitor:
                 stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
                 if not code.co_name.startswith("<"):  # not a module, lambda or comprehension
                     found[_fingerprint(code)] = f"tinyllm.{module}.{code.co_qualname}"
-                    found[code.co_name, code.co_firstlineno] = ""
+                    found[_shape(code)] = ""
         return found
 
     def _audit(self, event, args):
+        if self.active and event in PROCESS_EVENTS:
+            self.entered.add("started a process during the call, which the watch does not follow")
         if self.active and event == "import" and args and isinstance(args[0], str):
             name = args[0]
             if name.startswith("tinyllm") and not name.startswith(("tinyllm.grading", "tinyllm.grade")):
@@ -126,7 +154,7 @@ class Monitor:
         return filename.startswith(self.package) and not filename.startswith(self.grading)
 
     def _profile(self, frame, event, arg):
-        if event != "call":
+        if event != "call" or not self.active:
             return
         if not self._ours(frame.f_code.co_filename):
             copied = self._copy_of(frame.f_code)
@@ -138,8 +166,10 @@ class Monitor:
             return  # inside the package already: only entry points count (the grader's own
             # call of a learner's name counts: the name may be bound to the package's function)
         code = frame.f_code
-        if code.co_name in ALLOWED_METHODS and id(frame.f_locals.get("self")) in self.allowed_selves:
-            return
+        given = frame.f_locals.get("self")
+        if code.co_name in ALLOWED_METHODS and id(given) in self.allowed_selves and \
+                getattr(getattr(type(given), code.co_name, None), "__code__", None) is code:
+            return  # the given object's own method (not another class's run on it)
         module = code.co_filename[len(self.package):].removesuffix(".py").replace("/", ".")
         self.entered.add(f"called tinyllm.{module}.{code.co_qualname}, the package's own code")
 
@@ -150,24 +180,45 @@ class Monitor:
 
         if self.copies is None:
             self.copies = self._package_functions()
-        given = list(values.leaves(inputs))
-        self.allowed_selves = {id(v) for v in given}
+        given = [v for v in values.leaves(inputs) if not isinstance(v, (torch.Tensor, int, float, str))]
+        self.allowed_selves = {id(v) for v in given}  # a module, a tokenizer: never a tensor or number
         self.allowed_selves |= {id(m) for v in given if isinstance(v, torch.nn.Module) for m in v.modules()}
-        self.entered = self._unwatched_threads()
+        self.entered = self._unwatched_threads() | self._unwatched_processes() | self._scripted()
         self.active = True
         threading.setprofile(self._profile)  # threads the call starts are watched too
         sys.setprofile(self._profile)
 
-    @staticmethod
-    def _unwatched_threads() -> set[str]:
+    def _unwatched_threads(self) -> set[str]:
         """A note when threads the notebook started earlier are alive: a profiler set now
         does not reach them (Python 3.11 sets it per thread), so a call could run the
         package's code there unseen. tqdm's own monitor thread does not count."""
-        monitor = getattr(sys.modules.get("tqdm._monitor"), "TMonitor", ())
-        others = [t for t in threading.enumerate() if t is not threading.main_thread() and not isinstance(t, monitor)]
+        known = {t.ident: t for t in threading.enumerate()}
+        others = [ident for ident in sys._current_frames()  # raw _thread threads too
+                  if ident != threading.main_thread().ident and type(known.get(ident)) is not self.tqdm_monitor]
         if not others:
             return set()
         return {f"ran while {len(others)} thread(s) the notebook started earlier were alive, which the watch does not see"}
+
+    @staticmethod
+    def _unwatched_processes() -> set[str]:
+        """A note when processes the notebook started are alive (a worker could answer for it)."""
+        import psutil
+
+        me = psutil.Process()
+        ancestors = {p.pid for p in me.parents()}
+        if ancestors == {1}:  # the sandbox's own pid namespace: every other process in it
+            others = [pid for pid in psutil.pids() if pid != me.pid and pid != 1]
+        else:
+            others = [p.pid for p in me.children(recursive=True)]
+        return {"ran while processes the notebook started were alive, which the watch does not follow"} if others else set()
+
+    def _scripted(self) -> set[str]:
+        """The package's functions the notebook compiled with TorchScript (they run in C++)."""
+        import torch
+
+        names = [f.qualified_name.removeprefix("__torch__.") for f in torch.jit._state._python_cu.get_functions()]
+        return {f"ran after the notebook compiled {n}, the package's own code, with TorchScript"
+                for n in names if n.startswith("tinyllm.") and not n.startswith("tinyllm.grading")}
 
     def stop(self) -> list[str]:
         removed = sys.getprofile() is None or getattr(sys.getprofile(), "__self__", None) is not self
@@ -176,12 +227,21 @@ class Monitor:
         self.active = False
         if removed:
             self.entered.add("removed the grader's call monitor")
+        self.entered |= self._scripted()
         return sorted(self.entered)
 
 
+def _shape(code) -> tuple:
+    return "shape", code.co_name, code.co_argcount, code.co_nlocals, code.co_stacksize
+
+
 def _fingerprint(code) -> tuple:
-    """What a copy of a function keeps wherever it runs from: not its file name."""
-    return code.co_name, code.co_firstlineno, code.co_code, code.co_names
+    """What a copy of a function keeps wherever it runs from, and at whatever line: its name,
+    bytecode, the names and local names it uses and its constants (its docstring too). Not
+    its file or line: the same text retyped by hand has the same fingerprint only if it has
+    the same docstring and local names."""
+    consts = tuple(c.co_name if hasattr(c, "co_code") else repr(c) for c in code.co_consts)
+    return code.co_name, code.co_code, code.co_names, code.co_varnames, consts
 
 
 class Callback:
@@ -215,8 +275,8 @@ def _with_callbacks(value):
     return values.mapped(value, leaf)
 
 
-def call(namespace: dict, monitor: Monitor, request: dict):
-    """One call of a learner's function; the reply to send."""
+def call(namespace: dict, monitor: Monitor, request: dict) -> None:
+    """One call of a learner's function, and its reply sent."""
     import signal
 
     import torch
@@ -226,16 +286,17 @@ def call(namespace: dict, monitor: Monitor, request: dict):
     name = request["name"]
     args, kwargs = _with_callbacks(request["args"]), _with_callbacks(request["kwargs"])
     fn = namespace.get(name)
-    torch.set_rng_state(request["rng"][0])
-    random.setstate(request["rng"][1])
-    torch.set_grad_enabled(request["grad"])
-    torch.set_default_dtype(torch.float32)
     signal.setitimer(signal.ITIMER_REAL, max(request["seconds"], 0.05))
     monitor.start((args, kwargs))
-    # Packing runs the value's own methods (a tensor subclass's __torch_function__, a list's
-    # __iter__): it is the learner's code too, so it runs watched and on the clock.
+    # Everything from here to the reply can run the learner's code, so it is watched and on
+    # the clock: functions a cell replaced (torch.set_rng_state), packing the value (a tensor
+    # subclass's __torch_function__, a list's __iter__).
     try:
         try:
+            torch.set_rng_state(request["rng"][0])
+            random.setstate(request["rng"][1])
+            torch.set_grad_enabled(request["grad"])
+            torch.set_default_dtype(torch.float32)
             outcome = ("value", values.pack(fn(*args, **kwargs)))
         except AssertionError as exc:
             outcome = ("failed", f"`{name}` failed one of its own asserts: {exc}")
@@ -250,7 +311,8 @@ def call(namespace: dict, monitor: Monitor, request: dict):
         signal.setitimer(signal.ITIMER_REAL, 0)
     if outcome[0] == "failed":
         outcome = ("failed", " ".join(outcome[1].split())[:MAX_MESSAGE])
-    return ("done", outcome, after, entered)
+    # Sent while `fn` is still held here: a finalizer on it cannot change the reply first.
+    values.send(REPLY_FD, ("done", outcome, after, entered))
 
 
 def names(namespace: dict, wanted: list[str]) -> dict:
@@ -313,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         if request["kind"] == "names":
             values.send(REPLY_FD, ("names", names(shell.user_ns, request["names"])))
         elif request["kind"] == "call":
-            values.send(REPLY_FD, call(shell.user_ns, monitor, request))
+            call(shell.user_ns, monitor, request)
         else:
             return 0
 
