@@ -175,6 +175,32 @@ def test_a_link_to_another_file_is_not_graded_as_the_notebook(tmp_path):
     assert "is a link" in report.error, report.error
 
 
+def test_a_hard_link_to_another_file_is_not_graded_as_the_notebook(tmp_path):
+    """A tar of hand-ins can carry a hard link to a path on the teacher's machine (Python's
+    shutil.unpack_archive makes it): the grader would read the teacher's solutions."""
+    solutions = tmp_path / "teacher" / "solutions.ipynb"
+    solutions.parent.mkdir()
+    solutions.write_bytes(solutions_notebook(SOURCE).read_bytes())
+    path = tmp_path / f"{SET}.ipynb"
+    os.link(solutions, path)
+    report = grade(path)
+    assert report.score == 0 and "is a link" in report.error, report.table()
+
+
+def test_the_results_file_replaces_a_link_planted_at_its_name(tmp_path):
+    """A hand-in may come with `NAME.results.json` as a link to another file of the
+    teacher's: writing the report must not write through it."""
+    victim = tmp_path / "other-student.ipynb"
+    victim.write_text("a notebook of someone else", encoding="utf-8")
+    path = tmp_path / f"{SET}.ipynb"
+    path.write_text("{broken", encoding="utf-8")
+    results = tmp_path / f"{SET}.results.json"
+    results.symlink_to(victim)
+    grade(path, results_json=results)
+    assert victim.read_text(encoding="utf-8") == "a notebook of someone else"
+    assert not results.is_symlink() and json.loads(results.read_text())["score"] == 0
+
+
 def test_an_unknown_notebook_is_reported(tmp_path):
     path = tmp_path / "my_homework.ipynb"
     nbformat.write(nbformat.v4.new_notebook(), path)
@@ -240,6 +266,20 @@ def test_a_file_name_is_never_a_formula_in_the_csv(tmp_path):
     grade_folder(tmp_path, tmp_path / "grades.csv", assignment=SET)
     cells = [row["notebook"] for row in csv.DictReader(open(tmp_path / "grades.csv"))]
     assert sorted(cells) == sorted(f"'{name}" for name in names), cells
+
+
+def test_the_grading_command_imports_nothing_from_the_folder_it_runs_in(tmp_path):
+    """`python -m` puts the current folder first on Python's path, so a `csv.py` among the
+    hand-ins would run inside the grader; `tinyllm-grade` does not."""
+    command = Path(sys.executable).parent / "tinyllm-grade"
+    marker = tmp_path / "imported"
+    (tmp_path / "csv.py").write_text(f"open({str(marker)!r}, 'w').close()\n", encoding="utf-8")
+    (tmp_path / f"{SET}.ipynb").write_text("{broken", encoding="utf-8")
+    proc = subprocess.run([str(command), f"{SET}.ipynb"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0 and "total: 0 / 8" in proc.stdout, proc.stdout + proc.stderr
+    assert not marker.exists(), "the grader imported csv.py from the folder it ran in"
+    unsafe = subprocess.run([sys.executable, "-m", "tinyllm.grade", f"{SET}.ipynb"], cwd=tmp_path, capture_output=True)
+    assert marker.exists(), f"the check cannot fail: python -m did not import csv.py either ({unsafe.returncode})"
 
 
 def test_module_runs_as_a_command(tmp_path):

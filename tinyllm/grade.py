@@ -34,6 +34,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -174,11 +175,26 @@ def find_tests(notebook: Path, assignment=None, source=None, source_dir=None):
 WARM_MODULES = ["tinyllm.grading.judge", "tinyllm.model", "tinyllm.sampling", "tinyllm.tokenizer", "tinyllm.chat_data"]
 
 
+_STARTING = threading.Lock()
+
+
 def _judges():
     """The processes that judge, forked from Python's forkserver: one warm process that
     imported torch, otter and what the tests import once, and never runs learner code."""
+    from multiprocessing import forkserver
+
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(WARM_MODULES)
+    with _STARTING:  # started as `python -c`, which puts the current folder first on its path:
+        saved = os.environ.get("PYTHONSAFEPATH")  # a csv.py among the hand-ins would be imported
+        os.environ["PYTHONSAFEPATH"] = "1"
+        try:
+            forkserver.ensure_running()
+        finally:
+            if saved is None:
+                del os.environ["PYTHONSAFEPATH"]
+            else:
+                os.environ["PYTHONSAFEPATH"] = saved
     return context
 
 
@@ -257,8 +273,13 @@ def grade(
 
 def _finish(report: Report, start: float, results_json) -> Report:
     report.seconds = round(time.perf_counter() - start, 2)
-    if results_json:
-        Path(results_json).write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+    if results_json:  # a new file put in place: a link planted at that name is replaced, not followed
+        path = Path(results_json)
+        fd, part = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # a new file, never a link's target
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(report.to_dict(), indent=1))
+        os.chmod(part, 0o644)
+        os.replace(part, path)
     return report
 
 

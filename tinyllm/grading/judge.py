@@ -56,6 +56,9 @@ def prepared_notebook(path: Path, assignment: str) -> tuple[nbformat.NotebookNod
     try:
         if Path(path).is_symlink():  # from a zip or tar of hand-ins: it would name a file to read
             raise NotGradable(f"{Path(path).name} is a link, not an ordinary file: hand in the saved notebook")
+        if Path(path).is_file() and Path(path).stat().st_nlink > 1:  # a tar's hard link to a teacher's file
+            raise NotGradable(f"{Path(path).name} is a link (a second name of another file), not an "
+                              "ordinary file: hand in the saved notebook")
         if not Path(path).is_file():  # a pipe would hang the read, /dev/zero never end it
             raise NotGradable(f"{Path(path).name} is not an ordinary file: hand in the saved notebook")
         if Path(path).stat().st_size > MAX_NOTEBOOK_BYTES:
@@ -139,7 +142,7 @@ class Session:
         if self.dead:  # each call then says why it was not graded
             return {name: checks.LearnerFunction(name, self) for name in wanted}
         try:
-            values.send(self.to_fd, {"kind": "names", "names": wanted})
+            values.send(self.to_fd, {"kind": "names", "names": wanted}, time.monotonic() + 30)
             kind, found = self.receive(time.monotonic() + 30)
             out = {}
             for name in wanted:
@@ -168,12 +171,12 @@ class Session:
         }
         start = time.monotonic()
         deadline = start + seconds + 5
-        values.send(self.to_fd, request)
+        values.send(self.to_fd, request, deadline)
         while True:
             message = self.receive(deadline, max_elements=max(1 << 20, 64 * inputs),
                                    late=f"`{name}` did not return within {seconds:g} s and could not be stopped")
             if isinstance(message, tuple) and len(message) == 3 and message[0] == "callback":
-                self._callback(callbacks, message)
+                self._callback(callbacks, message, deadline)
                 continue
             break
         self.seconds_left -= time.monotonic() - start
@@ -197,14 +200,18 @@ class Session:
             raise AssertionError(checks.CHANGED_INPUTS.format(name=name))
         return value
 
-    def _callback(self, callbacks: list, message) -> None:
+    def _callback(self, callbacks: list, message, deadline: float) -> None:
         """The learner's function called one of the test's callable inputs: run it here."""
         try:
             index, (args, kwargs) = int(message[1]), values.unpack(message[2])
             reply = ("value", values.pack(callbacks[index](*args, **kwargs)))
         except Exception as exc:
             reply = ("error", f"{type(exc).__name__}: {exc}"[:300])
-        values.send(self.to_fd, reply)
+        try:  # a sandbox that floods callbacks and reads no reply runs out of the call's time
+            values.send(self.to_fd, reply, deadline)
+        except values.ChannelError:
+            self.fail("it asked for callbacks and did not read the answers")
+            raise AssertionError(self.dead) from None
 
 
 def _wire(value, callbacks: list):
@@ -295,6 +302,7 @@ def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple
                             preexec_fn=sandbox.rlimits(limits, cpu), pass_fds=tuple(keep))
     for fd in keep:
         os.close(fd)
+    os.set_blocking(to_write, False)  # every send to the sandbox has a deadline
     return sandbox.Run(proc, limits), to_write, from_read
 
 
@@ -330,10 +338,12 @@ def judge(config: dict) -> Report:
         try:
             late = f"grading stopped after {run.limits.seconds:g} s: the notebook runs too long"
             ready = session.receive(time.monotonic() + run.limits.seconds, late=late)
-            notes += [" ".join(str(n).split())[:300] for n in list(ready[1])[:10]]
+            if not (type(ready) is tuple and len(ready) == 2 and ready[0] == "ready" and type(ready[1]) is list):
+                raise TypeError("not a ready message")
+            notes += [" ".join(str(n).split())[:300] for n in ready[1][:10]]
         except AssertionError:
             error = session.dead
-        except (TypeError, IndexError):
+        except (TypeError, IndexError, KeyError, ValueError):
             session.fail("the notebook's process sent no usable answer")
             error = session.dead
         questions = [] if error else [run_question(t, session) for t in test_files.values()]

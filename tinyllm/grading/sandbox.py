@@ -52,6 +52,7 @@ class Limits:
     memory_bytes: int = 3 * GiB  # per process (data); all processes: this plus LIBRARIES_BYTES
     disk_bytes: int = 512 * MiB  # the working folder; /tmp and /dev/shm get an eighth each
     processes: int = 24  # processes alive at once
+    threads: int = 512  # threads of all of them (each takes one of the machine's pids)
     poll_seconds: float = 0.1
 
 
@@ -243,10 +244,25 @@ class Run:
             if len(members) > self.limits.processes:
                 self.stop(f"the notebook started more than {self.limits.processes} processes")
                 return
+            if self._threads(members) > self.limits.threads:
+                self.stop(f"the notebook started more than {self.limits.threads} threads")
+                return
             if self._memory(members, "rss") > self.limits.memory_bytes + LIBRARIES_BYTES and \
                     self._memory(members, "pss") > self.limits.memory_bytes + LIBRARIES_BYTES:
                 self.stop(f"the notebook used more than {self.limits.memory_bytes / GiB:g} GiB of memory")
                 return
+
+    @staticmethod
+    def _threads(members) -> int:
+        import psutil
+
+        total = 0
+        for p in members:
+            try:
+                total += p.num_threads()
+            except psutil.Error:
+                pass
+        return total
 
     @staticmethod
     def _memory(members, kind: str) -> int:
