@@ -150,7 +150,8 @@ class Session:
                 out[name] = (checks.LearnerFunction(name, self) if kind == "function"
                              else values.unpack(packed) if kind == "value" else None)
             return out
-        except (AssertionError, OSError, TypeError, ValueError, KeyError, IndexError, AttributeError):
+        except (AssertionError, values.ChannelError, OSError, TypeError, ValueError, KeyError, IndexError,
+                AttributeError):
             self.fail(self.dead or "the notebook's process sent no usable answer")
             return {name: checks.LearnerFunction(name, self) for name in wanted}
 
@@ -171,7 +172,11 @@ class Session:
         }
         start = time.monotonic()
         deadline = start + seconds + 5
-        values.send(self.to_fd, request, deadline)
+        try:
+            values.send(self.to_fd, request, deadline)
+        except (values.ChannelError, OSError):
+            self.fail("the notebook's process stopped reading the grader's requests")
+            raise AssertionError(self.dead) from None
         while True:
             message = self.receive(deadline, max_elements=max(1 << 20, 64 * inputs),
                                    late=f"`{name}` did not return within {seconds:g} s and could not be stopped")

@@ -8,13 +8,13 @@ With ``bwrap`` (Linux; the sandbox Flatpak uses) the notebook's process sees
   ``/tmp`` and ``/dev/shm`` (size-limited too, gone with the sandbox);
 - its own pid, network, ipc, uts and user namespaces (no network at all), uid 65534 and no
   capabilities (started by root, that uid is root outside: so ``/proc``, ``/dev`` and the
-  sandbox's own root are read-only); ``--die-with-parent`` and the pid namespace mean that nothing it starts
-  (``setsid -f``, double forks) outlives it;
+  sandbox's own root are read-only); ``--die-with-parent`` and the pid namespace mean
+  that nothing it starts (``setsid -f``, double forks) outlives it;
 - resource limits: data memory and file size per process, CPU time, process count (the
   count is per user, so it binds only where the grader does not run as root).
 
-A small watchdog (psutil) counts the sandbox's processes and their memory and ends it when
-either goes over its limit: the one bound that also holds for root.
+A small watchdog (psutil) counts the sandbox's processes, their threads and their memory and
+ends it when one goes over its limit: the one bound that also holds for root.
 
 Without bubblewrap the same process runs unsandboxed with the limits alone, and the report
 says so; :mod:`tinyllm.grade` refuses that for others' notebooks (``--untrusted``).
