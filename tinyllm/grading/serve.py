@@ -88,11 +88,6 @@ class Monitor:
         self.entered: set[str] = set()
         self.active = False
         self.copies: dict[tuple, str] | None = None  # the package's functions, by what a copy keeps
-        try:  # taken now, before the notebook runs: its own class of that name does not count
-            from tqdm._monitor import TMonitor as tqdm_monitor
-        except ImportError:
-            tqdm_monitor = None
-        self.tqdm_monitor = tqdm_monitor
         sys.addaudithook(self._audit)
         self._watch_raw_threads()
 
@@ -194,22 +189,19 @@ class Monitor:
         package's code there unseen. tqdm's own monitor thread does not count."""
         known = {t.ident: t for t in threading.enumerate()}
         others = [ident for ident in sys._current_frames()  # raw _thread threads too
-                  if ident != threading.main_thread().ident and type(known.get(ident)) is not self.tqdm_monitor]
+                  if ident != threading.main_thread().ident and not _tqdm_monitor(known.get(ident))]
         if not others:
             return set()
         return {f"ran while {len(others)} thread(s) the notebook started earlier were alive, which the watch does not see"}
 
     @staticmethod
     def _unwatched_processes() -> set[str]:
-        """A note when processes the notebook started are alive (a worker could answer for it)."""
-        import psutil
-
-        me = psutil.Process()
-        ancestors = {p.pid for p in me.parents()}
-        if ancestors == {1}:  # the sandbox's own pid namespace: every other process in it
-            others = [pid for pid in psutil.pids() if pid != me.pid and pid != 1]
-        else:
-            others = [p.pid for p in me.children(recursive=True)]
+        """A note when processes the notebook started are alive (a worker could answer for it).
+        In the sandbox this process's parent is its pid namespace's first process, so every
+        other process there is the notebook's; without the sandbox (one's own work) no note."""
+        if os.getppid() != 1:
+            return set()
+        others = [pid for pid in os.listdir("/proc") if pid.isdigit() and int(pid) not in (1, os.getpid())]
         return {"ran while processes the notebook started were alive, which the watch does not follow"} if others else set()
 
     def _scripted(self) -> set[str]:
@@ -232,6 +224,12 @@ class Monitor:
             self.entered.add("removed the grader's call monitor")
         self.entered |= self._scripted()
         return sorted(self.entered)
+
+
+def _tqdm_monitor(thread) -> bool:
+    """tqdm's own monitor thread (its class's ``run`` is tqdm's, not one the notebook wrote)."""
+    code = getattr(getattr(type(thread), "run", None), "__code__", None)
+    return code is not None and code.co_filename.endswith(os.path.join("tqdm", "_monitor.py"))
 
 
 def _shape(code) -> tuple:
