@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from functools import partial
 
 import pytest
@@ -93,28 +92,16 @@ def test_bias_free_model_cannot_be_exported(tmp_path):
     assert not (tmp_path / "model.safetensors").exists()
 
 
-@pytest.mark.slow  # a fresh process imports transformers
-def test_loading_works_offline(exported):
+@pytest.mark.slow  # the offline process imports transformers
+def test_loading_works_offline(exported, offline_hf):
     """With HF_HUB_OFFLINE=1 and a dead proxy, any attempt to download would fail."""
     model, folder = exported
     idx = tokens(B=1, T=16)
     with torch.no_grad():
         expected = model(idx, all_logits=True)[0]
-    script = textwrap.dedent(
-        f"""
-        import torch
-        from transformers import GPT2LMHeadModel
-        hf = GPT2LMHeadModel.from_pretrained({str(folder)!r}).eval()
-        with torch.no_grad():
-            print(hf(torch.tensor({idx.tolist()})).logits[0].tolist())
-        """
-    )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    got = torch.tensor(json.loads(result.stdout.strip().splitlines()[-1]))
-    torch.testing.assert_close(got, expected[0], atol=1e-5, rtol=1e-5)
+    name, got = offline_hf(folder, idx)
+    assert name == "GPT2LMHeadModel"
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 # --- the other way: Hugging Face GPT-2 -> tinyllm's GPT --------------------------------
@@ -208,37 +195,57 @@ def test_from_transformers_refuses_what_it_cannot_represent(overrides, message):
 LLAMA = dict(norm="rmsnorm", pos="rope", mlp="swiglu")
 
 
-def _hf_logits(folder, idx, offline: bool = False):
-    """Logits of ``AutoModelForCausalLM.from_pretrained(folder)``, in a fresh process with
-    every download made impossible when ``offline``."""
-    script = textwrap.dedent(
-        f"""
-        import json, torch
-        from transformers import AutoModelForCausalLM
-        hf, info = AutoModelForCausalLM.from_pretrained({str(folder)!r}, output_loading_info=True)
+# A fresh process that loads exported folders with every download made impossible: transformers
+# reads HF_HUB_OFFLINE when it is imported, so this process is not the test's own. One per
+# module: each request is a line of JSON (folder, token ids), each answer a line.
+OFFLINE_SERVER = """
+import json, sys, traceback, torch
+from transformers import AutoModelForCausalLM
+for line in sys.stdin:
+    try:
+        folder, idx = json.loads(line)
+        hf, info = AutoModelForCausalLM.from_pretrained(folder, output_loading_info=True)
         hf.eval()
         assert not info["missing_keys"] and not info["unexpected_keys"], info
         with torch.no_grad():
-            logits = hf(torch.tensor({idx.tolist()})).logits
-        print(json.dumps([type(hf).__name__, logits.tolist()]))
-        """
-    )
+            logits = hf(torch.tensor(idx)).logits
+        print(json.dumps([type(hf).__name__, logits.tolist()]), flush=True)
+    except Exception:
+        print(json.dumps(["error", traceback.format_exc()]), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def offline_hf():
+    """``(folder, idx) -> (model class name, logits)`` of ``AutoModelForCausalLM.from_pretrained``,
+    in the offline process."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"} if offline else None
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stderr
-    name, logits = json.loads(result.stdout.strip().splitlines()[-1])
-    return name, torch.tensor(logits)
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    server = subprocess.Popen([sys.executable, "-c", OFFLINE_SERVER], env=env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def logits(folder, idx):
+        server.stdin.write(json.dumps([str(folder), idx.tolist()]) + "\n")
+        server.stdin.flush()
+        line = server.stdout.readline()
+        assert line, f"the offline process ended (exit code {server.wait(5)})"
+        name, value = json.loads(line)
+        assert name != "error", value
+        return name, torch.tensor(value)
+
+    yield logits
+    server.stdin.close()
+    server.wait(30)
 
 
-@pytest.mark.slow  # each case: a fresh process imports transformers
+@pytest.mark.slow  # the offline process imports transformers
 @pytest.mark.parametrize("overrides, architecture", [
     (dict(bias=False, n_kv_head=2), "LlamaForCausalLM"),
     (dict(bias=True), "LlamaForCausalLM"),
     (dict(bias=False, n_kv_head=1, rope_theta=500.0), "LlamaForCausalLM"),
     (dict(bias=False, n_kv_head=2, qk_norm=True), "Qwen3ForCausalLM"),
 ], ids=["gqa-no-bias", "mha-bias", "mqa-theta", "qwen3-qk-norm"])
-def test_llama_like_models_export_with_the_same_logits_offline(tmp_path, overrides, architecture):
+def test_llama_like_models_export_with_the_same_logits_offline(tmp_path, offline_hf, overrides, architecture):
     model = random_gpt(seed=4, **LLAMA, **overrides)
     folder = to_transformers(model, tmp_path)
     config = json.loads((folder / "config.json").read_text())
@@ -247,13 +254,13 @@ def test_llama_like_models_export_with_the_same_logits_offline(tmp_path, overrid
     idx = tokens(B=2, T=32, seed=2)
     with torch.no_grad():
         ours, _ = model(idx, all_logits=True)
-    name, theirs = _hf_logits(folder, idx, offline=True)
+    name, theirs = offline_hf(folder, idx)
     assert name == architecture
     torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.slow  # a fresh process imports transformers
-def test_the_llama_comparison_sees_a_wrong_rope_theta(tmp_path):
+@pytest.mark.slow  # the offline process imports transformers
+def test_the_llama_comparison_sees_a_wrong_rope_theta(tmp_path, offline_hf):
     """The check is sharp: the same weights read with another RoPE base disagree."""
     model = random_gpt(seed=4, **LLAMA, bias=False)
     folder = to_transformers(model, tmp_path)
@@ -264,7 +271,7 @@ def test_the_llama_comparison_sees_a_wrong_rope_theta(tmp_path):
     idx = tokens(B=1, T=32, seed=2)
     with torch.no_grad():
         ours, _ = model(idx, all_logits=True)
-    _, theirs = _hf_logits(folder, idx)
+    _, theirs = offline_hf(folder, idx)
     assert (theirs - ours).abs().max() > 1e-3
 
 
