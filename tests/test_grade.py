@@ -762,6 +762,85 @@ def test_replies_that_are_not_plain_data_are_refused(forged):
         os.close(read), os.close(write)
 
 
+def test_a_sandbox_that_stops_reading_ends_the_session_at_the_calls_deadline():
+    """A request larger than the pipe, to a sandbox that reads nothing: the grader gives up
+    when the call's time is up, with a reason, instead of waiting for ever."""
+    import torch
+
+    from tinyllm.grading import judge
+
+    to_read, to_write = os.pipe()
+    from_read, from_write = os.pipe()
+    os.set_blocking(to_write, False)
+    session = judge.Session(None, to_write, from_read, call_seconds=0.5)
+    start = time.monotonic()
+    try:
+        with pytest.raises(AssertionError, match="stopped reading the grader's requests"):
+            session.call("f", (torch.zeros(1 << 20),), {})
+        assert time.monotonic() - start < 15
+        with pytest.raises(AssertionError, match="was not graded: the notebook's process stopped reading"):
+            session.call("f", (1,), {})  # every later call says why, at once
+    finally:
+        for fd in (to_read, to_write, from_read, from_write):
+            os.close(fd)
+
+
+@pytest.mark.parametrize("fork_first", [True, False], ids=["own pages", "shared pages"])
+def test_the_watchdog_counts_the_memory_of_all_processes_and_shared_pages_once(monkeypatch, fork_first):
+    """Two processes each under the per-process limit: stopped when together they hold more
+    than it; not when the second only shares the first's pages (forked after allocating)."""
+    from tinyllm.grading import sandbox
+
+    monkeypatch.setattr(sandbox, "LIBRARIES_BYTES", 0)  # no torch mapped here
+    allocate = "b = bytearray(48 << 20)"
+    steps = ["os.fork()", allocate] if fork_first else [allocate, "os.fork()"]
+    code = "; ".join(["import os, time", *steps, "time.sleep(30)"])
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    run = sandbox.Run(proc, Limits(memory_bytes=80 << 20, poll_seconds=0.05))
+    try:
+        deadline = time.monotonic() + 5
+        while run.stopped is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if fork_first:
+            assert run.stopped == "grading stopped: the notebook used more than 0.078125 GiB of memory"
+        else:
+            assert run.stopped is None and run.peak_processes == 2
+    finally:
+        run.stop()
+
+
+def test_the_watch_lets_tqdms_own_monitor_thread_be_and_notes_any_other():
+    """tqdm starts a monitor thread on its first bar: a notebook with a progress bar is not
+    noted for it; a thread the notebook started itself is (in a fresh process: pytest's own
+    threads would count)."""
+    code = """if True:
+        import threading, time
+        from tqdm.auto import tqdm
+        from tinyllm.grading.serve import Monitor
+        for _ in tqdm(range(3)):
+            pass
+        assert any(type(t).__name__ == "TMonitor" for t in threading.enumerate()), "no tqdm monitor"
+        watch = Monitor.__new__(Monitor)
+        assert watch._unwatched_threads() == set(), watch._unwatched_threads()
+        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+        print(sorted(watch._unwatched_threads()))
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ran while 1 thread(s) the notebook started earlier were alive" in out.stdout
+
+
+def test_without_torchscripts_private_registry_the_watch_leaves_that_note_out(monkeypatch):
+    import torch
+
+    from tinyllm.grading.serve import Monitor
+
+    watch = Monitor.__new__(Monitor)
+    assert watch._scripted() == set()  # nothing compiled: no note
+    monkeypatch.delattr(torch.jit._state, "_python_cu")  # a torch without that private registry
+    assert watch._scripted() == set()
+
+
 @needs_sandbox
 def test_a_process_that_leaves_the_session_ends_with_the_sandbox(tmp_path):
     """`setsid -f` in a cell: the process is seen alive while the sandbox runs (so the

@@ -235,7 +235,7 @@ class Run:
             return []
 
     def _watchdog(self) -> None:
-
+        memory = self.limits.memory_bytes + LIBRARIES_BYTES
         while not self._done.wait(self.limits.poll_seconds):
             members = self._members()
             if not members:
@@ -243,39 +243,12 @@ class Run:
             self.peak_processes = max(self.peak_processes, len(members))
             if len(members) > self.limits.processes:
                 self.stop(f"the notebook started more than {self.limits.processes} processes")
-                return
-            if self._threads(members) > self.limits.threads:
+            elif _total(members, lambda p: p.num_threads()) > self.limits.threads:
                 self.stop(f"the notebook started more than {self.limits.threads} threads")
-                return
-            if self._memory(members, "rss") > self.limits.memory_bytes + LIBRARIES_BYTES and \
-                    self._memory(members, "pss") > self.limits.memory_bytes + LIBRARIES_BYTES:
+            # Resident memory; only when over, again with the pages forked processes share counted once.
+            elif _total(members, lambda p: p.memory_info().rss) > memory and \
+                    _total(members, lambda p: p.memory_full_info().pss) > memory:
                 self.stop(f"the notebook used more than {self.limits.memory_bytes / GiB:g} GiB of memory")
-                return
-
-    @staticmethod
-    def _threads(members) -> int:
-        import psutil
-
-        total = 0
-        for p in members:
-            try:
-                total += p.num_threads()
-            except psutil.Error:
-                pass
-        return total
-
-    @staticmethod
-    def _memory(members, kind: str) -> int:
-        """Resident bytes of all members; "pss" counts pages that forked processes share once."""
-        import psutil
-
-        total = 0
-        for p in members:
-            try:
-                total += p.memory_info().rss if kind == "rss" else p.memory_full_info().pss
-            except (psutil.Error, AttributeError):
-                pass
-        return total
 
     def stop(self, reason: str | None = None) -> None:
         """End the sandbox and everything in it; the first reason given is kept."""
@@ -299,3 +272,16 @@ class Run:
                 break
             time.sleep(0.05)
         self.proc.wait()
+
+
+def _total(members, measure) -> int:
+    """``measure`` summed over the processes (one that has just ended counts nothing)."""
+    import psutil
+
+    total = 0
+    for p in members:
+        try:
+            total += measure(p)
+        except (psutil.Error, AttributeError):
+            pass
+    return total

@@ -183,12 +183,10 @@ def send(fd: int, message: Any, deadline: float | None = None) -> None:
     while view:
         try:
             view = view[os.write(fd, view):]
-        except BlockingIOError:
-            wait = None if deadline is None else deadline - time.monotonic()
-            if wait is not None and (wait <= 0 or not select.select([], [fd], [], wait)[1]):
+        except BlockingIOError:  # no deadline: wait until the pipe takes more
+            wait = None if deadline is None else max(deadline - time.monotonic(), 0)
+            if not select.select([], [fd], [], wait)[1]:
                 raise ChannelError(LATE) from None
-            if wait is None:
-                select.select([], [fd], [])
 
 
 def _read_exactly(fd: int, n: int, deadline: float | None) -> bytes:
