@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import textwrap
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -218,14 +219,39 @@ def fill_blanks(nb: nbformat.NotebookNode, answers: dict[str, str | list[str]]) 
     return nb
 
 
+def solution_blocks(source: Path) -> dict[str, list[str]]:
+    """Per question, the code of its ``# BEGIN SOLUTION`` blocks in a source, in order: what
+    the blanks of its learner notebook stand for (answer cells are the ones holding a block)."""
+    out: dict[str, list[str]] = {}
+    question = None
+    for cell in nbformat.read(source, as_version=4).cells:
+        if cell.cell_type == "raw" and cell.source.startswith("# BEGIN QUESTION"):
+            question = next(line.split(":", 1)[1].strip() for line in cell.source.split("\n") if line.startswith("name:"))
+        if cell.cell_type != "code" or "# BEGIN SOLUTION" not in cell.source:
+            continue
+        block = None
+        for line in cell.source.split("\n"):
+            if line.strip() == "# BEGIN SOLUTION":
+                block = []
+            elif line.strip() == "# END SOLUTION":
+                out.setdefault(question, []).append(textwrap.dedent("\n".join(block)))
+                block = None
+            elif block is not None:
+                block.append(line)
+    return out
+
+
 def wrong_submissions(learners: dict[str, nbformat.NotebookNode], manifest: dict) -> dict[Path, nbformat.NotebookNode]:
-    """The wrong-on-purpose notebooks the manifest describes, by path."""
+    """The wrong-on-purpose notebooks the manifest describes, by path; the questions a file
+    does not list are answered as the solutions answer them."""
     out = {}
     for set_name, submissions in manifest.items():
         if set_name.startswith("_"):
             continue
+        right = solution_blocks(SOURCE_DIR / f"{set_name}.ipynb")
         for file_name, questions in submissions.items():
-            answers = {q: spec["code"] for q, spec in questions.items()}
+            answers = {q: right[q] for q in answer_cells(learners[set_name]) if q not in questions}
+            answers.update({q: spec["code"] for q, spec in questions.items()})
             out[WRONG_DIR / set_name / file_name] = fill_blanks(learners[set_name], answers)
     return out
 

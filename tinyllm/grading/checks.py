@@ -8,10 +8,12 @@ that sentence to the learner as the test's failure message.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+_TORCH_DIR = str(Path(torch.__file__).parent) + "/"
 BLANK_HINT = "replace the ... with your code and run the cell again"
 
 
@@ -66,6 +68,68 @@ def call_inplace(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> A
     if isinstance(fn, LearnerFunction):
         return fn.session.call(name, args, kwargs, inplace=True)
     return direct_call(name, fn, *args, **kwargs)
+
+
+def call_without(forbidden: tuple[str, ...], name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
+    """:func:`call`, failing when the learner's function calls what its statement forbids.
+
+    ``forbidden`` holds dotted names: a function (``torch.nn.functional.layer_norm``), a
+    class (``torch.nn.LayerNorm``: its ``__init__`` and ``forward``) or a tensor method
+    (``torch.Tensor.log_softmax``). While grading, the sandbox watches the call.
+    """
+    if isinstance(fn, LearnerFunction):
+        return fn.session.call(name, args, kwargs, forbidden=forbidden)
+    import sys
+
+    watch = Forbidden(forbidden)
+    previous = sys.getprofile()
+    sys.setprofile(watch.profile)
+    try:
+        value = call(name, fn, *args, **kwargs)
+    finally:
+        sys.setprofile(previous)
+    if watch.failure(name):
+        raise AssertionError(watch.failure(name))
+    return value
+
+
+class Forbidden:
+    """Which of some forbidden functions a call runs, seen by a profiler (``sys.setprofile``)."""
+
+    def __init__(self, names: tuple[str, ...]):
+        import importlib
+
+        self.targets: dict[Any, str] = {}  # a Python function's code, or id() of a C function
+        self.methods: dict[str, str] = {}  # a tensor method's name
+        for dotted in names:
+            module, _, attribute = dotted.rpartition(".")
+            if module == "torch.Tensor":
+                self.methods[attribute] = dotted
+                continue
+            found = getattr(importlib.import_module(module), attribute)
+            parts = [vars(found).get(m) for m in ("__init__", "forward")] if isinstance(found, type) else [found]
+            for part in filter(None, parts):
+                self.targets.setdefault(getattr(part, "__code__", None) or id(part), dotted)
+        self.seen: set[str] = set()
+
+    def profile(self, frame, event: str, arg) -> None:
+        if event == "call":
+            hit = self.targets.get(frame.f_code)
+        elif event == "c_call":  # a C function: torch.layer_norm, or a tensor's method
+            hit = self.targets.get(id(arg))
+            if hit is None and isinstance(getattr(arg, "__self__", None), torch.Tensor):
+                hit = self.methods.get(getattr(arg, "__name__", ""))
+        else:
+            return
+        caller = frame if event == "c_call" else frame.f_back  # torch's own calls inside one do not count
+        if hit and not (caller is not None and caller.f_code.co_filename.startswith(_TORCH_DIR)):
+            self.seen.add(hit)
+
+    def failure(self, name: str) -> str | None:
+        if not self.seen:
+            return None
+        return (f"`{name}` calls {', '.join(sorted(self.seen))}, which the exercise asks you not to "
+                "use: write that part yourself")
 
 
 def direct_call(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:

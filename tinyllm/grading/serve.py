@@ -88,6 +88,7 @@ class Monitor:
         self.entered: set[str] = set()
         self.active = False
         self.copies: dict[tuple, str] | None = None  # the package's functions, by what a copy keeps
+        self.forbidden = None  # what the statement of the function called forbids (checks.Forbidden)
         sys.addaudithook(self._audit)
         self._watch_raw_threads()
 
@@ -149,7 +150,11 @@ class Monitor:
         return filename.startswith(self.package) and not filename.startswith(self.grading)
 
     def _profile(self, frame, event, arg):
-        if event != "call" or not self.active:
+        if not self.active:
+            return
+        if self.forbidden is not None:
+            self.forbidden.profile(frame, event, arg)
+        if event != "call":
             return
         if not self._ours(frame.f_code.co_filename):
             copied = self._copy_of(frame.f_code)
@@ -168,10 +173,12 @@ class Monitor:
         module = code.co_filename[len(self.package):].removesuffix(".py").replace("/", ".")
         self.entered.add(f"called tinyllm.{module}.{code.co_qualname}, the package's own code")
 
-    def start(self, inputs) -> None:
+    def start(self, inputs, forbidden=()) -> None:
         import torch
 
-        from tinyllm.grading import values
+        from tinyllm.grading import checks, values
+
+        self.forbidden = checks.Forbidden(tuple(forbidden)) if forbidden else None
 
         if self.copies is None:
             self.copies = self._package_functions()
@@ -288,7 +295,7 @@ def call(namespace: dict, monitor: Monitor, request: dict) -> None:
     args, kwargs = _with_callbacks(request["args"]), _with_callbacks(request["kwargs"])
     fn = namespace.get(name)
     signal.setitimer(signal.ITIMER_REAL, max(request["seconds"], 0.05))
-    monitor.start((args, kwargs))
+    monitor.start((args, kwargs), request.get("forbidden", ()))
     # Everything from here to the reply can run the learner's code, so it is watched and on
     # the clock: functions a cell replaced (torch.set_rng_state), packing the value (a tensor
     # subclass's __torch_function__, a list's __iter__).
@@ -299,6 +306,8 @@ def call(namespace: dict, monitor: Monitor, request: dict) -> None:
             torch.set_grad_enabled(request["grad"])
             torch.set_default_dtype(torch.float32)
             outcome = ("value", values.pack(fn(*args, **kwargs)))
+            if monitor.forbidden is not None and monitor.forbidden.failure(name):
+                outcome = ("failed", monitor.forbidden.failure(name))
         except AssertionError as exc:
             outcome = ("failed", f"`{name}` failed one of its own asserts: {exc}")
         except BaseException as exc:  # SystemExit, KeyboardInterrupt, the time limit
