@@ -240,3 +240,15 @@ def test_wrong_submission_loses_points_on_hidden_tests(name, file_name, question
     for other in report.questions:
         if other.name not in MANIFEST[name][file_name]:
             assert other.score == other.possible, f"{name} {file_name}: {other.name} should keep full marks"
+
+
+def test_an_answer_that_calls_a_forbidden_function_loses_the_whole_question(grades):
+    """The ``builtin.ipynb`` submissions give right values from the function their statement
+    forbids (``F.layer_norm``...): every hidden test of that question fails, not just one."""
+    builtin = [(name, file_name, question) for name, file_name, question in WRONG if file_name == "builtin.ipynb"]
+    assert len(builtin) == 4
+    for name, file_name, question in builtin:
+        q = grades[(name, file_name)].question(question)
+        assert q.score == 0 and q.public_passed, f"{name} {question}: {q.score} points"
+        hidden = [c for c in q.cases if c["hidden"]]
+        assert all("which the exercise asks you not to use" in c["message"] for c in hidden), (name, question)

@@ -116,6 +116,7 @@ class Session:
         self.seconds_left = call_seconds
         self.dead: str | None = None
         self.entered: set[str] = set()
+        self.forbidden: tuple[str, ...] = ()  # what the question's statement says not to call
 
     def fail(self, reason: str) -> None:
         """The sandbox cannot answer any more: end it, and say why from now on."""
@@ -160,6 +161,9 @@ class Session:
             raise AssertionError(f"`{name}` was not graded: {self.dead}")
         if self.seconds_left <= 0:
             raise AssertionError(f"`{name}` was not run: the question's time limit was used up (an infinite loop?)")
+        # Once a test names them, the forbidden functions hold for the question's later calls:
+        # an answer that is the built-in loses the whole question, not one test.
+        self.forbidden = forbidden = tuple(forbidden) or self.forbidden
         before = values.pack((list(args), dict(kwargs)))
         callbacks: list = []
         inputs = sum(v.numel() if isinstance(v, torch.Tensor) else sum(t.numel() for t in v.state_dict().values())
@@ -237,7 +241,7 @@ def run_question(test_file: ExceptionTestFile, session: Session) -> QuestionResu
     import inspect
 
     results = []
-    session.seconds_left, session.entered = session.call_seconds, set()
+    session.seconds_left, session.entered, session.forbidden = session.call_seconds, set(), ()
     for tc in test_file.test_cases:
         passed, message = True, "✅ Test case passed"
         try:
