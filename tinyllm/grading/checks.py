@@ -88,8 +88,9 @@ def call_without(forbidden: tuple[str, ...], name: str, fn: Callable | None, *ar
         value = call(name, fn, *args, **kwargs)
     finally:
         sys.setprofile(previous)
-    if watch.failure(name):
-        raise AssertionError(watch.failure(name))
+    failure = watch.failure(name)
+    if failure:
+        raise AssertionError(failure)
     return value
 
 

@@ -126,6 +126,14 @@ class Session:
                 reason = self.run.stopped or reason
             self.dead = reason
 
+    def send(self, message, deadline: float, why: str = "the notebook's process stopped reading the grader's requests"):
+        """Send to the sandbox by ``deadline``; one that does not read in time ends with ``why``."""
+        try:
+            values.send(self.to_fd, message, deadline)
+        except (values.ChannelError, OSError):
+            self.fail(why)
+            raise AssertionError(self.dead) from None
+
     def receive(self, deadline: float, max_elements: int = 1 << 24, late: str = "it did not answer in time"):
         try:
             return values.receive(self.from_fd, deadline, max_elements=max_elements)
@@ -143,7 +151,7 @@ class Session:
         if self.dead:  # each call then says why it was not graded
             return {name: checks.LearnerFunction(name, self) for name in wanted}
         try:
-            values.send(self.to_fd, {"kind": "names", "names": wanted}, time.monotonic() + 30)
+            self.send({"kind": "names", "names": wanted}, time.monotonic() + 30)
             kind, found = self.receive(time.monotonic() + 30)
             out = {}
             for name in wanted:
@@ -176,11 +184,7 @@ class Session:
         }
         start = time.monotonic()
         deadline = start + seconds + 5
-        try:
-            values.send(self.to_fd, request, deadline)
-        except (values.ChannelError, OSError):
-            self.fail("the notebook's process stopped reading the grader's requests")
-            raise AssertionError(self.dead) from None
+        self.send(request, deadline)
         while True:
             message = self.receive(deadline, max_elements=max(1 << 20, 64 * inputs),
                                    late=f"`{name}` did not return within {seconds:g} s and could not be stopped")
@@ -216,11 +220,8 @@ class Session:
             reply = ("value", values.pack(callbacks[index](*args, **kwargs)))
         except Exception as exc:
             reply = ("error", f"{type(exc).__name__}: {exc}"[:300])
-        try:  # a sandbox that floods callbacks and reads no reply runs out of the call's time
-            values.send(self.to_fd, reply, deadline)
-        except values.ChannelError:
-            self.fail("it asked for callbacks and did not read the answers")
-            raise AssertionError(self.dead) from None
+        # A sandbox that floods callbacks and reads no reply runs out of the call's time.
+        self.send(reply, deadline, why="it asked for callbacks and did not read the answers")
 
 
 def _wire(value, callbacks: list):

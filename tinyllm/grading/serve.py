@@ -306,8 +306,9 @@ def call(namespace: dict, monitor: Monitor, request: dict) -> None:
             torch.set_grad_enabled(request["grad"])
             torch.set_default_dtype(torch.float32)
             outcome = ("value", values.pack(fn(*args, **kwargs)))
-            if monitor.forbidden is not None and monitor.forbidden.failure(name):
-                outcome = ("failed", monitor.forbidden.failure(name))
+            forbidden = monitor.forbidden.failure(name) if monitor.forbidden is not None else None
+            if forbidden:
+                outcome = ("failed", forbidden)
         except AssertionError as exc:
             outcome = ("failed", f"`{name}` failed one of its own asserts: {exc}")
         except BaseException as exc:  # SystemExit, KeyboardInterrupt, the time limit
