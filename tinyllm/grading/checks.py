@@ -7,13 +7,14 @@ that sentence to the learner as the test's failure message.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack, _pop_mode
 
-_TORCH_DIR = str(Path(torch.__file__).parent) + "/"
 BLANK_HINT = "replace the ... with your code and run the cell again"
 
 
@@ -73,64 +74,64 @@ def call_inplace(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> A
 def call_without(forbidden: tuple[str, ...], name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
     """:func:`call`, failing when the learner's function calls what its statement forbids.
 
-    ``forbidden`` holds dotted names: a function (``torch.nn.functional.layer_norm``), a
-    class (``torch.nn.LayerNorm``: its ``__init__`` and ``forward``) or a tensor method
-    (``torch.Tensor.log_softmax``). While grading, the sandbox watches the call.
+    ``forbidden`` holds dotted names of torch functions (``torch.nn.functional.layer_norm``,
+    ``torch.Tensor.log_softmax``); see :class:`Forbidden`. While grading, the sandbox watches the call.
     """
     if isinstance(fn, LearnerFunction):
         return fn.session.call(name, args, kwargs, forbidden=forbidden)
-    import sys
-
-    watch = Forbidden(forbidden)
-    previous = sys.getprofile()
-    sys.setprofile(watch.profile)
+    watch = Forbidden(forbidden).__enter__()
     try:
         value = call(name, fn, *args, **kwargs)
+        failure = watch.failure(name)
     finally:
-        sys.setprofile(previous)
-    failure = watch.failure(name)
+        watch.leave()
     if failure:
         raise AssertionError(failure)
     return value
 
 
-class Forbidden:
-    """Which of some forbidden functions a call runs, seen by a profiler (``sys.setprofile``)."""
+class Forbidden(TorchFunctionMode):
+    """Which forbidden torch functions a call runs, however it reaches them.
+
+    A torch function mode sees each torch function the answer calls itself (not those torch
+    calls inside it), by its name: ``layer_norm`` is ``F.layer_norm``, ``torch.layer_norm``,
+    ``torch.ops.aten.layer_norm`` or what ``nn.LayerNorm``'s forward calls; ``log_softmax`` is
+    the tensor method too. A leading underscore does not hide a name (``aten._log_softmax``).
+    """
 
     def __init__(self, names: tuple[str, ...]):
-        import importlib
-
-        self.targets: dict[Any, str] = {}  # a Python function's code, or id() of a C function
-        self.methods: dict[str, str] = {}  # a tensor method's name
+        super().__init__()
+        self.names: dict[str, str] = {}
         for dotted in names:
-            module, _, attribute = dotted.rpartition(".")
-            if module == "torch.Tensor":
-                self.methods[attribute] = dotted
-                continue
-            found = getattr(importlib.import_module(module), attribute)
-            parts = [vars(found).get(m) for m in ("__init__", "forward")] if isinstance(found, type) else [found]
-            for part in filter(None, parts):
-                self.targets.setdefault(getattr(part, "__code__", None) or id(part), dotted)
+            first, *rest = dotted.split(".")
+            found = functools.reduce(getattr, rest, importlib.import_module(first))
+            if isinstance(found, type):
+                raise TypeError(f"{dotted} is a class: list the function its forward calls")
+            self.names.setdefault(found.__name__.lstrip("_"), dotted)  # torch.special.log_softmax is special_log_softmax
         self.seen: set[str] = set()
 
-    def profile(self, frame, event: str, arg) -> None:
-        if event == "call":
-            hit = self.targets.get(frame.f_code)
-        elif event == "c_call":  # a C function: torch.layer_norm, or a tensor's method
-            hit = self.targets.get(id(arg))
-            if hit is None and isinstance(getattr(arg, "__self__", None), torch.Tensor):
-                hit = self.methods.get(getattr(arg, "__name__", ""))
-        else:
-            return
-        caller = frame if event == "c_call" else frame.f_back  # torch's own calls inside one do not count
-        if hit and not (caller is not None and caller.f_code.co_filename.startswith(_TORCH_DIR)):
-            self.seen.add(hit)
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        dotted = self.names.get(str(getattr(func, "__name__", "")).split(".")[0].lstrip("_"))
+        if dotted:
+            self.seen.add(dotted)
+        return func(*args, **(kwargs or {}))
 
     def failure(self, name: str) -> str | None:
+        """Why the call fails, if it does; asked while the watch is on, before :meth:`leave`."""
+        stack = _get_current_function_mode_stack()
+        if not stack or stack[-1] is not self:  # taken off, or another mode put above it
+            return f"`{name}` changed torch's function modes, which the grader uses to watch the call"
         if not self.seen:
             return None
         return (f"`{name}` calls {', '.join(sorted(self.seen))}, which the exercise asks you not to "
                 "use: write that part yourself")
+
+    def leave(self) -> None:
+        """Take the watch off this thread, with any mode the answer left above it."""
+        stack = _get_current_function_mode_stack()
+        ours = next((i for i, mode in enumerate(stack) if mode is self), len(stack))
+        for _ in stack[ours:]:
+            _pop_mode()
 
 
 def direct_call(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:

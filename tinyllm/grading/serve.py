@@ -97,12 +97,12 @@ class Monitor:
         ``threading.setprofile`` covers) gets the watch too, from its first line on."""
         import _thread
 
-        start, profile = _thread.start_new_thread, self._profile
+        start = _thread.start_new_thread
 
         def start_new_thread(function, args, kwargs=None):
             def watched(*a, **k):
                 if self.active:
-                    sys.setprofile(profile)
+                    sys.setprofile(self._thread_profile)
                 return function(*a, **k)
 
             return start(watched, args, kwargs or {})
@@ -150,11 +150,7 @@ class Monitor:
         return filename.startswith(self.package) and not filename.startswith(self.grading)
 
     def _profile(self, frame, event, arg):
-        if not self.active:
-            return
-        if self.forbidden is not None:
-            self.forbidden.profile(frame, event, arg)
-        if event != "call":
+        if not self.active or event != "call":
             return
         if not self._ours(frame.f_code.co_filename):
             copied = self._copy_of(frame.f_code)
@@ -187,8 +183,18 @@ class Monitor:
         self.allowed_selves |= {id(m) for v in given if isinstance(v, torch.nn.Module) for m in v.modules()}
         self.entered = self._unwatched_threads() | self._unwatched_processes() | self._scripted()
         self.active = True
-        threading.setprofile(self._profile)  # threads the call starts are watched too
+        if self.forbidden is not None:
+            self.forbidden.__enter__()
+        threading.setprofile(self._thread_profile)  # threads the call starts are watched too
         sys.setprofile(self._profile)
+
+    def _thread_profile(self, frame, event, arg):
+        """A thread the call started, at its first event: the watch of forbidden functions (a
+        torch function mode, which each thread keeps for itself) goes there too."""
+        if self.active and self.forbidden is not None:
+            self.forbidden.__enter__()
+        sys.setprofile(self._profile)
+        self._profile(frame, event, arg)
 
     def _unwatched_threads(self) -> set[str]:
         """A note when threads the notebook started earlier are alive: a profiler set now
@@ -227,6 +233,8 @@ class Monitor:
         sys.setprofile(None)
         threading.setprofile(None)
         self.active = False
+        if self.forbidden is not None:
+            self.forbidden.leave()
         if removed:
             self.entered.add("removed the grader's call monitor")
         self.entered |= self._scripted()
