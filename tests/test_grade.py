@@ -126,6 +126,68 @@ def test_a_notebook_that_never_ends_is_stopped_whole(tmp_path):
     assert [q.score for q in report.questions] == [0, 0, 0, 0]
 
 
+def test_a_notebook_with_large_outputs_is_graded_in_full(tmp_path):
+    # A pipe holds 64 KiB: a notebook handed to the sandbox through one would hang the grader.
+    nb = _solved()
+    big = nbformat.v4.new_output("stream", name="stdout", text="a long printed table\n" * 20_000)
+    _answer_cell(nb, "q1").outputs = [big]
+    path = tmp_path / "large.ipynb"
+    nbformat.write(nb, path)
+    assert path.stat().st_size > 300_000
+    report = grade(path, assignment=SET)
+    assert report.error is None, report.error
+    assert report.score == report.possible == 8
+
+
+def test_when_the_grader_is_stopped_from_outside_every_question_scores_0_of_its_points(tmp_path, monkeypatch):
+    import tinyllm.grade as grade_module
+
+    judge = grade_module._judge
+    monkeypatch.setattr(grade_module, "_judge", lambda config, seconds: judge(config, 8))
+    path = _with_answers(tmp_path, "forever.ipynb", {"q1": "import time\nwhile True:\n    time.sleep(1)"})
+    report = grade(path, assignment=SET, limits=Limits(seconds=600, cell_seconds=600))
+    assert "the grader stopped after 8 s" in report.error
+    assert [(q.name, q.score, q.possible) for q in report.questions] == [(f"q{i}", 0, 2) for i in range(1, 5)]
+    assert report.possible == 8 and "total: 0 / 8" in report.table()
+
+
+def test_hidden_tests_draw_new_inputs_at_each_grading_and_the_report_names_them(tmp_path, monkeypatch):
+    """The hidden tests ship with the package: with inputs fixed once for all, a notebook could
+    carry a table of their answers. Each grading draws its own (``TINYLLM_GRADING_SEED``
+    repeats one); an answer that says what it saw shows it."""
+    nb = nbformat.read(solutions_notebook(SOURCE_DIR / "05_attention.ipynb"), as_version=4)
+    _answer_cell(nb, "q2").source = 'def attention(q, k, v):\n    raise ValueError(f"saw {float(q.sum()):.6f}")'
+    path = tmp_path / "05_attention.ipynb"
+    nbformat.write(nb, path)
+
+    def seen(report) -> str:
+        [case] = [c for c in report.question("q2").cases if c["name"] == "q2 - 3"]  # random q, k, v against F.sdpa
+        return case["message"].split("saw ")[1].split()[0]
+
+    monkeypatch.delenv("TINYLLM_GRADING_SEED", raising=False)
+    first, second = grade(path), grade(path)
+    assert first.seed != second.seed and seen(first) != seen(second)
+    monkeypatch.setenv("TINYLLM_GRADING_SEED", str(first.seed))
+    again = grade(path)
+    assert again.seed == first.seed and seen(again) == seen(first)
+    assert again.score == first.score and json.loads(json.dumps(again.to_dict()))["seed"] == first.seed
+    monkeypatch.setenv("TINYLLM_GRADING_SEED", "twelve")
+    assert "TINYLLM_GRADING_SEED must be an integer" in grade(path).error
+
+
+def test_every_random_input_of_a_test_is_drawn_through_the_gradings_seed():
+    import re
+
+    fixed = re.compile(r"(manual_seed|random\.Random|default_rng|np\.random\.seed)\((?!checks\.seed\()")
+    for source in sorted(SOURCE_DIR.glob("*.ipynb")):
+        in_tests = False
+        for cell in nbformat.read(source, as_version=4).cells:
+            in_tests = in_tests or "BEGIN TESTS" in cell.source
+            if in_tests and cell.cell_type == "code":
+                assert not fixed.search(cell.source), f"{source.name}: draw a test's inputs with checks.seed(n)"
+            in_tests = in_tests and "END TESTS" not in cell.source
+
+
 def test_blanks_say_to_fill_them_in():
     # The untouched learner notebook is graded in test_exercises.py; here only the message.
     from tinyllm.grading import checks
@@ -760,6 +822,89 @@ def test_replies_that_are_not_plain_data_are_refused(forged):
         assert values.receive(read, time.monotonic() + 10, max_elements=100)[1].shape == (5,)
     finally:
         os.close(read), os.close(write)
+
+
+def _receive_raw(data: bytes):
+    """What the grader makes of ``data`` sent as one message (written from a thread: a pipe
+    holds 64 KiB)."""
+    import struct
+    import threading
+
+    from tinyllm.grading import values
+
+    read, write = os.pipe()
+    writer = threading.Thread(target=lambda: os.write(write, struct.pack("<Q", len(data)) + data))
+    writer.start()
+    try:
+        return values.receive(read, time.monotonic() + 30)
+    finally:
+        writer.join()
+        os.close(read), os.close(write)
+
+
+def _saved_with(replace) -> bytes:
+    """``torch.save(torch.zeros(1))``'s archive with entries rewritten by ``replace(name, data)``
+    and compressed as ``replace.compression``."""
+    import io
+    import zipfile
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(torch.zeros(1), buffer)
+    source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", replace.compression) as archive:
+        for info in source.infolist():
+            archive.writestr(info.filename, replace(info.filename, source.read(info.filename)))
+    return out.getvalue()
+
+
+def test_a_compressed_message_is_refused_before_it_is_inflated():
+    import zipfile
+
+    from tinyllm.grading import values
+
+    def inflating(name, data):  # 1 float becomes 50 million: 200 MB from a message of 200 KB
+        if name.endswith("/data.pkl"):  # the storage's size, then the tensor's shape (1,): its stride stays (1,)
+            many = b"J" + (50_000_000).to_bytes(4, "little")
+            return data.replace(b"K\x01t", many + b"t", 1).replace(b"K\x01\x85", many + b"\x85", 1)
+        return bytes(200_000_000) if name.endswith("/data/0") else data
+
+    inflating.compression = zipfile.ZIP_DEFLATED
+    data = _saved_with(inflating)
+    assert len(data) < 1_000_000
+    with pytest.raises(values.ChannelError, match="compressed"):
+        _receive_raw(data)
+
+    def unchanged(name, data):
+        return data
+
+    unchanged.compression = zipfile.ZIP_STORED  # the same archive, stored as torch.save stores it
+    assert _receive_raw(_saved_with(unchanged)).shape == (1,)
+
+
+def test_a_message_built_to_take_minutes_to_read_is_stopped():
+    """A dict of integers that all hash to 0: each insertion probes every earlier key (150,000
+    keys took 100 s of CPU to unpickle)."""
+    import zipfile
+
+    from tinyllm.grading import values
+
+    def colliding(name, data):
+        if not name.endswith("/data.pkl"):
+            return data
+        body = bytearray(b"\x80\x02}(")  # PROTO 2, EMPTY_DICT, MARK
+        for i in range(1, 150_001):
+            key = (i * ((1 << 61) - 1)).to_bytes(10, "little", signed=True)  # hash(i * (2**61 - 1)) == 0
+            body += b"\x8a" + bytes([len(key)]) + key + b"N"  # LONG1 key, None
+        return bytes(body + b"u.")  # SETITEMS, STOP
+
+    colliding.compression = zipfile.ZIP_STORED
+    start = time.monotonic()
+    with pytest.raises(values.ChannelError, match="takes more than 10 s to read"):
+        _receive_raw(_saved_with(colliding))
+    assert time.monotonic() - start < 20
 
 
 def test_a_sandbox_that_stops_reading_ends_the_session_at_the_calls_deadline():

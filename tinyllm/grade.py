@@ -32,6 +32,7 @@ import csv
 import json
 import multiprocessing
 import os
+import secrets
 import sys
 import tempfile
 import threading
@@ -204,29 +205,35 @@ def _run_judge(config: dict, reply) -> None:  # in the forked judge
     judge_child(config, reply)
 
 
-def _judge(config: dict, seconds: float) -> tuple[dict | None, str]:
-    """Run one judge: (its report, or None with why)."""
+def _judge(config: dict, seconds: float) -> tuple[dict | None, list[dict], str]:
+    """Run one judge: (its report, or None; every question at 0 points, once it sent them; why)."""
     context = _judges()
     reader, writer = context.Pipe(duplex=False)
     process = context.Process(target=_run_judge, args=(config, writer), daemon=True)
     process.start()
     writer.close()
+    deadline = time.monotonic() + seconds
+    blank: list[dict] = []
     try:
-        if not reader.poll(seconds):  # out of time: end the judge (its sandbox dies with it)
-            return None, f"the grader stopped after {seconds:g} s"
-        kind, data = reader.recv()
+        while True:
+            if not reader.poll(max(0.0, deadline - time.monotonic())):  # out of time: end the judge
+                return None, blank, f"the grader stopped after {seconds:g} s"  # (its sandbox dies with it)
+            kind, data = reader.recv()
+            if kind != "blank":
+                break
+            blank = data
     except EOFError:
         process.join(5)
         main = sys.modules.get("__main__")
         script = getattr(main, "__spec__", None) is None and getattr(main, "__file__", None)
         hint = (f"; from a script ({Path(script).name}), call grade() under if __name__ == \"__main__\": "
                 "each grading process imports the script again") if script else ""
-        return None, f"the grader itself failed: it ended without a report (exit code {process.exitcode}){hint}"
+        return None, blank, f"the grader itself failed: it ended without a report (exit code {process.exitcode}){hint}"
     finally:
         process.kill()
         process.join()
         reader.close()
-    return (data, "") if kind == "report" else (None, f"the grader itself failed: {data}")
+    return (data, blank, "") if kind == "report" else (None, blank, f"the grader itself failed: {data}")
 
 
 def grade(
@@ -251,6 +258,7 @@ def grade(
     notebook = Path(notebook)
     try:
         name, tests, provided = find_tests(notebook, assignment, source, source_dir)
+        seed = grading_seed()
         isolated = sandbox.bwrap() is not None
         if not isolated and os.environ.get(sandbox.REQUIRE_ENV) == "1":
             raise GradingError(f"{sandbox.REQUIRE_ENV}=1 but bubblewrap cannot run here: {sandbox.REFUSED}")
@@ -260,15 +268,35 @@ def grade(
         return _finish(Report(str(notebook), None, [], error=str(exc)), start, results_json)
     limits = limits or Limits()
     config = {"notebook": str(notebook.absolute()), "assignment": name, "tests": tests, "provided": provided,
-              "limits": vars(limits), "isolated": isolated}
+              "limits": vars(limits), "isolated": isolated, "seed": seed}
     seconds = limits.seconds + len(tests) * 6 * (limits.cell_seconds + 5) + 120
     config["judge_limits"] = [JUDGE_MEMORY_BYTES, seconds]
     try:
-        data, message = _judge(config, seconds)
-        report = Report.from_dict(data) if data else Report(str(notebook), name, [], error=message[:500])
+        data, blank, message = _judge(config, seconds)
+        if data:
+            report = Report.from_dict(data)
+        else:  # every question still counts: 0 out of its points
+            questions = [QuestionResult(**{**q, "message": message[:300]}) for q in blank]
+            report = Report(str(notebook), name, questions, error=message[:500])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         report = Report(str(notebook), name, [], error=f"the grader itself failed: {exc}"[:500])
+    report.seed = seed
     return _finish(report, start, results_json)
+
+
+SEED_ENV = "TINYLLM_GRADING_SEED"
+
+
+def grading_seed() -> int:
+    """A new secret for each grading (the hidden tests ship with the package: with fixed inputs,
+    a notebook could carry a table of their answers), or the one ``TINYLLM_GRADING_SEED`` names."""
+    chosen = os.environ.get(SEED_ENV, "").strip()
+    if chosen:
+        try:
+            return int(chosen) % (1 << 62)
+        except ValueError:
+            raise GradingError(f"{SEED_ENV} must be an integer, not {chosen[:40]!r}") from None
+    return secrets.randbits(62)
 
 
 def _finish(report: Report, start: float, results_json) -> Report:

@@ -18,6 +18,16 @@ from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack,
 BLANK_HINT = "replace the ... with your code and run the cell again"
 
 
+# Set by the grader for each grading (0 elsewhere): the hidden tests' random inputs are new
+# each time, so a table of answers to the published tests' inputs answers nothing.
+SEED_SALT = 0
+
+
+def seed(n: int) -> int:
+    """The seed a test draws its inputs with: ``n`` itself, mixed with the grading's salt."""
+    return n ^ SEED_SALT
+
+
 def defined(**things: Any) -> None:
     """Fail if a name the exercise asks for is missing (otter passes ``None`` for it)."""
     for name, value in things.items():

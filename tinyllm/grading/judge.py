@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 
 import nbformat
@@ -291,9 +292,10 @@ def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple
     cpu = limits.seconds + 4 * limits.cell_seconds * max(len(config["tests"]), 1) + 60
     keep = [to_read, from_write]
     if config["isolated"]:
-        nb_read, nb_write = os.pipe()
-        os.write(nb_write, notebook_json.encode("utf-8"))
-        os.close(nb_write)
+        # A file in memory, not a pipe: a pipe holds 64 KiB, and bubblewrap reads it only once started.
+        nb_read = os.memfd_create("notebook")
+        os.write(nb_read, notebook_json.encode("utf-8"))
+        os.lseek(nb_read, 0, os.SEEK_SET)
         keep.append(nb_read)
         serve_config.update(notebook=f"{sandbox.WORK}/{notebook_name}",
                             package_dir=f"{sandbox.PACKAGE_PARENT}/tinyllm")
@@ -322,10 +324,10 @@ def _keep_tail(fd: int, tail: bytearray, keep: int = 2000) -> None:
             tail[:] = (tail + chunk)[-keep:]
 
 
-def judge(config: dict) -> Report:
+def judge(config: dict, test_files: dict[str, ExceptionTestFile]) -> Report:
     notebook = Path(config["notebook"])
     assignment = config["assignment"]
-    test_files = compile_tests(config["tests"])  # before any learner code runs
+    checks.SEED_SALT = config["seed"]
     notes = [] if config["isolated"] else [sandbox.NOT_ISOLATED]
     try:
         original, notebook_json = prepared_notebook(notebook, assignment)
@@ -380,7 +382,10 @@ def judge_child(config: dict, reply) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (memory, resource.getrlimit(resource.RLIMIT_DATA)[1]))
     resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), resource.getrlimit(resource.RLIMIT_CPU)[1]))
     try:
-        data = judge(config).to_dict()
+        test_files = compile_tests(config["tests"])  # before any learner code runs
+        # Every question at 0 first: what the report says if this process is stopped from outside.
+        reply.send(("blank", [asdict(q) for q in blank_results(test_files, "not graded")]))
+        data = judge(config, test_files).to_dict()
         data["judge_peak_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         reply.send(("report", data))
     except BaseException as exc:  # a bug of the grader's own, said in one line

@@ -30,11 +30,12 @@ class Report:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)  # cells that hit a limit of the grader
     judge_peak_bytes: int = 0  # the grader's own process (phase 2): its peak resident memory
+    seed: int | None = None  # the hidden tests' inputs: TINYLLM_GRADING_SEED=<seed> draws them again
 
     @classmethod
     def from_dict(cls, data: dict) -> Report:
         questions = [QuestionResult(**q) for q in data["questions"]]
-        keep = {k: data[k] for k in ("error", "seconds", "notes", "judge_peak_bytes") if k in data}
+        keep = {k: data[k] for k in ("error", "seconds", "notes", "judge_peak_bytes", "seed") if k in data}
         return cls(data["notebook"], data["assignment"], questions, **keep)
 
     @property

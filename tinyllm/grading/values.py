@@ -16,12 +16,16 @@ budget, so a forged message cannot make the grader allocate more than it read.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import select
+import signal
 import struct
+import threading
 import time
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -213,12 +217,56 @@ def receive(fd: int, deadline: float | None = None, trusted: bool = False,
     raw = io.BytesIO(_read_exactly(fd, size, deadline))
     if trusted:  # from the grader, inside the sandbox: modules and other objects too
         return torch.load(raw, weights_only=False)
+    _check_archive(raw)
     try:
-        message = torch.load(raw, weights_only=True, map_location="cpu")
+        with _time_limit(READ_SECONDS):
+            message = torch.load(raw, weights_only=True, map_location="cpu")
+    except ChannelError:
+        raise
     except Exception as exc:
         raise ChannelError(f"an unreadable message ({type(exc).__name__})") from None
     check_plain(message, max_elements)
     return message
+
+
+READ_SECONDS = 10.0  # unpickling an honest message of 64 MiB takes well under a second
+
+
+def _check_archive(raw: io.BytesIO) -> None:
+    """torch.save stores its entries uncompressed: a compressed one could inflate to far more
+    memory than the message's size (a zip bomb), so it is refused before anything is read."""
+    try:
+        with zipfile.ZipFile(raw) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ChannelError(f"an unreadable message ({type(exc).__name__})") from None
+    finally:
+        raw.seek(0)
+    if any(e.compress_type != zipfile.ZIP_STORED for e in entries):
+        raise ChannelError("a compressed message (torch.save never compresses)")
+    if sum(e.file_size for e in entries) > len(raw.getbuffer()):
+        raise ChannelError("a message whose parts are larger than the message")
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Raise ChannelError in the main thread after ``seconds``: a pickle can be built to take
+    minutes to read (a dict of integers that all hash alike), and the weights-only unpickler
+    is Python code, so the alarm stops it between two steps."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def too_slow(signum, frame):
+        raise ChannelError(f"a message that takes more than {seconds:g} s to read")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def check_plain(value: Any, max_elements: int) -> None:
