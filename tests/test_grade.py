@@ -842,9 +842,9 @@ def _receive_raw(data: bytes):
         os.close(read), os.close(write)
 
 
-def _saved_with(replace) -> bytes:
-    """``torch.save(torch.zeros(1))``'s archive with entries rewritten by ``replace(name, data)``
-    and compressed as ``replace.compression``."""
+def _saved_with(replace, compression) -> bytes:
+    """``torch.save(torch.zeros(1))``'s archive with entries rewritten by ``replace(name, data)``,
+    written with ``compression``."""
     import io
     import zipfile
 
@@ -854,7 +854,7 @@ def _saved_with(replace) -> bytes:
     torch.save(torch.zeros(1), buffer)
     source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", replace.compression) as archive:
+    with zipfile.ZipFile(out, "w", compression) as archive:
         for info in source.infolist():
             archive.writestr(info.filename, replace(info.filename, source.read(info.filename)))
     return out.getvalue()
@@ -871,17 +871,32 @@ def test_a_compressed_message_is_refused_before_it_is_inflated():
             return data.replace(b"K\x01t", many + b"t", 1).replace(b"K\x01\x85", many + b"\x85", 1)
         return bytes(200_000_000) if name.endswith("/data/0") else data
 
-    inflating.compression = zipfile.ZIP_DEFLATED
-    data = _saved_with(inflating)
+    data = _saved_with(inflating, zipfile.ZIP_DEFLATED)
     assert len(data) < 1_000_000
     with pytest.raises(values.ChannelError, match="compressed"):
         _receive_raw(data)
+    # the same archive, stored as torch.save stores it
+    assert _receive_raw(_saved_with(lambda name, data: data, zipfile.ZIP_STORED)).shape == (1,)
 
-    def unchanged(name, data):
-        return data
 
-    unchanged.compression = zipfile.ZIP_STORED  # the same archive, stored as torch.save stores it
-    assert _receive_raw(_saved_with(unchanged)).shape == (1,)
+def test_a_message_whose_index_claims_entries_larger_than_itself_is_refused():
+    """A stored entry whose size in the archive's index says 2 GiB: a reader that trusts the
+    index would allocate that much for a message of a few hundred bytes."""
+    import struct
+    import zipfile
+
+    from tinyllm.grading import values
+
+    data = bytearray(_saved_with(lambda name, data: data, zipfile.ZIP_STORED))
+    entry = 0
+    while True:  # the index's record of the tensor's bytes: signature, ..., name length at 28, name at 46
+        entry = data.index(b"PK\x01\x02", entry + 1)
+        (name_length,) = struct.unpack_from("<H", data, entry + 28)
+        if data[entry + 46:entry + 46 + name_length].endswith(b"/data/0"):
+            break
+    data[entry + 20:entry + 28] = struct.pack("<II", 1 << 31, 1 << 31)  # compressed and uncompressed size
+    with pytest.raises(values.ChannelError, match="larger than the message"):
+        _receive_raw(bytes(data))
 
 
 def test_a_message_built_to_take_minutes_to_read_is_stopped():
@@ -900,10 +915,9 @@ def test_a_message_built_to_take_minutes_to_read_is_stopped():
             body += b"\x8a" + bytes([len(key)]) + key + b"N"  # LONG1 key, None
         return bytes(body + b"u.")  # SETITEMS, STOP
 
-    colliding.compression = zipfile.ZIP_STORED
     start = time.monotonic()
     with pytest.raises(values.ChannelError, match="takes more than 10 s to read"):
-        _receive_raw(_saved_with(colliding))
+        _receive_raw(_saved_with(colliding, zipfile.ZIP_STORED))
     assert time.monotonic() - start < 20
 
 
