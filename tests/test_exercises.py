@@ -245,9 +245,10 @@ def test_wrong_submission_loses_points_on_hidden_tests(name, file_name, question
 def test_an_answer_that_calls_a_forbidden_function_loses_the_whole_question(grades):
     """The ``builtin*.ipynb`` submissions give right values from the function their statement
     forbids (``F.layer_norm``), directly or by another path (``nn.LayerNorm``, ``torch.ops.aten``,
-    a thread of its own): every hidden test of that question fails, not just one."""
+    a thread of its own, torch's function modes switched off, a tensor subclass's
+    ``__torch_function__``): every hidden test of that question fails, not just one."""
     builtin = [(name, file_name, question) for name, file_name, question in WRONG if file_name.startswith("builtin")]
-    assert len(builtin) == 8
+    assert len(builtin) == 10
     for name, file_name, question in builtin:
         q = grades[(name, file_name)].question(question)
         assert q.score == 0 and q.public_passed, f"{name} {question}: {q.score} points"

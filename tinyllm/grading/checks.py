@@ -121,10 +121,15 @@ class Forbidden(TorchFunctionMode):
         self.seen: set[str] = set()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        dotted = self.names.get(str(getattr(func, "__name__", "")).split(".")[0].lstrip("_"))
+        dotted = self.dotted(getattr(func, "__name__", ""))
         if dotted:
             self.seen.add(dotted)
         return func(*args, **(kwargs or {}))
+
+    def dotted(self, name: object) -> str | None:
+        """The forbidden name a torch function called ``name`` is, if it is one (also asked by
+        the sandbox's profiler, for calls made where torch has the modes off)."""
+        return self.names.get(str(name).split(".")[0].lstrip("_"))
 
     def failure(self, name: str) -> str | None:
         """Why the call fails, if it does; asked while the watch is on, before :meth:`leave`."""

@@ -89,6 +89,10 @@ class Monitor:
         self.active = False
         self.copies: dict[tuple, str] | None = None  # the package's functions, by what a copy keeps
         self.forbidden = None  # what the statement of the function called forbids (checks.Forbidden)
+        import torch
+
+        self.tensor, self.torch_dir = torch.Tensor, os.path.dirname(torch.__file__) + "/"
+        self.modes_all_off = getattr(torch._C, "_is_torch_function_all_disabled", lambda: False)
         sys.addaudithook(self._audit)
         self._watch_raw_threads()
 
@@ -150,7 +154,11 @@ class Monitor:
         return filename.startswith(self.package) and not filename.startswith(self.grading)
 
     def _profile(self, frame, event, arg):
-        if not self.active or event != "call":
+        if not self.active:
+            return
+        if self.forbidden is not None and event in ("call", "c_call"):
+            self._torch_call(frame, event, arg)
+        if event != "call":
             return
         if not self._ours(frame.f_code.co_filename):
             copied = self._copy_of(frame.f_code)
@@ -168,6 +176,30 @@ class Monitor:
             return  # the given object's own method (not another class's run on it)
         module = code.co_filename[len(self.package):].removesuffix(".py").replace("/", ".")
         self.entered.add(f"called tinyllm.{module}.{code.co_qualname}, the package's own code")
+
+    def _torch_call(self, frame, event, arg) -> None:
+        """A torch function called from the learner's own code counts against the forbidden
+        list here too: the torch function mode misses calls made while torch has the modes
+        off (``torch._C.DisableTorchFunction``, a tensor subclass's ``__torch_function__``)."""
+        if event == "c_call":  # a function written in C: torch's own, or a tensor's method
+            if not (isinstance(getattr(arg, "__self__", None), self.tensor)
+                    or str(getattr(arg, "__module__", None) or "").startswith("torch")):
+                return
+            caller, name = frame, getattr(arg, "__name__", "")
+        else:
+            code = frame.f_code
+            if not code.co_filename.startswith(self.torch_dir):
+                return
+            caller, name = frame.f_back, code.co_name
+            if name == "__call__":  # torch.ops.aten.layer_norm(...): the operator's own name
+                name = getattr(frame.f_locals.get("self"), "__name__", "")
+        dotted = self.forbidden.dotted(name)
+        if dotted is None or caller is None or caller.f_code.co_filename.startswith(self.grading):
+            return
+        # torch's calls inside torch do not count, as for the mode; unless the modes are all off,
+        # where the mode could not see the call a module's forward makes (nn.LayerNorm's).
+        if not caller.f_code.co_filename.startswith(self.torch_dir) or self.modes_all_off():
+            self.forbidden.seen.add(dotted)
 
     def start(self, inputs, forbidden=()) -> None:
         import torch
