@@ -188,6 +188,41 @@ def test_every_random_input_of_a_test_is_drawn_through_the_gradings_seed():
             in_tests = in_tests and "END TESTS" not in cell.source
 
 
+def test_every_hidden_test_draws_some_input_through_the_gradings_seed():
+    """The hidden tests ship with the package: a table of their answers, made at home, would
+    earn every test whose inputs are all fixed. A test passes only if all its checks do, so
+    one input drawn with the grading's seed is enough (scripts/answer_table.py measures it).
+    Set 13's ``state_bytes_per_param`` takes one of six inputs (3 optimizers x 2 precisions):
+    a table of its answers is a solution, so its tests need not draw."""
+    import ast
+
+    from tinyllm.grade import ASSIGNMENTS_DIR, known_assignments
+
+    unseeded = []
+    for name in known_assignments():
+        for question, text in json.loads((ASSIGNMENTS_DIR / f"{name}.json").read_text())["tests"].items():
+            for node in ast.parse(text).body:
+                hidden = isinstance(node, ast.FunctionDef) and any(
+                    isinstance(d, ast.Call) and any(k.arg == "hidden" and getattr(k.value, "value", False)
+                                                    for k in d.keywords) for d in node.decorator_list)
+                if name == "13_scaling_out" and question == "q1":
+                    continue
+                if hidden and "checks.seed(" not in ast.get_source_segment(text, node):
+                    unseeded.append(f"{name} {question} {node.name}")
+    assert not unseeded, f"hidden tests with only fixed inputs: {unseeded}"
+
+
+def test_a_table_of_the_hidden_tests_answers_earns_nothing_at_another_grading():
+    """The cheat itself, on one set: its functions only look up what the solutions returned
+    for the hidden tests' inputs at one seed; graded with another seed, it earns nothing."""
+    out = subprocess.run([sys.executable, "scripts/answer_table.py", "01_text_to_numbers"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = next(line for line in out.stdout.splitlines() if line.startswith("01_text_to_numbers"))
+    own, new = row.split()[2], row.split()[5]
+    assert own == "8" and new == "0", row  # the table works at its own seed, and only there
+
+
 def test_blanks_say_to_fill_them_in():
     # The untouched learner notebook is graded in test_exercises.py; here only the message.
     from tinyllm.grading import checks
