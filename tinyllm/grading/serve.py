@@ -95,6 +95,21 @@ class Monitor:
         self.modes_all_off = getattr(torch._C, "_is_torch_function_all_disabled", lambda: False)
         sys.addaudithook(self._audit)
         self._watch_raw_threads()
+        from tinyllm.grading import checks
+
+        # What the watch is made of before any cell runs: see changed().
+        self._made_of = [(kind, dict(vars(kind))) for kind in (Monitor, checks.Forbidden)]
+        self._own = set(vars(self)) | {"_own"}
+
+    def changed(self) -> bool:
+        """Whether code of the notebook replaced a part of the watch: a method of its classes
+        (``checks.Forbidden.failure = ...``) or of this watch or its forbidden-function mode.
+        A notebook that rewrites this check too, or the grader's code it reaches up the
+        stack, still goes unseen: the watch shares the process with the learner's code."""
+        kinds = any(vars(kind).keys() != was.keys() or any(vars(kind)[k] is not v for k, v in was.items())
+                    for kind, was in self._made_of)
+        mode = self.forbidden is not None and set(vars(self.forbidden)) != {"names", "seen"}
+        return kinds or mode or set(vars(self)) != self._own
 
     def _watch_raw_threads(self) -> None:
         """A thread started with ``_thread.start_new_thread`` (not ``threading``, which
@@ -349,6 +364,9 @@ def call(namespace: dict, monitor: Monitor, request: dict) -> None:
             forbidden = monitor.forbidden.failure(name) if monitor.forbidden is not None else None
             if forbidden:
                 outcome = ("failed", forbidden)
+            if monitor.changed():
+                outcome = ("failed", f"`{name}` ran after the notebook changed the grader's watch of the calls "
+                                     "(tinyllm.grading's code in the sandbox): graded 0")
         except AssertionError as exc:
             outcome = ("failed", f"`{name}` failed one of its own asserts: {exc}")
         except BaseException as exc:  # SystemExit, KeyboardInterrupt, the time limit
