@@ -1003,20 +1003,27 @@ def test_the_watchdog_counts_the_memory_of_all_processes_and_shared_pages_once(m
         run.stop()
 
 
-def test_the_watch_lets_tqdms_own_monitor_thread_be_and_notes_any_other():
-    """tqdm starts a monitor thread on its first bar: a notebook with a progress bar is not
-    noted for it; a thread the notebook started itself is (in a fresh process: pytest's own
-    threads would count)."""
+def test_tqdm_starts_no_monitor_thread_in_the_sandbox_and_any_thread_is_noted():
+    """tqdm starts a monitor thread on its first bar; the sandbox turns that off, so a notebook
+    with a progress bar has no thread to be noted for, and a thread that is tqdm's own monitor
+    class (serving answers) is noted like any other (in a fresh process: pytest's threads count)."""
     code = """if True:
-        import threading, time
+        import threading
         from tqdm.auto import tqdm
-        from tinyllm.grading.serve import Monitor
+        from tqdm._monitor import TMonitor
+        from tinyllm.grading.serve import Monitor, without_tqdm_monitor
+        without_tqdm_monitor()
         for _ in tqdm(range(3)):
             pass
-        assert any(type(t).__name__ == "TMonitor" for t in threading.enumerate()), "no tqdm monitor"
+        assert threading.active_count() == 1, threading.enumerate()
         watch = Monitor.__new__(Monitor)
         assert watch._unwatched_threads() == set(), watch._unwatched_threads()
-        threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+
+        class Bars:
+            _instances = set()
+            get_lock = staticmethod(threading.Lock)
+
+        TMonitor(Bars, 30)
         print(sorted(watch._unwatched_threads()))
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

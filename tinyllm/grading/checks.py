@@ -107,12 +107,17 @@ class Forbidden(TorchFunctionMode):
     calls inside it), by its name: ``layer_norm`` is ``F.layer_norm``, ``torch.layer_norm``,
     ``torch.ops.aten.layer_norm`` or what ``nn.LayerNorm``'s forward calls; ``log_softmax`` is
     the tensor method too. A leading underscore does not hide a name (``aten._log_softmax``).
+    A name ending in ``*`` forbids every function whose name starts so (a family of kernels).
     """
 
     def __init__(self, names: tuple[str, ...]):
         super().__init__()
         self.names: dict[str, str] = {}
+        self.prefixes: dict[str, str] = {}  # "torch.ops.aten._scaled_dot_product_*": a family of kernels
         for dotted in names:
+            if dotted.endswith("*"):
+                self.prefixes[dotted.rsplit(".", 1)[-1][:-1].lstrip("_")] = dotted
+                continue
             first, *rest = dotted.split(".")
             found = functools.reduce(getattr, rest, importlib.import_module(first))
             if isinstance(found, type):
@@ -129,7 +134,11 @@ class Forbidden(TorchFunctionMode):
     def dotted(self, name: object) -> str | None:
         """The forbidden name a torch function called ``name`` is, if it is one (also asked by
         the sandbox's profiler, for calls made where torch has the modes off)."""
-        return self.names.get(str(name).split(".")[0].lstrip("_"))
+        stripped = str(name).split(".")[0].lstrip("_")
+        found = self.names.get(stripped)
+        if found is None and self.prefixes:
+            found = next((d for p, d in self.prefixes.items() if stripped.startswith(p)), None)
+        return found
 
     def failure(self, name: str) -> str | None:
         """Why the call fails, if it does; asked while the watch is on, before :meth:`leave`."""

@@ -99,17 +99,20 @@ class Monitor:
 
         # What the watch is made of before any cell runs: see changed().
         self._made_of = [(kind, dict(vars(kind))) for kind in (Monitor, checks.Forbidden)]
+        self._forbidden_names: dict[str, str] = {}
         self._own = set(vars(self)) | {"_own"}
 
     def changed(self) -> bool:
         """Whether code of the notebook replaced a part of the watch: a method of its classes
-        (``checks.Forbidden.failure = ...``) or of this watch or its forbidden-function mode.
+        (``checks.Forbidden.failure = ...``) or of this watch or its forbidden-function mode,
+        the mode's names (``mode.names.clear()``), or switched the watch off (``active``).
         A notebook that rewrites this check too, or the grader's code it reaches up the
         stack, still goes unseen: the watch shares the process with the learner's code."""
         kinds = any(vars(kind).keys() != was.keys() or any(vars(kind)[k] is not v for k, v in was.items())
                     for kind, was in self._made_of)
-        mode = self.forbidden is not None and set(vars(self.forbidden)) != {"names", "seen"}
-        return kinds or mode or set(vars(self)) != self._own
+        mode = self.forbidden is not None and (set(vars(self.forbidden)) != {"names", "prefixes", "seen"}
+                                               or self.forbidden.names != self._forbidden_names)
+        return kinds or mode or set(vars(self)) != self._own or not self.active
 
     def _watch_raw_threads(self) -> None:
         """A thread started with ``_thread.start_new_thread`` (not ``threading``, which
@@ -222,6 +225,7 @@ class Monitor:
         from tinyllm.grading import checks, values
 
         self.forbidden = checks.Forbidden(tuple(forbidden)) if forbidden else None
+        self._forbidden_names = dict(self.forbidden.names) if forbidden else {}  # see changed()
 
         if self.copies is None:
             self.copies = self._package_functions()
@@ -246,10 +250,10 @@ class Monitor:
     def _unwatched_threads(self) -> set[str]:
         """A note when threads the notebook started earlier are alive: a profiler set now
         does not reach them (Python 3.11 sets it per thread), so a call could run the
-        package's code there unseen. tqdm's own monitor thread does not count."""
-        known = {t.ident: t for t in threading.enumerate()}
+        package's code there unseen. Every thread counts: tqdm runs without its monitor
+        thread here (:func:`without_tqdm_monitor`), so one that looks like it is the notebook's."""
         others = [ident for ident in sys._current_frames()  # raw _thread threads too
-                  if ident != threading.main_thread().ident and not _tqdm_monitor(known.get(ident))]
+                  if ident != threading.main_thread().ident]
         if not others:
             return set()
         return {f"ran while {len(others)} thread(s) the notebook started earlier were alive, which the watch does not see"}
@@ -259,9 +263,9 @@ class Monitor:
         """A note when processes the notebook started are alive (a worker could answer for it).
         In the sandbox this process's parent is its pid namespace's first process, so every
         other process there is the notebook's; without the sandbox (one's own work) no note."""
-        if os.getppid() != 1:
+        if _getppid() != 1:
             return set()
-        others = [pid for pid in os.listdir("/proc") if pid.isdigit() and int(pid) not in (1, os.getpid())]
+        others = [pid for pid in _listdir("/proc") if pid.isdigit() and int(pid) not in (1, _getpid())]
         return {"ran while processes the notebook started were alive, which the watch does not follow"} if others else set()
 
     def _scripted(self) -> set[str]:
@@ -288,10 +292,19 @@ class Monitor:
         return sorted(self.entered)
 
 
-def _tqdm_monitor(thread) -> bool:
-    """tqdm's own monitor thread (its class's ``run`` is tqdm's, not one the notebook wrote)."""
-    code = getattr(getattr(type(thread), "run", None), "__code__", None)
-    return code is not None and code.co_filename.endswith(os.path.join("tqdm", "_monitor.py"))
+# Taken before any cell runs: a cell that replaces os.getppid would hide its worker processes.
+_getppid, _getpid, _listdir = os.getppid, os.getpid, os.listdir
+
+
+def without_tqdm_monitor() -> None:
+    """tqdm starts a monitor thread on its first progress bar; here it starts none, so every
+    thread alive at a call is one the notebook started (a thread dressed as tqdm's monitor,
+    serving the package's answers, is noted like any other)."""
+    try:
+        import tqdm
+    except ImportError:
+        return
+    tqdm.tqdm.monitor_interval = 0
 
 
 def _shape(code) -> tuple:
@@ -422,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     shell.events.register("pre_run_cell", lambda *_: signal.setitimer(signal.ITIMER_REAL, seconds))
     shell.events.register("post_run_cell", lambda *_: signal.setitimer(signal.ITIMER_REAL, 0))
     monitor = Monitor(config["package_dir"])
+    without_tqdm_monitor()
     with open(config["notebook"], encoding="utf-8") as f:
         cells = [c for c in json.load(f)["cells"] if c.get("cell_type") == "code"]
     notes = []
