@@ -78,7 +78,8 @@ class Monitor:
     same code, names and docstring as one of the package's functions, at any line. An edited
     copy is not. Threads the call starts are watched too; threads the notebook started before
     cannot be, so a call made while they are alive is noted. An audit hook notes imports of
-    the package. Learner code can remove the profiler; that is noted too.
+    the package. Learner code can remove the profiler; that is noted too, and a call after
+    the notebook replaced or switched off a part of the watch fails (:meth:`changed`).
     """
 
     def __init__(self, package_dir: str):
