@@ -215,7 +215,7 @@ def test_every_hidden_test_draws_some_input_through_the_gradings_seed():
 def test_a_table_of_the_hidden_tests_answers_earns_nothing_at_another_grading():
     """The cheat itself, on one set: its functions only look up what the solutions returned
     for the hidden tests' inputs at one seed; graded with another seed, it earns nothing."""
-    out = subprocess.run([sys.executable, "scripts/answer_table.py", "01_text_to_numbers"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "scripts/answer_table.py", "--no-blank", "01_text_to_numbers"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     row = next(line for line in out.stdout.splitlines() if line.startswith("01_text_to_numbers"))
@@ -934,12 +934,15 @@ def test_a_message_whose_index_claims_entries_larger_than_itself_is_refused():
         _receive_raw(bytes(data))
 
 
-def test_a_message_built_to_take_minutes_to_read_is_stopped():
+def test_a_message_built_to_take_minutes_to_read_is_stopped(monkeypatch):
     """A dict of integers that all hash to 0: each insertion probes every earlier key (150,000
-    keys took 100 s of CPU to unpickle)."""
+    keys took 100 s of CPU to unpickle). Stopped at 2 s here, not the grader's 10, to save
+    the suite's time."""
     import zipfile
 
     from tinyllm.grading import values
+
+    monkeypatch.setattr(values, "READ_SECONDS", 2.0)
 
     def colliding(name, data):
         if not name.endswith("/data.pkl"):
@@ -951,9 +954,9 @@ def test_a_message_built_to_take_minutes_to_read_is_stopped():
         return bytes(body + b"u.")  # SETITEMS, STOP
 
     start = time.monotonic()
-    with pytest.raises(values.ChannelError, match="takes more than 10 s to read"):
+    with pytest.raises(values.ChannelError, match="takes more than 2 s to read"):
         _receive_raw(_saved_with(colliding, zipfile.ZIP_STORED))
-    assert time.monotonic() - start < 20
+    assert time.monotonic() - start < 12
 
 
 def test_a_sandbox_that_stops_reading_ends_the_session_at_the_calls_deadline():
