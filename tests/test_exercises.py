@@ -246,7 +246,8 @@ def test_an_answer_that_calls_a_forbidden_function_loses_the_whole_question(grad
     """The ``builtin*.ipynb`` submissions give right values from the function their statement
     forbids (``F.layer_norm``), directly or by another path (``nn.LayerNorm``, ``torch.ops.aten``,
     a thread of its own, torch's function modes switched off, a tensor subclass's
-    ``__torch_function__``, a kernel of the same family under another name): every hidden test of that question fails, not just one."""
+    ``__torch_function__``, a kernel of the same family under another name): every hidden
+    test of that question fails, not just one."""
     builtin = [(name, file_name, question) for name, file_name, question in WRONG if file_name.startswith("builtin")]
     assert len(builtin) == 11
     for name, file_name, question in builtin:

@@ -201,12 +201,12 @@ def test_every_hidden_test_draws_some_input_through_the_gradings_seed():
     unseeded = []
     for name in known_assignments():
         for question, text in json.loads((ASSIGNMENTS_DIR / f"{name}.json").read_text())["tests"].items():
+            if (name, question) == ("13_scaling_out", "q1"):
+                continue
             for node in ast.parse(text).body:
                 hidden = isinstance(node, ast.FunctionDef) and any(
                     isinstance(d, ast.Call) and any(k.arg == "hidden" and getattr(k.value, "value", False)
                                                     for k in d.keywords) for d in node.decorator_list)
-                if name == "13_scaling_out" and question == "q1":
-                    continue
                 if hidden and "checks.seed(" not in ast.get_source_segment(text, node):
                     unseeded.append(f"{name} {question} {node.name}")
     assert not unseeded, f"hidden tests with only fixed inputs: {unseeded}"
