@@ -117,6 +117,21 @@ def test_a_notebook_process_that_dies_is_reported(tmp_path):
     assert report.score == 0 and "not graded" in report.table()
 
 
+def test_questions_after_a_call_that_ended_the_process_are_not_graded(tmp_path):
+    path = _with_answers(tmp_path, "dies_in_call.ipynb", {
+        "q2": "stoi = {ch: i for i, ch in enumerate(sorted(set(text)))}\nitos = {i: ch for ch, i in stoi.items()}\n"
+              "def encode(s, stoi):\n    import os, sys\n"
+              "    if sys._getframe(1).f_code.co_name == 'call':  # called by the grader, not the notebook\n"
+              "        os._exit(1)\n    return [stoi[c] for c in s]"})
+    report = grade(path, assignment=SET)
+    # q1 ran (its solved answer passed); q2's call ended the process; q3 and q4 never ran
+    assert [bool(q.cases) for q in report.questions] == [True, True, False, False], report.table()
+    assert [q.score for q in report.questions] == [2, 0, 0, 0]
+    assert report.question("q4").message.startswith("not graded: ")
+    rows = {line.split()[0]: line for line in report.table().splitlines() if line[:2] in ("q1", "q2", "q3", "q4")}
+    assert "not graded" in rows["q3"] and "failed" in rows["q2"], report.table()
+
+
 def test_a_notebook_that_never_ends_is_stopped_whole(tmp_path):
     path = _with_answers(tmp_path, "forever.ipynb", {"q1": "import time\nwhile True:\n    time.sleep(1)"})
     start = time.perf_counter()

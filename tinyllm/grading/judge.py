@@ -358,7 +358,12 @@ def judge(config: dict, test_files: dict[str, ExceptionTestFile]) -> Report:
         except (TypeError, IndexError, KeyError, ValueError):
             session.fail("the notebook's process sent no usable answer")
             error = session.dead
-        questions = [] if error else [run_question(t, session) for t in test_files.values()]
+        questions = []
+        for test_file in [] if error else test_files.values():
+            if session.dead:  # the sandbox ended during an earlier question: this one never ran
+                questions += blank_results({test_file.name: test_file}, f"not graded: {session.dead}")
+            else:
+                questions.append(run_question(test_file, session))
         error = error or session.dead
     finally:
         run.stop()
