@@ -99,3 +99,22 @@ def test_call_without_fails_an_answer_that_takes_the_watch_off():
 def test_a_class_is_not_a_forbidden_name():
     with pytest.raises(TypeError, match="the function its forward calls"):
         checks.Forbidden(("torch.nn.LayerNorm",))
+
+
+def test_a_name_ending_in_a_star_forbids_a_family_of_kernels():
+    """Set 05's list: the attention kernels behind F.scaled_dot_product_attention under their
+    own names, and nn.MultiheadAttention, whose forward calls F.multi_head_attention_forward."""
+    sdpa = ("torch.nn.functional.scaled_dot_product_attention", "torch.ops.aten._scaled_dot_product_*",
+            "torch.nn.functional.multi_head_attention_forward")
+    q = torch.randn(1, 2, 3, 4)
+    aten = torch.ops.aten
+    for answer in (lambda q: aten._scaled_dot_product_attention_math(q, q, q, is_causal=True)[0],
+                   lambda q: aten._scaled_dot_product_flash_attention_for_cpu(q, q, q, is_causal=True)[0]):
+        with pytest.raises(AssertionError, match=r"calls torch\.ops\.aten\._scaled_dot_product_\*,"):
+            checks.call_without(sdpa, "attention", answer, q)
+    mha = torch.nn.MultiheadAttention(4, 2, batch_first=True)
+    x = torch.randn(1, 3, 4)
+    with pytest.raises(AssertionError, match=r"calls torch\.nn\.functional\.multi_head_attention_forward,"):
+        checks.call_without(sdpa, "attention", lambda x: mha(x, x, x, need_weights=False)[0], x)
+    own = checks.call_without(sdpa, "attention", lambda q: (q @ q.transpose(-2, -1)).softmax(-1) @ q, q)
+    assert own.shape == q.shape  # what the answer writes itself passes

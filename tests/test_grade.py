@@ -1049,6 +1049,42 @@ def test_tqdm_starts_no_monitor_thread_in_the_sandbox_and_any_thread_is_noted():
     assert "ran while 1 thread(s) the notebook started earlier were alive" in out.stdout
 
 
+def test_a_watch_changed_in_any_of_its_parts_is_seen():
+    """Each way a notebook could silence the sandbox's watch without removing it (in a fresh
+    process: the watch installs an audit hook for good)."""
+    code = """if True:
+        import torch
+        import tinyllm
+        from pathlib import Path
+        from tinyllm.grading import checks
+        from tinyllm.grading.serve import Monitor
+        watch = Monitor(str(Path(tinyllm.__file__).parent))
+        forbidden = ("torch.nn.functional.layer_norm",)
+
+        def seen(trick, undo):
+            watch.start(((), {}), forbidden)
+            trick()
+            changed = watch.changed()
+            undo()
+            watch.stop()
+            watch.start(((), {}), forbidden)
+            clean = watch.changed()
+            watch.stop()
+            print(changed, clean)
+
+        failure = checks.Forbidden.failure
+        seen(lambda: setattr(checks.Forbidden, "failure", lambda self, name: None),
+             lambda: setattr(checks.Forbidden, "failure", failure))
+        seen(lambda: watch.forbidden.names.clear(), lambda: None)
+        seen(lambda: setattr(watch.forbidden, "failure", lambda name: None), lambda: None)
+        seen(lambda: setattr(watch, "active", False), lambda: None)
+        seen(lambda: setattr(watch, "_profile", lambda *a: None), lambda: delattr(watch, "_profile"))
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:5] == ["True False"] * 5, out.stdout
+
+
 def test_without_torchscripts_private_registry_the_watch_leaves_that_note_out(monkeypatch):
     import torch
 
