@@ -274,9 +274,13 @@ def run_question(test_file: ExceptionTestFile, session: Session) -> QuestionResu
     )
 
 
+def blank_result(test_file: ExceptionTestFile, message: str) -> QuestionResult:
+    """A question that was not run: 0 of its points, no cases, and why."""
+    return QuestionResult(test_file.name, 0.0, float(test_file.possible), False, False, message=message)
+
+
 def blank_results(test_files: dict[str, ExceptionTestFile], message: str) -> list[QuestionResult]:
-    return [QuestionResult(t.name, 0.0, float(t.possible), False, False, message=message)
-            for t in test_files.values()]
+    return [blank_result(t, message) for t in test_files.values()]
 
 
 def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple[sandbox.Run, int, int]:
@@ -361,7 +365,7 @@ def judge(config: dict, test_files: dict[str, ExceptionTestFile]) -> Report:
         questions = []
         for test_file in [] if error else test_files.values():
             if session.dead:  # the sandbox ended during an earlier question: this one never ran
-                questions += blank_results({test_file.name: test_file}, f"not graded: {session.dead}")
+                questions.append(blank_result(test_file, f"not graded: {session.dead}"))
             else:
                 questions.append(run_question(test_file, session))
         error = error or session.dead

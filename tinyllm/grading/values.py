@@ -10,9 +10,10 @@ into the test's own objects; :func:`mapped` walks nested inputs.
 :func:`send` and :func:`receive` frame messages on a pipe. What the sandbox sends must be an
 archive as ``torch.save`` writes it (entries stored, not compressed, none larger than the
 message), is read with ``torch.load(weights_only=True)`` (tensors and plain data, never
-objects) within ``READ_SECONDS``, and is then checked by :func:`check_plain`: only plain types, and tensors that own exactly their
-storage (contiguous, no offset, no stride-0 view of a small buffer), within an element
-budget, so a forged message cannot make the grader allocate more than it read.
+objects) within ``READ_SECONDS``, and is then checked by :func:`check_plain`: only plain
+types, and tensors that own exactly their storage (contiguous, no offset, no stride-0 view
+of a small buffer), within an element budget, so a forged message cannot make the grader
+allocate more than it read.
 """
 
 from __future__ import annotations
