@@ -465,6 +465,20 @@ def test_the_warm_process_imports_every_package_module_the_packaged_tests_import
     assert modules and modules <= set(WARM_MODULES), sorted(modules - set(WARM_MODULES))
 
 
+def test_an_optimizer_step_in_a_hidden_test_imports_nothing_the_warm_process_lacks():
+    """Set 08's tests step torch.optim.AdamW; its first step imports torch._dynamo (about 1 s of
+    CPU), which each grading would pay again if the warm process had not imported it."""
+    from tinyllm.grade import ASSIGNMENTS_DIR, WARM_MODULES
+
+    assert any("torch.optim." in p.read_text(encoding="utf-8") for p in ASSIGNMENTS_DIR.glob("*.json"))
+    code = (f"import importlib, sys, torch\nfor m in {WARM_MODULES!r}:\n    importlib.import_module(m)\n"
+            "before = set(sys.modules)\np = torch.nn.Parameter(torch.ones(3))\n"
+            "p.grad = torch.ones(3)\ntorch.optim.AdamW([p]).step()\n"
+            "print(len(set(sys.modules) - before))")
+    new = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert int(new) < 10, f"an optimizer step imported {new.strip()} modules the warm process had not"
+
+
 def _is_module(name: str) -> bool:
     import importlib.util
 
