@@ -465,6 +465,15 @@ def test_the_warm_process_imports_every_package_module_the_packaged_tests_import
     assert modules and modules <= set(WARM_MODULES), sorted(modules - set(WARM_MODULES))
 
 
+def _is_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def test_an_optimizer_step_in_a_hidden_test_imports_nothing_the_warm_process_lacks():
     """Set 08's tests step torch.optim.AdamW; its first step imports torch._dynamo (about 1 s of
     CPU), which each grading would pay again if the warm process had not imported it."""
@@ -477,15 +486,6 @@ def test_an_optimizer_step_in_a_hidden_test_imports_nothing_the_warm_process_lac
             "print(len(set(sys.modules) - before))")
     new = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert int(new) < 10, f"an optimizer step imported {new.strip()} modules the warm process had not"
-
-
-def _is_module(name: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def test_grader_cell_names_an_unknown_set(tmp_path, monkeypatch):
