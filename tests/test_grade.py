@@ -1043,7 +1043,7 @@ def test_tqdm_starts_no_monitor_thread_in_the_sandbox_and_any_thread_is_noted():
         import threading
         from tqdm.auto import tqdm
         from tqdm._monitor import TMonitor
-        from tinyllm.grading.serve import Monitor, without_tqdm_monitor
+        from tinyllm.grading.watch import Monitor, without_tqdm_monitor
         without_tqdm_monitor()
         for _ in tqdm(range(3)):
             pass
@@ -1071,7 +1071,7 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
         import tinyllm
         from pathlib import Path
         from tinyllm.grading import checks
-        from tinyllm.grading.serve import Monitor
+        from tinyllm.grading.watch import Monitor
         watch = Monitor(str(Path(tinyllm.__file__).parent))
         forbidden = ("torch.nn.functional.layer_norm",)
 
@@ -1102,7 +1102,7 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
 def test_without_torchscripts_private_registry_the_watch_leaves_that_note_out(monkeypatch):
     import torch
 
-    from tinyllm.grading.serve import Monitor
+    from tinyllm.grading.watch import Monitor
 
     watch = Monitor.__new__(Monitor)
     assert watch._scripted() == set()  # nothing compiled: no note

@@ -86,3 +86,21 @@ def test_no_import_cycle_in_the_package():
     assert len(graph) > 30 and graph["tinyllm.grading.judge"] >= {"tinyllm.grading.values"}
     assert _cycle(graph) == [], " -> ".join(_cycle(graph))
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the finder finds one
+
+
+# Modules that are data, not code a reader follows: the chat's tables, and the public tests
+# exercises/build.py writes for Colab.
+DATA_MODULES = {"chat_topics.py", "grading/public_tests.py"}
+MAX_MODULE_LINES = 450
+
+
+def test_no_module_is_longer_than_a_reader_can_hold():
+    """One idea per module: none of the package's code modules is over 450 lines."""
+    from pathlib import Path
+
+    package = Path(tinyllm.__file__).resolve().parent
+    sizes = {p.relative_to(package).as_posix(): len(p.read_text(encoding="utf-8").splitlines())
+             for p in package.rglob("*.py")}
+    assert DATA_MODULES <= set(sizes), sorted(DATA_MODULES - set(sizes))
+    long = {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES and name not in DATA_MODULES}
+    assert long == {}, f"modules over {MAX_MODULE_LINES} lines (split them by idea): {long}"

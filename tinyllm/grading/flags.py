@@ -1,7 +1,7 @@
 """Answers that are not the learner's own: answer cells importing the package's implementation.
 
 The first signal is behaviour: the sandbox notes every entry into the package's code while
-a learner's function runs (:class:`tinyllm.grading.serve.Monitor`). This is the second: an
+a learner's function runs (:class:`tinyllm.grading.watch.Monitor`). This is the second: an
 answer cell that imports a tinyllm module other than the course's grading helpers
 (``import tinyllm.model``, ``from tinyllm import sampling``, ``__import__("tinyllm.model")``,
 ``importlib.import_module("tinyllm.model")`` with a literal name) is flagged for its

@@ -1,0 +1,278 @@
+"""The watch of a learner's call, in the sandbox: which of the package's functions it enters.
+
+:class:`Monitor` runs while :func:`tinyllm.grading.serve.call` calls a learner's function: a
+profiler (``sys.setprofile``) notes entries into the package's own code, or into a copy of
+it, and calls of the functions a question's statement forbids (with
+:class:`tinyllm.grading.checks.Forbidden`, a torch function mode); an audit hook notes
+imports of the package and new processes. It is a check on shortcuts, not a boundary: it
+shares the process with the learner's code (see :meth:`Monitor.changed`). What it notes
+becomes a flag (:mod:`tinyllm.grading.flags`) or fails the call.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+# What the audit hook sees of a new process: the watch does not follow it there.
+PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system", "subprocess.Popen"}
+
+# Methods of the objects a test passes in that an answer may call: the statements say
+# "run the module" or "encode with the tokenizer you are given".
+ALLOWED_METHODS = {"forward", "encode", "decode"}
+
+
+class Monitor:
+    """Which of the package's functions a learner's call enters (a flag, not a boundary).
+
+    ``sys.setprofile`` sees every Python call while the learner's function runs; an entry
+    into ``tinyllm`` (not ``tinyllm.grading``) from outside it is noted, except the methods a
+    statement lets a learner use on what the test passed in: a module's ``forward``, a
+    tokenizer's ``encode`` and ``decode`` (any other method, ``model.generate`` say, is
+    noted). A copy of the package's code run from another file or under another name (a
+    copied module imported as ``mine``, its text passed to ``exec``) is noted as a copy: the
+    same code, names and docstring as one of the package's functions, at any line. An edited
+    copy is not. Threads the call starts are watched too; threads the notebook started before
+    cannot be, so a call made while they are alive is noted. An audit hook notes imports of
+    the package. Learner code can remove the profiler; that is noted too, and a call after
+    the notebook replaced or switched off a part of the watch fails (:meth:`changed`).
+    """
+
+    def __init__(self, package_dir: str):
+        self.package = package_dir.rstrip("/") + "/"
+        self.grading = self.package + "grading/"
+        self.allowed_selves: set[int] = set()  # the objects the test passed in (and their modules)
+        self.entered: set[str] = set()
+        self.active = False
+        self.copies: dict[tuple, str] | None = None  # the package's functions, by what a copy keeps
+        self.forbidden = None  # what the statement of the function called forbids (checks.Forbidden)
+        import torch
+
+        self.tensor, self.torch_dir = torch.Tensor, os.path.dirname(torch.__file__) + "/"
+        self.modes_all_off = getattr(torch._C, "_is_torch_function_all_disabled", lambda: False)
+        sys.addaudithook(self._audit)
+        self._watch_raw_threads()
+        from tinyllm.grading import checks
+
+        # What the watch is made of before any cell runs: see changed().
+        self._made_of = [(kind, dict(vars(kind))) for kind in (Monitor, checks.Forbidden)]
+        self._forbidden_names: dict[str, str] = {}
+        self._own = set(vars(self)) | {"_own"}
+
+    def changed(self) -> bool:
+        """Whether code of the notebook replaced a part of the watch: a method of its classes
+        (``checks.Forbidden.failure = ...``) or of this watch or its forbidden-function mode,
+        the mode's names (``mode.names.clear()``), or switched the watch off (``active``).
+        A notebook that rewrites this check too, or the grader's code it reaches up the
+        stack, still goes unseen: the watch shares the process with the learner's code."""
+        kinds = any(vars(kind).keys() != was.keys() or any(vars(kind)[k] is not v for k, v in was.items())
+                    for kind, was in self._made_of)
+        mode = self.forbidden is not None and (set(vars(self.forbidden)) != {"names", "prefixes", "seen"}
+                                               or self.forbidden.names != self._forbidden_names)
+        return kinds or mode or set(vars(self)) != self._own or not self.active
+
+    def _watch_raw_threads(self) -> None:
+        """A thread started with ``_thread.start_new_thread`` (not ``threading``, which
+        ``threading.setprofile`` covers) gets the watch too, from its first line on."""
+        import _thread
+
+        start = _thread.start_new_thread
+
+        def start_new_thread(function, args, kwargs=None):
+            def watched(*a, **k):
+                if self.active:
+                    sys.setprofile(self._thread_profile)
+                return function(*a, **k)
+
+            return start(watched, args, kwargs or {})
+
+        _thread.start_new_thread = start_new_thread
+
+    def _copy_of(self, code) -> str | None:
+        """The package function ``code`` is a copy of, if it is one (cheap when it is not: the
+        bytecode is read only for a function whose name and sizes match one of the package's)."""
+        if _shape(code) not in self.copies:
+            return None
+        return self.copies.get(_fingerprint(code))
+
+    def _package_functions(self) -> dict[tuple, str]:
+        """:func:`_fingerprint` -> ``tinyllm.module.qualname`` of every function of the
+        package outside grading, compiled from its files (0.05 s), and each :func:`_shape`
+        alone, the quick first test."""
+        import types
+        from pathlib import Path
+
+        found = {}
+        for path in sorted(Path(self.package).rglob("*.py")):
+            if not self._ours(str(path)):
+                continue
+            module = str(path)[len(self.package):].removesuffix(".py").replace("/", ".")
+            stack = [compile(path.read_text(encoding="utf-8"), str(path), "exec")]
+            while stack:
+                code = stack.pop()
+                stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+                if not code.co_name.startswith("<"):  # not a module, lambda or comprehension
+                    found[_fingerprint(code)] = f"tinyllm.{module}.{code.co_qualname}"
+                    found[_shape(code)] = ""
+        return found
+
+    def _audit(self, event, args):
+        if self.active and event in PROCESS_EVENTS:
+            self.entered.add("started a process during the call, which the watch does not follow")
+        if self.active and event == "import" and args and isinstance(args[0], str):
+            name = args[0]
+            if name.startswith("tinyllm") and not name.startswith(("tinyllm.grading", "tinyllm.grade")):
+                if name not in sys.modules:
+                    self.entered.add(f"imported {name}, the package's own code")
+
+    def _ours(self, filename: str) -> bool:
+        return filename.startswith(self.package) and not filename.startswith(self.grading)
+
+    def _profile(self, frame, event, arg):
+        if not self.active:
+            return
+        if self.forbidden is not None and event in ("call", "c_call"):
+            self._torch_call(frame, event, arg)
+        if event != "call":
+            return
+        if not self._ours(frame.f_code.co_filename):
+            copied = self._copy_of(frame.f_code)
+            if copied and not (frame.f_back is not None and self._copy_of(frame.f_back.f_code)):
+                self.entered.add(f"called a copy of {copied}, the package's own code")
+            return
+        caller = frame.f_back
+        if caller is not None and self._ours(caller.f_code.co_filename):
+            return  # inside the package already: only entry points count (the grader's own
+            # call of a learner's name counts: the name may be bound to the package's function)
+        code = frame.f_code
+        given = frame.f_locals.get("self")
+        if code.co_name in ALLOWED_METHODS and id(given) in self.allowed_selves and \
+                getattr(getattr(type(given), code.co_name, None), "__code__", None) is code:
+            return  # the given object's own method (not another class's run on it)
+        module = code.co_filename[len(self.package):].removesuffix(".py").replace("/", ".")
+        self.entered.add(f"called tinyllm.{module}.{code.co_qualname}, the package's own code")
+
+    def _torch_call(self, frame, event, arg) -> None:
+        """A torch function called from the learner's own code counts against the forbidden
+        list here too: the torch function mode misses calls made while torch has the modes
+        off (``torch._C.DisableTorchFunction``, a tensor subclass's ``__torch_function__``)."""
+        if event == "c_call":  # a function written in C: torch's own, or a tensor's method
+            if not (isinstance(getattr(arg, "__self__", None), self.tensor)
+                    or str(getattr(arg, "__module__", None) or "").startswith("torch")):
+                return
+            caller, name = frame, getattr(arg, "__name__", "")
+        else:
+            code = frame.f_code
+            if not code.co_filename.startswith(self.torch_dir):
+                return
+            caller, name = frame.f_back, code.co_name
+            if name == "__call__":  # torch.ops.aten.layer_norm(...): the operator's own name
+                name = getattr(frame.f_locals.get("self"), "__name__", "")
+        dotted = self.forbidden.dotted(name)
+        if dotted is None or caller is None or caller.f_code.co_filename.startswith(self.grading):
+            return
+        # torch's calls inside torch do not count, as for the mode; unless the modes are all off,
+        # where the mode could not see the call a module's forward makes (nn.LayerNorm's).
+        if not caller.f_code.co_filename.startswith(self.torch_dir) or self.modes_all_off():
+            self.forbidden.seen.add(dotted)
+
+    def start(self, inputs, forbidden=()) -> None:
+        import torch
+
+        from tinyllm.grading import checks, values
+
+        self.forbidden = checks.Forbidden(tuple(forbidden)) if forbidden else None
+        self._forbidden_names = dict(self.forbidden.names) if forbidden else {}  # see changed()
+
+        if self.copies is None:
+            self.copies = self._package_functions()
+        given = [v for v in values.leaves(inputs) if not isinstance(v, (torch.Tensor, int, float, str))]
+        self.allowed_selves = {id(v) for v in given}  # a module, a tokenizer: never a tensor or number
+        self.allowed_selves |= {id(m) for v in given if isinstance(v, torch.nn.Module) for m in v.modules()}
+        self.entered = self._unwatched_threads() | self._unwatched_processes() | self._scripted()
+        self.active = True
+        if self.forbidden is not None:
+            self.forbidden.__enter__()
+        threading.setprofile(self._thread_profile)  # threads the call starts are watched too
+        sys.setprofile(self._profile)
+
+    def _thread_profile(self, frame, event, arg):
+        """A thread the call started, at its first event: the watch of forbidden functions (a
+        torch function mode, which each thread keeps for itself) goes there too."""
+        if self.active and self.forbidden is not None:
+            self.forbidden.__enter__()
+        sys.setprofile(self._profile)
+        self._profile(frame, event, arg)
+
+    def _unwatched_threads(self) -> set[str]:
+        """A note when threads the notebook started earlier are alive: a profiler set now
+        does not reach them (Python 3.11 sets it per thread), so a call could run the
+        package's code there unseen. Every thread counts: tqdm runs without its monitor
+        thread here (:func:`without_tqdm_monitor`), so one that looks like it is the notebook's."""
+        others = [ident for ident in sys._current_frames()  # raw _thread threads too
+                  if ident != threading.main_thread().ident]
+        if not others:
+            return set()
+        return {f"ran while {len(others)} thread(s) the notebook started earlier were alive, which the watch does not see"}
+
+    @staticmethod
+    def _unwatched_processes() -> set[str]:
+        """A note when processes the notebook started are alive (a worker could answer for it).
+        In the sandbox this process's parent is its pid namespace's first process, so every
+        other process there is the notebook's; without the sandbox (one's own work) no note."""
+        if _getppid() != 1:
+            return set()
+        others = [pid for pid in _listdir("/proc") if pid.isdigit() and int(pid) not in (1, _getpid())]
+        return {"ran while processes the notebook started were alive, which the watch does not follow"} if others else set()
+
+    def _scripted(self) -> set[str]:
+        """The package's functions the notebook compiled with TorchScript (they run in C++)."""
+        import torch
+
+        try:  # TorchScript's registry of compiled functions (private: absent, it says nothing)
+            names = [f.qualified_name.removeprefix("__torch__.") for f in torch.jit._state._python_cu.get_functions()]
+        except Exception:
+            return set()
+        return {f"ran after the notebook compiled {n}, the package's own code, with TorchScript"
+                for n in names if n.startswith("tinyllm.") and not n.startswith("tinyllm.grading")}
+
+    def stop(self) -> list[str]:
+        removed = sys.getprofile() is None or getattr(sys.getprofile(), "__self__", None) is not self
+        sys.setprofile(None)
+        threading.setprofile(None)
+        self.active = False
+        if self.forbidden is not None:
+            self.forbidden.leave()
+        if removed:
+            self.entered.add("removed the grader's call monitor")
+        self.entered |= self._scripted()
+        return sorted(self.entered)
+
+
+# Taken before any cell runs: a cell that replaces os.getppid would hide its worker processes.
+_getppid, _getpid, _listdir = os.getppid, os.getpid, os.listdir
+
+
+def without_tqdm_monitor() -> None:
+    """tqdm starts a monitor thread on its first progress bar; here it starts none, so every
+    thread alive at a call is one the notebook started (a thread dressed as tqdm's monitor,
+    serving the package's answers, is noted like any other)."""
+    try:
+        import tqdm
+    except ImportError:
+        return
+    tqdm.tqdm.monitor_interval = 0
+
+
+def _shape(code) -> tuple:
+    return "shape", code.co_name, code.co_argcount, code.co_nlocals, code.co_stacksize
+
+
+def _fingerprint(code) -> tuple:
+    """What a copy of a function keeps wherever it runs from, and at whatever line: its name,
+    bytecode, the names and local names it uses and its constants (its docstring too). Not
+    its file or line: the same text retyped by hand has the same fingerprint only if it has
+    the same docstring and local names."""
+    consts = tuple(c.co_name if hasattr(c, "co_code") else repr(c) for c in code.co_consts)
+    return code.co_name, code.co_code, code.co_names, code.co_varnames, consts
