@@ -59,7 +59,7 @@ MAP: dict[str, tuple[str, str, str]] = {
     "files.py": ("-", "test_checkpoint.py", "atomic writes and sha256 (below the data flow)"),
     "validate.py": ("-", "test_model.py, test_scale.py", "the integer and token-id checks, one wording each (below the data flow)"),
     "grade.py": ("exercises", "test_grade.py, test_exercises.py", "`python -m tinyllm.grade`"),
-    "grading/": ("exercises", "test_grade.py, test_exercises.py", "a bubblewrap sandbox that answers calls, the tests in a process of their own, checks, flags, a teacher's own sources"),
+    "grading/": ("exercises", "test_grade.py, test_exercises.py", "a bubblewrap sandbox that answers calls under a watch, the tests in a process of their own, checks, flags, a teacher's own sources"),
 }
 
 
