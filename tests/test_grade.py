@@ -1073,7 +1073,7 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
         from tinyllm.grading import checks
         from tinyllm.grading.watch import Monitor
         watch = Monitor(str(Path(tinyllm.__file__).parent))
-        forbidden = ("torch.nn.functional.layer_norm",)
+        forbidden = ("torch.nn.functional.layer_norm", "torch.ops.aten._scaled_dot_product_*")
 
         def seen(trick, undo):
             watch.start(((), {}), forbidden)
@@ -1090,13 +1090,14 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
         seen(lambda: setattr(checks.Forbidden, "failure", lambda self, name: None),
              lambda: setattr(checks.Forbidden, "failure", failure))
         seen(lambda: watch.forbidden.names.clear(), lambda: None)
+        seen(lambda: watch.forbidden.prefixes.clear(), lambda: None)
         seen(lambda: setattr(watch.forbidden, "failure", lambda name: None), lambda: None)
         seen(lambda: setattr(watch, "active", False), lambda: None)
         seen(lambda: setattr(watch, "_profile", lambda *a: None), lambda: delattr(watch, "_profile"))
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:5] == ["True False"] * 5, out.stdout
+    assert out.stdout.split("\n")[:6] == ["True False"] * 6, out.stdout
 
 
 def test_without_torchscripts_private_registry_the_watch_leaves_that_note_out(monkeypatch):

@@ -57,19 +57,20 @@ class Monitor:
 
         # What the watch is made of before any cell runs: see changed().
         self._made_of = [(kind, dict(vars(kind))) for kind in (Monitor, checks.Forbidden)]
-        self._forbidden_names: dict[str, str] = {}
+        self._forbidden_lists: tuple[dict, dict] = ({}, {})  # its names and prefixes at the start
         self._own = set(vars(self)) | {"_own"}
 
     def changed(self) -> bool:
         """Whether code of the notebook replaced a part of the watch: a method of its classes
         (``checks.Forbidden.failure = ...``) or of this watch or its forbidden-function mode,
-        the mode's names (``mode.names.clear()``), or switched the watch off (``active``).
+        the mode's names or name prefixes (``mode.names.clear()``), or switched the watch off (``active``).
         A notebook that rewrites this check too, or the grader's code it reaches up the
         stack, still goes unseen: the watch shares the process with the learner's code."""
         kinds = any(vars(kind).keys() != was.keys() or any(vars(kind)[k] is not v for k, v in was.items())
                     for kind, was in self._made_of)
-        mode = self.forbidden is not None and (set(vars(self.forbidden)) != {"names", "prefixes", "seen"}
-                                               or self.forbidden.names != self._forbidden_names)
+        mode = self.forbidden is not None and (
+            set(vars(self.forbidden)) != {"names", "prefixes", "seen"}
+            or (self.forbidden.names, self.forbidden.prefixes) != self._forbidden_lists)
         return kinds or mode or set(vars(self)) != self._own or not self.active
 
     def _watch_raw_threads(self) -> None:
@@ -183,7 +184,8 @@ class Monitor:
         from tinyllm.grading import checks, values
 
         self.forbidden = checks.Forbidden(tuple(forbidden)) if forbidden else None
-        self._forbidden_names = dict(self.forbidden.names) if forbidden else {}  # see changed()
+        self._forbidden_lists = (dict(self.forbidden.names), dict(self.forbidden.prefixes)) if forbidden \
+            else ({}, {})  # see changed()
 
         if self.copies is None:
             self.copies = self._package_functions()
