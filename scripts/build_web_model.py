@@ -70,8 +70,10 @@ def checkpoint_digest(folder: Path) -> dict:
 
 
 def write_web_model(model, tokenizer, name: str, out: Path = OUT, prompt: str = "ROMEO:",
-                    checkpoint: Path | None = None) -> dict:
-    """Write ``<name>.onnx``, ``<name>.int8.onnx`` and ``<name>.json`` into ``out``."""
+                    checkpoint: Path | None = None, lowercase_user: bool = False) -> dict:
+    """Write ``<name>.onnx``, ``<name>.int8.onnx`` and ``<name>.json`` into ``out``;
+    ``lowercase_user``: the page encodes the user's messages lower-cased, as tinyllm.chat
+    does for this model (tinyllm.chat.reads_lower_case)."""
     sys.path.insert(0, str(ROOT))
     from tinyllm.export_onnx import cache_names, quantize_int8, to_onnx_cached
 
@@ -93,7 +95,7 @@ def write_web_model(model, tokenizer, name: str, out: Path = OUT, prompt: str = 
         "cache": {"inputs": cache_names(cfg.n_layer, "past"), "outputs": cache_names(cfg.n_layer, "present"),
                   "heads": cfg.kv_heads, "head_size": cfg.head_size},
         "tokenizer": state,
-        "chat": dict(CHAT_TEMPLATE, topics=TOPICS) if is_chat else None,
+        "chat": dict(CHAT_TEMPLATE, topics=TOPICS, lowercase_user=lowercase_user) if is_chat else None,
         "prompt": TOPICS[0] if is_chat else prompt,
         "checkpoint": None,
     }
@@ -109,10 +111,11 @@ def write_web_model(model, tokenizer, name: str, out: Path = OUT, prompt: str = 
 def build(checkpoint: Path, name: str, out: Path = OUT) -> dict:
     """Export the checkpoint folder ``checkpoint`` for the page under ``name``."""
     sys.path.insert(0, str(ROOT))
+    from tinyllm.chat import reads_lower_case
     from tinyllm.checkpoint import load_model
 
-    model, tokenizer, _ = load_model(checkpoint)
-    return write_web_model(model, tokenizer, name, out, checkpoint=checkpoint)
+    model, tokenizer, loaded = load_model(checkpoint)
+    return write_web_model(model, tokenizer, name, out, checkpoint=checkpoint, lowercase_user=reads_lower_case(loaded))
 
 
 def main(argv=None) -> int:

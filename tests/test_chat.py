@@ -19,12 +19,13 @@ from tinyllm.chat import (
     load_chat_model,
     main,
     prompt_ids,
+    reads_lower_case,
     reply,
     stream_reply,
     trim_history,
 )
 from tinyllm.chat_data import IM_END, IM_START, SPECIAL_TOKENS, corpus_text, make_conversations
-from tinyllm.checkpoint import CheckpointError
+from tinyllm.checkpoint import CheckpointError, load_model
 from tinyllm.model import GPTConfig, KVCache
 from tinyllm.tokenizer import BPETokenizer
 from tinyllm.train import config_from_preset, train
@@ -237,7 +238,8 @@ def test_the_shipped_assistants_stated_scores_are_reproduced():
     stated = state["extra"]["eval"]
     model, tokenizer = load_chat_model()
     settings = stated["settings"]
-    report = chat_eval.run_eval(lambda m: reply(model, tokenizer, m, raw=True, **settings),
+    # read as the command reads them: lower-cased (none of the 64 has a capital)
+    report = chat_eval.run_eval(lambda m: reply(model, tokenizer, m, raw=True, lowercase_user=True, **settings),
                                 chat_eval.eval_cases(persona="guppy"))
     assert report["total"] == stated["total"]
     assert report["total"]["passed"] > 0.5  # it talks: most replies pass every check
@@ -322,8 +324,42 @@ def test_the_shipped_assistant_answers_new_wordings_and_hand_written_messages():
     rows = {r["category"]: r["passed"] for r in stated["rows"]}
     assert rows["seen"] >= 0.95 and rows["multi-turn"] >= 0.85 and rows["unseen"] >= 0.70  # the course's bar
     model, tokenizer = load_chat_model()
-    hand = chat_eval.run_eval(lambda m: reply(model, tokenizer, m, raw=True, **stated["settings"]),
-                              chat_eval.handwritten_cases("guppy"))
-    assert hand["rows"][0] == stated["hand-written"]["row"]
+    hand_cases = chat_eval.handwritten_cases("guppy")
+    for lower in (True, False):  # as the command reads them, and as typed (8 of 49 have capitals)
+        hand = chat_eval.run_eval(lambda m: reply(model, tokenizer, m, raw=True, lowercase_user=lower,  # noqa: B023
+                                                  **stated["settings"]), hand_cases)
+        assert hand["rows"][0] == stated["hand-written"]["row"]
     assert hand["rows"][0]["passed"] >= 0.70
     assert stated["capitals"]["title"] >= 0.6 and stated["capitals"]["upper"] >= 0.3  # were 9 %
+
+
+def test_the_shipped_assistant_reads_capitals_as_lower_case(capsys):
+    """"ARE YOU HUNGRY?" gets what "are you hungry?" gets. The shipped assistant's data is
+    mostly lower case, and capitals are other, rarer tokens (as typed, Title Case passed 66 %
+    of the 64 cases and CAPITALS 39 %, lower case 89 %), so the command, chat_completion and
+    the book's page give it the user's messages lower-cased; the system prompt and the
+    assistant's own turns stay as written."""
+    from tinyllm import chat_eval
+
+    model, tokenizer, checkpoint = load_model(SHIPPED_CHAT_MODEL)
+    assert reads_lower_case(checkpoint)
+    cases = chat_eval.eval_cases("guppy")
+    for style in ("title", "upper"):
+        for case, loud in zip(cases, chat_eval.recase(cases, style)):
+            assert loud["messages"] != case["messages"]
+            assert prompt_ids(tokenizer, loud["messages"], True) == prompt_ids(tokenizer, case["messages"], True)
+    loud, quiet = [{"role": "user", "content": "ARE YOU HUNGRY?"}], [{"role": "user", "content": "are you hungry?"}]
+    assert prompt_ids(tokenizer, loud) != prompt_ids(tokenizer, quiet)  # as typed: other tokens
+    assert chat_completion(loud, greedy=True) == chat_completion(quiet, greedy=True)
+    assert chat_completion(loud, greedy=True, lowercase_user=False)["usage"] != chat_completion(quiet, greedy=True)["usage"]
+    said = []
+    for message in ("ARE YOU HUNGRY?", "are you hungry?"):
+        assert main(["--greedy", "--prompt", message]) == 0
+        said.append(capsys.readouterr().out)
+    assert said[0] == said[1] == f"guppy> {reply(model, tokenizer, quiet, greedy=True)}\n"
+    mixed = [{"role": "system", "content": "You Are Guppy."}, {"role": "user", "content": "HI"},
+             {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "OK"}]
+    kept = [mixed[0], {"role": "user", "content": "hi"}, mixed[2], {"role": "user", "content": "ok"}]
+    assert prompt_ids(tokenizer, mixed, True) == prompt_ids(tokenizer, kept)
+    with pytest.raises(ValueError):
+        prompt_ids(tokenizer, [{"role": "user", "content": None}], True)

@@ -258,6 +258,10 @@ def test_a_jsonl_file_trains_a_chat_model_that_tinyllm_chat_talks_with(tmp_path,
     capsys.readouterr()
     assert chat_main(["--out_dir", str(out), "--greedy", "--max_new_tokens", "8", "--prompt", "hi"]) == 0
     assert capsys.readouterr().out.startswith("assistant> ")
+    # One's own conversations are read as typed: their capitals are the data's, not lower-cased.
+    from tinyllm.chat import reads_lower_case
+
+    assert not reads_lower_case(checkpoint)
 
 
 def test_a_jsonl_validation_file_is_used_and_a_bad_line_stops_before_training(tmp_path, capsys):

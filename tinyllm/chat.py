@@ -16,6 +16,12 @@ one. The model samples one token at a time (with a KV cache: each new token cost
 one position, not the whole context) until it writes the end-of-turn token
 ``<|im_end|>``. The history must fit the context window (``block_size`` tokens, the
 prompt plus the reply): :func:`trim_history` drops the oldest turns until it does.
+
+A model trained on the course's persona data reads the user's messages lower-cased
+(``lowercase_user=True``; :func:`reads_lower_case` tells from its checkpoint): that data is
+written mostly in lower case, and "ARE YOU HUNGRY?" falls apart into other, rarer tokens than
+"are you hungry?". The command line, :func:`chat_completion` and the book's page do it for
+such a model; a model trained on one's own conversations reads them as typed.
 """
 
 from __future__ import annotations
@@ -56,15 +62,26 @@ def load_chat_model(out_dir=None, device: str | torch.device = "cpu"):
     return model, tokenizer
 
 
-def prompt_ids(tokenizer, messages) -> list[int]:
+def reads_lower_case(checkpoint) -> bool:
+    """Whether the checkpoint's model should read the user's messages lower-cased: it was
+    trained on the course's persona data (``dataset="chat"``, the shipped assistant), whose
+    messages are mostly lower case. Not a model trained on one's own conversations."""
+    return checkpoint.train_config.get("dataset") == "chat"
+
+
+def prompt_ids(tokenizer, messages, lowercase_user: bool = False) -> list[int]:
     """The token ids of ``messages`` in the chat template, with the assistant's turn opened.
 
     Only the template's markers are special ids; special token strings inside a message
-    are ordinary text (:func:`tinyllm.chat_data.encode_chat`)."""
+    are ordinary text (:func:`tinyllm.chat_data.encode_chat`). ``lowercase_user``: the
+    user's messages are encoded lower-cased (see :func:`reads_lower_case`)."""
+    if lowercase_user:
+        check_messages(messages)
+        messages = [{**m, "content": m["content"].lower()} if m["role"] == "user" else m for m in messages]
     return encode_chat(tokenizer, messages, add_generation_prompt=True)[0]
 
 
-def trim_history(tokenizer, messages, block_size: int, max_new_tokens: int):
+def trim_history(tokenizer, messages, block_size: int, max_new_tokens: int, lowercase_user: bool = False):
     """Drop the oldest turns until the prompt plus ``max_new_tokens`` fits ``block_size``.
 
     Returns ``(messages, dropped)``: a new list and how many messages were dropped. System
@@ -79,10 +96,11 @@ def trim_history(tokenizer, messages, block_size: int, max_new_tokens: int):
     system = [m for m in messages if m["role"] == "system"]
     rest = [m for m in messages if m["role"] != "system"]
     dropped = 0
-    while len(prompt_ids(tokenizer, system + rest)) > budget:
+    while len(prompt_ids(tokenizer, system + rest, lowercase_user)) > budget:
         if len(rest) <= 1:
             raise ValueError(
-                f"the last message alone takes {len(prompt_ids(tokenizer, system + rest))} tokens with the template; "
+                f"the last message alone takes {len(prompt_ids(tokenizer, system + rest, lowercase_user))} tokens "
+                "with the template; "
                 f"the context has room for {budget} (block_size {block_size} - max_new_tokens {max_new_tokens})"
             )
         n = 2 if rest[0]["role"] == "user" and len(rest) > 2 and rest[1]["role"] == "assistant" else 1
@@ -141,7 +159,7 @@ def _stop_ids(tokenizer, raw: bool) -> set[int]:
 def stream_reply(model, tokenizer, messages, *, max_new_tokens: int = DEFAULTS["max_new_tokens"],
                  temperature: float = DEFAULTS["temperature"], top_k: int | None = DEFAULTS["top_k"],
                  top_p: float | None = DEFAULTS["top_p"], greedy: bool = False, seed: int | None = None,
-                 raw: bool = False) -> Iterator[str]:
+                 raw: bool = False, lowercase_user: bool = False) -> Iterator[str]:
     """Yield the reply to ``messages`` in pieces of text, as the tokens are sampled.
 
     Stops at ``<|im_end|>`` (the end of the turn), after ``max_new_tokens`` tokens, or when
@@ -149,11 +167,12 @@ def stream_reply(model, tokenizer, messages, *, max_new_tokens: int = DEFAULTS["
     a new turn itself (``<|im_start|>``) and never shows a special token. ``raw=True`` (for
     the evaluation) shows them as text: the ``<|im_end|>`` that ended the turn, and any
     ``<|im_start|>`` the model wrote. ``greedy``: the most likely token every time (the
-    sampling settings are then ignored); ``seed``: the same reply for the same seed.
+    sampling settings are then ignored); ``seed``: the same reply for the same seed;
+    ``lowercase_user``: the user's messages are read lower-cased (:func:`reads_lower_case`).
     """
     stop_ids = _stop_ids(tokenizer, raw)
-    tokens = _reply_tokens(model, prompt_ids(tokenizer, messages), max_new_tokens, temperature, top_k, top_p,
-                           greedy, seed, stop_ids)
+    tokens = _reply_tokens(model, prompt_ids(tokenizer, messages, lowercase_user), max_new_tokens, temperature,
+                           top_k, top_p, greedy, seed, stop_ids)
     # Tokens are bytes; a character may span two tokens, so decode incrementally.
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     with contextlib.closing(tokens):  # the model is back in its own mode even if we stop early
@@ -175,11 +194,11 @@ def reply(model, tokenizer, messages, **kwargs) -> str:
     return "".join(stream_reply(model, tokenizer, messages, **kwargs))
 
 
-_loaded: dict = {}  # out_dir -> (model, tokenizer): chat_completion loads a checkpoint once
+_loaded: dict = {}  # out_dir -> (model, tokenizer, reads lower case): chat_completion loads a checkpoint once
 
 
 def chat_completion(messages, *, model=None, tokenizer=None, out_dir=None, max_tokens: int | None = None,
-                    **sampling) -> dict:
+                    lowercase_user: bool | None = None, **sampling) -> dict:
     """The reply to ``messages`` as an OpenAI-style chat completion::
 
         {"choices": [{"index": 0, "message": {"role": "assistant", "content": "..."},
@@ -189,7 +208,8 @@ def chat_completion(messages, *, model=None, tokenizer=None, out_dir=None, max_t
     ``model`` and ``tokenizer`` (default: loaded once from ``out_dir``, default the shipped
     assistant); ``sampling``: the arguments of :func:`stream_reply` (``greedy``,
     ``temperature``, ``top_k``, ``top_p``, ``seed``, ``max_new_tokens``), and OpenAI's
-    ``max_tokens`` for ``max_new_tokens``. ``finish_reason`` is ``"stop"`` when the model
+    ``max_tokens`` for ``max_new_tokens``. ``lowercase_user`` (default: as the loaded
+    checkpoint reads, :func:`reads_lower_case`; as typed for a ``model`` given). ``finish_reason`` is ``"stop"`` when the model
     ended its turn (``<|im_end|>``, or the start of a turn of its own), ``"length"`` when
     the reply was cut by ``max_new_tokens`` or the context. ``completion_tokens`` counts
     every token the model wrote, the one that ended the turn included; ``content`` is the
@@ -197,18 +217,21 @@ def chat_completion(messages, *, model=None, tokenizer=None, out_dir=None, max_t
     """
     if (model is None) != (tokenizer is None):
         raise ValueError("chat_completion needs both model and tokenizer, or neither (then out_dir is loaded)")
+    reads_lower = False
     if model is None:
         key = None if out_dir is None else str(out_dir)
         if key not in _loaded:
-            _loaded[key] = load_chat_model(out_dir)
-        model, tokenizer = _loaded[key]
+            model, tokenizer, checkpoint = _load_chat_checkpoint(out_dir, "cpu")
+            _loaded[key] = model, tokenizer, reads_lower_case(checkpoint)
+        model, tokenizer, reads_lower = _loaded[key]
+    lowercase_user = reads_lower if lowercase_user is None else lowercase_user
     if max_tokens is not None:
         sampling["max_new_tokens"] = max_tokens
     settings = {**DEFAULTS, **sampling}
     unknown = sorted(set(settings) - {*DEFAULTS, "greedy", "seed"})
     if unknown:
         raise ValueError(f"chat_completion got unknown arguments {unknown}")
-    ids = prompt_ids(tokenizer, messages)
+    ids = prompt_ids(tokenizer, messages, lowercase_user)
     stop_ids = _stop_ids(tokenizer, raw=False)
     tokens = _reply_tokens(model, ids, settings["max_new_tokens"], settings["temperature"],
                            settings["top_k"], settings["top_p"], settings.get("greedy", False),
@@ -238,8 +261,9 @@ def chat_completion(messages, *, model=None, tokenizer=None, out_dir=None, max_t
 class _Session:
     """The state of an interactive chat: the history and the settings."""
 
-    def __init__(self, model, tokenizer, args, out):
+    def __init__(self, model, tokenizer, args, out, lowercase_user: bool = False):
         self.model, self.tokenizer, self.args, self.out = model, tokenizer, args, out
+        self.lowercase_user = lowercase_user
         self.history: list[dict] = []
         self.name = "assistant"
         # The room for one message: the context minus the reply and the template's markers.
@@ -256,7 +280,7 @@ class _Session:
             self.say(f"(your message was cut to its first {self.max_message_tokens} tokens to fit the context)\n")
         self.history.append({"role": "user", "content": text})
         block, n = self.model.config.block_size, self.args.max_new_tokens
-        self.history, dropped = trim_history(self.tokenizer, self.history, block, n)
+        self.history, dropped = trim_history(self.tokenizer, self.history, block, n, self.lowercase_user)
         if dropped:
             self.say(f"(dropped the {dropped} oldest message{'s' if dropped > 1 else ''} to fit the "
                      f"{block}-token context)\n")
@@ -265,7 +289,8 @@ class _Session:
         try:
             for piece in stream_reply(self.model, self.tokenizer, self.history, max_new_tokens=n,
                                       temperature=self.args.temperature, top_k=self.args.top_k,
-                                      top_p=self.args.top_p, greedy=self.args.greedy, seed=self.args.seed):
+                                      top_p=self.args.top_p, greedy=self.args.greedy, seed=self.args.seed,
+                                      lowercase_user=self.lowercase_user):
                 pieces.append(piece)
                 self.say(piece)
         finally:
@@ -282,13 +307,13 @@ def _read_line(stream) -> str | None:
     return raw.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
-def run_eval(model, tokenizer, args, persona: str) -> str:
+def run_eval(model, tokenizer, args, persona: str, lowercase_user: bool = False) -> str:
     from tinyllm import chat_eval  # the evaluation is optional; the chat works without it
 
     def reply_fn(messages):
         return reply(model, tokenizer, messages, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                      top_k=args.top_k, top_p=args.top_p, greedy=args.greedy,
-                     seed=0 if args.seed is None else args.seed, raw=True)
+                     seed=0 if args.seed is None else args.seed, raw=True, lowercase_user=lowercase_user)
 
     report = chat_eval.run_eval(reply_fn, chat_eval.eval_cases(persona=persona))
     text = chat_eval.format_table(report)
@@ -336,10 +361,11 @@ def main(argv=None, stdin=None, stdout=None) -> int:
         return 1
     persona = checkpoint.train_config.get("persona", "guppy")
     own_data = is_conversation_file(checkpoint.train_config.get("dataset", ""))  # no persona of ours
+    lower = reads_lower_case(checkpoint)
     if args.eval:
-        out.write(run_eval(model, tokenizer, args, persona) + "\n")
+        out.write(run_eval(model, tokenizer, args, persona, lower) + "\n")
         return 0
-    session = _Session(model, tokenizer, args, out)
+    session = _Session(model, tokenizer, args, out, lower)
     session.name = "assistant" if own_data else persona
     if args.prompt is not None:
         session.answer(args.prompt)

@@ -239,13 +239,16 @@
   // header role + "\n", the content, the <|im_end|> id, "\n". The markers are ids; the
   // rest is ordinary text, encoded piece by piece, so a message that spells "<|im_end|>"
   // gets the ids of those characters and the header's ids never depend on the content.
+  // A model that reads the user's messages lower-cased (chat.lowercase_user, trained on the
+  // course's persona data) gets them so, as tinyllm.chat.prompt_ids(..., lowercase_user).
   function promptIds(messages) {
     const c = manifest.chat;
     const special = tokenizer.specialTokens;
     const text = (s) => tokenizer.encode(s, "none");
     const ids = [];
     for (const m of messages) {
-      ids.push(special[c.start], ...text(`${m.role}\n`), ...text(m.content), special[c.end], ...text("\n"));
+      const content = c.lowercase_user && m.role === "user" ? m.content.toLowerCase() : m.content;
+      ids.push(special[c.start], ...text(`${m.role}\n`), ...text(content), special[c.end], ...text("\n"));
     }
     ids.push(special[c.start], ...text(`${c.assistant_role}\n`));
     return ids;
