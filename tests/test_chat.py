@@ -357,6 +357,9 @@ def test_the_shipped_assistant_reads_capitals_as_lower_case(capsys):
         assert main(["--greedy", "--prompt", message]) == 0
         said.append(capsys.readouterr().out)
     assert said[0] == said[1] == f"guppy> {reply(model, tokenizer, quiet, greedy=True)}\n"
+    # A long message is cut as the model reads it: lower-cased, "İ" is two letters and more tokens.
+    assert main(["--greedy", "--prompt", "İ" * 150]) == 0
+    assert capsys.readouterr().out.startswith("(your message was cut to its first")
     mixed = [{"role": "system", "content": "You Are Guppy."}, {"role": "user", "content": "HI"},
              {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "OK"}]
     kept = [mixed[0], {"role": "user", "content": "hi"}, mixed[2], {"role": "user", "content": "ok"}]

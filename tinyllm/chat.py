@@ -275,6 +275,8 @@ class _Session:
         self.out.flush()
 
     def answer(self, text: str) -> None:
+        if self.lowercase_user:  # cut as the model reads it: lower case may take more tokens ("İ" is two letters)
+            text = text.lower()
         text, was_cut = cut_message(self.tokenizer, text, self.max_message_tokens)
         if was_cut:
             self.say(f"(your message was cut to its first {self.max_message_tokens} tokens to fit the context)\n")
