@@ -28,13 +28,17 @@ venv: $(STAMP)
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
+# The package's bytecode, written once: where PYTHONDONTWRITEBYTECODE is set (as on CI) every
+# process would compile it again (each graded notebook's sandbox, each chapter's kernel).
 test: $(STAMP)
+	$(PY) -m compileall -q tinyllm
 	$(PY) -m pytest
 
 # Unit tests only: tests/ without the tests marked slow (grading, torchrun, ONNX exports, Chromium,
 # killed-and-resumed runs, processes importing transformers) and the book (build, browser); the
 # widget tests still run on ipywidgets 7.7.1 too (tests/test_ipywidgets7.py).
 test-fast: $(STAMP)
+	$(PY) -m compileall -q tinyllm
 	$(PY) -m pytest tests -m "not slow" --ignore=tests/test_book.py --ignore=tests/test_book_in_browser.py
 
 sync: $(STAMP)
