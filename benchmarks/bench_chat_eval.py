@@ -1,6 +1,10 @@
 """Score one chat checkpoint on every evaluation, also in capitals (a benchmark, never a test).
 
-    python benchmarks/bench_chat_eval.py CHECKPOINT_DIR OUT.json [--note "which model this is"]
+    python benchmarks/bench_chat_eval.py [CHECKPOINT_DIR [OUT.json]] [--note "which model this is"]
+
+Without CHECKPOINT_DIR it scores the shipped assistant; without OUT.json it only prints.
+The tables read the messages as typed (the command reads them lower-cased for the shipped
+assistant, ``tinyllm.chat.reads_lower_case``): the recased rows measure the model itself.
 
 Runs :mod:`tinyllm.chat_eval`'s 64 generated cases and the hand-written messages, each as
 written and with the user's messages recased (``generated-title``: Title Case;
@@ -44,15 +48,17 @@ def scores(folder) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
-    parser.add_argument("out")
+    parser.add_argument("checkpoint", nargs="?", default=None, help="default: the shipped assistant")
+    parser.add_argument("out", nargs="?", default=None, help="a JSON file for the scores (default: none)")
     parser.add_argument("--note", default="", help="which model this is, stored in the file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     meta = {"model": args.note, "settings": SETTINGS, "date": datetime.date.today().isoformat()}
-    with open(args.out, "w") as f:
-        json.dump({"meta": meta, "scores": scores(args.checkpoint)}, f, indent=1)
-        f.write("\n")
+    measured = scores(args.checkpoint)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"meta": meta, "scores": measured}, f, indent=1)
+            f.write("\n")
 
 
 if __name__ == "__main__":

@@ -313,6 +313,21 @@ def test_the_results_file_replaces_a_link_planted_at_its_name(tmp_path):
     assert not results.is_symlink() and json.loads(results.read_text())["score"] == 0
 
 
+def test_the_csv_of_a_folder_replaces_a_link_planted_at_its_name(tmp_path):
+    """A folder of hand-ins may hold `grades.csv` as a link to a teacher's file: the folder's
+    CSV (written there by default) replaces the link and leaves that file as it was."""
+    victim = tmp_path / "gradebook.xlsx"
+    victim.write_text("the teacher's gradebook", encoding="utf-8")
+    hand_ins = tmp_path / "hand_ins"
+    hand_ins.mkdir()
+    (hand_ins / f"{SET}.ipynb").write_text("{broken", encoding="utf-8")
+    (hand_ins / "grades.csv").symlink_to(victim)
+    assert main([str(hand_ins), "--set", SET]) == 0
+    assert victim.read_text(encoding="utf-8") == "the teacher's gradebook"
+    rows = (hand_ins / "grades.csv").read_text(encoding="utf-8").splitlines()
+    assert not (hand_ins / "grades.csv").is_symlink() and rows[1].startswith(f"{SET}.ipynb,{SET},0,")
+
+
 def test_an_unknown_notebook_is_reported(tmp_path):
     path = tmp_path / "my_homework.ipynb"
     nbformat.write(nbformat.v4.new_notebook(), path)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import multiprocessing
 import os
@@ -304,14 +305,19 @@ def grading_seed() -> int:
 
 def _finish(report: Report, start: float, results_json) -> Report:
     report.seconds = round(time.perf_counter() - start, 2)
-    if results_json:  # a new file put in place: a link planted at that name is replaced, not followed
-        path = Path(results_json)
-        fd, part = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # a new file, never a link's target
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(report.to_dict(), indent=1))
-        os.chmod(part, 0o644)
-        os.replace(part, path)
+    if results_json:
+        _write_new(Path(results_json), json.dumps(report.to_dict(), indent=1))
     return report
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write ``text`` as a new file put in place at ``path``: a link a hand-in planted at that
+    name (in a folder of submissions) is replaced, never written through."""
+    fd, part = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # a new file, never a link's target
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.chmod(part, 0o644)
+    os.replace(part, path)
 
 
 def grade_folder(folder: Path | str, csv_path: Path | str, jobs: int = 1, **kwargs) -> list[Report]:
@@ -325,15 +331,16 @@ def grade_folder(folder: Path | str, csv_path: Path | str, jobs: int = 1, **kwar
         for q in report.questions:
             if q.name not in names:
                 names.append(q.name)
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["notebook", "assignment", "score", "possible", *names, "flags", "error"])
-        for r in reports:
-            scores = {q.name: f"{q.score:g}" for q in r.questions}
-            flags = "; ".join(f"{q.name}: {flag}" for q in r.questions for flag in q.flags)
-            row = [Path(r.notebook).name, r.assignment or "", f"{r.score:g}", f"{r.possible:g}",
-                   *(scores.get(n, "") for n in names), flags, r.error or ""]
-            writer.writerow([_as_text(cell) for cell in row])
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["notebook", "assignment", "score", "possible", *names, "flags", "error"])
+    for r in reports:
+        scores = {q.name: f"{q.score:g}" for q in r.questions}
+        flags = "; ".join(f"{q.name}: {flag}" for q in r.questions for flag in q.flags)
+        row = [Path(r.notebook).name, r.assignment or "", f"{r.score:g}", f"{r.possible:g}",
+               *(scores.get(n, "") for n in names), flags, r.error or ""]
+        writer.writerow([_as_text(cell) for cell in row])
+    _write_new(Path(csv_path), table.getvalue())  # by default inside the folder of hand-ins
     return reports
 
 
