@@ -275,14 +275,14 @@ class _Session:
         self.out.flush()
 
     def answer(self, text: str) -> None:
-        if self.lowercase_user:  # cut as the model reads it: lower case may take more tokens ("İ" is two letters)
+        if self.lowercase_user:  # kept as the model reads it, and cut so: "İ" lower-cased is two letters
             text = text.lower()
         text, was_cut = cut_message(self.tokenizer, text, self.max_message_tokens)
         if was_cut:
             self.say(f"(your message was cut to its first {self.max_message_tokens} tokens to fit the context)\n")
         self.history.append({"role": "user", "content": text})
         block, n = self.model.config.block_size, self.args.max_new_tokens
-        self.history, dropped = trim_history(self.tokenizer, self.history, block, n, self.lowercase_user)
+        self.history, dropped = trim_history(self.tokenizer, self.history, block, n)
         if dropped:
             self.say(f"(dropped the {dropped} oldest message{'s' if dropped > 1 else ''} to fit the "
                      f"{block}-token context)\n")
@@ -291,8 +291,7 @@ class _Session:
         try:
             for piece in stream_reply(self.model, self.tokenizer, self.history, max_new_tokens=n,
                                       temperature=self.args.temperature, top_k=self.args.top_k,
-                                      top_p=self.args.top_p, greedy=self.args.greedy, seed=self.args.seed,
-                                      lowercase_user=self.lowercase_user):
+                                      top_p=self.args.top_p, greedy=self.args.greedy, seed=self.args.seed):
                 pieces.append(piece)
                 self.say(piece)
         finally:

@@ -41,6 +41,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tinyllm.files import write_atomic
 from tinyllm.grading import GRADING_CELL_FIRST_LINE, GRADING_ENV, sandbox  # noqa: F401
 from tinyllm.grading.flags import imported_answers  # noqa: F401  (part of the API)
 from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure  # noqa: F401
@@ -305,19 +306,9 @@ def grading_seed() -> int:
 
 def _finish(report: Report, start: float, results_json) -> Report:
     report.seconds = round(time.perf_counter() - start, 2)
-    if results_json:
-        _write_new(Path(results_json), json.dumps(report.to_dict(), indent=1))
+    if results_json:  # a new file put in place: a link a hand-in planted at that name is replaced, not followed
+        write_atomic(Path(results_json), json.dumps(report.to_dict(), indent=1).encode("utf-8"))
     return report
-
-
-def _write_new(path: Path, text: str) -> None:
-    """Write ``text`` as a new file put in place at ``path``: a link a hand-in planted at that
-    name (in a folder of submissions) is replaced, never written through."""
-    fd, part = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # a new file, never a link's target
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.chmod(part, 0o644)
-    os.replace(part, path)
 
 
 def grade_folder(folder: Path | str, csv_path: Path | str, jobs: int = 1, **kwargs) -> list[Report]:
@@ -340,7 +331,7 @@ def grade_folder(folder: Path | str, csv_path: Path | str, jobs: int = 1, **kwar
         row = [Path(r.notebook).name, r.assignment or "", f"{r.score:g}", f"{r.possible:g}",
                *(scores.get(n, "") for n in names), flags, r.error or ""]
         writer.writerow([_as_text(cell) for cell in row])
-    _write_new(Path(csv_path), table.getvalue())  # by default inside the folder of hand-ins
+    write_atomic(Path(csv_path), table.getvalue().encode("utf-8"))  # a link among the hand-ins is replaced
     return reports
 
 
