@@ -9,8 +9,12 @@ For every set in ``exercises/source/``:
   and each wrong-on-purpose submission loses points on the hidden tests of each question it
   gets wrong (while passing the public ones when the manifest says it should).
 
-Every notebook is graded once per session, as ``python -m tinyllm.grade`` grades it (two at a
-time, in the sandbox where bubblewrap runs); it is the slow part.
+Every notebook is graded once per session, as ``python -m tinyllm.grade`` grades it, two at a
+time: the solutions and the learner notebooks in the sandbox (bubblewrap), as a learner's
+hand-in is; the wrong-on-purpose submissions, which test the tests and not the sandbox, as
+one's own work without it (``isolate=False``, 0.4 s each instead of 2 s: the notebook's
+process is forked from the grader's, which imported torch already). A test grades some of
+them both ways and finds the same verdicts.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from teaching.build import (
     wrong_submissions,
 )
 from tinyllm.grade import grade
+from tinyllm.grading.sandbox import NOT_ISOLATED_AS_ASKED
 
 SOURCES = sources()
 NAMES = [s.stem for s in SOURCES]
@@ -78,14 +83,14 @@ def grades(rebuilt):
     """Grade every set's solutions, blank learner notebook and wrong submissions, two at a time."""
     jobs = []
     for source in SOURCES:
-        jobs.append(((source.stem, "solutions"), solutions_notebook(source), source))
-        jobs.append(((source.stem, "learner"), LEARNER_DIR / f"{source.stem}.ipynb", source))
+        jobs.append(((source.stem, "solutions"), solutions_notebook(source), source, True))
+        jobs.append(((source.stem, "learner"), LEARNER_DIR / f"{source.stem}.ipynb", source, True))
         for file_name in MANIFEST.get(source.stem, {}):
-            jobs.append(((source.stem, file_name), WRONG_DIR / source.stem / file_name, source))
+            jobs.append(((source.stem, file_name), WRONG_DIR / source.stem / file_name, source, False))
     with ThreadPoolExecutor(max_workers=2) as pool:
         # With the packaged tests, as learners are graded; test_packaged_tests_are_up_to_date
         # checks that they are the sources' tests.
-        reports = list(pool.map(lambda job: grade(job[1], assignment=job[2].stem), jobs))
+        reports = list(pool.map(lambda job: grade(job[1], assignment=job[2].stem, isolate=job[3]), jobs))
     slowest = max(reports, key=lambda r: r.seconds)
     print(f"\ngraded {len(reports)} notebooks; slowest {slowest.seconds:g} s ({slowest.notebook})")
     return {job[0]: report for job, report in zip(jobs, reports)}
@@ -255,3 +260,21 @@ def test_an_answer_that_calls_a_forbidden_function_loses_the_whole_question(grad
         assert q.score == 0 and q.public_passed, f"{name} {question}: {q.score} points"
         hidden = [c for c in q.cases if c["hidden"]]
         assert all("which the exercise asks you not to use" in c["message"] for c in hidden), (name, question)
+
+
+@pytest.mark.parametrize("name,file_name", [("02_bigram_model", "c.ipynb"), ("04_embeddings", "builtin_unwatched.ipynb"),
+                                            ("05_attention", "builtin_other_path.ipynb"), ("14_ship_it", "a.ipynb")])
+def test_a_wrong_submission_gets_the_same_verdicts_in_the_sandbox(name, file_name, grades):
+    """The wrong submissions are graded without the sandbox (above); these (inputs changed in
+    place, a forbidden function reached with torch's modes off or from a thread, a generation
+    loop) give the same report in it."""
+    sandboxed = grade(WRONG_DIR / name / file_name, assignment=name)
+    assert sandboxed.error is None and sandboxed.notes == [], (sandboxed.error, sandboxed.notes)
+    unsandboxed = grades[(name, file_name)]
+    assert unsandboxed.notes == [NOT_ISOLATED_AS_ASKED]
+
+    def verdicts(report):
+        return [(q.name, q.score, q.public_passed, q.hidden_passed, q.flags,
+                 [(c["name"], c["passed"]) for c in q.cases]) for q in report.questions]
+
+    assert verdicts(sandboxed) == verdicts(unsandboxed)

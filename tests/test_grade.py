@@ -363,6 +363,37 @@ def test_without_the_sandbox_own_work_is_graded_and_others_refused(tmp_path, mon
     assert "bubblewrap cannot run here" in grade(path).error
 
 
+def test_own_work_graded_without_the_sandbox_runs_apart_from_the_grader(tmp_path):
+    """``isolate=False`` forks the notebook's process from the grader's: it holds open only its
+    channel (not the grader's pipe to the command), runs in a new folder of its own that is
+    removed after, with the sandbox's environment (no variable of the grader's shell), its own
+    session and the threads a fresh process would take; refused for others' notebooks."""
+    from tinyllm.grading import sandbox
+
+    probe = (
+        "import os, sys, torch\n"
+        "fds = [f for f in os.listdir('/proc/self/fd') if os.path.exists(f'/proc/self/fd/{f}')]\n"
+        "kinds = sorted(os.readlink(f'/proc/self/fd/{f}').split(':')[0] for f in fds if int(f) > 2)\n"
+        "ok = (kinds == ['pipe', 'pipe'] and [f for f in os.listdir('.') if f != '.ipython'] == ['SET.ipynb']\n"
+        "      and os.environ['HOME'] == os.getcwd() and sorted(os.environ) == NAMES\n"
+        "      and torch.get_num_threads() == int(os.environ['OMP_NUM_THREADS']) and sys.path[0] == os.getcwd()\n"
+        "      and os.getpgid(0) == os.getpid() and os.readlink('/proc/self/fd/0') == '/dev/null')\n"
+        "print('PROBE', ok, kinds, os.getcwd(), flush=True)\n"
+        "os._exit(0 if ok else 3)\n"
+    ).replace("SET", SET).replace("NAMES", repr(sorted(sandbox.environment("/w", "/p"))))
+    nb = _solved()
+    nb.cells.insert(0, nbformat.v4.new_code_cell(probe))
+    path = tmp_path / f"{SET}.ipynb"
+    nbformat.write(nb, path)
+    report = grade(path, isolate=False)
+    assert report.notes[0] == sandbox.NOT_ISOLATED_AS_ASKED
+    last = report.notes[-1]  # the process ended itself: the report quotes its last line
+    assert last.startswith("the notebook's last output: PROBE True ['pipe', 'pipe'] /"), report.notes
+    folder = Path(last.split()[-1])
+    assert folder.name.startswith("tinyllm-grade-") and not folder.exists()
+    assert grade(path, isolate=False, untrusted=True).error == sandbox.REFUSED
+
+
 def test_command_line_prints_a_table_and_writes_json_and_csv(tmp_path, capsys):
     solved = tmp_path / "alice.ipynb"
     nbformat.write(_solved(), solved)
@@ -1166,11 +1197,11 @@ def test_the_sandbox_binds_no_folder_above_the_package_or_the_current_one(monkey
     (tmp_path / "libs").mkdir()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([".", "/", str(package.parent.parent), str(tmp_path / "libs")]))
-    sandbox._fresh_python.cache_clear()
+    sandbox.fresh_python.cache_clear()
     try:
         bound = [Path(p) for p in sandbox._binds_for_python()[1::3]]
     finally:
-        sandbox._fresh_python.cache_clear()
+        sandbox.fresh_python.cache_clear()
     assert Path(sys.prefix).resolve() in bound and tmp_path.resolve() / "libs" not in bound
     for place in bound:
         assert not package.is_relative_to(place) and not tmp_path.resolve().is_relative_to(place), place

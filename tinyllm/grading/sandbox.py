@@ -16,8 +16,10 @@ With ``bwrap`` (Linux; the sandbox Flatpak uses) the notebook's process sees
 A small watchdog (psutil) counts the sandbox's processes, their threads and their memory and
 ends it when one goes over its limit: the one bound that also holds for root.
 
-Without bubblewrap the same process runs unsandboxed with the limits alone, and the report
-says so; :mod:`tinyllm.grade` refuses that for others' notebooks (``--untrusted``).
+Without bubblewrap (or with ``grade(..., isolate=False)``) the notebook's process is forked
+from the grader's (:func:`tinyllm.grading.judge.start`) and runs unsandboxed with the limits
+alone, and the report says so; :mod:`tinyllm.grade` refuses that for others' notebooks
+(``--untrusted``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Limits:
 
 NOT_ISOLATED = ("graded without isolation: bubblewrap (bwrap) was not found, so the notebook "
                 "ran as your own user (fine for your own work)")
+NOT_ISOLATED_AS_ASKED = "graded without isolation, as asked (isolate=False): the notebook ran as your own user"
 REFUSED = ("refusing to grade others' notebooks without isolation: install bubblewrap "
            "(Debian/Ubuntu: apt-get install bubblewrap), or grade in containers with otter "
            "(otter grade ... --containers; see book/grading.md)")
@@ -78,7 +81,7 @@ def bwrap() -> str | None:
 
 
 @cache
-def _fresh_python() -> tuple[tuple[str, ...], tuple[str, ...]]:
+def fresh_python() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(the folders a fresh ``python`` of this installation imports from, with its ``.pth``
     lines; its site-packages folders). Not what this process's caller added to ``sys.path``
     nor PYTHONPATH: a test runner's folders, a teacher's script folder beside solutions."""
@@ -96,7 +99,7 @@ def _binds_for_python() -> list[str]:
     paths. Never the current folder or one above it (``PYTHONPATH=.``, ``/``); above the
     package only folders of the installation (an installed package's site-packages), not a
     checkout with its sources and tests; no other folder holding a ``tinyllm`` package."""
-    path, sites = _fresh_python()
+    path, sites = fresh_python()
     package, here = Path(__file__).resolve().parents[1], Path.cwd().resolve()
     installation = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *sites)]
 
@@ -214,11 +217,12 @@ def adopt_orphans() -> None:
 
 
 class Run:
-    """A started sandbox: its process, a watchdog, and why it was stopped (if it was)."""
+    """A started notebook process: its process, a watchdog, and why it was stopped (if it was)."""
 
-    def __init__(self, proc: subprocess.Popen, limits: Limits):
+    def __init__(self, proc: subprocess.Popen, limits: Limits, folder: Path | None = None):
         self.proc = proc
         self.limits = limits
+        self.folder = folder  # the working folder of a run without the sandbox: removed at the end
         self.stopped: str | None = None
         self.peak_processes = 0
         self._done = threading.Event()
@@ -272,6 +276,8 @@ class Run:
                 break
             time.sleep(0.05)
         self.proc.wait()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _total(members, measure) -> int:
