@@ -312,66 +312,11 @@ def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple
         work = Path(tempfile.mkdtemp(prefix="tinyllm-grade-"))
         (work / notebook_name).write_text(notebook_json, encoding="utf-8")
         serve_config.update(notebook=str(work / notebook_name), package_dir=str(package_dir))
-        proc = _fork_serve(serve_config, work, output, limits, cpu)
+        proc = sandbox.fork_unsandboxed(serve_config, work, output, limits, cpu)
     for fd in keep:
         os.close(fd)
     os.set_blocking(to_write, False)  # every send to the sandbox has a deadline
     return sandbox.Run(proc, limits, work), to_write, from_read
-
-
-def _fork_serve(serve_config: dict, work: Path, output: int, limits: sandbox.Limits, cpu: float) -> _Forked:
-    """The notebook's process without a sandbox: forked from this one, which imported torch
-    already (a fresh ``python`` pays about 2 s of CPU for it). Nothing is kept from it that a
-    process of the same user could not read anyway (the tests lie in the package's files), so
-    it is for one's own work only, as every grading without the sandbox is."""
-    pid = os.fork()  # before any thread of this process starts, and before torch ran an op here
-    if pid:
-        return _Forked(pid)
-    code = 1
-    try:
-        os.setsid()
-        sandbox.rlimits(limits, cpu)()
-        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-        os.dup2(output, 1)
-        os.dup2(output, 2)
-        low = 3  # nothing of the grader's but the channel: not its pipe to the command
-        for fd in sorted(serve_config["fds"]):
-            os.closerange(low, fd)
-            low = fd + 1
-        os.closerange(low, os.sysconf("SC_OPEN_MAX"))
-        env = {**sandbox.environment(str(work), str(Path(serve_config["package_dir"]).parent)), "TMPDIR": str(work)}
-        os.environ.clear()
-        os.environ.update(env)
-        os.chdir(work)
-        sys.path[:] = [str(work), env["PYTHONPATH"], *sandbox.fresh_python()[0]]  # as `python -m` there
-        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))  # what a fresh process reads at its start
-        from tinyllm.grading import serve
-
-        code = serve.main([json.dumps(serve_config)])
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        os._exit(code)
-
-
-class _Forked:
-    """A forked child seen as a ``subprocess.Popen`` (``pid``, ``poll``, ``wait``) by the watchdog."""
-
-    def __init__(self, pid: int):
-        self.pid, self.returncode = pid, None
-        self._lock = threading.Lock()
-
-    def poll(self, block: bool = False):
-        with self._lock:
-            if self.returncode is None:
-                done, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
-                if done:
-                    self.returncode = os.waitstatus_to_exitcode(status)
-            return self.returncode
-
-    def wait(self):
-        return self.poll(block=True)
 
 
 def _keep_tail(fd: int, tail: bytearray, keep: int = 2000) -> None:

@@ -17,7 +17,7 @@ A small watchdog (psutil) counts the sandbox's processes, their threads and thei
 ends it when one goes over its limit: the one bound that also holds for root.
 
 Without bubblewrap (or with ``grade(..., isolate=False)``) the notebook's process is forked
-from the grader's (:func:`tinyllm.grading.judge.start`) and runs unsandboxed with the limits
+from the grader's (:func:`fork_unsandboxed`) and runs unsandboxed with the limits
 alone, and the report says so; :mod:`tinyllm.grade` refuses that for others' notebooks
 (``--untrusted``).
 """
@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -185,6 +186,64 @@ def rlimits(limits: Limits, cpu_seconds: float):
         _die_with_parent()
 
     return apply
+
+
+def fork_unsandboxed(serve_config: dict, work: Path, output: int, limits: Limits, cpu: float) -> Forked:
+    """The notebook's process (:mod:`tinyllm.grading.serve`) without a sandbox: forked from the
+    judge, which imported torch already (a fresh ``python`` pays about 2 s of CPU for it). It
+    could read the judge's memory (the tests, the seed) as it could read the package's files,
+    so it is for one's own work only, as every grading without the sandbox is."""
+    path = fresh_python()[0]
+    pid = os.fork()  # before the judge starts a thread, and before torch ran an op in it
+    if pid:
+        return Forked(pid)
+    code = 1
+    try:
+        os.setsid()
+        rlimits(limits, cpu)()
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        low = 3  # nothing of the grader's but the channel: not its pipe to the command
+        for fd in sorted(serve_config["fds"]):
+            os.closerange(low, fd)
+            low = fd + 1
+        os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+        env = {**environment(str(work), str(Path(serve_config["package_dir"]).parent)), "TMPDIR": str(work)}
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(work)
+        sys.path[:] = [str(work), env["PYTHONPATH"], *path]  # as `python -m` there
+        import torch
+
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))  # what a fresh process reads at its start
+        from tinyllm.grading import serve
+
+        code = serve.main([json.dumps(serve_config)])
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        os._exit(code)
+
+
+class Forked:
+    """A forked child seen as a ``subprocess.Popen`` (``pid``, ``poll``, ``wait``) by the watchdog."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+        self._lock = threading.Lock()
+
+    def poll(self, block: bool = False):
+        with self._lock:
+            if self.returncode is None:
+                done, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+                if done:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+            return self.returncode
+
+    def wait(self):
+        return self.poll(block=True)
 
 
 def _own_processes() -> list[int]:
