@@ -10,11 +10,11 @@ For every set in ``exercises/source/``:
   gets wrong (while passing the public ones when the manifest says it should).
 
 Every notebook is graded once per session, as ``python -m tinyllm.grade`` grades it, two at a
-time: the solutions and the learner notebooks in the sandbox (bubblewrap), as a learner's
-hand-in is; the wrong-on-purpose submissions, which test the tests and not the sandbox, as
-one's own work without it (``isolate=False``, 0.4 s each instead of 2 s: the notebook's
-process is forked from the grader's, which imported torch already). A test grades some of
-them both ways and finds the same verdicts.
+time: the solutions in the sandbox (bubblewrap), as a learner's hand-in is; the untouched
+learner notebooks and the wrong-on-purpose submissions, which test the tests and not the
+sandbox, as one's own work without it (``isolate=False``, 0.4 s each instead of 2 s: the
+notebook's process is forked from the grader's, which imported torch already). A test
+grades some of them both ways and finds the same verdicts.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def grades(rebuilt):
     jobs = []
     for source in SOURCES:
         jobs.append(((source.stem, "solutions"), solutions_notebook(source), source, True))
-        jobs.append(((source.stem, "learner"), LEARNER_DIR / f"{source.stem}.ipynb", source, True))
+        jobs.append(((source.stem, "learner"), LEARNER_DIR / f"{source.stem}.ipynb", source, False))
         for file_name in MANIFEST.get(source.stem, {}):
             jobs.append(((source.stem, file_name), WRONG_DIR / source.stem / file_name, source, False))
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -263,12 +263,14 @@ def test_an_answer_that_calls_a_forbidden_function_loses_the_whole_question(grad
 
 
 @pytest.mark.parametrize("name,file_name", [("02_bigram_model", "c.ipynb"), ("04_embeddings", "builtin_unwatched.ipynb"),
-                                            ("05_attention", "builtin_other_path.ipynb"), ("14_ship_it", "a.ipynb")])
-def test_a_wrong_submission_gets_the_same_verdicts_in_the_sandbox(name, file_name, grades):
-    """The wrong submissions are graded without the sandbox (above); these (inputs changed in
-    place, a forbidden function reached with torch's modes off or from a thread, a generation
-    loop) give the same report in it."""
-    sandboxed = grade(WRONG_DIR / name / file_name, assignment=name)
+                                            ("05_attention", "builtin_other_path.ipynb"), ("14_ship_it", "a.ipynb"),
+                                            ("08_training", "learner")])
+def test_a_notebook_graded_without_the_sandbox_gets_the_same_verdicts_in_it(name, file_name, grades):
+    """The wrong submissions and learner notebooks are graded without the sandbox (above);
+    these (inputs changed in place, a forbidden function reached with torch's modes off or
+    from a thread, a generation loop, a blank notebook) give the same report in it."""
+    path = LEARNER_DIR / f"{name}.ipynb" if file_name == "learner" else WRONG_DIR / name / file_name
+    sandboxed = grade(path, assignment=name)
     assert sandboxed.error is None and sandboxed.notes == [], (sandboxed.error, sandboxed.notes)
     unsandboxed = grades[(name, file_name)]
     assert unsandboxed.notes == [NOT_ISOLATED_AS_ASKED]
