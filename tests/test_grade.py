@@ -19,6 +19,7 @@ import pytest
 
 from teaching.build import SOURCE_DIR, solutions_notebook
 from tinyllm.grade import first_line_of_failure, grade, main
+from tinyllm.grading.results import Report
 
 SET = "01_text_to_numbers"
 SOURCE = SOURCE_DIR / f"{SET}.ipynb"
@@ -109,9 +110,19 @@ def test_endless_loops_and_floods_of_output_are_stopped(tmp_path):
     assert "too long" in report.question("q2").message
 
 
-def test_a_notebook_process_that_dies_is_reported(tmp_path):
+@pytest.mark.parametrize("isolate", [True, False], ids=["sandboxed", "forked"])
+def test_a_notebook_process_that_dies_is_reported(tmp_path, isolate):
+    """Its last words too, printed just before: its output is unbuffered, also where it is
+    forked from a grader whose own output is buffered (no PYTHONUNBUFFERED in its shell)."""
     path = _with_answers(tmp_path, "dead.ipynb", {"q2": "print('my last words')\nimport os\nos._exit(1)"})
-    report = grade(path, assignment=SET)
+    if isolate:
+        report = grade(path, assignment=SET)
+    else:
+        script = (f"import json\nfrom tinyllm.grade import grade\nif __name__ == '__main__':\n"
+                  f"    print(json.dumps(grade({str(path)!r}, assignment={SET!r}, isolate=False).to_dict()))\n")
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | {"PYTHONPATH": str(ROOT)}
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+        report = Report.from_dict(json.loads(out.stdout.splitlines()[-1]))
     assert "process ended" in report.error
     assert "the notebook's last output: my last words" in report.notes, report.notes
     assert report.score == 0 and "not graded" in report.table()

@@ -24,6 +24,7 @@ alone, and the report says so; :mod:`tinyllm.grade` refuses that for others' not
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import resource
@@ -214,6 +215,11 @@ def fork_unsandboxed(serve_config: dict, work: Path, output: int, limits: Limits
         os.environ.update(env)
         os.chdir(work)
         sys.path[:] = [str(work), env["PYTHONPATH"], *path]  # as `python -m` there
+        # Unbuffered, as PYTHONUNBUFFERED=1 makes a fresh process's: the last words before an
+        # os._exit reach the report.
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", write_through=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", write_through=True)
         import torch
 
         torch.set_num_threads(int(env["OMP_NUM_THREADS"]))  # what a fresh process reads at its start
@@ -276,7 +282,7 @@ def adopt_orphans() -> None:
 
 
 class Run:
-    """A started notebook process: its process, a watchdog, and why it was stopped (if it was)."""
+    """The notebook's started process, a watchdog over it, and why it was stopped (if it was)."""
 
     def __init__(self, proc: subprocess.Popen, limits: Limits, folder: Path | None = None):
         self.proc = proc
