@@ -191,7 +191,7 @@ def rlimits(limits: Limits, cpu_seconds: float):
 
 def fork_unsandboxed(serve_config: dict, work: Path, output: int, limits: Limits, cpu: float) -> Forked:
     """The notebook's process (:mod:`tinyllm.grading.serve`) without a sandbox: forked from the
-    judge, which imported torch already (a fresh ``python`` pays about 2 s of CPU for it). It
+    judge, which imported torch already (a fresh ``python`` pays 1 to 3 s of CPU for it). It
     could read the judge's memory (the tests, the seed) as it could read the package's files,
     so it is for one's own work only, as every grading without the sandbox is."""
     path = fresh_python()[0]
