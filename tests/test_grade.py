@@ -122,6 +122,7 @@ def test_a_notebook_process_that_dies_is_reported(tmp_path, isolate):
                   f"    print(json.dumps(grade({str(path)!r}, assignment={SET!r}, isolate=False).to_dict()))\n")
         env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | {"PYTHONPATH": str(ROOT)}
         out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
         report = Report.from_dict(json.loads(out.stdout.splitlines()[-1]))
     assert "process ended" in report.error
     assert "the notebook's last output: my last words" in report.notes, report.notes
