@@ -191,15 +191,16 @@ def test_hidden_tests_draw_new_inputs_at_each_grading_and_the_report_names_them(
         [case] = [c for c in report.question("q2").cases if c["name"] == "q2 - 3"]  # random q, k, v against F.sdpa
         return case["message"].split("saw ")[1].split()[0]
 
+    own = dict(isolate=False)  # the seed's path is the same in the sandbox (test_exercises grades there)
     monkeypatch.delenv("TINYLLM_GRADING_SEED", raising=False)
-    first, second = grade(path), grade(path)
+    first, second = grade(path, **own), grade(path, **own)
     assert first.seed != second.seed and seen(first) != seen(second)
     monkeypatch.setenv("TINYLLM_GRADING_SEED", str(first.seed))
-    again = grade(path)
+    again = grade(path, **own)
     assert again.seed == first.seed and seen(again) == seen(first)
     assert again.score == first.score and json.loads(json.dumps(again.to_dict()))["seed"] == first.seed
     monkeypatch.setenv("TINYLLM_GRADING_SEED", "twelve")
-    assert "TINYLLM_GRADING_SEED must be an integer" in grade(path).error
+    assert "TINYLLM_GRADING_SEED must be an integer" in grade(path, **own).error
 
 
 def test_every_random_input_of_a_test_is_drawn_through_the_gradings_seed():
@@ -371,6 +372,11 @@ def test_without_the_sandbox_own_work_is_graded_and_others_refused(tmp_path, mon
     assert "install bubblewrap" in err and "otter grade" in err
     report = grade(path)
     assert report.score == 8 and any("without isolation" in n for n in report.notes), report.table()
+    # Forked from the judge, as with isolate=False: the judge's modules are there already.
+    probe = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import os, sys\nprint('FORKED', 'tinyllm.grading.judge' in sys.modules, flush=True)\nos._exit(0)")])
+    nbformat.write(probe, path)
+    assert grade(path).notes[-1] == "the notebook's last output: FORKED True"
     monkeypatch.setenv(sandbox.REQUIRE_ENV, "1")
     assert "bubblewrap cannot run here" in grade(path).error
 
@@ -499,10 +505,10 @@ def test_each_grading_is_forked_from_one_warm_process(tmp_path):
 
     path = tmp_path / f"{SET}.ipynb"
     nbformat.write(_solved(), path)
-    assert grade(path).score == 8
+    assert grade(path, isolate=False).score == 8  # the judges' warm process, whatever runs the notebook
     warm = forkserver._forkserver._forkserver_pid
     assert warm and psutil.Process(warm).ppid() == os.getpid()
-    assert grade(path).score == 8
+    assert grade(path, isolate=False).score == 8
     assert forkserver._forkserver._forkserver_pid == warm and psutil.pid_exists(warm)
 
 
