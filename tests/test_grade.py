@@ -341,6 +341,22 @@ def test_the_csv_of_a_folder_replaces_a_link_planted_at_its_name(tmp_path):
     assert not (hand_ins / "grades.csv").is_symlink() and rows[1].startswith(f"{SET}.ipynb,{SET},0,")
 
 
+def test_a_file_name_cannot_forge_or_hide_a_line_the_command_prints(tmp_path, capsys):
+    """A hand-in's file name is the learner's to choose, and a folder's grading prints each
+    name: a newline in it would print a line of its own ("mallory.ipynb: 8 / 8"), an escape
+    sequence would move the cursor over another learner's line. Each prints as one line."""
+    forged = f"{SET}-mallory.ipynb: 8 \u2215 8"  # a slash of another code point: / ends a file name
+    names = [f"{SET}-x\n{forged}\nzz.ipynb", f"{SET}-y\x1b[1A\x1b[2K.ipynb"]
+    for name in names:
+        (tmp_path / name).write_text("{broken", encoding="utf-8")
+    assert main([str(tmp_path), "--set", SET]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(names) + 1 and lines[-1].startswith("wrote "), lines
+    assert not any(ch != " " and not ch.isprintable() for line in lines for ch in line), lines
+    assert [line.count(": 0 / 8  (") for line in lines[:-1]] == [1, 1], lines
+    assert not any(line.startswith(forged) for line in lines), lines
+
+
 def test_an_unknown_notebook_is_reported(tmp_path):
     path = tmp_path / "my_homework.ipynb"
     nbformat.write(nbformat.v4.new_notebook(), path)

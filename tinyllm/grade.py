@@ -44,7 +44,7 @@ from pathlib import Path
 from tinyllm.files import write_atomic
 from tinyllm.grading import GRADING_CELL_FIRST_LINE, GRADING_ENV, sandbox  # noqa: F401
 from tinyllm.grading.flags import imported_answers  # noqa: F401  (part of the API)
-from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure  # noqa: F401
+from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure, one_line  # noqa: F401
 from tinyllm.grading.sandbox import Limits
 
 JUDGE_MEMORY_BYTES = 2 * sandbox.GiB  # the grader's own process (phase 2): data memory
@@ -368,8 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     if path.is_dir():
         csv_path = Path(args.csv or path / "grades.csv")
         reports = grade_folder(path, csv_path, jobs=args.jobs, **options)
-        for r in reports:
-            print(f"{Path(r.notebook).name}: {r.score:g} / {r.possible:g}" + (f"  ({r.error})" if r.error else ""))
+        for r in reports:  # one line each: a hand-in's name is its author's, newlines and escapes too
+            print(f"{one_line(Path(r.notebook).name)}: {r.score:g} / {r.possible:g}"
+                  + (f"  ({one_line(r.error)})" if r.error else ""))
         print(f"wrote {csv_path}")
         return 1 if any(r.error == sandbox.REFUSED for r in reports) else 0
     if not path.exists():
@@ -378,9 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     results_json = Path(args.json) if args.json else path.with_name(f"{path.stem}.results.json")
     report = grade(path, results_json=results_json, **options)
     if report.error == sandbox.REFUSED:
-        print(f"error: {report.error}", file=sys.stderr)
+        print(f"error: {one_line(report.error)}", file=sys.stderr)
         return 1
-    print(f"wrote {results_json}")
+    print(f"wrote {one_line(str(results_json), 1000)}")
     print(report.table())  # last: after everything else, the total as the very last line
     return 0
 
