@@ -196,11 +196,13 @@ def main() -> None:
     fp32, bf16 = curves["fp32"], curves["bf16"]
     for step in sorted({0, 10, 25, 50, 100, args.curve_steps - 1}):
         if step < args.curve_steps:
-            print(f"  step {step:4}: fp32 {fp32[step]:.4f}   bf16 {bf16[step]:.4f}   diff {bf16[step] - fp32[step]:+.4f}")
+            print(f"  step {step:4}: fp32 {fp32[step]:.4f}   bf16 {bf16[step]:.4f}   "
+                  f"diff {bf16[step] - fp32[step]:+.4f}")
     tail = min(20, args.curve_steps)
     diff = [b - a for a, b in zip(fp32[-tail:], bf16[-tail:])]
     noise = statistics.pstdev(fp32[-tail:])
-    print(f"  last {tail} steps: mean fp32 {statistics.mean(fp32[-tail:]):.4f}, bf16 {statistics.mean(bf16[-tail:]):.4f}, "
+    print(f"  last {tail} steps: mean fp32 {statistics.mean(fp32[-tail:]):.4f}, "
+          f"bf16 {statistics.mean(bf16[-tail:]):.4f}, "
           f"mean |diff| {statistics.mean(abs(d) for d in diff):.4f} vs step-to-step noise (std of fp32) {noise:.4f}")
     if args.plot:
         import matplotlib
@@ -211,7 +213,10 @@ def main() -> None:
         plt.figure(figsize=(6, 3.5))
         plt.plot(fp32, label="fp32")
         plt.plot(bf16, label="bf16 autocast", alpha=0.8)
-        plt.xlabel("step"); plt.ylabel("loss"); plt.legend(); plt.title("same init, same batches")
+        plt.xlabel("step")
+        plt.ylabel("loss")
+        plt.legend()
+        plt.title("same init, same batches")
         plt.savefig(args.plot, dpi=100, bbox_inches="tight")
         print(f"  plot saved to {args.plot}")
     print(f"\nload average at end: {load()}")

@@ -49,7 +49,8 @@ def main() -> None:
     base, fast = results
     ratio = fast["train_time"] / base["train_time"]
     print(f"time ratio cpu / nanogpt-cpu: {ratio:.2f} (target <= 0.50)")
-    print(f"nanogpt-cpu val loss {base['val_loss']:.4f} (target <= 1.89): {'ok' if base['val_loss'] <= 1.89 else 'MISSED'}")
+    verdict = "ok" if base["val_loss"] <= 1.89 else "MISSED"
+    print(f"nanogpt-cpu val loss {base['val_loss']:.4f} (target <= 1.89): {verdict}")
     print(f"cpu val loss {fast['val_loss']:.4f} (target <= 1.88): {'ok' if fast['val_loss'] <= 1.88 else 'MISSED'}; "
           f"speed: {'ok' if ratio <= 0.5 else 'MISSED'}")
     print(f"load average at the end {os.getloadavg()[0]:.1f}")

@@ -9,8 +9,9 @@ grading cell (``grade_this``). Writes ``exercises/NN_name.ipynb`` (solutions bla
 public tests in the metadata, no hidden test), ``tinyllm/grading/public_tests.py`` (the
 public tests again, for Colab), ``tinyllm/grading/assignments/NN_name.json`` (every test,
 the package data the grader uses), the cheating submissions ``exercises/cheats/*.ipynb``
-(from ``exercises/cheats/manifest.json``) and the wrong-on-purpose submissions ``exercises/wrong/NN_name/*.ipynb`` (the learner notebook
-with the blanks filled by the mistakes listed in ``exercises/wrong/manifest.json``).
+(from ``exercises/cheats/manifest.json``) and the wrong-on-purpose submissions
+``exercises/wrong/NN_name/*.ipynb`` (the learner notebook with the blanks filled by the
+mistakes listed in ``exercises/wrong/manifest.json``).
 ``tests/test_exercises.py`` fails when any of them is out of date.
 """
 
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         for source, a in zip(chosen, built):
             write_learner(a.learner, LEARNER_DIR / f"{a.name}.ipynb")
             print(f"wrote exercises/{a.name}.ipynb")
-            (ASSIGNMENTS_DIR / f"{a.name}.json").write_text(assignment_data(source, a.autograder_zip.parent.parent), encoding="utf-8")
+            data = assignment_data(source, a.autograder_zip.parent.parent)
+            (ASSIGNMENTS_DIR / f"{a.name}.json").write_text(data, encoding="utf-8")
             print(f"wrote tinyllm/grading/assignments/{a.name}.json")
             if args.zips:
                 Path(args.zips).mkdir(parents=True, exist_ok=True)

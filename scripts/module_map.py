@@ -35,7 +35,8 @@ MAP: dict[str, tuple[str, str, str]] = {
     "optim.py": ("11", "test_optim.py", "AdamW, Muon (Newton-Schulz written out), the learning-rate setter"),
     "distributed.py": ("13", "test_distributed.py", "torchrun: process group, DDP / FSDP2, gathered checkpoints"),
     "checkpoint.py": ("08", "test_checkpoint.py", "saving and loading a model with its tokenizer"),
-    "checkpoint_state.py": ("08", "test_checkpoint.py", "a checkpoint's contents as tensors and JSON, and back, type-checked"),
+    "checkpoint_state.py": ("08", "test_checkpoint.py",
+                            "a checkpoint's contents as tensors and JSON, and back, type-checked"),
     "sampling.py": ("09", "test_model.py", "temperature, top-k, top-p (tested through `GPT.generate`)"),
     "kv_cache.py": ("09", "test_model.py", "the keys and values of the tokens already read, per layer"),
     "generate.py": ("09", "test_generate.py", "text generation with the KV cache, the command line"),
@@ -54,12 +55,16 @@ MAP: dict[str, tuple[str, str, str]] = {
     "widgets/chat.py": ("12", "test_widget_chat.py", "a chat box for a model"),
     "export.py": ("07, 14", "test_export.py", "to and from Hugging Face GPT-2; Llama and Qwen3 for modern pieces"),
     "scale.py": ("13", "test_scale.py", "the arithmetic of big runs: bytes per rank, all-reduce, FLOPs, hours"),
-    "export_onnx.py": ("14", "test_export_onnx.py, test_web_page.py", "ONNX export with and without the KV cache, int8, greedy with onnxruntime"),
+    "export_onnx.py": ("14", "test_export_onnx.py, test_web_page.py",
+                       "ONNX export with and without the KV cache, int8, greedy with onnxruntime"),
     "device.py": ("-", "test_device.py", "CPU, CUDA or MPS (`--device auto`), bfloat16 where it is fast"),
     "files.py": ("-", "test_checkpoint.py", "atomic writes and sha256 (below the data flow)"),
-    "validate.py": ("-", "test_model.py, test_scale.py", "the integer and token-id checks, one wording each (below the data flow)"),
+    "validate.py": ("-", "test_model.py, test_scale.py",
+                    "the integer and token-id checks, one wording each (below the data flow)"),
     "grade.py": ("exercises", "test_grade.py, test_exercises.py", "`python -m tinyllm.grade`"),
-    "grading/": ("exercises", "test_grade.py, test_exercises.py", "a bubblewrap sandbox that answers calls under a watch, the tests in a process of their own, checks, flags, a teacher's own sources"),
+    "grading/": ("exercises", "test_grade.py, test_exercises.py",
+                 "a bubblewrap sandbox that answers calls under a watch, the tests in a process of their own, "
+                 "checks, flags, a teacher's own sources"),
 }
 
 

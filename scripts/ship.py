@@ -130,8 +130,9 @@ Validation loss on the assistant's tokens at the end: {h['val_loss'][-1]:.3f} (t
 """
     hand_written = ""
     if "hand-written" in scores:
+        cases = scores["hand-written"]["row"]["cases"]
         hand_written = f"""
-The hand-written eval (`tinyllm/chat_handwritten.json`: {scores['hand-written']['row']['cases']} messages a person wrote to
+The hand-written eval (`tinyllm/chat_handwritten.json`: {cases} messages a person wrote to
 the fish, not made by the generator, scored by the same checks; also printed by `--eval`):
 
 ```

@@ -226,7 +226,8 @@ def solution_blocks(source: Path) -> dict[str, list[str]]:
     question = None
     for cell in nbformat.read(source, as_version=4).cells:
         if cell.cell_type == "raw" and cell.source.startswith("# BEGIN QUESTION"):
-            question = next(line.split(":", 1)[1].strip() for line in cell.source.split("\n") if line.startswith("name:"))
+            question = next(line.split(":", 1)[1].strip() for line in cell.source.split("\n")
+                            if line.startswith("name:"))
         if cell.cell_type != "code" or "# BEGIN SOLUTION" not in cell.source:
             continue
         block = None
@@ -292,7 +293,8 @@ def cheat_submissions(learners: dict[str, nbformat.NotebookNode], manifest: dict
             nb = nbformat.read(solutions_notebook(SOURCE_DIR / f"{spec['solutions_of']}.ipynb"), as_version=4)
         else:
             answers = spec["answers"]
-            nb = fill_blanks(learners[spec["set"]], manifest["_answers"][answers] if isinstance(answers, str) else answers)
+            shared = isinstance(answers, str)  # the name of a list of answers several notebooks share
+            nb = fill_blanks(learners[spec["set"]], manifest["_answers"][answers] if shared else answers)
         last = len(nb.cells) - 1 if nb.cells and nb.cells[-1].cell_type == "code" else len(nb.cells)
         for i, code in enumerate(spec.get("cells", [])):
             cell = nbformat.v4.new_code_cell(code)

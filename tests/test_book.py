@@ -34,7 +34,8 @@ def test_book_builds_strictly(book):
         found = cdn.findall(page.read_text(encoding="utf-8"))
         assert not found, f"{page.name} loads {found} from a CDN"
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
-    widget_pages = [p for p in (html / "chapters").glob("*.html") if "application/vnd.jupyter.widget-view+json" in p.read_text(encoding="utf-8")]
+    widget_pages = [p for p in (html / "chapters").glob("*.html")
+                    if "application/vnd.jupyter.widget-view+json" in p.read_text(encoding="utf-8")]
     for page in widget_pages:
         text = page.read_text(encoding="utf-8")
         assert "_static/embed-amd.js" in text and "_static/require.js" in text, page.name
@@ -96,7 +97,8 @@ def test_every_widget_says_it_is_live_only_in_a_notebook(book):
     pages = {}
     for page in book.pages():
         text = page.read_text(encoding="utf-8")
-        views = re.findall(rf"<script {re.escape(WIDGET_VIEW)}>[^<]*</script>(<p class=\"widget-static-note\">[^<]*)?", text)
+        views = re.findall(rf"<script {re.escape(WIDGET_VIEW)}>[^<]*</script>"
+                           r'(<p class="widget-static-note">[^<]*)?', text)
         if views:
             pages[page.relative_to(book.html).as_posix()] = views
     assert len(pages) >= 6, f"widgets on {sorted(pages)} only (chapters 03, 05, 08, 09, 10, 12 have them)"

@@ -51,7 +51,7 @@ NAMED_SMALL = re.compile(r"""(?:fontsize|labelsize|size)\s*=\s*["'](?:xx-small|x
 # A quote opens after a space, a bracket, a colon or "=" (or at the start of a line), so a
 # list of short quoted tokens is not read as one long string.
 REPR_WITH_NEWLINES = re.compile(
-    r"""(?:^|(?<=[\s(\[:=]))(?:'(?:[^'\\\n]|\\.){%d,}'|"(?:[^"\\\n]|\\.){%d,}")"""
+    r"""(?:^|(?<=[\s(\[:=]))(?:'(?:[^'\\\n]|\\.){%d,}'|"(?:[^"\\\n]|\\.){%d,}")"""  # noqa: UP031 (braces: an f-string doubles them)
     % (MIN_REPR_LENGTH, MIN_REPR_LENGTH),
     flags=re.MULTILINE,
 )

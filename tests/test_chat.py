@@ -351,7 +351,8 @@ def test_the_shipped_assistant_reads_capitals_as_lower_case(capsys):
     loud, quiet = [{"role": "user", "content": "ARE YOU HUNGRY?"}], [{"role": "user", "content": "are you hungry?"}]
     assert prompt_ids(tokenizer, loud) != prompt_ids(tokenizer, quiet)  # as typed: other tokens
     assert chat_completion(loud, greedy=True) == chat_completion(quiet, greedy=True)
-    assert chat_completion(loud, greedy=True, lowercase_user=False)["usage"] != chat_completion(quiet, greedy=True)["usage"]
+    as_typed = chat_completion(loud, greedy=True, lowercase_user=False)
+    assert as_typed["usage"] != chat_completion(quiet, greedy=True)["usage"]
     said = []
     for message in ("ARE YOU HUNGRY?", "are you hungry?"):
         assert main(["--greedy", "--prompt", message]) == 0

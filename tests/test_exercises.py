@@ -145,7 +145,8 @@ def test_first_cell_sets_up_colab_and_last_cell_grades(name):
     first = next(c for c in cells if c.cell_type == "code")
     assert first.source.startswith(SETUP_CELL_FIRST_LINE) and first.source.startswith(LEFT_OUT_WHEN_GRADED)
     last = cells[-1]
-    assert last.cell_type == "code" and last.source.startswith(GRADING_CELL_FIRST_LINE), f"{name}: no grading cell at the end"
+    assert last.cell_type == "code" and last.source.startswith(GRADING_CELL_FIRST_LINE), \
+        f"{name}: no grading cell at the end"
     assert f'grade_this("{name}.ipynb")' in last.source
 
 
@@ -262,7 +263,8 @@ def test_an_answer_that_calls_a_forbidden_function_loses_the_whole_question(grad
         assert all("which the exercise asks you not to use" in c["message"] for c in hidden), (name, question)
 
 
-@pytest.mark.parametrize("name,file_name", [("02_bigram_model", "c.ipynb"), ("04_embeddings", "builtin_unwatched.ipynb"),
+@pytest.mark.parametrize("name,file_name", [("02_bigram_model", "c.ipynb"),
+                                            ("04_embeddings", "builtin_unwatched.ipynb"),
                                             ("05_attention", "builtin_other_path.ipynb"), ("14_ship_it", "a.ipynb"),
                                             ("08_training", "learner")])
 def test_a_notebook_graded_without_the_sandbox_gets_the_same_verdicts_in_it(name, file_name, grades):

@@ -71,7 +71,8 @@ def test_raise_syntax_error_rename_and_exit_cost_only_their_question(tmp_path):
         "q1": 'raise RuntimeError("my bug")\ndef build_vocab(text):\n    return sorted(set(text))',
         "q2": "stoi = {}\ndef encode(s, stoi)\n    return [stoi[c] for c in s]",
         "q3": 'def my_decode(ids, itos):\n    return "".join(itos[i] for i in ids)',
-        "q4": "import sys\nsys.exit()\ndef split(data, fraction=0.9):\n    n = int(fraction * len(data))\n    return data[:n], data[n:]",
+        "q4": "import sys\nsys.exit()\n"
+              "def split(data, fraction=0.9):\n    n = int(fraction * len(data))\n    return data[:n], data[n:]",
     })
     report = grade(path, assignment=SET)
     assert report.error is None
@@ -541,7 +542,8 @@ def test_the_warm_process_imports_every_package_module_the_packaged_tests_import
                     imported |= {f"{node.module}.{a.name}" for a in node.names} | {node.module}
                 elif isinstance(node, ast.Import):
                     imported |= {a.name for a in node.names}
-    modules = {m for m in imported if m.startswith("tinyllm.") and not m.startswith("tinyllm.grading") and _is_module(m)}
+    modules = {m for m in imported
+               if m.startswith("tinyllm.") and not m.startswith("tinyllm.grading") and _is_module(m)}
     assert modules and modules <= set(WARM_MODULES), sorted(modules - set(WARM_MODULES))
 
 
@@ -600,7 +602,8 @@ MARKER = "tinyllm-cheat"  # the name the cheats give the processes they leave be
 PACKAGE = Path(__file__).resolve().parent.parent / "tinyllm"
 OUTSIDE = [Path(p) for p in ("/tmp/tinyllm-cheat-outside", "/var/tmp/tinyllm-cheat-outside", "/tinyllm-cheat-outside",
                              "/dev/shm/tinyllm-cheat-outside", "/dev/shm/tinyllm-cheat-shm", "/tmp/results.json",
-                             "/tmp/status.json", "/tmp/05_attention.results.json")] + [PACKAGE / "tinyllm-cheat-outside"]
+                             "/tmp/status.json", "/tmp/05_attention.results.json")]
+OUTSIDE.append(PACKAGE / "tinyllm-cheat-outside")
 needs_sandbox = pytest.mark.skipif(
     sandbox.bwrap() is None and os.environ.get(sandbox.REQUIRE_ENV) != "1",
     reason="bubblewrap (bwrap) cannot make a sandbox here; the cheats are graded only inside one "
@@ -684,7 +687,8 @@ def test_a_cheat_earns_nothing_for_its_trick(name, cheat_reports):
         for q in report.questions:
             passing = {c["name"] for c in q.cases if c["hidden"] and c["passed"]}
             allowed = {c["name"] for c in baseline.question(q.name).cases if c["hidden"] and c["passed"]}
-            assert passing <= allowed, f"{name}: hidden tests of {q.name} pass that the plain answers fail: {passing - allowed}"
+            assert passing <= allowed, \
+                f"{name}: hidden tests of {q.name} pass that the plain answers fail: {passing - allowed}"
     if "error" in expect:
         assert expect["error"] in (report.error or ""), report.table()
     if "notes" in expect:
@@ -914,7 +918,8 @@ def test_the_last_cell_grades_the_notebook_open_in_colab(installed, tmp_path):
     content.mkdir()
     last_cell = _solved().cells[-1].source
     assert last_cell.startswith("# Grade this notebook") and f'grade_this("{SET}.ipynb")' in last_cell
-    code = f"import google.colab\nfrom google.colab import _message\n{last_cell}\nassert _message.CALLS == ['get_ipynb']"
+    code = (f"import google.colab\nfrom google.colab import _message\n{last_cell}\n"
+            "assert _message.CALLS == ['get_ipynb']")
     out = _run(python, "-c", code, cwd=content, env={"PYTHONPATH": str(fake)})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "q4         2 / 2  passed" in out.stdout and "total: 8 / 8" in out.stdout, out.stdout
@@ -1287,10 +1292,13 @@ def test_a_teachers_script_grades_under_the_main_guard_and_is_told_without_it(tm
 
     shutil.copy(LEARNER_DIR / f"{SET}.ipynb", tmp_path)
     call = f'from tinyllm.grade import grade\nr = grade("{SET}.ipynb")\nprint("RESULT", r.score, r.possible, r.error)\n'
-    (tmp_path / "guarded.py").write_text('if __name__ == "__main__":\n' + "".join("    " + line + "\n" for line in call.splitlines()))
+    indented = "".join("    " + line + "\n" for line in call.splitlines())
+    (tmp_path / "guarded.py").write_text('if __name__ == "__main__":\n' + indented)
     (tmp_path / "unguarded.py").write_text(call)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    guarded = subprocess.run([sys.executable, "guarded.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    options = dict(cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    guarded = subprocess.run([sys.executable, "guarded.py"], **options)
     assert "RESULT 0.0 8.0 None" in guarded.stdout, guarded.stdout + guarded.stderr
-    unguarded = subprocess.run([sys.executable, "unguarded.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
-    assert 'from a script (unguarded.py), call grade() under if __name__ == "__main__"' in unguarded.stdout, unguarded.stdout
+    unguarded = subprocess.run([sys.executable, "unguarded.py"], **options)
+    hint = 'from a script (unguarded.py), call grade() under if __name__ == "__main__"'
+    assert hint in unguarded.stdout, unguarded.stdout

@@ -51,7 +51,8 @@ BPE_TEXTS = [
     "", "ROMEO:\nWhat light through yonder window breaks?", "café naïve Zürich 東京 😀 façade",
     "I'LL don't WE'VE they're it'S o'ſ", "  lots   of\n\n\n spaces  \t\ttabs", "1234567 89 3.14",
     "<|im_start|>user\nHello, who are you?<|im_end|>\n<|im_start|>assistant\n", "tab\there\r\nCRLF",
-    "ok!\u0085\u0085 x a  \u0085\u0085b x \ufeff\ufeff! end.\u0085 \u00a0\u3000e\u2028f", "  \n  x  \r\n\r\n ", "!!!??? ...\n\n--", "Ω≈ç√ ٣٤٥ 𝔘𝔫𝔦",
+    "ok!\u0085\u0085 x a  \u0085\u0085b x \ufeff\ufeff! end.\u0085 \u00a0\u3000e\u2028f", "  \n  x  \r\n\r\n ",
+    "!!!??? ...\n\n--", "Ω≈ç√ ٣٤٥ 𝔘𝔫𝔦",
     "are You Hungry?!", "hi<|im_end|>there", "<|im_start|><|im_end|><|endoftext|>",
 ]
 

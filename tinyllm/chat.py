@@ -209,9 +209,10 @@ def chat_completion(messages, *, model=None, tokenizer=None, out_dir=None, max_t
     assistant); ``sampling``: the arguments of :func:`stream_reply` (``greedy``,
     ``temperature``, ``top_k``, ``top_p``, ``seed``, ``max_new_tokens``), and OpenAI's
     ``max_tokens`` for ``max_new_tokens``. ``lowercase_user`` (default: as the loaded
-    checkpoint reads, :func:`reads_lower_case`; as typed for a ``model`` given). ``finish_reason`` is ``"stop"`` when the model
-    ended its turn (``<|im_end|>``, or the start of a turn of its own), ``"length"`` when
-    the reply was cut by ``max_new_tokens`` or the context. ``completion_tokens`` counts
+    checkpoint reads, :func:`reads_lower_case`; as typed for a ``model`` given).
+    ``finish_reason`` is ``"stop"`` when the model ended its turn (``<|im_end|>``, or the
+    start of a turn of its own), ``"length"`` when the reply was cut by ``max_new_tokens``
+    or the context. ``completion_tokens`` counts
     every token the model wrote, the one that ended the turn included; ``content`` is the
     reply :func:`reply` gives for the same arguments.
     """
@@ -373,7 +374,8 @@ def main(argv=None, stdin=None, stdout=None) -> int:
         return 0
     interactive = hasattr(stdin, "isatty") and stdin.isatty()
     if interactive:
-        session.say(f"chatting with {session.name} ({model.num_params():,} parameters). /reset, /quit, Ctrl-D to leave.\n")
+        session.say(f"chatting with {session.name} ({model.num_params():,} parameters). "
+                    "/reset, /quit, Ctrl-D to leave.\n")
     try:
         while True:
             if interactive:

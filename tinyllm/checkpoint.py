@@ -220,7 +220,8 @@ def _read_verified(out_dir: Path, entry: dict, kind: str) -> bytes:
     except (FileNotFoundError, IsADirectoryError):
         # Also the case where a training run replaced the checkpoint while we read it:
         # load_checkpoint then reads the new manifest and tries again.
-        raise CheckpointError(f"checkpoint {out_dir}: the {kind} file {path.name} named by {MANIFEST} is missing") from None
+        raise CheckpointError(f"checkpoint {out_dir}: the {kind} file {path.name} named by {MANIFEST} "
+                              "is missing") from None
     if len(data) != size:
         raise CheckpointError(
             f"checkpoint {out_dir}: {path.name} has {len(data)} bytes, the manifest says {size} "

@@ -350,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinyllm.grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("path", help="a learner notebook, or a folder of submissions")
     parser.add_argument("--set", dest="assignment", help="the exercise set (default: from the file name)")
-    parser.add_argument("--json", help="where to write the results JSON (default: NAME.results.json beside the notebook)")
+    parser.add_argument("--json",
+                        help="where to write the results JSON (default: NAME.results.json beside the notebook)")
     parser.add_argument("--csv", help="the CSV file to write when grading a folder (default FOLDER/grades.csv)")
     parser.add_argument("--source", help="an instructor source to grade against (default: the packaged tests)")
     parser.add_argument("--sources", help="a folder of instructor sources, matched by set name (a teacher's own tests)")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import importlib
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack, _pop_mode
@@ -122,7 +123,8 @@ class Forbidden(TorchFunctionMode):
             found = functools.reduce(getattr, rest, importlib.import_module(first))
             if isinstance(found, type):
                 raise TypeError(f"{dotted} is a class: list the function its forward calls")
-            self.names.setdefault(found.__name__.lstrip("_"), dotted)  # torch.special.log_softmax is special_log_softmax
+            # by the function's own name: torch.special.log_softmax is special_log_softmax
+            self.names.setdefault(found.__name__.lstrip("_"), dotted)
         self.seen: set[str] = set()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -243,7 +245,7 @@ def describe(value: Any) -> str:
     """A few words for an input, for a message: a tensor's shape, a list's length, a number."""
     if isinstance(value, torch.Tensor):
         if value.dim() == 0:
-            return f"a 0-d tensor ({value.item():g})" if value.numel() == 1 and value.is_floating_point() else "a 0-d tensor"
+            return f"a 0-d tensor ({value.item():g})" if value.is_floating_point() else "a 0-d tensor"
         return f"a tensor of shape {tuple(value.shape)}"
     if isinstance(value, (list, tuple)):
         kind = "list" if isinstance(value, list) else "tuple"

@@ -80,7 +80,8 @@ def prepared_notebook(path: Path, assignment: str) -> tuple[nbformat.NotebookNod
             raise ValueError("a cell has no source text")
     except Exception as exc:
         raise NotGradable(f"{Path(path).name} is not a valid notebook: {exc}") from None
-    claimed = nb.metadata.get("otter", {}).get("assignment_name") if isinstance(nb.metadata.get("otter"), dict) else None
+    otter = nb.metadata.get("otter")
+    claimed = otter.get("assignment_name") if isinstance(otter, dict) else None
     if isinstance(claimed, str) and claimed != assignment:
         raise NotGradable(
             f"{Path(path).name} is the notebook of exercise set {claimed[:60]!r} (its otter metadata), "

@@ -217,7 +217,8 @@ class Monitor:
                   if ident != threading.main_thread().ident]
         if not others:
             return set()
-        return {f"ran while {len(others)} thread(s) the notebook started earlier were alive, which the watch does not see"}
+        return {f"ran while {len(others)} thread(s) the notebook started earlier were alive, "
+                "which the watch does not see"}
 
     @staticmethod
     def _unwatched_processes() -> set[str]:
@@ -227,7 +228,9 @@ class Monitor:
         if _getppid() != 1:
             return set()
         others = [pid for pid in _listdir("/proc") if pid.isdigit() and int(pid) not in (1, _getpid())]
-        return {"ran while processes the notebook started were alive, which the watch does not follow"} if others else set()
+        if not others:
+            return set()
+        return {"ran while processes the notebook started were alive, which the watch does not follow"}
 
     def _scripted(self) -> set[str]:
         """The package's functions the notebook compiled with TorchScript (they run in C++)."""

@@ -41,7 +41,7 @@ from tinyllm.tokenizer.bpe_train import train_merges
 
 # The split patterns of GPT-2 and GPT-4 (cl100k_base), as in tiktoken and minbpe.
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-GPT4_SPLIT_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
+GPT4_SPLIT_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""  # noqa: E501 (as tiktoken writes it)
 SPLIT_PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
 
 _CACHE_LIMIT = 1 << 17  # chunks remembered by encode before the cache is emptied
@@ -141,7 +141,7 @@ class BPETokenizer:
         self._cache: dict[str, list[int]] = {}
 
     @classmethod
-    def from_merges(cls, merges, pattern: str = "gpt4", special_tokens=None) -> "BPETokenizer":
+    def from_merges(cls, merges, pattern: str = "gpt4", special_tokens=None) -> BPETokenizer:
         """A tokenizer from a list of merged pairs (pair ``k`` becomes id ``256 + k``).
 
         ``BPETokenizer.from_merges(list(tok.merges)[:k])`` is the tokenizer that training
@@ -356,7 +356,7 @@ class BPETokenizer:
         return bpe_file.to_dict(self)
 
     @classmethod
-    def from_dict(cls, state) -> "BPETokenizer":
+    def from_dict(cls, state) -> BPETokenizer:
         """Rebuild a tokenizer from :meth:`to_dict`'s output; ValueError says what is wrong."""
         bpe_file.check_header(state)
         if "tokenizers_json" in state:
@@ -367,7 +367,8 @@ class BPETokenizer:
         tokenizer = cls.__new__(cls)
         tokenizer._set_state(pattern, merges, specials)
         if state.get("vocab_size") != tokenizer.vocab_size:
-            raise ValueError(f"'vocab_size' is {state.get('vocab_size')!r} but the file defines {tokenizer.vocab_size} ids")
+            raise ValueError(f"'vocab_size' is {state.get('vocab_size')!r} but the file defines "
+                             f"{tokenizer.vocab_size} ids")
         return tokenizer
 
     def save(self, path) -> None:
@@ -379,7 +380,7 @@ class BPETokenizer:
         Path(path).write_text(bpe_file.dumps(self.to_dict()), encoding="utf-8")
 
     @classmethod
-    def load(cls, path) -> "BPETokenizer":
+    def load(cls, path) -> BPETokenizer:
         """Read a file written by :meth:`save`, or a ``tokenizers`` ``tokenizer.json``
         (:meth:`from_tokenizers_json`). Any problem raises ValueError naming the file;
         nothing is half-loaded because a new tokenizer is built only from a checked file."""
@@ -395,7 +396,7 @@ class BPETokenizer:
             raise ValueError(f"{path} is not a valid BPE tokenizer file: {exc}") from None
 
     @classmethod
-    def from_tokenizers_json(cls, path) -> "BPETokenizer":
+    def from_tokenizers_json(cls, path) -> BPETokenizer:
         """Read a Hugging Face ``tokenizers`` byte-level BPE file (``tokenizer.json``).
 
         ``encode(text, allowed_special="all")`` then gives the ids ``tokenizers`` gives

@@ -24,7 +24,7 @@ class CharTokenizer:
         self.stoi: dict[str, int] = {c: i for i, c in enumerate(chars)}
 
     @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
+    def from_text(cls, text: str) -> CharTokenizer:
         if not text:
             raise ValueError("cannot build a vocabulary from empty text")
         return cls(sorted(set(text)))
@@ -60,7 +60,7 @@ class CharTokenizer:
         return {"type": "char", "chars": list(self.itos)}
 
     @classmethod
-    def from_dict(cls, state) -> "CharTokenizer":
+    def from_dict(cls, state) -> CharTokenizer:
         if not isinstance(state, dict) or state.get("type") != "char" or not isinstance(state.get("chars"), list):
             raise ValueError("not a character tokenizer (expected type 'char' and a list 'chars')")
         return cls(state["chars"])
@@ -69,7 +69,7 @@ class CharTokenizer:
         Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
 
     @classmethod
-    def load(cls, path) -> "CharTokenizer":
+    def load(cls, path) -> CharTokenizer:
         try:
             return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         except json.JSONDecodeError as exc:
