@@ -65,8 +65,9 @@ class Monitor:
         (``checks.Forbidden.failure = ...``) or of this watch or its forbidden-function mode,
         the mode's names or name prefixes (``mode.names.clear()``), or switched the watch off (``active``).
         A notebook that rewrites this check too, empties what the watch has noted (the mode's
-        ``seen``, this watch's ``entered``), or changes the grader's code it reaches up the
-        stack, still goes unseen: the watch shares the process with the learner's code."""
+        ``seen``, this watch's ``entered``), changes the grader's code it reaches up the
+        stack, or sends the grader a reply of its own on the channel and never returns,
+        still goes unseen: the watch shares the process with the learner's code."""
         kinds = any(vars(kind).keys() != was.keys() or any(vars(kind)[k] is not v for k, v in was.items())
                     for kind, was in self._made_of)
         mode = self.forbidden is not None and (
