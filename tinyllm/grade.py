@@ -178,7 +178,7 @@ def find_tests(notebook: Path, assignment=None, source=None, source_dir=None):
 # torch._dynamo: a torch.optim optimizer's first step imports it (800 modules, about 1 s of
 # CPU), which set 08's tests would otherwise pay at every grading.
 WARM_MODULES = ["tinyllm.grading.judge", "tinyllm.model", "tinyllm.sampling", "tinyllm.tokenizer", "tinyllm.chat_data",
-                "torch._dynamo"]
+                "tinyllm.tokenizer.hf_json", "torch._dynamo"]
 
 
 _STARTING = threading.Lock()
