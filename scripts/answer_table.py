@@ -24,12 +24,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
-import inspect
 import io
-import json
 import os
-import random
 import sys
 import tempfile
 from pathlib import Path
@@ -40,9 +36,10 @@ sys.path.insert(0, str(ROOT))
 import nbformat  # noqa: E402
 import torch  # noqa: E402
 
-from teaching.build import LEARNER_DIR, solutions_notebook, sources  # noqa: E402
+from teaching.build import LEARNER_DIR, sources  # noqa: E402
+from teaching.solutions import packaged_tests, run_case, solutions_namespace, test_parameters  # noqa: E402
 from tinyllm.grade import SEED_ENV, grade  # noqa: E402
-from tinyllm.grading import GRADING_CELL_FIRST_LINE, GRADING_ENV, checks, judge, values  # noqa: E402
+from tinyllm.grading import GRADING_CELL_FIRST_LINE, values  # noqa: E402
 
 RECORD_SEED, GRADE_SEED = 11, 20261204
 
@@ -89,28 +86,12 @@ _table_key = _KEY_NAMESPACE["_table_key"]
 
 def record(name: str) -> tuple[dict[str, dict[str, object]], list[str]]:
     """{function: {key: packed result}} of the solutions on the hidden tests, with RECORD_SEED."""
-    from IPython.core.interactiveshell import InteractiveShell
-
-    source = next(s for s in sources() if s.stem == name)
-    data = json.loads((ROOT / "tinyllm" / "grading" / "assignments" / f"{name}.json").read_text())
-    test_files = judge.compile_tests(data["tests"])
-    _, notebook_json = judge.prepared_notebook(solutions_notebook(source), name)
-    os.environ[GRADING_ENV] = "1"
-    main_module = sys.modules["__main__"]  # the shell takes its place; the grader's forkserver needs it
-    shell = InteractiveShell.instance()
-    shell.user_ns.clear()
-    with contextlib.redirect_stdout(io.StringIO()):
-        for cell in json.loads(notebook_json)["cells"]:
-            if cell["cell_type"] == "code":
-                result = shell.run_cell("".join(cell["source"]), store_history=False, silent=True)
-                if result.error_in_exec is not None:
-                    raise RuntimeError(f"{name}: a solution cell failed: {result.error_in_exec!r}")
-    sys.modules["__main__"] = main_module
+    test_files = packaged_tests(name)
+    namespace = solutions_namespace(name)
     table: dict[str, dict[str, object]] = {}
-    wanted = sorted({p for t in test_files.values() for tc in t.test_cases
-                     for p in inspect.signature(tc.body.test_func).parameters})
-    functions = [n for n in wanted if callable(shell.user_ns.get(n))
-                 and not isinstance(shell.user_ns[n], type) and n not in ("checks", "torch")]
+    wanted = test_parameters(test_files)
+    functions = [n for n in wanted if callable(namespace.get(n))
+                 and not isinstance(namespace[n], type) and n not in ("checks", "torch")]
 
     def recorder(fname, fn):
         def recorded(*args, **kwargs):
@@ -127,18 +108,13 @@ def record(name: str) -> tuple[dict[str, dict[str, object]], list[str]]:
             return result
         return recorded
 
-    env = {n: shell.user_ns.get(n) for n in wanted}
-    env.update({n: recorder(n, shell.user_ns[n]) for n in functions})
-    checks.SEED_SALT = RECORD_SEED
+    env = {n: namespace.get(n) for n in wanted}
+    env.update({n: recorder(n, namespace[n]) for n in functions})
     for test_file in test_files.values():
         for tc in test_file.test_cases:
-            torch.manual_seed(judge.SEED)
-            random.seed(judge.SEED)
-            try:
-                tc.body.call_func({p: env[p] for p in inspect.signature(tc.body.test_func).parameters})
-            except Exception as exc:  # a solution that fails here would make the table short
-                print(f"  {name} {test_file.name}: a test failed while recording: {str(exc)[:120]}")
-    checks.SEED_SALT = 0
+            failure = run_case(tc, env, RECORD_SEED)
+            if failure is not None:  # a solution that fails here would make the table short
+                print(f"  {name} {test_file.name}: a test failed while recording: {str(failure)[:120]}")
     return table, functions
 
 

@@ -221,6 +221,33 @@ def test_solutions_score_full_marks(name, grades):
         assert q.flags == [], f"{name} {q.name}: the solution is flagged (it uses the package's own code): {q.flags}"
 
 
+def test_the_reference_audit_finds_a_solution_that_fails_only_some_draws():
+    """Each run of the suite grades the solutions with one salt; scripts/audit_references.py
+    runs them against the hidden tests over many (set 05's reference failed 1 grading in 50).
+    Here the audit passes set 01's solutions over 40 salts and finds a `split` that is wrong
+    only when the data starts with token 7: some salts, not all, and the first one named."""
+    import torch
+
+    from scripts.audit_references import audit
+    from teaching.solutions import packaged_tests, run_case, solutions_namespace
+
+    namespace = solutions_namespace("01_text_to_numbers")
+    q4_cases = packaged_tests("01_text_to_numbers")["q4"].test_cases
+    assert audit("01_text_to_numbers", 40, namespace) == {}
+    reference = namespace["split"]
+
+    def split(data, fraction):
+        train, val = reference(data, fraction)
+        return (train, torch.flip(val, [0])) if len(data) > 2 and int(data[0]) == 7 else (train, val)
+
+    failures = audit("01_text_to_numbers", 40, {**namespace, "split": split})
+    assert failures, "the audit missed a split that is wrong on some draws"
+    for test, (count, first, _message) in failures.items():
+        assert test.startswith("q4 ") and 0 < count < 40, (test, count)
+        case = next(c for c in q4_cases if c.body.test_func.__name__ == test.split()[1])
+        assert run_case(case, {**namespace, "split": split}, first) is not None  # the named salt repeats it
+        assert run_case(case, namespace, first) is None
+
 @pytest.mark.parametrize("name", NAMES)
 def test_untouched_learner_notebook_fails_every_hidden_test(name, grades):
     report = grades[(name, "learner")]
