@@ -37,7 +37,7 @@ import nbformat  # noqa: E402
 import torch  # noqa: E402
 
 from teaching.build import LEARNER_DIR, sources  # noqa: E402
-from teaching.solutions import packaged_tests, run_case, solutions_namespace, test_parameters  # noqa: E402
+from teaching.solutions import packaged_tests, parameter_names, run_case, solutions_namespace  # noqa: E402
 from tinyllm.grade import SEED_ENV, grade  # noqa: E402
 from tinyllm.grading import GRADING_CELL_FIRST_LINE, values  # noqa: E402
 
@@ -89,7 +89,7 @@ def record(name: str) -> tuple[dict[str, dict[str, object]], list[str]]:
     test_files = packaged_tests(name)
     namespace = solutions_namespace(name)
     table: dict[str, dict[str, object]] = {}
-    wanted = test_parameters(test_files)
+    wanted = parameter_names(test_files)
     functions = [n for n in wanted if callable(namespace.get(n))
                  and not isinstance(namespace[n], type) and n not in ("checks", "torch")]
 

@@ -38,6 +38,9 @@ def solutions_namespace(name: str) -> dict:
 
     source = next(s for s in sources() if s.stem == name)
     _, notebook_json = judge.prepared_notebook(solutions_notebook(source), name)
+    # Set while the cells run, as in the sandbox (the grading cell does nothing then), and put back
+    # after: in a test run, a later test's grade_this() must grade.
+    was = os.environ.get(GRADING_ENV)
     os.environ[GRADING_ENV] = "1"
     main_module = sys.modules["__main__"]  # the shell takes its place; the grader's forkserver needs it
     shell = InteractiveShell.instance()
@@ -51,10 +54,14 @@ def solutions_namespace(name: str) -> dict:
                         raise RuntimeError(f"{name}: a solution cell failed: {result.error_in_exec!r}")
     finally:
         sys.modules["__main__"] = main_module
+        if was is None:
+            del os.environ[GRADING_ENV]
+        else:
+            os.environ[GRADING_ENV] = was
     return dict(shell.user_ns)
 
 
-def test_parameters(test_files: dict[str, ExceptionTestFile]) -> list[str]:
+def parameter_names(test_files: dict[str, ExceptionTestFile]) -> list[str]:
     """The names the tests take from the notebook (otter passes them by parameter name)."""
     return sorted({p for t in test_files.values() for tc in t.test_cases
                    for p in inspect.signature(tc.body.test_func).parameters})

@@ -226,12 +226,17 @@ def test_the_reference_audit_finds_a_solution_that_fails_only_some_draws():
     runs them against the hidden tests over many (set 05's reference failed 1 grading in 50).
     Here the audit passes set 01's solutions over 40 salts and finds a `split` that is wrong
     only when the data starts with token 7: some salts, not all, and the first one named."""
+    import os
+
     import torch
 
     from scripts.audit_references import audit
     from teaching.solutions import packaged_tests, run_case, solutions_namespace
+    from tinyllm.grading import GRADING_ENV
 
+    grading = os.environ.get(GRADING_ENV)
     namespace = solutions_namespace("01_text_to_numbers")
+    assert os.environ.get(GRADING_ENV) == grading  # a later test's grade_this() still grades
     q4_cases = packaged_tests("01_text_to_numbers")["q4"].test_cases
     assert audit("01_text_to_numbers", 40, namespace) == {}
     reference = namespace["split"]
