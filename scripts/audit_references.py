@@ -42,12 +42,13 @@ def audit(name: str, salts: int, namespace: dict | None = None) -> dict[str, lis
     namespace = solutions_namespace(name) if namespace is None else namespace
     failures: dict[str, list] = {}
     for i in range(salts):
+        drawn = salt(i)
         for question, test_file in test_files.items():
             for case in test_file.test_cases:
-                failure = run_case(case, namespace, salt(i))
+                failure = run_case(case, namespace, drawn)
                 if failure is not None:
                     test = f"{question} {case.body.test_func.__name__}"
-                    failures.setdefault(test, [0, salt(i), " ".join(str(failure).split())])[0] += 1
+                    failures.setdefault(test, [0, drawn, " ".join(str(failure).split())])[0] += 1
     return failures
 
 
