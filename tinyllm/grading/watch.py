@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from functools import cache
 
 # What the audit hook sees of a new process: the watch does not follow it there.
 PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system", "subprocess.Popen"}
@@ -21,6 +22,31 @@ PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spaw
 # Methods of the objects a test passes in that an answer may call: the statements say
 # "run the module" or "encode with the tokenizer you are given".
 ALLOWED_METHODS = {"forward", "encode", "decode"}
+
+
+@cache
+def package_functions(package: str) -> dict[tuple, str]:
+    """:func:`_fingerprint` -> ``tinyllm.module.qualname`` of every function of the package
+    (its folder, ending in ``/``) outside grading, compiled from its files, and each
+    :func:`_shape` alone, the quick first test. Worked out once (0.08 s of CPU) in the
+    judges' warm process (:func:`tinyllm.grading.judge.warm_up`), before any notebook runs:
+    a notebook's process forked from there inherits it; one in the sandbox compiles its own."""
+    import types
+    from pathlib import Path
+
+    found = {}
+    for path in sorted(Path(package).rglob("*.py")):
+        if str(path).startswith(package + "grading/"):
+            continue
+        module = str(path)[len(package):].removesuffix(".py").replace("/", ".")
+        stack = [compile(path.read_text(encoding="utf-8"), str(path), "exec")]
+        while stack:
+            code = stack.pop()
+            stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+            if not code.co_name.startswith("<"):  # not a module, lambda or comprehension
+                found[_fingerprint(code)] = f"tinyllm.{module}.{code.co_qualname}"
+                found[_shape(code)] = ""
+    return found
 
 
 class Monitor:
@@ -99,27 +125,6 @@ class Monitor:
             return None
         return self.copies.get(_fingerprint(code))
 
-    def _package_functions(self) -> dict[tuple, str]:
-        """:func:`_fingerprint` -> ``tinyllm.module.qualname`` of every function of the
-        package outside grading, compiled from its files (0.05 s), and each :func:`_shape`
-        alone, the quick first test."""
-        import types
-        from pathlib import Path
-
-        found = {}
-        for path in sorted(Path(self.package).rglob("*.py")):
-            if not self._ours(str(path)):
-                continue
-            module = str(path)[len(self.package):].removesuffix(".py").replace("/", ".")
-            stack = [compile(path.read_text(encoding="utf-8"), str(path), "exec")]
-            while stack:
-                code = stack.pop()
-                stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
-                if not code.co_name.startswith("<"):  # not a module, lambda or comprehension
-                    found[_fingerprint(code)] = f"tinyllm.{module}.{code.co_qualname}"
-                    found[_shape(code)] = ""
-        return found
-
     def _audit(self, event, args):
         if self.active and event in PROCESS_EVENTS:
             self.entered.add("started a process during the call, which the watch does not follow")
@@ -190,7 +195,7 @@ class Monitor:
             else ({}, {})  # see changed()
 
         if self.copies is None:
-            self.copies = self._package_functions()
+            self.copies = package_functions(self.package)
         given = [v for v in values.leaves(inputs) if not isinstance(v, (torch.Tensor, int, float, str))]
         self.allowed_selves = {id(v) for v in given}  # a module, a tokenizer: never a tensor or number
         self.allowed_selves |= {id(m) for v in given if isinstance(v, torch.nn.Module) for m in v.modules()}
