@@ -105,42 +105,67 @@ def browser():
         browser.close()
 
 
+class Tab:
+    """A browser tab and what it saw: requests blocked (to anything but our server, or a
+    file:// page), uncaught exceptions and console errors (``page.errors``)."""
+
+    def __init__(self, browser, init_script: str | None = None):
+        self.context = browser.new_context(service_workers="block")
+        self.blocked, self.errors = [], []
+        self.context.route("**/*", self._only_loopback)  # routing also turns the HTTP cache off
+        if init_script:
+            self.context.add_init_script(init_script)
+        self.page = self.context.new_page()
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.on("console", lambda msg: self.errors.append(msg.text) if msg.type == "error" else None)
+
+    def _only_loopback(self, route):
+        host = urlparse(route.request.url).hostname
+        if host == "127.0.0.1" or route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            self.blocked.append(route.request.url)
+            route.abort()
+
+    def open(self, url: str, wait: bool):
+        self.blocked, self.errors = [], []  # new lists: a test keeps the ones it was given
+        self.page.goto(url)
+        if wait:
+            self.page.wait_for_function(
+                "document.getElementById('tinyllm-talk').dataset.state !== 'loading'", timeout=120_000)
+        self.page.errors = self.errors
+        return self.page, self.blocked
+
+
+@pytest.fixture(scope="module")
+def shared_tab(browser):
+    """One tab for the tests' plain visits: a new tab is a new renderer process, which compiles
+    the page's scripts and ONNX Runtime's WebAssembly again (about 1.5 s of CPU a test)."""
+    tab = Tab(browser)
+    yield tab
+    tab.context.close()
+
+
 @pytest.fixture
-def open_page(browser, server, tmp_path):
+def open_page(browser, server, shared_tab):
     """open_page(query="", init_script=None, url=None) -> (page, blocked): the page loaded,
     and the list of requests it tried to make to anything but our server (blocked).
-    ``page.errors`` collects uncaught exceptions and console errors."""
-    contexts = []
+    ``page.errors`` collects uncaught exceptions and console errors. A test with an init
+    script gets a tab of its own; the others share one, which each visit loads afresh and
+    every test leaves for a blank page, so what a page does late counts against its own test."""
+    own = []
 
     def _open(query: str = "", init_script: str | None = None, wait: bool = True, url: str | None = None):
-        context = browser.new_context(service_workers="block")
-        contexts.append(context)
-        blocked, errors = [], []
-
-        def only_loopback(route):
-            host = urlparse(route.request.url).hostname
-            if host == "127.0.0.1" or route.request.url.startswith("file://"):
-                route.continue_()
-            else:
-                blocked.append(route.request.url)
-                route.abort()
-
-        context.route("**/*", only_loopback)
+        tab = shared_tab
         if init_script:
-            context.add_init_script(init_script)
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        page.goto(url or f"{server}/book/talk_to_the_model.html{query}")
-        if wait:
-            page.wait_for_function(
-                "document.getElementById('tinyllm-talk').dataset.state !== 'loading'", timeout=120_000)
-        page.errors = errors
-        return page, blocked
+            tab = Tab(browser, init_script)
+            own.append(tab)
+        return tab.open(url or f"{server}/book/talk_to_the_model.html{query}", wait)
 
     yield _open
-    for context in contexts:
-        context.close()
+    for tab in own:
+        tab.context.close()
+    shared_tab.page.goto("about:blank")
 
 
 def wait_state(page, state: str):
