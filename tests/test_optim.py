@@ -11,7 +11,7 @@ from helpers import TEXT, one_thread  # noqa: F401 (one_thread: an autouse fixtu
 
 from tinyllm.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from tinyllm.model import GPT, GPTConfig
-from tinyllm.optim import AdamW, MuonAdamW, build_optimizer, newton_schulz, set_lr
+from tinyllm.optim import AdamW, Muon, MuonAdamW, build_optimizer, newton_schulz, set_lr
 from tinyllm.train import config_from_preset, train
 
 
@@ -77,6 +77,33 @@ def test_newton_schulz_equals_torch_muons_own_step():
     expected = p0 - lr * math.sqrt(40 / 24) * newton_schulz(update).float()
     torch.testing.assert_close(p.detach(), expected, atol=2e-3, rtol=0)
     assert (p.detach() - p0).abs().max() > 0.01  # the step is not negligible
+
+
+@pytest.mark.parametrize("adjust", [None, "match_rms_adamw"])
+def test_muon_without_fast_bfloat16_is_torchs_muon_in_float32(monkeypatch, adjust):
+    """Muon(fast_bfloat16=False) takes torch.optim.Muon's steps (momentum, Nesterov, decay, the
+    learning-rate scale, tall and wide matrices), its Newton-Schulz in float32: equal to torch's
+    own with that one function made float32; with fast_bfloat16=True it is torch's, exactly."""
+    def run(make, steps=3):
+        params = [torch.nn.Parameter(randn(40, 24, seed=2)), torch.nn.Parameter(randn(16, 48, seed=3))]
+        opt = make(params)
+        for step in range(steps):
+            for i, p in enumerate(params):
+                p.grad = randn(*p.shape, seed=10 * step + i)
+            opt.step()
+        return [p.detach().clone() for p in params]
+
+    options = dict(lr=0.05, momentum=0.9, weight_decay=0.1, nesterov=True, adjust_lr_fn=adjust)
+    ours = run(lambda ps: Muon(ps, fast_bfloat16=False, **options))
+    bfloat16 = run(lambda ps: torch.optim.Muon(ps, **options))
+    for a, b in zip(run(lambda ps: Muon(ps, fast_bfloat16=True, **options)), bfloat16):
+        assert torch.equal(a, b)
+    monkeypatch.setattr(torch.Tensor, "bfloat16", lambda t: t.float())  # torch's NS converts with it
+    float32 = run(lambda ps: torch.optim.Muon(ps, **options))
+    monkeypatch.undo()
+    for a, b, c in zip(ours, float32, bfloat16):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+        assert (a - c).abs().max() > 1e-5  # bfloat16's rounding is another step: the test tells them apart
 
 
 @pytest.mark.parametrize("bad, message", [(randn(3), "matrix"), (randn(2, 2, 2), "matrix")])

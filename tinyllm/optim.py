@@ -18,8 +18,11 @@ norm gains and biases keep AdamW.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from tinyllm.device import resolve_dtype
 from tinyllm.validate import check_int
 
 OPTIMIZERS = ("adamw", "muon")
@@ -134,13 +137,65 @@ class MuonAdamW:
             start, offset = start + len(own), offset + n
 
 
+class Muon(torch.optim.Muon):
+    """``torch.optim.Muon``, whose Newton-Schulz steps run in bfloat16, except where the
+    hardware multiplies bfloat16 slowly (``fast_bfloat16=False``): there the same steps run
+    in float32. On a CPU without AMX or AVX512-BF16 (2 cores, AVX2), a 128 x 128 by 128 x 512
+    product took 13 ms in bfloat16 and 0.24 ms in float32, and chapter 11's 40 speedrun steps
+    took 21 s instead of 5 s. Same state (``momentum_buffer``), same update otherwise."""
+
+    def __init__(self, params, *, fast_bfloat16: bool, **options):
+        super().__init__(params, **options)
+        self.fast_bfloat16 = fast_bfloat16
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if self.fast_bfloat16:
+            return super().step(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
+                buf.lerp_(p.grad, 1 - momentum)
+                update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
+                update = _newton_schulz_float32(update, group["ns_coefficients"], group["ns_steps"], group["eps"])
+                rows, cols = p.shape[:2]
+                if group["adjust_lr_fn"] == "match_rms_adamw":
+                    scale = 0.2 * math.sqrt(max(rows, cols))
+                else:  # None or "original": Keller Jordan's
+                    scale = math.sqrt(max(1, rows / cols))
+                p.mul_(1 - lr * group["weight_decay"])
+                p.add_(update, alpha=-lr * scale)
+        return loss
+
+
+def _newton_schulz_float32(G: torch.Tensor, coefficients, steps: int, eps: float) -> torch.Tensor:
+    """torch.optim.Muon's Newton-Schulz steps, the same operations, in float32."""
+    a, b, c = coefficients
+    X = G.float()
+    if G.size(0) > G.size(1):
+        X = X.T
+    X = X / X.norm().clamp(min=eps)
+    for _ in range(steps):
+        A = X @ X.T
+        B = torch.addmm(A, A, A, beta=b, alpha=c)
+        X = torch.addmm(X, B, X, beta=a)
+    return X.T if G.size(0) > G.size(1) else X
+
+
 def build_optimizer(model: torch.nn.Module, name: str = "adamw", lr: float = 6e-4, weight_decay: float = 0.1,
                     betas=(0.9, 0.95), muon_lr: float = 0.02, muon_momentum: float = 0.95,
                     device_type: str = "cpu", muon_weight_decay: float = 0.0):
     """The optimizer ``name`` for a :class:`tinyllm.model.GPT`, each group's peak in ``base_lr``.
 
     ``"adamw"``: AdamW that decays only matrices, as ``GPT.configure_optimizers``.
-    ``"muon"``: ``torch.optim.Muon`` (Nesterov momentum ``muon_momentum``, peak ``muon_lr``,
+    ``"muon"``: :class:`Muon`, torch's (Nesterov momentum ``muon_momentum``, peak ``muon_lr``,
     scaled by ``sqrt(max(1, rows / cols))`` as in Keller Jordan's code) for every 2-D weight
     inside the blocks (attention and MLP matrices); AdamW (peak ``lr``) for the rest.
     """
@@ -158,8 +213,9 @@ def build_optimizer(model: torch.nn.Module, name: str = "adamw", lr: float = 6e-
     adamw = AdamW(groups, lr=lr, betas=betas, fused=(device_type == "cuda") or None)
     if name == "adamw":
         return adamw
-    muon = torch.optim.Muon([{"params": [params[n] for n in params if n in matrices], "base_lr": muon_lr}],
-                            lr=muon_lr, momentum=muon_momentum, weight_decay=muon_weight_decay, nesterov=True)
+    muon = Muon([{"params": [params[n] for n in params if n in matrices], "base_lr": muon_lr}],
+                lr=muon_lr, momentum=muon_momentum, weight_decay=muon_weight_decay, nesterov=True,
+                fast_bfloat16=resolve_dtype("auto", device_type) == torch.bfloat16)
     return MuonAdamW(adamw, muon)
 
 
