@@ -10,8 +10,10 @@ norm gains and biases keep AdamW.
 - :func:`newton_schulz` writes out the quintic iteration that orthogonalises a matrix with
   matrix multiplies alone (no SVD), exactly as ``torch.optim.Muon`` does it.
 - :func:`build_optimizer` returns AdamW (as :meth:`tinyllm.model.GPT.configure_optimizers`)
-  or :class:`MuonAdamW`: ``torch.optim.Muon`` for the blocks' 2-D weights and AdamW for the
-  rest, stepped together and saved as one ``state_dict`` (so ``--resume`` stays exact).
+  or :class:`MuonAdamW`: :class:`Muon` (``torch.optim.Muon``, its Newton-Schulz steps in
+  float32 where the hardware multiplies bfloat16 slowly) for the blocks' 2-D weights and
+  AdamW for the rest, stepped together and saved as one ``state_dict`` (so ``--resume``
+  stays exact).
 - :func:`set_lr` sets every parameter group's learning rate to its own peak (``base_lr``)
   times the schedule's factor, so Muon's and AdamW's peaks follow one schedule.
 """
