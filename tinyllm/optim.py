@@ -44,9 +44,11 @@ def decay_groups(params, weight_decay: float) -> list[dict]:
     ]
 
 
-def newton_schulz(G: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
+def newton_schulz(G: torch.Tensor, steps: int = 5, eps: float = 1e-7, *,
+                  coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+                  dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """Approximately orthogonalise the matrix ``G`` ``(m, n)``: ``U S' V^T`` with ``S' ~ 1``
-    where ``G = U S V^T``. Returned in bfloat16, as Muon computes it.
+    where ``G = U S V^T``. Returned in bfloat16, as Muon computes it (or in ``dtype``).
 
     Each step maps ``X -> a X + b (X X^T) X + c (X X^T)^2 X``: an odd polynomial of ``X``,
     so it keeps the singular vectors and applies ``p(s) = a s + b s^3 + c s^5`` to each
@@ -56,8 +58,8 @@ def newton_schulz(G: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.T
     if G.dim() != 2:
         raise ValueError(f"newton_schulz needs a matrix (2-D tensor), got shape {tuple(G.shape)}")
     check_int("steps", steps, 0)
-    a, b, c = NS_COEFFICIENTS
-    X = G.bfloat16()  # bfloat16 is accurate enough: the result is only approximately orthogonal
+    a, b, c = coefficients
+    X = G.to(dtype)  # bfloat16 is accurate enough: the result is only approximately orthogonal
     tall = G.size(0) > G.size(1)
     if tall:  # work with the smaller Gram matrix X X^T
         X = X.T
@@ -166,7 +168,8 @@ class Muon(torch.optim.Muon):
                 buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
                 buf.lerp_(p.grad, 1 - momentum)
                 update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
-                update = _newton_schulz_float32(update, group["ns_coefficients"], group["ns_steps"], group["eps"])
+                update = newton_schulz(update, group["ns_steps"], group["eps"],
+                                       coefficients=group["ns_coefficients"], dtype=torch.float32)
                 rows, cols = p.shape[:2]
                 if group["adjust_lr_fn"] == "match_rms_adamw":
                     scale = 0.2 * math.sqrt(max(rows, cols))
@@ -175,20 +178,6 @@ class Muon(torch.optim.Muon):
                 p.mul_(1 - lr * group["weight_decay"])
                 p.add_(update, alpha=-lr * scale)
         return loss
-
-
-def _newton_schulz_float32(G: torch.Tensor, coefficients, steps: int, eps: float) -> torch.Tensor:
-    """torch.optim.Muon's Newton-Schulz steps, the same operations, in float32."""
-    a, b, c = coefficients
-    X = G.float()
-    if G.size(0) > G.size(1):
-        X = X.T
-    X = X / X.norm().clamp(min=eps)
-    for _ in range(steps):
-        A = X @ X.T
-        B = torch.addmm(A, A, A, beta=b, alpha=c)
-        X = torch.addmm(X, B, X, beta=a)
-    return X.T if G.size(0) > G.size(1) else X
 
 
 def build_optimizer(model: torch.nn.Module, name: str = "adamw", lr: float = 6e-4, weight_decay: float = 0.1,
