@@ -106,6 +106,15 @@ def test_muon_without_fast_bfloat16_is_torchs_muon_in_float32(monkeypatch, adjus
         assert (a - c).abs().max() > 1e-5  # bfloat16's rounding is another step: the test tells them apart
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_build_optimizer_takes_bfloat16_steps_only_where_the_cpu_is_fast_at_them(monkeypatch, fast):
+    import tinyllm.device
+
+    monkeypatch.setattr(tinyllm.device, "cpu_has_fast_bfloat16", lambda: fast)
+    muon = build_optimizer(small_model(), "muon", lr=1e-3, muon_lr=0.02).optimizers[1]
+    assert isinstance(muon, Muon) and muon.fast_bfloat16 is fast
+
+
 @pytest.mark.parametrize("bad, message", [(randn(3), "matrix"), (randn(2, 2, 2), "matrix")])
 def test_newton_schulz_rejects_non_matrices(bad, message):
     with pytest.raises(ValueError, match=message):
