@@ -1,13 +1,13 @@
 """Regenerate the learner notebooks from the instructor sources with ``otter assign``.
 
     python exercises/build.py              # every set in exercises/source/
-    python exercises/build.py 05_attention # one set (the public-tests module is rebuilt from all)
+    python exercises/build.py 05_attention # one set (the public tests' file is rebuilt from all)
     python exercises/build.py --zips DIR   # also copy each autograder archive into DIR (teachers)
 
 First it keeps the first cell of every source the Colab setup cell and the last cell the
 grading cell (``grade_this``). Writes ``exercises/NN_name.ipynb`` (solutions blanked,
-public tests in the metadata, no hidden test), ``tinyllm/grading/public_tests.py`` (the
-public tests again, for Colab), ``tinyllm/grading/assignments/NN_name.json`` (every test,
+public tests in the metadata, no hidden test), ``tinyllm/grading/public_tests.json``
+(the public tests again, for Colab), ``tinyllm/grading/assignments/NN_name.json`` (every test,
 the package data the grader uses), the cheating submissions ``exercises/cheats/*.ipynb``
 (from ``exercises/cheats/manifest.json``) and the wrong-on-purpose submissions
 ``exercises/wrong/NN_name/*.ipynb`` (the learner notebook with the blanks filled by the
@@ -33,12 +33,12 @@ from teaching.build import (  # noqa: E402
     ASSIGNMENTS_DIR,
     CHEATS_MANIFEST,
     LEARNER_DIR,
-    PUBLIC_TESTS_MODULE,
+    PUBLIC_TESTS_FILE,
     WRONG_MANIFEST,
     assign,
     assignment_data,
     cheat_submissions,
-    public_tests_module,
+    public_tests_json,
     sources,
     write_learner,
     wrong_submissions,
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         for s in sources()
         if (LEARNER_DIR / f"{s.stem}.ipynb").is_file()
     }
-    PUBLIC_TESTS_MODULE.write_text(public_tests_module(learners), encoding="utf-8")
-    print(f"wrote {PUBLIC_TESTS_MODULE.relative_to(LEARNER_DIR.parent)}")
+    PUBLIC_TESTS_FILE.write_text(public_tests_json(learners), encoding="utf-8")
+    print(f"wrote {PUBLIC_TESTS_FILE.relative_to(LEARNER_DIR.parent)}")
     manifest = json.loads(WRONG_MANIFEST.read_text(encoding="utf-8"))
     for path, nb in wrong_submissions(learners, manifest).items():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ import pytest
 from teaching.build import (
     ASSIGNMENTS_DIR,
     LEARNER_DIR,
-    PUBLIC_TESTS_MODULE,
+    PUBLIC_TESTS_FILE,
     SOURCE_DIR,
     WRONG_DIR,
     WRONG_MANIFEST,
@@ -38,7 +38,7 @@ from teaching.build import (
     build,
     comparable,
     normalise,
-    public_tests_module,
+    public_tests_json,
     solutions_notebook,
     sources,
     wrong_submissions,
@@ -113,9 +113,9 @@ def test_learner_notebook_is_up_to_date_with_its_source(name, rebuilt):
 
 
 def test_colab_public_tests_are_up_to_date(rebuilt):
-    expected = public_tests_module(rebuilt)
-    assert PUBLIC_TESTS_MODULE.read_text(encoding="utf-8") == expected, (
-        "tinyllm/grading/public_tests.py is out of date: run python exercises/build.py"
+    expected = public_tests_json(rebuilt)
+    assert PUBLIC_TESTS_FILE.read_text(encoding="utf-8") == expected, (
+        "tinyllm/grading/public_tests.json is out of date: run python exercises/build.py"
     )
 
 

@@ -490,7 +490,7 @@ def _public_check(grader, question: str, env: dict):
 @pytest.mark.parametrize("beside_the_notebook", [True, False], ids=["jupyter", "colab"])
 def test_grader_cell_runs_public_tests_beside_the_notebook_and_in_colab(tmp_path, monkeypatch, beside_the_notebook):
     """Next to the notebook file otter reads the public tests from its metadata; without the
-    file (Colab) they come from tinyllm.grading.public_tests. Both give the same verdicts."""
+    file (Colab) they come from the package's grading/public_tests.json. Both give the same verdicts."""
     import shutil
 
     from tinyllm.grade import otter_notebook
@@ -830,6 +830,7 @@ def test_the_wheel_carries_every_sets_tests_and_grades_from_anywhere(installed, 
     names = zipfile.ZipFile(wheel).namelist()
     for source in sorted(SOURCE_DIR.glob("*.ipynb")):
         assert f"tinyllm/grading/assignments/{source.stem}.json" in names
+    assert "tinyllm/grading/public_tests.json" in names  # otter_notebook's public tests, in Colab
     where = _run(python, "-c", "import tinyllm; print(tinyllm.__file__)", cwd=tmp_path).stdout
     assert where.startswith(str(site)), f"tinyllm is not imported from the wheel: {where}"
 

@@ -88,9 +88,8 @@ def test_no_import_cycle_in_the_package():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the finder finds one
 
 
-# Modules that are data, not code a reader follows: the chat's tables, and the public tests
-# exercises/build.py writes for Colab.
-DATA_MODULES = {"chat_topics.py", "grading/public_tests.py"}
+# Modules that are data, not code a reader follows: the chat's tables.
+DATA_MODULES = {"chat_topics.py"}
 MAX_MODULE_LINES = 450
 
 

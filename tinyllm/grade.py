@@ -60,7 +60,7 @@ def otter_notebook(filename: str):
 
     Next to the notebook file (Jupyter, VS Code), otter reads the public tests from the
     file's metadata. In Colab the file is not on disk, so the public tests are written
-    from :mod:`tinyllm.grading.public_tests` into a folder and otter reads them there.
+    from the package's ``grading/public_tests.json`` into a folder and otter reads them there.
     While otter grades the notebook, its own hidden and public tests are used. While
     :func:`grade` runs it, ``grader.check`` does nothing: the grader's own process runs every
     test, and the notebook's process need not import otter.
@@ -71,9 +71,8 @@ def otter_notebook(filename: str):
 
     if otter.Notebook._grading_mode or Path(filename).is_file():
         return otter.Notebook(filename)
-    from tinyllm.grading.public_tests import PUBLIC_TESTS
-
-    tests = PUBLIC_TESTS.get(Path(filename).stem)
+    public = json.loads((Path(__file__).resolve().parent / "grading" / "public_tests.json").read_text("utf-8"))
+    tests = public["tests"].get(Path(filename).stem)
     if tests is None:
         raise ValueError(f"no exercise set is named {Path(filename).stem!r}")
     folder = Path(tempfile.mkdtemp(prefix="tinyllm-public-tests-"))

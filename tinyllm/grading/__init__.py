@@ -20,8 +20,8 @@
   failing test says in one sentence what went wrong.
 - :mod:`tinyllm.grading.flags` flags answers that import the package's own implementation;
   :mod:`tinyllm.grading.results` is the report.
-- :mod:`tinyllm.grading.public_tests` (generated) carries the public tests for Colab, where
-  the notebook file is not on disk for otter to read them from.
+- ``public_tests.json`` (generated) carries the public tests for Colab, where the notebook
+  file is not on disk for otter to read them from.
 
 The command line is ``python -m tinyllm.grade`` (see :mod:`tinyllm.grade`).
 """
