@@ -13,7 +13,9 @@ import functools
 import http.server
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -57,3 +59,22 @@ def serve(folder: Path):
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=10)
+
+
+def loopback_context(browser, blocked: Callable[[str], None], allow_files: bool = False, **options):
+    """A new browser context whose requests reach 127.0.0.1 only (and ``file://`` pages where
+    ``allow_files``); any other is aborted and its URL handed to ``blocked``. Routing every
+    request also turns Playwright's HTTP cache off, so each visit loads afresh; service
+    workers are blocked, since their requests would bypass the routing."""
+    context = browser.new_context(service_workers="block", **options)
+
+    def only_loopback(route):
+        url = route.request.url
+        if urlparse(url).hostname == "127.0.0.1" or (allow_files and url.startswith("file://")):
+            route.continue_()
+        else:
+            blocked(url)
+            route.abort()
+
+    context.route("**/*", only_loopback)
+    return context

@@ -14,10 +14,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
-from browser import CHROMIUM, CHROMIUM_ARGS, browser_or_skip, serve
+from browser import CHROMIUM, CHROMIUM_ARGS, browser_or_skip, loopback_context, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 EMBED_AMD = ROOT / "book" / "_vendor" / "embed-amd.js"
@@ -99,20 +98,13 @@ class Visitor:
 
     def __init__(self, browser):
         self.found = Visit()
-        context = browser.new_context(viewport={"width": WIDTH, "height": 900}, service_workers="block")
-        context.route("**/*", self._only_loopback)
+        context = loopback_context(browser, lambda url: self.found.problems.append(f"blocked request to {url}"),
+                                   viewport={"width": WIDTH, "height": 900})
         self.page = page = context.new_page()
         page.on("console", lambda m: m.type == "error" and self.found.problems.append(f"console error: {m.text}"))
         page.on("pageerror", lambda e: self.found.problems.append(f"uncaught exception: {e}"))
         page.on("requestfailed", lambda r: self.found.problems.append(f"failed request: {r.url} ({r.failure})"))
         page.on("response", lambda r: r.status >= 400 and self.found.problems.append(f"HTTP {r.status}: {r.url}"))
-
-    def _only_loopback(self, route):
-        if urlparse(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            self.found.problems.append(f"blocked request to {route.request.url}")
-            route.abort()
 
     def visit(self, url: str, name: str, html: str) -> Visit:
         found = self.found = Visit()

@@ -23,11 +23,10 @@ import json
 import re
 import shutil
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 import torch
-from browser import CHROMIUM, CHROMIUM_ARGS, browser_or_skip, serve
+from browser import CHROMIUM, CHROMIUM_ARGS, browser_or_skip, loopback_context, serve
 
 from tinyllm.chat import SHIPPED_CHAT_MODEL, prompt_ids, reads_lower_case, reply, trim_history
 from tinyllm.checkpoint import load_model
@@ -110,22 +109,13 @@ class Tab:
     file:// page), uncaught exceptions and console errors (``page.errors``)."""
 
     def __init__(self, browser, init_script: str | None = None):
-        self.context = browser.new_context(service_workers="block")
         self.blocked, self.errors = [], []
-        self.context.route("**/*", self._only_loopback)  # routing also turns the HTTP cache off
+        self.context = loopback_context(browser, lambda url: self.blocked.append(url), allow_files=True)
         if init_script:
             self.context.add_init_script(init_script)
         self.page = self.context.new_page()
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         self.page.on("console", lambda msg: self.errors.append(msg.text) if msg.type == "error" else None)
-
-    def _only_loopback(self, route):
-        host = urlparse(route.request.url).hostname
-        if host == "127.0.0.1" or route.request.url.startswith("file://"):
-            route.continue_()
-        else:
-            self.blocked.append(route.request.url)
-            route.abort()
 
     def open(self, url: str, wait: bool):
         self.blocked, self.errors = [], []  # new lists: a test keeps the ones it was given
@@ -191,6 +181,30 @@ def python_greedy_reply(chat, messages) -> str:
     model, tokenizer = chat
     return reply(model, tokenizer, messages, max_new_tokens=48, temperature=1.0, top_k=1, top_p=None,
                  lowercase_user=True)
+
+
+def test_a_request_to_any_other_address_is_blocked_and_recorded(browser, server):
+    """What ``blocked == []`` in the tests below proves: the routing stops and names a request
+    that leaves 127.0.0.1 (here an image and a fetch on a documentation address), and lets
+    the server's own through."""
+    blocked = []
+    context = loopback_context(browser, blocked.append)
+    try:
+        page = context.new_page()
+        own = f"{server}/_static/model/shakespeare-char.json"  # a small file of the site
+        page.goto(own)
+        outside = "http://203.0.113.7/pixel.png"
+        status = page.evaluate("""async ([outside, own]) => {
+            const img = new Image(); img.src = outside;
+            await new Promise(done => { img.onerror = done; img.onload = done; });
+            const mine = await fetch(own);
+            try { await fetch(outside + "?again"); return ["reached", mine.status]; }
+            catch (e) { return ["stopped", mine.status]; }
+        }""", [outside, own])
+        assert status == ["stopped", 200]
+        assert blocked == [outside, outside + "?again"]
+    finally:
+        context.close()
 
 
 # --- the chat assistant ---------------------------------------------------------------------
