@@ -24,6 +24,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # spinning threads burn processor time while they wait, which on a busy machine inflated
 # the chapters' timings about 20 times and their run times many times over.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# PyTorch on one thread, here and in the notebook kernels (scripts/run_notebook.py too): the
+# course's models are so small that a second thread costs processor time and saves none.
+# Under nbval on this 2-core machine, one thread and two in turns: chapters 08 and 12 took 93
+# and 75 s of CPU on one thread against 111 and 95 s on two (wall 93 and 76 s against 106 and
+# 90); chapters 08 and 05, 52 and 51 s of CPU against 59 and 54 (wall 52 and 51 against 57 and
+# 53). Tests that compare thread counts set their own; torchrun's workers get one thread anyway.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Each grading draws the hidden tests' random inputs anew (tinyllm/grade.py, grading_seed);
 # the suite grades with one fixed seed, so its verdicts repeat. Another seed checks that the
 # hidden tests hold for any draw: TINYLLM_GRADING_SEED=7 pytest tests/test_exercises.py

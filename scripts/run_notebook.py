@@ -4,10 +4,10 @@
 
 Before running, the first code cell is set to the course's Colab setup cell (generated from
 _config.yml, tagged to be left out of the book) and links between pages are made absolute,
-as scripts/sync_notebooks.py does. The kernel runs with OMP_WAIT_POLICY=PASSIVE, as under
-pytest (conftest.py), so that the committed timings mean what the chapters say. Prints each
-notebook's wall time and the kernel's peak memory, and fails if a cell raises. Widget state
-is stored so the book can render widgets statically.
+as scripts/sync_notebooks.py does. The kernel runs with OMP_WAIT_POLICY=PASSIVE and
+OMP_NUM_THREADS=1, as under pytest (conftest.py), so that the committed timings mean what the
+chapters say. Prints each notebook's wall time and the kernel's peak memory, and fails if a
+cell raises. Widget state is stored so the book can render widgets statically.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def main() -> None:
     # spinning threads burn processor time while they wait, which on a busy machine
     # inflates every timing and stretches a chapter's run many times over.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # One thread for PyTorch, as under pytest (conftest.py says why, with the figures).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     for path in args.notebooks:
         seconds = run(path, args.timeout)
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
