@@ -40,17 +40,9 @@ BATCH = 16  # per rank
 
 def step_time(nproc: int, threads: int, batch: int, steps: int) -> float:
     """Seconds per step of the ``cpu`` preset under torchrun (training time only)."""
-    env_threads = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    try:
-        result = run_torchrun(nproc, ["--preset", "cpu", "--max_iters", str(steps), "--eval_interval", "0",
-                                      "--eval_iters", "1", "--batch_size", str(batch), "--dtype", "float32",
-                                      "--device", "cpu", "--quiet"], timeout=1200)
-    finally:
-        if env_threads is None:
-            del os.environ["OMP_NUM_THREADS"]
-        else:
-            os.environ["OMP_NUM_THREADS"] = env_threads
+    result = run_torchrun(nproc, ["--preset", "cpu", "--max_iters", str(steps), "--eval_interval", "0",
+                                  "--eval_iters", "1", "--batch_size", str(batch), "--dtype", "float32",
+                                  "--device", "cpu", "--quiet"], timeout=1200, threads=threads)
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
     seconds = float(re.search(r"training time ([\d.]+) s", result.stdout)[1])

@@ -322,3 +322,31 @@ def test_bad_settings_raise_clear_errors(monkeypatch):
         train(config_from_preset("tiny", verbose=False), text=TEXT)
     with pytest.raises(ValueError, match="nproc must be an int >= 1"):
         run_torchrun(0, [])
+    with pytest.raises(ValueError, match="threads must be an int >= 1"):
+        run_torchrun(2, [], threads=0)
+
+
+def test_run_torchrun_gives_each_worker_the_threads_asked_whatever_the_environment_says(monkeypatch):
+    """Chapter 13 compares a 2-process run with a one-thread process to 1e-5: a caller's
+    OMP_NUM_THREADS=2 gave each worker two threads, other sums and a 1.0e-5 difference."""
+    launched = []
+
+    class Launcher:  # stands in for the torchrun process: records its environment
+        def __init__(self, command, env, **options):
+            launched.append(env)
+            self.returncode = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def communicate(self, timeout=None):
+            return "", ""
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setattr(subprocess, "Popen", Launcher)
+    run_torchrun(2, ["--max_iters", "1"])
+    run_torchrun(2, ["--max_iters", "1"], threads=3)
+    assert [env["OMP_NUM_THREADS"] for env in launched] == ["1", "3"]

@@ -265,18 +265,20 @@ def optimizer_names(model: nn.Module, optimizer) -> list[str]:
     return [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
 
 
-def run_torchrun(nproc: int, train_args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+def run_torchrun(nproc: int, train_args: list[str], timeout: float = 300,
+                 threads: int = 1) -> subprocess.CompletedProcess:
     """Run ``torchrun --nproc_per_node nproc -m tinyllm.train *train_args`` and capture its output.
 
     ``python -m torch.distributed.run`` is the ``torchrun`` command without needing it on
-    PATH. Each worker gets ``OMP_NUM_THREADS=1`` unless the caller set it: N processes
-    share the machine's cores, and N processes x all cores each would fight over them.
-    After ``timeout`` seconds the launcher and its workers are stopped (see
-    :func:`_stop_launcher`) and ``subprocess.TimeoutExpired`` is raised.
+    PATH. Each worker gets ``threads`` torch threads (``OMP_NUM_THREADS``, whatever the
+    caller's environment says): N processes share the machine's cores, and the order of
+    every sum depends on the thread count, so a run compared bit for bit with one process
+    (chapter 13) must know it. After ``timeout`` seconds the launcher and its workers are
+    stopped (see :func:`_stop_launcher`) and ``subprocess.TimeoutExpired`` is raised.
     """
     check_int("nproc", nproc)
-    env = {**os.environ}
-    env.setdefault("OMP_NUM_THREADS", "1")
+    check_int("threads", threads)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
                "-m", "tinyllm.train", *map(str, train_args)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
