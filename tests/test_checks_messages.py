@@ -118,3 +118,24 @@ def test_a_name_ending_in_a_star_forbids_a_family_of_kernels():
         checks.call_without(sdpa, "attention", lambda x: mha(x, x, x, need_weights=False)[0], x)
     own = checks.call_without(sdpa, "attention", lambda q: (q @ q.transpose(-2, -1)).softmax(-1) @ q, q)
     assert own.shape == q.shape  # what the answer writes itself passes
+
+
+@pytest.mark.parametrize("answer", [
+    lambda ids, x: ids,
+    lambda ids, x: (list(ids), x),
+    lambda ids, x: x[:, 1:],
+    lambda ids, x: x.t(),
+    lambda ids, x: [[x.view(-1)]],
+    lambda ids, x: {"out": ids},
+], ids=["the list", "the tensor itself", "a slice", "a transpose", "a nested view", "in a dict"])
+def test_call_new_fails_a_result_that_is_or_views_what_was_given(answer):
+    with pytest.raises(AssertionError, match=r"^`f` returned what it was given .* asks for a new one"):
+        checks.call_new("f", answer, [1, 2], torch.ones(2, 3))
+
+
+def test_call_new_passes_new_results_that_hold_the_callers_items():
+    messages = [{"role": "user", "content": "hi"}]
+    assert checks.call_new("trim", lambda m: m[:], messages) == messages  # a new list of the same dicts
+    x = torch.ones(2, 3)
+    assert checks.call_new("f", lambda x, empty: (x.clone(), x * 1, empty[:0]), x, torch.ones(0)) is not None
+    assert checks.call_new("f", lambda n: n, 3) == 3  # numbers and strings are values, not shared

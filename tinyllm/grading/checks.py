@@ -74,6 +74,24 @@ CHANGED_INPUTS = ("`{name}` changed the inputs it was given: the exercise asks y
                   "as they are and compute the result into new tensors")
 
 
+def call_new(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
+    """:func:`call` for a function whose statement asks for a new list or new tensors: its
+    result must not be (or hold) a list or dict it was given, nor a tensor that shares memory
+    with one (``return ids`` when there is nothing to merge; a view of the input)."""
+    if isinstance(fn, LearnerFunction):
+        return fn.session.call(name, args, kwargs, new=True)
+    from tinyllm.grading import values
+
+    value = call(name, fn, *args, **kwargs)
+    if values.shares(value, (list(args), dict(kwargs))):
+        raise AssertionError(NOT_NEW.format(name=name))
+    return value
+
+
+NOT_NEW = ("`{name}` returned what it was given (a list, or a tensor or a view of one, that the caller passed): "
+           "the exercise asks for a new one, so that changing the result cannot change the caller's data")
+
+
 def call_inplace(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
     """:func:`call` for a function whose statement says it works in place (an optimizer step):
     the inputs it changed are written back into the test's own objects."""

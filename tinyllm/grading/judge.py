@@ -166,7 +166,8 @@ class Session:
             self.fail(self.dead or "the notebook's process sent no usable answer")
             return {name: checks.LearnerFunction(name, self) for name in wanted}
 
-    def call(self, name: str, args: tuple, kwargs: dict, inplace: bool = False, forbidden: tuple[str, ...] = ()):
+    def call(self, name: str, args: tuple, kwargs: dict, inplace: bool = False, forbidden: tuple[str, ...] = (),
+             new: bool = False):
         if self.dead:
             raise AssertionError(f"`{name}` was not graded: {self.dead}")
         if self.seconds_left <= 0:
@@ -182,7 +183,7 @@ class Session:
         request = {
             "kind": "call", "name": name, "args": _wire(list(args), callbacks),
             "kwargs": _wire(dict(kwargs), callbacks), "rng": (torch.get_rng_state(), random.getstate()),
-            "grad": torch.is_grad_enabled(), "seconds": seconds, "forbidden": list(forbidden),
+            "grad": torch.is_grad_enabled(), "seconds": seconds, "forbidden": list(forbidden), "new": new,
         }
         start = time.monotonic()
         deadline = start + seconds + 5

@@ -97,7 +97,7 @@ def call(namespace: dict, monitor: Monitor, request: dict) -> None:
 
     import torch
 
-    from tinyllm.grading import values
+    from tinyllm.grading import checks, values
 
     name = request["name"]
     args, kwargs = _with_callbacks(request["args"]), _with_callbacks(request["kwargs"])
@@ -113,7 +113,10 @@ def call(namespace: dict, monitor: Monitor, request: dict) -> None:
             random.setstate(request["rng"][1])
             torch.set_grad_enabled(request["grad"])
             torch.set_default_dtype(torch.float32)
-            outcome = ("value", values.pack(fn(*args, **kwargs)))
+            result = fn(*args, **kwargs)
+            outcome = ("value", values.pack(result))
+            if request.get("new") and values.shares(result, (args, kwargs)):
+                outcome = ("failed", checks.NOT_NEW.format(name=name))
             forbidden = monitor.forbidden.failure(name) if monitor.forbidden is not None else None
             if forbidden:
                 outcome = ("failed", forbidden)

@@ -89,6 +89,25 @@ def leaves(value) -> list:
     return found
 
 
+def shares(value, inputs: tuple[list, dict]) -> bool:
+    """Whether ``value`` is or holds a list or dict passed as an argument (``inputs`` is
+    ``(args, kwargs)``), or a tensor sharing memory with one passed (itself, or a view): what
+    a statement asking for a new list or new tensors rules out. The items of a new list may
+    be the caller's own: a new list of the same messages is new."""
+    given = {id(a) for a in [*inputs[0], *inputs[1].values()] if isinstance(a, (list, dict))}
+    memory = {t.untyped_storage().data_ptr() for t in leaves(inputs) if isinstance(t, torch.Tensor) and t.numel()}
+
+    def held(v, depth: int) -> bool:
+        if id(v) in given or (isinstance(v, torch.Tensor) and v.numel() > 0
+                              and v.untyped_storage().data_ptr() in memory):
+            return True
+        if depth < MAX_DEPTH and isinstance(v, (list, tuple, dict)):
+            return any(held(item, depth + 1) for item in list(v.values() if isinstance(v, dict) else v))
+        return False
+
+    return held(value, 0)
+
+
 def _stand_in(type_name: str):
     """An object whose type has the recorded name (so "returned a generator" still reads)."""
     name = re.sub(r"\W", "_", str(type_name))[:60] or "object"
