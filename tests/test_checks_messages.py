@@ -139,3 +139,12 @@ def test_call_new_passes_new_results_that_hold_the_callers_items():
     x = torch.ones(2, 3)
     assert checks.call_new("f", lambda x, empty: (x.clone(), x * 1, empty[:0]), x, torch.ones(0)) is not None
     assert checks.call_new("f", lambda n: n, 3) == 3  # numbers and strings are values, not shared
+
+
+def test_a_wrong_type_is_named_with_its_article():
+    with pytest.raises(AssertionError, match=r"^`f` should return an int, but returned a float$"):
+        checks.returned("f", 1.0, int)
+    with pytest.raises(AssertionError, match=r"^`f` should return a list, but returned an int$"):
+        checks.returned("f", 3, list)
+    with pytest.raises(AssertionError, match=r"^`f` should be a function, but it is an int$"):
+        checks.call("f", 3)

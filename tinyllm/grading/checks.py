@@ -182,7 +182,7 @@ def direct_call(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> An
     """:func:`call` without recording: the learner's function, its failure in one line."""
     defined(**{name: fn})
     if not callable(fn):
-        raise AssertionError(f"`{name}` should be a function, but it is a {type(fn).__name__}")
+        raise AssertionError(f"`{name}` should be a function, but it is {with_article(type(fn).__name__)}")
     try:
         return fn(*args, **kwargs)
     except AssertionError as exc:
@@ -197,8 +197,14 @@ def returned(name: str, value: Any, kind: type | tuple[type, ...], what: str | N
         raise AssertionError(f"`{name}` returned {value!r}: {BLANK_HINT}")
     if not isinstance(value, kind):
         expected = what or (kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind))
-        raise AssertionError(f"`{name}` should return a {expected}, but returned a {type(value).__name__}")
+        got = with_article(type(value).__name__)
+        raise AssertionError(f"`{name}` should return {with_article(expected)}, but returned {got}")
     return value
+
+
+def with_article(noun: str) -> str:
+    """``noun`` with its article: "a list", "an int"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def tensor(name: str, value: Any, shape: tuple[int, ...] | None = None, floating: bool | None = None) -> torch.Tensor:
