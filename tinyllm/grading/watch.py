@@ -18,6 +18,9 @@ from functools import cache
 
 # What the audit hook sees of a new process: the watch does not follow it there.
 PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system", "subprocess.Popen"}
+# Raised by the C function that sets a profiler, however it is reached: sys.setprofile,
+# cProfile's enable, PyEval_SetProfile through ctypes (and, from Python 3.12, for all threads).
+PROFILER_EVENTS = {"sys.setprofile", "sys._setprofileallthreads"}
 
 # Methods of the objects a test passes in that an answer may call: the statements say
 # "run the module" or "encode with the tokenizer you are given".
@@ -61,8 +64,10 @@ class Monitor:
     same code, names and docstring as one of the package's functions, at any line. An edited
     copy is not. Threads the call starts are watched too; threads the notebook started before
     cannot be, so a call made while they are alive is noted. An audit hook notes imports of
-    the package. Learner code can remove the profiler; that is noted too, and a call after
-    the notebook replaced or switched off a part of the watch fails (:meth:`changed`).
+    the package. Learner code can remove or replace the profiler (``sys.setprofile``,
+    cProfile, Python's C function through ctypes): each way raises the ``sys.setprofile``
+    audit event, noted during a call even when the watch is put back before it returns. A
+    call after the notebook replaced or switched off a part of the watch fails (:meth:`changed`).
     """
 
     def __init__(self, package_dir: str):
@@ -77,8 +82,12 @@ class Monitor:
 
         self.tensor, self.torch_dir = torch.Tensor, os.path.dirname(torch.__file__) + "/"
         self.modes_all_off = getattr(torch._C, "_is_torch_function_all_disabled", lambda: False)
-        sys.addaudithook(self._audit)
         self._watch_raw_threads()
+        # The watch's own code that sets the profiler; from anywhere else during a call, it is
+        # the learner's code switching the watch off, even if it puts it back before returning.
+        self._switches = {Monitor.start.__code__, Monitor.stop.__code__, Monitor._thread_profile.__code__,
+                          self._watched_thread_code}
+        sys.addaudithook(self._audit)
         from tinyllm.grading import checks
 
         # What the watch is made of before any cell runs: see changed().
@@ -117,6 +126,8 @@ class Monitor:
             return start(watched, args, kwargs or {})
 
         _thread.start_new_thread = start_new_thread
+        self._watched_thread_code = next(c for c in start_new_thread.__code__.co_consts
+                                         if getattr(c, "co_name", None) == "watched")
 
     def _copy_of(self, code) -> str | None:
         """The package function ``code`` is a copy of, if it is one (cheap when it is not: the
@@ -128,6 +139,9 @@ class Monitor:
     def _audit(self, event, args):
         if self.active and event in PROCESS_EVENTS:
             self.entered.add("started a process during the call, which the watch does not follow")
+        if self.active and event in PROFILER_EVENTS and sys._getframe(1).f_code not in self._switches:
+            self.entered.add("switched the grader's call watch off during the call (it set a profiler of its own), "
+                             "so what ran then was not seen")
         if self.active and event == "import" and args and isinstance(args[0], str):
             name = args[0]
             if name.startswith("tinyllm") and not name.startswith(("tinyllm.grading", "tinyllm.grade")):
