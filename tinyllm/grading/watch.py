@@ -63,7 +63,8 @@ class Monitor:
     copied module imported as ``mine``, its text passed to ``exec``) is noted as a copy: the
     same code, names and docstring as one of the package's functions, at any line. An edited
     copy is not. Threads the call starts are watched too; threads the notebook started before
-    cannot be, so a call made while they are alive is noted. An audit hook notes imports of
+    cannot be, so a call made while they are alive is noted, as is one made while another
+    Python interpreter of the process is (it has no watch, nor this audit hook). An audit hook notes imports of
     the package. Learner code can remove or replace the profiler (``sys.setprofile``,
     cProfile, Python's C function through ctypes): each way raises the ``sys.setprofile``
     audit event, noted during a call even when the watch is put back before it returns. A
@@ -139,6 +140,8 @@ class Monitor:
     def _audit(self, event, args):
         if self.active and event in PROCESS_EVENTS:
             self.entered.add("started a process during the call, which the watch does not follow")
+        if self.active and event == "cpython.PyInterpreterState_New":
+            self.entered.add(OTHER_INTERPRETER)
         if self.active and event in PROFILER_EVENTS and sys._getframe(1).f_code not in self._switches:
             self.entered.add("switched the grader's call watch off during the call (it set a profiler of its own), "
                              "so what ran then was not seen")
@@ -213,7 +216,8 @@ class Monitor:
         given = [v for v in values.leaves(inputs) if not isinstance(v, (torch.Tensor, int, float, str))]
         self.allowed_selves = {id(v) for v in given}  # a module, a tokenizer: never a tensor or number
         self.allowed_selves |= {id(m) for v in given if isinstance(v, torch.nn.Module) for m in v.modules()}
-        self.entered = self._unwatched_threads() | self._unwatched_processes() | self._scripted()
+        self.entered = self._unwatched_threads() | self._unwatched_processes() | self._other_interpreters() | \
+            self._scripted()
         self.active = True
         if self.forbidden is not None:
             self.forbidden.__enter__()
@@ -252,6 +256,15 @@ class Monitor:
             return set()
         return {"ran while processes the notebook started were alive, which the watch does not follow"}
 
+    @staticmethod
+    def _other_interpreters() -> set[str]:
+        """A note when the notebook started a second Python interpreter in its own process
+        (``_xxsubinterpreters.create``): code there runs without the watch or its audit hook,
+        and a function can hand it its inputs and read back the package's answer."""
+        if _interpreters is None or len(_interpreters()) <= 1:
+            return set()
+        return {OTHER_INTERPRETER}
+
     def _scripted(self) -> set[str]:
         """The package's functions the notebook compiled with TorchScript (they run in C++)."""
         import torch
@@ -278,6 +291,15 @@ class Monitor:
 
 # Taken before any cell runs: a cell that replaces os.getppid would hide its worker processes.
 _getppid, _getpid, _listdir = os.getppid, os.getpid, os.listdir
+try:  # the interpreters of this process (the module's name from Python 3.13: _interpreters)
+    from _xxsubinterpreters import list_all as _interpreters
+except ImportError:
+    try:
+        from _interpreters import list_all as _interpreters
+    except ImportError:
+        _interpreters = None
+OTHER_INTERPRETER = ("ran while a second Python interpreter the notebook started in its process was alive, "
+                     "which the watch does not see")
 
 
 def without_tqdm_monitor() -> None:
