@@ -60,12 +60,13 @@ class Monitor:
     statement lets a learner use on what the test passed in: a module's ``forward``, a
     tokenizer's ``encode`` and ``decode`` (any other method, ``model.generate`` say, is
     noted). A copy of the package's code run from another file or under another name (a
-    copied module imported as ``mine``, its text passed to ``exec``) is noted as a copy: the
-    same code, names and docstring as one of the package's functions, at any line. An edited
-    copy is not. Threads the call starts are watched too; threads the notebook started before
-    cannot be, so a call made while they are alive is noted, as is one made while another
-    Python interpreter of the process is (it has no watch, nor this audit hook). An audit hook notes imports of
-    the package. Learner code can remove or replace the profiler (``sys.setprofile``,
+    copied module imported as ``mine``, its text passed to ``exec``, a code object renamed)
+    is noted as a copy: the same code, names and docstring as one of the package's
+    functions, at any line and under any name. An edited copy is not. Threads the call
+    starts are watched too; threads the notebook started before cannot be, so a call made
+    while they are alive is noted, as is one made while another Python interpreter of the
+    process is (it has no watch, nor this audit hook). An audit hook notes imports of the
+    package. Learner code can remove or replace the profiler (``sys.setprofile``,
     cProfile, Python's C function through ctypes): each way raises the ``sys.setprofile``
     audit event, noted during a call even when the watch is put back before it returns. A
     call after the notebook replaced or switched off a part of the watch fails (:meth:`changed`).
@@ -314,13 +315,14 @@ def without_tqdm_monitor() -> None:
 
 
 def _shape(code) -> tuple:
-    return "shape", code.co_name, code.co_argcount, code.co_nlocals, code.co_stacksize
+    return "shape", code.co_argcount, code.co_nlocals, code.co_stacksize, len(code.co_code)
 
 
 def _fingerprint(code) -> tuple:
-    """What a copy of a function keeps wherever it runs from, and at whatever line: its name,
-    bytecode, the names and local names it uses and its constants (its docstring too). Not
-    its file or line: the same text retyped by hand has the same fingerprint only if it has
+    """What a copy of a function keeps wherever it runs from, at whatever line and under
+    whatever name: its bytecode, the names and local names it uses and its constants (its
+    docstring too). Not its file, line or name (a code object can be given others with
+    ``code.replace``): the same text retyped by hand has the same fingerprint only if it has
     the same docstring and local names."""
     consts = tuple(c.co_name if hasattr(c, "co_code") else repr(c) for c in code.co_consts)
-    return code.co_name, code.co_code, code.co_names, code.co_varnames, consts
+    return code.co_code, code.co_names, code.co_varnames, consts
