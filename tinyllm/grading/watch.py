@@ -267,11 +267,20 @@ class Monitor:
         return {OTHER_INTERPRETER}
 
     def _scripted(self) -> set[str]:
-        """The package's functions the notebook compiled with TorchScript (they run in C++)."""
+        """The package's functions the notebook compiled with TorchScript (they run in C++):
+        compiled themselves (``torch.jit.script``), or inlined into a function of the
+        notebook's own by ``torch.jit.trace``, whose graph keeps where each step came from."""
         import torch
 
         try:  # TorchScript's registry of compiled functions (private: absent, it says nothing)
-            names = [f.qualified_name.removeprefix("__torch__.") for f in torch.jit._state._python_cu.get_functions()]
+            functions = torch.jit._state._python_cu.get_functions()
+            names = {f.qualified_name.removeprefix("__torch__.") for f in functions}
+            for f in functions:  # a traced step's source: "/.../tinyllm/layers.py(34): rms_norm"
+                for where in {node.sourceRange().split("\n", 1)[0] for node in f.graph.nodes()}:
+                    path, _, function = where.partition("): ")
+                    if self._ours(path.rsplit("(", 1)[0]):
+                        module = path.rsplit("(", 1)[0][len(self.package):].removesuffix(".py").replace("/", ".")
+                        names.add(f"tinyllm.{module}.{function}")
         except Exception:
             return set()
         return {f"ran after the notebook compiled {n}, the package's own code, with TorchScript"
