@@ -149,7 +149,7 @@ class Monitor:
             self.entered.add("started a process during the call, which the watch does not follow")
         if self.active and event == "cpython.PyInterpreterState_New":
             self.entered.add(OTHER_INTERPRETER)
-        if self.active and event in PROFILER_EVENTS and sys._getframe(1).f_code not in self._switches:
+        if self.active and event in PROFILER_EVENTS and _caller_code() not in self._switches:
             self.entered.add("switched the grader's call watch off during the call (it set a profiler of its own), "
                              "so what ran then was not seen")
         if self.active and event == "import" and args and isinstance(args[0], str):
@@ -329,6 +329,15 @@ def without_tqdm_monitor() -> None:
     except ImportError:
         return
     tqdm.tqdm.monitor_interval = 0
+
+
+def _caller_code():
+    """The code that raised the audit event being handled (None from a thread with no Python
+    frame: an exception here would stop the event's operation)."""
+    try:
+        return sys._getframe(2).f_code
+    except ValueError:
+        return None
 
 
 def _shape(code) -> tuple:
