@@ -45,13 +45,13 @@ def package_functions(package: str) -> dict[tuple, str]:
     for path in sorted(Path(package).rglob("*.py")):
         if str(path).startswith(package + "grading/"):
             continue
-        module = str(path)[len(package):].removesuffix(".py").replace("/", ".")
+        module = _module(str(path), package)
         stack = [compile(path.read_text(encoding="utf-8"), str(path), "exec")]
         while stack:
             code = stack.pop()
             stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
             if not code.co_name.startswith("<"):  # not a module, lambda or comprehension
-                found[_fingerprint(code)] = f"tinyllm.{module}.{code.co_qualname}"
+                found[_fingerprint(code)] = f"{module}.{code.co_qualname}"
                 found[_shape(code)] = ""
     return found
 
@@ -93,8 +93,8 @@ class Monitor:
         self._watch_raw_threads()
         # The watch's own code that sets the profiler; from anywhere else during a call, it is
         # the learner's code switching the watch off, even if it puts it back before returning.
-        self._switches = {Monitor.start.__code__, Monitor.stop.__code__, Monitor._thread_profile.__code__,
-                          self._watched_thread_code}
+        self._switches = {f.__code__ for f in (Monitor.start, Monitor.stop, Monitor._thread_profile,
+                                                Monitor._arm_thread)}
         sys.addaudithook(self._audit)
         from tinyllm.grading import checks
 
@@ -127,15 +127,16 @@ class Monitor:
 
         def start_new_thread(function, args, kwargs=None):
             def watched(*a, **k):
-                if self.active:
-                    sys.setprofile(self._thread_profile)
+                self._arm_thread()
                 return function(*a, **k)
 
             return start(watched, args, kwargs or {})
 
         _thread.start_new_thread = start_new_thread
-        self._watched_thread_code = next(c for c in start_new_thread.__code__.co_consts
-                                         if getattr(c, "co_name", None) == "watched")
+
+    def _arm_thread(self) -> None:
+        if self.active:
+            sys.setprofile(self._thread_profile)
 
     def _copy_of(self, code) -> str | None:
         """The package function ``code`` is a copy of, if it is one (cheap when it is not: the
@@ -184,8 +185,7 @@ class Monitor:
         if code.co_name in ALLOWED_METHODS and id(given) in self.allowed_selves and \
                 getattr(getattr(type(given), code.co_name, None), "__code__", None) is code:
             return  # the given object's own method (not another class's run on it)
-        module = code.co_filename[len(self.package):].removesuffix(".py").replace("/", ".")
-        self.entered.add(f"called tinyllm.{module}.{code.co_qualname}, the package's own code")
+        self.entered.add(f"called {_module(code.co_filename, self.package)}.{code.co_qualname}, the package's own code")
 
     def _torch_call(self, frame, event, arg) -> None:
         """A torch function called from the learner's own code counts against the forbidden
@@ -286,9 +286,9 @@ class Monitor:
             for f in functions:  # a traced step's source: "/.../tinyllm/layers.py(34): rms_norm"
                 for where in {node.sourceRange().split("\n", 1)[0] for node in f.graph.nodes()}:
                     path, _, function = where.partition("): ")
-                    if self._ours(path.rsplit("(", 1)[0]):
-                        module = path.rsplit("(", 1)[0][len(self.package):].removesuffix(".py").replace("/", ".")
-                        names.add(f"tinyllm.{module}.{function}")
+                    path = path.rsplit("(", 1)[0]
+                    if self._ours(path):
+                        names.add(f"{_module(path, self.package)}.{function}")
         except Exception:
             return set()
         return {f"ran after the notebook compiled {n}, the package's own code, with TorchScript"
@@ -329,6 +329,11 @@ def without_tqdm_monitor() -> None:
     except ImportError:
         return
     tqdm.tqdm.monitor_interval = 0
+
+
+def _module(path: str, package: str) -> str:
+    """The dotted name of the package's module in file ``path`` (``tinyllm.layers``)."""
+    return "tinyllm." + path[len(package):].removesuffix(".py").replace("/", ".")
 
 
 def _caller_code():
