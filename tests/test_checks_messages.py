@@ -148,3 +148,28 @@ def test_a_wrong_type_is_named_with_its_article():
         checks.returned("f", 3, list)
     with pytest.raises(AssertionError, match=r"^`f` should be a function, but it is an int$"):
         checks.call("f", 3)
+
+
+def test_every_function_the_grading_page_says_must_return_new_objects_is_tested_so():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    page = " ".join((root / "book" / "grading.md").read_text(encoding="utf-8").split())
+    listed = re.search(r"Where a statement asks for a new list or new tensors \(([^)]*)\)", page)
+    names = re.findall(r"`(\w+)`", listed[1])
+    assert len(names) == 5
+    tests = "".join(p.read_text(encoding="utf-8") for p in (root / "tinyllm/grading/assignments").glob("*.json"))
+    for name in names:
+        called = re.search(rf"checks\.call_new\(\\?['\"]{name}\\?['\"]", tests)
+        assert called, f"no packaged test calls {name} with checks.call_new"
+
+
+def test_the_watchs_audit_hook_finds_no_caller_without_raising():
+    """An exception in an audit hook would stop the operation that raised the event."""
+    import subprocess
+    import sys
+
+    code = "from tinyllm.grading.watch import _caller_code; print(_caller_code())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "None"
