@@ -1198,6 +1198,52 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
     assert out.stdout.split("\n")[:6] == ["True False"] * 6, out.stdout
 
 
+def test_the_watch_notes_other_libraries_versions_of_a_piece_called_from_the_notebook():
+    """Entries of the notebook's own code (a cell: not an installed file) into torch's optimizers
+    and gradient clipping, transformers' Python and tokenizers' compiled code are noted; torch's
+    plain functions, a method of an optimizer the test passed in, and a library's calls inside
+    itself are not (in a fresh process: the watch installs an audit hook for good)."""
+    code = """if True:
+        import torch
+        import tinyllm
+        import tokenizers
+        from pathlib import Path
+        from transformers.models.llama.modeling_llama import repeat_kv
+        from tinyllm.grading.watch import Monitor
+        watch = Monitor(str(Path(tinyllm.__file__).parent))
+        cell = compile('''
+def answer(opt, x):
+    opt.step()                                            # the given optimizer's own method
+    torch.softmax(x, -1), torch.topk(x, 2)                # torch's plain functions
+    if mode == 1:
+        torch.optim.SGD([torch.nn.Parameter(x)], lr=0.1)  # torch's optimizer, made here
+    if mode == 2:
+        torch.nn.utils.clip_grad_norm_([torch.nn.Parameter(x)], 1.0)
+    if mode == 3:
+        repeat_kv(x[None, None], 2)                       # transformers' Python
+    if mode == 4:
+        tokenizers.Tokenizer(tokenizers.models.BPE()).encode("hi")   # tokenizers' Rust
+''', "<cell>", "exec")
+        given = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+        for mode in range(5):
+            scope = {"torch": torch, "tokenizers": tokenizers, "repeat_kv": repeat_kv, "mode": mode}
+            exec(cell, scope)
+            x = torch.randn(3, 4)
+            watch.start(((given, x), {}))
+            scope["answer"](given, x)
+            print(mode, watch.stop())
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "0 []", "no library's version was run"
+    ran = "a library's own version of the piece"
+    assert lines[1] == f"1 {[f'ran torch.optim.sgd.SGD.__init__, {ran}']!r}"
+    assert lines[2] == f"2 {[f'ran torch.nn.utils.clip_grad.clip_grad_norm_, {ran}']!r}"
+    assert lines[3] == f"3 {[f'ran transformers.models.llama.modeling_llama.repeat_kv, {ran}']!r}"
+    assert "ran tokenizers.Tokenizer.encode" in lines[4] and "ran tokenizers.models" not in lines[4], lines[4]
+
+
 def test_without_torchscripts_private_registry_the_watch_leaves_that_note_out(monkeypatch):
     import torch
 
