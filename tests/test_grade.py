@@ -1199,9 +1199,9 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
 
 
 def test_the_watch_notes_other_libraries_versions_of_a_piece_called_from_the_notebook():
-    """Entries of the notebook's own code (a cell: not an installed file) into torch's optimizers
-    and gradient clipping, transformers' Python and tokenizers' compiled code are noted; torch's
-    plain functions, a method of an optimizer the test passed in, and a library's calls inside
+    """Entries of the notebook's own code (a cell: not an installed file) into torch's optimizers,
+    gradient clipping and multi-head attention, transformers' Python and tokenizers' compiled
+    code are noted; torch's plain functions (F.gelu, in the file of F.multi_head_attention_forward), a method of an optimizer the test passed in, and a library's calls inside
     itself are not (in a fresh process: the watch installs an audit hook for good)."""
     code = """if True:
         import torch
@@ -1214,7 +1214,7 @@ def test_the_watch_notes_other_libraries_versions_of_a_piece_called_from_the_not
         cell = compile('''
 def answer(opt, x):
     opt.step()                                            # the given optimizer's own method
-    torch.softmax(x, -1), torch.topk(x, 2)                # torch's plain functions
+    torch.softmax(x, -1), torch.topk(x, 2), torch.nn.functional.gelu(x)   # torch's plain functions
     if mode == 1:
         torch.optim.SGD([torch.nn.Parameter(x)], lr=0.1)  # torch's optimizer, made here
     if mode == 2:
@@ -1223,9 +1223,11 @@ def answer(opt, x):
         repeat_kv(x[None, None], 2)                       # transformers' Python
     if mode == 4:
         tokenizers.Tokenizer(tokenizers.models.BPE()).encode("hi")   # tokenizers' Rust
+    if mode == 5:
+        torch.nn.MultiheadAttention(4, 1)                 # the one piece of its file
 ''', "<cell>", "exec")
         given = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
-        for mode in range(5):
+        for mode in range(6):
             scope = {"torch": torch, "tokenizers": tokenizers, "repeat_kv": repeat_kv, "mode": mode}
             exec(cell, scope)
             x = torch.randn(3, 4)
@@ -1242,6 +1244,7 @@ def answer(opt, x):
     assert lines[2] == f"2 {[f'ran torch.nn.utils.clip_grad.clip_grad_norm_, {ran}']!r}"
     assert lines[3] == f"3 {[f'ran transformers.models.llama.modeling_llama.repeat_kv, {ran}']!r}"
     assert "ran tokenizers.Tokenizer.encode" in lines[4] and "ran tokenizers.models" not in lines[4], lines[4]
+    assert lines[5] == f"5 {[f'ran torch.nn.modules.activation.MultiheadAttention.__init__, {ran}']!r}"
 
 
 def test_without_torchscripts_private_registry_the_watch_leaves_that_note_out(monkeypatch):

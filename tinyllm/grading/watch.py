@@ -33,11 +33,13 @@ ALLOWED_METHODS = {"forward", "encode", "decode"}
 # Other libraries' versions of the pieces the exercises ask for, noted like the package's
 # own: libraries that build language models (Colab has transformers), and the files of
 # torch that hold a whole piece (its optimizers and schedules, gradient clipping, its
-# transformer layers). torch's functions a statement forbids are failed, not noted
+# transformer layers, its multi-head attention: "file:name" is that function or class
+# of the file alone). torch's functions a statement forbids are failed, not noted
 # (:class:`tinyllm.grading.checks.Forbidden`).
 LIBRARIES = ("transformers", "tokenizers", "tiktoken", "sentencepiece", "minbpe", "litgpt", "torchtune",
              "xformers", "flash_attn")
-TORCH_PIECES = ("optim/", "nn/utils/clip_grad.py", "nn/modules/transformer.py")
+TORCH_PIECES = ("optim/", "nn/utils/clip_grad.py", "nn/modules/transformer.py",
+                "nn/modules/activation.py:MultiheadAttention", "nn/functional.py:multi_head_attention_forward")
 LIBRARY_VERSION = "a library's own version of the piece"
 
 
@@ -213,10 +215,10 @@ class Monitor:
         if code.co_name.startswith("<") or (caller is not None and
                                             caller.f_code.co_filename.startswith(self.installed)):
             return
-        if id(_first_argument(frame)) in self.allowed_selves:
-            return
-        module = next(_dotted(code.co_filename, place, name) for place, name in self.libraries[1]
-                      if code.co_filename.startswith(place))
+        module = next((_dotted(code.co_filename, place, name) for place, name, only in self.libraries[1]
+                       if code.co_filename.startswith(place) and code.co_qualname.startswith(only)), None)
+        if module is None or id(_first_argument(frame)) in self.allowed_selves:
+            return  # another function of a file with one piece (F.gelu beside F.multi_head_...)
         name = f"{module}.{code.co_qualname}"
         if "<locals>" in name:  # a decorator's wrapper (clip_grad_norm_'s, step's): name what it wraps
             wrapped = [frame.f_locals.get(v) for v in code.co_freevars]
@@ -377,20 +379,24 @@ def without_tqdm_monitor() -> None:
     tqdm.tqdm.monitor_interval = 0
 
 
-def _library_folders(torch_dir: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+def _library_folders(torch_dir: str) -> tuple[tuple[str, ...], tuple[tuple[str, str, str], ...]]:
     """(the folders and files of :data:`LIBRARIES` and :data:`TORCH_PIECES`, one tuple for
-    ``str.startswith``; each with its dotted name). Found without importing a library."""
+    ``str.startswith``; each with its dotted name and the start of the names of the functions
+    that count, "" for all). Found without importing a library."""
     import importlib.util
 
-    places = [(torch_dir + piece, "torch." + piece.removesuffix("/").removesuffix(".py").replace("/", "."))
-              for piece in TORCH_PIECES]
+    places = []
+    for piece in TORCH_PIECES:
+        path, _, only = piece.partition(":")
+        places.append((torch_dir + path, "torch." + path.removesuffix("/").removesuffix(".py").replace("/", "."), only))
     for name in LIBRARIES:
         try:
             spec = importlib.util.find_spec(name)
         except (ImportError, ValueError):
             continue
-        places += [(str(folder).rstrip("/") + "/", name) for folder in (spec and spec.submodule_search_locations or [])]
-    return tuple(place for place, _ in places), tuple(places)
+        places += [(str(folder).rstrip("/") + "/", name, "")
+                   for folder in (spec and spec.submodule_search_locations or [])]
+    return tuple(place for place, _, _ in places), tuple(places)
 
 
 def _installed_folders() -> tuple[str, ...]:
