@@ -1201,8 +1201,9 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
 def test_the_watch_notes_other_libraries_versions_of_a_piece_called_from_the_notebook():
     """Entries of the notebook's own code (a cell: not an installed file) into torch's optimizers,
     gradient clipping and multi-head attention, transformers' Python and tokenizers' compiled
-    code are noted; torch's plain functions (F.gelu, in the file of F.multi_head_attention_forward), a method of an optimizer the test passed in, and a library's calls inside
-    itself are not (in a fresh process: the watch installs an audit hook for good)."""
+    code are noted; torch's plain functions (F.gelu, in the file of F.multi_head_attention_forward),
+    a method of an optimizer the test passed in, and a library's calls inside itself are not (in
+    a fresh process: the watch installs an audit hook for good)."""
     code = """if True:
         import torch
         import tinyllm
