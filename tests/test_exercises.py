@@ -290,16 +290,25 @@ def test_wrong_submission_loses_points_on_hidden_tests(name, file_name, question
     for other in report.questions:
         if other.name not in MANIFEST[name][file_name]:
             assert other.score == other.possible, f"{name} {file_name}: {other.name} should keep full marks"
+        # A wrong answer is the learner's own code: the watch of the package's code (and of
+        # other libraries' versions of a piece) must not take a mistake for a shortcut, unless
+        # the mistake is to use the package (its manifest says what is flagged).
+        flagged = MANIFEST[name][file_name].get(other.name, {}).get("flagged")
+        if flagged:
+            assert any(flagged in f for f in other.flags), f"{name} {file_name}: {other.name} flags: {other.flags}"
+        else:
+            assert other.flags == [], f"{name} {file_name}: {other.name} is flagged: {other.flags}"
 
 
 def test_an_answer_that_calls_a_forbidden_function_loses_the_whole_question(grades):
     """The ``builtin*.ipynb`` submissions give right values from the function their statement
     forbids (``F.layer_norm``), directly or by another path (``nn.LayerNorm``, ``torch.ops.aten``,
     a thread of its own, torch's function modes switched off, a tensor subclass's
-    ``__torch_function__``, a kernel of the same family under another name): every hidden
+    ``__torch_function__``, a kernel of the same family under another name, a thread started
+    after ``threading.setprofile(None)``): every hidden
     test of that question fails, not just one."""
     builtin = [(name, file_name, question) for name, file_name, question in WRONG if file_name.startswith("builtin")]
-    assert len(builtin) == 11
+    assert len(builtin) == 12
     for name, file_name, question in builtin:
         q = grades[(name, file_name)].question(question)
         assert q.score == 0 and q.public_passed, f"{name} {question}: {q.score} points"

@@ -22,6 +22,11 @@ PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spaw
 # cProfile's enable, PyEval_SetProfile through ctypes (and, from Python 3.12, for all threads).
 PROFILER_EVENTS = {"sys.setprofile", "sys._setprofileallthreads"}
 
+# _thread's functions that start a thread: called by anything but the watch's own starter
+# (a fresh copy of _thread imported again), the thread runs unwatched.
+THREAD_STARTS = {"start_new_thread", "start_new", "start_joinable_thread"}
+UNWATCHED_THREAD = "started a thread the watch does not follow (not through threading or _thread's watched starters)"
+
 # Where torch.fx puts the code it writes for a traced function or module (a GraphModule's
 # forward): only torch operations, whatever functions the tracing went through.
 FX_FILES = "<eval_with_key>"
@@ -106,7 +111,7 @@ class Monitor:
         self.modes_all_off = getattr(torch._C, "_is_torch_function_all_disabled", lambda: False)
         self.libraries = _library_folders(self.torch_dir)
         self.installed = _installed_folders()
-        self._watch_raw_threads()
+        self._starters = self._watch_threads()
         # The watch's own code that sets the profiler; from anywhere else during a call, it is
         # the learner's code switching the watch off, even if it puts it back before returning.
         self._switches = {f.__code__ for f in (Monitor.start, Monitor.stop, Monitor._thread_profile,
@@ -132,23 +137,34 @@ class Monitor:
         mode = self.forbidden is not None and (
             set(vars(self.forbidden)) != {"names", "prefixes", "seen"}
             or (self.forbidden.names, self.forbidden.prefixes) != self._forbidden_lists)
-        return kinds or mode or set(vars(self)) != self._own or not self.active
+        starters = any(getattr(module, name, None) is not ours for module, name, ours in self._starters)
+        return kinds or mode or starters or set(vars(self)) != self._own or not self.active
 
-    def _watch_raw_threads(self) -> None:
-        """A thread started with ``_thread.start_new_thread`` (not ``threading``, which
-        ``threading.setprofile`` covers) gets the watch too, from its first line on."""
+    def _watch_threads(self) -> list[tuple]:
+        """Every thread started from Python (``threading``, ``_thread.start_new_thread`` and its
+        alias ``start_new``) gets the watch from its first line on, whatever profiler
+        ``threading.setprofile`` names (a notebook can name None there). Returns (module,
+        name, the watch's starter) of each: see :meth:`changed`."""
         import _thread
 
-        start = _thread.start_new_thread
+        def watching(start):
+            def start_thread(function, *rest, **options):
+                def watched(*a, **k):
+                    self._arm_thread()
+                    return function(*a, **k)
 
-        def start_new_thread(function, args, kwargs=None):
-            def watched(*a, **k):
-                self._arm_thread()
-                return function(*a, **k)
+                return start(watched, *rest, **options)
 
-            return start(watched, args, kwargs or {})
+            return start_thread
 
-        _thread.start_new_thread = start_new_thread
+        starters = []
+        for module, name in ((_thread, "start_new_thread"), (_thread, "start_new"), (_thread, "start_joinable_thread"),
+                             (threading, "_start_new_thread"), (threading, "_start_joinable_thread")):
+            if hasattr(module, name):
+                setattr(module, name, watching(getattr(module, name)))
+                starters.append((module, name, getattr(module, name)))
+        self._starter = starters[0][2].__code__  # the code that starts a thread it watches
+        return starters
 
     def _arm_thread(self) -> None:
         if self.active:
@@ -164,6 +180,8 @@ class Monitor:
     def _audit(self, event, args):
         if self.active and event in PROCESS_EVENTS:
             self.entered.add("started a process during the call, which the watch does not follow")
+        if self.active and event == "ctypes.call_function":
+            self.entered.add("called C code through ctypes during the call, which the watch does not follow")
         if self.active and event == "cpython.PyInterpreterState_New":
             self.entered.add(OTHER_INTERPRETER)
         if self.active and event in PROFILER_EVENTS and _caller_code() not in self._switches:
@@ -184,6 +202,9 @@ class Monitor:
         if self.forbidden is not None and event in ("call", "c_call"):
             self._torch_call(frame, event, arg)
         if event == "c_call":
+            if getattr(arg, "__name__", None) in THREAD_STARTS and getattr(arg, "__module__", None) == "_thread" \
+                    and frame.f_code is not self._starter:
+                self.entered.add(UNWATCHED_THREAD)  # _thread's own function, not the watch's starter
             self._library_c_call(frame, arg)
         if event != "call":
             return
@@ -278,8 +299,7 @@ class Monitor:
         self.active = True
         if self.forbidden is not None:
             self.forbidden.__enter__()
-        threading.setprofile(self._thread_profile)  # threads the call starts are watched too
-        sys.setprofile(self._profile)
+        sys.setprofile(self._profile)  # threads the call starts: see _watch_threads
 
     def _thread_profile(self, frame, event, arg):
         """A thread the call started, at its first event: the watch of forbidden functions (a
@@ -345,7 +365,6 @@ class Monitor:
     def stop(self) -> list[str]:
         removed = sys.getprofile() is None or getattr(sys.getprofile(), "__self__", None) is not self
         sys.setprofile(None)
-        threading.setprofile(None)
         self.active = False
         if self.forbidden is not None:
             self.forbidden.leave()
