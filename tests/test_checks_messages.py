@@ -133,6 +133,16 @@ def test_call_new_fails_a_result_that_is_or_views_what_was_given(answer):
         checks.call_new("f", answer, [1, 2], torch.ones(2, 3))
 
 
+@pytest.mark.parametrize("answer", [
+    lambda x: [x * 2] * 3,
+    lambda x: (lambda y: (y, y[0]))(x * 2),
+    lambda x: {"a": x + 1, "b": [(x + 1)]}.values().__iter__().__next__().expand(2, 2, 3).unbind(0),
+], ids=["one tensor three times", "a tensor and a view of it", "two views of one new tensor"])
+def test_call_new_fails_a_result_whose_tensors_share_memory(answer):
+    with pytest.raises(AssertionError, match=r"^`f` returned tensors that share memory .* asks for new ones"):
+        checks.call_new("f", answer, torch.ones(2, 3))
+
+
 def test_call_new_passes_new_results_that_hold_the_callers_items():
     messages = [{"role": "user", "content": "hi"}]
     assert checks.call_new("trim", lambda m: m[:], messages) == messages  # a new list of the same dicts
@@ -158,7 +168,7 @@ def test_every_function_the_grading_page_says_must_return_new_objects_is_tested_
     page = " ".join((root / "book" / "grading.md").read_text(encoding="utf-8").split())
     listed = re.search(r"Where a statement asks for a new list or new tensors \(([^)]*)\)", page)
     names = re.findall(r"`(\w+)`", listed[1])
-    assert len(names) == 5
+    assert len(names) == 6
     tests = "".join(p.read_text(encoding="utf-8") for p in (root / "tinyllm/grading/assignments").glob("*.json"))
     for name in names:
         called = re.search(rf"checks\.call_new\(\\?['\"]{name}\\?['\"]", tests)

@@ -77,19 +77,31 @@ CHANGED_INPUTS = ("`{name}` changed the inputs it was given: the exercise asks y
 def call_new(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
     """:func:`call` for a function whose statement asks for a new list or new tensors: its
     result must not be (or hold) a list or dict it was given, nor a tensor that shares memory
-    with one (``return ids`` when there is nothing to merge; a view of the input)."""
+    with one (``return ids`` when there is nothing to merge; a view of the input), and no two
+    of its tensors may share memory (``[mean] * n``)."""
     if isinstance(fn, LearnerFunction):
         return fn.session.call(name, args, kwargs, new=True)
     from tinyllm.grading import values
 
     value = call(name, fn, *args, **kwargs)
-    if values.shares(value, (list(args), dict(kwargs))):
-        raise AssertionError(NOT_NEW.format(name=name))
+    failure = not_new(name, value, (list(args), dict(kwargs)))
+    if failure:
+        raise AssertionError(failure)
     return value
 
 
-NOT_NEW = ("`{name}` returned what it was given (a list, or a tensor or a view of one, that the caller passed): "
-           "the exercise asks for a new one, so that changing the result cannot change the caller's data")
+def not_new(name: str, value: Any, inputs: tuple[list, dict]) -> str | None:
+    """Why ``value`` is not new (see :func:`call_new`), if it is not; run where the learner's
+    function ran (the sandbox), since its result reaches the tests as a copy."""
+    from tinyllm.grading import values
+
+    if values.shares(value, inputs):
+        return (f"`{name}` returned what it was given (a list, or a tensor or a view of one, that the caller "
+                "passed): the exercise asks for a new one, so that changing the result cannot change the caller's data")
+    if values.shared_within(value):
+        return (f"`{name}` returned tensors that share memory (one tensor twice, or views of one): the exercise "
+                "asks for new ones, so that changing one cannot change another")
+    return None
 
 
 def call_inplace(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:

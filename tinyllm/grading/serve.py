@@ -115,8 +115,9 @@ def call(namespace: dict, monitor: Monitor, request: dict) -> None:
             torch.set_default_dtype(torch.float32)
             result = fn(*args, **kwargs)
             outcome = ("value", values.pack(result))
-            if request.get("new") and values.shares(result, (args, kwargs)):
-                outcome = ("failed", checks.NOT_NEW.format(name=name))
+            stale = checks.not_new(name, result, (args, kwargs)) if request.get("new") else None
+            if stale:
+                outcome = ("failed", stale)
             forbidden = monitor.forbidden.failure(name) if monitor.forbidden is not None else None
             if forbidden:
                 outcome = ("failed", forbidden)

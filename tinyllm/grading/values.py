@@ -108,6 +108,17 @@ def shares(value, inputs: tuple[list, dict]) -> bool:
     return held(value, 0)
 
 
+def shared_within(value) -> bool:
+    """Whether two tensors held in ``value`` share memory (one tensor twice, or views of one)."""
+    seen: set[int] = set()
+    for t in leaves(value):
+        if isinstance(t, torch.Tensor) and t.numel():
+            if t.untyped_storage().data_ptr() in seen:
+                return True
+            seen.add(t.untyped_storage().data_ptr())
+    return False
+
+
 def _stand_in(type_name: str):
     """An object whose type has the recorded name (so "returned a generator" still reads)."""
     name = re.sub(r"\W", "_", str(type_name))[:60] or "object"
