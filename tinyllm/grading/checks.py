@@ -81,7 +81,6 @@ def call_new(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
     of its tensors may share memory (``[mean] * n``)."""
     if isinstance(fn, LearnerFunction):
         return fn.session.call(name, args, kwargs, new=True)
-    from tinyllm.grading import values
 
     value = call(name, fn, *args, **kwargs)
     failure = not_new(name, value, (list(args), dict(kwargs)))
