@@ -13,7 +13,8 @@
 - :mod:`tinyllm.grading.serve` runs inside it (phase 1): the notebook's cells, each with a
   time limit so one broken cell costs only its own question, then the learner's functions
   on the inputs the tests send; :mod:`tinyllm.grading.watch` notes, while one runs, the
-  package's own functions it enters and the functions its question forbids.
+  package's own functions it enters, other libraries' versions of a piece it runs
+  (:mod:`tinyllm.grading.libraries`) and the functions its question forbids.
 - :mod:`tinyllm.grading.values` turns values into plain data and carries them between the
   two, checking what comes out of the sandbox.
 - :mod:`tinyllm.grading.checks` holds the small helpers the exercises' tests call, so that a

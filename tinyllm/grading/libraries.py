@@ -1,0 +1,100 @@
+"""Other libraries' versions of the pieces the exercises ask for, seen by the call watch.
+
+An answer that runs another library's version of the piece it asks for is flagged, as one
+that runs the package's own is (:class:`tinyllm.grading.watch.Monitor`): libraries that
+build language models (Colab has transformers), and the parts of torch that are a whole
+piece (its optimizers and schedules, gradient clipping, its transformer layers, its
+multi-head attention). torch's plain functions are the learner's to use; those a statement
+forbids fail the call instead (:class:`tinyllm.grading.checks.Forbidden`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+LIBRARIES = ("transformers", "tokenizers", "tiktoken", "sentencepiece", "minbpe", "litgpt", "torchtune",
+             "xformers", "flash_attn")
+# Folders and files of torch; "file:name" counts only the functions or class of that name.
+TORCH_PIECES = ("optim/", "nn/utils/clip_grad.py", "nn/modules/transformer.py",
+                "nn/modules/activation.py:MultiheadAttention", "nn/functional.py:multi_head_attention_forward")
+LIBRARY_VERSION = "a library's own version of the piece"
+
+
+class Libraries:
+    """Where the libraries' versions lie (found without importing a library), and the notes
+    of a call into them that the notebook's own code makes (code outside the Python
+    installation: a cell, a file beside the notebook), not a library's calls inside itself or
+    into other installed packages, nor a method of an object the test passed in."""
+
+    def __init__(self, torch_dir: str):
+        import importlib.util
+
+        places = []  # (folder or file, its dotted name, the start of the names that count)
+        for piece in TORCH_PIECES:
+            path, _, only = piece.partition(":")
+            places.append((torch_dir + path, "torch." + path.removesuffix("/").removesuffix(".py").replace("/", "."),
+                           only))
+        for name in LIBRARIES:
+            try:
+                spec = importlib.util.find_spec(name)
+            except (ImportError, ValueError):
+                continue
+            places += [(str(folder).rstrip("/") + "/", name, "")
+                       for folder in (spec and spec.submodule_search_locations or [])]
+        self.pieces = tuple(places)
+        self.places = tuple(place for place, _, _ in places)  # one tuple for str.startswith
+        self.installed = installed_folders()
+
+    def entry(self, frame, given: set[int], notes: set[str]) -> None:
+        """Note ``frame`` (a Python call into one of :attr:`places`) if it is one that counts."""
+        code, caller = frame.f_code, frame.f_back
+        if code.co_name.startswith("<") or (caller is not None and
+                                            caller.f_code.co_filename.startswith(self.installed)):
+            return
+        module = next((dotted(code.co_filename, place, name) for place, name, only in self.pieces
+                       if code.co_filename.startswith(place) and code.co_qualname.startswith(only)), None)
+        if module is None or id(first_argument(frame)) in given:
+            return  # another function of a file with one piece (F.gelu beside F.multi_head_...)
+        name = f"{module}.{code.co_qualname}"
+        if "<locals>" in name:  # a decorator's wrapper (clip_grad_norm_'s, step's): name what it wraps
+            wrapped = [frame.f_locals.get(v) for v in code.co_freevars]
+            name = next((f"{f.__module__}.{f.__qualname__}" for f in wrapped
+                         if callable(f) and isinstance(getattr(f, "__qualname__", None), str)), name)
+        notes.add(f"ran {name}, {LIBRARY_VERSION}")
+
+    def compiled_call(self, frame, function, given: set[int], notes: set[str]) -> None:
+        """Note a call of a library's compiled code (tokenizers' Rust ``Tokenizer.encode``)."""
+        owner = getattr(function, "__self__", None)
+        module = str(getattr(function, "__module__", None) or type(owner).__module__)
+        if module.split(".")[0] in LIBRARIES and id(owner) not in given and \
+                not frame.f_code.co_filename.startswith(self.installed):
+            name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "?")
+            notes.add(f"ran {module}.{name}, {LIBRARY_VERSION}")
+
+
+def installed_folders() -> tuple[str, ...]:
+    """The folders of the Python installation and its packages: code there is not the notebook's."""
+    import site
+    import sysconfig
+
+    folders = {sys.prefix, sys.base_prefix, *sysconfig.get_paths().values(), *site.getsitepackages()}
+    return tuple({f"{p.rstrip('/')}/" for f in folders for p in (f, os.path.realpath(f))})
+
+
+def first_argument(frame):
+    """What a function was called with first: the object whose method runs (``self``, or
+    ``args[0]`` of a wrapper taking ``*args``, as torch's optimizers wrap ``step``)."""
+    code, names = frame.f_code, frame.f_code.co_varnames
+    if code.co_argcount:
+        return frame.f_locals.get(names[0])
+    if code.co_flags & 0x04:  # CO_VARARGS: *args comes after the named arguments
+        args = frame.f_locals.get(names[code.co_kwonlyargcount])
+        return args[0] if isinstance(args, tuple) and args else None
+    return None
+
+
+def dotted(path: str, place: str, name: str) -> str:
+    """The dotted module name of ``path`` in the library folder (or file) ``place`` called ``name``."""
+    rest = path[len(place):].removesuffix(".py").removesuffix("/__init__").removesuffix("__init__")
+    return ".".join([name, *(part for part in rest.split("/") if part)])
