@@ -1192,10 +1192,18 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
         seen(lambda: setattr(watch.forbidden, "failure", lambda name: None), lambda: None)
         seen(lambda: setattr(watch, "active", False), lambda: None)
         seen(lambda: setattr(watch, "_profile", lambda *a: None), lambda: delattr(watch, "_profile"))
+        from tinyllm.grading import values
+        not_new, shares = checks.not_new, values.shares
+        seen(lambda: setattr(checks, "not_new", lambda *a: None), lambda: setattr(checks, "not_new", not_new))
+        seen(lambda: setattr(values, "shares", lambda *a: False), lambda: setattr(values, "shares", shares))
+        import warnings
+        warnings.warn_explicit("a warning", UserWarning, "values.py", 1, module_globals=vars(values),
+                               registry=vars(values).setdefault("__warningregistry__", {}))
+        seen(lambda: None, lambda: None)  # Python's record of warnings in a module is not a change
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:6] == ["True False"] * 6, out.stdout
+    assert out.stdout.split("\n")[:9] == ["True False"] * 8 + ["False False"], out.stdout
 
 
 def test_the_watch_notes_other_libraries_versions_of_a_piece_called_from_the_notebook():

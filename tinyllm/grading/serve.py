@@ -99,7 +99,9 @@ def call(namespace: dict, monitor: Monitor, request: dict) -> None:
 
     from tinyllm.grading import checks, values
 
-    name = request["name"]
+    # Read before the learner's code runs: code that reaches this frame's `request` up the
+    # stack cannot switch a check off.
+    name, new = request["name"], bool(request.get("new"))
     args, kwargs = _with_callbacks(request["args"]), _with_callbacks(request["kwargs"])
     fn = namespace.get(name)
     signal.setitimer(signal.ITIMER_REAL, max(request["seconds"], 0.05))
@@ -115,7 +117,7 @@ def call(namespace: dict, monitor: Monitor, request: dict) -> None:
             torch.set_default_dtype(torch.float32)
             result = fn(*args, **kwargs)
             outcome = ("value", values.pack(result))
-            stale = checks.not_new(name, result, (args, kwargs)) if request.get("new") else None
+            stale = checks.not_new(name, result, (args, kwargs)) if new else None
             if stale:
                 outcome = ("failed", stale)
             forbidden = monitor.forbidden.failure(name) if monitor.forbidden is not None else None

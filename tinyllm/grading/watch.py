@@ -107,22 +107,23 @@ class Monitor:
         self._switches = {f.__code__ for f in (Monitor.start, Monitor.stop, Monitor._thread_profile,
                                                 Monitor._arm_thread)}
         sys.addaudithook(self._audit)
-        from tinyllm.grading import checks
+        from tinyllm.grading import checks, values
 
-        # What the watch is made of before any cell runs: see changed().
-        self._made_of = [(kind, dict(vars(kind))) for kind in (Monitor, checks.Forbidden, Libraries)]
+        # What the watch and the sandbox's checks are made of before any cell runs: see changed().
+        self._made_of = [(part, _parts(part)) for part in (Monitor, checks.Forbidden, Libraries, checks, values)]
         self._forbidden_lists: tuple[dict, dict] = ({}, {})  # its names and prefixes at the start
         self._own = set(vars(self)) | {"_own"}
 
     def changed(self) -> bool:
         """Whether code of the notebook replaced a part of the watch: a method of its classes
-        (``checks.Forbidden.failure = ...``) or of this watch or its forbidden-function mode,
+        (``checks.Forbidden.failure = ...``), a function of the sandbox's checks
+        (``checks.not_new``, ``values.shares``) or of this watch or its forbidden-function mode,
         the mode's names or name prefixes (``mode.names.clear()``), or switched the watch off (``active``).
         A notebook that rewrites this check too, empties what the watch has noted (the mode's
         ``seen``, this watch's ``entered``), changes the grader's code it reaches up the
         stack, or sends the grader a reply of its own on the channel and never returns,
         still goes unseen: the watch shares the process with the learner's code."""
-        kinds = any(vars(kind).keys() != was.keys() or any(vars(kind)[k] is not v for k, v in was.items())
+        kinds = any(_parts(kind).keys() != was.keys() or any(vars(kind)[k] is not v for k, v in was.items())
                     for kind, was in self._made_of)
         mode = self.forbidden is not None and (
             set(vars(self.forbidden)) != {"names", "prefixes", "seen"}
@@ -358,6 +359,12 @@ def without_tqdm_monitor() -> None:
     except ImportError:
         return
     tqdm.tqdm.monitor_interval = 0
+
+
+def _parts(part) -> dict:
+    """A class's or module's names and what they hold (not the record of warnings a module's
+    code gave, which Python adds to its globals)."""
+    return {k: v for k, v in vars(part).items() if k != "__warningregistry__"}
 
 
 def _module(path: str, package: str) -> str:
