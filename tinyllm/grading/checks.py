@@ -82,19 +82,23 @@ def call_new(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
     if isinstance(fn, LearnerFunction):
         return fn.session.call(name, args, kwargs, new=True)
 
+    from tinyllm.grading import values
+
+    given = values.given((list(args), dict(kwargs)))
     value = call(name, fn, *args, **kwargs)
-    failure = not_new(name, value, (list(args), dict(kwargs)))
+    failure = not_new(name, value, given)
     if failure:
         raise AssertionError(failure)
     return value
 
 
-def not_new(name: str, value: Any, inputs: tuple[list, dict]) -> str | None:
-    """Why ``value`` is not new (see :func:`call_new`), if it is not; run where the learner's
+def not_new(name: str, value: Any, given: tuple[frozenset, frozenset]) -> str | None:
+    """Why ``value`` is not new (see :func:`call_new`), if it is not; ``given``: what the call was
+    given (:func:`tinyllm.grading.values.given`, taken before it). Run where the learner's
     function ran (the sandbox), since its result reaches the tests as a copy."""
     from tinyllm.grading import values
 
-    if values.shares(value, inputs):
+    if values.shares(value, given):
         return (f"`{name}` returned what it was given (a list, or a tensor or a view of one, that the caller "
                 "passed): the exercise asks for a new one, so that changing the result cannot change the caller's data")
     if values.shared_within(value):

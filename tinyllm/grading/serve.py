@@ -99,10 +99,13 @@ def call(namespace: dict, monitor: Monitor, request: dict) -> None:
 
     from tinyllm.grading import checks, values
 
-    # Read before the learner's code runs: code that reaches this frame's `request` up the
-    # stack cannot switch a check off.
+    # Read before the learner's code runs, into values it cannot change from up the stack
+    # (through this frame's `request`, `args` or `kwargs`): the check of a new result, and the
+    # inputs read back after the call.
     name, new = request["name"], bool(request.get("new"))
     args, kwargs = _with_callbacks(request["args"]), _with_callbacks(request["kwargs"])
+    inputs = (tuple(args), tuple(kwargs.items()))
+    given = values.given((args, kwargs)) if new else None
     fn = namespace.get(name)
     signal.setitimer(signal.ITIMER_REAL, max(request["seconds"], 0.05))
     monitor.start((args, kwargs), request.get("forbidden", ()))
@@ -117,7 +120,7 @@ def call(namespace: dict, monitor: Monitor, request: dict) -> None:
             torch.set_default_dtype(torch.float32)
             result = fn(*args, **kwargs)
             outcome = ("value", values.pack(result))
-            stale = checks.not_new(name, result, (args, kwargs)) if new else None
+            stale = checks.not_new(name, result, given) if new else None
             if stale:
                 outcome = ("failed", stale)
             forbidden = monitor.forbidden.failure(name) if monitor.forbidden is not None else None
@@ -131,7 +134,7 @@ def call(namespace: dict, monitor: Monitor, request: dict) -> None:
         except BaseException as exc:  # SystemExit, KeyboardInterrupt, the time limit
             outcome = ("failed", f"`{name}` raised {type(exc).__name__}: {exc}")
         try:
-            after = values.pack((list(args), dict(kwargs)))
+            after = values.pack((list(inputs[0]), dict(inputs[1])))
         except BaseException as exc:
             after, outcome = None, ("failed", f"`{name}` left inputs that cannot be read: {type(exc).__name__}")
     finally:

@@ -89,17 +89,26 @@ def leaves(value) -> list:
     return found
 
 
-def shares(value, inputs: tuple[list, dict]) -> bool:
-    """Whether ``value`` is or holds a list or dict passed as an argument (``inputs`` is
-    ``(args, kwargs)``), or a tensor sharing memory with one passed (itself, or a view): what
-    a statement asking for a new list or new tensors rules out. The items of a new list may
-    be the caller's own: a new list of the same messages is new."""
-    given = {id(a) for a in [*inputs[0], *inputs[1].values()] if isinstance(a, (list, dict))}
-    memory = {t.untyped_storage().data_ptr() for t in leaves(inputs) if isinstance(t, torch.Tensor) and t.numel()}
+def given(inputs: tuple[list, dict]) -> tuple[frozenset, frozenset]:
+    """What a call was given (``inputs`` is ``(args, kwargs)``), for :func:`shares`: the lists
+    and dicts passed as arguments, and the memory of every tensor passed. Taken before the
+    call, and immutable: code that reaches the caller's frame cannot change it."""
+    containers = frozenset(id(a) for a in [*inputs[0], *inputs[1].values()] if isinstance(a, (list, dict)))
+    memory = frozenset(t.untyped_storage().data_ptr() for t in leaves(inputs)
+                       if isinstance(t, torch.Tensor) and t.numel())
+    return containers, memory
+
+
+def shares(value, what: tuple[frozenset, frozenset]) -> bool:
+    """Whether ``value`` is or holds a list or dict the call was given (``what``: see
+    :func:`given`), or a tensor sharing memory with one given (itself, or a view): what a
+    statement asking for a new list or new tensors rules out. The items of a new list may be
+    the caller's own: a new list of the same messages is new."""
+    containers, memory = what
 
     def held(v, depth: int) -> bool:
-        if id(v) in given or (isinstance(v, torch.Tensor) and v.numel() > 0
-                              and v.untyped_storage().data_ptr() in memory):
+        if id(v) in containers or (isinstance(v, torch.Tensor) and v.numel() > 0
+                                   and v.untyped_storage().data_ptr() in memory):
             return True
         if depth < MAX_DEPTH and isinstance(v, (list, tuple, dict)):
             return any(held(item, depth + 1) for item in list(v.values() if isinstance(v, dict) else v))
