@@ -14,7 +14,7 @@ import os
 import sys
 
 LIBRARIES = ("transformers", "tokenizers", "tiktoken", "sentencepiece", "minbpe", "litgpt", "torchtune",
-             "xformers", "flash_attn")
+             "xformers", "flash_attn", "flax", "keras_hub", "keras_nlp")
 # Folders and files of torch; "file:name" counts only the functions or class of that name.
 TORCH_PIECES = ("optim/", "nn/utils/clip_grad.py", "nn/modules/transformer.py",
                 "nn/modules/activation.py:MultiheadAttention", "nn/functional.py:multi_head_attention_forward")
