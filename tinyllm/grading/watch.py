@@ -38,7 +38,6 @@ FX_FILES = "<eval_with_key>"
 ALLOWED_METHODS = {"forward", "encode", "decode"}
 
 
-
 @cache
 def package_functions(package: str) -> dict[tuple, str]:
     """:func:`_fingerprint` -> ``tinyllm.module.qualname`` of every function of the package
