@@ -265,6 +265,42 @@ def test_the_reference_audit_finds_a_solution_that_fails_only_some_draws():
     assert out.stdout.startswith("audited ['q4 "), out.stdout
 
 
+MUTATION_PROBE = """
+import ast, inspect, textwrap
+from scripts.mutate_solutions import mutants, mutate, survives
+from teaching.solutions import packaged_tests, solutions_namespace
+
+namespace = solutions_namespace("13_scaling_out")
+cases = packaged_tests("13_scaling_out")["q5"].test_cases
+tree = ast.parse(textwrap.dedent(inspect.getsource(namespace["training_hours"]))).body[0]
+changes = list(mutants(tree))
+assert survives(tree, namespace, cases, [1, 2]), "the solution itself must pass"
+assert not any(survives(m, namespace, cases, [1, 2]) for _, m in changes), "a mutant of q5 survives"
+public = [c for c in cases if not c.hidden]  # a check of the type only
+print("kinds", sorted({what.split(" (")[0] for what, _ in changes}))
+print("public", sum(survives(m, namespace, public, [1]) for _, m in changes), len(changes))
+print("survivors", mutate("13_scaling_out", 1, "q5"))
+"""
+
+
+def test_mutation_testing_kills_what_the_hidden_tests_catch_and_keeps_what_they_miss():
+    """scripts/mutate_solutions.py: set 13's training_hours changed in one place (a `/` made
+    `*`, 3600 made 3601, ...) fails its hidden tests; against the public test alone (a type
+    check) the mutants survive, so the tool's verdict depends on the tests it is given."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", MUTATION_PROBE], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines()
+                 if line.startswith(("kinds ", "public ", "survivors ")))
+    assert "Div -> Mult" in lines["kinds"] and "3600 -> 3601" in lines["kinds"], out.stdout
+    survived, total = map(int, lines["public"].split())
+    assert total >= 5 and survived == total, out.stdout
+    assert lines["survivors"] == "[]", out.stdout
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_untouched_learner_notebook_fails_every_hidden_test(name, grades):
     report = grades[(name, "learner")]
