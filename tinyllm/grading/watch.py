@@ -75,10 +75,11 @@ class Monitor:
     is noted as a copy: the same code, names and docstring as one of the package's
     functions, at any line and under any name. An edited copy is not. A call the
     notebook's own code makes into another library's version of a piece is noted too
-    (:mod:`tinyllm.grading.libraries`). Threads the call
-    starts are watched too; threads the notebook started before cannot be, so a call made
-    while they are alive is noted, as is one made while another Python interpreter of the
-    process is (it has no watch, nor this audit hook). Code that TorchScript compiled from
+    (:mod:`tinyllm.grading.libraries`). Threads the call starts are watched too (one
+    started by a second copy of ``_thread``, or C code called through ctypes, is noted);
+    threads the notebook started before cannot be, so a call made while they are alive is
+    noted, as is one made while another Python interpreter of the process is (it has no
+    watch, nor this audit hook). Code that TorchScript compiled from
     the package's, and code that torch.fx wrote, run without the package's Python calls:
     each is noted. An audit hook notes imports of the package. Learner code can remove or
     replace the profiler (``sys.setprofile``, cProfile, Python's C function through ctypes):
