@@ -69,7 +69,7 @@ def mutants(function: ast.FunctionDef) -> Iterator[tuple[str, ast.FunctionDef]]:
                           f"{type(node.ops[0]).__name__} -> {swap.__name__}")
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
             for step in (1, -1) if type(node.value) is int else (2,):
-                new = node.value + step if type(node.value) is int else node.value * step
+                new = node.value + step if type(node.value) is int else node.value * step or 1.0
                 yield changed(lambda n, _, new=new: setattr(n, "value", new), f"{node.value!r} -> {new!r}")
         if isinstance(node, ast.Constant) and type(node.value) is bool:
             yield changed(lambda n, _: setattr(n, "value", not n.value), f"{node.value} -> {not node.value}")
