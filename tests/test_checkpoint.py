@@ -247,7 +247,7 @@ def _edit_state(tmp_path, change) -> str:
     return state_file.name
 
 
-@pytest.mark.parametrize("name", ["../outside.json", "/tmp/outside.json", "sub/state.json", "..", ""])
+@pytest.mark.parametrize("name", ["../outside.json", "/tmp/outside.json", "sub/state.json", "..", "", "state.json\x00"])
 def test_a_manifest_entry_outside_the_folder_is_refused(tmp_path, name):
     folder = tmp_path / "ck"
     _save(folder)

@@ -203,7 +203,7 @@ def has_checkpoint(out_dir) -> bool:
 def _entry_path(out_dir: Path, entry: dict) -> Path:
     """The file a manifest entry names: a plain name of a file in ``out_dir`` itself."""
     name = typed(entry, "name", str)
-    if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+    if name in ("", ".", "..") or Path(name).name != name or "\\" in name or "\x00" in name:
         raise ValueError(f"file name {name!r} is not a plain name of a file in the checkpoint's folder")
     path = out_dir / name
     if path.is_symlink():
