@@ -58,7 +58,7 @@ MAP: dict[str, tuple[str, str, str]] = {
     "export_onnx.py": ("14", "test_export_onnx.py, test_web_page.py",
                        "ONNX export with and without the KV cache, int8, greedy with onnxruntime"),
     "device.py": ("-", "test_device.py", "CPU, CUDA or MPS (`--device auto`), bfloat16 where it is fast"),
-    "files.py": ("-", "test_checkpoint.py", "atomic writes and sha256 (below the data flow)"),
+    "files.py": ("-", "test_checkpoint.py", "atomic writes, sha256 and JSON reading (below the data flow)"),
     "validate.py": ("-", "test_model.py, test_scale.py",
                     "the integer and token-id checks, one wording each (below the data flow)"),
     "grade.py": ("exercises", "test_grade.py, test_exercises.py", "`python -m tinyllm.grade`"),

@@ -130,6 +130,26 @@ def test_missing_and_garbled_manifest(tmp_path):
         load_checkpoint(tmp_path)
 
 
+def test_json_nested_too_deep_is_a_malformed_file_for_every_reader(tmp_path):
+    """[[[[... past Python's recursion limit raises RecursionError in json.loads; every reader of
+    the package's files names the file instead, as for any other malformed JSON."""
+    from tinyllm.data import load_conversations
+    from tinyllm.tokenizer import BPETokenizer
+    from tinyllm.tokenizer.hf_json import read
+
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "manifest.json").write_text(deep)
+    with pytest.raises(CheckpointError, match="manifest.json is not valid JSON: nested too deep"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "deep.json").write_text(deep)
+    (tmp_path / "deep.jsonl").write_text(deep + "\n")
+    for reader in (BPETokenizer.load, CharTokenizer.load, lambda path: read(BPETokenizer, path)):
+        with pytest.raises(ValueError, match="deep.json.*nested too deep"):
+            reader(tmp_path / "deep.json")
+    with pytest.raises(ValueError, match="deep.jsonl, line 1: not valid JSON .nested too deep"):
+        load_conversations(tmp_path / "deep.jsonl")
+
+
 def test_config_mismatch_names_the_fields(tmp_path):
     _save(tmp_path)
     cp = load_checkpoint(tmp_path)

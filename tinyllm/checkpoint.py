@@ -46,7 +46,7 @@ from tinyllm.checkpoint_state import (
     typed,
     unique_state,
 )
-from tinyllm.files import fsync_dir, sha256, write_atomic
+from tinyllm.files import fsync_dir, json_loads, sha256, write_atomic
 from tinyllm.tokenizer import BPETokenizer, CharTokenizer
 from tinyllm.validate import check_int
 
@@ -273,7 +273,7 @@ def _load_checkpoint(out_dir: Path, with_optimizer: bool) -> Checkpoint:
     if not manifest_path.is_file():
         raise CheckpointError(f"no checkpoint in {out_dir} (no {MANIFEST}); train one with python -m tinyllm.train")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = json_loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{manifest_path} is not valid JSON: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -288,7 +288,7 @@ def _load_checkpoint(out_dir: Path, with_optimizer: bool) -> Checkpoint:
 
     state_bytes = _read_verified(out_dir, files["state"], "state")  # its name checked there
     with _malformed(out_dir / files["state"]["name"]):
-        return _parse(out_dir, files, json.loads(state_bytes.decode("utf-8")), with_optimizer)
+        return _parse(out_dir, files, json_loads(state_bytes.decode("utf-8")), with_optimizer)
 
 
 def _parse(out_dir: Path, files: dict, state: dict, with_optimizer: bool) -> Checkpoint:

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from tinyllm.chat_data import IM_END, IM_START, ROLES
-from tinyllm.files import sha256, write_atomic
+from tinyllm.files import json_loads, sha256, write_atomic
 
 TINYSHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -259,7 +259,7 @@ def load_conversations(path) -> list[list[dict]]:
         try:
             line = raw.decode("utf-8")
             try:
-                record = json.loads(line)
+                record = json_loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(record, dict):

@@ -1,4 +1,5 @@
-"""Safe file writing and checksums, shared by the corpus cache and the checkpoints.
+"""Safe file writing, checksums and JSON reading, shared by the corpus cache, the
+checkpoints, the tokenizers and the conversation files.
 
 It sits below every step of the data flow and imports nothing of the package.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +16,16 @@ from pathlib import Path
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def json_loads(text: str):
+    """``json.loads``, with a text nested too deep for Python's parser (``[[[[...``, which
+    raises RecursionError) a ``json.JSONDecodeError`` like any other malformed text, so a
+    reader's message for a bad file covers it too."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deep", text[:100], 0) from None
 
 
 def write_atomic(path: Path, data: bytes) -> None:

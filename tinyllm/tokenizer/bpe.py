@@ -35,6 +35,7 @@ from pathlib import Path
 
 import regex
 
+from tinyllm.files import json_loads
 from tinyllm.tokenizer import bpe_file
 from tinyllm.tokenizer.bpe_reference import merge
 from tinyllm.tokenizer.bpe_train import train_merges
@@ -385,7 +386,7 @@ class BPETokenizer:
         (:meth:`from_tokenizers_json`). Any problem raises ValueError naming the file;
         nothing is half-loaded because a new tokenizer is built only from a checked file."""
         try:
-            state = json.loads(Path(path).read_text(encoding="utf-8"))
+            state = json_loads(Path(path).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path} is not a valid BPE tokenizer file (truncated or not JSON?): {exc}") from None
         if isinstance(state, dict) and "model" in state and "type" not in state:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tinyllm.files import json_loads
+
 
 class CharTokenizer:
     """Maps each character of a fixed vocabulary to an integer id and back.
@@ -71,7 +73,7 @@ class CharTokenizer:
     @classmethod
     def load(cls, path) -> CharTokenizer:
         try:
-            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+            return cls.from_dict(json_loads(Path(path).read_text(encoding="utf-8")))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not a valid tokenizer file: {exc}") from None
         except ValueError as exc:

@@ -25,6 +25,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from tinyllm.files import json_loads
 from tinyllm.tokenizer.bpe import GPT2_SPLIT_PATTERN, SPLIT_PATTERNS
 
 
@@ -71,7 +72,7 @@ def _byte_decoder() -> dict[str, int]:
 def read(cls, path):
     """``cls`` (BPETokenizer) from the ``tokenizer.json`` at ``path``; ValueError naming it."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json_loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not a readable tokenizer.json: {exc}") from None
     try:
