@@ -16,7 +16,7 @@ import sys
 import threading
 from functools import cache
 
-from tinyllm.grading.libraries import Libraries
+from tinyllm.grading.libraries import Libraries, dotted
 
 # What the audit hook sees of a new process: the watch does not follow it there.
 PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system", "subprocess.Popen"}
@@ -52,7 +52,7 @@ def package_functions(package: str) -> dict[tuple, str]:
     for path in sorted(Path(package).rglob("*.py")):
         if str(path).startswith(package + "grading/"):
             continue
-        module = _module(str(path), package)
+        module = dotted(str(path), package, "tinyllm")
         stack = [compile(path.read_text(encoding="utf-8"), str(path), "exec")]
         while stack:
             code = stack.pop()
@@ -102,6 +102,7 @@ class Monitor:
         self.modes_all_off = getattr(torch._C, "_is_torch_function_all_disabled", lambda: False)
         self.libraries = Libraries(self.torch_dir)
         self._starters = self._watch_threads()
+        self._starter = self._starters[0][2].__code__  # the code that starts a thread it watches
         # The watch's own code that sets the profiler; from anywhere else during a call, it is
         # the learner's code switching the watch off, even if it puts it back before returning.
         self._switches = {f.__code__ for f in (Monitor.start, Monitor.stop, Monitor._thread_profile,
@@ -154,7 +155,6 @@ class Monitor:
             if hasattr(module, name):
                 setattr(module, name, watching(getattr(module, name)))
                 starters.append((module, name, getattr(module, name)))
-        self._starter = starters[0][2].__code__  # the code that starts a thread it watches
         return starters
 
     def _arm_thread(self) -> None:
@@ -217,7 +217,8 @@ class Monitor:
         if code.co_name in ALLOWED_METHODS and id(given) in self.allowed_selves and \
                 getattr(getattr(type(given), code.co_name, None), "__code__", None) is code:
             return  # the given object's own method (not another class's run on it)
-        self.entered.add(f"called {_module(code.co_filename, self.package)}.{code.co_qualname}, the package's own code")
+        module = dotted(code.co_filename, self.package, "tinyllm")
+        self.entered.add(f"called {module}.{code.co_qualname}, the package's own code")
 
     def _torch_call(self, frame, event, arg) -> None:
         """A torch function called from the learner's own code counts against the forbidden
@@ -235,13 +236,13 @@ class Monitor:
             caller, name = frame.f_back, code.co_name
             if name == "__call__":  # torch.ops.aten.layer_norm(...): the operator's own name
                 name = getattr(frame.f_locals.get("self"), "__name__", "")
-        dotted = self.forbidden.dotted(name)
-        if dotted is None or caller is None or caller.f_code.co_filename.startswith(self.grading):
+        forbidden = self.forbidden.dotted(name)
+        if forbidden is None or caller is None or caller.f_code.co_filename.startswith(self.grading):
             return
         # torch's calls inside torch do not count, as for the mode; unless the modes are all off,
         # where the mode could not see the call a module's forward makes (nn.LayerNorm's).
         if not caller.f_code.co_filename.startswith(self.torch_dir) or self.modes_all_off():
-            self.forbidden.seen.add(dotted)
+            self.forbidden.seen.add(forbidden)
 
     def start(self, inputs, forbidden=()) -> None:
         import torch
@@ -319,7 +320,7 @@ class Monitor:
                     path, _, function = where.partition("): ")
                     path = path.rsplit("(", 1)[0]
                     if self._ours(path):
-                        names.add(f"{_module(path, self.package)}.{function}")
+                        names.add(dotted(path, self.package, "tinyllm") + f".{function}")
         except Exception:
             return set()
         return {f"ran after the notebook compiled {n}, the package's own code, with TorchScript"
@@ -365,11 +366,6 @@ def _parts(part) -> dict:
     """A class's or module's names and what they hold (not the record of warnings a module's
     code gave, which Python adds to its globals)."""
     return {k: v for k, v in vars(part).items() if k != "__warningregistry__"}
-
-
-def _module(path: str, package: str) -> str:
-    """The dotted name of the package's module in file ``path`` (``tinyllm.layers``)."""
-    return "tinyllm." + path[len(package):].removesuffix(".py").replace("/", ".")
 
 
 def _caller_code():
