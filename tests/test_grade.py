@@ -1200,10 +1200,13 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
         warnings.warn_explicit("a warning", UserWarning, "values.py", 1, module_globals=vars(values),
                                registry=vars(values).setdefault("__warningregistry__", {}))
         seen(lambda: None, lambda: None)  # Python's record of warnings in a module is not a change
+        import _thread
+        start_new = _thread.start_new
+        seen(lambda: setattr(_thread, "start_new", lambda *a: None), lambda: setattr(_thread, "start_new", start_new))
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:9] == ["True False"] * 8 + ["False False"], out.stdout
+    assert out.stdout.split("\n")[:10] == ["True False"] * 8 + ["False False", "True False"], out.stdout
 
 
 def test_the_watch_notes_other_libraries_versions_of_a_piece_called_from_the_notebook():
@@ -1254,6 +1257,15 @@ def answer(opt, x):
     assert lines[3] == f"3 {[f'ran transformers.models.llama.modeling_llama.repeat_kv, {ran}']!r}"
     assert "ran tokenizers.Tokenizer.encode" in lines[4] and "ran tokenizers.models" not in lines[4], lines[4]
     assert lines[5] == f"5 {[f'ran torch.nn.modules.activation.MultiheadAttention.__init__, {ran}']!r}"
+
+
+def test_the_watch_finds_the_libraries_without_importing_them():
+    code = ("import sys, tinyllm; from pathlib import Path; from tinyllm.grading.watch import Monitor; "
+            "watch = Monitor(str(Path(tinyllm.__file__).parent)); "
+            "print(any(p.endswith('/transformers/') for p in watch.libraries.places), 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False"], out.stdout
 
 
 def test_without_torchscripts_private_registry_the_watch_leaves_that_note_out(monkeypatch):

@@ -75,8 +75,9 @@ class Monitor:
     is noted as a copy: the same code, names and docstring as one of the package's
     functions, at any line and under any name. An edited copy is not. A call the
     notebook's own code makes into another library's version of a piece is noted too
-    (:mod:`tinyllm.grading.libraries`). Threads the call starts are watched too (one
-    started by a second copy of ``_thread``, or C code called through ctypes, is noted);
+    (:mod:`tinyllm.grading.libraries`). Threads the call starts are watched too (a direct
+    call of a second copy of ``_thread``'s starter is noted; one made from C code, or C's
+    own thread start through ctypes, is not seen);
     threads the notebook started before cannot be, so a call made while they are alive is
     noted, as is one made while another Python interpreter of the process is (it has no
     watch, nor this audit hook). Code that TorchScript compiled from
@@ -171,8 +172,6 @@ class Monitor:
     def _audit(self, event, args):
         if self.active and event in PROCESS_EVENTS:
             self.entered.add("started a process during the call, which the watch does not follow")
-        if self.active and event == "ctypes.call_function":
-            self.entered.add("called C code through ctypes during the call, which the watch does not follow")
         if self.active and event == "cpython.PyInterpreterState_New":
             self.entered.add(OTHER_INTERPRETER)
         if self.active and event in PROFILER_EVENTS and _caller_code() not in self._switches:
