@@ -111,6 +111,72 @@ def test_every_answer_mentions_its_topic_and_follow_ups_their_keywords():
                         assert cd.mentions(answer, words), (persona, topic, asked, answer)
 
 
+def _templates_with_slots():
+    """Every template of the tables: questions (the topics' and the wordings'), answers and
+    follow-up answers."""
+    for topic, spec in cd.TOPICS.items():
+        yield from spec["ask"]
+        yield from spec["say"]
+        for _, answers, _ in spec["follow"]:
+            yield from answers
+    for topics in cd.WORDINGS.values():
+        for asks in topics.values():
+            yield from asks
+
+
+# A verb right after a slot agrees with it unless the slot follows "and" (two subjects), a
+# word in -ing (the subject is "chasing bubbles") or an auxiliary, a verb slot included (the
+# verb is then the base form: "does the cat scare you?", "{does} {wall} feel"); a verb before
+# a slot agrees with it where it opens a question or a sentence ("is the sand soft?", "what
+# colour is the sand?").
+_VERB_AFTER = re.compile(r"(?<!\band )(?<!ing )(?<!\bdo )(?<!\bdoes )(?<!\bdid )(?<!\bcan )"
+                         r"(?<!\bto )(?<!\} )\{(\w+)\} (\w+)")
+_VERB_BEFORE = re.compile(r"(?:^|[.?!] )(?:(?:what|where|how|why|who|which)(?: \w+)? )?(\w+) \{(\w+)\}")
+
+
+def _disagreements(template, persona):
+    pools = cd.persona_pools(persona)
+    plural_forms = set(cd.VERBS.values())
+    found = []
+    pairs = [(m[1], m[2]) for m in _VERB_AFTER.finditer(template)]
+    pairs += [(m[2], m[1]) for m in _VERB_BEFORE.finditer(template)]
+    for slot, verb in pairs:
+        if verb not in cd.VERBS and verb not in plural_forms or slot in cd.VERBS:
+            continue
+        pool = pools["thing" if slot == "thing2" else slot]
+        found += [f"{value!r} {verb!r}" for value in pool if (value in cd.PLURAL) != (verb in plural_forms)]
+    return found
+
+
+def test_verbs_agree_with_every_value_of_their_slot():
+    # "the other guppies is my friend" and "my gills gets the air" were in the training data
+    # (72 of 4,075 answers): a verb next to a slot whose pool mixes one and many must be a
+    # verb slot ("{friend} {is}"), which chat_data.fill_template makes agree.
+    bad = {(persona, template): found for persona in cd.PERSONAS for template in _templates_with_slots()
+           if (found := _disagreements(template, persona))}
+    assert not bad, bad
+
+
+def test_the_agreement_check_finds_a_verb_that_does_not_agree():
+    assert _disagreements("{friend} is my friend.", "guppy") == ["'the other guppies' 'is'"]
+    assert _disagreements("what is {breathe} for?", "guppy") == ["'my gills' 'is'"]
+    assert _disagreements("{breathe} work hard.", "hamster") == ["'my little nose' 'work'"]
+    assert _disagreements("does {danger} scare you?", "guppy") == []
+    assert _disagreements("i love {fizz}. chasing {fizz} is fun.", "guppy") == []
+
+
+def test_a_verb_slot_agrees_with_the_slot_next_to_it():
+    fill = cd.fill_template
+    assert fill("{friend} {is} my friend.", {"friend": "the snail"}) == "the snail is my friend."
+    assert fill("{friend} {is} my friend.", {"friend": "the other guppies"}) == "the other guppies are my friend."
+    assert fill("{is} {floor} soft?", {"floor": "the pebbles"}) == "are the pebbles soft?"
+    assert fill("what {is} {floor} like?", {"floor": "the sand"}) == "what is the sand like?"
+    assert fill("{breathe} {gets} air.", {"breathe": "my gills"}) == "my gills get air."
+    with pytest.raises(ValueError, match="stands next to no slot"):
+        fill("it {is} warm.", {})
+    assert not set(cd.VERBS) & {slot for p in cd.PERSONAS for slot in cd.persona_pools(p)}
+
+
 def test_mentions_matches_whole_words_only():
     assert cd.mentions("i have fins.", ["fins"])
     assert not cd.mentions("i finish", ["fin"])
@@ -150,7 +216,8 @@ def test_unseen_templates_and_val_questions_never_appear_in_training():
     # Unseen questions come from held-out templates only: none of them is a seen template.
     prefixes = sorted({p.format(name="guppy") for p in cd.USER_PREFIXES if p}, key=len)
     pools = cd.persona_pools("guppy")
-    slot = lambda m: "(?:" + "|".join(re.escape(v) for v in pools[m.group(1)]) + ")"  # noqa: E731
+    forms = {verb: [verb, plural] for verb, plural in cd.VERBS.items()}  # a verb slot is either form
+    slot = lambda m: "(?:" + "|".join(re.escape(v) for v in {**pools, **forms}[m.group(1)]) + ")"  # noqa: E731
     seen = [re.sub(r"\\\{(\w+)\\\}", slot, re.escape(t)) for name in cd.TOPICS
             for i, t in enumerate(cd.question_templates(name)) if not cd.is_held_out(name, i)]
     seen = re.compile("(?:" + "|".join(re.escape(p) for p in prefixes) + ")?(?:" + "|".join(seen) + ")")
@@ -170,7 +237,7 @@ def test_training_only_wordings_are_valid_trained_and_never_held_out():
             asked = cd.TOPICS[topic]["ask"]
             assert len(set(wordings)) == len(wordings) and not set(wordings) & set(asked), topic
             for text in wordings:
-                assert set(re.findall(r"\{(\w+)\}", text)) <= set(pools), text
+                assert set(re.findall(r"\{(\w+)\}", text)) <= set(pools) | set(cd.VERBS), text
             n = len(asked)
             assert cd.question_templates(topic, persona)[n:] == wordings
             assert not any(cd.is_held_out(topic, i) for i in range(n, n + len(wordings)))

@@ -69,10 +69,32 @@ def persona_pools(persona: str) -> dict:
     return {**p["pools"], "name": [p["name"]], "animal": [p["pools"]["kind"][0].split()[-1]]}
 
 
+# A verb in braces agrees with the slot next to it: "{friend} {is} my friend." gives "the snail
+# is my friend." and "the other guppies are my friend."; "{is} {floor} soft?" gives "are the
+# pebbles soft?". The braces hold the singular form; a persona's "plural" list says which of
+# its pool values take the plural one.
+VERBS = {"is": "are", "was": "were", "has": "have", "does": "do", "gets": "get", "helps": "help",
+         "looks": "look", "feels": "feel", "works": "work", "comes": "come", "makes": "make",
+         "keeps": "keep", "scares": "scare", "stays": "stay", "tickles": "tickle", "moves": "move"}
+PLURAL = frozenset(value for p in PERSONAS.values() for value in p["plural"])
+_SLOT_BEFORE = re.compile(r"\{(\w+)\} $")
+_SLOT_AFTER = re.compile(r" \{(\w+)\}")
+
+
 def fill_template(template: str, values: dict) -> str:
     """``template`` with every ``{slot}`` replaced by ``values[slot]`` (a :class:`SlotValues`
-    draws a missing slot from its pool)."""
-    return _SLOT.sub(lambda m: values[m.group(1)], template)
+    draws a missing slot from its pool) and every verb slot (:data:`VERBS`) agreeing with the
+    slot just before it, or else just after it."""
+    def fill(m):
+        name = m.group(1)
+        if name not in VERBS:
+            return values[name]
+        subject = (_SLOT_BEFORE.search(template, 0, m.start())
+                   or _SLOT_AFTER.match(template, m.end()))
+        if subject is None or subject.group(1) in VERBS:
+            raise ValueError(f"the verb {{{name}}} in {template!r} stands next to no slot")
+        return VERBS[name] if values[subject.group(1)] in PLURAL else name
+    return _SLOT.sub(fill, template)
 
 
 class SlotValues(dict):

@@ -1,8 +1,8 @@
 """The chat data's tables: personas, topics and the ways users ask (data only).
 
 :mod:`tinyllm.chat_data` makes conversations from these tables; change them here to change
-what the assistant knows. A persona is a name, a system prompt, word pools and the marker
-words that give it away; a topic holds question templates (``ask``), answer templates
+what the assistant knows. A persona is a name, a system prompt, word pools, the pool values that
+are plural and the marker words that give it away; a topic holds question templates (``ask``), answer templates
 (``say``), follow-ups and the keywords an on-topic answer contains. ``{slot}`` in a
 template is filled from the persona's pool of that name.
 """
@@ -52,6 +52,10 @@ PERSONAS = {
             "baby": ["fry", "tiny baby fish"],
             "fizz": ["bubbles"],
         },
+        # the pool values that take a plural verb ("the pebbles are", chat_data.VERBS)
+        "plural": ["flakes", "tiny pellets", "bloodworms", "brine shrimp", "the other guppies",
+                   "fins", "scales", "gills", "bubbles", "the bubbles from the filter", "my gills",
+                   "the pebbles", "fry", "tiny baby fish"],
         "markers": ["tank", "fin", "fins", "swim", "fish", "bubbles", "gills"],
     },
     "hamster": {
@@ -90,6 +94,9 @@ PERSONAS = {
             "baby": ["pups", "tiny baby hamsters"],
             "fizz": ["dust bunnies"],
         },
+        "plural": ["sunflower seeds", "carrot bits", "oats", "apple pieces", "whiskers", "paws",
+                   "cheek pouches", "drops from the bottle", "the bars", "the wood chips", "pups",
+                   "tiny baby hamsters", "dust bunnies"],
         "markers": ["cage", "wheel", "seeds", "whiskers", "paws", "fur", "hamster", "bedding"],
     },
 }
@@ -249,7 +256,7 @@ TOPICS = {
     "friends": _t(
         ask=["do you have friends?", "who is your best friend?", "are you lonely?",
              "who do you live with?", "do you like {friend}?"],
-        say=["{friend} is my friend.", "my best friend is {friend}.",
+        say=["{friend} {is} my friend.", "my best friend is {friend}.",
              "i live with {friend}. we get along."],
         keys=["{friend}", "friend"],
         follow=[
@@ -331,7 +338,7 @@ TOPICS = {
              "when {danger} comes, i feel sad."],
         keys=["sad", "sometimes"],
         follow=[
-            ("what helps?", ["{food} helps. and {friend}.", "when you say hi, i feel better."],
+            ("what helps?", ["{food} {helps}. and {friend}.", "when you say hi, i feel better."],
                             ["{food}", "better", "{friend}"]),
         ]),
     "bored": _t(
@@ -513,7 +520,7 @@ TOPICS = {
              "a party with {friend} and {food}."],
         keys=["{food}", "{thing}", "party"],
         follow=[
-            (WHY, ["{food} is the best present.", "because {thing} is fun."],
+            (WHY, ["{food} {is} the best present.", "because {thing} is fun."],
                   ["{food}", "{thing}", "best"]),
         ]),
     "holiday": _t(
@@ -533,7 +540,7 @@ TOPICS = {
         say=["i think about {food}.", "i wonder what is behind {outside}.", "life is {food} and {fun}."],
         keys=["think", "{food}", "wonder"],
         follow=[
-            (WHY, ["{food} is always on my mind.", "because my brain is small and hungry."],
+            (WHY, ["{food} {is} always on my mind.", "because my brain is small and hungry."],
                   ["{food}", "hungry", "brain"]),
         ]),
     "water": _t(
@@ -583,21 +590,21 @@ TOPICS = {
         ]),
     "glass": _t(
         ask=["why do you look at {wall}?", "can you see through {wall}?", "do you bump into {wall}?",
-             "is {wall} dirty?", "why do you {move} along {wall}?", "do you see your face in {wall}?",
+             "{is} {wall} dirty?", "why do you {move} along {wall}?", "do you see your face in {wall}?",
              "should i tap on {wall}?", "what is on the other side?"],
-        say=["i look through {wall} at you.", "{wall} is my window. i see {outside}.",
+        say=["i look through {wall} at you.", "{wall} {is} my window. i see {outside}.",
              "please do not tap {wall}. it is loud."],
         keys=["{wall}", "see", "look", "window"],
         follow=[
-            (WHY, ["because you are on the other side.", "{wall} is loud when you tap it."],
+            (WHY, ["because you are on the other side.", "{wall} {is} loud when you tap it."],
                   ["side", "loud", "you"]),
         ]),
     "breathing": _t(
-        ask=["how do you breathe?", "do you need air?", "can you breathe ok?", "what is {breathe} for?",
+        ask=["how do you breathe?", "do you need air?", "can you breathe ok?", "what {is} {breathe} for?",
              "do you breathe {medium}?", "can you hold your breath?", "how do you get air?",
              "are you breathing fast?"],
-        say=["i breathe with {breathe}.", "{breathe} gets the air i need.",
-             "i breathe fine. {breathe} work hard."],
+        say=["i breathe with {breathe}.", "{breathe} {gets} the air i need.",
+             "i breathe fine. {breathe} {works} hard."],
         keys=["breathe", "air", "{breathe}"],
         follow=[
             ("is that hard?", ["no. it is easy for {kind}.", "not at all. i breathe all day."],
@@ -605,9 +612,9 @@ TOPICS = {
         ]),
     "floor": _t(
         ask=["what is on the bottom?", "do you like {floor}?", "do you dig in {floor}?",
-             "what colour is {floor}?", "why do you poke at the bottom?", "is {floor} soft?",
+             "what colour {is} {floor}?", "why do you poke at the bottom?", "{is} {floor} soft?",
              "do you find food on the bottom?", "should i clean {floor}?"],
-        say=["{floor} is on the bottom. i look for {food} there.", "i like {floor}. it is soft.",
+        say=["{floor} {is} on the bottom. i look for {food} there.", "i like {floor}. it is soft.",
              "i poke {floor} to find {food}."],
         keys=["{floor}", "bottom"],
         follow=[
@@ -639,7 +646,7 @@ TOPICS = {
         ask=["do you have babies?", "do you want babies?", "are you a mum?", "do you have a family?",
              "where are your parents?", "do you have brothers and sisters?", "will you have {baby}?",
              "do you miss your family?"],
-        say=["no {baby} yet. {friend} is my family.", "my family lives in another {home}.",
+        say=["no {baby} yet. {friend} {is} my family.", "my family lives in another {home}.",
              "i had many brothers and sisters. now i have {friend}."],
         keys=["{baby}", "family", "brothers", "sisters"],
         follow=[
@@ -738,7 +745,7 @@ MORE_WORDINGS = {
     "morning": ["what is your morning like?", "did you wake up early?", "are you up already?",
                 "how do you start your day?"],
     "friends": ["who are your friends?", "do you have a best friend?", "do you live alone?",
-                "is {friend} your friend?"],
+                "{is} {friend} your friend?"],
     "danger": ["what are you afraid of?", "do you get scared?", "does {danger} scare you?",
                "is anything scary?"],
     "human": ["who looks after you?", "is your human nice?", "who gives you food?", "do you like people?"],
