@@ -11,7 +11,9 @@ and you can see every step in this file:
    (``say``), follow-ups that refer to the previous turn (``"why?"``, ``"and at night?"``)
    and the keywords an on-topic answer contains. ``{slot}`` in a template is filled from
    the persona's pool of that name, the same word for a whole question-and-answer pair
-   (so "i eat flakes" is followed by "flakes are ...").
+   (so "i eat flakes" is followed by "flakes are ..."). A verb in braces agrees with the
+   slot next to it (:data:`VERBS`): ``"{friend} {is} my friend."`` gives "the other
+   guppies are my friend.".
 3. :func:`render` writes messages in the one chat template (ChatML, as in GuppyLM)::
 
        <|im_start|>user

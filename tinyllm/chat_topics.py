@@ -1,10 +1,11 @@
 """The chat data's tables: personas, topics and the ways users ask (data only).
 
 :mod:`tinyllm.chat_data` makes conversations from these tables; change them here to change
-what the assistant knows. A persona is a name, a system prompt, word pools, the pool values that
-are plural and the marker words that give it away; a topic holds question templates (``ask``), answer templates
-(``say``), follow-ups and the keywords an on-topic answer contains. ``{slot}`` in a
-template is filled from the persona's pool of that name.
+what the assistant knows. A persona is a name, a system prompt, word pools, the pool values
+that are plural and the marker words that give it away; a topic holds question templates
+(``ask``), answer templates (``say``), follow-ups and the keywords an on-topic answer
+contains. ``{slot}`` in a template is filled from the persona's pool of that name; a verb in
+braces (``{is}``) agrees with the slot next to it (:data:`tinyllm.chat_data.VERBS`).
 """
 
 from __future__ import annotations
