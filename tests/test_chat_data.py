@@ -138,7 +138,7 @@ def _disagreements(template, persona):
     pairs = [(m[1], m[2]) for m in _VERB_AFTER.finditer(template)]
     pairs += [(m[2], m[1]) for m in _VERB_BEFORE.finditer(template)]
     for slot, verb in pairs:
-        if verb not in cd.VERBS and verb not in plural_forms or slot in cd.VERBS:
+        if (verb not in cd.VERBS and verb not in plural_forms) or slot in cd.VERBS:
             continue
         pool = pools["thing" if slot == "thing2" else slot]
         found += [f"{value!r} {verb!r}" for value in pool if (value in cd.PLURAL) != (verb in plural_forms)]
@@ -147,8 +147,9 @@ def _disagreements(template, persona):
 
 def test_verbs_agree_with_every_value_of_their_slot():
     # "the other guppies is my friend" and "my gills gets the air" were in the training data
-    # (72 of 4,075 answers): a verb next to a slot whose pool mixes one and many must be a
-    # verb slot ("{friend} {is}"), which chat_data.fill_template makes agree.
+    # (883 of the 68,683 answers of chat-cpu's 50,000 conversations): a verb next to a slot
+    # whose pool holds a value of the other number must be a verb slot ("{friend} {is}"),
+    # which chat_data.fill_template makes agree.
     bad = {(persona, template): found for persona in cd.PERSONAS for template in _templates_with_slots(persona)
            if (found := _disagreements(template, persona))}
     assert not bad, bad
