@@ -2,6 +2,7 @@
 
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +10,7 @@ from tinyllm import chat_data as cd
 from tinyllm import chat_eval as ce
 
 END = cd.IM_END
+PROBE = Path(__file__).resolve().parent.parent / "benchmarks" / "chat_probe.json"
 
 
 @pytest.fixture(scope="module", params=sorted(cd.PERSONAS))
@@ -126,10 +128,13 @@ def test_hand_written_cases_are_not_the_generators():
     assert f"``hand-written``: {len(hand)} messages" in ce.__doc__  # the module says how many
     messages = [c["messages"][-1]["content"] for c in hand]
     assert len(set(messages)) == len(messages)
+    # nor are the probe messages benchmarks/bench_chat_seeds.py compares models with
+    probe = [c["messages"][-1]["content"] for c in ce.handwritten_cases("guppy", path=PROBE)]
+    assert len(probe) == 39 and not set(probe) & set(messages)
     data = cd.chat_dataset("guppy", n=20_000, seed=0)
     words = lambda text: re.sub(r"[^a-z ]", "", text.lower()).split()  # noqa: E731
     generated = {tuple(words(m["content"])) for split in data.values() for c in split for m in c}
-    assert not [m for m in messages if tuple(words(m)) in generated]
+    assert not [m for m in messages + probe if tuple(words(m)) in generated]
     # written as people write: some with capitals, some without final punctuation
     assert sum(m != m.lower() for m in messages) >= 5
     assert sum(not m.endswith(("?", "!", ".")) for m in messages) >= 10
