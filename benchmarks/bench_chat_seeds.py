@@ -20,19 +20,22 @@ from pathlib import Path
 import torch
 
 from tinyllm import chat_eval
-from tinyllm.chat import DEFAULTS, SHIPPED_CHAT_MODEL, load_chat_model, reads_lower_case, reply
+from tinyllm.chat import DEFAULTS, SHIPPED_CHAT_MODEL, reads_lower_case, reply
 from tinyllm.checkpoint import load_model
 
 PROBE = Path(__file__).resolve().parent / "chat_probe.json"
 CATEGORIES = ("seen", "unseen", "multi-turn", "hand-written", "probe")
 
 
-def counts(folder, seeds: int) -> dict[str, int]:
-    """Cases passing every check, per category, summed over sampling seeds 0 .. seeds-1."""
-    model, tokenizer = load_chat_model(folder)
-    lower = reads_lower_case(load_model(folder or SHIPPED_CHAT_MODEL)[2])  # as the command reads them
-    sets = {"generated": chat_eval.eval_cases("guppy"), "hand-written": chat_eval.handwritten_cases("guppy"),
+def case_sets() -> dict[str, list[dict]]:
+    return {"generated": chat_eval.eval_cases("guppy"), "hand-written": chat_eval.handwritten_cases("guppy"),
             "probe": chat_eval.handwritten_cases("guppy", path=PROBE)}
+
+
+def counts(folder, sets: dict[str, list[dict]], seeds: int) -> dict[str, int]:
+    """Cases passing every check, per category, summed over sampling seeds 0 .. seeds-1."""
+    model, tokenizer, checkpoint = load_model(folder or SHIPPED_CHAT_MODEL)
+    lower = reads_lower_case(checkpoint)  # as the command reads them
     total = dict.fromkeys(CATEGORIES, 0)
     for seed in range(seeds):
         settings = {**DEFAULTS, "seed": seed}
@@ -51,13 +54,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    sizes = {"seen": 24, "unseen": 24, "multi-turn": 16, "hand-written": len(chat_eval.handwritten_cases("guppy")),
-             "probe": len(chat_eval.handwritten_cases("guppy", path=PROBE))}
+    sets = case_sets()
+    sizes = dict.fromkeys(CATEGORIES, 0)
+    for name, cases in sets.items():
+        for case in cases:
+            sizes["probe" if name == "probe" else case["category"]] += 1
     of = ", ".join(f"{args.seeds * n} {c}" for c, n in sizes.items())
     print(f"cases passing every check, summed over {args.seeds} seeds (of {of})")
     print(f"{'checkpoint':<40}" + "".join(f"{c:>14}" for c in CATEGORIES) + f"{'people':>10}")
     for folder in args.checkpoints:
-        found = counts(folder, args.seeds)
+        found = counts(folder, sets, args.seeds)
         people = found["hand-written"] + found["probe"]
         print(f"{str(folder or 'shipped'):<40}" + "".join(f"{found[c]:>14}" for c in CATEGORIES) + f"{people:>10}")
 
