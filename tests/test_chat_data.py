@@ -175,6 +175,27 @@ def test_a_verb_slot_agrees_with_the_slot_next_to_it():
     assert not set(cd.VERBS) & {slot for p in cd.PERSONAS for slot in cd.persona_pools(p)}
 
 
+# A word that already fixes the noun ("another", "that", "my") cannot stand before a slot
+# whose values bring their own ("the tank", "my tank"): "another the tank" was in the data.
+_DETERMINERS = {"a", "an", "another", "the", "my", "your", "this", "that", "these", "those", "every",
+                "each", "some", "any", "no", "his", "her", "its", "our", "their"}
+
+
+def _doubled_determiners(template, persona):
+    pools = cd.persona_pools(persona)
+    return [f"{word} {value}" for word, slot in re.findall(r"(\w+) \{(\w+)\}", template)
+            if word.lower() in _DETERMINERS and slot not in cd.VERBS
+            for value in pools["thing" if slot == "thing2" else slot] if value.split()[0] in _DETERMINERS]
+
+
+def test_no_slot_whose_values_have_a_determiner_follows_one():
+    bad = {(persona, template): found for persona in cd.PERSONAS for template in _templates_with_slots(persona)
+           if (found := _doubled_determiners(template, persona))}
+    assert not bad, bad
+    assert _doubled_determiners("my family lives in another {home}.", "guppy") == [
+        "another my tank", "another my little tank", "another the tank"]
+
+
 def test_mentions_matches_whole_words_only():
     assert cd.mentions("i have fins.", ["fins"])
     assert not cd.mentions("i finish", ["fin"])

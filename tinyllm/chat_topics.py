@@ -647,7 +647,7 @@ TOPICS = {
         ask=["do you have babies?", "do you want babies?", "are you a mum?", "do you have a family?",
              "where are your parents?", "do you have brothers and sisters?", "will you have {baby}?",
              "do you miss your family?"],
-        say=["no {baby} yet. {friend} {is} my family.", "my family lives in another {home}.",
+        say=["no {baby} yet. {friend} {is} my family.", "my family lives far from {home}.",
              "i had many brothers and sisters. now i have {friend}."],
         keys=["{baby}", "family", "brothers", "sisters"],
         follow=[
