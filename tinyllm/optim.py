@@ -144,9 +144,10 @@ class MuonAdamW:
 class Muon(torch.optim.Muon):
     """``torch.optim.Muon``, whose Newton-Schulz steps run in bfloat16, except where the
     hardware multiplies bfloat16 slowly (``fast_bfloat16=False``): there the same steps run
-    in float32. On a CPU without AMX or AVX512-BF16 (2 cores, AVX2), a 128 x 128 by 128 x 512
-    product took 13 ms in bfloat16 and 0.24 ms in float32, and chapter 11's 40 speedrun steps
-    took 21 s instead of 5 s. Same state (``momentum_buffer``), same update otherwise."""
+    in float32. With PyTorch's kernels held to AVX2 (no AMX, no AVX512-BF16), a 128 x 128 by
+    128 x 512 product takes 85 times longer in bfloat16 than in float32 on one thread
+    (``benchmarks/bench_bfloat16.py``), and chapter 11's 40 speedrun steps took 21 s instead
+    of 5 s on such a CPU. Same state (``momentum_buffer``), same update otherwise."""
 
     def __init__(self, params, *, fast_bfloat16: bool, **options):
         super().__init__(params, **options)
