@@ -771,10 +771,16 @@ def test_the_import_scan_sees_statements_and_literal_names():
         nbformat.v4.new_code_cell('grader.check("q2")'),
         nbformat.v4.new_code_cell('def f():\n    return __import__("tinyllm.sampling")'),
         nbformat.v4.new_code_cell('grader.check("q3")'),
+        # IPython's syntax inside a block is no Python: the scan reads the cell as IPython runs it
+        nbformat.v4.new_code_cell("if False:\n    _ls = !true\nfrom tinyllm.model import CausalSelfAttention"),
+        nbformat.v4.new_code_cell('grader.check("q4")'),
+        nbformat.v4.new_code_cell("def broken(:\n    from tinyllm import model"),  # never runs: no import
+        nbformat.v4.new_code_cell('grader.check("q5")'),
     ]
     flags = imported_answers(nb)
-    assert sorted(flags) == ["q2", "q3"]
+    assert sorted(flags) == ["q2", "q3", "q4"]
     assert "tinyllm.model" in flags["q2"][0] and "tinyllm.sampling" in flags["q3"][0]
+    assert "tinyllm.model" in flags["q4"][0]
 
 
 # ---------------------------------------------------------------------------------------

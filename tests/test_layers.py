@@ -62,6 +62,17 @@ def test_rms_norm_keeps_bfloat16():
     assert rms_norm(x, torch.ones(8, dtype=torch.bfloat16)).dtype == torch.bfloat16
 
 
+def test_rms_norm_computes_in_float32_at_least_and_keeps_float64_digits():
+    # Half precision is computed in float32 (its mean of squares would lose digits); a
+    # float64 x stays float64 inside, as exercise set 11 asks of the learner's rms_norm.
+    x = randn(4, 16).double() + 3
+    exact = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)
+    assert (rms_norm(x) - exact).abs().max() < 1e-12
+    half = x.bfloat16()
+    assert torch.equal(rms_norm(half), (half.float() / torch.sqrt(half.float().pow(2).mean(-1, keepdim=True)
+                                                                    + 1e-5)).bfloat16())
+
+
 # ---------------------------------------------------------------------------------------
 # RoPE
 # ---------------------------------------------------------------------------------------

@@ -29,9 +29,10 @@ from tinyllm.validate import check_int
 def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
     """``x / sqrt(mean(x**2) + eps) * weight`` over the last dimension ``(..., C)``.
 
-    Computed in float32 (a bfloat16 mean of squares loses digits), returned in ``x``'s dtype.
+    Computed in float32 at least (a bfloat16 mean of squares loses digits; float64 stays
+    float64), returned in ``x``'s dtype.
     """
-    h = x.float()
+    h = x.to(torch.promote_types(x.dtype, torch.float32))
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
     h = h.to(x.dtype)
     return h if weight is None else h * weight

@@ -17,10 +17,15 @@ def _imported_modules(code: str) -> list[str]:
     """Modules a cell imports: import statements, and __import__/import_module of a literal."""
     import ast
 
-    lines = [line for line in code.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    try:  # IPython's own reading of a cell: `!ls`, `x = !ls`, `%time f()` become Python, indented or not
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        code = TransformerManager().transform_cell(code)
+    except Exception:
+        code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
     try:
-        tree = ast.parse("\n".join(lines))
-    except (SyntaxError, ValueError):
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):  # IPython does not run it either
         return []
     found = []
     for node in ast.walk(tree):

@@ -24,10 +24,11 @@ LIBRARY_VERSION = "a library's own version of the piece"
 class Libraries:
     """Where the libraries' versions lie (found without importing a library), and the notes
     of a call into them that the notebook's own code makes (code outside the Python
-    installation: a cell, a file beside the notebook), not a library's calls inside itself or
-    into other installed packages, nor a method of an object the test passed in."""
+    installation: a cell, a file beside the notebook), directly or through installed code that
+    is no piece (``Module.__call__``, ``functools``); not a piece's calls inside itself or the
+    package's, nor a method of an object the test passed in (still of the type it had)."""
 
-    def __init__(self, torch_dir: str):
+    def __init__(self, torch_dir: str, package_dir: str):
         import importlib.util
 
         places = []  # (folder or file, its dotted name, the start of the names that count)
@@ -45,16 +46,37 @@ class Libraries:
         self.pieces = tuple(places)
         self.places = tuple(place for place, _, _ in places)  # one tuple for str.startswith
         self.installed = installed_folders()
+        self.package = package_dir  # the course's package: its calls are its watch's to note
 
-    def entry(self, frame, given: set[int], notes: set[str]) -> None:
+    def _piece(self, code) -> str | None:
+        """The dotted module of the piece ``code`` belongs to, if it is one of :attr:`pieces`."""
+        return next((dotted(code.co_filename, place, name) for place, name, only in self.pieces
+                     if code.co_filename.startswith(place) and code.co_qualname.startswith(only)), None)
+
+    def _from_the_notebook(self, caller) -> bool:
+        """Whether the call came from the notebook's own code: up the stack past installed code
+        that is no piece (``Module.__call__`` running a forward, ``functools.singledispatch``, a
+        trampoline compiled under an installed file's name), the first frame is the notebook's.
+        A piece on the way made the call itself (AdamW's ``step`` calling ``adamw``)."""
+        while caller is not None:
+            filename = caller.f_code.co_filename
+            if filename.startswith(self.package):  # the package (installed or not) or the grader
+                return False
+            if not filename.startswith(self.installed):
+                return True
+            if filename.startswith(self.places) and self._piece(caller.f_code):
+                return False
+            caller = caller.f_back
+        return False
+
+    def entry(self, frame, given: dict[int, type], notes: set[str]) -> None:
         """Note ``frame`` (a Python call into one of :attr:`places`) if it is one that counts."""
-        code, caller = frame.f_code, frame.f_back
-        if code.co_name.startswith("<") or (caller is not None and
-                                            caller.f_code.co_filename.startswith(self.installed)):
+        code = frame.f_code
+        if code.co_name.startswith("<"):
             return
-        module = next((dotted(code.co_filename, place, name) for place, name, only in self.pieces
-                       if code.co_filename.startswith(place) and code.co_qualname.startswith(only)), None)
-        if module is None or id(first_argument(frame)) in given:
+        module = self._piece(code)
+        first = first_argument(frame)
+        if module is None or given.get(id(first)) is type(first) or not self._from_the_notebook(frame.f_back):
             return  # another function of a file with one piece (F.gelu beside F.multi_head_...)
         name = f"{module}.{code.co_qualname}"
         if "<locals>" in name:  # a decorator's wrapper (clip_grad_norm_'s, step's): name what it wraps
@@ -63,11 +85,11 @@ class Libraries:
                          if callable(f) and isinstance(getattr(f, "__qualname__", None), str)), name)
         notes.add(f"ran {name}, {LIBRARY_VERSION}")
 
-    def compiled_call(self, frame, function, given: set[int], notes: set[str]) -> None:
+    def compiled_call(self, frame, function, given: dict[int, type], notes: set[str]) -> None:
         """Note a call of a library's compiled code (tokenizers' Rust ``Tokenizer.encode``)."""
         owner = getattr(function, "__self__", None)
         module = str(getattr(function, "__module__", None) or type(owner).__module__)
-        if module.split(".")[0] in LIBRARIES and id(owner) not in given and \
+        if module.split(".")[0] in LIBRARIES and given.get(id(owner)) is not type(owner) and \
                 not frame.f_code.co_filename.startswith(self.installed):
             name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "?")
             notes.add(f"ran {module}.{name}, {LIBRARY_VERSION}")

@@ -106,14 +106,15 @@ def call(namespace: dict, monitor: Monitor, request: dict) -> None:
     args, kwargs = _with_callbacks(request["args"]), _with_callbacks(request["kwargs"])
     inputs = (tuple(args), tuple(kwargs.items()))
     given = values.given((args, kwargs)) if new else None
-    fn = namespace.get(name)
     signal.setitimer(signal.ITIMER_REAL, max(request["seconds"], 0.05))
     monitor.start((args, kwargs), request.get("forbidden", ()))
     # Everything from here to the reply can run the learner's code, so it is watched and on
-    # the clock: functions a cell replaced (torch.set_rng_state), packing the value (a tensor
+    # the clock: looking the name up (a namespace a cell replaced with a mapping of its own),
+    # functions a cell replaced (torch.set_rng_state), packing the value (a tensor
     # subclass's __torch_function__, a list's __iter__).
     try:
         try:
+            fn = namespace.get(name)
             torch.set_rng_state(request["rng"][0])
             random.setstate(request["rng"][1])
             torch.set_grad_enabled(request["grad"])

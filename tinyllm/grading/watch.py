@@ -23,6 +23,11 @@ PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spaw
 # Raised by the C function that sets a profiler, however it is reached: sys.setprofile,
 # cProfile's enable, PyEval_SetProfile through ctypes (and, from Python 3.12, for all threads).
 PROFILER_EVENTS = {"sys.setprofile", "sys._setprofileallthreads"}
+# A trace function (sys.settrace, threading.settrace, a debugger) runs with the profiler off:
+# what it calls is never seen, and it can rewrite the locals of any frame, the sandbox's checks'
+# included. Set during a call (these events) or before it (sys.gettrace), it is noted.
+TRACER_EVENTS = {"sys.settrace", "sys._settraceallthreads", "sys.monitoring.register_callback"}
+TRACED = "ran with a trace function of the notebook's set (sys.settrace), whose code the watch does not see"
 
 # _thread's functions that start a thread: called by anything but the watch's own starter
 # (a fresh copy of _thread imported again), the thread runs unwatched.
@@ -30,8 +35,10 @@ THREAD_STARTS = {"start_new_thread", "start_new", "start_joinable_thread"}
 UNWATCHED_THREAD = "started a thread the watch does not follow (not through threading or _thread's watched starters)"
 
 # Where torch.fx puts the code it writes for a traced function or module (a GraphModule's
-# forward): only torch operations, whatever functions the tracing went through.
+# forward), and its Interpreter, which runs such a graph node by node: only torch
+# operations, whatever functions the tracing went through.
 FX_FILES = "<eval_with_key>"
+FX_INTERPRETER = "fx/interpreter.py"
 
 # Methods of the objects a test passes in that an answer may call: the statements say
 # "run the module" or "encode with the tokenizer you are given".
@@ -69,30 +76,34 @@ class Monitor:
     ``sys.setprofile`` sees every Python call while the learner's function runs; an entry
     into ``tinyllm`` (not ``tinyllm.grading``) from outside it is noted, except the methods a
     statement lets a learner use on what the test passed in: a module's ``forward``, a
-    tokenizer's ``encode`` and ``decode`` (any other method, ``model.generate`` say, is
-    noted). A copy of the package's code run from another file or under another name (a
-    copied module imported as ``mine``, its text passed to ``exec``, a code object renamed)
-    is noted as a copy: the same code, names and docstring as one of the package's
-    functions, at any line and under any name. An edited copy is not. A call the
-    notebook's own code makes into another library's version of a piece is noted too
-    (:mod:`tinyllm.grading.libraries`). Threads the call starts are watched too (a direct
-    call of a second copy of ``_thread``'s starter is noted; one made from C code, or C's
-    own thread start through ctypes, is not seen);
+    tokenizer's ``encode`` and ``decode``, while the object has the type it had when the
+    call began (any other method, ``model.generate`` say, is noted). A copy of the
+    package's code run from another file or under another name (a copied module imported as
+    ``mine``, its text passed to ``exec``, a code object renamed) is noted as a copy: the
+    same code, names and docstring as one of the package's functions, at any line and under
+    any name. An edited copy is not. A call the notebook's own code makes into another
+    library's version of a piece is noted too (:mod:`tinyllm.grading.libraries`). Threads
+    the call starts are watched too (a direct call of a second copy of ``_thread``'s starter
+    is noted; one made from C code, or C's own thread start through ctypes, is not seen);
     threads the notebook started before cannot be, so a call made while they are alive is
     noted, as is one made while another Python interpreter of the process is (it has no
-    watch, nor this audit hook). Code that TorchScript compiled from
-    the package's, and code that torch.fx wrote, run without the package's Python calls:
-    each is noted. An audit hook notes imports of the package. Learner code can remove or
-    replace the profiler (``sys.setprofile``, cProfile, Python's C function through ctypes):
-    each way raises the ``sys.setprofile`` audit event, noted during a call even when the
-    watch is put back before it returns. A call after the notebook replaced or switched off
-    a part of the watch fails (:meth:`changed`).
+    watch, nor this audit hook). Code that TorchScript compiled from the package's, and a
+    graph torch.fx traced (its code, or its Interpreter), run without the package's Python
+    calls: each is noted, as is a call made while a trace function of the notebook's is set
+    (a tracer runs with the profiler off, and can rewrite any frame's locals). An audit hook
+    notes imports of the package. Learner code can remove or replace the profiler
+    (``sys.setprofile``, cProfile, Python's C function through ctypes): each way raises the
+    ``sys.setprofile`` audit event, noted during a call even when the watch is put back
+    before it returns. A call after the notebook replaced or switched off a part of the
+    watch fails (:meth:`changed`).
     """
 
     def __init__(self, package_dir: str):
         self.package = package_dir.rstrip("/") + "/"
         self.grading = self.package + "grading/"
-        self.allowed_selves: set[int] = set()  # the objects the test passed in (and their modules)
+        # The objects the test passed in (and their modules), by id, with their type at the
+        # call's start: one re-classed during the call (its forward now another class's) is not.
+        self.allowed_selves: dict[int, type] = {}
         self.entered: set[str] = set()
         self.active = False
         self.copies: dict[tuple, str] | None = None  # the package's functions, by what a copy keeps
@@ -100,8 +111,9 @@ class Monitor:
         import torch
 
         self.tensor, self.torch_dir = torch.Tensor, os.path.dirname(torch.__file__) + "/"
+        self.fx_interpreter = self.torch_dir + FX_INTERPRETER
         self.modes_all_off = getattr(torch._C, "_is_torch_function_all_disabled", lambda: False)
-        self.libraries = Libraries(self.torch_dir)
+        self.libraries = Libraries(self.torch_dir, self.package)
         self._starters = self._watch_threads()
         self._starter = self._starters[0][2].__code__  # the code that starts a thread it watches
         # The watch's own code that sets the profiler; from anywhere else during a call, it is
@@ -174,6 +186,8 @@ class Monitor:
             self.entered.add("started a process during the call, which the watch does not follow")
         if self.active and event == "cpython.PyInterpreterState_New":
             self.entered.add(OTHER_INTERPRETER)
+        if self.active and event in TRACER_EVENTS:
+            self.entered.add(TRACED)
         if self.active and event in PROFILER_EVENTS and _caller_code() not in self._switches:
             self.entered.add("switched the grader's call watch off during the call (it set a profiler of its own), "
                              "so what ran then was not seen")
@@ -201,8 +215,9 @@ class Monitor:
         if not self._ours(frame.f_code.co_filename):
             if frame.f_code.co_filename.startswith(self.libraries.places):
                 self.libraries.entry(frame, self.allowed_selves, self.entered)
-            if frame.f_code.co_filename.startswith(FX_FILES):
-                self.entered.add("ran Python code generated by torch.fx, which hides the functions it was traced from")
+            if frame.f_code.co_filename.startswith(FX_FILES) or frame.f_code.co_filename == self.fx_interpreter:
+                self.entered.add("ran a graph traced by torch.fx (its generated code or its Interpreter), which "
+                                 "hides the functions it was traced from")
             copied = self._copy_of(frame.f_code)
             if copied and not (frame.f_back is not None and self._copy_of(frame.f_back.f_code)):
                 self.entered.add(f"called a copy of {copied}, the package's own code")
@@ -213,7 +228,7 @@ class Monitor:
             # call of a learner's name counts: the name may be bound to the package's function)
         code = frame.f_code
         given = frame.f_locals.get("self")
-        if code.co_name in ALLOWED_METHODS and id(given) in self.allowed_selves and \
+        if code.co_name in ALLOWED_METHODS and self.allowed_selves.get(id(given)) is type(given) and \
                 getattr(getattr(type(given), code.co_name, None), "__code__", None) is code:
             return  # the given object's own method (not another class's run on it)
         module = dotted(code.co_filename, self.package, "tinyllm")
@@ -255,14 +270,21 @@ class Monitor:
         if self.copies is None:
             self.copies = package_functions(self.package)
         given = [v for v in values.leaves(inputs) if not isinstance(v, (torch.Tensor, int, float, str))]
-        self.allowed_selves = {id(v) for v in given}  # a module, a tokenizer: never a tensor or number
-        self.allowed_selves |= {id(m) for v in given if isinstance(v, torch.nn.Module) for m in v.modules()}
+        self.allowed_selves = {id(v): type(v) for v in given}  # a module, a tokenizer: never a tensor or number
+        self.allowed_selves |= {id(m): type(m) for v in given if isinstance(v, torch.nn.Module) for m in v.modules()}
         self.entered = self._unwatched_threads() | self._unwatched_processes() | self._other_interpreters() | \
-            self._scripted()
+            self._scripted() | self._tracers()
         self.active = True
         if self.forbidden is not None:
             self.forbidden.__enter__()
         sys.setprofile(self._profile)  # threads the call starts: see _watch_threads
+
+    @staticmethod
+    def _tracers() -> set[str]:
+        """A note when a trace function is set for this thread or for the threads to come."""
+        monitoring = getattr(sys, "monitoring", None)  # Python 3.12: tools 0 to 5 are anyone's
+        tools = monitoring is not None and any(monitoring.get_tool(i) for i in range(6))
+        return {TRACED} if sys.gettrace() is not None or threading.gettrace() is not None or tools else set()
 
     def _thread_profile(self, frame, event, arg):
         """A thread the call started, at its first event: the watch of forbidden functions (a
@@ -333,7 +355,7 @@ class Monitor:
             self.forbidden.leave()
         if removed:
             self.entered.add("removed the grader's call monitor")
-        self.entered |= self._scripted()
+        self.entered |= self._scripted() | self._tracers()
         return sorted(self.entered)
 
 
