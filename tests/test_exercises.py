@@ -5,8 +5,9 @@ For every set in ``exercises/source/``:
 - the committed learner notebook, the Colab copy of the public tests and the
   wrong-on-purpose submissions are what ``python exercises/build.py`` makes now;
 - the learner notebook holds no solution and no hidden test;
-- the solutions score full marks, the untouched learner notebook fails every hidden test,
-  and each wrong-on-purpose submission loses points on the hidden tests of each question it
+- the solutions score full marks, the untouched learner notebook fails every hidden test, a
+  notebook whose every answer returns zeros (or a copy of its first input) scores 0, and each
+  wrong-on-purpose submission loses points on the hidden tests of each question it
   gets wrong (while passing the public ones when the manifest says it should).
 
 Every notebook is graded once per session, as ``python -m tinyllm.grade`` grades it, two at a
@@ -34,9 +35,11 @@ from teaching.build import (
     SOURCE_DIR,
     WRONG_DIR,
     WRONG_MANIFEST,
+    answer_cells,
     assignment_data,
     build,
     comparable,
+    fill_blanks,
     normalise,
     public_tests_json,
     solutions_notebook,
@@ -79,13 +82,52 @@ def rebuilt() -> dict[str, nbformat.NotebookNode]:
     }
 
 
+# Answers that are no attempt: every blank returns zeros shaped like the first input (an
+# empty list, 0), or a copy of that input. Tests of a property alone (written without the
+# built-in, returns a new list, never looks ahead) passed them: 11 questions earned 0.33 to
+# 1.33 of their 2 points.
+TRIVIAL = {"zeros": "return _trivial_zeros(list(locals().values()))",
+           "first": "return _trivial_first(list(locals().values()))"}
+TRIVIAL_HELPERS = """import copy as _copy
+import torch as _torch
+
+def _trivial_first(args):
+    first = args[0] if args else None
+    return first.clone() if isinstance(first, _torch.Tensor) else _copy.deepcopy(first)
+
+def _trivial_zeros(args):
+    first = args[0] if args else None
+    if isinstance(first, _torch.Tensor):
+        return _torch.zeros_like(first)
+    return type(first)() if isinstance(first, (list, tuple, dict, str)) else 0
+"""
+
+
+def trivial_notebook(name: str, kind: str, folder: Path) -> Path:
+    """The learner notebook with every blank filled by the trivial answer ``kind``."""
+    nb = _learner(name)
+    answers = {q: [TRIVIAL[kind]] * sum(line.strip() == "..." for c in cells for line in c.source.split("\n"))
+               for q, cells in answer_cells(nb).items()}
+    nb = fill_blanks(nb, answers)
+    setup = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "otter_notebook(" in c.source)
+    nb.cells.insert(setup + 1, nbformat.v4.new_code_cell(TRIVIAL_HELPERS))
+    path = folder / kind / f"{name}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
 @pytest.fixture(scope="session")
-def grades(rebuilt):
-    """Grade every set's solutions, blank learner notebook and wrong submissions, two at a time."""
+def grades(rebuilt, tmp_path_factory):
+    """Grade every set's solutions, blank learner notebook, trivial answers and wrong
+    submissions, two at a time."""
     jobs = []
+    trivial = tmp_path_factory.mktemp("trivial")
     for source in SOURCES:
         jobs.append(((source.stem, "solutions"), solutions_notebook(source), source, True))
         jobs.append(((source.stem, "learner"), LEARNER_DIR / f"{source.stem}.ipynb", source, False))
+        for kind in TRIVIAL:
+            jobs.append(((source.stem, kind), trivial_notebook(source.stem, kind, trivial), source, False))
         for file_name in MANIFEST.get(source.stem, {}):
             jobs.append(((source.stem, file_name), WRONG_DIR / source.stem / file_name, source, False))
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -310,6 +352,15 @@ def test_untouched_learner_notebook_fails_every_hidden_test(name, grades):
         hidden = [c for c in q.cases if c["hidden"]]
         assert hidden, f"{name} {q.name} has no hidden test"
         assert not any(c["passed"] for c in hidden), f"{name} {q.name}: a hidden test passes on the blank notebook"
+
+
+@pytest.mark.parametrize("kind", TRIVIAL)
+@pytest.mark.parametrize("name", NAMES)
+def test_a_trivial_answer_earns_nothing(name, kind, grades):
+    report = grades[(name, kind)]
+    assert report.error is None, report.error
+    earned = {q.name: q.score for q in report.questions if q.score}
+    assert not earned, f"{name}: answers that return {kind} earn {earned}"
 
 
 @pytest.mark.parametrize("name,file_name,question", WRONG, ids=["/".join(w) for w in WRONG])
