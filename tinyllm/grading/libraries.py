@@ -47,6 +47,7 @@ class Libraries:
         self.places = tuple(place for place, _, _ in places)  # one tuple for str.startswith
         self.installed = installed_folders()
         self.package = package_dir  # the course's package: its calls are its watch's to note
+        self.grading = package_dir + "grading/"
 
     def _piece(self, code) -> str | None:
         """The dotted module of the piece ``code`` belongs to, if it is one of :attr:`pieces`."""
@@ -60,7 +61,9 @@ class Libraries:
         A piece on the way made the call itself (AdamW's ``step`` calling ``adamw``)."""
         while caller is not None:
             filename = caller.f_code.co_filename
-            if filename.startswith(self.package):  # the package (installed or not) or the grader
+            if filename.startswith(self.grading):  # the grader calls no piece during a call: a
+                return True  # frame named like its files is the notebook's (compile() takes any name)
+            if filename.startswith(self.package):  # the package's own call: the package's watch notes it
                 return False
             if not filename.startswith(self.installed):
                 return True
@@ -90,7 +93,7 @@ class Libraries:
         owner = getattr(function, "__self__", None)
         module = str(getattr(function, "__module__", None) or type(owner).__module__)
         if module.split(".")[0] in LIBRARIES and given.get(id(owner)) is not type(owner) and \
-                not frame.f_code.co_filename.startswith(self.installed):
+                self._from_the_notebook(frame):
             name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "?")
             notes.add(f"ran {module}.{name}, {LIBRARY_VERSION}")
 
