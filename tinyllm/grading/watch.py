@@ -27,7 +27,7 @@ PROFILER_EVENTS = {"sys.setprofile", "sys._setprofileallthreads"}
 # what it calls is never seen, and it can rewrite the locals of any frame, the sandbox's checks'
 # included. Set during a call (these events) or before it (sys.gettrace), it is noted.
 TRACER_EVENTS = {"sys.settrace", "sys._settraceallthreads", "sys.monitoring.register_callback"}
-TRACED = "ran with a trace function of the notebook's set (sys.settrace), whose code the watch does not see"
+TRACED = "ran while a trace function the notebook set (sys.settrace) was on, whose code the watch does not see"
 
 # _thread's functions that start a thread: called by anything but the watch's own starter
 # (a fresh copy of _thread imported again), the thread runs unwatched.
@@ -282,9 +282,8 @@ class Monitor:
     @staticmethod
     def _tracers() -> set[str]:
         """A note when a trace function is set for this thread or for the threads to come."""
-        monitoring = getattr(sys, "monitoring", None)  # Python 3.12: tools 0 to 5 are anyone's
-        tools = monitoring is not None and any(monitoring.get_tool(i) for i in range(6))
-        return {TRACED} if sys.gettrace() is not None or threading.gettrace() is not None or tools else set()
+        tools = _get_tool is not None and any(_get_tool(i) for i in range(6))  # 3.12: 0 to 5 are anyone's
+        return {TRACED} if _gettrace() is not None or _threading_gettrace() is not None or tools else set()
 
     def _thread_profile(self, frame, event, arg):
         """A thread the call started, at its first event: the watch of forbidden functions (a
@@ -359,8 +358,11 @@ class Monitor:
         return sorted(self.entered)
 
 
-# Taken before any cell runs: a cell that replaces os.getppid would hide its worker processes.
+# Taken before any cell runs: a cell that replaces os.getppid would hide its worker processes
+# (or sys.gettrace, its tracer).
 _getppid, _getpid, _listdir = os.getppid, os.getpid, os.listdir
+_gettrace, _threading_gettrace = sys.gettrace, threading.gettrace
+_get_tool = getattr(getattr(sys, "monitoring", None), "get_tool", None)
 try:  # the interpreters of this process (the module's name from Python 3.13: _interpreters)
     from _xxsubinterpreters import list_all as _interpreters
 except ImportError:
