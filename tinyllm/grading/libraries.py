@@ -72,14 +72,15 @@ class Libraries:
             caller = caller.f_back
         return False
 
-    def entry(self, frame, given: dict[int, type], notes: set[str]) -> None:
+    def entry(self, frame, given: dict[int, tuple], notes: set[str]) -> None:
         """Note ``frame`` (a Python call into one of :attr:`places`) if it is one that counts."""
         code = frame.f_code
         if code.co_name.startswith("<"):
             return
         module = self._piece(code)
         first = first_argument(frame)
-        if module is None or given.get(id(first)) is type(first) or not self._from_the_notebook(frame.f_back):
+        kind, _, codes = given.get(id(first), (None, False, frozenset()))
+        if module is None or (kind is type(first) and code in codes) or not self._from_the_notebook(frame.f_back):
             return  # another function of a file with one piece (F.gelu beside F.multi_head_...)
         name = f"{module}.{code.co_qualname}"
         if "<locals>" in name:  # a decorator's wrapper (clip_grad_norm_'s, step's): name what it wraps
@@ -88,14 +89,17 @@ class Libraries:
                          if callable(f) and isinstance(getattr(f, "__qualname__", None), str)), name)
         notes.add(f"ran {name}, {LIBRARY_VERSION}")
 
-    def compiled_call(self, frame, function, given: dict[int, type], notes: set[str]) -> None:
+    def compiled_call(self, frame, function, given: dict[int, tuple], notes: set[str]) -> None:
         """Note a call of a library's compiled code (tokenizers' Rust ``Tokenizer.encode``)."""
-        owner = getattr(function, "__self__", None)
-        module = str(getattr(function, "__module__", None) or type(owner).__module__)
-        if module.split(".")[0] in LIBRARIES and given.get(id(owner)) is not type(owner) and \
+        owner = getattr(function, "__self__", None)  # a C function's own attributes: no code of the notebook's
+        module = str(getattr(function, "__module__", None) or _type_module(type(owner)))
+        if module.split(".")[0] in LIBRARIES and given.get(id(owner), (None,))[0] is not type(owner) and \
                 self._from_the_notebook(frame):
             name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "?")
             notes.add(f"ran {module}.{name}, {LIBRARY_VERSION}")
+
+
+_type_module = type.__dict__["__module__"].__get__  # a class's module, without its metaclass's say
 
 
 def installed_folders() -> tuple[str, ...]:

@@ -11,9 +11,12 @@ becomes a flag (:mod:`tinyllm.grading.flags`) or fails the call.
 
 from __future__ import annotations
 
+import gc
 import os
+import signal
 import sys
 import threading
+import types
 from functools import cache
 
 from tinyllm.grading.libraries import Libraries, dotted
@@ -90,7 +93,11 @@ class Monitor:
     watch, nor this audit hook). Code that TorchScript compiled from the package's, and a
     graph torch.fx traced (its code, or its Interpreter), run without the package's Python
     calls: each is noted, as is a call made while a trace function of the notebook's is set
-    (a tracer runs with the profiler off, and can rewrite any frame's locals). An audit hook
+    (a tracer runs with the profiler off, and can rewrite any frame's locals), or a signal
+    handler or a garbage-collector callback of the notebook's (either can be made to run
+    inside this watch's callback; the collector is paused during a call). The watch reads the
+    objects it meets without running their code (no ``isinstance``, no attribute of a class
+    the notebook made). An audit hook
     notes imports of the package. Learner code can remove or replace the profiler
     (``sys.setprofile``, cProfile, Python's C function through ctypes): each way raises the
     ``sys.setprofile`` audit event, noted during a call even when the watch is put back
@@ -101,9 +108,10 @@ class Monitor:
     def __init__(self, package_dir: str):
         self.package = package_dir.rstrip("/") + "/"
         self.grading = self.package + "grading/"
-        # The objects the test passed in (and their modules), by id, with their type at the
-        # call's start: one re-classed during the call (its forward now another class's) is not.
-        self.allowed_selves: dict[int, type] = {}
+        # The objects the test passed in (and their modules), by id: their type at the call's
+        # start, whether it is the package's, and the code of every function its classes held
+        # then. One re-classed, or whose class gained a method, during the call is not exempt.
+        self.allowed_selves: dict[int, tuple[type, bool, frozenset]] = {}
         self.entered: set[str] = set()
         self.active = False
         self.copies: dict[tuple, str] | None = None  # the package's functions, by what a copy keeps
@@ -121,10 +129,16 @@ class Monitor:
         self._switches = {f.__code__ for f in (Monitor.start, Monitor.stop, Monitor._thread_profile,
                                                 Monitor._arm_thread)}
         sys.addaudithook(self._audit)
-        from tinyllm.grading import checks, values
+        # The signal handlers set before any cell ran (the grader's own time limit included): a
+        # handler the notebook sets can be made to run inside the watch's callback, unseen.
+        self._handlers = {s: _getsignal(s) for s in signal.valid_signals()}
+        self._gc_callbacks = len(_gc_callbacks)  # the libraries' own, before any cell ran
+        self._collecting = False  # whether the garbage collector ran before the call
+        from tinyllm.grading import checks, libraries, values
 
         # What the watch and the sandbox's checks are made of before any cell runs: see changed().
-        self._made_of = [(part, _parts(part)) for part in (Monitor, checks.Forbidden, Libraries, checks, values)]
+        self._made_of = [(part, _parts(part)) for part in (Monitor, checks.Forbidden, Libraries, checks, values,
+                                                            sys.modules[__name__], libraries)]
         self._forbidden_lists: tuple[dict, dict] = ({}, {})  # its names and prefixes at the start
         self._own = set(vars(self)) | {"_own"}
 
@@ -228,8 +242,8 @@ class Monitor:
             # call of a learner's name counts: the name may be bound to the package's function)
         code = frame.f_code
         given = frame.f_locals.get("self")
-        if code.co_name in ALLOWED_METHODS and self.allowed_selves.get(id(given)) is type(given) and \
-                getattr(getattr(type(given), code.co_name, None), "__code__", None) is code:
+        kind, packaged, codes = self.allowed_selves.get(id(given), (None, False, frozenset()))
+        if code.co_name in ALLOWED_METHODS and kind is type(given) and packaged and code in codes:
             return  # the given object's own method (not another class's run on it)
         module = dotted(code.co_filename, self.package, "tinyllm")
         self.entered.add(f"called {module}.{code.co_qualname}, the package's own code")
@@ -239,7 +253,7 @@ class Monitor:
         list here too: the torch function mode misses calls made while torch has the modes
         off (``torch._C.DisableTorchFunction``, a tensor subclass's ``__torch_function__``)."""
         if event == "c_call":  # a function written in C: torch's own, or a tensor's method
-            if not (isinstance(getattr(arg, "__self__", None), self.tensor)
+            if not (issubclass(type(getattr(arg, "__self__", None)), self.tensor)  # no __class__ of the notebook's
                     or str(getattr(arg, "__module__", None) or "").startswith("torch")):
                 return
             caller, name = frame, getattr(arg, "__name__", "")
@@ -270,10 +284,16 @@ class Monitor:
         if self.copies is None:
             self.copies = package_functions(self.package)
         given = [v for v in values.leaves(inputs) if not isinstance(v, (torch.Tensor, int, float, str))]
-        self.allowed_selves = {id(v): type(v) for v in given}  # a module, a tokenizer: never a tensor or number
-        self.allowed_selves |= {id(m): type(m) for v in given if isinstance(v, torch.nn.Module) for m in v.modules()}
+        given += [m for v in given if isinstance(v, torch.nn.Module) for m in v.modules()]
+        kinds = {type(v) for v in given}  # a module, a tokenizer: never a tensor or number
+        kinds = {k: (str(_type_module(k)).startswith("tinyllm."), class_codes(k)) for k in kinds}
+        self.allowed_selves = {id(v): (type(v), *kinds[type(v)]) for v in given}
         self.entered = self._unwatched_threads() | self._unwatched_processes() | self._other_interpreters() | \
-            self._scripted() | self._tracers()
+            self._scripted() | self._tracers() | self._handlers_and_collector()
+        # No automatic garbage collection during the call: a collection started by an allocation in
+        # the watch's own callback would run finalizers and gc callbacks there, unseen.
+        self._collecting = _gc_isenabled()
+        _gc_disable()
         self.active = True
         if self.forbidden is not None:
             self.forbidden.__enter__()
@@ -284,6 +304,18 @@ class Monitor:
         """A note when a trace function is set for this thread or for the threads to come."""
         tools = _get_tool is not None and any(_get_tool(i) for i in range(6))  # 3.12: 0 to 5 are anyone's
         return {TRACED} if _gettrace() is not None or _threading_gettrace() is not None or tools else set()
+
+    def _handlers_and_collector(self) -> set[str]:
+        """A note when the notebook set a signal handler or a garbage-collector callback: both
+        can be made to run inside the watch's callback (a signal left pending, a collection),
+        where nothing is seen."""
+        notes = set()
+        if any(_getsignal(s) is not handler for s, handler in self._handlers.items()):
+            notes.add("ran while a signal handler the notebook set was in place, which can run unseen inside the watch")
+        if len(_gc_callbacks) > self._gc_callbacks:
+            notes.add("ran while a garbage-collector callback the notebook registered was in place, which can run "
+                      "unseen inside the watch")
+        return notes
 
     def _thread_profile(self, frame, event, arg):
         """A thread the call started, at its first event: the watch of forbidden functions (a
@@ -354,7 +386,12 @@ class Monitor:
             self.forbidden.leave()
         if removed:
             self.entered.add("removed the grader's call monitor")
-        self.entered |= self._scripted() | self._tracers()
+        if _gc_isenabled():
+            self.entered.add("switched the garbage collector on during the call, which can run code unseen inside the "
+                             "watch")
+        if self._collecting:
+            _gc_enable()
+        self.entered |= self._scripted() | self._tracers() | self._handlers_and_collector()
         return sorted(self.entered)
 
 
@@ -362,6 +399,24 @@ class Monitor:
 # (or sys.gettrace, its tracer).
 _getppid, _getpid, _listdir = os.getppid, os.getpid, os.listdir
 _gettrace, _threading_gettrace = sys.gettrace, threading.gettrace
+_getsignal = signal.getsignal
+_gc_isenabled, _gc_enable, _gc_disable, _gc_callbacks = gc.isenabled, gc.enable, gc.disable, gc.callbacks
+# Read a class's parts without running anything of the notebook's (a metaclass property, a
+# descriptor's __get__): the getters of `type` and of functions themselves.
+_type_mro, _type_dict = type.__dict__["__mro__"].__get__, type.__dict__["__dict__"].__get__
+_type_module, _function_code = type.__dict__["__module__"].__get__, types.FunctionType.__dict__["__code__"].__get__
+
+
+def class_codes(kind: type) -> frozenset:
+    """The code of every function the classes of ``kind`` hold (its MRO's dicts), read statically."""
+    codes = set()
+    for klass in _type_mro(kind):
+        for value in list(_type_dict(klass).values()):
+            if type(value) in (staticmethod, classmethod):
+                value = value.__func__
+            if type(value) is types.FunctionType:
+                codes.add(_function_code(value))
+    return frozenset(codes)
 _get_tool = getattr(getattr(sys, "monitoring", None), "get_tool", None)
 try:  # the interpreters of this process (the module's name from Python 3.13: _interpreters)
     from _xxsubinterpreters import list_all as _interpreters
