@@ -92,14 +92,14 @@ class Libraries:
     def compiled_call(self, frame, function, given: dict[int, tuple], notes: set[str]) -> None:
         """Note a call of a library's compiled code (tokenizers' Rust ``Tokenizer.encode``)."""
         owner = getattr(function, "__self__", None)  # a C function's own attributes: no code of the notebook's
-        module = str(getattr(function, "__module__", None) or _type_module(type(owner)))
+        module = str(getattr(function, "__module__", None) or type_module(type(owner)))
         if module.split(".")[0] in LIBRARIES and given.get(id(owner), (None,))[0] is not type(owner) and \
                 self._from_the_notebook(frame):
             name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "?")
             notes.add(f"ran {module}.{name}, {LIBRARY_VERSION}")
 
 
-_type_module = type.__dict__["__module__"].__get__  # a class's module, without its metaclass's say
+type_module = type.__dict__["__module__"].__get__  # a class's module, without its metaclass's say
 
 
 def installed_folders() -> tuple[str, ...]:

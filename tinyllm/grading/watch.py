@@ -16,9 +16,8 @@ import os
 import signal
 import sys
 import threading
-import types
-from functools import cache
 
+from tinyllm.grading.fingerprints import class_codes, fingerprint, package_functions, shape, type_module
 from tinyllm.grading.libraries import Libraries, dotted
 
 # What the audit hook sees of a new process: the watch does not follow it there.
@@ -46,31 +45,6 @@ FX_INTERPRETER = "fx/interpreter.py"
 # Methods of the objects a test passes in that an answer may call: the statements say
 # "run the module" or "encode with the tokenizer you are given".
 ALLOWED_METHODS = {"forward", "encode", "decode"}
-
-
-@cache
-def package_functions(package: str) -> dict[tuple, str]:
-    """:func:`_fingerprint` -> ``tinyllm.module.qualname`` of every function of the package
-    (its folder, ending in ``/``) outside grading, compiled from its files, and each
-    :func:`_shape` alone, the quick first test. Worked out once (0.08 s of CPU) in the
-    judges' warm process (:func:`tinyllm.grading.judge.warm_up`), before any notebook runs:
-    a notebook's process forked from there inherits it; one in the sandbox compiles its own."""
-    import types
-    from pathlib import Path
-
-    found = {}
-    for path in sorted(Path(package).rglob("*.py")):
-        if str(path).startswith(package + "grading/"):
-            continue
-        module = dotted(str(path), package, "tinyllm")
-        stack = [compile(path.read_text(encoding="utf-8"), str(path), "exec")]
-        while stack:
-            code = stack.pop()
-            stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
-            if not code.co_name.startswith("<"):  # not a module, lambda or comprehension
-                found[_fingerprint(code)] = f"{module}.{code.co_qualname}"
-                found[_shape(code)] = ""
-    return found
 
 
 class Monitor:
@@ -134,11 +108,11 @@ class Monitor:
         self._handlers = {s: _getsignal(s) for s in signal.valid_signals()}
         self._gc_callbacks = len(_gc_callbacks)  # the libraries' own, before any cell ran
         self._collecting = False  # whether the garbage collector ran before the call
-        from tinyllm.grading import checks, libraries, values
+        from tinyllm.grading import checks, fingerprints, libraries, values
 
         # What the watch and the sandbox's checks are made of before any cell runs: see changed().
         self._made_of = [(part, _parts(part)) for part in (Monitor, checks.Forbidden, Libraries, checks, values,
-                                                            sys.modules[__name__], libraries)]
+                                                            sys.modules[__name__], libraries, fingerprints)]
         self._forbidden_lists: tuple[dict, dict] = ({}, {})  # its names and prefixes at the start
         self._own = set(vars(self)) | {"_own"}
 
@@ -191,9 +165,9 @@ class Monitor:
     def _copy_of(self, code) -> str | None:
         """The package function ``code`` is a copy of, if it is one (cheap when it is not: the
         bytecode is read only for a function whose name and sizes match one of the package's)."""
-        if _shape(code) not in self.copies:
+        if shape(code) not in self.copies:
             return None
-        return self.copies.get(_fingerprint(code))
+        return self.copies.get(fingerprint(code))
 
     def _audit(self, event, args):
         if self.active and event in PROCESS_EVENTS:
@@ -286,7 +260,7 @@ class Monitor:
         given = [v for v in values.leaves(inputs) if not isinstance(v, (torch.Tensor, int, float, str))]
         given += [m for v in given if isinstance(v, torch.nn.Module) for m in v.modules()]
         kinds = {type(v) for v in given}  # a module, a tokenizer: never a tensor or number
-        kinds = {k: (str(_type_module(k)).startswith("tinyllm."), class_codes(k)) for k in kinds}
+        kinds = {k: (str(type_module(k)).startswith("tinyllm."), class_codes(k)) for k in kinds}
         self.allowed_selves = {id(v): (type(v), *kinds[type(v)]) for v in given}
         self.entered = self._unwatched_threads() | self._unwatched_processes() | self._other_interpreters() | \
             self._scripted() | self._tracers() | self._handlers_and_collector()
@@ -401,22 +375,6 @@ _getppid, _getpid, _listdir = os.getppid, os.getpid, os.listdir
 _gettrace, _threading_gettrace = sys.gettrace, threading.gettrace
 _getsignal = signal.getsignal
 _gc_isenabled, _gc_enable, _gc_disable, _gc_callbacks = gc.isenabled, gc.enable, gc.disable, gc.callbacks
-# Read a class's parts without running anything of the notebook's (a metaclass property, a
-# descriptor's __get__): the getters of `type` and of functions themselves.
-_type_mro, _type_dict = type.__dict__["__mro__"].__get__, type.__dict__["__dict__"].__get__
-_type_module, _function_code = type.__dict__["__module__"].__get__, types.FunctionType.__dict__["__code__"].__get__
-
-
-def class_codes(kind: type) -> frozenset:
-    """The code of every function the classes of ``kind`` hold (its MRO's dicts), read statically."""
-    codes = set()
-    for klass in _type_mro(kind):
-        for value in list(_type_dict(klass).values()):
-            if type(value) in (staticmethod, classmethod):
-                value = value.__func__
-            if type(value) is types.FunctionType:
-                codes.add(_function_code(value))
-    return frozenset(codes)
 _get_tool = getattr(getattr(sys, "monitoring", None), "get_tool", None)
 try:  # the interpreters of this process (the module's name from Python 3.13: _interpreters)
     from _xxsubinterpreters import list_all as _interpreters
@@ -453,17 +411,3 @@ def _caller_code():
         return sys._getframe(2).f_code
     except ValueError:
         return None
-
-
-def _shape(code) -> tuple:
-    return "shape", code.co_argcount, code.co_nlocals, code.co_stacksize, len(code.co_code)
-
-
-def _fingerprint(code) -> tuple:
-    """What a copy of a function keeps wherever it runs from, at whatever line and under
-    whatever name: its bytecode, the names and local names it uses and its constants (its
-    docstring too). Not its file, line or name (a code object can be given others with
-    ``code.replace``): the same text retyped by hand has the same fingerprint only if it has
-    the same docstring and local names."""
-    consts = tuple(c.co_name if hasattr(c, "co_code") else repr(c) for c in code.co_consts)
-    return code.co_code, code.co_names, code.co_varnames, consts

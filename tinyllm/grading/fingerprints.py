@@ -1,0 +1,70 @@
+"""Reading code without running it: what the call watch (:mod:`tinyllm.grading.watch`) knows
+of functions and classes.
+
+A copy of one of the package's functions keeps its :func:`fingerprint` wherever it runs from
+(:func:`package_functions` holds the package's); a class's own functions are read from its
+classes' dicts (:func:`class_codes`), through the getters of ``type`` itself, so that
+nothing of the notebook's (a metaclass property, a descriptor) runs inside the watch.
+"""
+
+from __future__ import annotations
+
+import types
+from functools import cache
+from pathlib import Path
+
+from tinyllm.grading.libraries import dotted, type_module  # noqa: F401  (the watch's)
+
+
+@cache
+def package_functions(package: str) -> dict[tuple, str]:
+    """:func:`fingerprint` -> ``tinyllm.module.qualname`` of every function of the package
+    (its folder, ending in ``/``) outside grading, compiled from its files, and each
+    :func:`shape` alone, the quick first test. Worked out once (0.08 s of CPU) in the
+    judges' warm process (:func:`tinyllm.grading.judge.warm_up`), before any notebook runs:
+    a notebook's process forked from there inherits it; one in the sandbox compiles its own."""
+    found = {}
+    for path in sorted(Path(package).rglob("*.py")):
+        if str(path).startswith(package + "grading/"):
+            continue
+        module = dotted(str(path), package, "tinyllm")
+        stack = [compile(path.read_text(encoding="utf-8"), str(path), "exec")]
+        while stack:
+            code = stack.pop()
+            stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+            if not code.co_name.startswith("<"):  # not a module, lambda or comprehension
+                found[fingerprint(code)] = f"{module}.{code.co_qualname}"
+                found[shape(code)] = ""
+    return found
+
+
+def shape(code) -> tuple:
+    return "shape", code.co_argcount, code.co_nlocals, code.co_stacksize, len(code.co_code)
+
+
+def fingerprint(code) -> tuple:
+    """What a copy of a function keeps wherever it runs from, at whatever line and under
+    whatever name: its bytecode, the names and local names it uses and its constants (its
+    docstring too). Not its file, line or name (a code object can be given others with
+    ``code.replace``): the same text retyped by hand has the same fingerprint only if it has
+    the same docstring and local names."""
+    consts = tuple(c.co_name if hasattr(c, "co_code") else repr(c) for c in code.co_consts)
+    return code.co_code, code.co_names, code.co_varnames, consts
+
+
+# Read a class's parts without running anything of the notebook's (a metaclass property, a
+# descriptor's __get__): the getters of `type` and of functions themselves.
+_type_mro, _type_dict = type.__dict__["__mro__"].__get__, type.__dict__["__dict__"].__get__
+_function_code = types.FunctionType.__dict__["__code__"].__get__
+
+
+def class_codes(kind: type) -> frozenset:
+    """The code of every function the classes of ``kind`` hold (its MRO's dicts), read statically."""
+    codes = set()
+    for klass in _type_mro(kind):
+        for value in list(_type_dict(klass).values()):
+            if type(value) in (staticmethod, classmethod):
+                value = value.__func__
+            if type(value) is types.FunctionType:
+                codes.add(_function_code(value))
+    return frozenset(codes)
