@@ -73,6 +73,12 @@ def test_answers_are_lower_case_users_type_carelessly_and_roles_alternate():
     assert all(m["content"] == m["content"].lower() for c in clean for m in c)
 
 
+def test_about_one_user_message_in_thirty_is_in_capitals():
+    # Chapter 12 says so (3 %): VARY of the messages are written carelessly, one in twenty of those in capitals.
+    users = [m["content"] for c in cd.make_conversations("guppy", 4000, seed=0) for m in c if m["role"] == "user"]
+    assert 0.025 < sum(u.isupper() for u in users) / len(users) < 0.035
+
+
 def test_vary_wording_keeps_the_words_a_reader_needs():
     rng = random.Random(0)
     question = "what do you eat when it is dark?"
