@@ -263,7 +263,7 @@ class Monitor:
         kinds = {k: (str(type_module(k)).startswith("tinyllm."), class_codes(k)) for k in kinds}
         self.allowed_selves = {id(v): (type(v), *kinds[type(v)]) for v in given}
         self.entered = self._unwatched_threads() | self._unwatched_processes() | self._other_interpreters() | \
-            self._scripted() | self._tracers() | self._handlers_and_collector()
+            self._run_unseen()
         # No automatic garbage collection during the call: a collection started by an allocation in
         # the watch's own callback would run finalizers and gc callbacks there, unseen.
         self._collecting = _gc_isenabled()
@@ -272,6 +272,11 @@ class Monitor:
         if self.forbidden is not None:
             self.forbidden.__enter__()
         sys.setprofile(self._profile)  # threads the call starts: see _watch_threads
+
+    def _run_unseen(self) -> set[str]:
+        """What the notebook set up that runs code the watch cannot see, looked at both when a call
+        starts and when it ends (it may be set up during the call)."""
+        return self._scripted() | self._tracers() | self._handlers_and_collector()
 
     @staticmethod
     def _tracers() -> set[str]:
@@ -365,7 +370,7 @@ class Monitor:
                              "watch")
         if self._collecting:
             _gc_enable()
-        self.entered |= self._scripted() | self._tracers() | self._handlers_and_collector()
+        self.entered |= self._run_unseen()
         return sorted(self.entered)
 
 
