@@ -3,13 +3,14 @@
 ``to_transformers(model, folder)`` writes two files, ``config.json`` and
 ``model.safetensors``, that ``transformers.GPT2LMHeadModel.from_pretrained(folder)``
 loads from the local folder, with no download. The course's tests load the export and
-check that both models give the same logits: the proof that ``tinyllm.model.GPT`` is
-exactly GPT-2's architecture. A model with chapter 11's modern pieces (RMSNorm, RoPE and
-SwiGLU, any number of key/value heads) is written as ``LlamaForCausalLM`` instead, or as
-``Qwen3ForCausalLM`` with ``qk_norm``; ``AutoModelForCausalLM.from_pretrained(folder)``
-loads any of them. Llama's names map one to one, except that ``c_attn`` is cut into
-``q_proj``, ``k_proj`` and ``v_proj``; both sides use the same "half-split" RoPE layout
-(:func:`tinyllm.layers.rotate_half`), so no weight needs permuting.
+check that both models give the same logits (to 1e-5; the config names the GELU form the
+model uses): the proof that ``tinyllm.model.GPT`` is GPT-2's architecture. A model with
+chapter 11's modern pieces (RMSNorm, RoPE and SwiGLU, any number of key/value heads) is
+written as ``LlamaForCausalLM`` instead, or as ``Qwen3ForCausalLM`` with ``qk_norm``;
+``AutoModelForCausalLM.from_pretrained(folder)`` loads any of them. Llama's names map one
+to one, except that ``c_attn`` is cut into ``q_proj``, ``k_proj`` and ``v_proj``; both sides
+use the same "half-split" RoPE layout (:func:`tinyllm.layers.rotate_half`), so no weight
+needs permuting.
 
 ``from_transformers(hf_model)`` goes the other way: it builds a ``GPT`` holding the
 weights of a ``transformers.GPT2LMHeadModel`` (OpenAI's ``gpt2`` or any model of that

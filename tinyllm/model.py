@@ -1,13 +1,15 @@
 """GPT (chapters 04-07): its config, attention, MLP, block and the model, in that order.
 
-GPT follows GPT-2's architecture exactly (and nanoGPT's names): token and position
+GPT follows GPT-2's architecture (and nanoGPT's names): token and position
 embeddings, ``n_layer`` pre-norm transformer blocks of causal self-attention and an MLP,
 a final layer norm and an output head that shares its weights with the token embedding.
-``tinyllm.export.to_transformers`` writes it in Hugging Face's GPT-2 format and a test
-checks that both give the same logits.
+One difference, as in nanoGPT: the MLP's GELU is the exact (erf) form, where GPT-2 used a
+tanh approximation (they differ by less than 0.001); ``from_transformers`` switches to the
+tanh form for weights that used it. ``tinyllm.export.to_transformers`` writes the model in
+Hugging Face's GPT-2 format and a test checks that both give the same logits (to 1e-5).
 
 Chapter 11's switches (``norm``, ``pos``, ``mlp``, ``n_kv_head``, ``qk_norm``) swap in the
-pieces of :mod:`tinyllm.layers`; at their defaults the model is GPT-2, bit for bit.
+pieces of :mod:`tinyllm.layers`; at their defaults the model is the GPT-2 above.
 
 Shapes: ``B`` batch size, ``T`` sequence length (<= block_size), ``C`` = n_embd,
 ``V`` = vocab_size, ``nh`` = n_head, ``hs`` = C // nh (the head size).
@@ -56,7 +58,7 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
-    mlp: str = "gelu"  # "gelu" (GPT-2, exact erf form), "relu" (GuppyLM), "relu2", "swiglu"
+    mlp: str = "gelu"  # "gelu" (GPT-2's, in the exact erf form), "relu" (GuppyLM), "relu2", "swiglu"
     mlp_hidden: int | None = None  # the MLP's hidden width; None: see hidden_size
     norm: str = "layernorm"  # "layernorm" (GPT-2) or "rmsnorm"
     pos: str = "learned"  # "learned" (a wpe table, GPT-2) or "rope" (rotary, no table)

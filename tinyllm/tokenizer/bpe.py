@@ -270,7 +270,8 @@ class BPETokenizer:
         return ids
 
     def encode(self, text: str, allowed_special="none_raise") -> list[int]:
-        """Text to token ids, with tiktoken's handling of special tokens.
+        """Text to token ids; special tokens are handled as in minbpe (tiktoken raises too, but
+        takes ``allowed_special`` and ``disallowed_special=()`` instead).
 
         ``allowed_special``: ``"all"`` (every special token string becomes its id),
         ``"none"`` (special token strings are encoded as ordinary text), ``"none_raise"``
