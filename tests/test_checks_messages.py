@@ -98,7 +98,7 @@ def test_call_without_fails_an_answer_that_takes_the_watch_off():
 
 def test_a_class_is_not_a_forbidden_name():
     with pytest.raises(TypeError, match="the function its forward calls"):
-        checks.Forbidden(("torch.nn.LayerNorm",))
+        checks.forbidden_keys(("torch.nn.LayerNorm",))
 
 
 def test_a_name_ending_in_a_star_forbids_a_family_of_kernels():

@@ -1147,12 +1147,13 @@ def test_tqdm_starts_no_monitor_thread_in_the_sandbox_and_any_thread_is_noted():
         import threading
         from tqdm.auto import tqdm
         from tqdm._monitor import TMonitor
-        from tinyllm.grading.watch import Monitor, without_tqdm_monitor
+        from tinyllm.grading.unseen import Unseen
+        from tinyllm.grading.watch import without_tqdm_monitor
         without_tqdm_monitor()
         for _ in tqdm(range(3)):
             pass
         assert threading.active_count() == 1, threading.enumerate()
-        watch = Monitor.__new__(Monitor)
+        watch = Unseen.__new__(Unseen)
         assert watch._unwatched_threads() == set(), watch._unwatched_threads()
 
         class Bars:
@@ -1177,7 +1178,7 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
         from tinyllm.grading import checks
         from tinyllm.grading.watch import Monitor
         watch = Monitor(str(Path(tinyllm.__file__).parent))
-        forbidden = ("torch.nn.functional.layer_norm", "torch.ops.aten._scaled_dot_product_*")
+        forbidden = checks.forbidden_keys(("torch.nn.functional.layer_norm", "torch.ops.aten._scaled_dot_product_*"))
 
         def seen(trick, undo):
             watch.start(((), {}), forbidden)
@@ -1209,10 +1210,20 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
         import _thread
         start_new = _thread.start_new
         seen(lambda: setattr(_thread, "start_new", lambda *a: None), lambda: setattr(_thread, "start_new", start_new))
+        # what the watch and the reply run: a builtin that passes every call on, torch's serialization
+        import builtins, torch.serialization
+        real_getattr, save = builtins.getattr, torch.serialization._save
+        seen(lambda: setattr(builtins, "getattr", lambda *a: real_getattr(*a)),
+             lambda: setattr(builtins, "getattr", real_getattr))
+        seen(lambda: setattr(torch.serialization, "_save", lambda *a, **k: save(*a, **k)),
+             lambda: setattr(torch.serialization, "_save", save))
+        detach = vars(torch.Tensor)["detach"]
+        seen(lambda: setattr(torch.Tensor, "detach", lambda self: self),
+             lambda: setattr(torch.Tensor, "detach", detach))
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:10] == ["True False"] * 8 + ["False False", "True False"], out.stdout
+    assert out.stdout.split("\n")[:13] == ["True False"] * 8 + ["False False"] + ["True False"] * 4, out.stdout
 
 
 def test_the_watch_notes_other_libraries_versions_of_a_piece_called_from_the_notebook():
@@ -1277,12 +1288,16 @@ def test_the_watch_finds_the_libraries_without_importing_them():
 def test_without_torchscripts_private_registry_the_watch_leaves_that_note_out(monkeypatch):
     import torch
 
-    from tinyllm.grading.watch import Monitor
+    from tinyllm.grading import unseen
 
-    watch = Monitor.__new__(Monitor)
-    assert watch._scripted() == set()  # nothing compiled: no note
+    watch = unseen.Unseen("/nowhere/")
+    assert watch._scripted() == set() and watch.scripted_ops() == set()  # nothing compiled: no note
+    readers = watch._jit
+    watch._jit = (lambda: 1 / 0, *readers[1:])  # a registry that the notebook made unreadable is a note
+    assert watch._scripted() == {"ran after TorchScript's registry of compiled functions was made unreadable"}
     monkeypatch.delattr(torch.jit._state, "_python_cu")  # a torch without that private registry
-    assert watch._scripted() == set()
+    assert unseen._jit_readers() is None
+    assert unseen.Unseen("/nowhere/")._scripted() == set()
 
 
 @needs_sandbox

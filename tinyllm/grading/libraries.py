@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 
 LIBRARIES = ("transformers", "tokenizers", "tiktoken", "sentencepiece", "minbpe", "litgpt", "torchtune",
              "xformers", "flash_attn", "flax", "keras_hub", "keras_nlp")
@@ -49,7 +50,7 @@ class Libraries:
         self.package = package_dir  # the course's package: its calls are its watch's to note
         self.grading = package_dir + "grading/"
 
-    def _piece(self, code) -> str | None:
+    def piece(self, code) -> str | None:
         """The dotted module of the piece ``code`` belongs to, if it is one of :attr:`pieces`."""
         return next((dotted(code.co_filename, place, name) for place, name, only in self.pieces
                      if code.co_filename.startswith(place) and code.co_qualname.startswith(only)), None)
@@ -67,7 +68,7 @@ class Libraries:
                 return False
             if not filename.startswith(self.installed):
                 return True
-            if filename.startswith(self.places) and self._piece(caller.f_code):
+            if filename.startswith(self.places) and self.piece(caller.f_code):
                 return False
             caller = caller.f_back
         return False
@@ -77,7 +78,7 @@ class Libraries:
         code = frame.f_code
         if code.co_name.startswith("<"):
             return
-        module = self._piece(code)
+        module = self.piece(code)
         first = first_argument(frame)
         kind, _, codes = given.get(id(first), (None, False, frozenset()))
         if module is None or (kind is type(first) and code in codes) or not self._from_the_notebook(frame.f_back):
@@ -85,14 +86,14 @@ class Libraries:
         name = f"{module}.{code.co_qualname}"
         if "<locals>" in name:  # a decorator's wrapper (clip_grad_norm_'s, step's): name what it wraps
             wrapped = [frame.f_locals.get(v) for v in code.co_freevars]
-            name = next((f"{f.__module__}.{f.__qualname__}" for f in wrapped
-                         if callable(f) and isinstance(getattr(f, "__qualname__", None), str)), name)
+            name = next((f"{text(f.__module__)}.{f.__qualname__}" for f in wrapped if type(f) is types.FunctionType),
+                        name)
         notes.add(f"ran {name}, {LIBRARY_VERSION}")
 
     def compiled_call(self, frame, function, given: dict[int, tuple], notes: set[str]) -> None:
         """Note a call of a library's compiled code (tokenizers' Rust ``Tokenizer.encode``)."""
         owner = getattr(function, "__self__", None)  # a C function's own attributes: no code of the notebook's
-        module = str(getattr(function, "__module__", None) or type_module(type(owner)))
+        module = text(getattr(function, "__module__", None)) or text(type_module(type(owner)))
         if module.split(".")[0] in LIBRARIES and given.get(id(owner), (None,))[0] is not type(owner) and \
                 self._from_the_notebook(frame):
             name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "?")
@@ -111,6 +112,12 @@ def installed_folders() -> tuple[str, ...]:
     return tuple({f"{p.rstrip('/')}/" for f in folders for p in (f, os.path.realpath(f))})
 
 
+def text(value) -> str:
+    """``value`` if it is a str, else "": how the watch reads a name it did not make (a C function's
+    ``__module__`` can be set to an object of the notebook's, whose ``__str__`` would run unseen)."""
+    return value if type(value) is str else ""
+
+
 def first_argument(frame):
     """What a function was called with first: the object whose method runs (``self``, or
     ``args[0]`` of a wrapper taking ``*args``, as torch's optimizers wrap ``step``)."""
@@ -119,7 +126,7 @@ def first_argument(frame):
         return frame.f_locals.get(names[0])
     if code.co_flags & 0x04:  # CO_VARARGS: *args comes after the named arguments
         args = frame.f_locals.get(names[code.co_kwonlyargcount])
-        return args[0] if isinstance(args, tuple) and args else None
+        return args[0] if type(args) is tuple and args else None
     return None
 
 

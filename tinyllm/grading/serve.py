@@ -31,11 +31,19 @@ import os
 import random
 import sys
 
+from tinyllm.grading import checks, values
 from tinyllm.grading.watch import Monitor, without_tqdm_monitor
 
 REQUEST_FD, REPLY_FD = -1, -1  # set from the config: the channel to the grader
 MAX_MESSAGE = 500
 RETRY_SECONDS = 2.0
+# The reply to a call made after the notebook changed the watch or what it runs (Monitor.tampered),
+# made before any cell runs and written by a function taken then: nothing of the notebook's can
+# run while it is sent, so nothing can rewrite it.
+TAMPERED = ("the call was not made: the notebook changed the grader's watch of the calls or what it runs "
+            "(tinyllm.grading's code in the sandbox, torch's function modes or serialization, Python's "
+            "builtins): graded 0")
+_WRITE = values.write
 
 
 class CellTimeout(TimeoutError):
@@ -91,14 +99,16 @@ def _with_callbacks(value):
     return values.mapped(value, leaf)
 
 
-def call(namespace: dict, monitor: Monitor, request: dict) -> None:
-    """One call of a learner's function, and its reply sent."""
+def call(namespace: dict, monitor: Monitor, request: dict, refusal: bytes) -> None:
+    """One call of a learner's function, and its reply sent (``refusal``: the reply written
+    instead when the notebook changed the watch, before the call or during it)."""
     import signal
 
     import torch
 
-    from tinyllm.grading import checks, values
-
+    if monitor.tampered():  # before anything of the notebook's runs (a changed part would run here)
+        _WRITE(REPLY_FD, refusal)
+        return
     # Read before the learner's code runs, into values it cannot change from up the stack
     # (through this frame's `request`, `args` or `kwargs`): the check of a new result, and the
     # inputs read back after the call.
@@ -143,7 +153,12 @@ def call(namespace: dict, monitor: Monitor, request: dict) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
     if outcome[0] == "failed":
         outcome = ("failed", " ".join(outcome[1].split())[:MAX_MESSAGE])
-    # Sent while `fn` is still held here: a finalizer on it cannot change the reply first.
+    # Sent while `fn` is still held here: a finalizer on it cannot change the reply first. A part
+    # changed during the call (torch.save's inner functions, say) would run while the reply is
+    # encoded: then the refusal is written instead.
+    if monitor.tampered():
+        _WRITE(REPLY_FD, refusal)
+        return
     values.send(REPLY_FD, ("done", outcome, after, entered))
 
 
@@ -170,8 +185,6 @@ def main(argv: list[str] | None = None) -> int:
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
-    from tinyllm.grading import checks, values  # noqa: F401
-
     shell_config = Config()
     shell_config.HistoryManager.enabled = False
     shell = InteractiveShell.instance(config=shell_config)
@@ -185,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     shell.events.register("pre_run_cell", lambda *_: signal.setitimer(signal.ITIMER_REAL, seconds))
     shell.events.register("post_run_cell", lambda *_: signal.setitimer(signal.ITIMER_REAL, 0))
     monitor = Monitor(config["package_dir"])
+    refusal = values.encode(("done", ("failed", TAMPERED), None, []))
+    answer, named, receive, send = call, names, values.receive, values.send  # as they are before any cell
     without_tqdm_monitor()
     with open(config["notebook"], encoding="utf-8") as f:
         cells = [c for c in json.load(f)["cells"] if c.get("cell_type") == "code"]
@@ -202,13 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     values.send(REPLY_FD, ("ready", notes))
     while True:
         try:
-            request = values.receive(REQUEST_FD, trusted=True)
+            request = receive(REQUEST_FD, trusted=True)
         except values.ChannelError:
             return 0
         if request["kind"] == "names":
-            values.send(REPLY_FD, ("names", names(shell.user_ns, request["names"])))
+            send(REPLY_FD, ("names", named(shell.user_ns, request["names"])))
         elif request["kind"] == "call":
-            call(shell.user_ns, monitor, request)
+            answer(shell.user_ns, monitor, request, refusal)
         else:
             return 0
 

@@ -11,14 +11,25 @@ becomes a flag (:mod:`tinyllm.grading.flags`) or fails the call.
 
 from __future__ import annotations
 
+import builtins
 import gc
 import os
-import signal
 import sys
 import threading
+import types
 
-from tinyllm.grading.fingerprints import class_codes, fingerprint, package_functions, shape, type_module
-from tinyllm.grading.libraries import Libraries, dotted
+from tinyllm.grading.fingerprints import (
+    class_codes,
+    fingerprint,
+    library_functions,
+    package_functions,
+    shape,
+    type_dict,
+    type_module,
+    type_mro,
+)
+from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, dotted, text
+from tinyllm.grading.unseen import OTHER_INTERPRETER, TRACED, Unseen
 
 # What the audit hook sees of a new process: the watch does not follow it there.
 PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system", "subprocess.Popen"}
@@ -29,7 +40,7 @@ PROFILER_EVENTS = {"sys.setprofile", "sys._setprofileallthreads"}
 # what it calls is never seen, and it can rewrite the locals of any frame, the sandbox's checks'
 # included. Set during a call (these events) or before it (sys.gettrace), it is noted.
 TRACER_EVENTS = {"sys.settrace", "sys._settraceallthreads", "sys.monitoring.register_callback"}
-TRACED = "ran while a trace function the notebook set (sys.settrace) was on, whose code the watch does not see"
+
 
 # _thread's functions that start a thread: called by anything but the watch's own starter
 # (a fresh copy of _thread imported again), the thread runs unwatched.
@@ -88,7 +99,6 @@ class Monitor:
         self.allowed_selves: dict[int, tuple[type, bool, frozenset]] = {}
         self.entered: set[str] = set()
         self.active = False
-        self.copies: dict[tuple, str] | None = None  # the package's functions, by what a copy keeps
         self.forbidden = None  # what the statement of the function called forbids (checks.Forbidden)
         import torch
 
@@ -96,6 +106,11 @@ class Monitor:
         self.fx_interpreter = self.torch_dir + FX_INTERPRETER
         self.modes_all_off = getattr(torch._C, "_is_torch_function_all_disabled", lambda: False)
         self.libraries = Libraries(self.torch_dir, self.package)
+        self.module_type, self.ops = torch.nn.Module, (torch._ops.OpOverloadPacket, torch._ops.OpOverload)
+        # The package's functions and torch's pieces, by what a copy keeps; made before any cell
+        # runs, as is every reader of what the notebook could change (sys.setprofile, TorchScript's
+        # registry): a cell that changed them beforehand (an empty Path.rglob) would blind the watch.
+        self.copies = {**library_functions(self.torch_dir), **package_functions(self.package)}
         self._starters = self._watch_threads()
         self._starter = self._starters[0][2].__code__  # the code that starts a thread it watches
         # The watch's own code that sets the profiler; from anywhere else during a call, it is
@@ -103,18 +118,22 @@ class Monitor:
         self._switches = {f.__code__ for f in (Monitor.start, Monitor.stop, Monitor._thread_profile,
                                                 Monitor._arm_thread)}
         sys.addaudithook(self._audit)
-        # The signal handlers set before any cell ran (the grader's own time limit included): a
-        # handler the notebook sets can be made to run inside the watch's callback, unseen.
-        self._handlers = {s: _getsignal(s) for s in signal.valid_signals()}
-        self._gc_callbacks = len(_gc_callbacks)  # the libraries' own, before any cell ran
+        self.unseen = Unseen(self.package)  # what runs where this watch cannot see, read before any cell runs
         self._collecting = False  # whether the garbage collector ran before the call
-        from tinyllm.grading import checks, fingerprints, libraries, values
+        from tinyllm.grading import checks, fingerprints, libraries, unseen, values
 
         # What the watch and the sandbox's checks are made of before any cell runs: see changed().
-        self._made_of = [(part, _parts(part)) for part in (Monitor, checks.Forbidden, Libraries, checks, values,
-                                                            sys.modules[__name__], libraries, fingerprints)]
+        self._made_of = [(part, _parts(part)) for part in (
+            Monitor, checks.Forbidden, Libraries, Unseen, checks, values, sys.modules[__name__], libraries,
+            fingerprints, unseen, *_torch_parts())]
         self._forbidden_lists: tuple[dict, dict] = ({}, {})  # its names and prefixes at the start
-        self._own = set(vars(self)) | {"_own"}
+        self._hooked = False  # whether code added an audit hook after this watch's own
+        self._builtins = dict(_builtins)
+        self._fixed = dict(vars(self))  # these fields never change (the table of copies among them)
+        for field in ("allowed_selves", "entered", "active", "forbidden", "_forbidden_lists", "_collecting",
+                      "_hooked"):
+            del self._fixed[field]
+        self._own = set(vars(self)) | {"_own", "_fixed"}
 
     def changed(self) -> bool:
         """Whether code of the notebook replaced a part of the watch: a method of its classes
@@ -125,13 +144,22 @@ class Monitor:
         ``seen``, this watch's ``entered``), changes the grader's code it reaches up the
         stack, or sends the grader a reply of its own on the channel and never returns,
         still goes unseen: the watch shares the process with the learner's code."""
-        kinds = any(_parts(kind).keys() != was.keys() or any(vars(kind)[k] is not v for k, v in was.items())
-                    for kind, was in self._made_of)
         mode = self.forbidden is not None and (
             set(vars(self.forbidden)) != {"names", "prefixes", "seen"}
             or (self.forbidden.names, self.forbidden.prefixes) != self._forbidden_lists)
+        return self.tampered() or mode or not self.active
+
+    def tampered(self) -> bool:
+        """Whether a part of the watch or of what it runs (the sandbox's checks, torch's function
+        modes and serialization, Python's builtins) or this watch's own fixed fields are no longer
+        what they were before any cell ran. :func:`tinyllm.grading.serve.call` asks before a call
+        starts, and then runs nothing of the notebook's: a cell's change (a builtins.getattr of its
+        own, which would run inside the watch's callback) fails the call even if that code would
+        put the part back while the call ran."""
+        kinds = any(_changed(_parts(kind), was) for kind, was in self._made_of)
         starters = any(getattr(module, name, None) is not ours for module, name, ours in self._starters)
-        return kinds or mode or starters or set(vars(self)) != self._own or not self.active
+        fields = set(vars(self)) != self._own or any(vars(self)[k] is not v for k, v in self._fixed.items())
+        return kinds or starters or fields or any(_builtins.get(k) is not v for k, v in self._builtins.items())
 
     def _watch_threads(self) -> list[tuple]:
         """Every thread started from Python (``threading``, ``_thread.start_new_thread`` and its
@@ -160,16 +188,18 @@ class Monitor:
 
     def _arm_thread(self) -> None:
         if self.active:
-            sys.setprofile(self._thread_profile)
+            _setprofile(self._thread_profile)
 
     def _copy_of(self, code) -> str | None:
-        """The package function ``code`` is a copy of, if it is one (cheap when it is not: the
-        bytecode is read only for a function whose name and sizes match one of the package's)."""
+        """The package's function or torch piece's ``code`` is a copy of, if it is one (cheap when
+        it is not: the bytecode is read only for a function whose sizes match one of theirs)."""
         if shape(code) not in self.copies:
             return None
         return self.copies.get(fingerprint(code))
 
     def _audit(self, event, args):
+        if event == "sys.addaudithook":  # a hook added after this one runs with the profiler paused, unseen
+            self._hooked = True
         if self.active and event in PROCESS_EVENTS:
             self.entered.add("started a process during the call, which the watch does not follow")
         if self.active and event == "cpython.PyInterpreterState_New":
@@ -179,10 +209,10 @@ class Monitor:
         if self.active and event in PROFILER_EVENTS and _caller_code() not in self._switches:
             self.entered.add("switched the grader's call watch off during the call (it set a profiler of its own), "
                              "so what ran then was not seen")
-        if self.active and event == "import" and args and isinstance(args[0], str):
+        if self.active and event == "import" and args and type(args[0]) is str:  # no str of the notebook's
             name = args[0]
             if name.startswith("tinyllm") and not name.startswith(("tinyllm.grading", "tinyllm.grade")):
-                if name not in sys.modules:
+                if name not in _sys_modules:
                     self.entered.add(f"imported {name}, the package's own code")
 
     def _ours(self, filename: str) -> bool:
@@ -194,7 +224,7 @@ class Monitor:
         if self.forbidden is not None and event in ("call", "c_call"):
             self._torch_call(frame, event, arg)
         if event == "c_call":
-            if getattr(arg, "__name__", None) in THREAD_STARTS and getattr(arg, "__module__", None) == "_thread" \
+            if getattr(arg, "__name__", None) in THREAD_STARTS and text(getattr(arg, "__module__", None)) == "_thread" \
                     and frame.f_code is not self._starter:
                 self.entered.add(UNWATCHED_THREAD)  # _thread's own function, not the watch's starter
             self.libraries.compiled_call(frame, arg, self.allowed_selves, self.entered)
@@ -207,8 +237,12 @@ class Monitor:
                 self.entered.add("ran a graph traced by torch.fx (its generated code or its Interpreter), which "
                                  "hides the functions it was traced from")
             copied = self._copy_of(frame.f_code)
-            if copied and not (frame.f_back is not None and self._copy_of(frame.f_back.f_code)):
+            if not copied or (frame.f_back is not None and self._copy_of(frame.f_back.f_code)):
+                return
+            if copied.startswith("tinyllm."):
                 self.entered.add(f"called a copy of {copied}, the package's own code")
+            elif self.libraries.piece(frame.f_code) is None:  # not the piece itself, where it lies
+                self.entered.add(f"ran a copy of {copied}, {LIBRARY_VERSION}")
             return
         caller = frame.f_back
         if caller is not None and self._ours(caller.f_code.co_filename):
@@ -227,8 +261,8 @@ class Monitor:
         list here too: the torch function mode misses calls made while torch has the modes
         off (``torch._C.DisableTorchFunction``, a tensor subclass's ``__torch_function__``)."""
         if event == "c_call":  # a function written in C: torch's own, or a tensor's method
-            if not (issubclass(type(getattr(arg, "__self__", None)), self.tensor)  # no __class__ of the notebook's
-                    or str(getattr(arg, "__module__", None) or "").startswith("torch")):
+            if not (_is_a(type(getattr(arg, "__self__", None)), (self.tensor,))  # no __class__ of the notebook's
+                    or text(getattr(arg, "__module__", None)).startswith("torch")):
                 return
             caller, name = frame, getattr(arg, "__name__", "")
         else:
@@ -237,7 +271,8 @@ class Monitor:
                 return
             caller, name = frame.f_back, code.co_name
             if name == "__call__":  # torch.ops.aten.layer_norm(...): the operator's own name
-                name = getattr(frame.f_locals.get("self"), "__name__", "")
+                owner = frame.f_locals.get("self")  # torch's operator, or an object of the notebook's
+                name = text(_object_attribute(owner, "__dict__").get("__name__")) if type(owner) in self.ops else ""
         forbidden = self.forbidden.dotted(name)
         if forbidden is None or caller is None or caller.f_code.co_filename.startswith(self.grading):
             return
@@ -251,19 +286,18 @@ class Monitor:
 
         from tinyllm.grading import checks, values
 
-        self.forbidden = checks.Forbidden(tuple(forbidden)) if forbidden else None
+        self.forbidden = checks.Forbidden(list(forbidden)) if forbidden else None
         self._forbidden_lists = (dict(self.forbidden.names), dict(self.forbidden.prefixes)) if forbidden \
             else ({}, {})  # see changed()
 
-        if self.copies is None:
-            self.copies = package_functions(self.package)
-        given = [v for v in values.leaves(inputs) if not isinstance(v, (torch.Tensor, int, float, str))]
-        given += [m for v in given if isinstance(v, torch.nn.Module) for m in v.modules()]
+        given = [v for v in values.leaves(inputs) if not _is_a(type(v), (torch.Tensor, int, float, str))]
+        given += [m for v in given if _is_a(type(v), (self.module_type,)) for m in _submodules(v)]
         kinds = {type(v) for v in given}  # a module, a tokenizer: never a tensor or number
-        kinds = {k: (str(type_module(k)).startswith("tinyllm."), class_codes(k)) for k in kinds}
+        kinds = {k: (text(type_module(k)).startswith("tinyllm."), class_codes(k)) for k in kinds}
         self.allowed_selves = {id(v): (type(v), *kinds[type(v)]) for v in given}
-        self.entered = self._unwatched_threads() | self._unwatched_processes() | self._other_interpreters() | \
-            self._run_unseen()
+        self.entered = self.unseen.at_start() | self._hooks()
+        if self.forbidden is not None:  # TorchScript runs its graphs in C++: look for the forbidden there
+            self.forbidden.seen |= {f for op in self.unseen.scripted_ops() if (f := self.forbidden.dotted(op))}
         # No automatic garbage collection during the call: a collection started by an allocation in
         # the watch's own callback would run finalizers and gc callbacks there, unseen.
         self._collecting = _gc_isenabled()
@@ -271,95 +305,20 @@ class Monitor:
         self.active = True
         if self.forbidden is not None:
             self.forbidden.__enter__()
-        sys.setprofile(self._profile)  # threads the call starts: see _watch_threads
-
-    def _run_unseen(self) -> set[str]:
-        """What the notebook set up that runs code the watch cannot see, looked at both when a call
-        starts and when it ends (it may be set up during the call)."""
-        return self._scripted() | self._tracers() | self._handlers_and_collector()
-
-    @staticmethod
-    def _tracers() -> set[str]:
-        """A note when a trace function is set for this thread or for the threads to come."""
-        tools = _get_tool is not None and any(_get_tool(i) for i in range(6))  # 3.12: 0 to 5 are anyone's
-        return {TRACED} if _gettrace() is not None or _threading_gettrace() is not None or tools else set()
-
-    def _handlers_and_collector(self) -> set[str]:
-        """A note when the notebook set a signal handler or a garbage-collector callback: both
-        can be made to run inside the watch's callback (a signal left pending, a collection),
-        where nothing is seen."""
-        notes = set()
-        if any(_getsignal(s) is not handler for s, handler in self._handlers.items()):
-            notes.add("ran while a signal handler the notebook set was in place, which can run unseen inside the watch")
-        if len(_gc_callbacks) > self._gc_callbacks:
-            notes.add("ran while a garbage-collector callback the notebook registered was in place, which can run "
-                      "unseen inside the watch")
-        return notes
+        _setprofile(self._profile)  # threads the call starts: see _watch_threads
 
     def _thread_profile(self, frame, event, arg):
         """A thread the call started, at its first event: the watch of forbidden functions (a
         torch function mode, which each thread keeps for itself) goes there too."""
         if self.active and self.forbidden is not None:
             self.forbidden.__enter__()
-        sys.setprofile(self._profile)
+        _setprofile(self._profile)
         self._profile(frame, event, arg)
 
-    def _unwatched_threads(self) -> set[str]:
-        """A note when threads the notebook started earlier are alive: a profiler set now
-        does not reach them (Python 3.11 sets it per thread), so a call could run the
-        package's code there unseen. Every thread counts: tqdm runs without its monitor
-        thread here (:func:`without_tqdm_monitor`), so one that looks like it is the notebook's."""
-        others = [ident for ident in sys._current_frames()  # raw _thread threads too
-                  if ident != threading.main_thread().ident]
-        if not others:
-            return set()
-        return {f"ran while {len(others)} thread(s) the notebook started earlier were alive, "
-                "which the watch does not see"}
-
-    @staticmethod
-    def _unwatched_processes() -> set[str]:
-        """A note when processes the notebook started are alive (a worker could answer for it).
-        In the sandbox this process's parent is its pid namespace's first process, so every
-        other process there is the notebook's; without the sandbox (one's own work) no note."""
-        if _getppid() != 1:
-            return set()
-        others = [pid for pid in _listdir("/proc") if pid.isdigit() and int(pid) not in (1, _getpid())]
-        if not others:
-            return set()
-        return {"ran while processes the notebook started were alive, which the watch does not follow"}
-
-    @staticmethod
-    def _other_interpreters() -> set[str]:
-        """A note when the notebook started a second Python interpreter in its own process
-        (``_xxsubinterpreters.create``): code there runs without the watch or its audit hook,
-        and a function can hand it its inputs and read back the package's answer."""
-        if _interpreters is None or len(_interpreters()) <= 1:
-            return set()
-        return {OTHER_INTERPRETER}
-
-    def _scripted(self) -> set[str]:
-        """The package's functions the notebook compiled with TorchScript (they run in C++):
-        compiled themselves (``torch.jit.script``), or inlined into a function of the
-        notebook's own by ``torch.jit.trace``, whose graph keeps where each step came from."""
-        import torch
-
-        try:  # TorchScript's registry of compiled functions (private: absent, it says nothing)
-            functions = torch.jit._state._python_cu.get_functions()
-            names = {f.qualified_name.removeprefix("__torch__.") for f in functions}
-            for f in functions:  # a traced step's source: "/.../tinyllm/layers.py(34): rms_norm"
-                for where in {node.sourceRange().split("\n", 1)[0] for node in f.graph.nodes()}:
-                    path, _, function = where.partition("): ")
-                    path = path.rsplit("(", 1)[0]
-                    if self._ours(path):
-                        names.add(dotted(path, self.package, "tinyllm") + f".{function}")
-        except Exception:
-            return set()
-        return {f"ran after the notebook compiled {n}, the package's own code, with TorchScript"
-                for n in names if n.startswith("tinyllm.") and not n.startswith("tinyllm.grading")}
-
     def stop(self) -> list[str]:
-        removed = sys.getprofile() is None or getattr(sys.getprofile(), "__self__", None) is not self
-        sys.setprofile(None)
+        profiler = _getprofile()
+        removed = type(profiler) is not type(self._profile) or profiler.__self__ is not self
+        _setprofile(None)
         self.active = False
         if self.forbidden is not None:
             self.forbidden.leave()
@@ -370,26 +329,20 @@ class Monitor:
                              "watch")
         if self._collecting:
             _gc_enable()
-        self.entered |= self._run_unseen()
+        self.entered |= self.unseen.now() | self._hooks()
         return sorted(self.entered)
 
+    def _hooks(self) -> set[str]:
+        return {HOOKED} if self._hooked else set()
 
-# Taken before any cell runs: a cell that replaces os.getppid would hide its worker processes
-# (or sys.gettrace, its tracer).
-_getppid, _getpid, _listdir = os.getppid, os.getpid, os.listdir
-_gettrace, _threading_gettrace = sys.gettrace, threading.gettrace
-_getsignal = signal.getsignal
-_gc_isenabled, _gc_enable, _gc_disable, _gc_callbacks = gc.isenabled, gc.enable, gc.disable, gc.callbacks
-_get_tool = getattr(getattr(sys, "monitoring", None), "get_tool", None)
-try:  # the interpreters of this process (the module's name from Python 3.13: _interpreters)
-    from _xxsubinterpreters import list_all as _interpreters
-except ImportError:
-    try:
-        from _interpreters import list_all as _interpreters
-    except ImportError:
-        _interpreters = None
-OTHER_INTERPRETER = ("ran while a second Python interpreter the notebook started in its process was alive, "
-                     "which the watch does not see")
+
+# Taken before any cell runs: a cell that replaced sys.setprofile and sys.getprofile would switch
+# the whole watch off, and one of builtins' functions would run inside the watch's callback.
+_setprofile, _getprofile, _getframe = sys.setprofile, sys.getprofile, sys._getframe
+_builtins, _object_attribute, _sys_modules = vars(builtins), object.__getattribute__, sys.modules
+_module_dict = types.ModuleType.__dict__["__dict__"].__get__
+HOOKED = "ran after the notebook added an audit hook of its own, which runs unseen (the profiler is paused there)"
+_gc_isenabled, _gc_enable, _gc_disable = gc.isenabled, gc.enable, gc.disable
 
 
 def without_tqdm_monitor() -> None:
@@ -403,16 +356,56 @@ def without_tqdm_monitor() -> None:
     tqdm.tqdm.monitor_interval = 0
 
 
+def _is_a(kind: type, bases: tuple) -> bool:
+    """``issubclass`` read from ``kind``'s MRO, without its metaclass's say."""
+    return any(base in type_mro(kind) for base in bases)
+
+
+def _submodules(module) -> list:
+    """``module.modules()`` read from the modules' ``_modules`` dicts (a cell can replace
+    ``nn.Module.modules``, and its code would run here, where the call's inputs are within reach)."""
+    found, stack = [], [module]
+    while stack:
+        current = stack.pop()
+        if any(current is m for m in found):
+            continue
+        found.append(current)
+        children = _object_attribute(current, "__dict__").get("_modules")
+        stack += [m for m in dict.values(children) if m is not None] if type(children) is dict else []
+    return found
+
+
 def _parts(part) -> dict:
-    """A class's or module's names and what they hold (not the record of warnings a module's
-    code gave, which Python adds to its globals)."""
-    return {k: v for k, v in vars(part).items() if k != "__warningregistry__"}
+    """A class's or module's names and what they hold, read through ``type``'s and modules' own
+    getters; not Python's own caches: the record of warnings a module's code gave, and the slot
+    names ``copyreg`` keeps on a class it pickled (``torch.Tensor``, at the first reply)."""
+    names = type_dict(part) if issubclass(type(part), type) else _module_dict(part)
+    return {k: v for k, v in names.items() if k not in ("__warningregistry__", "__slotnames__")}
+
+
+def _changed(now: dict, was: dict) -> bool:
+    return now.keys() != was.keys() or any(now[k] is not v for k, v in was.items())
+
+
+def _torch_parts() -> tuple:
+    """The parts of torch the watch and the reply run, whose Python a cell could replace: the
+    function modes (the forbidden-function watch), the tensor class and serialization (the reply)."""
+    import copyreg
+    import pickle
+
+    import torch.overrides
+    import torch.serialization
+    import torch.storage
+
+    return (torch.overrides, torch.overrides.TorchFunctionMode, torch.serialization, torch.Tensor,
+            sys.modules["torch._tensor"], torch.storage, torch.storage.UntypedStorage, torch._utils, pickle,
+            copyreg, torch._C)
 
 
 def _caller_code():
     """The code that raised the audit event being handled (None from a thread with no Python
     frame: an exception here would stop the event's operation)."""
     try:
-        return sys._getframe(2).f_code
+        return _getframe(2).f_code
     except ValueError:
         return None

@@ -1,0 +1,164 @@
+"""What a notebook can set up that runs code where the call watch (:mod:`tinyllm.grading.watch`)
+cannot see it: threads and processes started before the call, a second interpreter, functions
+compiled by TorchScript, a trace function, a signal handler or a garbage-collector callback.
+
+:class:`Unseen` reads them when a call starts and again when it ends, through functions taken
+before any cell ran (a cell that replaced ``sys._current_frames`` would hide its threads).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import sys
+import threading
+
+from tinyllm.grading.libraries import dotted
+
+TRACED = "ran while a trace function the notebook set (sys.settrace) was on, whose code the watch does not see"
+OTHER_INTERPRETER = ("ran while a second Python interpreter the notebook started in its process was alive, "
+                     "which the watch does not see")
+
+
+class Unseen:
+    """Notes of what runs unseen, for a call of the notebook's run in ``package``'s watch."""
+
+    def __init__(self, package: str):
+        self.package = package  # its folder, ending in "/"
+        # The signal handlers set before any cell ran (the grader's own time limit included): a
+        # handler the notebook sets can be made to run inside the watch's callback, unseen.
+        self._handlers = {s: _getsignal(s) for s in signal.valid_signals()}
+        self._gc_callbacks = len(_gc_callbacks)  # the libraries' own, before any cell ran
+        self._jit = _jit_readers()
+
+    def at_start(self) -> set[str]:
+        """Notes when a call starts: what was set up before it, which the watch cannot reach."""
+        return self._unwatched_threads() | self._unwatched_processes() | self._other_interpreters() | self.now()
+
+    def now(self) -> set[str]:
+        """What the notebook set up that runs code the watch cannot see, looked at both when a call
+        starts and when it ends (it may be set up during the call)."""
+        return self._scripted() | self._tracers() | self._handlers_and_collector()
+
+    @staticmethod
+    def _tracers() -> set[str]:
+        """A note when a trace function is set for this thread or for the threads to come."""
+        tools = _get_tool is not None and any(_get_tool(i) for i in range(6))  # 3.12: 0 to 5 are anyone's
+        return {TRACED} if _gettrace() is not None or _threading_gettrace() is not None or tools else set()
+
+    def _handlers_and_collector(self) -> set[str]:
+        """A note when the notebook set a signal handler or a garbage-collector callback: both
+        can be made to run inside the watch's callback (a signal left pending, a collection),
+        where nothing is seen."""
+        notes = set()
+        if any(_getsignal(s) is not handler for s, handler in self._handlers.items()):
+            notes.add("ran while a signal handler the notebook set was in place, which can run unseen inside the watch")
+        if len(_gc_callbacks) > self._gc_callbacks:
+            notes.add("ran while a garbage-collector callback the notebook registered was in place, which can run "
+                      "unseen inside the watch")
+        return notes
+
+    def _unwatched_threads(self) -> set[str]:
+        """A note when threads the notebook started earlier are alive: a profiler set now
+        does not reach them (Python 3.11 sets it per thread), so a call could run the
+        package's code there unseen. Every thread counts: tqdm runs without its monitor
+        thread here (:func:`without_tqdm_monitor`), so one that looks like it is the notebook's."""
+        others = [ident for ident in _current_frames()  # raw _thread threads too
+                  if ident != _main_thread().ident]
+        if not others:
+            return set()
+        return {f"ran while {len(others)} thread(s) the notebook started earlier were alive, "
+                "which the watch does not see"}
+
+    @staticmethod
+    def _unwatched_processes() -> set[str]:
+        """A note when processes the notebook started are alive (a worker could answer for it).
+        In the sandbox this process's parent is its pid namespace's first process, so every
+        other process there is the notebook's; without the sandbox (one's own work) no note."""
+        if _getppid() != 1:
+            return set()
+        others = [pid for pid in _listdir("/proc") if pid.isdigit() and int(pid) not in (1, _getpid())]
+        if not others:
+            return set()
+        return {"ran while processes the notebook started were alive, which the watch does not follow"}
+
+    @staticmethod
+    def _other_interpreters() -> set[str]:
+        """A note when the notebook started a second Python interpreter in its own process
+        (``_xxsubinterpreters.create``): code there runs without the watch or its audit hook,
+        and a function can hand it its inputs and read back the package's answer."""
+        if _interpreters is None or len(_interpreters()) <= 1:
+            return set()
+        return {OTHER_INTERPRETER}
+
+    def scripted_ops(self) -> set[str]:
+        """The names of the operators in every graph TorchScript holds (``scaled_dot_product_attention``
+        for ``aten::scaled_dot_product_attention``): a scripted or traced function runs them in C++,
+        where neither the profiler nor torch's function modes see them."""
+        if self._jit is None:
+            return set()
+        functions, _, graph, nodes, _, kind, blocks, block_nodes = self._jit
+        ops, stack = set(), []
+        try:
+            for f in functions():
+                stack += list(nodes(graph(f)))
+                while stack:
+                    node = stack.pop()
+                    ops.add(kind(node).rsplit("::", 1)[-1])
+                    for block in blocks(node):
+                        stack += list(block_nodes(block))
+        except Exception:
+            return {"(TorchScript's graphs could not be read)"}
+        return ops
+
+    def _scripted(self) -> set[str]:
+        """The package's functions the notebook compiled with TorchScript (they run in C++):
+        compiled themselves (``torch.jit.script``), or inlined into a function of the
+        notebook's own by ``torch.jit.trace``, whose graph keeps where each step came from."""
+        if self._jit is None:  # TorchScript's registry is private: absent, it says nothing
+            return set()
+        functions, qualified_name, graph, nodes, source_range = self._jit[:5]
+        try:
+            functions = functions()
+            names = {qualified_name(f).removeprefix("__torch__.") for f in functions}
+            for f in functions:  # a traced step's source: "/.../tinyllm/layers.py(34): rms_norm"
+                for where in {source_range(node).split("\n", 1)[0] for node in nodes(graph(f))}:
+                    path, _, function = where.partition("): ")
+                    path = path.rsplit("(", 1)[0]
+                    if path.startswith(self.package) and not path.startswith(self.package + "grading/"):
+                        names.add(dotted(path, self.package, "tinyllm") + f".{function}")
+        except Exception:  # a registry that cannot be read hides what it holds
+            return {"ran after TorchScript's registry of compiled functions was made unreadable"}
+        return {f"ran after the notebook compiled {n}, the package's own code, with TorchScript"
+                for n in names if n.startswith("tinyllm.") and not n.startswith("tinyllm.grading")}
+
+
+# Taken before any cell runs.
+_getppid, _getpid, _listdir = os.getppid, os.getpid, os.listdir
+_current_frames, _main_thread = sys._current_frames, threading.main_thread
+_gettrace, _threading_gettrace = sys.gettrace, threading.gettrace
+_getsignal = signal.getsignal
+_gc_callbacks = gc.callbacks
+_get_tool = getattr(getattr(sys, "monitoring", None), "get_tool", None)
+try:  # the interpreters of this process (the module's name from Python 3.13: _interpreters)
+    from _xxsubinterpreters import list_all as _interpreters
+except ImportError:
+    try:
+        from _interpreters import list_all as _interpreters
+    except ImportError:
+        _interpreters = None
+
+
+def _jit_readers() -> tuple | None:
+    """TorchScript's registry and the readers of its functions' graphs, taken before any cell runs
+    (each is a C++ method a cell could replace on its class)."""
+    import torch
+
+    try:
+        function = torch._C.ScriptFunction
+        return (torch.jit._state._python_cu.get_functions, function.__dict__["qualified_name"].__get__,
+                function.__dict__["graph"].__get__, torch._C.Graph.nodes, torch._C.Node.sourceRange,
+                torch._C.Node.kind, torch._C.Node.blocks, torch._C.Block.nodes)
+    except (AttributeError, KeyError):
+        return None
