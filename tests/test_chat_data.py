@@ -73,6 +73,13 @@ def test_answers_are_lower_case_users_type_carelessly_and_roles_alternate():
     assert all(m["content"] == m["content"].lower() for c in clean for m in c)
 
 
+def test_about_one_user_message_in_twenty_five_asks_two_questions(monkeypatch):
+    # Chapter 12 says so: TWO_IN_ONE of the first questions carry a second one, never a held-out one.
+    monkeypatch.setattr(cd, "JOINERS", ["<and>"])
+    users = [m["content"] for c in cd.make_conversations("guppy", 4000, seed=0) for m in c if m["role"] == "user"]
+    assert 0.03 < sum("<and>" in u for u in users) / len(users) < 0.05
+
+
 def test_about_one_user_message_in_thirty_is_in_capitals():
     # Chapter 12 says so (3 %): VARY of the messages are written carelessly, one in twenty of those in capitals.
     users = [m["content"] for c in cd.make_conversations("guppy", 4000, seed=0) for m in c if m["role"] == "user"]

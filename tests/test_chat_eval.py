@@ -26,7 +26,12 @@ def cases(persona):
 def data_reply(case, seed=0):
     """What the training data would answer: a filled answer template of the case's topic."""
     spec = cd.TOPICS[case["topic"]]
-    values = cd.SlotValues(random.Random(seed), cd.persona_pools(case["persona"]))
+    pools = cd.persona_pools(case["persona"])
+    values = cd.SlotValues(random.Random(seed), pools)
+    for slot in cd.ECHOED:  # the answer gives back what the user said: the case's one keyword
+        given = [w for w in case["keywords"] if w in pools[slot]]
+        if given:
+            values[slot] = given[0]
     if case["category"] == "multi-turn":
         follow = case["messages"][-1]["content"]
         answers = next(a for asked, a, _ in spec["follow"]
@@ -71,6 +76,21 @@ def test_answers_from_the_training_data_pass_every_check(cases):
         remaining = iter(cases)  # run_eval asks for the cases in order
         report = ce.run_eval(lambda messages, s=seed, it=remaining: data_reply(next(it), s), cases)
         assert report["total"]["passed"] == 1.0, [r for r in report["results"] if not r["passed"]][:3]
+
+
+def test_a_reply_must_give_back_the_name_the_user_gave(persona, cases):
+    named = [c for c in cases if "{username}" in " ".join(cd.TOPICS[c["topic"]]["keys"])]
+    for case in named:
+        said = " ".join(m["content"] for m in case["messages"] if m["role"] == "user")
+        assert len(case["keywords"]) == 1 and case["keywords"][0] in said, case
+    values = cd.SlotValues(random.Random(0), cd.persona_pools(persona))
+    values["username"] = "kai"
+    case = {"messages": [{"role": "user", "content": "call me kai"}], "off_persona": [],
+            "keywords": cd.topic_keywords("user_name", persona, values=values)}
+    assert case["keywords"] == ["kai"]
+    assert ce.score(case, "hello, kai! nice to meet you." + END)["passed"]
+    assert not ce.score(case, "hello, mei! nice to meet you." + END)["on_topic"]
+    assert "mei" in cd.topic_keywords("user_name", persona)  # without the question's values: any name
 
 
 def test_each_check_fails_on_its_bad_reply():

@@ -116,13 +116,14 @@ def test_the_chat_figures_written_in_prose_are_the_measured_ones():
     root = Path(__file__).resolve().parent.parent
     runs = load("chat_scaling")["runs"]
     now = next(r for r in runs if r.get("checkpoint") == "tinyllm/checkpoints/chat-cpu")
-    before = next(r for r in runs if "shipped assistant until" in r.get("note", ""))
+    replaced = next(r for r in runs if "shipped assistant until" in r.get("note", ""))
+    before = replaced.get("today", replaced)  # scored on the cases the shipped run was scored on
     pct = lambda x: f"{round(100 * x)} %"  # noqa: E731
     cells = json.loads((root / "chapters" / "12_make_it_talk.ipynb").read_text())["cells"]
     chapter = " ".join(" ".join("".join(c["source"]).split()) for c in cells if c["cell_type"] == "markdown")
-    assert (f"on today's generator: {pct(now['unseen'])} of the unseen cases (the course's target is 70 %) "
-            f"and {pct(now['hand-written'])} of the hand-written messages") in chapter
-    assert f"the same recipe passed {pct(before['unseen'])} and {pct(before['hand-written'])}" in chapter
+    assert (f"on today's generator: {pct(now['unseen'])} of the unseen cases and {pct(now['hand-written'])} of the "
+            "hand-written messages") in chapter
+    assert f"the fourth assistant passed {pct(before['unseen'])} and {pct(before['hand-written'])}" in chapter
     assert f"wordings: {now['wordings']:,})" in chapter
     notes = " ".join((root / "scripts" / "chat_cpu_notes.md").read_text().split())
     assert (f"unseen {pct(now['unseen'])} ({pct(before['unseen'])}), hand-written {pct(now['hand-written'])} "

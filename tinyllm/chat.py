@@ -108,16 +108,21 @@ def trim_history(tokenizer, messages, block_size: int, max_new_tokens: int, lowe
     return system + rest, dropped
 
 
-def cut_message(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
-    """``text`` cut to its first ``max_tokens`` tokens; ``(text, was_cut)``.
+def cut_message(tokenizer, text: str, max_tokens: int, keep: str = "start") -> tuple[str, bool]:
+    """``text`` cut to its first (``keep="start"``) or last (``"end"``) ``max_tokens`` tokens;
+    ``(text, was_cut)``. The command line keeps the end: a question usually comes last.
 
     Special token strings typed by the user are ordinary text here, as they are when the
     message is encoded in the template (:func:`prompt_ids`).
     """
+    if keep not in ("start", "end"):
+        raise ValueError(f"keep must be 'start' or 'end', got {keep!r}")
     ids = tokenizer.encode(text, allowed_special="none")
     if len(ids) <= max_tokens:
         return text, False
-    return tokenizer.decode(ids[:max_tokens]).rstrip("\ufffd"), True
+    if keep == "start":
+        return tokenizer.decode(ids[:max_tokens]).rstrip("\ufffd"), True
+    return tokenizer.decode(ids[len(ids) - max_tokens:]).lstrip("\ufffd"), True
 
 
 @torch.no_grad()
@@ -198,7 +203,7 @@ _loaded: dict = {}  # out_dir -> (model, tokenizer, reads lower case): chat_comp
 
 
 def chat_completion(messages, *, model=None, tokenizer=None, out_dir=None, max_tokens: int | None = None,
-                    lowercase_user: bool | None = None, **sampling) -> dict:
+                    lowercase_user: bool | None = None, trim: bool = True, **sampling) -> dict:
     """The reply to ``messages`` as an OpenAI-style chat completion::
 
         {"choices": [{"index": 0, "message": {"role": "assistant", "content": "..."},
@@ -209,7 +214,9 @@ def chat_completion(messages, *, model=None, tokenizer=None, out_dir=None, max_t
     assistant); ``sampling``: the arguments of :func:`stream_reply` (``greedy``,
     ``temperature``, ``top_k``, ``top_p``, ``seed``, ``max_new_tokens``), and OpenAI's
     ``max_tokens`` for ``max_new_tokens``. ``lowercase_user`` (default: as the loaded
-    checkpoint reads, :func:`reads_lower_case`; as typed for a ``model`` given).
+    checkpoint reads, :func:`reads_lower_case`; as typed for a ``model`` given). ``trim``: drop
+    the oldest turns until the prompt leaves room for ``max_new_tokens`` (:func:`trim_history`,
+    as the command line does); ``False``: the conversation as given, refused if it does not fit.
     ``finish_reason`` is ``"stop"`` when the model ended its turn (``<|im_end|>``, or the
     start of a turn of its own), ``"length"`` when the reply was cut by ``max_new_tokens``
     or the context. ``completion_tokens`` counts
@@ -232,6 +239,9 @@ def chat_completion(messages, *, model=None, tokenizer=None, out_dir=None, max_t
     unknown = sorted(set(settings) - {*DEFAULTS, "greedy", "seed"})
     if unknown:
         raise ValueError(f"chat_completion got unknown arguments {unknown}")
+    if trim:
+        messages, _ = trim_history(tokenizer, messages, model.config.block_size, settings["max_new_tokens"],
+                                   lowercase_user)
     ids = prompt_ids(tokenizer, messages, lowercase_user)
     stop_ids = _stop_ids(tokenizer, raw=False)
     tokens = _reply_tokens(model, ids, settings["max_new_tokens"], settings["temperature"],
@@ -278,9 +288,9 @@ class _Session:
     def answer(self, text: str) -> None:
         if self.lowercase_user:  # kept as the model reads it, and cut so: "İ" lower-cased is two letters
             text = text.lower()
-        text, was_cut = cut_message(self.tokenizer, text, self.max_message_tokens)
+        text, was_cut = cut_message(self.tokenizer, text, self.max_message_tokens, keep="end")
         if was_cut:
-            self.say(f"(your message was cut to its first {self.max_message_tokens} tokens to fit the context)\n")
+            self.say(f"(your message was cut to its last {self.max_message_tokens} tokens to fit the context)\n")
         self.history.append({"role": "user", "content": text})
         block, n = self.model.config.block_size, self.args.max_new_tokens
         self.history, dropped = trim_history(self.tokenizer, self.history, block, n)

@@ -45,7 +45,15 @@ import zlib
 from collections import Counter
 
 # the tables
-from tinyllm.chat_topics import FOLLOWUP_ALIASES, PERSONAS, TOPICS, USER_PREFIXES, WHY, WORDINGS  # noqa: F401
+from tinyllm.chat_topics import (  # noqa: F401
+    FOLLOWUP_ALIASES,
+    PERSONAS,
+    SHARED_POOLS,
+    TOPICS,
+    USER_PREFIXES,
+    WHY,
+    WORDINGS,
+)
 from tinyllm.model import IGNORE_INDEX  # the label the loss skips
 from tinyllm.validate import check_int
 
@@ -63,12 +71,13 @@ _SLOT = re.compile(r"\{(\w+)\}")
 
 
 def persona_pools(persona: str) -> dict:
-    """The slot pools of ``persona``: its own pools plus ``name`` and ``animal``."""
+    """The slot pools of ``persona``: its own pools, the pools every persona shares
+    (:data:`tinyllm.chat_topics.SHARED_POOLS`: tasks, news, user names, numbers), ``name`` and ``animal``."""
     if persona not in PERSONAS:
         raise ValueError(f"persona must be one of {sorted(PERSONAS)}, got {persona!r}")
     p = PERSONAS[persona]
     # "animal" and "name" are slots like the others; "thing2" is a second, different thing.
-    return {**p["pools"], "name": [p["name"]], "animal": [p["pools"]["kind"][0].split()[-1]]}
+    return {**SHARED_POOLS, **p["pools"], "name": [p["name"]], "animal": [p["pools"]["kind"][0].split()[-1]]}
 
 
 # A verb in braces agrees with the slot next to it: "{friend} {is} my friend." gives "the snail
@@ -123,11 +132,22 @@ def expand_slots(key: str, pools: dict) -> list[str]:
     return list(pools[slot.group(1)]) if slot else [key]
 
 
-def topic_keywords(topic: str, persona: str, keys=None) -> list[str]:
-    """The words an on-topic answer contains, with ``{slot}`` expanded to the whole pool."""
+# Slots the user fills and the answer must give back: to "call me kai", "hello, mei!" is no answer.
+ECHOED = {"username"}
+
+
+def topic_keywords(topic: str, persona: str, keys=None, values=None) -> list[str]:
+    """The words an on-topic answer contains, with ``{slot}`` expanded to the whole pool, or,
+    for a slot of :data:`ECHOED` that ``values`` (the question's :class:`SlotValues`) holds,
+    to the value the user gave."""
     pools = persona_pools(persona)
     keys = TOPICS[topic]["keys"] if keys is None else keys
-    return sorted({w for key in keys for w in expand_slots(key, pools)})
+    words = set()
+    for key in keys:
+        slot = _SLOT.fullmatch(key)
+        echoed = slot is not None and slot.group(1) in ECHOED and values is not None and slot.group(1) in values
+        words |= {values[slot.group(1)]} if echoed else set(expand_slots(key, pools))
+    return sorted(words)
 
 
 def mentions(text: str, words) -> bool:
@@ -164,7 +184,18 @@ WRAPPERS = ["can you tell me, {q}", "i wonder, {q}", "quick question: {q}", "{q}
 # Texting shortcuts, whole words only.
 SHORTHAND = {"you": "u", "your": "ur", "what is": "whats", "do not": "dont",
              "i am": "im", "please": "pls", "because": "cos"}
+# Other spellings and slang, whole words only: one is picked for each word found.
+SPELLINGS = {"favourite": ["fav", "favorite", "fave"], "colour": ["color"], "colourful": ["colorful"],
+             "cosy": ["cozy"], "tomorrow": ["tmrw", "tomorow"], "thank you": ["thx", "ty", "thank u"],
+             "see you": ["cya", "see ya"], "are": ["r"], "really": ["rly"], "people": ["ppl"],
+             "tonight": ["tonite"], "little": ["lil"], "going to": ["gonna"], "want to": ["wanna"],
+             "good": ["gud"], "food": ["grub"], "hello": ["hullo", "heyo"], "with": ["w/"]}
+# Emoji people add to a message; emoji and other text outside ASCII must not throw the model off.
+EMOJI = ["🙂", "😊", "😀", "😄", "😂", "🤣", "😍", "🥰", "😢", "😭", "🥺", "😴", "🤔", "😮", "👋", "👍", "🙏",
+         "❤️", "💙", "✨", "🎉", "🐟", "🐠", "🐹", "🍕", "🌙", "☀️", "💧", "😎", "🙃"]
 VARY = 0.6  # the fraction of user messages written carelessly in the generated data
+TWO_IN_ONE = 0.06  # the fraction of questions that carry a second one ("... and where do you live?")
+JOINERS = ["and", "also,", "oh and", "and also", "btw"]
 
 
 def _typo(rng, text: str) -> str:
@@ -184,16 +215,19 @@ def _typo(rng, text: str) -> str:
 
 def vary_wording(rng: random.Random, text: str) -> str:
     """``text`` as a person might type it: maybe wrapped in a polite or casual phrase, in
-    texting shorthand, with a typo, without its final punctuation, and in another case
-    (sentence case, Title Case, CAPITALS). The assistant's answers stay lower-case; the
-    user's side carries the capitals, so the model learns that "Are You Hungry?" asks
-    what "are you hungry" asks.
+    texting shorthand or other spellings (:data:`SPELLINGS`), with a typo, without its final
+    punctuation, in another case (sentence case, Title Case, CAPITALS), with an emoji. The
+    assistant's answers stay lower-case; the user's side carries the capitals, so the model
+    learns that "Are You Hungry?" asks what "are you hungry" asks.
     """
     if rng.random() < 0.25:
         text = rng.choice(WRAPPERS).format(q=text)
     if rng.random() < 0.15:
         for long, short in SHORTHAND.items():
             text = re.sub(rf"\b{long}\b", short, text)
+    if rng.random() < 0.2:
+        for word, others in SPELLINGS.items():
+            text = re.sub(rf"\b{word}\b", lambda _, others=others: rng.choice(others), text)
     if rng.random() < 0.2:
         text = _typo(rng, text)
     r = rng.random()
@@ -208,6 +242,9 @@ def vary_wording(rng: random.Random, text: str) -> str:
         text = text.title()
     elif r < 0.5:
         text = text.upper()
+    if rng.random() < 0.12:  # an emoji after the message, or now and then before it
+        emoji = rng.choice(EMOJI)
+        text = f"{emoji} {text}" if rng.random() < 0.25 else f"{text} {emoji}"
     return text
 
 
@@ -253,6 +290,12 @@ def _conversation(rng, persona, pools, templates, multi_turn, system_prompt, var
             topic, ask_index = rng.choice(templates)
             question, answer, values = _turn(rng, persona, pools, topic, ask_index, vary)
             questions.append(question)
+            if rng.random() < TWO_IN_ONE and not in_val(question):  # a second question in the same message
+                other, other_index = rng.choice(templates)
+                second, other_answer, _ = _turn(rng, persona, pools, other, other_index, vary)
+                if not in_val(second):  # a val question never appears in training, not even as a part
+                    question, answer = f"{question} {rng.choice(JOINERS)} {second}", f"{answer} {other_answer}"
+                    questions[-1] = question
         messages.append({"role": "user", "content": question})
         messages.append({"role": "assistant", "content": answer})
     return messages, questions

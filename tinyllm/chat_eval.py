@@ -115,18 +115,19 @@ def eval_cases(persona: str = "guppy", system_prompt=None) -> list[dict]:
     # seen: val-bucket wordings of trained templates, one topic each
     with_val = [t for t in topics if _val_questions(persona, t, pools)]
     for topic in rng.sample(with_val, CASES_PER_CATEGORY["seen"]):
-        question, _ = _val_questions(persona, topic, pools)[0]
+        question, values = _val_questions(persona, topic, pools)[0]
         cases.append(_case(persona, "seen", topic, [{"role": "user", "content": question}],
-                           topic_keywords(topic, persona), system_prompt))
+                           topic_keywords(topic, persona, values=values), system_prompt))
 
     # unseen: a held-out template of each topic, filled and prefixed at random
     for topic in rng.sample(topics, CASES_PER_CATEGORY["unseen"]):
         spec = TOPICS[topic]
         held = [i for i in range(len(spec["ask"])) if is_held_out(topic, i)]
         template = spec["ask"][rng.choice(held)]
-        question = fill_template(rng.choice(USER_PREFIXES) + template, SlotValues(rng, pools))
+        values = SlotValues(rng, pools)
+        question = fill_template(rng.choice(USER_PREFIXES) + template, values)
         cases.append(_case(persona, "unseen", topic, [{"role": "user", "content": question}],
-                           topic_keywords(topic, persona), system_prompt))
+                           topic_keywords(topic, persona, values=values), system_prompt))
 
     # multi-turn: a val-bucket question, an answer from the data, then a follow-up
     for topic in rng.sample(with_val, CASES_PER_CATEGORY["multi-turn"]):
@@ -138,7 +139,7 @@ def eval_cases(persona: str = "guppy", system_prompt=None) -> list[dict]:
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer},
                     {"role": "user", "content": follow}]
         cases.append(_case(persona, "multi-turn", topic, messages,
-                           topic_keywords(topic, persona, keys), system_prompt))
+                           topic_keywords(topic, persona, keys, values), system_prompt))
     return cases
 
 

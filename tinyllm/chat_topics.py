@@ -718,6 +718,85 @@ TOPICS = {
         ]),
 }
 
+# Topics of what people say to any assistant, whatever its persona: what it cannot do, what it
+# cannot know, their own news and name, other languages, and messages with hardly any words.
+# Their slots come from SHARED_POOLS.
+TOPICS.update({
+    "cannot": _t(
+        ask=["can you {task}?", "please {task}", "{task} for me", "could you {task} please?",
+             "i need you to {task}", "will you {task}?", "{task} now", "hey, can you {task}?",
+             "are you able to {task}?", "go {task}"],
+        say=["sorry, i cannot do that. i am just {kind}.", "i cannot do that. i can only {move} {where}.",
+             "that is too hard for {kind}. ask me about {food}!"],
+        keys=["cannot", "sorry", "too hard"],
+        follow=[
+            (WHY, ["i am {kind}. {body} cannot do that.", "because i live in {home}. no hands."],
+                  ["{kind}", "{body}", "hands"]),
+        ]),
+    "unknown": _t(
+        ask=["what is the capital of {country}?", "who is the president of {country}?",
+             "how far away is the moon?", "what year is it?", "who won the game last night?",
+             "explain {science} to me", "what is {science}?", "how does {science} work?",
+             "who invented {invention}?", "what is the biggest country?", "how old is the earth?",
+             "what is the news today?"],
+        say=["i do not know. i am {kind}. i know about {food}.", "no idea! i only know {home}.",
+             "i am just {kind}. i do not know about that."],
+        keys=["know", "idea"],
+        follow=[
+            ("are you sure?", ["yes. i only know {food} and {home}.", "sure. {kind} does not read the news."],
+                              ["know", "sure", "{food}"]),
+        ]),
+    "good_news": _t(
+        ask=["i {good_news} today", "guess what, i {good_news}!", "today i {good_news}", "i just {good_news}",
+             "yay, i {good_news}", "i {good_news} this morning", "good news: i {good_news}", "i finally {good_news}"],
+        say=["yay! i am so happy for you.", "well done! that is great news.",
+             "that is great! i {move} {where} to celebrate."],
+        keys=["happy", "great", "well done", "yay"],
+        follow=[
+            ("are you proud of me?", ["yes! very proud.", "so proud. you did great."], ["proud", "great"]),
+        ]),
+    "bad_news": _t(
+        ask=["i {bad_news} today", "today i {bad_news}", "i just {bad_news}", "ugh, i {bad_news}",
+             "i {bad_news} and i feel bad", "sadly i {bad_news}", "bad news: i {bad_news}", "i {bad_news} again"],
+        say=["oh no. i am sorry. i am here for you.", "that is sad. i am sorry, friend.",
+             "i am sorry. come and watch me {move} {where}."],
+        keys=["sorry", "sad"],
+        follow=[
+            ("what should i do?", ["rest a little. tomorrow is a new day.", "take a deep breath. i am here."],
+                                  ["rest", "tomorrow", "breath", "here"]),
+        ]),
+    "user_name": _t(
+        ask=["my name is {username}", "i am {username}", "call me {username}", "hi, i am {username}",
+             "hello, my name is {username}", "you can call me {username}", "{username} here",
+             "it is me, {username}"],
+        say=["nice to meet you, {username}! i am {name}.", "hello, {username}! i am {name}, {kind}.",
+             "hi {username}! welcome to {home}."],
+        keys=["{username}"],
+        follow=[
+            ("what is my name?", ["you are {username}.", "your name is {username}!"], ["{username}"]),
+        ]),
+    "languages": _t(
+        ask=["hola", "bonjour", "hallo, wie geht's?", "ciao!", "¿cómo estás?", "merci beaucoup", "olá",
+             "你好", "こんにちは", "привет", "namaste", "hej, hur mår du?", "salut, ça va ?", "buongiorno",
+             "do you speak french?", "hablas español?"],
+        say=["i only know {animal} words. hello!", "hello! i only speak a little {animal}.",
+             "i do not know that language. hi from {home}!"],
+        keys=["hello", "hi", "language", "words", "speak"],
+        follow=[
+            ("why?", ["{kind} never went to school.", "in {home} we only speak {animal}."],
+                     ["school", "{animal}"]),
+        ]),
+    "filler": _t(
+        ask=["?", "...", "hm", "ok", "lol", "hmm?", "haha", "k", "wow", "yes", "no", "huh?",
+             "🙂", "👋", "❤️", "😂"],
+        say=["hm? ask me about {home}!", "ok! i am here in {home}.", "hehe. ask me anything about {food}."],
+        keys=["ask", "here", "{home}"],
+        follow=[
+            ("what can i ask?", ["ask me about {food}, {home} or {friend}.", "ask me what i eat or where i live."],
+                                ["ask", "{food}", "eat"]),
+        ]),
+})
+
 # A second round of wordings for the first topics, appended so that the first templates keep
 # their indices (and so their seen or held-out role): more ways to ask the same thing is
 # what teaches a small model the topic instead of one sentence.
@@ -795,10 +874,46 @@ MORE_WORDINGS = {
     "thinking": ["what do you think about?", "what are you wondering about?", "do you ever think?",
                  "what goes on in your head?"],
 }
-for _topic, _asks in MORE_WORDINGS.items():
-    TOPICS[_topic]["ask"].extend(_asks)
+# A third round: numbers in the question, and the thing named in the question named in the answer.
+NUMBER_WORDINGS = {
+    "math": ["what is {n1} plus {n2}?", "{n1} + {n2} = ?", "what's {n1} times {n2}", "how much is {n1} minus {n2}?",
+             "can you solve {n1} x {n2}?", "quick, {n1} times {n2}?"],
+    "temperature": ["is {warm} degrees ok for you?", "is it {warm} degrees in there?"],
+    "age": ["are you {n1} years old?", "i am {n1}. how old are you?"],
+    "things": ["do you like {thing}?", "{is} {thing} fun?", "what do you do with {thing}?"],
+}
+for _wordings in (MORE_WORDINGS, NUMBER_WORDINGS):
+    for _topic, _asks in _wordings.items():
+        TOPICS[_topic]["ask"].extend(_asks)
 
-FOLLOWUP_ALIASES = {WHY: [WHY, "why is that?", "how come?"]}  # several ways to ask "why"
+# Pools every persona shares (chat_data.persona_pools adds them to each persona's own).
+SHARED_POOLS = {
+    "task": ["write my essay", "fix my code", "book a flight", "order a pizza", "call my mom", "set an alarm",
+             "do my taxes", "send an email", "drive me to school", "write a python function", "solve this equation",
+             "search the web", "play a song", "turn on the lights", "buy me a phone", "read my messages",
+             "make a website", "write a poem", "check the news", "clean my room", "translate this",
+             "do my homework", "pay my bills", "walk my dog"],
+    "country": ["france", "japan", "brazil", "canada", "kenya", "india", "spain", "egypt", "peru", "norway"],
+    "science": ["gravity", "electricity", "quantum physics", "photosynthesis", "the internet",
+                "black holes", "climate change", "machine learning", "a rainbow", "the stock market"],
+    "invention": ["the telephone", "the light bulb", "the car", "the computer", "the airplane", "the bicycle"],
+    "good_news": ["passed my exam", "got a new puppy", "won my game", "made a new friend", "got a new job",
+                  "finished my homework", "learned to ride a bike", "baked a cake", "got a good grade",
+                  "went to the beach", "found my keys", "got a present"],
+    "bad_news": ["failed my exam", "lost my keys", "broke my phone", "had a fight with my friend", "missed the bus",
+                 "got sick", "lost my game", "had a bad day at work", "got a bad grade", "fell off my bike",
+                 "forgot my lunch", "got wet in the rain"],
+    "username": ["alex", "sam", "mia", "leo", "emma", "noah", "olivia", "liam", "ava", "lucas", "zoe", "max",
+                 "lily", "ben", "chloe", "jack", "ella", "omar", "sofia", "ryan", "nina", "tom", "hana", "ravi",
+                 "grace", "ivan", "lea", "kai", "maya", "finn", "amir", "julia", "theo", "rosa", "yuki", "ali",
+                 "clara", "dan", "eva", "felix", "ines", "jonas", "kate", "luca", "mei", "nico", "paula", "sara"],
+    "n1": [str(n) for n in range(2, 60)],
+    "n2": [str(n) for n in range(2, 20)],
+}
+
+FOLLOWUP_ALIASES = {WHY: [WHY, "why is that?", "how come?"],  # several ways to ask the same follow-up
+                    "what is my name?": ["what is my name?", "what's my name?", "do you remember my name?",
+                                         "who am i?"]}
 USER_PREFIXES = ["", "", "", "hey {name}, ", "{name}, ", "hi! ", "so, ", "ok, "]
 
 # Training-only wordings, per persona and topic (tinyllm/chat_wordings.json): more ways a person

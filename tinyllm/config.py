@@ -159,7 +159,7 @@ _RECIPES: dict[str, dict] = {
     ),
     # The chat model shipped in tinyllm/checkpoints/chat-cpu: GuppyLM's recipe scaled to fit
     # 30 minutes on 2 CPU cores with one torch thread (see its README.md): 5,000 steps on 50,000
-    # conversations of 60 topics, users' messages written carelessly (chat_data.vary_wording).
+    # conversations of 67 topics, users' messages written carelessly (chat_data.vary_wording).
     # Width 192 rather than 128: at equal steps it answered more new wordings
     # (benchmarks/bench_chat_scaling.py, chapter 12's figure).
     "chat-cpu": dict(
