@@ -19,14 +19,18 @@ import threading
 import types
 
 from tinyllm.grading.fingerprints import (
+    _function_code,
+    _function_globals,
     class_codes,
     fingerprint,
     library_functions,
     package_functions,
+    package_methods,
     shape,
     type_dict,
     type_module,
     type_mro,
+    type_qualname,
 )
 from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, dotted, text
 from tinyllm.grading.unseen import OTHER_INTERPRETER, TRACED, Unseen
@@ -111,6 +115,8 @@ class Monitor:
         # runs, as is every reader of what the notebook could change (sys.setprofile, TorchScript's
         # registry): a cell that changed them beforehand (an empty Path.rglob) would blind the watch.
         self.copies = {**library_functions(self.torch_dir), **package_functions(self.package)}
+        self.methods = package_methods(self.package, frozenset(ALLOWED_METHODS))  # as the files define them
+        self._pristine_codes: dict[int, tuple] = {}  # id(code) -> (code, its name as the package's files give it)
         self._starters = self._watch_threads()
         self._starter = self._starters[0][2].__code__  # the code that starts a thread it watches
         # The watch's own code that sets the profiler; from anywhere else during a call, it is
@@ -244,17 +250,47 @@ class Monitor:
             elif self.libraries.piece(frame.f_code) is None:  # not the piece itself, where it lies
                 self.entered.add(f"ran a copy of {copied}, {LIBRARY_VERSION}")
             return
-        caller = frame.f_back
-        if caller is not None and self._ours(caller.f_code.co_filename):
+        caller, code = frame.f_back, frame.f_code
+        if caller is not None and self._ours(caller.f_code.co_filename) and _names(caller.f_code, code) \
+                and not self._renamed(code):
             return  # inside the package already: only entry points count (the grader's own
-            # call of a learner's name counts: the name may be bound to the package's function)
-        code = frame.f_code
+            # call of a learner's name counts: the name may be bound to the package's function).
+            # A function the package's code does not name (the package's answer put in an
+            # attribute of a given object, reached through a C callable) is an entry point.
         given = frame.f_locals.get("self")
         kind, packaged, codes = self.allowed_selves.get(id(given), (None, False, frozenset()))
-        if code.co_name in ALLOWED_METHODS and kind is type(given) and packaged and code in codes:
+        if code.co_name in ALLOWED_METHODS and kind is type(given) and packaged and code in codes \
+                and self._pristine_method(kind, code):
             return  # the given object's own method (not another class's run on it)
         module = dotted(code.co_filename, self.package, "tinyllm")
         self.entered.add(f"called {module}.{code.co_qualname}, the package's own code")
+
+    def _renamed(self, code) -> bool:
+        """Whether ``code`` is one of the package's functions under another name than its
+        own (``code.replace(co_name=...)``): read once per code object in a call."""
+        seen = self._pristine_codes.get(id(code))
+        if seen is None or seen[0] is not code:
+            seen = (code, self._copy_of(code) if shape(code) in self.copies else None)
+            self._pristine_codes[id(code)] = seen
+        return bool(seen[1]) and seen[1].rsplit(".", 1)[-1] != code.co_name
+
+    def _pristine_method(self, kind: type, code) -> bool:
+        """Whether ``code`` is what the package's file defines as the method of that name of
+        the class of ``kind`` that holds it, run with that module's globals: not a function a
+        cell added under another name, nor other code (the package's ``generate``) stored or
+        compiled under an allowed name."""
+        for klass in type_mro(kind):
+            held = type_dict(klass).get(code.co_name)
+            if held is None:
+                continue
+            module = text(type_module(klass))
+            if type(held) is not types.FunctionType or _function_code(held) is not code \
+                    or type(_sys_modules.get(module)) is not types.ModuleType:
+                return False
+            where = f"{module}.{type_qualname(klass)}.{code.co_name}"
+            return self.methods.get(where) == fingerprint(code) \
+                and _function_globals(held) is _module_dict(_sys_modules[module])
+        return False
 
     def _torch_call(self, frame, event, arg) -> None:
         """A torch function called from the learner's own code counts against the forbidden
@@ -354,6 +390,15 @@ def without_tqdm_monitor() -> None:
     except ImportError:
         return
     tqdm.tqdm.monitor_interval = 0
+
+
+def _names(caller, code) -> bool:
+    """Whether the code ``caller`` runs names the function of ``code`` (a global, an attribute,
+    a local or a closure's), or Python calls it for it (a dunder method, a lambda or a
+    comprehension)."""
+    name = code.co_name
+    return name.startswith(("<", "__")) or name in caller.co_names or name in caller.co_varnames \
+        or name in caller.co_cellvars or name in caller.co_freevars
 
 
 def _is_a(kind: type, bases: tuple) -> bool:
