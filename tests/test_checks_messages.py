@@ -151,6 +151,27 @@ def test_call_new_passes_new_results_that_hold_the_callers_items():
     assert checks.call_new("f", lambda n: n, 3) == 3  # numbers and strings are values, not shared
 
 
+def test_a_call_that_changes_its_inputs_names_what_to_build_anew():
+    with pytest.raises(AssertionError, match=r"changed the inputs it was given: .* into new tensors$"):
+        checks.call("f", lambda x, ids: x.mul_(2), torch.ones(2), [1])
+    with pytest.raises(AssertionError, match=r"changed the inputs it was given: .* in new lists or dicts"):
+        checks.call("f", lambda x, ids: ids.append(3), torch.ones(2), [1])
+
+
+def test_call_grad_returns_the_inputs_gradients_and_none_where_the_path_is_cut():
+    x, layer = torch.randn(2, 3).requires_grad_(), torch.nn.Linear(3, 2)
+    weights = torch.randn(2, 2)
+    out, grads = checks.call_grad(weights, "f", lambda x, n, m: m(x) * n, x, 2, layer)
+    x_grad, w_grad = torch.autograd.grad(((layer(x) * 2) * weights).sum(), [x, layer.weight])
+    assert len(grads) == 2 and out.shape == (2, 2)  # the number 2 is not a tensor: left out
+    torch.testing.assert_close(grads[0], x_grad)
+    torch.testing.assert_close(grads[1]["weight"], w_grad)
+    _, grads = checks.call_grad(None, "f", lambda x, n, m: m(x.detach()), x, 2, layer)
+    assert grads[0] is None and grads[1]["bias"] is not None  # no gradient reaches x
+    with pytest.raises(AssertionError, match=r"^`f`'s result could not be differentiated: RuntimeError"):
+        checks.call_grad(None, "f", lambda x: (lambda y: (y, y.mul_(2))[0])(x.exp()), x)
+
+
 def test_a_wrong_type_is_named_with_its_article():
     with pytest.raises(AssertionError, match=r"^`f` should return an int, but returned a float$"):
         checks.returned("f", 1.0, int)

@@ -65,13 +65,25 @@ def call(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
 
     before = values.pack((list(args), dict(kwargs)))
     value = direct_call(name, fn, *args, **kwargs)
-    if not values.same(before, values.pack((list(args), dict(kwargs)))):
-        raise AssertionError(CHANGED_INPUTS.format(name=name))
+    after = values.pack((list(args), dict(kwargs)))
+    if not values.same(before, after):
+        raise AssertionError(changed_inputs(name, before, after))
     return value
 
 
-CHANGED_INPUTS = ("`{name}` changed the inputs it was given: the exercise asks you to leave them "
-                  "as they are and compute the result into new tensors")
+CHANGED_INPUTS = "`{name}` changed the inputs it was given: the exercise asks you to leave them as they are and "
+
+
+def changed_inputs(name: str, before: Any, after: Any) -> str:
+    """The failure of a call that changed its inputs (``before`` and ``after``: them packed):
+    new tensors when it changed a tensor, new lists or dicts when it changed only those."""
+    from tinyllm.grading import values
+
+    pairs = zip(values.leaves(before), values.leaves(after))
+    if any(isinstance(a, torch.Tensor) and not values.same(a, b) for a, b in pairs):
+        return CHANGED_INPUTS.format(name=name) + "compute the result into new tensors"
+    return CHANGED_INPUTS.format(name=name) + ("build the result in new lists or dicts (copy one, as list(ids) "
+                                               "does, before changing it)")
 
 
 def call_new(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
@@ -113,6 +125,66 @@ def call_inplace(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> A
     if isinstance(fn, LearnerFunction):
         return fn.session.call(name, args, kwargs, inplace=True)
     return direct_call(name, fn, *args, **kwargs)
+
+
+def call_grad(weights: torch.Tensor | None, name: str, fn: Callable | None, *args: Any,
+              **kwargs: Any) -> tuple[Any, list]:
+    """:func:`call_with_shapes`, and the gradients of the result: ``(value, grads)``, for a
+    statement that says the gradient must flow back to the inputs.
+
+    The gradients are those of ``(value * weights).sum()`` (``value.sum()`` when ``weights``
+    is None), taken where the function ran (the sandbox: its result reaches the tests as a
+    copy, cut off from the inputs). ``grads`` holds one item per tensor or module among the
+    inputs (in the order of :func:`tinyllm.grading.values.leaves`, other inputs left out): a
+    tensor's gradient, or a dict of a module's parameters' gradients by name; ``None`` where
+    the input does not require one, or none reached it (a detached piece, a result computed
+    under ``torch.no_grad()`` or rebuilt from numbers). Compare them with torch's gradients of
+    the test's own reference.
+    """
+    def grad_call(name, fn, *args, **kwargs):
+        if isinstance(fn, LearnerFunction):
+            reply = fn.session.call(name, args, kwargs, grads=(weights,))
+            if not (type(reply) is tuple and len(reply) == 2 and type(reply[1]) is list):
+                raise AssertionError(f"the reply for `{name}` is damaged: graded 0")
+            return reply
+        value = call(name, fn, *args, **kwargs)
+        grads, failure = gradients(name, value, (list(args), dict(kwargs)), weights)
+        if failure:
+            raise AssertionError(failure)
+        return value, grads
+
+    value, grads = _naming_inputs(grad_call, name, fn, args, kwargs)
+    return value, grads
+
+
+def gradients(name: str, value: Any, inputs: tuple[list, dict],
+              weights: torch.Tensor | None) -> tuple[list, str | None]:
+    """``(grads, why they could not be taken)`` for :func:`call_grad`: run where the learner's
+    function ran, on ``inputs`` (its ``(args, kwargs)``) as they are after the call."""
+    from tinyllm.grading import values
+
+    leaves = [v for v in values.leaves(inputs) if isinstance(v, (torch.Tensor, torch.nn.Module))]
+    grads: list = [{n: None for n, p in v.named_parameters() if p.requires_grad} if isinstance(v, torch.nn.Module)
+                   else None for v in leaves]
+    wanted = [(i, None, v) for i, v in enumerate(leaves) if isinstance(v, torch.Tensor) and v.requires_grad]
+    wanted += [(i, n, p) for i, v in enumerate(leaves) if isinstance(v, torch.nn.Module)
+               for n, p in v.named_parameters() if p.requires_grad]
+    if not (wanted and isinstance(value, torch.Tensor) and value.requires_grad and value.is_floating_point()):
+        return grads, None
+    if weights is not None and tuple(weights.shape) != tuple(value.shape):
+        return grads, None  # the test fails on the shape of the value itself
+    try:
+        out = value.sum() if weights is None else (value * weights.to(value.dtype)).sum()
+        found = torch.autograd.grad(out, [t for _, _, t in wanted], allow_unused=True)
+    except Exception as exc:  # the learner's graph: a tensor the gradient needs, changed in place, ...
+        why = str(exc).split(" Hint:")[0][:200]
+        return grads, f"`{name}`'s result could not be differentiated: {type(exc).__name__}: {why}"
+    for (i, key, _), grad in zip(wanted, found):
+        if key is None:
+            grads[i] = grad
+        else:
+            grads[i][key] = grad
+    return grads, None
 
 
 def call_without(forbidden: tuple[str, ...], name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
@@ -320,8 +392,14 @@ def call_with_shapes(name: str, fn: Callable | None, *args: Any, **kwargs: Any) 
     A hidden test uses inputs the learner has not seen (a 4-D tensor, another head count);
     "RuntimeError: shape mismatch" alone would not tell them which.
     """
+    return _naming_inputs(call, name, fn, args, kwargs)
+
+
+def _naming_inputs(caller: Callable, name: str, fn: Callable | None, args: tuple, kwargs: dict) -> Any:
+    """``caller(name, fn, *args, **kwargs)``; when the learner's function raises, the message
+    also says its inputs (see :func:`call_with_shapes`)."""
     try:
-        return call(name, fn, *args, **kwargs)
+        return caller(name, fn, *args, **kwargs)
     except AssertionError as exc:
         message = str(exc)
         if not (message.startswith(f"`{name}` raised ") or message.startswith(f"`{name}` failed one of its own")):

@@ -167,7 +167,9 @@ class Session:
             return {name: checks.LearnerFunction(name, self) for name in wanted}
 
     def call(self, name: str, args: tuple, kwargs: dict, inplace: bool = False, forbidden: tuple[str, ...] = (),
-             new: bool = False):
+             new: bool = False, grads: tuple | None = None):
+        """The learner's ``name`` called in the sandbox; ``grads``: ``(weights,)`` to get back
+        ``(value, its gradients)`` (:func:`tinyllm.grading.checks.call_grad`)."""
         if self.dead:
             raise AssertionError(f"`{name}` was not graded: {self.dead}")
         if self.seconds_left <= 0:
@@ -183,7 +185,7 @@ class Session:
         request = {
             "kind": "call", "name": name, "args": _wire(list(args), callbacks),
             "kwargs": _wire(dict(kwargs), callbacks), "rng": (torch.get_rng_state(), random.getstate()),
-            "grad": torch.is_grad_enabled(), "seconds": seconds, "new": new,
+            "grad": torch.is_grad_enabled(), "seconds": seconds, "new": new, "grads": grads,
             "forbidden": checks.forbidden_keys(forbidden),  # resolved here: the sandbox imports nothing for them
         }
         start = time.monotonic()
@@ -214,7 +216,7 @@ class Session:
         if failed is not None:
             raise AssertionError(" ".join(str(failed).split())[:500])
         if changed and not inplace:
-            raise AssertionError(checks.CHANGED_INPUTS.format(name=name))
+            raise AssertionError(checks.changed_inputs(name, before, after))
         return value
 
     def _callback(self, callbacks: list, message, deadline: float) -> None:

@@ -131,6 +131,9 @@ def call(namespace: dict, monitor: Monitor, request: dict, refusal: bytes) -> No
             torch.set_default_dtype(torch.float32)
             result = fn(*args, **kwargs)
             outcome = ("value", values.pack(result))
+            if request.get("grads") is not None:  # checks.call_grad: the gradients are taken here too
+                grads, failure = checks.gradients(name, result, (args, kwargs), request["grads"][0])
+                outcome = ("failed", failure) if failure else ("value", values.pack((result, grads)))
             stale = checks.not_new(name, result, given) if new else None
             if stale:
                 outcome = ("failed", stale)
