@@ -77,6 +77,15 @@ def _add_functions(found: dict, path: Path, module: str, only: str = "") -> None
             found[shape(code)] = ""
 
 
+def names(caller, code) -> bool:
+    """Whether the code ``caller`` runs names the function of ``code`` (a global, an attribute,
+    a local or a closure's), or Python calls it for it (a dunder method, a lambda or a
+    comprehension)."""
+    name = code.co_name
+    return name.startswith(("<", "__")) or name in caller.co_names or name in caller.co_varnames \
+        or name in caller.co_cellvars or name in caller.co_freevars
+
+
 def shape(code) -> tuple:
     return "shape", code.co_argcount, code.co_nlocals, code.co_stacksize, len(code.co_code)
 

@@ -24,6 +24,7 @@ from tinyllm.grading.fingerprints import (
     class_codes,
     fingerprint,
     library_functions,
+    names,
     package_functions,
     package_methods,
     shape,
@@ -251,7 +252,7 @@ class Monitor:
                 self.entered.add(f"ran a copy of {copied}, {LIBRARY_VERSION}")
             return
         caller, code = frame.f_back, frame.f_code
-        if caller is not None and self._ours(caller.f_code.co_filename) and _names(caller.f_code, code) \
+        if caller is not None and self._ours(caller.f_code.co_filename) and names(caller.f_code, code) \
                 and not self._renamed(code):
             return  # inside the package already: only entry points count (the grader's own
             # call of a learner's name counts: the name may be bound to the package's function).
@@ -390,15 +391,6 @@ def without_tqdm_monitor() -> None:
     except ImportError:
         return
     tqdm.tqdm.monitor_interval = 0
-
-
-def _names(caller, code) -> bool:
-    """Whether the code ``caller`` runs names the function of ``code`` (a global, an attribute,
-    a local or a closure's), or Python calls it for it (a dunder method, a lambda or a
-    comprehension)."""
-    name = code.co_name
-    return name.startswith(("<", "__")) or name in caller.co_names or name in caller.co_varnames \
-        or name in caller.co_cellvars or name in caller.co_freevars
 
 
 def _is_a(kind: type, bases: tuple) -> bool:
