@@ -49,6 +49,23 @@ def library_functions(torch_dir: str) -> dict[tuple, str]:
 
 
 @cache
+def package_codes(package: str) -> dict[tuple, frozenset]:
+    """:func:`fingerprint` -> the names of every function of the package outside grading,
+    lambdas, comprehensions and one-liners included, compiled from its files: code that runs
+    from the package's files with a fingerprint not here, or under another name, is not the
+    package's own (a trampoline compiled under its file name, a lambda renamed)."""
+    found: dict[tuple, set] = {}
+    for path in sorted(Path(package).rglob("*.py")):
+        if not str(path).startswith(package + "grading/"):
+            stack = [compile(path.read_text(encoding="utf-8"), str(path), "exec")]
+            while stack:
+                code = stack.pop()
+                stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+                found.setdefault(fingerprint(code), set()).add(code.co_name)
+    return {key: frozenset(names) for key, names in found.items()}
+
+
+@cache
 def package_methods(package: str, names: frozenset) -> dict[str, tuple]:
     """``tinyllm.module.Class.method`` -> :func:`fingerprint` of every method of the package
     whose name is in ``names``, whatever its size, compiled from its files: what the call
@@ -79,11 +96,18 @@ def _add_functions(found: dict, path: Path, module: str, only: str = "") -> None
 
 def names(caller, code) -> bool:
     """Whether the code ``caller`` runs names the function of ``code`` (a global, an attribute,
-    a local or a closure's), or Python calls it for it (a dunder method, a lambda or a
-    comprehension)."""
+    a local or a closure's), or Python calls it for it (a dunder method of a class it names), or
+    makes it (a lambda
+    or comprehension of its own: one of another function's, rebuilt with a closure of the
+    notebook's, would be a way into the package's code)."""
     name = code.co_name
-    return name.startswith(("<", "__")) or name in caller.co_names or name in caller.co_varnames \
-        or name in caller.co_cellvars or name in caller.co_freevars
+    if name.startswith("<"):
+        return any(const is code for const in caller.co_consts)
+    if name.startswith("__") and name not in caller.co_names:  # called for it: its class is named there
+        owner = code.co_qualname.rpartition(".")[0].rpartition(".")[2]
+        return bool(owner) and (owner in caller.co_names or owner in caller.co_varnames)
+    return name in caller.co_names or name in caller.co_varnames or name in caller.co_cellvars \
+        or name in caller.co_freevars
 
 
 def shape(code) -> tuple:

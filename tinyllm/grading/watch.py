@@ -25,6 +25,7 @@ from tinyllm.grading.fingerprints import (
     fingerprint,
     library_functions,
     names,
+    package_codes,
     package_functions,
     package_methods,
     shape,
@@ -117,7 +118,7 @@ class Monitor:
         # registry): a cell that changed them beforehand (an empty Path.rglob) would blind the watch.
         self.copies = {**library_functions(self.torch_dir), **package_functions(self.package)}
         self.methods = package_methods(self.package, frozenset(ALLOWED_METHODS))  # as the files define them
-        self._pristine_codes: dict[int, tuple] = {}  # id(code) -> (code, its name as the package's files give it)
+        self.codes, self._pristine_codes = package_codes(self.package), {}  # id(code) -> (code, _genuine)
         self._starters = self._watch_threads()
         self._starter = self._starters[0][2].__code__  # the code that starts a thread it watches
         # The watch's own code that sets the profiler; from anywhere else during a call, it is
@@ -253,11 +254,9 @@ class Monitor:
             return
         caller, code = frame.f_back, frame.f_code
         if caller is not None and self._ours(caller.f_code.co_filename) and names(caller.f_code, code) \
-                and not self._renamed(code):
-            return  # inside the package already: only entry points count (the grader's own
-            # call of a learner's name counts: the name may be bound to the package's function).
-            # A function the package's code does not name (the package's answer put in an
-            # attribute of a given object, reached through a C callable) is an entry point.
+                and self._genuine(code) and frame.f_globals is self._globals_of(code.co_filename):
+            return  # inside the package already: only entry points count, and a function the package's
+            # code does not name (the answer put in a given object's attribute) is one
         given = frame.f_locals.get("self")
         kind, packaged, codes = self.allowed_selves.get(id(given), (None, False, frozenset()))
         if code.co_name in ALLOWED_METHODS and kind is type(given) and packaged and code in codes \
@@ -266,14 +265,17 @@ class Monitor:
         module = dotted(code.co_filename, self.package, "tinyllm")
         self.entered.add(f"called {module}.{code.co_qualname}, the package's own code")
 
-    def _renamed(self, code) -> bool:
-        """Whether ``code`` is one of the package's functions under another name than its
-        own (``code.replace(co_name=...)``): read once per code object in a call."""
+    def _globals_of(self, filename: str) -> dict | None:  # run with others (changed), it is not the package's
+        module = _sys_modules.get(dotted(filename, self.package, "tinyllm"))
+        return _module_dict(module) if type(module) is types.ModuleType else None
+
+    def _genuine(self, code) -> bool:
+        """Whether ``code`` is the package's own, under its own name (not renamed, nor compiled under its file)."""
         seen = self._pristine_codes.get(id(code))
         if seen is None or seen[0] is not code:
-            seen = (code, self._copy_of(code) if shape(code) in self.copies else None)
+            seen = (code, code.co_name in self.codes.get(fingerprint(code), ()))
             self._pristine_codes[id(code)] = seen
-        return bool(seen[1]) and seen[1].rsplit(".", 1)[-1] != code.co_name
+        return seen[1]
 
     def _pristine_method(self, kind: type, code) -> bool:
         """Whether ``code`` is what the package's file defines as the method of that name of
