@@ -29,9 +29,8 @@ def package_functions(package: str) -> dict[tuple, str]:
     a notebook's process forked from there inherits it; one in the sandbox makes its own
     before the first cell runs (a cell could change what reading the files gives)."""
     found: dict[tuple, str] = {}
-    for path in sorted(Path(package).rglob("*.py")):
-        if not str(path).startswith(package + "grading/"):
-            _add_functions(found, path, dotted(str(path), package, "tinyllm"))
+    for module, code in _package_code(package):
+        _add_function(found, code, module)
     return found
 
 
@@ -44,7 +43,8 @@ def library_functions(torch_dir: str) -> dict[tuple, str]:
         place, _, only = piece.partition(":")
         paths = sorted(Path(torch_dir + place).rglob("*.py")) if place.endswith("/") else [Path(torch_dir + place)]
         for path in paths:
-            _add_functions(found, path, dotted(str(path), torch_dir, "torch"), only)
+            for code in _codes(path):
+                _add_function(found, code, dotted(str(path), torch_dir, "torch"), only)
     return found
 
 
@@ -55,13 +55,8 @@ def package_codes(package: str) -> dict[tuple, frozenset]:
     from the package's files with a fingerprint not here, or under another name, is not the
     package's own (a trampoline compiled under its file name, a lambda renamed)."""
     found: dict[tuple, set] = {}
-    for path in sorted(Path(package).rglob("*.py")):
-        if not str(path).startswith(package + "grading/"):
-            stack = [compile(path.read_text(encoding="utf-8"), str(path), "exec")]
-            while stack:
-                code = stack.pop()
-                stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
-                found.setdefault(fingerprint(code), set()).add(code.co_name)
+    for _, code in _package_code(package):
+        found.setdefault(fingerprint(code), set()).add(code.co_name)
     return {key: frozenset(names) for key, names in found.items()}
 
 
@@ -70,28 +65,32 @@ def package_methods(package: str, names: frozenset) -> dict[str, tuple]:
     """``tinyllm.module.Class.method`` -> :func:`fingerprint` of every method of the package
     whose name is in ``names``, whatever its size, compiled from its files: what the call
     watch compares a given object's method with before it lets the method run unflagged."""
-    found: dict[str, tuple] = {}
-    for path in sorted(Path(package).rglob("*.py")):
-        if str(path).startswith(package + "grading/"):
-            continue
-        module = dotted(str(path), package, "tinyllm")
-        stack = [compile(path.read_text(encoding="utf-8"), str(path), "exec")]
-        while stack:
-            code = stack.pop()
-            stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
-            if code.co_name in names:
-                found[f"{module}.{code.co_qualname}"] = fingerprint(code)
-    return found
+    return {f"{module}.{code.co_qualname}": fingerprint(code) for module, code in _package_code(package)
+            if code.co_name in names}
 
 
-def _add_functions(found: dict, path: Path, module: str, only: str = "") -> None:
-    stack = [compile(path.read_text(encoding="utf-8"), str(path), "exec")]
+@cache
+def _package_code(package: str) -> tuple:
+    """(``tinyllm.module``, code) of every code object of the package's files outside grading,
+    compiled once for the three tables above."""
+    return tuple((dotted(str(path), package, "tinyllm"), code) for path in sorted(Path(package).rglob("*.py"))
+                 if not str(path).startswith(package + "grading/") for code in _codes(path))
+
+
+def _codes(path: Path) -> list:
+    """Every code object of a file: its module's, and each one it holds, all the way down."""
+    found, stack = [], [compile(path.read_text(encoding="utf-8"), str(path), "exec")]
     while stack:
         code = stack.pop()
         stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
-        if not code.co_name.startswith("<") and code.co_qualname.startswith(only) and len(code.co_code) >= MIN_BYTES:
-            found[fingerprint(code)] = f"{module}.{code.co_qualname}"  # not a module, lambda or comprehension
-            found[shape(code)] = ""
+        found.append(code)
+    return found
+
+
+def _add_function(found: dict, code, module: str, only: str = "") -> None:
+    if not code.co_name.startswith("<") and code.co_qualname.startswith(only) and len(code.co_code) >= MIN_BYTES:
+        found[fingerprint(code)] = f"{module}.{code.co_qualname}"  # not a module, lambda or comprehension
+        found[shape(code)] = ""
 
 
 def names(caller, code) -> bool:
@@ -130,6 +129,7 @@ type_mro, type_dict = type.__dict__["__mro__"].__get__, type.__dict__["__dict__"
 _function_code = types.FunctionType.__dict__["__code__"].__get__
 _function_globals = types.FunctionType.__dict__["__globals__"].__get__
 type_qualname = type.__dict__["__qualname__"].__get__
+module_dict = types.ModuleType.__dict__["__dict__"].__get__
 
 
 def class_codes(kind: type) -> frozenset:
@@ -142,3 +142,22 @@ def class_codes(kind: type) -> frozenset:
             if type(value) is types.FunctionType:
                 codes.add(_function_code(value))
     return frozenset(codes)
+
+
+def parts(part) -> dict:
+    """A class's or module's names and what they hold, read through ``type``'s and modules' own
+    getters; not Python's own caches: the record of warnings a module's code gave, and the slot
+    names ``copyreg`` keeps on a class it pickled (``torch.Tensor``, at the first reply)."""
+    names = type_dict(part) if issubclass(type(part), type) else module_dict(part)
+    return {k: v for k, v in names.items() if k not in ("__warningregistry__", "__slotnames__")}
+
+
+def differs(now: dict, was: dict, more: bool = False) -> bool:
+    """Whether a name of ``was`` holds another object in ``now``, or (unless ``more``) ``now`` has
+    other names. No call per name (not even ``dict.get``): the watch asks under its profiler."""
+    if type(now) is not dict or (not more and now.keys() != was.keys()):
+        return True
+    for key, value in was.items():
+        if key not in now or now[key] is not value:
+            return True
+    return False
