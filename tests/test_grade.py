@@ -204,6 +204,20 @@ def test_hidden_tests_draw_new_inputs_at_each_grading_and_the_report_names_them(
     assert "TINYLLM_GRADING_SEED must be an integer" in grade(path, **own).error
 
 
+def test_the_seed_one_test_can_read_tells_nothing_of_another_tests(monkeypatch):
+    """A call can read its test's seed (torch.initial_seed()); with the salt mixed in by a
+    plain exclusive or, seed(0) was the salt and gave every other test's inputs
+    (exercises/cheats/salt_leak_names_hook_14)."""
+    from tinyllm.grading import checks
+
+    assert [checks.seed(n) for n in (0, 7)] == [0, 7]  # outside a grading: the test's own number
+    monkeypatch.setattr(checks, "SEED_SALT", 20261203)
+    seeds = [checks.seed(n) for n in range(2000)]
+    assert len(set(seeds)) == 2000 and 20261203 not in seeds
+    assert all(seed ^ n != seeds[0] for n, seed in enumerate(seeds[1:], 1))  # not the salt, exclusive-ored
+    assert all(0 <= seed < 2 ** 63 for seed in seeds)  # a seed torch.manual_seed and random.seed take
+
+
 def test_every_random_input_of_a_test_is_drawn_through_the_gradings_seed():
     import re
 

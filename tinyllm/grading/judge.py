@@ -128,10 +128,16 @@ class Session:
                 reason = self.run.stopped or reason
             self.dead = reason
 
-    def send(self, message, deadline: float, why: str = "the notebook's process stopped reading the grader's requests"):
-        """Send to the sandbox by ``deadline``; one that does not read in time ends with ``why``."""
+    def send(self, message, deadline: float, why: str = "the notebook's process stopped reading the grader's requests",
+             payload=None, request: bool = False):
+        """Send to the sandbox by ``deadline``; one that does not read in time ends with ``why``.
+        A ``request`` (a header of plain values, the inputs in ``payload``) is read there before
+        any of the notebook's code can run (:func:`tinyllm.grading.values.receive_request`)."""
         try:
-            values.send(self.to_fd, message, deadline)
+            if request:
+                values.send_request(self.to_fd, message, payload, deadline)
+            else:
+                values.send(self.to_fd, message, deadline)
         except (values.ChannelError, OSError):
             self.fail(why)
             raise AssertionError(self.dead) from None
@@ -153,7 +159,7 @@ class Session:
         if self.dead:  # each call then says why it was not graded
             return {name: checks.LearnerFunction(name, self) for name in wanted}
         try:
-            self.send({"kind": "names", "names": wanted}, time.monotonic() + 30)
+            self.send({"kind": "names", "names": wanted}, time.monotonic() + 30, request=True)
             kind, found = self.receive(time.monotonic() + 30)
             out = {}
             for name in wanted:
@@ -182,15 +188,13 @@ class Session:
         inputs = sum(v.numel() if isinstance(v, torch.Tensor) else sum(t.numel() for t in v.state_dict().values())
                      for v in values.leaves((args, kwargs)) if isinstance(v, (torch.Tensor, torch.nn.Module)))
         seconds = min(self.seconds_left, self.call_seconds)
-        request = {
-            "kind": "call", "name": name, "args": _wire(list(args), callbacks),
-            "kwargs": _wire(dict(kwargs), callbacks), "rng": (torch.get_rng_state(), random.getstate()),
-            "grad": torch.is_grad_enabled(), "seconds": seconds, "new": new, "grads": grads,
-            "forbidden": checks.forbidden_keys(forbidden),  # resolved here: the sandbox imports nothing for them
-        }
+        request = {"kind": "call", "name": name, "grad": torch.is_grad_enabled(), "seconds": seconds, "new": new,
+                   "forbidden": checks.forbidden_keys(forbidden)}  # resolved here: the sandbox imports nothing for them
+        payload = {"args": _wire(list(args), callbacks), "kwargs": _wire(dict(kwargs), callbacks),
+                   "rng": (torch.get_rng_state(), random.getstate()), "grads": grads}
         start = time.monotonic()
         deadline = start + seconds + 5
-        self.send(request, deadline)
+        self.send(request, deadline, payload=payload, request=True)
         while True:
             message = self.receive(deadline, max_elements=max(1 << 20, 64 * inputs),
                                    late=f"`{name}` did not return within {seconds:g} s and could not be stopped")
@@ -297,7 +301,8 @@ def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple
     package_dir = Path(tinyllm.__file__).resolve().parent
     to_read, to_write = os.pipe()
     from_read, from_write = os.pipe()
-    serve_config = {"cell_seconds": limits.cell_seconds, "fds": [to_read, from_write]}
+    serve_config = {"cell_seconds": limits.cell_seconds, "fds": [to_read, from_write],
+                    "preload": package_modules(config["tests"])}
     cpu = limits.seconds + 4 * limits.cell_seconds * max(len(config["tests"]), 1) + 60
     keep = [to_read, from_write]
     if config["isolated"]:
@@ -322,6 +327,19 @@ def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple
         os.close(fd)
     os.set_blocking(to_write, False)  # every send to the sandbox has a deadline
     return sandbox.Run(proc, limits, work), to_write, from_read
+
+
+def package_modules(tests: dict[str, str]) -> list[str]:
+    """The package's modules the tests import: their objects come to the sandbox as inputs, and
+    it imports them before any cell runs (an import while it reads a call's inputs, under the
+    watch, would be an entry into the package's code)."""
+    found = set()
+    for source in tests.values():
+        for node in ast.walk(ast.parse(source)):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            found |= {n for n in names if n.startswith("tinyllm") and not n.startswith("tinyllm.grad")}
+    return sorted(found)
 
 
 def _keep_tail(fd: int, tail: bytearray, keep: int = 2000) -> None:

@@ -14,7 +14,11 @@ Then it serves the grader: ``names`` (what the learner defined under the names a
 takes: a function, or its data as plain values) and ``call`` (call the learner's function
 on the inputs sent, reply with the result and the inputs as they are after the call, both
 as plain data, or the one-line failure). Callable inputs (the tests' lambdas) stay in the
-grader: calling one here asks the grader to run it.
+grader: calling one here asks the grader to run it. After the last cell, the notebook's code
+runs only inside the watch: a request is read with C functions taken before any cell ran
+(:func:`tinyllm.grading.values.receive_request`), its inputs are unpickled once the call's
+watch is on, names are looked up without running the notebook's code, and the garbage
+collector (which would run the notebook's finalizers) stays off.
 
 No test runs here and no expected value is ever sent here. Nothing this process says is
 trusted: the grader checks every reply (:func:`tinyllm.grading.values.check_plain`).
@@ -26,12 +30,15 @@ or the ``encode``/``decode`` of a tokenizer it was given (a flag, see
 
 from __future__ import annotations
 
+import gc
+import importlib
 import json
 import os
 import random
 import sys
 
 from tinyllm.grading import checks, values
+from tinyllm.grading.fingerprints import type_qualname
 from tinyllm.grading.watch import Monitor, without_tqdm_monitor
 
 REQUEST_FD, REPLY_FD = -1, -1  # set from the config: the channel to the grader
@@ -43,7 +50,7 @@ RETRY_SECONDS = 2.0
 TAMPERED = ("the call was not made: the notebook changed the grader's watch of the calls or what it runs "
             "(tinyllm.grading's code in the sandbox, torch's function modes or serialization, Python's "
             "builtins): graded 0")
-_WRITE = values.write
+_WRITE, _gc_disable, _dict_get = values.write, gc.disable, dict.get  # taken before any cell runs
 
 
 class CellTimeout(TimeoutError):
@@ -99,35 +106,41 @@ def _with_callbacks(value):
     return values.mapped(value, leaf)
 
 
-def call(namespace: dict, monitor: Monitor, request: dict, refusal: bytes) -> None:
-    """One call of a learner's function, and its reply sent (``refusal``: the reply written
-    instead when the notebook changed the watch, before the call or during it)."""
+def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes) -> None:
+    """One call of a learner's function, and its reply sent (``request``: its header and its
+    inputs' bytes; ``refusal``: the reply written instead when the notebook changed the watch,
+    before the call or during it)."""
     import signal
 
     import torch
 
+    header, payload = request
     if monitor.tampered():  # before anything of the notebook's runs (a changed part would run here)
         _WRITE(REPLY_FD, refusal)
         return
-    # Read before the learner's code runs, into values it cannot change from up the stack
-    # (through this frame's `request`, `args` or `kwargs`): the check of a new result, and the
-    # inputs read back after the call.
-    name, new = request["name"], bool(request.get("new"))
-    args, kwargs = _with_callbacks(request["args"]), _with_callbacks(request["kwargs"])
-    inputs = (tuple(args), tuple(kwargs.items()))
-    given = values.given((args, kwargs)) if new else None
-    signal.setitimer(signal.ITIMER_REAL, max(request["seconds"], 0.05))
-    monitor.start((args, kwargs), request.get("forbidden", ()))
+    name, new = header["name"], bool(header.get("new"))
+    signal.setitimer(signal.ITIMER_REAL, max(header["seconds"], 0.05))
+    monitor.start(None, header.get("forbidden", ()))
     # Everything from here to the reply can run the learner's code, so it is watched and on
-    # the clock: looking the name up (a namespace a cell replaced with a mapping of its own),
-    # functions a cell replaced (torch.set_rng_state), packing the value (a tensor
-    # subclass's __torch_function__, a list's __iter__).
+    # the clock: reading the inputs (unpickling runs a class's __setstate__ and reads modules'
+    # attributes, which a cell could have replaced), looking the name up (a namespace a cell
+    # replaced with a mapping of its own), functions a cell replaced (torch.set_rng_state),
+    # packing the value (a tensor subclass's __torch_function__, a list's __iter__).
+    inputs: tuple = ((), ())
     try:
         try:
+            request = values.load_payload(payload)
+            args, kwargs = _with_callbacks(request["args"]), _with_callbacks(request["kwargs"])
+            # Taken before the learner's function runs, into values it cannot change from up the
+            # stack (through this frame's `request`, `args` or `kwargs`): the check of a new result,
+            # and the inputs read back after the call.
+            inputs = (tuple(args), tuple(kwargs.items()))
+            given = values.given((args, kwargs)) if new else None
+            monitor.given((args, kwargs))
             fn = namespace.get(name)
             torch.set_rng_state(request["rng"][0])
             random.setstate(request["rng"][1])
-            torch.set_grad_enabled(request["grad"])
+            torch.set_grad_enabled(header["grad"])
             torch.set_default_dtype(torch.float32)
             result = fn(*args, **kwargs)
             outcome = ("value", values.pack(result))
@@ -165,14 +178,18 @@ def call(namespace: dict, monitor: Monitor, request: dict, refusal: bytes) -> No
     values.send(REPLY_FD, ("done", outcome, after, entered))
 
 
-def names(namespace: dict, wanted: list[str]) -> dict:
-    from tinyllm.grading import values
-
+def names(namespace: dict, monitor: Monitor, wanted: list[str]) -> dict:
+    """What the notebook holds under ``wanted``, found without running anything of the
+    notebook's (no watch is on): the namespace's own dict read with dict's getter, a value
+    packed only if it is plain data by its exact types."""
+    if monitor.tampered():  # each call is then refused, saying why
+        return {name: ("function", None) for name in wanted}
     out = {}
     for name in wanted:
-        value = namespace.get(name)
+        value = _dict_get(namespace, name)
         out[name] = (("missing", None) if value is None else ("function", None) if callable(value)
-                     else ("value", values.pack(value)))
+                     else ("value", values.pack(value)) if values.plain(value)
+                     else ("value", (values.OBJECT, type_qualname(type(value)), None)))
     return out
 
 
@@ -200,9 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGALRM, on_alarm)
     shell.events.register("pre_run_cell", lambda *_: signal.setitimer(signal.ITIMER_REAL, seconds))
     shell.events.register("post_run_cell", lambda *_: signal.setitimer(signal.ITIMER_REAL, 0))
+    for name in config.get("preload", []):  # the modules of the objects a call may be given
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
     monitor = Monitor(config["package_dir"])
     refusal = values.encode(("done", ("failed", TAMPERED), None, []))
-    answer, named, receive, send = call, names, values.receive, values.send  # as they are before any cell
+    answer, named, receive, send = call, names, values.receive_request, values.send  # as they are before any cell
+    namespace = shell.user_ns  # a cell that puts a mapping of its own there defines nothing in this one
+    assert type(namespace) is dict
     without_tqdm_monitor()
     with open(config["notebook"], encoding="utf-8") as f:
         cells = [c for c in json.load(f)["cells"] if c.get("cell_type") == "code"]
@@ -217,16 +241,19 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(note)
         sys.stdout.flush()
     signal.setitimer(signal.ITIMER_REAL, 0)
+    # From here on the notebook's code runs only inside the watch: no collection (and no finalizer
+    # of the notebook's) between calls, while a request is read.
+    _gc_disable()
     values.send(REPLY_FD, ("ready", notes))
     while True:
         try:
-            request = receive(REQUEST_FD, trusted=True)
+            request = receive(REQUEST_FD)
         except values.ChannelError:
             return 0
-        if request["kind"] == "names":
-            send(REPLY_FD, ("names", named(shell.user_ns, request["names"])))
-        elif request["kind"] == "call":
-            answer(shell.user_ns, monitor, request, refusal)
+        if request[0]["kind"] == "names":
+            send(REPLY_FD, ("names", named(namespace, monitor, request[0]["names"])))
+        elif request[0]["kind"] == "call":
+            answer(namespace, monitor, request, refusal)
         else:
             return 0
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import marshal
 import os
 import re
 import select
@@ -84,6 +85,20 @@ def mapped(value, leaf: Callable):
     if isinstance(value, dict):
         return {k: mapped(v, leaf) for k, v in value.items()}
     return leaf(value)
+
+
+def plain(value, depth: int = 0) -> bool:
+    """Whether ``value`` is plain data by exact types alone (``isinstance`` could read a
+    ``__class__`` of the notebook's): it can be packed without running anything of the notebook's."""
+    kind = type(value)  # compared by identity: `in` would call a metaclass's __eq__ or __hash__
+    if kind is bool or kind is int or kind is float or kind is str or value is None or kind is torch.Tensor:
+        return True
+    if depth > MAX_DEPTH or not (kind is list or kind is tuple or kind is dict):
+        return False
+    for item in (list(value.keys()) + list(value.values())) if kind is dict else value:
+        if not plain(item, depth + 1):
+            return False
+    return True
 
 
 def leaves(value) -> list:
@@ -213,6 +228,9 @@ def write_back(target, data) -> Any:
 MAX_MESSAGE_BYTES = 64 << 20  # one message from the sandbox
 # Taken at import, before a notebook runs: a cell that replaces torch.save or os.write does not send.
 _SAVE, _WRITE, _SELECT, _PACK, _BUFFER = torch.save, os.write, select.select, struct.pack, io.BytesIO
+# What the sandbox reads a request with: C functions taken before any cell runs (a cell's os.read
+# would run before the call's watch is on, with the request's bytes within reach up the stack).
+_READ, _UNPACK, _MARSHAL_LOADS, _MONOTONIC = os.read, struct.unpack, marshal.loads, time.monotonic
 CLOSED = "the other side closed the channel"
 LATE = "no answer in time"
 
@@ -252,15 +270,34 @@ def _read_exactly(fd: int, n: int, deadline: float | None) -> bytes:
     chunks, left = [], n
     while left:
         if deadline is not None:
-            wait = deadline - time.monotonic()
-            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+            wait = deadline - _MONOTONIC()
+            if wait <= 0 or not _SELECT([fd], [], [], wait)[0]:
                 raise ChannelError(LATE)
-        chunk = os.read(fd, min(left, 1 << 20))
+        chunk = _READ(fd, left if left < 1 << 20 else 1 << 20)
         if not chunk:
             raise ChannelError(CLOSED)
         chunks.append(chunk)
-        left -= len(chunk)
+        left -= chunk.__len__()
     return b"".join(chunks)
+
+
+def send_request(fd: int, header: dict, payload: Any = None, deadline: float | None = None) -> None:
+    """To the sandbox: ``header`` (plain values: what is asked) as ``marshal`` writes it, and
+    ``payload`` (the call's inputs, objects too) as ``torch.save`` bytes inside it."""
+    body = marshal.dumps((header, b"" if payload is None else encode(payload)[8:]))
+    write(fd, _PACK("<Q", body.__len__()) + body, deadline)
+
+
+def receive_request(fd: int) -> tuple[dict, bytes]:
+    """In the sandbox: (header, payload bytes), read with C functions alone. The payload is
+    unpickled (:func:`load_payload`) only once the call's watch is on: unpickling runs Python
+    (a class's ``__setstate__``, a module's attribute) that a cell could have replaced."""
+    (size,) = _UNPACK("<Q", _read_exactly(fd, 8, None))
+    return _MARSHAL_LOADS(_read_exactly(fd, size, None))
+
+
+def load_payload(data: bytes) -> Any:
+    return torch.load(_BUFFER(data), weights_only=False)
 
 
 def receive(fd: int, deadline: float | None = None, trusted: bool = False,

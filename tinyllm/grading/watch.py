@@ -18,6 +18,7 @@ import sys
 import threading
 import types
 
+from tinyllm.grading import values
 from tinyllm.grading.fingerprints import (
     _function_code,
     _function_globals,
@@ -329,20 +330,15 @@ class Monitor:
         if not caller.f_code.co_filename.startswith(self.torch_dir) or self.modes_all_off():
             self.forbidden.seen.add(forbidden)
 
-    def start(self, inputs, forbidden=()) -> None:
-        import torch
-
-        from tinyllm.grading import checks, values
+    def start(self, inputs, forbidden=()) -> None:  # inputs None: not read yet (given() names them)
+        from tinyllm.grading import checks
 
         self.forbidden = checks.Forbidden(list(forbidden)) if forbidden else None
         self._forbidden_lists = (dict(self.forbidden.names), dict(self.forbidden.prefixes)) if forbidden \
             else ({}, {})  # see changed()
-
-        given = [v for v in values.leaves(inputs) if not _is_a(type(v), (torch.Tensor, int, float, str))]
-        given += [m for v in given if _is_a(type(v), (self.module_type,)) for m in _submodules(v)]
-        kinds = {type(v) for v in given}  # a module, a tokenizer: never a tensor or number
-        kinds = {k: (text(type_module(k)).startswith("tinyllm."), class_codes(k)) for k in kinds}
-        self.allowed_selves = {id(v): (type(v), *kinds[type(v)]) for v in given}
+        self.allowed_selves = {}
+        if inputs is not None:
+            self.given(inputs)
         self.entered = self.unseen.at_start() | self._hooks()
         if self.forbidden is not None:  # TorchScript runs its graphs in C++: look for the forbidden there
             self.forbidden.seen |= {f for op in self.unseen.scripted_ops() if (f := self.forbidden.dotted(op))}
@@ -354,6 +350,14 @@ class Monitor:
         if self.forbidden is not None:
             self.forbidden.__enter__()
         _setprofile(self._profile)  # threads the call starts: see _watch_threads
+
+    def given(self, inputs) -> None:
+        """The objects the test passes in, whose own methods the call may run."""
+        given = [v for v in values.leaves(inputs) if not _is_a(type(v), (self.tensor, int, float, str))]
+        given += [m for v in given if _is_a(type(v), (self.module_type,)) for m in _submodules(v)]
+        kinds = {type(v) for v in given}  # a module, a tokenizer: never a tensor or number
+        kinds = {k: (text(type_module(k)).startswith("tinyllm."), class_codes(k)) for k in kinds}
+        self.allowed_selves = {id(v): (type(v), *kinds[type(v)]) for v in given}
 
     def _thread_profile(self, frame, event, arg):
         """A thread the call started, at its first event: the watch of forbidden functions (a
