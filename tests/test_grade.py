@@ -1253,15 +1253,22 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
         import sys
         events = []
         sys.setprofile(lambda frame, event, arg: events.append(event))
-        watch.tampered()
+        watch.tampered(codes=False)
         sys.setprofile(None)
         print(len(events))
+        # A function given other code in place (the same object): seen before and after a call.
+        code = checks.not_new.__code__
+        checks.not_new.__code__ = (lambda name, value, given: None).__code__
+        print(watch.tampered(), watch.tampered(codes=False))
+        checks.not_new.__code__ = code
+        print(watch.tampered())
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.split("\n")
     assert lines[:13] == ["True False"] * 8 + ["False False"] + ["True False"] * 4, out.stdout
     assert int(lines[13]) < 1000, f"the watch's check of its parts is {lines[13]} events under the profiler"
+    assert lines[14:16] == ["True False", "False"], out.stdout
 
 
 def test_the_watch_notes_other_libraries_versions_of_a_piece_called_from_the_notebook():

@@ -119,8 +119,19 @@ def fingerprint(code) -> tuple:
     docstring too). Not its file, line or name (a code object can be given others with
     ``code.replace``): the same text retyped by hand has the same fingerprint only if it has
     the same docstring and local names."""
-    consts = tuple(c.co_name if hasattr(c, "co_code") else repr(c) for c in code.co_consts)
-    return code.co_code, code.co_names, code.co_varnames, consts
+    return code.co_code, code.co_names, code.co_varnames, tuple(_constant(c) for c in code.co_consts)
+
+
+def _constant(c):
+    """A constant as text, by exact type (a code object's constants can be any object: its repr
+    or hash would run the notebook's code inside the watch's callback)."""
+    kind = type(c)
+    if kind is types.CodeType:
+        return c.co_name
+    if kind is tuple or kind is frozenset:
+        return kind.__name__, tuple(_constant(x) for x in c)
+    plain = kind is str or kind is int or kind is float or kind is bytes or kind is bool or kind is complex
+    return repr(c) if plain or c is None or c is Ellipsis else "<object>"
 
 
 # Read a class's parts without running anything of the notebook's (a metaclass property, a
@@ -128,20 +139,31 @@ def fingerprint(code) -> tuple:
 type_mro, type_dict = type.__dict__["__mro__"].__get__, type.__dict__["__dict__"].__get__
 _function_code = types.FunctionType.__dict__["__code__"].__get__
 _function_globals = types.FunctionType.__dict__["__globals__"].__get__
+_function_defaults = types.FunctionType.__dict__["__defaults__"].__get__
 type_qualname = type.__dict__["__qualname__"].__get__
 module_dict = types.ModuleType.__dict__["__dict__"].__get__
 
 
-def class_codes(kind: type) -> frozenset:
-    """The code of every function the classes of ``kind`` hold (its MRO's dicts), read statically."""
-    codes = set()
+def class_codes(kind: type) -> types.MappingProxyType:
+    """id -> code of every function the classes of ``kind`` hold (its MRO's dicts), read
+    statically; :func:`holds` asks it (by identity: a code's hash is its constants')."""
+    codes = {}
     for klass in type_mro(kind):
         for value in list(type_dict(klass).values()):
-            if type(value) in (staticmethod, classmethod):
+            if type(value) is staticmethod or type(value) is classmethod:
                 value = value.__func__
             if type(value) is types.FunctionType:
-                codes.add(_function_code(value))
-    return frozenset(codes)
+                codes[id(_function_code(value))] = _function_code(value)
+    return types.MappingProxyType(codes)
+
+
+def holds(codes: types.MappingProxyType, code) -> bool:
+    return codes.get(id(code)) is code
+
+
+def is_a(kind: type, bases: tuple) -> bool:
+    """``issubclass`` read from ``kind``'s MRO by identity, without its metaclass's say (``in`` asks its ``__eq__``)."""
+    return any(k is base for k in type_mro(kind) for base in bases)
 
 
 def parts(part) -> dict:
@@ -159,5 +181,42 @@ def differs(now: dict, was: dict, more: bool = False) -> bool:
         return True
     for key, value in was.items():
         if key not in now or now[key] is not value:
+            return True
+    return False
+
+
+def function_codes(dicts) -> tuple:
+    """(function, its code, its defaults) of every function the dicts hold: a cell can give a
+    function other code in place (``f.__code__ = ...``), which a check of identities misses."""
+    return tuple((f, _function_code(f), _function_defaults(f)) for names in dicts for f in names.values()
+                 if type(f) is types.FunctionType)
+
+
+def codes_changed(codes: tuple) -> bool:
+    for function, code, defaults in codes:
+        if _function_code(function) is not code or _function_defaults(function) is not defaults:
+            return True
+    return False
+
+
+def reply_hooks() -> tuple:
+    """What a cell can add to, without replacing anything, that runs when the reply is written after
+    the watch stops: torch's storage taggers, and copyreg's reducers of the types a reply holds."""
+    import collections
+    import copyreg
+
+    import torch
+
+    registry = torch.serialization._package_registry
+    kinds = (torch.Tensor, torch.Size, torch.dtype, torch.device, torch.UntypedStorage, collections.OrderedDict)
+    return registry, tuple(registry) + tuple(copyreg.dispatch_table.get(kind) for kind in kinds)
+
+
+def hooks_changed(saved: tuple) -> bool:
+    now = reply_hooks()
+    if now[0] is not saved[0] or len(now[1]) != len(saved[1]):
+        return True
+    for a, b in zip(now[1], saved[1]):
+        if a is not b:
             return True
     return False

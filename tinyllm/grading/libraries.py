@@ -80,8 +80,9 @@ class Libraries:
             return
         module = self.piece(code)
         first = first_argument(frame)
-        kind, _, codes = given.get(id(first), (None, False, frozenset()))
-        if module is None or (kind is type(first) and code in codes) or not self._from_the_notebook(frame.f_back):
+        kind, _, codes = given.get(id(first), (None, False, {}))
+        own = kind is type(first) and codes.get(id(code)) is code  # by identity: a code's hash is its constants'
+        if module is None or own or not self._from_the_notebook(frame.f_back):
             return  # another function of a file with one piece (F.gelu beside F.multi_head_...)
         name = f"{module}.{code.co_qualname}"
         if "<locals>" in name:  # a decorator's wrapper (clip_grad_norm_'s, step's): name what it wraps

@@ -35,6 +35,7 @@ import importlib
 import json
 import os
 import random
+import signal
 import sys
 
 from tinyllm.grading import checks, values
@@ -50,7 +51,10 @@ RETRY_SECONDS = 2.0
 TAMPERED = ("the call was not made: the notebook changed the grader's watch of the calls or what it runs "
             "(tinyllm.grading's code in the sandbox, torch's function modes or serialization, Python's "
             "builtins): graded 0")
-_WRITE, _gc_disable, _dict_get = values.write, gc.disable, dict.get  # taken before any cell runs
+# Taken before any cell runs: a cell's signal.setitimer would run after the watch stops, up the stack
+# from the reply it could rewrite.
+_WRITE, _gc_disable, _dict_get = values.write, gc.disable, dict.get
+_setitimer, _REAL = signal.setitimer, signal.ITIMER_REAL
 
 
 class CellTimeout(TimeoutError):
@@ -110,7 +114,6 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes) -> N
     """One call of a learner's function, and its reply sent (``request``: its header and its
     inputs' bytes; ``refusal``: the reply written instead when the notebook changed the watch,
     before the call or during it)."""
-    import signal
 
     import torch
 
@@ -119,7 +122,7 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes) -> N
         _WRITE(REPLY_FD, refusal)
         return
     name, new = header["name"], bool(header.get("new"))
-    signal.setitimer(signal.ITIMER_REAL, max(header["seconds"], 0.05))
+    _setitimer(_REAL, max(header["seconds"], 0.05))
     monitor.start(None, header.get("forbidden", ()))
     # Everything from here to the reply can run the learner's code, so it is watched and on
     # the clock: reading the inputs (unpickling runs a class's __setstate__ and reads modules'
@@ -166,7 +169,7 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes) -> N
             after, outcome = None, ("failed", f"`{name}` left inputs that cannot be read: {type(exc).__name__}")
     finally:
         entered = monitor.stop()
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        _setitimer(_REAL, 0)
     if outcome[0] == "failed":
         outcome = ("failed", " ".join(outcome[1].split())[:MAX_MESSAGE])
     # Sent while `fn` is still held here: a finalizer on it cannot change the reply first. A part
@@ -197,7 +200,6 @@ def main(argv: list[str] | None = None) -> int:
     global REQUEST_FD, REPLY_FD
     config = json.loads((argv if argv is not None else sys.argv[1:])[0])
     REQUEST_FD, REPLY_FD = config["fds"]
-    import signal
 
     # Imported before any time limit: an import cut short by the alarm would leave torch
     # half-initialised and break every later question.
@@ -211,12 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     seconds = config["cell_seconds"]
 
     def on_alarm(signum, frame):
-        signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
+        _setitimer(_REAL, RETRY_SECONDS)
         raise CellTimeout(f"stopped by the grader after {seconds:g} s: this runs too long (an infinite loop?)")
 
     signal.signal(signal.SIGALRM, on_alarm)
-    shell.events.register("pre_run_cell", lambda *_: signal.setitimer(signal.ITIMER_REAL, seconds))
-    shell.events.register("post_run_cell", lambda *_: signal.setitimer(signal.ITIMER_REAL, 0))
+    shell.events.register("pre_run_cell", lambda *_: _setitimer(_REAL, seconds))
+    shell.events.register("post_run_cell", lambda *_: _setitimer(_REAL, 0))
     for name in config.get("preload", []):  # the modules of the objects a call may be given
         try:
             importlib.import_module(name)
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         if note:
             notes.append(note)
         sys.stdout.flush()
-    signal.setitimer(signal.ITIMER_REAL, 0)
+    _setitimer(_REAL, 0)
     # From here on the notebook's code runs only inside the watch: no collection (and no finalizer
     # of the notebook's) between calls, while a request is read.
     _gc_disable()

@@ -23,8 +23,13 @@ from tinyllm.grading.fingerprints import (
     _function_code,
     _function_globals,
     class_codes,
+    codes_changed,
     differs,
     fingerprint,
+    function_codes,
+    holds,
+    hooks_changed,
+    is_a,
     library_functions,
     module_dict,
     names,
@@ -32,6 +37,7 @@ from tinyllm.grading.fingerprints import (
     package_functions,
     package_methods,
     parts,
+    reply_hooks,
     shape,
     type_dict,
     type_module,
@@ -132,12 +138,12 @@ class Monitor:
         sys.addaudithook(self._audit)
         self.unseen = Unseen(self.package)  # what runs where this watch cannot see, read before any cell runs
         self._collecting = False  # whether the garbage collector ran before the call
-        from tinyllm.grading import checks, fingerprints, libraries, unseen, values
-
+        from tinyllm.grading import checks, fingerprints, libraries, unseen
         # What the watch and the sandbox's checks are made of before any cell runs: see changed().
         self._made_of = [(part, parts(part)) for part in (
             Monitor, checks.Forbidden, Libraries, Unseen, checks, values, sys.modules[__name__], libraries,
             fingerprints, unseen, *_torch_parts())]
+        self._codes = function_codes(names for _, names in self._made_of), reply_hooks()  # see tampered()
         self._forbidden_lists: tuple[dict, dict] = ({}, {})  # its names and prefixes at the start
         self._hooked = False  # whether code added an audit hook after this watch's own
         self._builtins = dict(_builtins)
@@ -148,28 +154,26 @@ class Monitor:
         self._own = set(vars(self)) | {"_own", "_fixed"}
 
     def changed(self) -> bool:
-        """Whether code of the notebook replaced a part of the watch: a method of its classes
-        (``checks.Forbidden.failure = ...``), a function of the sandbox's checks
-        (``checks.not_new``, ``values.shares``) or of this watch or its forbidden-function mode,
-        the mode's names or name prefixes (``mode.names.clear()``), or switched the watch off (``active``).
-        A notebook that rewrites this check too, empties what the watch has noted (the mode's
-        ``seen``, this watch's ``entered``), changes the grader's code it reaches up the
-        stack, or sends the grader a reply of its own on the channel and never returns,
-        still goes unseen: the watch shares the process with the learner's code."""
+        """Whether code of the notebook replaced a part of the watch (``checks.Forbidden.failure``,
+        ``checks.not_new``, the forbidden-function mode's names) or switched it off (``active``).
+        A notebook that also rewrites this check, empties what the watch noted, changes the
+        grader's code up the stack or answers on the channel itself still goes unseen: the
+        watch shares the process with the learner's code."""
         mode = self.forbidden is not None and (
             set(vars(self.forbidden)) != {"names", "prefixes", "seen"}
             or (self.forbidden.names, self.forbidden.prefixes) != self._forbidden_lists)
-        return self.tampered() or mode or not self.active
+        return self.tampered(codes=False) or mode or not self.active  # codes: checked before and after
 
-    def tampered(self) -> bool:
+    def tampered(self, codes: bool = True) -> bool:
         """Whether a part of the watch or of what it runs (the sandbox's checks, torch's function
-        modes and serialization, Python's builtins) or this watch's own fixed fields are no longer
-        what they were before any cell ran. :func:`tinyllm.grading.serve.call` asks before a call
-        starts, and then runs nothing of the notebook's: a cell's change (a builtins.getattr of its
-        own, which would run inside the watch's callback) fails the call even if that code would
-        put the part back while the call ran."""
+        modes and serialization, Python's builtins, their functions' code) or this watch's fixed
+        fields differ from before any cell ran. :func:`tinyllm.grading.serve.call` asks before a
+        call starts and runs nothing of the notebook's: a cell's change (a builtins.getattr of
+        its own) fails the call even if that code would put the part back while the call ran."""
         # Loops, not generators: changed() runs it under the profiler, which sees each step of a
         # generator as a call (10 ms a check, against 0.3 ms).
+        if codes and (codes_changed(self._codes[0]) or hooks_changed(self._codes[1])):
+            return True
         for kind, was in self._made_of:
             if differs(parts(kind), was):
                 return True
@@ -268,8 +272,8 @@ class Monitor:
             return  # inside the package already: only entry points count, and a function the package's
             # code does not name (the answer put in a given object's attribute) is one
         given = frame.f_locals.get("self")
-        kind, packaged, codes = self.allowed_selves.get(id(given), (None, False, frozenset()))
-        if code.co_name in ALLOWED_METHODS and kind is type(given) and packaged and code in codes \
+        kind, packaged, codes = self.allowed_selves.get(id(given), (None, False, {}))
+        if code.co_name in ALLOWED_METHODS and kind is type(given) and packaged and holds(codes, code) \
                 and self._pristine_method(kind, code):
             return  # the given object's own method (not another class's run on it)
         module = dotted(code.co_filename, self.package, "tinyllm")
@@ -310,7 +314,7 @@ class Monitor:
         list here too: the torch function mode misses calls made while torch has the modes
         off (``torch._C.DisableTorchFunction``, a tensor subclass's ``__torch_function__``)."""
         if event == "c_call":  # a function written in C: torch's own, or a tensor's method
-            if not (_is_a(type(getattr(arg, "__self__", None)), (self.tensor,))  # no __class__ of the notebook's
+            if not (is_a(type(getattr(arg, "__self__", None)), (self.tensor,))  # no __class__ of the notebook's
                     or text(getattr(arg, "__module__", None)).startswith("torch")):
                 return
             caller, name = frame, getattr(arg, "__name__", "")
@@ -321,7 +325,8 @@ class Monitor:
             caller, name = frame.f_back, code.co_name
             if name == "__call__":  # torch.ops.aten.layer_norm(...): the operator's own name
                 owner = frame.f_locals.get("self")  # torch's operator, or an object of the notebook's
-                name = text(_object_attribute(owner, "__dict__").get("__name__")) if type(owner) in self.ops else ""
+                ours = type(owner) is self.ops[0] or type(owner) is self.ops[1]  # by identity: `in` runs an __eq__
+                name = text(_object_attribute(owner, "__dict__").get("__name__")) if ours else ""
         forbidden = self.forbidden.dotted(name)
         if forbidden is None or caller is None or caller.f_code.co_filename.startswith(self.grading):
             return
@@ -353,8 +358,8 @@ class Monitor:
 
     def given(self, inputs) -> None:
         """The objects the test passes in, whose own methods the call may run."""
-        given = [v for v in values.leaves(inputs) if not _is_a(type(v), (self.tensor, int, float, str))]
-        given += [m for v in given if _is_a(type(v), (self.module_type,)) for m in _submodules(v)]
+        given = [v for v in values.leaves(inputs) if not is_a(type(v), (self.tensor, int, float, str))]
+        given += [m for v in given if is_a(type(v), (self.module_type,)) for m in _submodules(v)]
         kinds = {type(v) for v in given}  # a module, a tokenizer: never a tensor or number
         kinds = {k: (text(type_module(k)).startswith("tinyllm."), class_codes(k)) for k in kinds}
         self.allowed_selves = {id(v): (type(v), *kinds[type(v)]) for v in given}
@@ -405,11 +410,6 @@ def without_tqdm_monitor() -> None:
     except ImportError:
         return
     tqdm.tqdm.monitor_interval = 0
-
-
-def _is_a(kind: type, bases: tuple) -> bool:
-    """``issubclass`` read from ``kind``'s MRO, without its metaclass's say."""
-    return any(base in type_mro(kind) for base in bases)
 
 
 def _submodules(module) -> list:
