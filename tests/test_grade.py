@@ -1262,13 +1262,21 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
         print(watch.tampered(), watch.tampered(codes=False))
         checks.not_new.__code__ = code
         print(watch.tampered())
+        # A module given a class of the notebook's (its attribute lookups run the notebook's code),
+        # and a storage tagger added to torch's registry (it runs while the reply is written).
+        import copyreg, types
+        copyreg.__class__ = type("Module", (types.ModuleType,), {})
+        print(watch.tampered(), watch.tampered(codes=False))
+        copyreg.__class__ = types.ModuleType
+        torch.serialization.register_package(-100, lambda storage: None, lambda storage, location: None)
+        print(watch.tampered(), watch.tampered(codes=False))
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.split("\n")
     assert lines[:13] == ["True False"] * 8 + ["False False"] + ["True False"] * 4, out.stdout
     assert int(lines[13]) < 1000, f"the watch's check of its parts is {lines[13]} events under the profiler"
-    assert lines[14:16] == ["True False", "False"], out.stdout
+    assert lines[14:18] == ["True False", "False", "True False", "True False"], out.stdout
 
 
 def test_the_watch_notes_other_libraries_versions_of_a_piece_called_from_the_notebook():

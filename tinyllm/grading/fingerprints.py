@@ -9,6 +9,7 @@ nothing of the notebook's (a metaclass property, a descriptor) runs inside the w
 
 from __future__ import annotations
 
+import sys
 import types
 from functools import cache
 from pathlib import Path
@@ -201,22 +202,36 @@ def codes_changed(codes: tuple) -> bool:
 
 def reply_hooks() -> tuple:
     """What a cell can add to, without replacing anything, that runs when the reply is written after
-    the watch stops: torch's storage taggers, and copyreg's reducers of the types a reply holds."""
+    the watch stops: torch's storage taggers, and copyreg's reducers of the types a reply holds;
+    (the registry, the table, the types, what they hold), read through references taken now."""
     import collections
     import copyreg
 
     import torch
 
-    registry = torch.serialization._package_registry
+    registry, table = torch.serialization._package_registry, copyreg.dispatch_table
     kinds = (torch.Tensor, torch.Size, torch.dtype, torch.device, torch.UntypedStorage, collections.OrderedDict)
-    return registry, tuple(registry) + tuple(copyreg.dispatch_table.get(kind) for kind in kinds)
+    return registry, table, kinds, tuple(registry) + tuple(table.get(kind) for kind in kinds)
 
 
-def hooks_changed(saved: tuple) -> bool:
-    now = reply_hooks()
-    if now[0] is not saved[0] or len(now[1]) != len(saved[1]):
+def snapshot(dicts) -> tuple:
+    """What :meth:`tinyllm.grading.watch.Monitor.tampered` compares besides the parts' names:
+    their functions' code, the reply's hooks, and the class of every module imported so far (a
+    module given a class of the notebook's answers its attribute lookups with the notebook's code)."""
+    return function_codes(dicts), reply_hooks(), tuple((m, type(m)) for m in list(sys.modules.values()))
+
+
+def snapshot_changed(saved: tuple) -> bool:
+    codes, (registry, table, kinds, items), modules = saved
+    if codes_changed(codes):
         return True
-    for a, b in zip(now[1], saved[1]):
+    now = tuple(registry) + tuple(table.get(kind) for kind in kinds)
+    if len(now) != len(items):
+        return True
+    for a, b in zip(now, items):
         if a is not b:
+            return True
+    for module, kind in modules:
+        if type(module) is not kind:
             return True
     return False

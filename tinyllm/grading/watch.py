@@ -23,12 +23,9 @@ from tinyllm.grading.fingerprints import (
     _function_code,
     _function_globals,
     class_codes,
-    codes_changed,
     differs,
     fingerprint,
-    function_codes,
     holds,
-    hooks_changed,
     is_a,
     library_functions,
     module_dict,
@@ -37,8 +34,9 @@ from tinyllm.grading.fingerprints import (
     package_functions,
     package_methods,
     parts,
-    reply_hooks,
     shape,
+    snapshot,
+    snapshot_changed,
     type_dict,
     type_module,
     type_mro,
@@ -143,7 +141,7 @@ class Monitor:
         self._made_of = [(part, parts(part)) for part in (
             Monitor, checks.Forbidden, Libraries, Unseen, checks, values, sys.modules[__name__], libraries,
             fingerprints, unseen, *_torch_parts())]
-        self._codes = function_codes(names for _, names in self._made_of), reply_hooks()  # see tampered()
+        self._outside = snapshot([names for _, names in self._made_of])  # see tampered()
         self._forbidden_lists: tuple[dict, dict] = ({}, {})  # its names and prefixes at the start
         self._hooked = False  # whether code added an audit hook after this watch's own
         self._builtins = dict(_builtins)
@@ -172,7 +170,7 @@ class Monitor:
         its own) fails the call even if that code would put the part back while the call ran."""
         # Loops, not generators: changed() runs it under the profiler, which sees each step of a
         # generator as a call (10 ms a check, against 0.3 ms).
-        if codes and (codes_changed(self._codes[0]) or hooks_changed(self._codes[1])):
+        if codes and snapshot_changed(self._outside):
             return True
         for kind, was in self._made_of:
             if differs(parts(kind), was):
