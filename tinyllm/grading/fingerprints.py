@@ -14,7 +14,7 @@ import types
 from functools import cache
 from pathlib import Path
 
-from tinyllm.grading.libraries import TORCH_PIECES, dotted, type_module  # noqa: F401  (the watch's)
+from tinyllm.grading.libraries import TORCH_PIECES, dotted, holds, type_module  # noqa: F401  (the watch's)
 
 # A function of fewer bytes of bytecode than this does next to nothing (a one-line forward, a
 # property): anyone's may match it (torch's optimizers share such code), and a copy gains nothing.
@@ -156,10 +156,6 @@ def class_codes(kind: type) -> types.MappingProxyType:
             if type(value) is types.FunctionType:
                 codes[id(_function_code(value))] = _function_code(value)
     return types.MappingProxyType(codes)
-
-
-def holds(codes: types.MappingProxyType, code) -> bool:
-    return codes.get(id(code)) is code
 
 
 def is_a(kind: type, bases: tuple) -> bool:

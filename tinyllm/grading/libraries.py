@@ -81,7 +81,7 @@ class Libraries:
         module = self.piece(code)
         first = first_argument(frame)
         kind, _, codes = given.get(id(first), (None, False, {}))
-        own = kind is type(first) and codes.get(id(code)) is code  # by identity: a code's hash is its constants'
+        own = kind is type(first) and holds(codes, code)
         if module is None or own or not self._from_the_notebook(frame.f_back):
             return  # another function of a file with one piece (F.gelu beside F.multi_head_...)
         name = f"{module}.{code.co_qualname}"
@@ -135,3 +135,9 @@ def dotted(path: str, place: str, name: str) -> str:
     """The dotted module name of ``path`` in the library folder (or file) ``place`` called ``name``."""
     rest = path[len(place):].removesuffix(".py").removesuffix("/__init__").removesuffix("__init__")
     return ".".join([name, *(part for part in rest.split("/") if part)])
+
+
+def holds(codes, code) -> bool:
+    """Whether ``code`` is among ``codes`` (id -> code: :func:`tinyllm.grading.fingerprints.class_codes`),
+    by identity: a code's hash is its constants', which can be objects of the notebook's."""
+    return codes.get(id(code)) is code
