@@ -30,6 +30,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import nbformat
+from IPython.core.inputtransformer2 import TransformerManager
 
 from teaching.course import ROOT, repository_url
 from tinyllm.grading import assign as otter_assign
@@ -190,7 +191,9 @@ def fill_blanks(nb: nbformat.NotebookNode, answers: dict[str, str | list[str]]) 
     """A copy of a learner notebook with the ``...`` blanks of some questions filled in.
 
     ``answers`` maps a question to the code for its blank, or to a list of codes for its
-    blanks in order; each is indented like the blank it replaces.
+    blanks in order; each is indented like the blank it replaces. A filled cell must compile:
+    a wrong answer or a cheat that fails with a SyntaxError scores nothing whatever it tries,
+    and its test would prove nothing.
     """
     nb = copy.deepcopy(nb)
     cells = answer_cells(nb)
@@ -207,6 +210,7 @@ def fill_blanks(nb: nbformat.NotebookNode, answers: dict[str, str | list[str]]) 
                 else:
                     lines.append(line)
             cell.source = "\n".join(lines)
+            compile(TransformerManager().transform_cell(cell.source), f"<{question}>", "exec")
         if codes:
             raise ValueError(f"question {question} has fewer blanks than answers given")
     return nb

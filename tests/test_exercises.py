@@ -205,6 +205,16 @@ def test_wrong_submissions_are_up_to_date():
     assert committed == set(expected), f"wrong submissions not in the manifest: {committed - set(expected)}"
 
 
+def test_a_filled_blank_that_does_not_compile_is_refused():
+    """A wrong answer or a cheat whose cell fails to compile scores nothing whatever it tries:
+    four cheats were once written with the function's docstring and demo in the answer (the
+    body indented twice), scored 0 by an IndentationError and proved nothing."""
+    nb = _learner("05_attention")
+    assert fill_blanks(nb, {"q2": "return torch.zeros_like(v)"})
+    with pytest.raises(SyntaxError):
+        fill_blanks(nb, {"q2": '    """Causal attention."""\n    return torch.zeros_like(v)'})
+
+
 def _solution_and_hidden_lines(source: Path) -> set[str]:
     """Distinctive lines of a source's solutions and hidden tests (not shared with public text)."""
     nb = nbformat.read(source, as_version=4)

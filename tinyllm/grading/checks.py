@@ -323,7 +323,14 @@ def tensor(name: str, value: Any, shape: tuple[int, ...] | None = None, floating
 
 
 def close(actual: Any, expected: Any, message: str, atol: float = 1e-5, rtol: float = 1e-4) -> None:
-    """Fail with ``message`` unless two numbers or tensors agree to a tolerance."""
+    """Fail with ``message`` unless two numbers or tensors agree to a tolerance. A float tensor
+    of more precision than the expected one fails too: float64 for float32 inputs is close in
+    value, but it doubles the memory and breaks the next float32 layer (a reference computed
+    in float64 accepts any float dtype)."""
+    if isinstance(expected, torch.Tensor) and isinstance(actual, torch.Tensor) and expected.is_floating_point() \
+            and actual.is_floating_point() and torch.finfo(actual.dtype).bits > torch.finfo(expected.dtype).bits:
+        raise AssertionError(f"{message} (dtype {str(actual.dtype).removeprefix('torch.')}, expected "
+                             f"{str(expected.dtype).removeprefix('torch.')}: keep the dtype of the inputs)")
     if isinstance(expected, torch.Tensor) or isinstance(actual, torch.Tensor):
         actual_t = torch.as_tensor(actual, dtype=torch.float64)
         expected_t = torch.as_tensor(expected, dtype=torch.float64)
