@@ -111,6 +111,27 @@ def test_endless_loops_and_floods_of_output_are_stopped(tmp_path):
     assert "too long" in report.question("q2").message
 
 
+def test_no_finalizer_of_the_notebook_runs_between_calls(tmp_path):
+    """A call's objects (its result, inputs, function) are freed at the start of the next call,
+    under its watch, and no collection runs between calls: a finalizer of the notebook's never
+    runs with no profiler on. Before, the result's finalizer ran between calls (this answer
+    then went wrong: 0 of 2)."""
+    path = _with_answers(tmp_path, "finalizers.ipynb", {"q1": (
+        "import sys, weakref\n"
+        "_UNWATCHED = []\n"
+        "class Vocabulary(list):  # a list that can carry a finalizer\n"
+        "    pass\n"
+        "def build_vocab(text):\n"
+        "    if _UNWATCHED:  # a finalizer ran where nothing watched it\n"
+        "        return []\n"
+        "    vocab = Vocabulary(sorted(set(text)))\n"
+        "    weakref.finalize(vocab, lambda: _UNWATCHED.append(1) if sys.getprofile() is None else None)\n"
+        "    return vocab\n"
+        "chars = build_vocab(text)")})
+    report = grade(path, assignment=SET)
+    assert report.error is None and _scores(report)["q1"] == 2, report.table()
+
+
 @pytest.mark.parametrize("isolate", [True, False], ids=["sandboxed", "forked"])
 def test_a_notebook_process_that_dies_is_reported(tmp_path, isolate):
     """Its last words too, printed just before: its output is unbuffered, also where it is

@@ -11,11 +11,18 @@ import functools
 import hashlib
 import importlib
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack, _pop_mode
+
+# Forbidden.check_on's C functions and places (it runs in the watch's callback: no Python of torch's).
+_all_modes_off, _stack_length, _stack_at = (torch._C._is_torch_function_all_disabled,
+                                            torch._C._len_torch_function_stack, torch._C._get_function_stack_at)
+_TORCH, _STDLIB, _GRADING = (os.path.dirname(path) + "/" for path in (torch.__file__, os.__file__, __file__))
+MODES_OFF = "ran torch with the grader's function mode off"  # then a call from C (map) reaches no mode
 
 BLANK_HINT = "replace the ... with your code and run the cell again"
 
@@ -247,12 +254,32 @@ class Forbidden(TorchFunctionMode):
         for key, dotted, is_prefix in keys:
             (self.prefixes if is_prefix else self.names).setdefault(key, dotted)
         self.seen: set[str] = set()
+        self.inside = 0  # in this mode's own handler, where torch takes the mode off its stack
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         dotted = self.dotted(getattr(func, "__name__", ""))
         if dotted:
             self.seen.add(dotted)
-        return func(*args, **(kwargs or {}))
+        self.inside += 1
+        try:
+            return func(*args, **(kwargs or {}))
+        finally:
+            self.inside -= 1
+
+    def check_on(self, frame) -> None:
+        """Note :data:`MODES_OFF` if the learner's ``frame`` runs with this mode off (``torch._C.
+        DisableTorchFunction``, ``_pop_mode_temporarily``); torch takes it off around its handler."""
+        where, caller = frame.f_code.co_filename, frame.f_back  # and so does contextlib, for torch:
+        if where.startswith((_TORCH, _GRADING)) or (where.startswith(_STDLIB) and caller is not None
+                                                    and caller.f_code.co_filename.startswith(_TORCH)):
+            return
+        if not _all_modes_off():
+            if self.inside:
+                return
+            for index in range(_stack_length()):
+                if _stack_at(index) is self:
+                    return
+        self.seen.add(MODES_OFF)
 
     def dotted(self, name: object) -> str | None:
         """The forbidden name a torch function called ``name`` is, if it is one (also asked by
@@ -266,12 +293,12 @@ class Forbidden(TorchFunctionMode):
     def failure(self, name: str) -> str | None:
         """Why the call fails, if it does; asked while the watch is on, before :meth:`leave`."""
         stack = _get_current_function_mode_stack()
-        if not stack or stack[-1] is not self:  # taken off, or another mode put above it
-            return f"`{name}` changed torch's function modes, which the grader uses to watch the call"
-        if not self.seen:
-            return None
-        return (f"`{name}` calls {', '.join(sorted(self.seen))}, which the exercise asks you not to "
-                "use: write that part yourself")
+        named = sorted(self.seen - {MODES_OFF})  # a forbidden function seen says more than the modes
+        if not named and (not stack or stack[-1] is not self or MODES_OFF in self.seen):
+            return (f"`{name}` changed torch's function modes (or switched them off), which the grader uses to "
+                    "watch the call")
+        return f"`{name}` calls {', '.join(named)}, which the exercise asks you not to use: write that part yourself" \
+            if named else None
 
     def leave(self) -> None:
         """Take the watch off this thread, with any mode the answer left above it."""

@@ -197,8 +197,9 @@ def codes_changed(codes: tuple) -> bool:
 
 
 def reply_hooks() -> tuple:
-    """What a cell can add to, without replacing anything, that runs when the reply is written after
-    the watch stops: torch's storage taggers, and copyreg's reducers of the types a reply holds;
+    """What a cell can add to, without replacing anything, that runs when a reply is written (a
+    call's is written watched, the others hold no code of the notebook's; a hook added is refused
+    all the same): torch's storage taggers, and copyreg's reducers of the types a reply holds;
     (the registry, the table, the types, what they hold), read through references taken now."""
     import collections
     import copyreg

@@ -34,6 +34,7 @@ import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import psutil  # noqa: F401  (the sandbox's watchdog)
@@ -142,9 +143,12 @@ class Session:
             self.fail(why)
             raise AssertionError(self.dead) from None
 
-    def receive(self, deadline: float, max_elements: int = 1 << 24, late: str = "it did not answer in time"):
+    def receive(self, deadline: float, max_elements: int = 1 << 24,
+                late: str = "it did not answer in time") -> tuple[Any, list[str]]:
+        """A message from the sandbox and its text part (:func:`tinyllm.grading.values.text_part`)."""
         try:
-            return values.receive(self.from_fd, deadline, max_elements=max_elements)
+            return (values.receive(self.from_fd, deadline, max_elements=max_elements),
+                    values.receive_text(self.from_fd, deadline))
         except values.ChannelError as exc:
             if str(exc) == values.LATE:
                 self.fail(late)
@@ -160,7 +164,11 @@ class Session:
             return {name: checks.LearnerFunction(name, self) for name in wanted}
         try:
             self.send({"kind": "names", "names": wanted}, time.monotonic() + 30, request=True)
-            kind, found = self.receive(time.monotonic() + 30)
+            (kind, found), notes = self.receive(time.monotonic() + 30)
+            if found is None:  # the notebook changed the watch: each call then says so
+                self.fail("the notebook changed the grader's watch of the calls or what it runs")
+                return {name: checks.LearnerFunction(name, self) for name in wanted}
+            self.entered.update(str(e)[:200] for e in notes[:20])
             out = {}
             for name in wanted:
                 kind, packed = found.get(name, ("missing", None))
@@ -196,7 +204,7 @@ class Session:
         deadline = start + seconds + 5
         self.send(request, deadline, payload=payload, request=True)
         while True:
-            message = self.receive(deadline, max_elements=max(1 << 20, 64 * inputs),
+            message, notes = self.receive(deadline, max_elements=max(1 << 20, 64 * inputs),
                                    late=f"`{name}` did not return within {seconds:g} s and could not be stopped")
             if isinstance(message, tuple) and len(message) == 3 and message[0] == "callback":
                 self._callback(callbacks, message, deadline)
@@ -204,9 +212,9 @@ class Session:
             break
         self.seconds_left -= time.monotonic() - start
         try:
-            kind, outcome, after, entered = message
+            kind, outcome, after = message
             assert kind == "done"
-            self.entered.update(str(e)[:200] for e in list(entered)[:20])
+            self.entered.update(str(e)[:200] for e in notes[:20])
             failed = outcome[1] if outcome[0] == "failed" else None  # then the inputs need not come back
             changed = failed is None and not values.same(before, after)
             if changed and inplace:
@@ -373,10 +381,10 @@ def judge(config: dict, test_files: dict[str, ExceptionTestFile]) -> Report:
     try:
         try:
             late = f"grading stopped after {run.limits.seconds:g} s: the notebook runs too long"
-            ready = session.receive(time.monotonic() + run.limits.seconds, late=late)
-            if not (type(ready) is tuple and len(ready) == 2 and ready[0] == "ready" and type(ready[1]) is list):
+            ready, cell_notes = session.receive(time.monotonic() + run.limits.seconds, late=late)
+            if ready != ("ready",):
                 raise TypeError("not a ready message")
-            notes += [" ".join(str(n).split())[:300] for n in ready[1][:10]]
+            notes += [" ".join(n.split())[:300] for n in cell_notes[:10]]
         except AssertionError:
             error = session.dead
         except (TypeError, IndexError, KeyError, ValueError):

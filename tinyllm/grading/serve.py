@@ -17,8 +17,10 @@ as plain data, or the one-line failure). Callable inputs (the tests' lambdas) st
 grader: calling one here asks the grader to run it. After the last cell, the notebook's code
 runs only inside the watch: a request is read with C functions taken before any cell ran
 (:func:`tinyllm.grading.values.receive_request`), its inputs are unpickled once the call's
-watch is on, names are looked up without running the notebook's code, and the garbage
-collector (which would run the notebook's finalizers) stays off.
+watch is on, names are looked up without running the notebook's code, every reply is
+written while a watch is on (after it, only bytes and str methods run), the garbage
+collector stays off, and a call's objects are freed when the next call's watch is on: no
+finalizer of the notebook's runs between calls.
 
 No test runs here and no expected value is ever sent here. Nothing this process says is
 trusted: the grader checks every reply (:func:`tinyllm.grading.values.check_plain`).
@@ -54,6 +56,7 @@ TAMPERED = ("the call was not made: the notebook changed the grader's watch of t
 # Taken before any cell runs: a cell's signal.setitimer would run after the watch stops, up the stack
 # from the reply it could rewrite.
 _WRITE, _gc_disable, _dict_get = values.write, gc.disable, dict.get
+_HELD: list = []  # the last call's objects (see call())
 _setitimer, _REAL = signal.setitimer, signal.ITIMER_REAL
 
 
@@ -89,7 +92,8 @@ class Callback:
     def __call__(self, *args, **kwargs):
         from tinyllm.grading import values
 
-        values.send(REPLY_FD, ("callback", self.index, values.pack((list(args), dict(kwargs)))))
+        values.write(REPLY_FD, values.encode(("callback", self.index, values.pack((list(args), dict(kwargs)))))
+                     + values.text_part(()))
         kind, payload = values.receive(REQUEST_FD, trusted=True)
         if kind != "value":
             raise RuntimeError(payload)
@@ -124,6 +128,7 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes) -> N
     name, new = header["name"], bool(header.get("new"))
     _setitimer(_REAL, max(header["seconds"], 0.05))
     monitor.start(None, header.get("forbidden", ()))
+    _HELD.clear()  # the last call's objects: their finalizers run watched, counted against this call
     # Everything from here to the reply can run the learner's code, so it is watched and on
     # the clock: reading the inputs (unpickling runs a class's __setstate__ and reads modules'
     # attributes, which a cell could have replaced), looking the name up (a namespace a cell
@@ -153,12 +158,6 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes) -> N
             stale = checks.not_new(name, result, given) if new else None
             if stale:
                 outcome = ("failed", stale)
-            forbidden = monitor.forbidden.failure(name) if monitor.forbidden is not None else None
-            if forbidden:
-                outcome = ("failed", forbidden)
-            if monitor.changed():
-                outcome = ("failed", f"`{name}` ran after the notebook changed the grader's watch of the calls "
-                                     "(tinyllm.grading's code in the sandbox): graded 0")
         except AssertionError as exc:
             outcome = ("failed", f"`{name}` failed one of its own asserts: {exc}")
         except BaseException as exc:  # SystemExit, KeyboardInterrupt, the time limit
@@ -167,33 +166,64 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes) -> N
             after = values.pack((list(inputs[0]), dict(inputs[1])))
         except BaseException as exc:
             after, outcome = None, ("failed", f"`{name}` left inputs that cannot be read: {type(exc).__name__}")
+        # The reply is written while the watch is on: torch.save runs Python a cell could have
+        # replaced or hooked (torch.is_storage, io.BytesIO, a function mode left on), which would
+        # run unwatched after it. The checks below come after it: it may run such code too.
+        reply = _encoded(("done", outcome, after), refusal)
+        try:
+            forbidden = monitor.forbidden.failure(name) if monitor.forbidden is not None else None
+            if forbidden:
+                outcome = ("failed", forbidden)
+            if monitor.changed():
+                outcome = ("failed", f"`{name}` ran after the notebook changed the grader's watch of the calls "
+                                     "(tinyllm.grading's code in the sandbox): graded 0")
+        except BaseException as exc:
+            outcome = ("failed", f"`{name}` broke the grader's watch of the call ({type(exc).__name__}): graded 0")
+        if outcome[0] == "failed":
+            reply = _encoded(("done", ("failed", " ".join(outcome[1].split())[:MAX_MESSAGE]), None), refusal)
     finally:
         entered = monitor.stop()
         _setitimer(_REAL, 0)
-    if outcome[0] == "failed":
-        outcome = ("failed", " ".join(outcome[1].split())[:MAX_MESSAGE])
-    # Sent while `fn` is still held here: a finalizer on it cannot change the reply first. A part
-    # changed during the call (torch.save's inner functions, say) would run while the reply is
-    # encoded: then the refusal is written instead.
+    # Held until the next call's watch is on: freed here, the call's objects would run their
+    # finalizers (a weakref.finalize on the result) between calls, unwatched.
+    _HELD[:] = [locals()]
+    # After the watch, only bytes and str methods run; a part changed during the call is still
+    # refused (a function mode left on torch's stack would run in the next reply's torch.save).
     if monitor.tampered():
         _WRITE(REPLY_FD, refusal)
         return
-    values.send(REPLY_FD, ("done", outcome, after, entered))
+    _WRITE(REPLY_FD, reply + values.text_part(entered))
 
 
-def names(namespace: dict, monitor: Monitor, wanted: list[str]) -> dict:
-    """What the notebook holds under ``wanted``, found without running anything of the
-    notebook's (no watch is on): the namespace's own dict read with dict's getter, a value
-    packed only if it is plain data by its exact types."""
+def _encoded(message: tuple, refusal: bytes) -> bytes:
+    """``message`` as the sandbox's reply (the refusal if torch.save fails on it)."""
+    try:
+        return values.encode(message)
+    except BaseException:
+        return refusal[:-8]  # its value, without its (empty) text part
+
+
+def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes) -> bytes:
+    """The reply to a request for what the notebook holds under ``wanted``, found without
+    running anything of the notebook's: the namespace's own dict read with dict's getter, a
+    value packed only if it is plain data by its exact types. It is written with the watch on
+    (torch.save runs Python a cell could have replaced); ``refused`` when the notebook
+    changed the watch."""
     if monitor.tampered():  # each call is then refused, saying why
-        return {name: ("function", None) for name in wanted}
-    out = {}
-    for name in wanted:
-        value = _dict_get(namespace, name)
-        out[name] = (("missing", None) if value is None else ("function", None) if callable(value)
-                     else ("value", values.pack(value)) if values.plain(value)
-                     else ("value", (values.OBJECT, type_qualname(type(value)), None)))
-    return out
+        return refused
+    monitor.start(None)
+    _HELD.clear()
+    try:
+        out = {}
+        for name in wanted:
+            value = _dict_get(namespace, name)
+            out[name] = (("missing", None) if value is None else ("function", None) if callable(value)
+                         else ("value", values.pack(value)) if values.plain(value)
+                         else ("value", (values.OBJECT, type_qualname(type(value)), None)))
+        reply = _encoded(("names", out), refused)
+    finally:
+        entered = monitor.stop()
+    return refused if monitor.tampered() else reply + values.text_part(entered)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
     monitor = Monitor(config["package_dir"])
-    refusal = values.encode(("done", ("failed", TAMPERED), None, []))
-    answer, named, receive, send = call, names, values.receive_request, values.send  # as they are before any cell
+    # Encoded before any cell runs: after the watch, nothing may run torch.save (see call()).
+    refusal = values.encode(("done", ("failed", TAMPERED), None)) + values.text_part(())
+    ready, names_refused = values.encode(("ready",)), values.encode(("names", None)) + values.text_part(())
+    answer, named, receive = call, names, values.receive_request  # as they are before any cell
     namespace = shell.user_ns  # a cell that puts a mapping of its own there defines nothing in this one
     assert type(namespace) is dict
     without_tqdm_monitor()
@@ -246,14 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     # From here on the notebook's code runs only inside the watch: no collection (and no finalizer
     # of the notebook's) between calls, while a request is read.
     _gc_disable()
-    values.send(REPLY_FD, ("ready", notes))
+    _WRITE(REPLY_FD, ready + values.text_part(notes))
     while True:
         try:
             request = receive(REQUEST_FD)
         except values.ChannelError:
             return 0
         if request[0]["kind"] == "names":
-            send(REPLY_FD, ("names", named(namespace, monitor, request[0]["names"])))
+            _WRITE(REPLY_FD, named(namespace, monitor, request[0]["names"], names_refused))
         elif request[0]["kind"] == "call":
             answer(namespace, monitor, request, refusal)
         else:

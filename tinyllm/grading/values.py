@@ -254,6 +254,27 @@ def encode(message: Any) -> bytes:
     return _PACK("<Q", len(data)) + data
 
 
+MAX_TEXT_BYTES = 1 << 20  # the text part of a message from the sandbox
+
+
+def text_part(lines) -> bytes:
+    """The second part of every message from the sandbox: lines of text (the watch's notes, the
+    cells' limit notes), UTF-8 with the length in front. Made with str and bytes methods alone:
+    it is made after the watch stops, where torch.save would run Python a cell could have
+    replaced (``torch.is_storage``, ``io.BytesIO``, a function mode), unwatched."""
+    data = "\n".join(lines).encode("utf-8", "replace")
+    return _PACK("<Q", data.__len__()) + data
+
+
+def receive_text(fd: int, deadline: float | None = None) -> list[str]:
+    """The text part after a message from the sandbox (:func:`text_part`)."""
+    (size,) = struct.unpack("<Q", _read_exactly(fd, 8, deadline))
+    if size > MAX_TEXT_BYTES:
+        raise ChannelError(f"a text of {size:,} bytes (at most {MAX_TEXT_BYTES:,})")
+    data = _read_exactly(fd, size, deadline).decode("utf-8", "replace")
+    return data.split("\n") if data else []
+
+
 def write(fd: int, data: bytes, deadline: float | None = None) -> None:
     """Write ``data`` made by :func:`encode` (see :func:`send`)."""
     view = memoryview(data)

@@ -158,7 +158,7 @@ class Monitor:
         grader's code up the stack or answers on the channel itself still goes unseen: the
         watch shares the process with the learner's code."""
         mode = self.forbidden is not None and (
-            set(vars(self.forbidden)) != {"names", "prefixes", "seen"}
+            set(vars(self.forbidden)) != {"names", "prefixes", "seen", "inside"}
             or (self.forbidden.names, self.forbidden.prefixes) != self._forbidden_lists)
         return self.tampered(codes=False) or mode or not self.active  # codes: checked before and after
 
@@ -311,6 +311,7 @@ class Monitor:
         """A torch function called from the learner's own code counts against the forbidden
         list here too: the torch function mode misses calls made while torch has the modes
         off (``torch._C.DisableTorchFunction``, a tensor subclass's ``__torch_function__``)."""
+        self.forbidden.check_on(frame)  # the learner's code may not run with the mode off
         if event == "c_call":  # a function written in C: torch's own, or a tensor's method
             if not (is_a(type(getattr(arg, "__self__", None)), (self.tensor,))  # no __class__ of the notebook's
                     or text(getattr(arg, "__module__", None)).startswith("torch")):
@@ -385,7 +386,7 @@ class Monitor:
         if self._collecting:
             _gc_enable()
         self.entered |= self.unseen.now() | self._hooks()
-        return sorted(self.entered)
+        return sorted([note for note in self.entered if type(note) is str])  # no __lt__ of the notebook's
 
     def _hooks(self) -> set[str]:
         return {HOOKED} if self._hooked else set()
