@@ -22,6 +22,7 @@ from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack,
 _all_modes_off, _stack_length, _stack_at = (torch._C._is_torch_function_all_disabled,
                                             torch._C._len_torch_function_stack, torch._C._get_function_stack_at)
 _TORCH, _STDLIB, _GRADING = (os.path.dirname(path) + "/" for path in (torch.__file__, os.__file__, __file__))
+_LIBRARY = (_STDLIB, "<frozen ")  # Python's own modules, in files or frozen
 MODES_OFF = "ran torch with the grader's function mode off"  # then a call from C (map) reaches no mode
 
 BLANK_HINT = "replace the ... with your code and run the cell again"
@@ -254,28 +255,26 @@ class Forbidden(TorchFunctionMode):
         for key, dotted, is_prefix in keys:
             (self.prefixes if is_prefix else self.names).setdefault(key, dotted)
         self.seen: set[str] = set()
-        self.inside = 0  # in this mode's own handler, where torch takes the mode off its stack
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         dotted = self.dotted(getattr(func, "__name__", ""))
         if dotted:
             self.seen.add(dotted)
-        self.inside += 1
-        try:
-            return func(*args, **(kwargs or {}))
-        finally:
-            self.inside -= 1
+        return func(*args, **(kwargs or {}))  # with this mode off: the learner's code torch runs is noted
 
     def check_on(self, frame) -> None:
         """Note :data:`MODES_OFF` if the learner's ``frame`` runs with this mode off (``torch._C.
-        DisableTorchFunction``, ``_pop_mode_temporarily``); torch takes it off around its handler."""
-        where, caller = frame.f_code.co_filename, frame.f_back  # and so does contextlib, for torch:
-        if where.startswith((_TORCH, _GRADING)) or (where.startswith(_STDLIB) and caller is not None
-                                                    and caller.f_code.co_filename.startswith(_TORCH)):
+        DisableTorchFunction``, ``_pop_mode_temporarily``, or inside this mode's handler, where torch
+        runs a tensor subclass's ``__torch_function__`` or a custom op's kernel)."""
+        where, caller = frame.f_code.co_filename, frame.f_back
+        if where.startswith((_TORCH, _GRADING)):
             return
-        if not _all_modes_off():
-            if self.inside:
+        if where.startswith(_LIBRARY):  # the standard library's, when torch called it: contextlib, abc
+            while caller is not None and caller.f_code.co_filename.startswith(_LIBRARY):
+                caller = caller.f_back
+            if caller is not None and caller.f_code.co_filename.startswith(_TORCH):
                 return
+        if not _all_modes_off():
             for index in range(_stack_length()):
                 if _stack_at(index) is self:
                     return

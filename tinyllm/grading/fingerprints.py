@@ -168,7 +168,17 @@ def parts(part) -> dict:
     getters; not Python's own caches: the record of warnings a module's code gave, and the slot
     names ``copyreg`` keeps on a class it pickled (``torch.Tensor``, at the first reply)."""
     names = type_dict(part) if issubclass(type(part), type) else module_dict(part)
-    return {k: v for k, v in names.items() if k not in ("__warningregistry__", "__slotnames__")}
+    return {k: v for k, v in names.items() if k != "__warningregistry__" and k != "__slotnames__"} \
+        if plain_keys(names) else None  # None differs from any dict
+
+
+def plain_keys(names: dict) -> bool:
+    """Whether every key of ``names`` is an exact str: comparing a key of the notebook's (a str
+    subclass) would run its ``__eq__`` inside the watch's checks, where nothing is watched."""
+    for key in names:
+        if type(key) is not str:
+            return False
+    return True
 
 
 def differs(now: dict, was: dict, more: bool = False) -> bool:

@@ -214,8 +214,9 @@ class Session:
         try:
             kind, outcome, after = message
             assert kind == "done"
-            self.entered.update(str(e)[:200] for e in notes[:20])
-            failed = outcome[1] if outcome[0] == "failed" else None  # then the inputs need not come back
+            # The text part: the failure's message first ("" when none: see serve.call), then the watch's notes.
+            self.entered.update(str(e)[:200] for e in notes[1:21])
+            failed = ((notes[0] if notes else "") or str(outcome[1])) if outcome[0] == "failed" else None
             changed = failed is None and not values.same(before, after)
             if changed and inplace:
                 values.write_back(list(args), after[0])
@@ -320,7 +321,7 @@ def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple
         os.lseek(nb_read, 0, os.SEEK_SET)
         keep.append(nb_read)
         serve_config.update(notebook=f"{sandbox.WORK}/{notebook_name}",
-                            package_dir=f"{sandbox.PACKAGE_PARENT}/tinyllm")
+                            package_dir=f"{sandbox.PACKAGE_PARENT}/tinyllm", own_pids=True)
         argv = sandbox.command([sys.executable, "-m", "tinyllm.grading.serve", json.dumps(serve_config)],
                                package_dir, nb_read, notebook_name, limits)
         proc = subprocess.Popen(argv, cwd="/", stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,

@@ -114,10 +114,11 @@ def _with_callbacks(value):
     return values.mapped(value, leaf)
 
 
-def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes) -> None:
+def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, failed: bytes) -> None:
     """One call of a learner's function, and its reply sent (``request``: its header and its
     inputs' bytes; ``refusal``: the reply written instead when the notebook changed the watch,
-    before the call or during it)."""
+    before the call or during it; ``failed``: a failed call's, its message in the text part).
+    Both are encoded before any cell runs."""
 
     import torch
 
@@ -135,6 +136,7 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes) -> N
     # replaced with a mapping of its own), functions a cell replaced (torch.set_rng_state),
     # packing the value (a tensor subclass's __torch_function__, a list's __iter__).
     inputs: tuple = ((), ())
+    reply, failure = failed, "the grader could not finish the call"  # until the call gets further
     try:
         try:
             request = values.load_payload(payload)
@@ -153,8 +155,8 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes) -> N
             result = fn(*args, **kwargs)
             outcome = ("value", values.pack(result))
             if request.get("grads") is not None:  # checks.call_grad: the gradients are taken here too
-                grads, failure = checks.gradients(name, result, (args, kwargs), request["grads"][0])
-                outcome = ("failed", failure) if failure else ("value", values.pack((result, grads)))
+                grads, why = checks.gradients(name, result, (args, kwargs), request["grads"][0])
+                outcome = ("failed", why) if why else ("value", values.pack((result, grads)))
             stale = checks.not_new(name, result, given) if new else None
             if stale:
                 outcome = ("failed", stale)
@@ -166,10 +168,17 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes) -> N
             after = values.pack((list(inputs[0]), dict(inputs[1])))
         except BaseException as exc:
             after, outcome = None, ("failed", f"`{name}` left inputs that cannot be read: {type(exc).__name__}")
+        # This call's objects are held until the next call's watch is on (freed after it, they would
+        # run their finalizers between calls); whatever the notebook put in _HELD goes now, watched,
+        # before the reply is written and checked.
+        _HELD[:] = [locals()]
         # The reply is written while the watch is on: torch.save runs Python a cell could have
         # replaced or hooked (torch.is_storage, io.BytesIO, a function mode left on), which would
         # run unwatched after it. The checks below come after it: it may run such code too.
-        reply = _encoded(("done", outcome, after), refusal)
+        try:
+            reply = values.encode(("done", outcome, after))
+        except BaseException as exc:
+            outcome = ("failed", f"`{name}` returned a value the grader could not write ({type(exc).__name__})")
         try:
             forbidden = monitor.forbidden.failure(name) if monitor.forbidden is not None else None
             if forbidden:
@@ -179,28 +188,17 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes) -> N
                                      "(tinyllm.grading's code in the sandbox): graded 0")
         except BaseException as exc:
             outcome = ("failed", f"`{name}` broke the grader's watch of the call ({type(exc).__name__}): graded 0")
-        if outcome[0] == "failed":
-            reply = _encoded(("done", ("failed", " ".join(outcome[1].split())[:MAX_MESSAGE]), None), refusal)
+        if outcome[0] == "failed":  # its text goes in the text part: no torch.save (the notebook's code) from here
+            reply, failure = failed, " ".join(outcome[1].split())[:MAX_MESSAGE]
     finally:
         entered = monitor.stop()
         _setitimer(_REAL, 0)
-    # Held until the next call's watch is on: freed here, the call's objects would run their
-    # finalizers (a weakref.finalize on the result) between calls, unwatched.
-    _HELD[:] = [locals()]
     # After the watch, only bytes and str methods run; a part changed during the call is still
     # refused (a function mode left on torch's stack would run in the next reply's torch.save).
     if monitor.tampered():
         _WRITE(REPLY_FD, refusal)
         return
-    _WRITE(REPLY_FD, reply + values.text_part(entered))
-
-
-def _encoded(message: tuple, refusal: bytes) -> bytes:
-    """``message`` as the sandbox's reply (the refusal if torch.save fails on it)."""
-    try:
-        return values.encode(message)
-    except BaseException:
-        return refusal[:-8]  # its value, without its (empty) text part
+    _WRITE(REPLY_FD, reply + values.text_part([failure, *entered]))  # the failure first ("" if none)
 
 
 def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes) -> bytes:
@@ -220,10 +218,12 @@ def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes) 
             out[name] = (("missing", None) if value is None else ("function", None) if callable(value)
                          else ("value", values.pack(value)) if values.plain(value)
                          else ("value", (values.OBJECT, type_qualname(type(value)), None)))
-        reply = _encoded(("names", out), refused)
+        reply = values.encode(("names", out))
+    except BaseException:  # a value torch.save cannot write
+        reply = None
     finally:
         entered = monitor.stop()
-    return refused if monitor.tampered() else reply + values.text_part(entered)
+    return refused if reply is None or monitor.tampered() else reply + values.text_part(entered)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Imported before any time limit: an import cut short by the alarm would leave torch
     # half-initialised and break every later question.
-    import torch  # noqa: F401
+    import torch
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
@@ -254,9 +254,11 @@ def main(argv: list[str] | None = None) -> int:
             importlib.import_module(name)
         except ImportError:
             pass
-    monitor = Monitor(config["package_dir"])
+    torch.ones(256, 256) @ torch.ones(256, 256)  # torch's threads start now, not in a call (Unseen.started)
+    monitor = Monitor(config["package_dir"], own_pids=config.get("own_pids", False))
     # Encoded before any cell runs: after the watch, nothing may run torch.save (see call()).
     refusal = values.encode(("done", ("failed", TAMPERED), None)) + values.text_part(())
+    failed = values.encode(("done", ("failed", ""), None))  # a failed call's: its message in the text part
     ready, names_refused = values.encode(("ready",)), values.encode(("names", None)) + values.text_part(())
     answer, named, receive = call, names, values.receive_request  # as they are before any cell
     namespace = shell.user_ns  # a cell that puts a mapping of its own there defines nothing in this one
@@ -287,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         if request[0]["kind"] == "names":
             _WRITE(REPLY_FD, named(namespace, monitor, request[0]["names"], names_refused))
         elif request[0]["kind"] == "call":
-            answer(namespace, monitor, request, refusal)
+            answer(namespace, monitor, request, refusal, failed)
         else:
             return 0
 

@@ -19,13 +19,18 @@ from tinyllm.grading.libraries import dotted
 TRACED = "ran while a trace function the notebook set (sys.settrace) was on, whose code the watch does not see"
 OTHER_INTERPRETER = ("ran while a second Python interpreter the notebook started in its process was alive, "
                      "which the watch does not see")
+FROM_C = ("started a thread or process the watch does not follow (from C code: a starter called through map, "
+          "ctypes)")
 
 
 class Unseen:
     """Notes of what runs unseen, for a call of the notebook's run in ``package``'s watch."""
 
-    def __init__(self, package: str):
+    def __init__(self, package: str, own_pids: bool = False):
         self.package = package  # its folder, ending in "/"
+        # In the sandbox the notebook's process has a pid namespace of its own: every thread or
+        # process it starts takes the next id, however it is started (C code, ctypes).
+        self._own_pids, self._pids_at_start = own_pids, None
         # The signal handlers set before any cell ran (the grader's own time limit included): a
         # handler the notebook sets can be made to run inside the watch's callback, unseen.
         self._handlers = {s: _getsignal(s) for s in signal.valid_signals()}
@@ -34,7 +39,14 @@ class Unseen:
 
     def at_start(self) -> set[str]:
         """Notes when a call starts: what was set up before it, which the watch cannot reach."""
+        self._pids_at_start = _last_pid() if self._own_pids else None
         return self._unwatched_threads() | self._unwatched_processes() | self._other_interpreters() | self.now()
+
+    def started(self, watched: int) -> set[str]:
+        """At the call's end: a note if it started more threads and processes than the ``watched``
+        ones (through the watch's starters), alive or not by now."""
+        now = _last_pid() if self._pids_at_start is not None else None
+        return {FROM_C} if now is not None and now - self._pids_at_start > watched else set()
 
     def now(self) -> set[str]:
         """What the notebook set up that runs code the watch cannot see, looked at both when a call
@@ -162,3 +174,18 @@ def _jit_readers() -> tuple | None:
                 torch._C.Node.kind, torch._C.Node.blocks, torch._C.Block.nodes)
     except (AttributeError, KeyError):
         return None
+
+
+def _last_pid() -> int | None:
+    """The last id the kernel gave a thread or process in this pid namespace (None if unreadable)."""
+    try:
+        fd = _open("/proc/sys/kernel/ns_last_pid", os.O_RDONLY)
+        try:
+            return int(_read(fd, 32))
+        finally:
+            _close(fd)
+    except (OSError, ValueError):
+        return None
+
+
+_open, _read, _close = os.open, os.read, os.close  # taken before any cell runs

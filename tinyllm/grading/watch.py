@@ -34,6 +34,7 @@ from tinyllm.grading.fingerprints import (
     package_functions,
     package_methods,
     parts,
+    plain_keys,
     shape,
     snapshot,
     snapshot_changed,
@@ -86,7 +87,7 @@ class Monitor:
     any name. An edited copy is not. A call the notebook's own code makes into another
     library's version of a piece is noted too (:mod:`tinyllm.grading.libraries`). Threads
     the call starts are watched too (a direct call of a second copy of ``_thread``'s starter
-    is noted; one made from C code, or C's own thread start through ctypes, is not seen);
+    is noted; one made from C code or through ctypes only by the ids it took, in the sandbox);
     threads the notebook started before cannot be, so a call made while they are alive is
     noted, as is one made while another Python interpreter of the process is (it has no
     watch, nor this audit hook). Code that TorchScript compiled from the package's, and a
@@ -104,7 +105,7 @@ class Monitor:
     watch fails (:meth:`changed`).
     """
 
-    def __init__(self, package_dir: str):
+    def __init__(self, package_dir: str, own_pids: bool = False):
         self.package = package_dir.rstrip("/") + "/"
         self.grading = self.package + "grading/"
         # The objects the test passed in (and their modules), by id: their type at the call's
@@ -134,8 +135,8 @@ class Monitor:
         self._switches = {f.__code__ for f in (Monitor.start, Monitor.stop, Monitor._thread_profile,
                                                 Monitor._arm_thread)}
         sys.addaudithook(self._audit)
-        self.unseen = Unseen(self.package)  # what runs where this watch cannot see, read before any cell runs
-        self._collecting = False  # whether the garbage collector ran before the call
+        self.unseen = Unseen(self.package, own_pids)  # what runs where this watch cannot see, read before any cell
+        self._collecting, self._starts = False, 0  # whether the collector ran before the call; threads started
         from tinyllm.grading import checks, fingerprints, libraries, unseen
         # What the watch and the sandbox's checks are made of before any cell runs: see changed().
         self._made_of = [(part, parts(part)) for part in (
@@ -147,18 +148,17 @@ class Monitor:
         self._builtins = dict(_builtins)
         self._fixed = dict(vars(self))  # these fields never change (the table of copies among them)
         for field in ("allowed_selves", "entered", "active", "forbidden", "_forbidden_lists", "_collecting",
-                      "_hooked"):
+                      "_hooked", "_starts"):
             del self._fixed[field]
         self._own = set(vars(self)) | {"_own", "_fixed"}
 
     def changed(self) -> bool:
         """Whether code of the notebook replaced a part of the watch (``checks.Forbidden.failure``,
-        ``checks.not_new``, the forbidden-function mode's names) or switched it off (``active``).
-        A notebook that also rewrites this check, empties what the watch noted, changes the
-        grader's code up the stack or answers on the channel itself still goes unseen: the
-        watch shares the process with the learner's code."""
+        ``checks.not_new``, the forbidden-function mode's names) or switched it off (``active``). A
+        notebook that also rewrites this check, empties what the watch noted, changes the grader's
+        code up the stack or answers on the channel itself goes unseen: it shares the process."""
         mode = self.forbidden is not None and (
-            set(vars(self.forbidden)) != {"names", "prefixes", "seen", "inside"}
+            not plain_keys(vars(self.forbidden)) or set(vars(self.forbidden)) != {"names", "prefixes", "seen"}
             or (self.forbidden.names, self.forbidden.prefixes) != self._forbidden_lists)
         return self.tampered(codes=False) or mode or not self.active  # codes: checked before and after
 
@@ -178,8 +178,8 @@ class Monitor:
         for module, name, ours in self._starters:
             if getattr(module, name, None) is not ours:
                 return True
-        return set(vars(self)) != self._own or differs(vars(self), self._fixed, more=True) \
-            or differs(_builtins, self._builtins, more=True)
+        return not (plain_keys(vars(self)) and plain_keys(_builtins)) or set(vars(self)) != self._own \
+            or differs(vars(self), self._fixed, more=True) or differs(_builtins, self._builtins, more=True)
 
     def _watch_threads(self) -> list[tuple]:
         """Every thread started from Python (``threading``, ``_thread.start_new_thread`` and its
@@ -194,6 +194,7 @@ class Monitor:
                     self._arm_thread()
                     return function(*a, **k)
 
+                self._starts += 1  # the id it takes is not one the watch misses (Unseen.started)
                 return start(watched, *rest, **options)
 
             return start_thread
@@ -343,7 +344,7 @@ class Monitor:
         self.allowed_selves = {}
         if inputs is not None:
             self.given(inputs)
-        self.entered = self.unseen.at_start() | self._hooks()
+        self._starts, self.entered = 0, self.unseen.at_start() | self._hooks()
         if self.forbidden is not None:  # TorchScript runs its graphs in C++: look for the forbidden there
             self.forbidden.seen |= {f for op in self.unseen.scripted_ops() if (f := self.forbidden.dotted(op))}
         # No automatic garbage collection during the call: a collection started by an allocation in
@@ -374,10 +375,10 @@ class Monitor:
     def stop(self) -> list[str]:
         profiler = _getprofile()
         removed = type(profiler) is not type(self._profile) or profiler.__self__ is not self
+        if self.forbidden is not None:  # while watched: a mode of the notebook's it takes off is freed here
+            self.forbidden.leave()
         _setprofile(None)
         self.active = False
-        if self.forbidden is not None:
-            self.forbidden.leave()
         if removed:
             self.entered.add("removed the grader's call monitor")
         if _gc_isenabled():
@@ -385,7 +386,7 @@ class Monitor:
                              "watch")
         if self._collecting:
             _gc_enable()
-        self.entered |= self.unseen.now() | self._hooks()
+        self.entered |= self.unseen.now() | self._hooks() | self.unseen.started(self._starts)
         return sorted([note for note in self.entered if type(note) is str])  # no __lt__ of the notebook's
 
     def _hooks(self) -> set[str]:
