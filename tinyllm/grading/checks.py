@@ -263,21 +263,21 @@ class Forbidden(TorchFunctionMode):
         return func(*args, **(kwargs or {}))  # with this mode off: the learner's code torch runs is noted
 
     def check_on(self, frame) -> None:
-        """Note :data:`MODES_OFF` if the learner's ``frame`` runs with this mode off (``torch._C.
-        DisableTorchFunction``, ``_pop_mode_temporarily``, or inside this mode's handler, where torch
-        runs a tensor subclass's ``__torch_function__`` or a custom op's kernel)."""
-        where, caller = frame.f_code.co_filename, frame.f_back
-        if where.startswith((_TORCH, _GRADING)):
+        """Note :data:`MODES_OFF` if the learner's ``frame`` runs with this mode off: all modes
+        (``torch._C.DisableTorchFunction``: torch's own code never does, so any frame, whatever file
+        it claims), or this one (``_pop_mode_temporarily``, or inside its handler, where torch runs
+        a subclass's ``__torch_function__`` or a custom op's kernel; there, by file name)."""
+        where, caller, off = frame.f_code.co_filename, frame.f_back, _all_modes_off()
+        if not off and where.startswith((_TORCH, _GRADING)):
             return
-        if where.startswith(_LIBRARY):  # the standard library's, when torch called it: contextlib, abc
+        if not off and where.startswith(_LIBRARY):  # the standard library's, when torch called it: contextlib
             while caller is not None and caller.f_code.co_filename.startswith(_LIBRARY):
                 caller = caller.f_back
             if caller is not None and caller.f_code.co_filename.startswith(_TORCH):
                 return
-        if not _all_modes_off():
-            for index in range(_stack_length()):
-                if _stack_at(index) is self:
-                    return
+        for index in range(0 if off else _stack_length()):
+            if _stack_at(index) is self:
+                return
         self.seen.add(MODES_OFF)
 
     def dotted(self, name: object) -> str | None:

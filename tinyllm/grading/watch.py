@@ -112,8 +112,7 @@ class Monitor:
         # start, whether it is the package's, and the code of every function its classes held
         # then. One re-classed, or whose class gained a method, during the call is not exempt.
         self.allowed_selves: dict[int, tuple[type, bool, frozenset]] = {}
-        self.entered: set[str] = set()
-        self.active = False
+        self.entered, self.active = set(), False  # the call's notes; whether a call is on
         self.forbidden = None  # what the statement of the function called forbids (checks.Forbidden)
         import torch
 
@@ -194,8 +193,9 @@ class Monitor:
                     self._arm_thread()
                     return function(*a, **k)
 
-                self._starts += 1  # the id it takes is not one the watch misses (Unseen.started)
-                return start(watched, *rest, **options)
+                ident = start(watched, *rest, **options)
+                self._starts += 1  # once started (a failed start takes no id): Unseen.started
+                return ident
 
             return start_thread
 
