@@ -193,8 +193,8 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
     finally:
         entered = monitor.stop()
         _setitimer(_REAL, 0)
-    # After the watch, only bytes and str methods run; a part changed during the call is still
-    # refused (a function mode left on torch's stack would run in the next reply's torch.save).
+    # After the watch, the reply is only framed (bytes and str methods); a part of the watch changed
+    # during the call (seen by changed() above, or since) gets the refusal instead.
     if monitor.tampered():
         _WRITE(REPLY_FD, refusal)
         return
