@@ -1359,6 +1359,30 @@ def test_the_watch_finds_the_libraries_without_importing_them():
     assert out.stdout.split() == ["True", "False"], out.stdout
 
 
+def test_the_watch_refuses_every_audit_hook_added_after_its_own():
+    """Python runs an audit hook with the profiler paused, at any audited event (the watch's own
+    sys.setprofile at the end of a call among them): a hook of the notebook's, added from Python
+    or through ctypes' PySys_AddAuditHook, is refused (Python then adds nothing)."""
+    code = """if True:
+        import ctypes, sys, tinyllm
+        from pathlib import Path
+        from tinyllm.grading.watch import Monitor
+        watch = Monitor(str(Path(tinyllm.__file__).parent))
+        ran = []
+        sys.addaudithook(lambda event, args: ran.append(event))
+        HOOK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.py_object, ctypes.c_void_p)
+        hook = HOOK(lambda event, args, data: ran.append(event) or 0)
+        ctypes.pythonapi.PySys_AddAuditHook.argtypes = [HOOK, ctypes.c_void_p]
+        print(ctypes.pythonapi.PySys_AddAuditHook(hook, None))
+        sys.audit("notebook.event"); sys.setprofile(None)
+        print(ran, flush=True)
+        import os; os._exit(0)  # a C hook that was added would be called at the exit, its ctypes callback freed
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[1] == "[]", out.stdout  # neither hook ran: neither was added
+
+
 def test_without_torchscripts_private_registry_the_watch_leaves_that_note_out(monkeypatch):
     import torch
 

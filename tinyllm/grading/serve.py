@@ -230,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     global REQUEST_FD, REPLY_FD
     config = json.loads((argv if argv is not None else sys.argv[1:])[0])
     REQUEST_FD, REPLY_FD = config["fds"]
+    this = sys.modules[__name__]  # before IPython's shell, which puts a module of its own as __main__
+    assert vars(this) is globals()
 
     # Imported before any time limit: an import cut short by the alarm would leave torch
     # half-initialised and break every later question.
@@ -255,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
     torch.ones(256, 256) @ torch.ones(256, 256)  # torch's threads start now, not in a call (Unseen.started)
-    monitor = Monitor(config["package_dir"], own_pids=config.get("own_pids", False))
+    # This module is guarded too: its functions and globals (_WRITE) write every reply, after the watch.
+    monitor = Monitor(config["package_dir"], own_pids=config.get("own_pids", False), guarded=(this,))
     # Encoded before any cell runs: after the watch, nothing may run torch.save (see call()).
     refusal = values.encode(("done", ("failed", TAMPERED), None)) + values.text_part(())
     failed = values.encode(("done", ("failed", ""), None))  # a failed call's: its message in the text part

@@ -97,15 +97,16 @@ class Monitor:
     handler or a garbage-collector callback of the notebook's (either can be made to run
     inside this watch's callback; the collector is paused during a call). The watch reads the
     objects it meets without running their code (no ``isinstance``, no attribute of a class
-    the notebook made). An audit hook
-    notes imports of the package. Learner code can remove or replace the profiler
-    (``sys.setprofile``, cProfile, Python's C function through ctypes): each way raises the
+    the notebook made). An audit hook notes imports of the package, and refuses the
+    notebook's own hooks (Python runs a hook with the profiler paused, at every audited
+    event, even when the watch sets the profiler). Learner code can remove or replace the
+    profiler (``sys.setprofile``, cProfile, Python's C function through ctypes): each way raises the
     ``sys.setprofile`` audit event, noted during a call even when the watch is put back
     before it returns. A call after the notebook replaced or switched off a part of the
     watch fails (:meth:`changed`).
     """
 
-    def __init__(self, package_dir: str, own_pids: bool = False):
+    def __init__(self, package_dir: str, own_pids: bool = False, guarded: tuple = ()):
         self.package = package_dir.rstrip("/") + "/"
         self.grading = self.package + "grading/"
         # The objects the test passed in (and their modules), by id: their type at the call's
@@ -140,14 +141,13 @@ class Monitor:
         # What the watch and the sandbox's checks are made of before any cell runs: see changed().
         self._made_of = [(part, parts(part)) for part in (
             Monitor, checks.Forbidden, Libraries, Unseen, checks, values, sys.modules[__name__], libraries,
-            fingerprints, unseen, *_torch_parts())]
+            fingerprints, unseen, *guarded, *_torch_parts())]
         self._outside = snapshot([names for _, names in self._made_of])  # see tampered()
         self._forbidden_lists: tuple[dict, dict] = ({}, {})  # its names and prefixes at the start
-        self._hooked = False  # whether code added an audit hook after this watch's own
         self._builtins = dict(_builtins)
         self._fixed = dict(vars(self))  # these fields never change (the table of copies among them)
         for field in ("allowed_selves", "entered", "active", "forbidden", "_forbidden_lists", "_collecting",
-                      "_hooked", "_starts"):
+                      "_starts"):
             del self._fixed[field]
         self._own = set(vars(self)) | {"_own", "_fixed"}
 
@@ -219,8 +219,8 @@ class Monitor:
         return self.copies.get(fingerprint(code))
 
     def _audit(self, event, args):
-        if event == "sys.addaudithook":  # a hook added after this one runs with the profiler paused, unseen
-            self._hooked = True
+        if event == "sys.addaudithook":  # refused (Python then adds nothing): a hook of the notebook's
+            raise RuntimeError("the grader's sandbox adds no audit hook")  # would run unwatched, even after a call
         if self.active and event in PROCESS_EVENTS:
             self.entered.add("started a process during the call, which the watch does not follow")
         if self.active and event == "cpython.PyInterpreterState_New":
@@ -344,7 +344,7 @@ class Monitor:
         self.allowed_selves = {}
         if inputs is not None:
             self.given(inputs)
-        self._starts, self.entered = 0, self.unseen.at_start() | self._hooks()
+        self._starts, self.entered = 0, self.unseen.at_start()
         if self.forbidden is not None:  # TorchScript runs its graphs in C++: look for the forbidden there
             self.forbidden.seen |= {f for op in self.unseen.scripted_ops() if (f := self.forbidden.dotted(op))}
         # No automatic garbage collection during the call: a collection started by an allocation in
@@ -386,18 +386,14 @@ class Monitor:
                              "watch")
         if self._collecting:
             _gc_enable()
-        self.entered |= self.unseen.now() | self._hooks() | self.unseen.started(self._starts)
+        self.entered |= self.unseen.now() | self.unseen.started(self._starts)
         return sorted([note for note in self.entered if type(note) is str])  # no __lt__ of the notebook's
-
-    def _hooks(self) -> set[str]:
-        return {HOOKED} if self._hooked else set()
 
 
 # Taken before any cell runs: a cell that replaced sys.setprofile and sys.getprofile would switch
 # the whole watch off, and one of builtins' functions would run inside the watch's callback.
 _setprofile, _getprofile, _getframe = sys.setprofile, sys.getprofile, sys._getframe
 _builtins, _object_attribute, _sys_modules = vars(builtins), object.__getattribute__, sys.modules
-HOOKED = "ran after the notebook added an audit hook of its own, which runs unseen (the profiler is paused there)"
 _gc_isenabled, _gc_enable, _gc_disable = gc.isenabled, gc.enable, gc.disable
 
 
