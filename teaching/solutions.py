@@ -22,7 +22,7 @@ import torch
 from otter.test_files.exception_test import ExceptionTestFile
 
 from teaching.build import ASSIGNMENTS_DIR, solutions_notebook, sources
-from tinyllm.grading import GRADING_ENV, checks, judge
+from tinyllm.grading import GRADING_ENV, checks, flags, judge
 
 
 def packaged_tests(name: str) -> dict[str, ExceptionTestFile]:
@@ -37,7 +37,7 @@ def solutions_namespace(name: str) -> dict:
     from IPython.core.interactiveshell import InteractiveShell
 
     source = next(s for s in sources() if s.stem == name)
-    _, notebook_json = judge.prepared_notebook(solutions_notebook(source), name)
+    _, notebook_json = flags.prepared_notebook(solutions_notebook(source), name)
     # Set while the cells run, as in the sandbox (the grading cell does nothing then), and put back
     # after: in a test run, a later test's grade_this() must grade.
     was = os.environ.get(GRADING_ENV)

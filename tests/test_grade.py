@@ -310,7 +310,7 @@ def test_a_file_that_is_not_a_notebook_scores_zero_with_a_reason(tmp_path, conte
 def test_a_notebook_that_is_no_ordinary_file_or_too_large_is_refused_before_it_is_read(tmp_path, kind):
     """Read whole, these would hang the grader (a pipe), or fill its memory (/dev/zero, a
     gigabyte of JSON): each scores 0 with the reason."""
-    from tinyllm.grading.judge import MAX_NOTEBOOK_BYTES
+    from tinyllm.grading.flags import MAX_NOTEBOOK_BYTES
 
     path = tmp_path / f"{SET}.ipynb"
     if kind == "too large":
@@ -435,7 +435,7 @@ def test_without_the_sandbox_own_work_is_graded_and_others_refused(tmp_path, mon
 
 def test_own_work_graded_without_the_sandbox_runs_apart_from_the_grader(tmp_path):
     """``isolate=False`` forks the notebook's process from the grader's: it holds open only its
-    channel (not the grader's pipe to the command), runs in a new folder of its own that is
+    channel and the watch's record (not the grader's pipe to the command), runs in a new folder of its own that is
     removed after, with the sandbox's environment (no variable of the grader's shell), its own
     session and the threads a fresh process would take; refused for others' notebooks."""
     from tinyllm.grading import sandbox
@@ -444,7 +444,7 @@ def test_own_work_graded_without_the_sandbox_runs_apart_from_the_grader(tmp_path
         "import os, sys, torch\n"
         "fds = [f for f in os.listdir('/proc/self/fd') if os.path.exists(f'/proc/self/fd/{f}')]\n"
         "kinds = sorted(os.readlink(f'/proc/self/fd/{f}').split(':')[0] for f in fds if int(f) > 2)\n"
-        "ok = (kinds == ['pipe', 'pipe'] and [f for f in os.listdir('.') if f != '.ipython'] == ['SET.ipynb']\n"
+        "ok = (kinds == ['pipe', 'pipe', 'pipe'] and [f for f in os.listdir('.') if f != '.ipython'] == ['SET.ipynb']\n"
         "      and os.environ['HOME'] == os.getcwd() and sorted(os.environ) == NAMES\n"
         "      and torch.get_num_threads() == int(os.environ['OMP_NUM_THREADS']) and sys.path[0] == os.getcwd()\n"
         "      and os.getpgid(0) == os.getpid() and os.readlink('/proc/self/fd/0') == '/dev/null')\n"
@@ -458,7 +458,7 @@ def test_own_work_graded_without_the_sandbox_runs_apart_from_the_grader(tmp_path
     report = grade(path, isolate=False)
     assert report.notes[0] == sandbox.NOT_ISOLATED_AS_ASKED
     last = report.notes[-1]  # the process ended itself: the report quotes its last line
-    assert last.startswith("the notebook's last output: PROBE True ['pipe', 'pipe'] /"), report.notes
+    assert last.startswith("the notebook's last output: PROBE True ['pipe', 'pipe', 'pipe'] /"), report.notes
     folder = Path(last.split()[-1])
     assert folder.name.startswith("tinyllm-grade-") and not folder.exists()
     assert grade(path, isolate=False, untrusted=True).error == sandbox.REFUSED
@@ -1141,6 +1141,26 @@ def test_a_message_built_to_take_minutes_to_read_is_stopped(monkeypatch):
     assert time.monotonic() - start < 12
 
 
+def test_the_watchs_record_keeps_each_note_whatever_else_is_written_on_its_pipe():
+    """The sandbox writes each note at once (values.record); the notebook can write on that pipe
+    too, but a half record before a note neither hides it nor turns a forbidden call into a note."""
+    from tinyllm.grading import values
+
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    try:
+        os.write(write, values.RECORD + values.NOTE + b"swallow the next: ")  # the notebook's
+        values.record(write, values.FORBIDDEN, "torch.nn.functional.scaled_dot_product_attention")
+        values.record(write, values.NOTE, "called tinyllm.model.GPT.forward, the package's own code")
+        values.record(None, values.NOTE, "a watch outside grading writes nothing")
+        notes, forbidden, other = values.read_records(read)
+        assert forbidden == {"torch.nn.functional.scaled_dot_product_attention"}
+        assert "called tinyllm.model.GPT.forward, the package's own code" in notes and other
+        assert values.read_records(read) == (set(), set(), False)  # each record is read once
+    finally:
+        os.close(read), os.close(write)
+
+
 def test_a_sandbox_that_stops_reading_ends_the_session_at_the_calls_deadline():
     """A request larger than the pipe, to a sandbox that reads nothing: the grader gives up
     when the call's time is up, with a reason, instead of waiting for ever."""
@@ -1412,7 +1432,7 @@ def test_a_process_that_leaves_the_session_ends_with_the_sandbox(tmp_path):
     nb.cells = [nbformat.v4.new_code_cell(cell)]
     config = {"limits": vars(Limits(seconds=120.0)), "tests": {}, "isolated": True}
     with tempfile.TemporaryFile() as log:
-        run, to_fd, from_fd = judge.start(nbformat.writes(nb), "x.ipynb", config, log)
+        run, to_fd, from_fd, record_fd = judge.start(nbformat.writes(nb), "x.ipynb", config, log)
         try:
             assert values.receive(from_fd, time.monotonic() + 120)[0] == "ready"
             deadline = time.time() + 20
@@ -1421,7 +1441,7 @@ def test_a_process_that_leaves_the_session_ends_with_the_sandbox(tmp_path):
             assert _marked_processes(), "the notebook's detached process did not start"
         finally:
             run.stop()
-            os.close(to_fd), os.close(from_fd)
+            os.close(to_fd), os.close(from_fd), os.close(record_fd)
     deadline = time.time() + 10
     while _marked_processes() and time.time() < deadline:
         time.sleep(0.2)
@@ -1466,12 +1486,12 @@ def test_the_sandbox_keeps_the_hosts_kernel_settings_and_its_own_root_read_only(
     nb.cells = [nbformat.v4.new_code_cell(probe.format(paths=refused + writable))]
     config = {"limits": vars(Limits(seconds=120.0)), "tests": {}, "isolated": True}
     with tempfile.TemporaryFile() as log:
-        run, to_fd, from_fd = judge.start(nbformat.writes(nb), "x.ipynb", config, log)
+        run, to_fd, from_fd, record_fd = judge.start(nbformat.writes(nb), "x.ipynb", config, log)
         try:
             assert values.receive(from_fd, time.monotonic() + 120)[0] == "ready"
         finally:
             run.stop()
-            os.close(to_fd), os.close(from_fd)
+            os.close(to_fd), os.close(from_fd), os.close(record_fd)
         log.seek(0)
         lines = log.read().decode().splitlines()
     assert [line.split(" ", 2)[:2] for line in lines if line.startswith(("WRITABLE", "REFUSED"))] == \

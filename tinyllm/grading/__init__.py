@@ -19,7 +19,8 @@
   two, checking what comes out of the sandbox.
 - :mod:`tinyllm.grading.checks` holds the small helpers the exercises' tests call, so that a
   failing test says in one sentence what went wrong.
-- :mod:`tinyllm.grading.flags` flags answers that import the package's own implementation;
+- :mod:`tinyllm.grading.flags` reads the hand-in before it runs (can it be graded?) and flags
+  answers that import the package's own implementation;
   :mod:`tinyllm.grading.results` is the report.
 - ``public_tests.json`` (generated) carries the public tests for Colab, where the notebook
   file is not on disk for otter to read them from.

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack, _pop_mode
 
+from tinyllm.grading import values  # at the top: an import in a call reads a module's __spec__, a cell's
+
 # Forbidden.check_on's C functions and places (it runs in the watch's callback: no Python of torch's).
 _all_modes_off, _stack_length, _stack_at = (torch._C._is_torch_function_all_disabled,
                                             torch._C._len_torch_function_stack, torch._C._get_function_stack_at)
@@ -46,18 +48,13 @@ def defined(**things: Any) -> None:
     """Fail if a name the exercise asks for is missing (otter passes ``None`` for it)."""
     for name, value in things.items():
         if value is None:
-            raise AssertionError(
-                f"`{name}` is not defined: run its cell, and keep the name the exercise gives it"
-            )
+            raise AssertionError(f"`{name}` is not defined: run its cell, and keep the name the exercise gives it")
 
 
 class LearnerFunction:
-    """A learner's function that lives in the sandbox; only :func:`call` can call it.
-
-    While a notebook is graded, the tests run in the grader's own process and see these
-    stand-ins (see :mod:`tinyllm.grading.judge`): a call sends the inputs to the sandbox and
-    brings the result back as plain data.
-    """
+    """A learner's function that lives in the sandbox, as the tests (in the grader's own process,
+    :mod:`tinyllm.grading.judge`) see it: only :func:`call` calls it, sending the inputs to the
+    sandbox and bringing the result back as plain data."""
 
     def __init__(self, name: str, session: Any):
         self.name, self.session = name, session
@@ -74,8 +71,6 @@ def call(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
     """
     if isinstance(fn, LearnerFunction):
         return fn.session.call(name, args, kwargs, inplace=False)
-    from tinyllm.grading import values
-
     before = values.pack((list(args), dict(kwargs)))
     value = direct_call(name, fn, *args, **kwargs)
     after = values.pack((list(args), dict(kwargs)))
@@ -90,8 +85,6 @@ CHANGED_INPUTS = "`{name}` changed the inputs it was given: the exercise asks yo
 def changed_inputs(name: str, before: Any, after: Any) -> str:
     """The failure of a call that changed its inputs (``before`` and ``after``: them packed):
     new tensors when it changed a tensor, new lists or dicts when it changed only those."""
-    from tinyllm.grading import values
-
     pairs = zip(values.leaves(before), values.leaves(after))
     if any(isinstance(a, torch.Tensor) and not values.same(a, b) for a, b in pairs):
         return CHANGED_INPUTS.format(name=name) + "compute the result into new tensors"
@@ -106,9 +99,6 @@ def call_new(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
     of its tensors may share memory (``[mean] * n``)."""
     if isinstance(fn, LearnerFunction):
         return fn.session.call(name, args, kwargs, new=True)
-
-    from tinyllm.grading import values
-
     given = values.given((list(args), dict(kwargs)))
     value = call(name, fn, *args, **kwargs)
     failure = not_new(name, value, given)
@@ -121,8 +111,6 @@ def not_new(name: str, value: Any, given: tuple[frozenset, frozenset]) -> str | 
     """Why ``value`` is not new (see :func:`call_new`), if it is not; ``given``: what the call was
     given (:func:`tinyllm.grading.values.given`, taken before it). Run where the learner's
     function ran (the sandbox), since its result reaches the tests as a copy."""
-    from tinyllm.grading import values
-
     if values.shares(value, given):
         return (f"`{name}` returned what it was given (a list, or a tensor or a view of one, that the caller "
                 "passed): the exercise asks for a new one, so that changing the result cannot change the caller's data")
@@ -166,16 +154,13 @@ def call_grad(weights: torch.Tensor | None, name: str, fn: Callable | None, *arg
             raise AssertionError(failure)
         return value, grads
 
-    value, grads = _naming_inputs(grad_call, name, fn, args, kwargs)
-    return value, grads
+    return _naming_inputs(grad_call, name, fn, args, kwargs)
 
 
 def gradients(name: str, value: Any, inputs: tuple[list, dict],
               weights: torch.Tensor | None) -> tuple[list, str | None]:
     """``(grads, why they could not be taken)`` for :func:`call_grad`: run where the learner's
     function ran, on ``inputs`` (its ``(args, kwargs)``) as they are after the call."""
-    from tinyllm.grading import values
-
     leaves = [v for v in values.leaves(inputs) if isinstance(v, (torch.Tensor, torch.nn.Module))]
     grads: list = [{n: None for n, p in v.named_parameters() if p.requires_grad} if isinstance(v, torch.nn.Module)
                    else None for v in leaves]
@@ -255,12 +240,19 @@ class Forbidden(TorchFunctionMode):
         for key, dotted, is_prefix in keys:
             (self.prefixes if is_prefix else self.names).setdefault(key, dotted)
         self.seen: set[str] = set()
+        self.ledger: Callable[[str], None] | None = None  # in the sandbox: its record (values.record)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         dotted = self.dotted(getattr(func, "__name__", ""))
         if dotted:
-            self.seen.add(dotted)
+            self.see(dotted)
         return func(*args, **(kwargs or {}))  # with this mode off: the learner's code torch runs is noted
+
+    def see(self, dotted: str) -> None:
+        """Note a forbidden call (or :data:`MODES_OFF`); in the sandbox, in its record at once too."""
+        self.seen.add(dotted)
+        if self.ledger is not None:
+            self.ledger(dotted)
 
     def check_on(self, frame) -> None:
         """Note :data:`MODES_OFF` if the learner's ``frame`` runs with this mode off: all modes
@@ -278,7 +270,7 @@ class Forbidden(TorchFunctionMode):
         for index in range(0 if off else _stack_length()):
             if _stack_at(index) is self:
                 return
-        self.seen.add(MODES_OFF)
+        self.see(MODES_OFF)
 
     def dotted(self, name: object) -> str | None:
         """The forbidden name a torch function called ``name`` is, if it is one (also asked by
@@ -292,12 +284,16 @@ class Forbidden(TorchFunctionMode):
     def failure(self, name: str) -> str | None:
         """Why the call fails, if it does; asked while the watch is on, before :meth:`leave`."""
         stack = _get_current_function_mode_stack()
-        named = sorted(self.seen - {MODES_OFF})  # a forbidden function seen says more than the modes
-        if not named and (not stack or stack[-1] is not self or MODES_OFF in self.seen):
-            return (f"`{name}` changed torch's function modes (or switched them off), which the grader uses to "
-                    "watch the call")
-        return f"`{name}` calls {', '.join(named)}, which the exercise asks you not to use: write that part yourself" \
-            if named else None
+        return self.message(name, self.seen | {MODES_OFF} if not stack or stack[-1] is not self else self.seen)
+
+    @staticmethod
+    def message(name: str, seen: set[str]) -> str | None:
+        """Why a call that ran what ``seen`` holds fails (the grader asks it of the sandbox's record)."""
+        named = ", ".join(sorted(seen - {MODES_OFF}))  # a forbidden function seen says more than the modes
+        if named:
+            return f"`{name}` calls {named}, which the exercise asks you not to use: write that part yourself"
+        return (f"`{name}` changed torch's function modes (or switched them off), which the grader uses to watch "
+                "the call") if MODES_OFF in seen else None
 
     def leave(self) -> None:
         """Take the watch off this thread, with any mode the answer left above it."""
@@ -358,8 +354,7 @@ def close(actual: Any, expected: Any, message: str, atol: float = 1e-5, rtol: fl
         raise AssertionError(f"{message} (dtype {str(actual.dtype).removeprefix('torch.')}, expected "
                              f"{str(expected.dtype).removeprefix('torch.')}: keep the dtype of the inputs)")
     if isinstance(expected, torch.Tensor) or isinstance(actual, torch.Tensor):
-        actual_t = torch.as_tensor(actual, dtype=torch.float64)
-        expected_t = torch.as_tensor(expected, dtype=torch.float64)
+        actual_t, expected_t = (torch.as_tensor(v, dtype=torch.float64) for v in (actual, expected))
         if actual_t.shape != expected_t.shape:
             raise AssertionError(f"{message} (shape {tuple(actual_t.shape)}, expected {tuple(expected_t.shape)})")
         # Equal infinities (masked logits) count as close; NaN never does.
@@ -425,11 +420,8 @@ def describe(value: Any) -> str:
 
 
 def call_with_shapes(name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:
-    """:func:`call`, and when the learner's function raises, the message also says its inputs.
-
-    A hidden test uses inputs the learner has not seen (a 4-D tensor, another head count);
-    "RuntimeError: shape mismatch" alone would not tell them which.
-    """
+    """:func:`call`, and when the learner's function raises, the message also says its inputs: a
+    hidden test's (a 4-D tensor, another head count) are ones the learner has not seen."""
     return _naming_inputs(call, name, fn, args, kwargs)
 
 
@@ -442,8 +434,7 @@ def _naming_inputs(caller: Callable, name: str, fn: Callable | None, args: tuple
         message = str(exc)
         if not (message.startswith(f"`{name}` raised ") or message.startswith(f"`{name}` failed one of its own")):
             raise
-        first = message.splitlines()[0] if message else message
-        if len(first) > 300:
-            first = first[:297] + "..."
+        first = (message.splitlines() or [""])[0]
+        first = first if len(first) <= 300 else first[:297] + "..."
         shown = [describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()]
         raise AssertionError(f"{first} (called with {', '.join(shown)})") from None

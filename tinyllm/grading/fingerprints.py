@@ -9,6 +9,7 @@ nothing of the notebook's (a metaclass property, a descriptor) runs inside the w
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from functools import cache
@@ -242,3 +243,16 @@ def snapshot_changed(saved: tuple) -> bool:
         if type(module) is not kind:
             return True
     return False
+
+
+def file_identity(fd: int | None) -> tuple | None:
+    """What file ``fd`` is open on (device, inode), or None: the watch's record pipe, which a
+    notebook that closed it or put another file in its place (``os.dup2``) no longer has."""
+    try:
+        found = _fstat(fd)
+    except (OSError, TypeError):
+        return None
+    return found.st_dev, found.st_ino
+
+
+_fstat = os.fstat  # taken before any cell runs

@@ -1,4 +1,5 @@
-"""Answers that are not the learner's own: answer cells importing the package's implementation.
+"""The hand-in, read before it runs: whether it can be graded at all (:func:`prepared_notebook`),
+and answers that are not the learner's own (answer cells importing the package's implementation).
 
 The first signal is behaviour: the sandbox notes every entry into the package's code while
 a learner's function runs (:class:`tinyllm.grading.watch.Monitor`). This is the second: an
@@ -10,7 +11,60 @@ question. A flag costs nothing by default; the teacher decides (see book/grading
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import nbformat
+
+from tinyllm.grading import GRADING_CELL_FIRST_LINE, SETUP_CELL_FIRST_LINE
+
 ALLOWED_IMPORTS = ("tinyllm.grade", "tinyllm.grading")
+MAX_NOTEBOOK_BYTES = 64 << 20  # a notebook with its outputs is a few MB
+
+
+class NotGradable(Exception):
+    """The notebook cannot be run at all (the message says why, for the learner)."""
+
+
+def prepared_notebook(path: Path, assignment: str) -> tuple[nbformat.NotebookNode, str]:
+    """(the notebook as read, the JSON the sandbox runs: setup and grading cells left out)."""
+    try:
+        if Path(path).is_symlink():  # from a zip or tar of hand-ins: it would name a file to read
+            raise NotGradable(f"{Path(path).name} is a link, not an ordinary file: hand in the saved notebook")
+        if Path(path).is_file() and Path(path).stat().st_nlink > 1:  # a tar's hard link to a teacher's file
+            raise NotGradable(f"{Path(path).name} is a link (a second name of another file), not an "
+                              "ordinary file: hand in the saved notebook")
+        if not Path(path).is_file():  # a pipe would hang the read, /dev/zero never end it
+            raise NotGradable(f"{Path(path).name} is not an ordinary file: hand in the saved notebook")
+        if Path(path).stat().st_size > MAX_NOTEBOOK_BYTES:
+            raise NotGradable(f"{Path(path).name} is larger than {MAX_NOTEBOOK_BYTES >> 20} MB: clear its "
+                              "outputs (Edit > Clear outputs of all cells), save it and hand it in again")
+        text = Path(path).read_text(encoding="utf-8")
+        json.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NotGradable(f"cannot read {path}: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise NotGradable(f"{Path(path).name} is not a valid notebook (not valid JSON: {exc}); "
+                          "save it again from Jupyter or Colab") from None
+    try:
+        nb = nbformat.reads(text, as_version=4)
+        if not isinstance(nb.cells, list) or not all(isinstance(c, dict) for c in nb.cells):
+            raise ValueError("it has no list of cells")
+        if not all(isinstance(c.get("source", ""), str) for c in nb.cells):
+            raise ValueError("a cell has no source text")
+    except Exception as exc:
+        raise NotGradable(f"{Path(path).name} is not a valid notebook: {exc}") from None
+    otter = nb.metadata.get("otter")
+    claimed = otter.get("assignment_name") if isinstance(otter, dict) else None
+    if isinstance(claimed, str) and claimed != assignment:
+        raise NotGradable(
+            f"{Path(path).name} is the notebook of exercise set {claimed[:60]!r} (its otter metadata), "
+            f"but it is graded as {assignment}: hand in the notebook of {assignment}"
+        )
+    skip = (GRADING_CELL_FIRST_LINE, SETUP_CELL_FIRST_LINE)
+    run = nbformat.reads(text, as_version=4)
+    run.cells = [c for c in run.cells if not c.get("source", "").startswith(skip)]
+    return nb, json.dumps(run)
 
 
 def _imported_modules(code: str) -> list[str]:

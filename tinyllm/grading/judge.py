@@ -21,6 +21,8 @@ changed inputs are written into the test's own objects.
 from __future__ import annotations
 
 import ast
+import contextlib
+import fcntl
 import importlib
 import json
 import os
@@ -42,58 +44,11 @@ import torch
 from otter.test_files.abstract_test import TestCaseResult
 from otter.test_files.exception_test import ExceptionTestFile
 
-from tinyllm.grading import GRADING_CELL_FIRST_LINE, SETUP_CELL_FIRST_LINE, checks, flags, sandbox, values
+from tinyllm.grading import checks, flags, sandbox, values
+from tinyllm.grading.flags import NotGradable, prepared_notebook
 from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure
 
 SEED = 20_251_122
-MAX_NOTEBOOK_BYTES = 64 << 20  # a notebook with its outputs is a few MB
-
-
-class NotGradable(Exception):
-    """The notebook cannot be run at all (the message says why, for the learner)."""
-
-
-def prepared_notebook(path: Path, assignment: str) -> tuple[nbformat.NotebookNode, str]:
-    """(the notebook as read, the JSON the sandbox runs: setup and grading cells left out)."""
-    try:
-        if Path(path).is_symlink():  # from a zip or tar of hand-ins: it would name a file to read
-            raise NotGradable(f"{Path(path).name} is a link, not an ordinary file: hand in the saved notebook")
-        if Path(path).is_file() and Path(path).stat().st_nlink > 1:  # a tar's hard link to a teacher's file
-            raise NotGradable(f"{Path(path).name} is a link (a second name of another file), not an "
-                              "ordinary file: hand in the saved notebook")
-        if not Path(path).is_file():  # a pipe would hang the read, /dev/zero never end it
-            raise NotGradable(f"{Path(path).name} is not an ordinary file: hand in the saved notebook")
-        if Path(path).stat().st_size > MAX_NOTEBOOK_BYTES:
-            raise NotGradable(f"{Path(path).name} is larger than {MAX_NOTEBOOK_BYTES >> 20} MB: clear its "
-                              "outputs (Edit > Clear outputs of all cells), save it and hand it in again")
-        text = Path(path).read_text(encoding="utf-8")
-        json.loads(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NotGradable(f"cannot read {path}: {exc}") from None
-    except (ValueError, RecursionError) as exc:
-        raise NotGradable(f"{Path(path).name} is not a valid notebook (not valid JSON: {exc}); "
-                          "save it again from Jupyter or Colab") from None
-    try:
-        nb = nbformat.reads(text, as_version=4)
-        if not isinstance(nb.cells, list) or not all(isinstance(c, dict) for c in nb.cells):
-            raise ValueError("it has no list of cells")
-        if not all(isinstance(c.get("source", ""), str) for c in nb.cells):
-            raise ValueError("a cell has no source text")
-    except Exception as exc:
-        raise NotGradable(f"{Path(path).name} is not a valid notebook: {exc}") from None
-    otter = nb.metadata.get("otter")
-    claimed = otter.get("assignment_name") if isinstance(otter, dict) else None
-    if isinstance(claimed, str) and claimed != assignment:
-        raise NotGradable(
-            f"{Path(path).name} is the notebook of exercise set {claimed[:60]!r} (its otter metadata), "
-            f"but it is graded as {assignment}: hand in the notebook of {assignment}"
-        )
-    skip = (GRADING_CELL_FIRST_LINE, SETUP_CELL_FIRST_LINE)
-    run = nbformat.reads(text, as_version=4)
-    run.cells = [c for c in run.cells if not c.get("source", "").startswith(skip)]
-    return nb, json.dumps(run)
-
-
 def import_test_modules(tests: dict[str, str]) -> None:
     """Import every module the tests import (before any learner code runs)."""
     for source in tests.values():
@@ -110,11 +65,16 @@ def compile_tests(tests: dict[str, str]) -> dict[str, ExceptionTestFile]:
     return {q: ExceptionTestFile.from_string(s, path=f"{q}.py") for q, s in sorted(tests.items())}
 
 
+OTHER_RECORD = "wrote on the grader's record of the watch (only the notebook's code does)"
+
+
 class Session:
     """The grader's side of the channel to the sandbox; behind ``checks.call``."""
 
-    def __init__(self, run: sandbox.Run | None, to_fd: int, from_fd: int, call_seconds: float):
-        self.run, self.to_fd, self.from_fd = run, to_fd, from_fd
+    def __init__(self, run: sandbox.Run | None, to_fd: int, from_fd: int, call_seconds: float,
+                 record_fd: int | None = None):
+        self.run, self.to_fd, self.from_fd, self.record_fd = run, to_fd, from_fd, record_fd
+        self.recorded: tuple[set[str], set[str]] = (set(), set())  # the watch's notes and forbidden calls, since read
         self.call_seconds = call_seconds
         self.seconds_left = call_seconds
         self.dead: str | None = None
@@ -147,8 +107,13 @@ class Session:
                 late: str = "it did not answer in time") -> tuple[Any, list[str]]:
         """A message from the sandbox and its text part (:func:`tinyllm.grading.values.text_part`)."""
         try:
-            return (values.receive(self.from_fd, deadline, max_elements=max_elements),
-                    values.receive_text(self.from_fd, deadline))
+            message = (values.receive(self.from_fd, deadline, max_elements=max_elements),
+                       values.receive_text(self.from_fd, deadline))
+            if self.record_fd is not None:  # what the watch wrote before the reply is in its pipe by now
+                notes, forbidden, other = values.read_records(self.record_fd)
+                self.recorded[0].update(notes | ({OTHER_RECORD} if other else set()))
+                self.recorded[1].update(forbidden)
+            return message
         except values.ChannelError as exc:
             if str(exc) == values.LATE:
                 self.fail(late)
@@ -157,6 +122,11 @@ class Session:
             else:
                 self.fail(f"the notebook's process sent no usable answer: {exc}")
             raise AssertionError(self.dead) from None
+
+    def take_recorded(self) -> tuple[set[str], set[str]]:
+        """The watch's record read since the last take: (notes, forbidden functions called)."""
+        taken, self.recorded = self.recorded, (set(), set())
+        return taken
 
     def names(self, wanted: list[str]) -> dict:
         """The learner's values under ``wanted``: functions as stand-ins, data as plain values."""
@@ -168,7 +138,7 @@ class Session:
             if found is None:  # the notebook changed the watch: each call then says so
                 self.fail("the notebook changed the grader's watch of the calls or what it runs")
                 return {name: checks.LearnerFunction(name, self) for name in wanted}
-            self.entered.update(str(e)[:200] for e in notes[:20])
+            self.entered.update(str(e)[:200] for e in notes[:20] + sorted(self.take_recorded()[0])[:20])
             out = {}
             for name in wanted:
                 kind, packed = found.get(name, ("missing", None))
@@ -211,12 +181,15 @@ class Session:
                 continue
             break
         self.seconds_left -= time.monotonic() - start
+        recorded, called = self.take_recorded()  # what the notebook cannot take back (values.record)
+        self.entered.update(note[:200] for note in sorted(recorded)[:20])
         try:
             kind, outcome, after = message
             assert kind == "done"
             # The text part: the failure's message first ("" when none: see serve.call), then the watch's notes.
             self.entered.update(str(e)[:200] for e in notes[1:21])
             failed = ((notes[0] if notes else "") or str(outcome[1])) if outcome[0] == "failed" else None
+            failed = failed or checks.Forbidden.message(name, called)
             changed = failed is None and not values.same(before, after)
             if changed and inplace:
                 values.write_back(list(args), after[0])
@@ -301,19 +274,23 @@ def blank_results(test_files: dict[str, ExceptionTestFile], message: str) -> lis
     return [blank_result(t, message) for t in test_files.values()]
 
 
-def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple[sandbox.Run, int, int]:
+def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple[sandbox.Run, int, int, int]:
     """Start the notebook's process (in the sandbox when there is one), what it prints going to
-    ``output`` (a file or fd); (run, to fd, from fd)."""
+    ``output`` (a file or fd); (run, to fd, from fd, the watch's record fd)."""
     import tinyllm
 
     limits = sandbox.Limits(**config["limits"])
     package_dir = Path(tinyllm.__file__).resolve().parent
     to_read, to_write = os.pipe()
     from_read, from_write = os.pipe()
-    serve_config = {"cell_seconds": limits.cell_seconds, "fds": [to_read, from_write],
+    record_read, record_write = os.pipe()  # the watch's record (values.record), read after each reply
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(record_write, fcntl.F_SETPIPE_SZ, values.RECORD_PIPE_BYTES)
+    os.set_blocking(record_read, False)
+    serve_config = {"cell_seconds": limits.cell_seconds, "fds": [to_read, from_write, record_write],
                     "preload": package_modules(config["tests"])}
     cpu = limits.seconds + 4 * limits.cell_seconds * max(len(config["tests"]), 1) + 60
-    keep = [to_read, from_write]
+    keep = [to_read, from_write, record_write]
     if config["isolated"]:
         # A file in memory, not a pipe: a pipe holds 64 KiB, and bubblewrap reads it only once started.
         nb_read = os.memfd_create("notebook")
@@ -335,7 +312,7 @@ def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple
     for fd in keep:
         os.close(fd)
     os.set_blocking(to_write, False)  # every send to the sandbox has a deadline
-    return sandbox.Run(proc, limits, work), to_write, from_read
+    return sandbox.Run(proc, limits, work), to_write, from_read, record_read
 
 
 def package_modules(tests: dict[str, str]) -> list[str]:
@@ -372,12 +349,12 @@ def judge(config: dict, test_files: dict[str, ExceptionTestFile]) -> Report:
     output_r, output_w = os.pipe()
     tail = bytearray()
     try:
-        run, to_fd, from_fd = start(notebook_json, f"{assignment}.ipynb", config, output_w)
+        run, to_fd, from_fd, record_fd = start(notebook_json, f"{assignment}.ipynb", config, output_w)
     finally:
         os.close(output_w)
     reader = threading.Thread(target=_keep_tail, args=(output_r, tail), daemon=True)
     reader.start()  # after the start: a process forked for the notebook gets no thread of this one
-    session = Session(run, to_fd, from_fd, run.limits.cell_seconds)
+    session = Session(run, to_fd, from_fd, run.limits.cell_seconds, record_fd)
     error = None
     try:
         try:
@@ -385,7 +362,7 @@ def judge(config: dict, test_files: dict[str, ExceptionTestFile]) -> Report:
             ready, cell_notes = session.receive(time.monotonic() + run.limits.seconds, late=late)
             if ready != ("ready",):
                 raise TypeError("not a ready message")
-            notes += [" ".join(n.split())[:300] for n in cell_notes[:10]]
+            notes += [" ".join(n.split())[:300] for n in cell_notes[:10] + sorted(session.take_recorded()[0])[:10]]
         except AssertionError:
             error = session.dead
         except (TypeError, IndexError, KeyError, ValueError):
@@ -400,8 +377,8 @@ def judge(config: dict, test_files: dict[str, ExceptionTestFile]) -> Report:
         error = error or session.dead
     finally:
         run.stop()
-        os.close(to_fd)
-        os.close(from_fd)
+        for fd in (to_fd, from_fd, record_fd):
+            os.close(fd)
     reader.join(5)
     if error:  # the last words of the notebook's process say why, often
         last = [line for line in tail.decode("utf-8", "replace").splitlines() if line.strip()]

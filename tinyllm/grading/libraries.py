@@ -73,7 +73,7 @@ class Libraries:
             caller = caller.f_back
         return False
 
-    def entry(self, frame, given: dict[int, tuple], notes: set[str]) -> None:
+    def entry(self, frame, given: dict[int, tuple], note) -> None:
         """Note ``frame`` (a Python call into one of :attr:`places`) if it is one that counts."""
         code = frame.f_code
         if code.co_name.startswith("<"):
@@ -89,16 +89,16 @@ class Libraries:
             wrapped = [frame.f_locals.get(v) for v in code.co_freevars]
             name = next((f"{text(f.__module__)}.{f.__qualname__}" for f in wrapped if type(f) is types.FunctionType),
                         name)
-        notes.add(f"ran {name}, {LIBRARY_VERSION}")
+        note(f"ran {name}, {LIBRARY_VERSION}")
 
-    def compiled_call(self, frame, function, given: dict[int, tuple], notes: set[str]) -> None:
+    def compiled_call(self, frame, function, given: dict[int, tuple], note) -> None:
         """Note a call of a library's compiled code (tokenizers' Rust ``Tokenizer.encode``)."""
         owner = getattr(function, "__self__", None)  # a C function's own attributes: no code of the notebook's
         module = text(getattr(function, "__module__", None)) or text(type_module(type(owner)))
         if module.split(".")[0] in LIBRARIES and given.get(id(owner), (None,))[0] is not type(owner) and \
                 self._from_the_notebook(frame):
             name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "?")
-            notes.add(f"ran {module}.{name}, {LIBRARY_VERSION}")
+            note(f"ran {module}.{name}, {LIBRARY_VERSION}")
 
 
 type_module = type.__dict__["__module__"].__get__  # a class's module, without its metaclass's say

@@ -40,6 +40,8 @@ import random
 import signal
 import sys
 
+import torch  # here, not in a function: an import statement reads the module's __spec__, which a cell can replace
+
 from tinyllm.grading import checks, values
 from tinyllm.grading.fingerprints import type_qualname
 from tinyllm.grading.watch import Monitor, without_tqdm_monitor
@@ -90,8 +92,6 @@ class Callback:
         self.index = index
 
     def __call__(self, *args, **kwargs):
-        from tinyllm.grading import values
-
         values.write(REPLY_FD, values.encode(("callback", self.index, values.pack((list(args), dict(kwargs)))))
                      + values.text_part(()))
         kind, payload = values.receive(REQUEST_FD, trusted=True)
@@ -104,8 +104,6 @@ Callback.__name__ = Callback.__qualname__ = "function"  # packed like the test's
 
 
 def _with_callbacks(value):
-    from tinyllm.grading import values
-
     def leaf(v):
         if isinstance(v, str) and v.startswith(values.CALLBACK):
             return Callback(int(v[len(values.CALLBACK):]))
@@ -119,9 +117,6 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
     inputs' bytes; ``refusal``: the reply written instead when the notebook changed the watch,
     before the call or during it; ``failed``: a failed call's, its message in the text part).
     Both are encoded before any cell runs."""
-
-    import torch
-
     header, payload = request
     if monitor.tampered():  # before anything of the notebook's runs (a changed part would run here)
         _WRITE(REPLY_FD, refusal)
@@ -229,13 +224,12 @@ def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes) 
 def main(argv: list[str] | None = None) -> int:
     global REQUEST_FD, REPLY_FD
     config = json.loads((argv if argv is not None else sys.argv[1:])[0])
-    REQUEST_FD, REPLY_FD = config["fds"]
+    REQUEST_FD, REPLY_FD, record_fd = config["fds"]  # the last: the watch's record (values.record)
     this = sys.modules[__name__]  # before IPython's shell, which puts a module of its own as __main__
     assert vars(this) is globals()
 
-    # Imported before any time limit: an import cut short by the alarm would leave torch
-    # half-initialised and break every later question.
-    import torch
+    # Imported before any time limit (torch at the top): an import cut short by the alarm would
+    # leave it half-initialised and break every later question.
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
@@ -258,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
     torch.ones(256, 256) @ torch.ones(256, 256)  # torch's threads start now, not in a call (Unseen.started)
     # This module is guarded too: its functions and globals (_WRITE) write every reply, after the watch.
-    monitor = Monitor(config["package_dir"], own_pids=config.get("own_pids", False), guarded=(this,))
+    monitor = Monitor(config["package_dir"], own_pids=config.get("own_pids", False), guarded=(this,), ledger=record_fd)
     # Encoded before any cell runs: after the watch, nothing may run torch.save (see call()).
     refusal = values.encode(("done", ("failed", TAMPERED), None)) + values.text_part(())
     failed = values.encode(("done", ("failed", ""), None))  # a failed call's: its message in the text part

@@ -150,8 +150,7 @@ def shared_within(value) -> bool:
 def _stand_in(type_name: str):
     """An object whose type has the recorded name (so "returned a generator" still reads)."""
     name = re.sub(r"\W", "_", str(type_name))[:60] or "object"
-    if not name[0].isalpha():
-        name = "x" + name
+    name = name if name[0].isalpha() else "x" + name
     return type(name, (), {"__repr__": lambda self: f"<{type_name}>"})()
 
 
@@ -273,6 +272,36 @@ def receive_text(fd: int, deadline: float | None = None) -> list[str]:
         raise ChannelError(f"a text of {size:,} bytes (at most {MAX_TEXT_BYTES:,})")
     data = _read_exactly(fd, size, deadline).decode("utf-8", "replace")
     return data.split("\n") if data else []
+
+
+# The watch's record: each note written at once to a pipe of its own (one write of less than
+# PIPE_BUF bytes, which nothing else written there lands inside), so that a notebook that empties
+# the watch's notes from up the stack hides nothing. A record: RECORD, its kind, a line of text.
+RECORD, NOTE, FORBIDDEN, RECORD_PIPE_BYTES = b"\x1e", b"N", b"F", 1 << 20  # a call noting more waits, and times out
+
+
+def record(fd: int | None, kind: bytes, text: str) -> None:
+    """In the sandbox: write one record (nothing without a record pipe: a watch outside grading)."""
+    try:  # no call of Python here: it runs in the forbidden-function mode's handler too, watched
+        _WRITE(fd, RECORD + kind + text.encode("utf-8", "replace").replace(RECORD, b" ")[:400] + b"\n")
+    except (OSError, TypeError):  # no pipe (a watch outside grading), or the notebook closed it: see tampered()
+        pass
+
+
+def read_records(fd: int) -> tuple[set[str], set[str], bool]:
+    """In the grader: every record in the pipe now (``fd`` does not block): (notes, forbidden
+    names seen, whether anything but records was written there, which only the notebook does)."""
+    data = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 1 << 16):
+            data += chunk
+    first, *records = data.split(RECORD)
+    notes, forbidden, other = set(), set(), bool(first)
+    for item in records:
+        line, newline, rest = item[1:].partition(b"\n")
+        other = other or item[:1] not in (NOTE, FORBIDDEN) or not newline or bool(rest)
+        (forbidden if item[:1] == FORBIDDEN else notes).add(line.decode("utf-8", "replace")[:300])
+    return notes, forbidden, other
 
 
 def write(fd: int, data: bytes, deadline: float | None = None) -> None:

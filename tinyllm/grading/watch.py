@@ -18,12 +18,13 @@ import sys
 import threading
 import types
 
-from tinyllm.grading import values
+from tinyllm.grading import checks, values  # not imported in a call: an import reads a module's __spec__
 from tinyllm.grading.fingerprints import (
     _function_code,
     _function_globals,
     class_codes,
     differs,
+    file_identity,
     fingerprint,
     holds,
     is_a,
@@ -56,7 +57,6 @@ PROFILER_EVENTS = {"sys.setprofile", "sys._setprofileallthreads"}
 # included. Set during a call (these events) or before it (sys.gettrace), it is noted.
 TRACER_EVENTS = {"sys.settrace", "sys._settraceallthreads", "sys.monitoring.register_callback"}
 
-
 # _thread's functions that start a thread: called by anything but the watch's own starter
 # (a fresh copy of _thread imported again), the thread runs unwatched.
 THREAD_STARTS = {"start_new_thread", "start_new", "start_joinable_thread"}
@@ -76,37 +76,25 @@ ALLOWED_METHODS = {"forward", "encode", "decode"}
 class Monitor:
     """Which of the package's functions a learner's call enters (a flag, not a boundary).
 
-    ``sys.setprofile`` sees every Python call while the learner's function runs; an entry
-    into ``tinyllm`` (not ``tinyllm.grading``) from outside it is noted, except the methods a
-    statement lets a learner use on what the test passed in: a module's ``forward``, a
-    tokenizer's ``encode`` and ``decode``, while the object has the type it had when the
-    call began (any other method, ``model.generate`` say, is noted). A copy of the
-    package's code run from another file or under another name (a copied module imported as
-    ``mine``, its text passed to ``exec``, a code object renamed) is noted as a copy: the
-    same code, names and docstring as one of the package's functions, at any line and under
-    any name. An edited copy is not. A call the notebook's own code makes into another
-    library's version of a piece is noted too (:mod:`tinyllm.grading.libraries`). Threads
-    the call starts are watched too (a direct call of a second copy of ``_thread``'s starter
-    is noted; one made from C code or through ctypes only by the ids it took, in the sandbox);
-    threads the notebook started before cannot be, so a call made while they are alive is
-    noted, as is one made while another Python interpreter of the process is (it has no
-    watch, nor this audit hook). Code that TorchScript compiled from the package's, and a
-    graph torch.fx traced (its code, or its Interpreter), run without the package's Python
-    calls: each is noted, as is a call made while a trace function of the notebook's is set
-    (a tracer runs with the profiler off, and can rewrite any frame's locals), or a signal
-    handler or a garbage-collector callback of the notebook's (either can be made to run
-    inside this watch's callback; the collector is paused during a call). The watch reads the
-    objects it meets without running their code (no ``isinstance``, no attribute of a class
-    the notebook made). An audit hook notes imports of the package, and refuses the
-    notebook's own hooks (Python runs a hook with the profiler paused, at every audited
-    event, even when the watch sets the profiler). Learner code can remove or replace the
-    profiler (``sys.setprofile``, cProfile, Python's C function through ctypes): each way raises the
-    ``sys.setprofile`` audit event, noted during a call even when the watch is put back
-    before it returns. A call after the notebook replaced or switched off a part of the
-    watch fails (:meth:`changed`).
+    ``sys.setprofile`` sees every Python call while the learner's function runs: an entry into
+    ``tinyllm`` (not ``tinyllm.grading``) from outside it is noted, except the ``forward`` of a
+    module or the ``encode``/``decode`` of a tokenizer the test passed in (while it keeps its
+    type), and so is a copy of the package's code run under another file or name (the same
+    code, names and docstring; an edited copy is not), a call of another library's version of
+    a piece (:mod:`tinyllm.grading.libraries`), and what runs where the profiler cannot see
+    (:mod:`tinyllm.grading.unseen`: threads and interpreters started before, TorchScript, a
+    torch.fx graph, a tracer, a signal handler or collector callback of the notebook's).
+    Threads the call starts are watched from their first line. The watch reads what it meets
+    without running its code (no ``isinstance``, no attribute of a class the notebook made).
+    An audit hook notes imports of the package, a profiler set or removed during the call
+    (even if put back), and refuses the notebook's own hooks (Python runs a hook with the
+    profiler paused, at every audited event). Each note is written to the grader's record at
+    once (:func:`tinyllm.grading.values.record`). A call after the notebook replaced or
+    switched off a part of the watch fails (:meth:`changed`). ``book/grading.md`` tells each
+    trick this answers, with the cheat that holds it.
     """
 
-    def __init__(self, package_dir: str, own_pids: bool = False, guarded: tuple = ()):
+    def __init__(self, package_dir: str, own_pids: bool = False, guarded: tuple = (), ledger: int | None = None):
         self.package = package_dir.rstrip("/") + "/"
         self.grading = self.package + "grading/"
         # The objects the test passed in (and their modules), by id: their type at the call's
@@ -114,6 +102,8 @@ class Monitor:
         # then. One re-classed, or whose class gained a method, during the call is not exempt.
         self.allowed_selves: dict[int, tuple[type, bool, frozenset]] = {}
         self.entered, self.active = set(), False  # the call's notes; whether a call is on
+        # The grader's record of the notes (values.record): a pipe, which nothing here can take back.
+        self._ledger, self._ledger_file, self._forbidden_ledger = ledger, file_identity(ledger), self._record_forbidden
         self.forbidden = None  # what the statement of the function called forbids (checks.Forbidden)
         import torch
 
@@ -137,7 +127,7 @@ class Monitor:
         sys.addaudithook(self._audit)
         self.unseen = Unseen(self.package, own_pids)  # what runs where this watch cannot see, read before any cell
         self._collecting, self._starts = False, 0  # whether the collector ran before the call; threads started
-        from tinyllm.grading import checks, fingerprints, libraries, unseen
+        from tinyllm.grading import fingerprints, libraries, unseen
         # What the watch and the sandbox's checks are made of before any cell runs: see changed().
         self._made_of = [(part, parts(part)) for part in (
             Monitor, checks.Forbidden, Libraries, Unseen, checks, values, sys.modules[__name__], libraries,
@@ -154,11 +144,13 @@ class Monitor:
     def changed(self) -> bool:
         """Whether code of the notebook replaced a part of the watch (``checks.Forbidden.failure``,
         ``checks.not_new``, the forbidden-function mode's names) or switched it off (``active``). A
-        notebook that also rewrites this check, empties what the watch noted, changes the grader's
-        code up the stack or answers on the channel itself goes unseen: it shares the process."""
-        mode = self.forbidden is not None and (
-            not plain_keys(vars(self.forbidden)) or set(vars(self.forbidden)) != {"names", "prefixes", "seen"}
-            or (self.forbidden.names, self.forbidden.prefixes) != self._forbidden_lists)
+        notebook that also rewrites this check, blinds the watch before a call it should note (its
+        notes are in the grader's record at once), changes the grader's code up the stack or
+        answers on the channel itself goes unseen: it shares the process."""
+        mode, lists = self.forbidden, self._forbidden_lists
+        mode = mode is not None and (not plain_keys(vars(mode)) or (mode.names, mode.prefixes) != lists
+                                     or set(vars(mode)) != {"names", "prefixes", "seen", "ledger"}
+                                     or mode.ledger is not self._forbidden_ledger)
         return self.tampered(codes=False) or mode or not self.active  # codes: checked before and after
 
     def tampered(self, codes: bool = True) -> bool:
@@ -177,6 +169,8 @@ class Monitor:
         for module, name, ours in self._starters:
             if getattr(module, name, None) is not ours:
                 return True
+        if file_identity(self._ledger) != self._ledger_file:  # the record's pipe closed, or another file put there
+            return True
         return not (plain_keys(vars(self)) and plain_keys(_builtins)) or set(vars(self)) != self._own \
             or differs(vars(self), self._fixed, more=True) or differs(_builtins, self._builtins, more=True)
 
@@ -222,19 +216,19 @@ class Monitor:
         if event == "sys.addaudithook":  # refused (Python then adds nothing): a hook of the notebook's
             raise RuntimeError("the grader's sandbox adds no audit hook")  # would run unwatched, even after a call
         if self.active and event in PROCESS_EVENTS:
-            self.entered.add("started a process during the call, which the watch does not follow")
+            self._note("started a process during the call, which the watch does not follow")
         if self.active and event == "cpython.PyInterpreterState_New":
-            self.entered.add(OTHER_INTERPRETER)
+            self._note(OTHER_INTERPRETER)
         if self.active and event in TRACER_EVENTS:
-            self.entered.add(TRACED)
+            self._note(TRACED)
         if self.active and event in PROFILER_EVENTS and _caller_code() not in self._switches:
-            self.entered.add("switched the grader's call watch off during the call (it set a profiler of its own), "
+            self._note("switched the grader's call watch off during the call (it set a profiler of its own), "
                              "so what ran then was not seen")
         if self.active and event == "import" and args and type(args[0]) is str:  # no str of the notebook's
             name = args[0]
             if name.startswith("tinyllm") and not name.startswith(("tinyllm.grading", "tinyllm.grade")):
                 if name not in _sys_modules:
-                    self.entered.add(f"imported {name}, the package's own code")
+                    self._note(f"imported {name}, the package's own code")
 
     def _ours(self, filename: str) -> bool:
         return filename.startswith(self.package) and not filename.startswith(self.grading)
@@ -247,23 +241,23 @@ class Monitor:
         if event == "c_call":
             if getattr(arg, "__name__", None) in THREAD_STARTS and text(getattr(arg, "__module__", None)) == "_thread" \
                     and frame.f_code is not self._starter:
-                self.entered.add(UNWATCHED_THREAD)  # _thread's own function, not the watch's starter
-            self.libraries.compiled_call(frame, arg, self.allowed_selves, self.entered)
+                self._note(UNWATCHED_THREAD)  # _thread's own function, not the watch's starter
+            self.libraries.compiled_call(frame, arg, self.allowed_selves, self._note)
         if event != "call":
             return
         if not self._ours(frame.f_code.co_filename):
             if frame.f_code.co_filename.startswith(self.libraries.places):
-                self.libraries.entry(frame, self.allowed_selves, self.entered)
+                self.libraries.entry(frame, self.allowed_selves, self._note)
             if frame.f_code.co_filename.startswith(FX_FILES) or frame.f_code.co_filename == self.fx_interpreter:
-                self.entered.add("ran a graph traced by torch.fx (its generated code or its Interpreter), which "
+                self._note("ran a graph traced by torch.fx (its generated code or its Interpreter), which "
                                  "hides the functions it was traced from")
             copied = self._copy_of(frame.f_code)
             if not copied or (frame.f_back is not None and self._copy_of(frame.f_back.f_code)):
                 return
             if copied.startswith("tinyllm."):
-                self.entered.add(f"called a copy of {copied}, the package's own code")
+                self._note(f"called a copy of {copied}, the package's own code")
             elif self.libraries.piece(frame.f_code) is None:  # not the piece itself, where it lies
-                self.entered.add(f"ran a copy of {copied}, {LIBRARY_VERSION}")
+                self._note(f"ran a copy of {copied}, {LIBRARY_VERSION}")
             return
         caller, code = frame.f_back, frame.f_code
         if caller is not None and self._ours(caller.f_code.co_filename) and names(caller.f_code, code) \
@@ -276,7 +270,7 @@ class Monitor:
                 and self._pristine_method(kind, code):
             return  # the given object's own method (not another class's run on it)
         module = dotted(code.co_filename, self.package, "tinyllm")
-        self.entered.add(f"called {module}.{code.co_qualname}, the package's own code")
+        self._note(f"called {module}.{code.co_qualname}, the package's own code")
 
     def _globals_of(self, filename: str) -> dict | None:  # run with others (changed), it is not the package's
         module = _sys_modules.get(dotted(filename, self.package, "tinyllm"))
@@ -333,22 +327,22 @@ class Monitor:
         # torch's calls inside torch do not count, as for the mode; unless the modes are all off,
         # where the mode could not see the call a module's forward makes (nn.LayerNorm's).
         if not caller.f_code.co_filename.startswith(self.torch_dir) or self.modes_all_off():
-            self.forbidden.seen.add(forbidden)
+            self.forbidden.see(forbidden)
 
     def start(self, inputs, forbidden=()) -> None:  # inputs None: not read yet (given() names them)
-        from tinyllm.grading import checks
-
         self.forbidden = checks.Forbidden(list(forbidden)) if forbidden else None
-        self._forbidden_lists = (dict(self.forbidden.names), dict(self.forbidden.prefixes)) if forbidden \
-            else ({}, {})  # see changed()
+        self._forbidden_lists = (dict(self.forbidden.names), dict(self.forbidden.prefixes)) if forbidden else ({}, {})
         self.allowed_selves = {}
         if inputs is not None:
             self.given(inputs)
-        self._starts, self.entered = 0, self.unseen.at_start()
+        self._starts, self.entered = 0, set()
+        for note in self.unseen.at_start():
+            self._note(note)
         if self.forbidden is not None:  # TorchScript runs its graphs in C++: look for the forbidden there
-            self.forbidden.seen |= {f for op in self.unseen.scripted_ops() if (f := self.forbidden.dotted(op))}
-        # No automatic garbage collection during the call: a collection started by an allocation in
-        # the watch's own callback would run finalizers and gc callbacks there, unseen.
+            self.forbidden.ledger = self._forbidden_ledger
+            for found in {f for op in self.unseen.scripted_ops() if (f := self.forbidden.dotted(op))}:
+                self.forbidden.see(found)
+        # No automatic collection during the call: one started in the watch's callback would run finalizers there.
         self._collecting = _gc_isenabled()
         _gc_disable()
         self.active = True
@@ -360,8 +354,7 @@ class Monitor:
         """The objects the test passes in, whose own methods the call may run."""
         given = [v for v in values.leaves(inputs) if not is_a(type(v), (self.tensor, int, float, str))]
         given += [m for v in given if is_a(type(v), (self.module_type,)) for m in _submodules(v)]
-        kinds = {type(v) for v in given}  # a module, a tokenizer: never a tensor or number
-        kinds = {k: (text(type_module(k)).startswith("tinyllm."), class_codes(k)) for k in kinds}
+        kinds = {k: (text(type_module(k)).startswith("tinyllm."), class_codes(k)) for k in {type(v) for v in given}}
         self.allowed_selves = {id(v): (type(v), *kinds[type(v)]) for v in given}
 
     def _thread_profile(self, frame, event, arg):
@@ -380,14 +373,24 @@ class Monitor:
         _setprofile(None)
         self.active = False
         if removed:
-            self.entered.add("removed the grader's call monitor")
+            self._note("removed the grader's call monitor")
         if _gc_isenabled():
-            self.entered.add("switched the garbage collector on during the call, which can run code unseen inside the "
+            self._note("switched the garbage collector on during the call, which can run code unseen inside the "
                              "watch")
         if self._collecting:
             _gc_enable()
-        self.entered |= self.unseen.now() | self.unseen.started(self._starts)
+        for note in self.unseen.now() | self.unseen.started(self._starts):
+            self._note(note)
         return sorted([note for note in self.entered if type(note) is str])  # no __lt__ of the notebook's
+
+
+    def _note(self, text: str) -> None:
+        """Note ``text``, in the grader's record at once too: emptying ``entered`` takes nothing back."""
+        self.entered.add(text)
+        values.record(self._ledger, values.NOTE, text)
+
+    def _record_forbidden(self, dotted: str) -> None:  # checks.Forbidden's ledger, set by start()
+        values.record(self._ledger, values.FORBIDDEN, dotted)
 
 
 # Taken before any cell runs: a cell that replaced sys.setprofile and sys.getprofile would switch
@@ -398,9 +401,8 @@ _gc_isenabled, _gc_enable, _gc_disable = gc.isenabled, gc.enable, gc.disable
 
 
 def without_tqdm_monitor() -> None:
-    """tqdm starts a monitor thread on its first progress bar; here it starts none, so every
-    thread alive at a call is one the notebook started (a thread dressed as tqdm's monitor,
-    serving the package's answers, is noted like any other)."""
+    """tqdm starts a monitor thread on its first progress bar; here none, so every thread alive at
+    a call is the notebook's (one dressed as tqdm's monitor is noted like any other)."""
     try:
         import tqdm
     except ImportError:
