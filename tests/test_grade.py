@@ -444,8 +444,8 @@ def test_own_work_graded_without_the_sandbox_runs_apart_from_the_grader(tmp_path
         "import os, sys, torch\n"
         "fds = [f for f in os.listdir('/proc/self/fd') if os.path.exists(f'/proc/self/fd/{f}')]\n"
         "kinds = sorted(os.readlink(f'/proc/self/fd/{f}').split(':')[0] for f in fds if int(f) > 2)\n"
-        "ok = (kinds == ['pipe', 'pipe', 'pipe'] and [f for f in os.listdir('.') if f != '.ipython'] == ['SET.ipynb']\n"
-        "      and os.environ['HOME'] == os.getcwd() and sorted(os.environ) == NAMES\n"
+        "ok = (kinds == ['pipe', 'pipe', 'socket'] and os.environ['HOME'] == os.getcwd()\n"
+        "      and [f for f in os.listdir('.') if f != '.ipython'] == ['SET.ipynb'] and sorted(os.environ) == NAMES\n"
         "      and torch.get_num_threads() == int(os.environ['OMP_NUM_THREADS']) and sys.path[0] == os.getcwd()\n"
         "      and os.getpgid(0) == os.getpid() and os.readlink('/proc/self/fd/0') == '/dev/null')\n"
         "print('PROBE', ok, kinds, os.getcwd(), flush=True)\n"
@@ -458,7 +458,7 @@ def test_own_work_graded_without_the_sandbox_runs_apart_from_the_grader(tmp_path
     report = grade(path, isolate=False)
     assert report.notes[0] == sandbox.NOT_ISOLATED_AS_ASKED
     last = report.notes[-1]  # the process ended itself: the report quotes its last line
-    assert last.startswith("the notebook's last output: PROBE True ['pipe', 'pipe', 'pipe'] /"), report.notes
+    assert last.startswith("the notebook's last output: PROBE True ['pipe', 'pipe', 'socket'] /"), report.notes
     folder = Path(last.split()[-1])
     assert folder.name.startswith("tinyllm-grade-") and not folder.exists()
     assert grade(path, isolate=False, untrusted=True).error == sandbox.REFUSED
@@ -1141,24 +1141,35 @@ def test_a_message_built_to_take_minutes_to_read_is_stopped(monkeypatch):
     assert time.monotonic() - start < 12
 
 
-def test_the_watchs_record_keeps_each_note_whatever_else_is_written_on_its_pipe():
-    """The sandbox writes each note at once (values.record); the notebook can write on that pipe
-    too, but a half record before a note neither hides it nor turns a forbidden call into a note."""
+def test_the_watchs_record_keeps_each_note_whatever_else_is_written_on_it():
+    """The sandbox sends each note at once (values.record) on a socket whose end in the sandbox
+    reads nothing back and cannot be opened again through /proc (a pipe's can: a notebook read
+    its own notes away); what else the notebook sends there neither hides a note nor turns a
+    forbidden call into a note, and the grader sees that it was sent."""
+    import errno
+    import socket
+
     from tinyllm.grading import values
 
-    read, write = os.pipe()
-    os.set_blocking(read, False)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    theirs.shutdown(socket.SHUT_RD)
+    read, write = ours.fileno(), theirs.fileno()
     try:
         os.write(write, values.RECORD + values.NOTE + b"swallow the next: ")  # the notebook's
         values.record(write, values.FORBIDDEN, "torch.nn.functional.scaled_dot_product_attention")
         values.record(write, values.NOTE, "called tinyllm.model.GPT.forward, the package's own code")
         values.record(None, values.NOTE, "a watch outside grading writes nothing")
+        with pytest.raises(OSError) as reopened:
+            os.open(f"/proc/self/fd/{write}", os.O_RDONLY | os.O_NONBLOCK)
+        assert reopened.value.errno == errno.ENXIO
+        assert theirs.recv(1 << 16) == b""  # its own end reads nothing back
         notes, forbidden, other = values.read_records(read)
         assert forbidden == {"torch.nn.functional.scaled_dot_product_attention"}
         assert "called tinyllm.model.GPT.forward, the package's own code" in notes and other
         assert values.read_records(read) == (set(), set(), False)  # each record is read once
     finally:
-        os.close(read), os.close(write)
+        ours.close(), theirs.close()
 
 
 def test_a_sandbox_that_stops_reading_ends_the_session_at_the_calls_deadline():

@@ -21,13 +21,13 @@ changed inputs are written into the test's own objects.
 from __future__ import annotations
 
 import ast
-import contextlib
-import fcntl
 import importlib
 import json
 import os
 import random
 import resource
+import select
+import socket
 import subprocess
 import sys
 import tempfile
@@ -65,16 +65,16 @@ def compile_tests(tests: dict[str, str]) -> dict[str, ExceptionTestFile]:
     return {q: ExceptionTestFile.from_string(s, path=f"{q}.py") for q, s in sorted(tests.items())}
 
 
-OTHER_RECORD = "wrote on the grader's record of the watch (only the notebook's code does)"
-
-
 class Session:
     """The grader's side of the channel to the sandbox; behind ``checks.call``."""
 
     def __init__(self, run: sandbox.Run | None, to_fd: int, from_fd: int, call_seconds: float,
                  record_fd: int | None = None):
         self.run, self.to_fd, self.from_fd, self.record_fd = run, to_fd, from_fd, record_fd
-        self.recorded: tuple[set[str], set[str]] = (set(), set())  # the watch's notes and forbidden calls, since read
+        # The watch's record (values.record), read as it comes (see read_record): its notes and the
+        # forbidden functions called since the last take, and whether the notebook wrote there.
+        self.recorded: tuple[set[str], set[str]] = (set(), set())
+        self.tampered, self._record_lock = False, threading.Lock()
         self.call_seconds = call_seconds
         self.seconds_left = call_seconds
         self.dead: str | None = None
@@ -109,10 +109,10 @@ class Session:
         try:
             message = (values.receive(self.from_fd, deadline, max_elements=max_elements),
                        values.receive_text(self.from_fd, deadline))
-            if self.record_fd is not None:  # what the watch wrote before the reply is in its pipe by now
-                notes, forbidden, other = values.read_records(self.record_fd)
-                self.recorded[0].update(notes | ({OTHER_RECORD} if other else set()))
-                self.recorded[1].update(forbidden)
+            self.read_record()  # what the watch sent before the reply is here by now
+            if self.tampered:  # what is no record of the watch's: the notebook's own, to hide one
+                self.fail("the notebook wrote on the grader's record of its watch: graded 0")
+                raise AssertionError(self.dead)
             return message
         except values.ChannelError as exc:
             if str(exc) == values.LATE:
@@ -123,9 +123,21 @@ class Session:
                 self.fail(f"the notebook's process sent no usable answer: {exc}")
             raise AssertionError(self.dead) from None
 
+    def read_record(self) -> None:
+        """Read what the watch sent (:func:`tinyllm.grading.values.read_records`); also done all
+        along by a thread (:func:`_follow_record`), so that a call that notes much never waits."""
+        if self.record_fd is None:
+            return
+        with self._record_lock:
+            notes, forbidden, other = values.read_records(self.record_fd)
+            for kept, new in zip(self.recorded, (notes, forbidden)):
+                kept.update(sorted(new)[:max(0, 100 - len(kept))])  # a flood of notes costs the grader nothing
+            self.tampered |= other
+
     def take_recorded(self) -> tuple[set[str], set[str]]:
         """The watch's record read since the last take: (notes, forbidden functions called)."""
-        taken, self.recorded = self.recorded, (set(), set())
+        with self._record_lock:
+            taken, self.recorded = self.recorded, (set(), set())
         return taken
 
     def names(self, wanted: list[str]) -> dict:
@@ -283,10 +295,10 @@ def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple
     package_dir = Path(tinyllm.__file__).resolve().parent
     to_read, to_write = os.pipe()
     from_read, from_write = os.pipe()
-    record_read, record_write = os.pipe()  # the watch's record (values.record), read after each reply
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(record_write, fcntl.F_SETPIPE_SZ, values.RECORD_PIPE_BYTES)
-    os.set_blocking(record_read, False)
+    record, sandbox_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # the watch's (values.record)
+    record.shutdown(socket.SHUT_WR), sandbox_end.shutdown(socket.SHUT_RD)
+    record.setblocking(False)
+    record_read, record_write = record.detach(), sandbox_end.detach()
     serve_config = {"cell_seconds": limits.cell_seconds, "fds": [to_read, from_write, record_write],
                     "preload": package_modules(config["tests"])}
     cpu = limits.seconds + 4 * limits.cell_seconds * max(len(config["tests"]), 1) + 60
@@ -328,6 +340,16 @@ def package_modules(tests: dict[str, str]) -> list[str]:
     return sorted(found)
 
 
+def _follow_record(session: Session) -> None:
+    """A thread: read the watch's record as it comes, until the session closes it."""
+    while True:
+        try:
+            if select.select([session.record_fd], [], [], 0.5)[0]:
+                session.read_record()
+        except (OSError, ValueError):  # closed
+            return
+
+
 def _keep_tail(fd: int, tail: bytearray, keep: int = 2000) -> None:
     with open(fd, "rb", buffering=0) as output:
         while chunk := output.read(1 << 16):
@@ -355,6 +377,7 @@ def judge(config: dict, test_files: dict[str, ExceptionTestFile]) -> Report:
     reader = threading.Thread(target=_keep_tail, args=(output_r, tail), daemon=True)
     reader.start()  # after the start: a process forked for the notebook gets no thread of this one
     session = Session(run, to_fd, from_fd, run.limits.cell_seconds, record_fd)
+    threading.Thread(target=_follow_record, args=(session,), daemon=True).start()
     error = None
     try:
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import gc
 import os
+import signal
 import sys
 import threading
 import types
@@ -131,7 +132,7 @@ class Monitor:
         # What the watch and the sandbox's checks are made of before any cell runs: see changed().
         self._made_of = [(part, parts(part)) for part in (
             Monitor, checks.Forbidden, Libraries, Unseen, checks, values, sys.modules[__name__], libraries,
-            fingerprints, unseen, *guarded, *_torch_parts())]
+            fingerprints, unseen, threading, signal, *guarded, *_torch_parts())]  # Unseen reads the last two
         self._outside = snapshot([names for _, names in self._made_of])  # see tampered()
         self._forbidden_lists: tuple[dict, dict] = ({}, {})  # its names and prefixes at the start
         self._builtins = dict(_builtins)
