@@ -123,16 +123,17 @@ class Session:
                 self.fail(f"the notebook's process sent no usable answer: {exc}")
             raise AssertionError(self.dead) from None
 
-    def read_record(self) -> None:
-        """Read what the watch sent (:func:`tinyllm.grading.values.read_records`); also done all
-        along by a thread (:func:`_follow_record`), so that a call that notes much never waits."""
+    def read_record(self) -> bool:
+        """Read what the watch sent (:func:`tinyllm.grading.values.read_records`), as a thread does all
+        along (:func:`_follow_record`: a call that notes much never waits); whether anything was there."""
         if self.record_fd is None:
-            return
+            return False
         with self._record_lock:
             notes, forbidden, other = values.read_records(self.record_fd)
             for kept, new in zip(self.recorded, (notes, forbidden)):
                 kept.update(sorted(new)[:max(0, 100 - len(kept))])  # a flood of notes costs the grader nothing
             self.tampered |= other
+        return bool(notes or forbidden or other)
 
     def take_recorded(self) -> tuple[set[str], set[str]]:
         """The watch's record read since the last take: (notes, forbidden functions called)."""
@@ -341,12 +342,13 @@ def package_modules(tests: dict[str, str]) -> list[str]:
 
 
 def _follow_record(session: Session) -> None:
-    """A thread: read the watch's record as it comes, until the session closes it."""
+    """A thread: read the watch's record as it comes, until its end in the sandbox closes (an
+    empty read; the reading after each reply goes on) or the session closes it."""
     while True:
         try:
-            if select.select([session.record_fd], [], [], 0.5)[0]:
-                session.read_record()
-        except (OSError, ValueError):  # closed
+            if select.select([session.record_fd], [], [], 0.5)[0] and not session.read_record():
+                return
+        except (OSError, ValueError):
             return
 
 
@@ -377,7 +379,8 @@ def judge(config: dict, test_files: dict[str, ExceptionTestFile]) -> Report:
     reader = threading.Thread(target=_keep_tail, args=(output_r, tail), daemon=True)
     reader.start()  # after the start: a process forked for the notebook gets no thread of this one
     session = Session(run, to_fd, from_fd, run.limits.cell_seconds, record_fd)
-    threading.Thread(target=_follow_record, args=(session,), daemon=True).start()
+    follower = threading.Thread(target=_follow_record, args=(session,), daemon=True)
+    follower.start()
     error = None
     try:
         try:
@@ -400,6 +403,7 @@ def judge(config: dict, test_files: dict[str, ExceptionTestFile]) -> Report:
         error = error or session.dead
     finally:
         run.stop()
+        follower.join(5)  # it ends with the sandbox: a number closed under it could name the next file opened
         for fd in (to_fd, from_fd, record_fd):
             os.close(fd)
     reader.join(5)
