@@ -246,7 +246,7 @@ def snapshot_changed(saved: tuple) -> bool:
 
 
 def file_identity(fd: int | None) -> tuple | None:
-    """What file ``fd`` is open on (device, inode), or None: the watch's record pipe, which a
+    """What file ``fd`` is open on (device, inode), or None: the watch's record socket, which a
     notebook that closed it or put another file in its place (``os.dup2``) no longer has."""
     try:
         found = _fstat(fd)

@@ -281,7 +281,7 @@ RECORD, NOTE, FORBIDDEN = b"\x1e", b"N", b"F"  # a record: RECORD, its kind, a l
 
 
 def record(fd: int | None, kind: bytes, text: str) -> None:
-    """In the sandbox: write one record (nothing without a record pipe: a watch outside grading)."""
+    """In the sandbox: write one record (nothing without a record: a watch outside grading)."""
     try:  # no call of Python here: it runs in the forbidden-function mode's handler too, watched
         _WRITE(fd, RECORD + kind + text.encode("utf-8", "replace").replace(RECORD, b" ")[:400] + b"\n")
     except TypeError:  # no record: a watch outside grading. One the notebook broke raises: the sandbox ends

@@ -103,7 +103,7 @@ class Monitor:
         # then. One re-classed, or whose class gained a method, during the call is not exempt.
         self.allowed_selves: dict[int, tuple[type, bool, frozenset]] = {}
         self.entered, self.active = set(), False  # the call's notes; whether a call is on
-        # The grader's record of the notes (values.record): a pipe, which nothing here can take back.
+        # The grader's record of the notes (values.record): a socket, which nothing here can take back.
         self._ledger, self._ledger_file, self._forbidden_ledger = ledger, file_identity(ledger), self._record_forbidden
         self.forbidden = None  # what the statement of the function called forbids (checks.Forbidden)
         import torch
@@ -170,7 +170,7 @@ class Monitor:
         for module, name, ours in self._starters:
             if getattr(module, name, None) is not ours:
                 return True
-        if file_identity(self._ledger) != self._ledger_file:  # the record's pipe closed, or another file put there
+        if file_identity(self._ledger) != self._ledger_file:  # the record's socket closed, or another file put there
             return True
         return not (plain_keys(vars(self)) and plain_keys(_builtins)) or set(vars(self)) != self._own \
             or differs(vars(self), self._fixed, more=True) or differs(_builtins, self._builtins, more=True)
@@ -224,7 +224,7 @@ class Monitor:
             self._note(TRACED)
         if self.active and event in PROFILER_EVENTS and _caller_code() not in self._switches:
             self._note("switched the grader's call watch off during the call (it set a profiler of its own), "
-                             "so what ran then was not seen")
+                       "so what ran then was not seen")
         if self.active and event == "import" and args and type(args[0]) is str:  # no str of the notebook's
             name = args[0]
             if name.startswith("tinyllm") and not name.startswith(("tinyllm.grading", "tinyllm.grade")):
@@ -251,7 +251,7 @@ class Monitor:
                 self.libraries.entry(frame, self.allowed_selves, self._note)
             if frame.f_code.co_filename.startswith(FX_FILES) or frame.f_code.co_filename == self.fx_interpreter:
                 self._note("ran a graph traced by torch.fx (its generated code or its Interpreter), which "
-                                 "hides the functions it was traced from")
+                           "hides the functions it was traced from")
             copied = self._copy_of(frame.f_code)
             if not copied or (frame.f_back is not None and self._copy_of(frame.f_back.f_code)):
                 return
@@ -377,7 +377,7 @@ class Monitor:
             self._note("removed the grader's call monitor")
         if _gc_isenabled():
             self._note("switched the garbage collector on during the call, which can run code unseen inside the "
-                             "watch")
+                       "watch")
         if self._collecting:
             _gc_enable()
         for note in self.unseen.now() | self.unseen.started(self._starts):
