@@ -1308,12 +1308,22 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
         watch.tampered(codes=False)
         sys.setprofile(None)
         print(len(events))
-        # A function given other code in place (the same object): seen before and after a call.
+        # A function of the watch's parts given other code or defaults in place (the same object):
+        # refused, and every later call too; any other function may be (the notebook's own).
         code = checks.not_new.__code__
-        checks.not_new.__code__ = (lambda name, value, given: None).__code__
-        print(watch.tampered(), watch.tampered(codes=False))
-        checks.not_new.__code__ = code
-        print(watch.tampered())
+        for name, value in (("__code__", (lambda name, value, given: None).__code__), ("__defaults__", (1,)),
+                            ("__kwdefaults__", {})):
+            try:
+                setattr(values.pack, name, value) if name != "__code__" else setattr(checks.not_new, name, value)
+                print("set")
+            except RuntimeError as refused:
+                print(checks.not_new.__code__ is code and values.pack.__defaults__ == (0, None), watch.tampered(),
+                      watch.tampered(codes=False), "keeps the code" in str(refused))
+                watch._recoded = False
+        def mine():
+            pass
+        mine.__code__ = (lambda: 1).__code__
+        print(mine(), watch.tampered())
         # A module given a class of the notebook's (its attribute lookups run the notebook's code),
         # and a storage tagger added to torch's registry (it runs while the reply is written).
         import copyreg, types
@@ -1328,7 +1338,7 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
     lines = out.stdout.split("\n")
     assert lines[:13] == ["True False"] * 8 + ["False False"] + ["True False"] * 4, out.stdout
     assert int(lines[13]) < 1000, f"the watch's check of its parts is {lines[13]} events under the profiler"
-    assert lines[14:18] == ["True False", "False", "True False", "True False"], out.stdout
+    assert lines[14:20] == ["True True True True"] * 3 + ["1 False", "True False", "True False"], out.stdout
 
 
 def test_the_watch_notes_other_libraries_versions_of_a_piece_called_from_the_notebook():
@@ -1379,6 +1389,46 @@ def answer(opt, x):
     assert lines[3] == f"3 {[f'ran transformers.models.llama.modeling_llama.repeat_kv, {ran}']!r}"
     assert "ran tokenizers.Tokenizer.encode" in lines[4] and "ran tokenizers.models" not in lines[4], lines[4]
     assert lines[5] == f"5 {[f'ran torch.nn.modules.activation.MultiheadAttention.__init__, {ran}']!r}"
+
+
+def test_the_watchs_work_for_a_call_does_not_grow_with_the_items_of_its_lists():
+    """Under the profiler, reading a call's inputs and writing its reply take a few events per
+    list, not one per item; and code the profiler let go once because it is nobody's copy is
+    let go again, while a copy of the package's code is noted at each call (a fresh process:
+    the watch installs an audit hook for good)."""
+    code = """if True:
+        import sys, types, torch
+        import tinyllm, tinyllm.sampling
+        from pathlib import Path
+        from tinyllm.grading import values
+        from tinyllm.grading.watch import Monitor
+        items = [list(range(10_000)), ["a"] * 10_000, (1.5,) * 10_000]
+        events = []
+        sys.setprofile(lambda frame, event, arg: events.append(event))
+        found, objects = values.leaves(items), values.objects((items, {"m": torch.nn.Linear(2, 2)}))
+        sys.setprofile(None)
+        copied = values.mapped(items, lambda v: v)
+        print(len(events), len(found), [type(o).__name__ for o in objects], copied == items)
+        watch = Monitor(str(Path(tinyllm.__file__).parent))
+        source = tinyllm.sampling.top_k_filter.__code__
+        mine = types.FunctionType(source.replace(co_filename="<mine>", co_name="mine", co_qualname="mine"),
+                                  vars(tinyllm.sampling))
+        x = torch.randn(2, 5)
+        for _ in range(2):
+            watch.start(((x,), {}))
+            values.encode(("done", ("value", list(range(1000))), None))
+            mine(x, 2)
+            print(watch.stop())
+        print(len(watch._plain) > 0, any(code is source or code.co_name == "mine" for code in watch._plain.values()))
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    count, found, objects, copied = lines[0].split(" ", 3)
+    assert int(count) < 1000, f"{count} profiler events for 3 lists of 10,000 items"
+    assert (found, objects, copied) == ("30000", "['Linear']", "True"), lines[0]
+    noted = ["called a copy of tinyllm.sampling.top_k_filter, the package's own code"]
+    assert lines[1:4] == [repr(noted), repr(noted), "True False"], out.stdout
 
 
 def test_the_watch_finds_the_libraries_without_importing_them():

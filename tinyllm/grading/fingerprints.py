@@ -193,18 +193,10 @@ def differs(now: dict, was: dict, more: bool = False) -> bool:
     return False
 
 
-def function_codes(dicts) -> tuple:
-    """(function, its code, its defaults) of every function the dicts hold: a cell can give a
-    function other code in place (``f.__code__ = ...``), which a check of identities misses."""
-    return tuple((f, _function_code(f), _function_defaults(f)) for names in dicts for f in names.values()
-                 if type(f) is types.FunctionType)
-
-
-def codes_changed(codes: tuple) -> bool:
-    for function, code, defaults in codes:
-        if _function_code(function) is not code or _function_defaults(function) is not defaults:
-            return True
-    return False
+def functions_of(dicts) -> tuple:
+    """Every function the dicts hold: their code and defaults cannot be set in place while the
+    watch is on (``f.__code__ = ...``: :meth:`tinyllm.grading.watch.Monitor._audit` refuses it)."""
+    return tuple(f for names in dicts for f in names.values() if type(f) is types.FunctionType)
 
 
 def reply_hooks() -> tuple:
@@ -224,15 +216,14 @@ def reply_hooks() -> tuple:
 
 def snapshot(dicts) -> tuple:
     """What :meth:`tinyllm.grading.watch.Monitor.tampered` compares besides the parts' names:
-    their functions' code, the reply's hooks, and the class of every module imported so far (a
-    module given a class of the notebook's answers its attribute lookups with the notebook's code)."""
-    return function_codes(dicts), reply_hooks(), tuple((m, type(m)) for m in list(sys.modules.values()))
+    the reply's hooks, and the class of every module imported so far (a module given a class of
+    the notebook's answers its attribute lookups with the notebook's code); and the parts'
+    functions, whose code the watch keeps."""
+    return functions_of(dicts), reply_hooks(), tuple((m, type(m)) for m in list(sys.modules.values()))
 
 
 def snapshot_changed(saved: tuple) -> bool:
-    codes, (registry, table, kinds, items), modules = saved
-    if codes_changed(codes):
-        return True
+    _, (registry, table, kinds, items), modules = saved
     now = tuple(registry) + tuple(table.get(kind) for kind in kinds)
     if len(now) != len(items):
         return True
@@ -256,3 +247,35 @@ def file_identity(fd: int | None) -> tuple | None:
 
 
 _fstat = os.fstat  # taken before any cell runs
+
+
+_object_attribute = object.__getattribute__  # taken before any cell runs, as the watch's own are
+
+
+def submodules(module) -> list:
+    """``module.modules()`` read from the modules' ``_modules`` dicts (a cell can replace
+    ``nn.Module.modules``, and its code would run here, where the call's inputs are within reach)."""
+    found, stack = [], [module]
+    while stack:
+        current = stack.pop()
+        if any(current is m for m in found):
+            continue
+        found.append(current)
+        children = _object_attribute(current, "__dict__").get("_modules")
+        stack += [m for m in dict.values(children) if m is not None] if type(children) is dict else []
+    return found
+
+
+def torch_parts() -> tuple:
+    """The parts of torch the watch and the reply run, whose Python a cell could replace: the
+    function modes (the forbidden-function watch), the tensor class and serialization (the reply)."""
+    import copyreg
+    import pickle
+
+    import torch.overrides
+    import torch.serialization
+    import torch.storage
+
+    return (torch.overrides, torch.overrides.TorchFunctionMode, torch.serialization, torch.Tensor,
+            sys.modules["torch._tensor"], torch.storage, torch.storage.UntypedStorage, torch._utils, pickle,
+            copyreg, torch._C)

@@ -175,14 +175,14 @@ class Session:
         # an answer that is the built-in loses the whole question, not one test.
         self.forbidden = forbidden = tuple(forbidden) or self.forbidden
         before = values.pack((list(args), dict(kwargs)))
-        callbacks: list = []
+        callbacks: list = []  # whether any: the sandbox looks for their markers; forbidden keys: it imports nothing
         inputs = sum(v.numel() if isinstance(v, torch.Tensor) else sum(t.numel() for t in v.state_dict().values())
                      for v in values.leaves((args, kwargs)) if isinstance(v, (torch.Tensor, torch.nn.Module)))
         seconds = min(self.seconds_left, self.call_seconds)
-        request = {"kind": "call", "name": name, "grad": torch.is_grad_enabled(), "seconds": seconds, "new": new,
-                   "forbidden": checks.forbidden_keys(forbidden)}  # resolved here: the sandbox imports nothing for them
         payload = {"args": _wire(list(args), callbacks), "kwargs": _wire(dict(kwargs), callbacks),
                    "rng": (torch.get_rng_state(), random.getstate()), "grads": grads}
+        request = {"kind": "call", "name": name, "grad": torch.is_grad_enabled(), "seconds": seconds, "new": new,
+                   "callbacks": bool(callbacks), "forbidden": checks.forbidden_keys(forbidden)}
         start = time.monotonic()
         deadline = start + seconds + 5
         self.send(request, deadline, payload=payload, request=True)

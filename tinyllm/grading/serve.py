@@ -103,6 +103,20 @@ class Callback:
 Callback.__name__ = Callback.__qualname__ = "function"  # packed like the test's own callable
 
 
+def plain(value, depth: int = 0) -> bool:
+    """Whether ``value`` is plain data by exact types alone (``isinstance`` could read a
+    ``__class__`` of the notebook's): it can be packed without running anything of the notebook's."""
+    kind = type(value)  # compared by identity: `in` would call a metaclass's __eq__ or __hash__
+    if kind is bool or kind is int or kind is float or kind is str or value is None or kind is torch.Tensor:
+        return True
+    if depth > values.MAX_DEPTH or not (kind is list or kind is tuple or kind is dict):
+        return False
+    for item in (list(value.keys()) + list(value.values())) if kind is dict else value:
+        if not plain(item, depth + 1):
+            return False
+    return True
+
+
 def _with_callbacks(value):
     def leaf(v):
         if isinstance(v, str) and v.startswith(values.CALLBACK):
@@ -135,7 +149,9 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
     try:
         try:
             request = values.load_payload(payload)
-            args, kwargs = _with_callbacks(request["args"]), _with_callbacks(request["kwargs"])
+            args, kwargs = request["args"], request["kwargs"]
+            if header.get("callbacks"):
+                args, kwargs = _with_callbacks(args), _with_callbacks(kwargs)
             # Taken before the learner's function runs, into values it cannot change from up the
             # stack (through this frame's `request`, `args` or `kwargs`): the check of a new result,
             # and the inputs read back after the call.
@@ -211,7 +227,7 @@ def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes) 
         for name in wanted:
             value = _dict_get(namespace, name)
             out[name] = (("missing", None) if value is None else ("function", None) if callable(value)
-                         else ("value", values.pack(value)) if values.plain(value)
+                         else ("value", values.pack(value)) if plain(value)
                          else ("value", (values.OBJECT, type_qualname(type(value)), None)))
         reply = values.encode(("names", out))
     except BaseException:  # a value torch.save cannot write

@@ -40,6 +40,8 @@ from tinyllm.grading.fingerprints import (
     shape,
     snapshot,
     snapshot_changed,
+    submodules,
+    torch_parts,
     type_dict,
     type_module,
     type_mro,
@@ -72,6 +74,10 @@ FX_INTERPRETER = "fx/interpreter.py"
 # Methods of the objects a test passes in that an answer may call: the statements say
 # "run the module" or "encode with the tokenizer you are given".
 ALLOWED_METHODS = {"forward", "encode", "decode"}
+# What gives a function other code in place, each set through a C setter that raises the audit
+# event "object.__setattr__" first.
+RECODING = {"__code__", "__defaults__", "__kwdefaults__"}
+MAX_PLAIN_CODES = 100_000  # the profiler's table of code it let go (a notebook can make code without end)
 
 
 class Monitor:
@@ -119,12 +125,17 @@ class Monitor:
         self.copies = {**library_functions(self.torch_dir), **package_functions(self.package)}
         self.methods = package_methods(self.package, frozenset(ALLOWED_METHODS))  # as the files define them
         self.codes, self._pristine_codes = package_codes(self.package), {}  # id(code) -> (code, _genuine)
+        # id(code) -> code, for code the profiler met outside the package that is no library's piece
+        # nor a copy: a call of it is let go at once (torch.save's persistent_id, once per object written).
+        self._plain: dict[int, types.CodeType] = {}
         self._starters = self._watch_threads()
         self._starter = self._starters[0][2].__code__  # the code that starts a thread it watches
         # The watch's own code that sets the profiler; from anywhere else during a call, it is
         # the learner's code switching the watch off, even if it puts it back before returning.
         self._switches = {f.__code__ for f in (Monitor.start, Monitor.stop, Monitor._thread_profile,
                                                 Monitor._arm_thread)}
+        # Set by the audit hook when a cell tried to give a function of the watch's parts other code.
+        self._recoded, self._kept_functions = False, frozenset()
         sys.addaudithook(self._audit)
         self.unseen = Unseen(self.package, own_pids)  # what runs where this watch cannot see, read before any cell
         self._collecting, self._starts = False, 0  # whether the collector ran before the call; threads started
@@ -132,13 +143,14 @@ class Monitor:
         # What the watch and the sandbox's checks are made of before any cell runs: see changed().
         self._made_of = [(part, parts(part)) for part in (
             Monitor, checks.Forbidden, Libraries, Unseen, checks, values, sys.modules[__name__], libraries,
-            fingerprints, unseen, threading, signal, *guarded, *_torch_parts())]  # Unseen reads the last two
+            fingerprints, unseen, threading, signal, *guarded, *torch_parts())]  # Unseen reads the last two
         self._outside = snapshot([names for _, names in self._made_of])  # see tampered()
+        self._kept_functions = frozenset(map(id, self._outside[0]))  # held there: no other object takes these ids
         self._forbidden_lists: tuple[dict, dict] = ({}, {})  # its names and prefixes at the start
         self._builtins = dict(_builtins)
         self._fixed = dict(vars(self))  # these fields never change (the table of copies among them)
         for field in ("allowed_selves", "entered", "active", "forbidden", "_forbidden_lists", "_collecting",
-                      "_starts"):
+                      "_starts", "_recoded"):
             del self._fixed[field]
         self._own = set(vars(self)) | {"_own", "_fixed"}
 
@@ -162,7 +174,7 @@ class Monitor:
         its own) fails the call even if that code would put the part back while the call ran."""
         # Loops, not generators: changed() runs it under the profiler, which sees each step of a
         # generator as a call (10 ms a check, against 0.3 ms).
-        if codes and snapshot_changed(self._outside):
+        if self._recoded or (codes and snapshot_changed(self._outside)):
             return True
         for kind, was in self._made_of:
             if differs(parts(kind), was):
@@ -216,6 +228,12 @@ class Monitor:
     def _audit(self, event, args):
         if event == "sys.addaudithook":  # refused (Python then adds nothing): a hook of the notebook's
             raise RuntimeError("the grader's sandbox adds no audit hook")  # would run unwatched, even after a call
+        if event == "object.__setattr__" and id(args[0]) in self._kept_functions and args[1] in RECODING:
+            # Refused too (Python then sets nothing), and every later call: other code in one of the
+            # watch's functions (the same object: no check of identities sees it) would run as the watch.
+            self._recoded = True
+            raise RuntimeError("the grader's sandbox keeps the code of its own functions and of torch's "
+                               "serialization: the calls are not made")
         if self.active and event in PROCESS_EVENTS:
             self._note("started a process during the call, which the watch does not follow")
         if self.active and event == "cpython.PyInterpreterState_New":
@@ -246,13 +264,20 @@ class Monitor:
             self.libraries.compiled_call(frame, arg, self.allowed_selves, self._note)
         if event != "call":
             return
-        if not self._ours(frame.f_code.co_filename):
-            if frame.f_code.co_filename.startswith(self.libraries.places):
+        code = frame.f_code
+        if self._plain.get(id(code)) is code:  # known to be none of the package's, a library's or a copy
+            return
+        if not self._ours(code.co_filename):
+            library = code.co_filename.startswith(self.libraries.places)
+            if library:
                 self.libraries.entry(frame, self.allowed_selves, self._note)
-            if frame.f_code.co_filename.startswith(FX_FILES) or frame.f_code.co_filename == self.fx_interpreter:
+            traced = code.co_filename.startswith(FX_FILES) or code.co_filename == self.fx_interpreter
+            if traced:
                 self._note("ran a graph traced by torch.fx (its generated code or its Interpreter), which "
                            "hides the functions it was traced from")
-            copied = self._copy_of(frame.f_code)
+            copied = self._copy_of(code)
+            if not (copied or library or traced) and len(self._plain) < MAX_PLAIN_CODES:
+                self._plain[id(code)] = code  # all the checks above read the code alone: asked once
             if not copied or (frame.f_back is not None and self._copy_of(frame.f_back.f_code)):
                 return
             if copied.startswith("tinyllm."):
@@ -353,8 +378,8 @@ class Monitor:
 
     def given(self, inputs) -> None:
         """The objects the test passes in, whose own methods the call may run."""
-        given = [v for v in values.leaves(inputs) if not is_a(type(v), (self.tensor, int, float, str))]
-        given += [m for v in given if is_a(type(v), (self.module_type,)) for m in _submodules(v)]
+        given = [v for v in values.objects(inputs) if not is_a(type(v), (self.tensor, int, float, str))]
+        given += [m for v in given if is_a(type(v), (self.module_type,)) for m in submodules(v)]
         kinds = {k: (text(type_module(k)).startswith("tinyllm."), class_codes(k)) for k in {type(v) for v in given}}
         self.allowed_selves = {id(v): (type(v), *kinds[type(v)]) for v in given}
 
@@ -409,35 +434,6 @@ def without_tqdm_monitor() -> None:
     except ImportError:
         return
     tqdm.tqdm.monitor_interval = 0
-
-
-def _submodules(module) -> list:
-    """``module.modules()`` read from the modules' ``_modules`` dicts (a cell can replace
-    ``nn.Module.modules``, and its code would run here, where the call's inputs are within reach)."""
-    found, stack = [], [module]
-    while stack:
-        current = stack.pop()
-        if any(current is m for m in found):
-            continue
-        found.append(current)
-        children = _object_attribute(current, "__dict__").get("_modules")
-        stack += [m for m in dict.values(children) if m is not None] if type(children) is dict else []
-    return found
-
-
-def _torch_parts() -> tuple:
-    """The parts of torch the watch and the reply run, whose Python a cell could replace: the
-    function modes (the forbidden-function watch), the tensor class and serialization (the reply)."""
-    import copyreg
-    import pickle
-
-    import torch.overrides
-    import torch.serialization
-    import torch.storage
-
-    return (torch.overrides, torch.overrides.TorchFunctionMode, torch.serialization, torch.Tensor,
-            sys.modules["torch._tensor"], torch.storage, torch.storage.UntypedStorage, torch._utils, pickle,
-            copyreg, torch._C)
 
 
 def _caller_code():
