@@ -1431,6 +1431,40 @@ def test_the_watchs_work_for_a_call_does_not_grow_with_the_items_of_its_lists():
     assert lines[1:4] == [repr(noted), repr(noted), "True False"], out.stdout
 
 
+# The functions of the sandbox's modules that may import: they run before any cell (the watch's and
+# the sandbox's set-up) or in the grader's own process (forbidden_keys).
+IMPORTS_BEFORE_ANY_CELL = {"serve.main", "watch.without_tqdm_monitor", "watch.Monitor.__init__",
+                           "watch.Monitor._watch_threads", "fingerprints.torch_parts", "fingerprints.reply_hooks",
+                           "unseen._jit_readers", "libraries.installed_folders", "libraries.Libraries.__init__",
+                           "checks.forbidden_keys"}
+
+
+def test_no_function_the_sandbox_runs_after_the_cells_holds_an_import():
+    """Importing a module already loaded reads its ``__spec__``, which a cell can replace with
+    code of its own (``module_spec_hook_05``): in the modules the sandbox runs, an import statement
+    or ``import_module`` call sits at the top or in a function of the set-up above, not in one
+    a call can run (nor in a function nested in an allowed one)."""
+    import ast
+
+    found = []
+
+    def visit(node, module: str, where: list[str], function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                visit(child, module, [*where, child.name], function or not isinstance(child, ast.ClassDef))
+                continue
+            imports = isinstance(child, (ast.Import, ast.ImportFrom)) or (
+                isinstance(child, ast.Call) and getattr(child.func, "attr", getattr(child.func, "id", ""))
+                in ("import_module", "__import__"))
+            if imports and function and ".".join([module, *where]) not in IMPORTS_BEFORE_ANY_CELL:
+                found.append(f"{'.'.join([module, *where])}:{child.lineno}")
+            visit(child, module, where, function)
+
+    for module in ("serve", "watch", "checks", "values", "fingerprints", "libraries", "unseen"):
+        visit(ast.parse((PACKAGE / "grading" / f"{module}.py").read_text(encoding="utf-8")), module, [], False)
+    assert found == [], f"imports in functions the sandbox can run in a call: {found}"
+
+
 def test_the_watch_finds_the_libraries_without_importing_them():
     code = ("import sys, tinyllm; from pathlib import Path; from tinyllm.grading.watch import Monitor; "
             "watch = Monitor(str(Path(tinyllm.__file__).parent)); "
