@@ -135,12 +135,10 @@ class Session:
             self.tampered |= other
         return bool(notes or forbidden or other)
 
-    def take_recorded(self, noted: set | None = None) -> tuple[set[str], set[str]]:
-        """The watch's record read since the last take: (notes, forbidden functions called); the notes
-        also go into ``noted``, at most 20 a reply (what the notebook cannot take back: values.record)."""
+    def take_recorded(self) -> tuple[set[str], set[str]]:
+        """The watch's record read since the last take: (notes, forbidden functions called)."""
         with self._record_lock:
             taken, self.recorded = self.recorded, (set(), set())
-        (noted if noted is not None else set()).update(note[:200] for note in sorted(taken[0])[:20])
         return taken
 
     def names(self, wanted: list[str]) -> dict:
@@ -149,11 +147,11 @@ class Session:
             return {name: checks.LearnerFunction(name, self) for name in wanted}
         try:
             self.send({"kind": "names", "names": wanted}, time.monotonic() + 30, request=True)
-            (kind, found), _ = self.receive(time.monotonic() + 30)
+            (kind, found), notes = self.receive(time.monotonic() + 30)
             if found is None:  # the notebook changed the watch: each call then says so
                 self.fail("the notebook changed the grader's watch of the calls or what it runs")
                 return {name: checks.LearnerFunction(name, self) for name in wanted}
-            self.take_recorded(self.entered)
+            self.entered.update(str(e)[:200] for e in notes[:20] + sorted(self.take_recorded()[0])[:20])
             out = {}
             for name in wanted:
                 kind, packed = found.get(name, ("missing", None))
@@ -196,11 +194,13 @@ class Session:
                 continue
             break
         self.seconds_left -= time.monotonic() - start
-        called = self.take_recorded(self.entered)[1]
+        recorded, called = self.take_recorded()  # what the notebook cannot take back (values.record)
+        self.entered.update(note[:200] for note in sorted(recorded)[:20])
         try:
             kind, outcome, after = message
             assert kind == "done"
-            # The text part: the failure's message ("" when none: see serve.call); the notes are in the record.
+            # The text part: the failure's message first ("" when none: see serve.call), then the watch's notes.
+            self.entered.update(str(e)[:200] for e in notes[1:21])
             failed = ((notes[0] if notes else "") or str(outcome[1])) if outcome[0] == "failed" else None
             failed = failed or checks.Forbidden.message(name, called)
             changed = failed is None and not values.same(before, after)

@@ -202,14 +202,17 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
         if outcome[0] == "failed":  # its text goes in the text part: no torch.save (the notebook's code) from here
             reply, failure = failed, " ".join(outcome[1].split())[:MAX_MESSAGE]
     finally:
-        monitor.stop()  # its notes, as the watch's all, are in the grader's record already (Monitor._note)
+        entered = monitor.stop()
         _setitimer(_REAL, 0)
     # After the watch, the reply is only framed (bytes and str methods); a part of the watch changed
     # during the call (seen by changed() above, or since) gets the refusal instead.
     if monitor.tampered():
         _WRITE(REPLY_FD, refusal)
         return
-    _WRITE(REPLY_FD, reply + values.text_part([failure]))  # "" if none
+    # The failure first ("" if none), then the watch's notes, which went on its record already: sent
+    # twice because a cell can shut the record (os.dup2 over its socket) during the call, and the
+    # reply is the one channel a refusal guards.
+    _WRITE(REPLY_FD, reply + values.text_part([failure, *entered]))
 
 
 def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes) -> bytes:
@@ -233,8 +236,8 @@ def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes) 
     except BaseException:  # a value torch.save cannot write
         reply = None
     finally:
-        monitor.stop()
-    return refused if reply is None or monitor.tampered() else reply + values.text_part(())
+        entered = monitor.stop()
+    return refused if reply is None or monitor.tampered() else reply + values.text_part(entered)
 
 
 def main(argv: list[str] | None = None) -> int:

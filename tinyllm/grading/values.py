@@ -254,8 +254,8 @@ MAX_TEXT_BYTES = 1 << 20  # the text part of a message from the sandbox
 
 
 def text_part(lines) -> bytes:
-    """The second part of every message from the sandbox: lines of text (a failed call's message,
-    the cells' limit notes; the watch's notes go on its record), UTF-8 with the length in front. Made with str and bytes methods alone:
+    """The second part of every message from the sandbox: lines of text (the watch's notes, the
+    cells' limit notes), UTF-8 with the length in front. Made with str and bytes methods alone:
     it is made after the watch stops, where torch.save would run Python a cell could have
     replaced (``torch.is_storage``, ``io.BytesIO``, a function mode), unwatched."""
     data = "\n".join(lines).encode("utf-8", "replace")
