@@ -13,6 +13,8 @@ import os
 import sys
 import types
 from functools import cache
+from gc import get_referents as _referents  # taken before any cell runs
+from operator import is_
 from pathlib import Path
 
 from tinyllm.grading.libraries import TORCH_PIECES, dotted, holds, type_module  # noqa: F401  (the watch's)
@@ -194,9 +196,23 @@ def differs(now: dict, was: dict, more: bool = False) -> bool:
 
 
 def functions_of(dicts) -> tuple:
-    """Every function the dicts hold: their code and defaults cannot be set in place while the
-    watch is on (``f.__code__ = ...``: :meth:`tinyllm.grading.watch.Monitor._audit` refuses it)."""
+    """Every function the dicts hold: their code and defaults cannot be set through Python while the
+    watch is on (``f.__code__ = ...``: :meth:`tinyllm.grading.watch.Monitor._audit` refuses it);
+    set through ``ctypes``, they are seen by :func:`snapshot_changed`."""
     return tuple(f for names in dicts for f in names.values() if type(f) is types.FunctionType)
+
+
+def held_by(functions: tuple) -> list:
+    """What ``functions`` hold (code, defaults, closure, globals, names), which ``ctypes`` can
+    replace without the audit event the setters raise. Read in one C call (``gc.get_referents``:
+    one audit event for all, where ``f.__code__`` and ``id`` raise one each)."""
+    return _referents(*functions)
+
+
+def same_objects(now: list, was: list) -> bool:
+    """Whether two lists hold the same objects, by identity alone and with C functions (``==``
+    could run an ``__eq__`` of the notebook's; ``id`` raises an audit event)."""
+    return len(now) == len(was) and all(map(is_, now, was))
 
 
 def reply_hooks() -> tuple:
@@ -216,14 +232,19 @@ def reply_hooks() -> tuple:
 
 def snapshot(dicts) -> tuple:
     """What :meth:`tinyllm.grading.watch.Monitor.tampered` compares besides the parts' names:
-    the reply's hooks, and the class of every module imported so far (a module given a class of
-    the notebook's answers its attribute lookups with the notebook's code); and the parts'
-    functions, whose code the watch keeps."""
-    return functions_of(dicts), reply_hooks(), tuple((m, type(m)) for m in list(sys.modules.values()))
+    their functions' code and defaults, the reply's hooks, and the class of every module imported
+    so far (a module given a class of the notebook's answers its attribute lookups with the
+    notebook's code)."""
+    functions = functions_of(dicts)
+    for function in functions:  # made when first read: made now, so that what they hold stays put
+        function.__dict__, function.__annotations__  # noqa: B018
+    return functions, held_by(functions), reply_hooks(), tuple((m, type(m)) for m in list(sys.modules.values()))
 
 
 def snapshot_changed(saved: tuple) -> bool:
-    _, (registry, table, kinds, items), modules = saved
+    functions, held, (registry, table, kinds, items), modules = saved
+    if not same_objects(held_by(functions), held):
+        return True
     now = tuple(registry) + tuple(table.get(kind) for kind in kinds)
     if len(now) != len(items):
         return True

@@ -118,7 +118,7 @@ class Session:
             if str(exc) == values.LATE:
                 self.fail(late)
             elif str(exc) == values.CLOSED:
-                self.fail("the notebook's process ended (did a cell or a function end it, e.g. os._exit?)")
+                self.fail("the notebook's process ended (did a cell end it, os._exit, or move the watch's record?)")
             else:
                 self.fail(f"the notebook's process sent no usable answer: {exc}")
             raise AssertionError(self.dead) from None

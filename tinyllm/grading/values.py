@@ -224,6 +224,7 @@ def write_back(target, data) -> Any:
 MAX_MESSAGE_BYTES = 64 << 20  # one message from the sandbox
 # Taken at import, before a notebook runs: a cell that replaces torch.save or os.write does not send.
 _SAVE, _WRITE, _SELECT, _PACK, _BUFFER = torch.save, os.write, select.select, struct.pack, io.BytesIO
+_FSTAT, _EXIT = os.fstat, os._exit
 # What the sandbox reads a request with: C functions taken before any cell runs (a cell's os.read
 # would run before the call's watch is on, with the request's bytes within reach up the stack).
 _READ, _UNPACK, _MARSHAL_LOADS, _MONOTONIC = os.read, struct.unpack, marshal.loads, time.monotonic
@@ -277,12 +278,15 @@ def receive_text(fd: int, deadline: float | None = None) -> list[str]:
 RECORD, NOTE, FORBIDDEN = b"\x1e", b"N", b"F"  # a record: RECORD, its kind, a line of text
 
 
-def record(fd: int | None, kind: bytes, text: str) -> None:
-    """In the sandbox: write one record (nothing without a record: a watch outside grading)."""
+def record(fd: int | None, kind: bytes, text: str, identity: tuple | None = None) -> None:
+    """In the sandbox: write one record (nothing without a record: a watch outside grading); the sandbox
+    ends if ``fd`` is not the record's socket (``identity``): a cell could dup2 /dev/null there for a while."""
     try:  # no call of Python here: it runs in the forbidden-function mode's handler too, watched
         _WRITE(fd, RECORD + kind + text.encode("utf-8", "replace").replace(RECORD, b" ")[:400] + b"\n")
     except TypeError:  # no record: a watch outside grading. One the notebook broke raises: the sandbox ends
-        pass
+        return
+    if identity is not None and (_FSTAT(fd).st_dev, _FSTAT(fd).st_ino) != identity:
+        _EXIT(3)
 
 
 def read_records(fd: int) -> tuple[set[str], set[str], bool]:

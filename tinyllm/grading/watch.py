@@ -413,10 +413,10 @@ class Monitor:
     def _note(self, text: str) -> None:
         """Note ``text``, in the grader's record at once too: emptying ``entered`` takes nothing back."""
         self.entered.add(text)
-        values.record(self._ledger, values.NOTE, text)
+        values.record(self._ledger, values.NOTE, text, self._ledger_file)
 
     def _record_forbidden(self, dotted: str) -> None:  # checks.Forbidden's ledger, set by start()
-        values.record(self._ledger, values.FORBIDDEN, dotted)
+        values.record(self._ledger, values.FORBIDDEN, dotted, self._ledger_file)
 
 
 # Taken before any cell runs: a cell that replaced sys.setprofile and sys.getprofile would switch
