@@ -123,11 +123,13 @@ class Monitor:
         # runs, as is every reader of what the notebook could change (sys.setprofile, TorchScript's
         # registry): a cell that changed them beforehand (an empty Path.rglob) would blind the watch.
         self.copies = {**library_functions(self.torch_dir), **package_functions(self.package)}
+        # What is a copy, read from a frozenset: a cell that edits the table up the stack takes none out.
+        self._copy_keys = frozenset(self.copies)
         self.methods = package_methods(self.package, frozenset(ALLOWED_METHODS))  # as the files define them
-        self.codes, self._pristine_codes = package_codes(self.package), {}  # id(code) -> (code, _genuine)
-        # id(code) -> code, for code the profiler met outside the package that is no library's piece
+        self.codes, self._pristine_codes = package_codes(self.package), {}  # _address(code) -> (code, _genuine)
+        # _address(code) -> code, for code the profiler met outside the package that is no library's piece
         # nor a copy: a call of it is let go at once (torch.save's persistent_id, once per object written).
-        self._plain: dict[int, types.CodeType] = {}
+        self._plain, self._noted_places = {}, (self.package, *self.libraries.places, FX_FILES, self.fx_interpreter)
         self._starters = self._watch_threads()
         self._starter = self._starters[0][2].__code__  # the code that starts a thread it watches
         # The watch's own code that sets the profiler; from anywhere else during a call, it is
@@ -221,9 +223,9 @@ class Monitor:
     def _copy_of(self, code) -> str | None:
         """The package's function or torch piece's ``code`` is a copy of, if it is one (cheap when
         it is not: the bytecode is read only for a function whose sizes match one of theirs)."""
-        if shape(code) not in self.copies:
+        if shape(code) not in self._copy_keys or (found := fingerprint(code)) not in self._copy_keys:
             return None
-        return self.copies.get(fingerprint(code))
+        return self.copies.get(found) or "code whose name a cell took out of the grader's table"
 
     def _audit(self, event, args):
         if event == "sys.addaudithook":  # refused (Python then adds nothing): a hook of the notebook's
@@ -265,7 +267,9 @@ class Monitor:
         if event != "call":
             return
         code = frame.f_code
-        if self._plain.get(id(code)) is code:  # known to be none of the package's, a library's or a copy
+        # Met before, and plain: a cell can fill that cache up the stack, so a hit is checked (cheaply).
+        if self._plain.get(_address(code)) is code and not code.co_filename.startswith(self._noted_places) \
+                and shape(code) not in self._copy_keys:
             return
         if not self._ours(code.co_filename):
             library = code.co_filename.startswith(self.libraries.places)
@@ -277,7 +281,7 @@ class Monitor:
                            "hides the functions it was traced from")
             copied = self._copy_of(code)
             if not (copied or library or traced) and len(self._plain) < MAX_PLAIN_CODES:
-                self._plain[id(code)] = code  # all the checks above read the code alone: asked once
+                self._plain[_address(code)] = code  # all the checks above read the code alone: asked once
             if not copied or (frame.f_back is not None and self._copy_of(frame.f_back.f_code)):
                 return
             if copied.startswith("tinyllm."):
@@ -304,10 +308,10 @@ class Monitor:
 
     def _genuine(self, code) -> bool:
         """Whether ``code`` is the package's own, under its own name (not renamed, nor compiled under its file)."""
-        seen = self._pristine_codes.get(id(code))
+        seen = self._pristine_codes.get(_address(code))
         if seen is None or seen[0] is not code:
             seen = (code, code.co_name in self.codes.get(fingerprint(code), ()))
-            self._pristine_codes[id(code)] = seen
+            self._pristine_codes[_address(code)] = seen
         return seen[1]
 
     def _pristine_method(self, kind: type, code) -> bool:
@@ -384,8 +388,7 @@ class Monitor:
         self.allowed_selves = {id(v): (type(v), *kinds[type(v)]) for v in given}
 
     def _thread_profile(self, frame, event, arg):
-        """A thread the call started, at its first event: the watch of forbidden functions (a
-        torch function mode, which each thread keeps for itself) goes there too."""
+        """A thread the call started, at its first event: the forbidden-function mode (one a thread) goes there too."""
         if self.active and self.forbidden is not None:
             self.forbidden.__enter__()
         _setprofile(self._profile)
@@ -424,6 +427,8 @@ class Monitor:
 _setprofile, _getprofile, _getframe = sys.setprofile, sys.getprofile, sys._getframe
 _builtins, _object_attribute, _sys_modules = vars(builtins), object.__getattribute__, sys.modules
 _gc_isenabled, _gc_enable, _gc_disable = gc.isenabled, gc.enable, gc.disable
+# id() without its audit event (the watch's hook is Python): unique while the object lives.
+_address = object.__hash__
 
 
 def without_tqdm_monitor() -> None:
