@@ -158,6 +158,7 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
             inputs = (tuple(args), tuple(kwargs.items()))
             given = values.given((args, kwargs)) if new else None
             monitor.given((args, kwargs))
+            given_ids = frozenset(monitor.allowed_selves)  # for given_by_test: a cell can edit the watch's table
             fn = namespace.get(name)
             torch.set_rng_state(request["rng"][0])
             random.setstate(request["rng"][1])
@@ -213,6 +214,18 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
     # twice because a cell can shut the record (os.dup2 over its socket) during the call, and the
     # reply is the one channel a refusal guards.
     _WRITE(REPLY_FD, reply + values.text_part([failure, *entered]))
+
+
+def given_by_test(frame, key: int, call_code=call.__code__) -> bool:
+    """Whether ``key`` (an object's id) is one the test gave the call, as the outermost :func:`call`
+    up the stack holds them: its ``given_ids``, read from the frame's fast locals, which no cell can
+    write (a cell can reach the watch's own table, ``Monitor.allowed_selves``, and add to it)."""
+    found = None
+    while frame is not None:
+        if frame.f_code is call_code:  # the outermost: an answer that runs call() itself is inside it
+            found = frame
+        frame = frame.f_back
+    return found is not None and key in found.f_locals.get("given_ids", ())
 
 
 def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes) -> bytes:
@@ -271,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             pass
     torch.ones(256, 256) @ torch.ones(256, 256)  # torch's threads start now, not in a call (Unseen.started)
     # This module is guarded too: its functions and globals (_WRITE) write every reply, after the watch.
-    monitor = Monitor(config["package_dir"], own_pids=config.get("own_pids", False), guarded=(this,), ledger=record_fd)
+    monitor = Monitor(config["package_dir"], own_pids=config.get("own_pids", False), guarded=(this,), ledger=record_fd,
+                      given_by_test=given_by_test)
     # Encoded before any cell runs: after the watch, nothing may run torch.save (see call()).
     refusal = values.encode(("done", ("failed", TAMPERED), None)) + values.text_part(())
     failed = values.encode(("done", ("failed", ""), None))  # a failed call's: its message in the text part

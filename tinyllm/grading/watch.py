@@ -101,7 +101,9 @@ class Monitor:
     trick this answers, with the cheat that holds it.
     """
 
-    def __init__(self, package_dir: str, own_pids: bool = False, guarded: tuple = (), ledger: int | None = None):
+    def __init__(self, package_dir: str, own_pids: bool = False, guarded: tuple = (), ledger: int | None = None,
+                 given_by_test=None):
+        Monitor._profile.__defaults__ = (given_by_test,)  # serve's check, as a default: no cell can change it (_audit)
         self.package = package_dir.rstrip("/") + "/"
         self.grading = self.package + "grading/"
         # The objects the test passed in (and their modules), by id: their type at the call's
@@ -254,7 +256,7 @@ class Monitor:
     def _ours(self, filename: str) -> bool:
         return filename.startswith(self.package) and not filename.startswith(self.grading)
 
-    def _profile(self, frame, event, arg):
+    def _profile(self, frame, event, arg, given_by_test=None):
         if not self.active:
             return
         if self.forbidden is not None and event in ("call", "c_call"):
@@ -297,8 +299,8 @@ class Monitor:
         given = frame.f_locals.get("self")
         kind, packaged, codes = self.allowed_selves.get(id(given), (None, False, {}))
         if code.co_name in ALLOWED_METHODS and kind is type(given) and packaged and holds(codes, code) \
-                and self._pristine_method(kind, code):
-            return  # the given object's own method (not another class's run on it)
+                and self._pristine_method(kind, code) and (given_by_test is None or given_by_test(frame, id(given))):
+            return  # the given object's own method (not another class's run on it, nor an object a cell added)
         module = dotted(code.co_filename, self.package, "tinyllm")
         self._note(f"called {module}.{code.co_qualname}, the package's own code")
 
@@ -432,8 +434,7 @@ _address = object.__hash__
 
 
 def without_tqdm_monitor() -> None:
-    """tqdm starts a monitor thread on its first progress bar; here none, so every thread alive at
-    a call is the notebook's (one dressed as tqdm's monitor is noted like any other)."""
+    """tqdm's monitor thread is not started here: every thread alive at a call is the notebook's."""
     try:
         import tqdm
     except ImportError:
@@ -442,8 +443,7 @@ def without_tqdm_monitor() -> None:
 
 
 def _caller_code():
-    """The code that raised the audit event being handled (None from a thread with no Python
-    frame: an exception here would stop the event's operation)."""
+    """The code that raised the audit event being handled (None from a thread with no Python frame)."""
     try:
         return _getframe(2).f_code
     except ValueError:
