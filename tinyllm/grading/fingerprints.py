@@ -258,13 +258,13 @@ def snapshot_changed(saved: tuple) -> bool:
 
 
 def file_identity(fd: int | None) -> tuple | None:
-    """What file ``fd`` is open on (device, inode), or None: the watch's record socket, which a
+    """What file ``fd`` is open on (inode, device), or None: the watch's record socket, which a
     notebook that closed it or put another file in its place (``os.dup2``) no longer has."""
     try:
         found = _fstat(fd)
     except (OSError, TypeError):
         return None
-    return found.st_dev, found.st_ino
+    return found[1:3]  # as values.record reads it
 
 
 _fstat = os.fstat  # taken before any cell runs

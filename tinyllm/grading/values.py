@@ -285,7 +285,7 @@ def record(fd: int | None, kind: bytes, text: str, identity: tuple | None = None
         _WRITE(fd, RECORD + kind + text.encode("utf-8", "replace").replace(RECORD, b" ")[:400] + b"\n")
     except TypeError:  # no record: a watch outside grading. One the notebook broke raises: the sandbox ends
         return
-    if identity is not None and (_FSTAT(fd).st_dev, _FSTAT(fd).st_ino) != identity:
+    if identity is not None and _FSTAT(fd)[1:3] != identity:  # fingerprints.file_identity's (inode, device)
         _EXIT(3)
 
 
