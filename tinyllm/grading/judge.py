@@ -5,13 +5,12 @@ which has imported torch, otter, the grading helpers and every module the packag
 import; it never runs a notebook, so each fork starts as clean as a fresh ``python`` would,
 without paying for those imports again.
 
-A forked judge sets its own memory and CPU limits, imports whatever else the set's tests
-import and compiles them before the notebook runs; then it starts the
-notebook in the sandbox (:mod:`tinyllm.grading.serve`, :mod:`tinyllm.grading.sandbox`) and
-runs each question's otter tests here. A test's ``checks.call(name, fn, ...)`` becomes a
-request: the inputs go to the sandbox, the learner's function runs there, and its result
-comes back as checked plain data. Expected values, hidden tests and a teacher's own tests
-never leave this process.
+A forked judge sets its own memory and CPU limits, imports whatever else the set's tests import and
+compiles them before the notebook runs; then it starts the notebook in the sandbox
+(:mod:`tinyllm.grading.serve`, :mod:`tinyllm.grading.sandbox`) and runs each question's otter tests
+here. A test's ``checks.call(name, fn, ...)`` becomes a request: the inputs go to the sandbox, the
+learner's function runs there, and its result comes back as checked plain data. Expected values,
+hidden tests and a teacher's own tests never leave this process.
 
 A call that changes its inputs in place fails (the exercises forbid it) unless the test
 says the function works in place (:func:`tinyllm.grading.checks.call_inplace`); then the
@@ -437,14 +436,15 @@ def judge_child(config: dict, reply) -> None:
 
 def warm_up() -> None:
     """What every grading would otherwise work out again in its own fork: the installation's
-    import folders (a ``python`` started to ask), nbformat's compiled notebook schema and
-    the watch's table of the package's functions (0.17 s of CPU a grading together)."""
+    import folders (a ``python`` started to ask), nbformat's compiled notebook schema and the
+    watch's tables of the package's functions and torch's pieces (0.3 s of CPU a grading)."""
     import tinyllm
     from tinyllm.grading import watch
 
-    sandbox.fresh_python()
-    nbformat.validator.get_validator()
-    watch.package_functions(str(Path(tinyllm.__file__).resolve().parent) + "/")
+    sandbox.fresh_python(), nbformat.validator.get_validator()
+    package = str(Path(tinyllm.__file__).resolve().parent) + "/"
+    watch.package_functions(package), watch.package_codes(package), watch.library_functions(torch.__path__[0] + "/")
+    watch.package_methods(package, frozenset(watch.ALLOWED_METHODS))  # the keys and folders Monitor() asks with
 
 
 warm_up()  # this module is imported once in the warm process every judge is forked from

@@ -36,6 +36,7 @@ from tinyllm.grading.fingerprints import (
     package_functions,
     package_methods,
     parts,
+    parts_changed,
     plain_keys,
     shape,
     snapshot,
@@ -145,10 +146,10 @@ class Monitor:
         self._collecting, self._starts = False, 0  # whether the collector ran before the call; threads started
         from tinyllm.grading import fingerprints, libraries, unseen
         # What the watch and the sandbox's checks are made of before any cell runs: see changed().
-        self._made_of = [(part, parts(part)) for part in (
+        self._made_of = tuple((part, parts(part)) for part in (
             Monitor, checks.Forbidden, Libraries, Unseen, checks, values, sys.modules[__name__], libraries,
-            fingerprints, unseen, threading, signal, *guarded, *torch_parts())]  # Unseen reads the last two
-        self._outside = snapshot([names for _, names in self._made_of])  # see tampered()
+            fingerprints, unseen, threading, signal, *guarded, *torch_parts()))  # Unseen reads the last two
+        self._outside = snapshot(self._made_of)  # see tampered()
         self._kept_functions = frozenset(map(id, self._outside[0]))  # held there: no other object takes these ids
         self._forbidden_lists: tuple[dict, dict] = ({}, {})  # its names and prefixes at the start
         self._builtins = dict(_builtins)
@@ -178,11 +179,9 @@ class Monitor:
         its own) fails the call even if that code would put the part back while the call ran."""
         # Loops, not generators: changed() runs it under the profiler, which sees each step of a
         # generator as a call (10 ms a check, against 0.3 ms).
-        if self._recoded or (codes and snapshot_changed(self._outside)):
+        if self._recoded or (codes and snapshot_changed(self._outside)) \
+                or parts_changed(self._made_of, self._outside[-1]):
             return True
-        for kind, was in self._made_of:
-            if differs(parts(kind), was):
-                return True
         for module, name, ours in self._starters:
             if getattr(module, name, None) is not ours:
                 return True
