@@ -567,10 +567,10 @@ def test_each_grading_is_forked_from_one_warm_process(tmp_path):
 def test_the_warm_process_holds_the_watchs_table_before_any_notebook_runs():
     """judge.warm_up runs when the warm process imports the judge: the table of the package's
     functions (what a copied function is recognised by) exists before a notebook could edit a file."""
-    code = ("import tinyllm.grading.judge, tinyllm\nfrom pathlib import Path\nfrom tinyllm.grading import watch\n"
-            "made = watch.package_functions.cache_info().misses\n"
-            "table = watch.package_functions(str(Path(tinyllm.__file__).resolve().parent) + '/')\n"
-            "print(made, watch.package_functions.cache_info().misses, "
+    code = ("import tinyllm.grading.judge, tinyllm\nfrom pathlib import Path\n"
+            "from tinyllm.grading import fingerprints as f\nmade = f.package_functions.cache_info().misses\n"
+            "table = f.package_functions(str(Path(tinyllm.__file__).resolve().parent) + '/')\n"
+            "print(made, f.package_functions.cache_info().misses, "
             "'tinyllm.optim.newton_schulz' in table.values())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.stdout.split() == ["1", "1", "True"], out.stdout + out.stderr

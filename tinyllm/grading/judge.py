@@ -304,13 +304,11 @@ def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple
     cpu = limits.seconds + 4 * limits.cell_seconds * max(len(config["tests"]), 1) + 60
     keep = [to_read, from_write, record_write]
     if config["isolated"]:
-        # A file in memory, not a pipe: a pipe holds 64 KiB, and bubblewrap reads it only once started.
-        nb_read = os.memfd_create("notebook")
-        os.write(nb_read, notebook_json.encode("utf-8"))
-        os.lseek(nb_read, 0, os.SEEK_SET)
-        keep.append(nb_read)
+        # Files in memory, not pipes: a pipe holds 64 KiB, and bubblewrap reads it only once started.
+        nb_read, tables = sandbox.in_memory(notebook_json.encode("utf-8")), sandbox.in_memory(sandbox.known_code())
+        keep += [nb_read, tables]
         serve_config.update(notebook=f"{sandbox.WORK}/{notebook_name}",
-                            package_dir=f"{sandbox.PACKAGE_PARENT}/tinyllm", own_pids=True)
+                            package_dir=f"{sandbox.PACKAGE_PARENT}/tinyllm", own_pids=True, tables=tables)
         argv = sandbox.command([sys.executable, "-m", "tinyllm.grading.serve", json.dumps(serve_config)],
                                package_dir, nb_read, notebook_name, limits)
         proc = subprocess.Popen(argv, cwd="/", stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
@@ -437,14 +435,8 @@ def judge_child(config: dict, reply) -> None:
 def warm_up() -> None:
     """What every grading would otherwise work out again in its own fork: the installation's
     import folders (a ``python`` started to ask), nbformat's compiled notebook schema and the
-    watch's tables of the package's functions and torch's pieces (0.3 s of CPU a grading)."""
-    import tinyllm
-    from tinyllm.grading import watch
-
-    sandbox.fresh_python(), nbformat.validator.get_validator()
-    package = str(Path(tinyllm.__file__).resolve().parent) + "/"
-    watch.package_functions(package), watch.package_codes(package), watch.library_functions(torch.__path__[0] + "/")
-    watch.package_methods(package, frozenset(watch.ALLOWED_METHODS))  # the keys and folders Monitor() asks with
+    watch's tables (:func:`tinyllm.grading.sandbox.known_code`): 0.3 s of CPU a grading."""
+    sandbox.fresh_python(), nbformat.validator.get_validator(), sandbox.known_code()
 
 
 warm_up()  # this module is imported once in the warm process every judge is forked from

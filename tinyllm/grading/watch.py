@@ -29,12 +29,9 @@ from tinyllm.grading.fingerprints import (
     fingerprint,
     holds,
     is_a,
-    library_functions,
+    known_code,
     module_dict,
     names,
-    package_codes,
-    package_functions,
-    package_methods,
     parts,
     parts_changed,
     plain_keys,
@@ -103,7 +100,7 @@ class Monitor:
     """
 
     def __init__(self, package_dir: str, own_pids: bool = False, guarded: tuple = (), ledger: int | None = None,
-                 given_by_test=None):
+                 given_by_test=None, tables: tuple | None = None):
         Monitor._profile.__defaults__ = (given_by_test,)  # serve's check, as a default: no cell can change it (_audit)
         self.package = package_dir.rstrip("/") + "/"
         self.grading = self.package + "grading/"
@@ -125,11 +122,11 @@ class Monitor:
         # The package's functions and torch's pieces, by what a copy keeps; made before any cell
         # runs, as is every reader of what the notebook could change (sys.setprofile, TorchScript's
         # registry): a cell that changed them beforehand (an empty Path.rglob) would blind the watch.
-        self.copies = {**library_functions(self.torch_dir), **package_functions(self.package)}
+        library, functions, self.codes, self.methods = tables or known_code(self.package, self.torch_dir,
+                                                                            frozenset(ALLOWED_METHODS))
+        self.copies = {**library, **functions}  # methods: as the package's files define them
         # What is a copy, read from a frozenset: a cell that edits the table up the stack takes none out.
-        self._copy_keys = frozenset(self.copies)
-        self.methods = package_methods(self.package, frozenset(ALLOWED_METHODS))  # as the files define them
-        self.codes, self._pristine_codes = package_codes(self.package), {}  # _address(code) -> (code, _genuine)
+        self._copy_keys, self._pristine_codes = frozenset(self.copies), {}  # _address(code) -> (code, _genuine)
         # _address(code) -> code, for code the profiler met outside the package that is no library's piece
         # nor a copy: a call of it is let go at once (torch.save's persistent_id, once per object written).
         self._plain, self._noted_places = {}, (self.package, *self.libraries.places, FX_FILES, self.fx_interpreter)
