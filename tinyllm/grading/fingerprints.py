@@ -310,7 +310,7 @@ def file_identity(fd: int | None) -> tuple | None:
 _fstat = os.fstat  # taken before any cell runs
 
 
-_object_attribute = object.__getattribute__  # taken before any cell runs, as the watch's own are
+_object_attribute = object.__getattribute__  # taken before any cell runs (the watch's too)
 
 
 def submodules(module) -> list:

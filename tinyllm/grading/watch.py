@@ -23,6 +23,7 @@ from tinyllm.grading import checks, values  # not imported in a call: an import 
 from tinyllm.grading.fingerprints import (
     _function_code,
     _function_globals,
+    _object_attribute,
     class_codes,
     differs,
     file_identity,
@@ -423,7 +424,7 @@ class Monitor:
 # Taken before any cell runs: a cell that replaced sys.setprofile and sys.getprofile would switch
 # the whole watch off, and one of builtins' functions would run inside the watch's callback.
 _setprofile, _getprofile, _getframe = sys.setprofile, sys.getprofile, sys._getframe
-_builtins, _object_attribute, _sys_modules = vars(builtins), object.__getattribute__, sys.modules
+_builtins, _sys_modules = vars(builtins), sys.modules
 _gc_isenabled, _gc_enable, _gc_disable = gc.isenabled, gc.enable, gc.disable
 # id() without its audit event (the watch's hook is Python): unique while the object lives.
 _address = object.__hash__
