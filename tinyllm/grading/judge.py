@@ -46,6 +46,7 @@ from otter.test_files.exception_test import ExceptionTestFile
 from tinyllm.grading import checks, flags, sandbox, values
 from tinyllm.grading.flags import NotGradable, prepared_notebook
 from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure
+from tinyllm.grading.watch import PAUSED
 
 SEED = 20_251_122
 def import_test_modules(tests: dict[str, str]) -> None:
@@ -201,7 +202,9 @@ class Session:
             # The text part: the failure's message first ("" when none: see serve.call), then the watch's notes.
             self.entered.update(str(e)[:200] for e in notes[1:21])
             failed = ((notes[0] if notes else "") or str(outcome[1])) if outcome[0] == "failed" else None
-            failed = failed or checks.Forbidden.message(name, called)
+            failed = failed or checks.Forbidden.message(name, called) or (
+                f"`{name}` ran while the notebook had switched the grader's watch of the calls off: graded 0"
+                if PAUSED in recorded else None)  # the record's note: no cell takes it back
             changed = failed is None and not values.same(before, after)
             if changed and inplace:
                 values.write_back(list(args), after[0])

@@ -204,6 +204,7 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
         if outcome[0] == "failed":  # its text goes in the text part: no torch.save (the notebook's code) from here
             reply, failure = failed, " ".join(outcome[1].split())[:MAX_MESSAGE]
     finally:
+        stopping = True  # see call_running
         entered = monitor.stop()
         _setitimer(_REAL, 0)
     # After the watch, the reply is only framed (bytes and str methods); a part of the watch changed
@@ -227,6 +228,17 @@ def given_by_test(frame, key: int, call_code=call.__code__) -> bool:
             found = frame
         frame = frame.f_back
     return found is not None and key in found.f_locals.get("given_ids", ())
+
+
+def call_running(thread: int, frames=sys._current_frames, call_code=call.__code__) -> bool:
+    """Whether a call's watch is on in ``thread`` (the calls' own): the outermost :func:`call` on its
+    stack has not begun to stop it. Read, as :func:`given_by_test` reads, from the frame's fast locals."""
+    found, frame = None, frames().get(thread)
+    while frame is not None:
+        if frame.f_code is call_code:
+            found = frame
+        frame = frame.f_back
+    return found is not None and "stopping" not in found.f_locals
 
 
 def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes) -> bytes:
@@ -290,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         with os.fdopen(config["tables"], "rb") as file:
             tables = marshal.load(file)
     monitor = Monitor(config["package_dir"], own_pids=config.get("own_pids", False), guarded=(this,), ledger=record_fd,
-                      given_by_test=given_by_test, tables=tables)
+                      given_by_test=given_by_test, call_running=call_running, tables=tables)
     # Encoded before any cell runs: after the watch, nothing may run torch.save (see call()).
     refusal = values.encode(("done", ("failed", TAMPERED), None)) + values.text_part(())
     failed = values.encode(("done", ("failed", ""), None))  # a failed call's: its message in the text part

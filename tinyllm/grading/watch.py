@@ -54,9 +54,9 @@ PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spaw
 # Raised by the C function that sets a profiler, however it is reached: sys.setprofile,
 # cProfile's enable, PyEval_SetProfile through ctypes (and, from Python 3.12, for all threads).
 PROFILER_EVENTS = {"sys.setprofile", "sys._setprofileallthreads"}
-# A trace function (sys.settrace, threading.settrace, a debugger) runs with the profiler off:
-# what it calls is never seen, and it can rewrite the locals of any frame, the sandbox's checks'
-# included. Set during a call (these events) or before it (sys.gettrace), it is noted.
+# A trace function (sys.settrace, threading.settrace, a debugger) runs with the profiler off: what it calls is
+# never seen, and it can rewrite the locals of any frame, the sandbox's checks' included. Noted, set during a
+# call (these events) or before it (sys.gettrace).
 TRACER_EVENTS = {"sys.settrace", "sys._settraceallthreads", "sys.monitoring.register_callback"}
 
 # _thread's functions that start a thread: called by anything but the watch's own starter
@@ -64,18 +64,16 @@ TRACER_EVENTS = {"sys.settrace", "sys._settraceallthreads", "sys.monitoring.regi
 THREAD_STARTS = {"start_new_thread", "start_new", "start_joinable_thread"}
 UNWATCHED_THREAD = "started a thread the watch does not follow (not through threading or _thread's watched starters)"
 
-# Where torch.fx puts the code it writes for a traced function or module (a GraphModule's
-# forward), and its Interpreter, which runs such a graph node by node: only torch
-# operations, whatever functions the tracing went through.
-FX_FILES = "<eval_with_key>"
-FX_INTERPRETER = "fx/interpreter.py"
+# Where torch.fx puts the code it writes for a traced function or module (a GraphModule's forward), and its
+# Interpreter, which runs such a graph node by node: only torch operations, whatever the tracing went through.
+FX_FILES, FX_INTERPRETER = "<eval_with_key>", "fx/interpreter.py"
 
-# Methods of the objects a test passes in that an answer may call: the statements say
-# "run the module" or "encode with the tokenizer you are given".
+# Methods of the objects a test passes in that an answer may call ("run the module", "encode with the tokenizer").
 ALLOWED_METHODS = {"forward", "encode", "decode"}
 # What gives a function other code in place, each set through a C setter that raises the audit
 # event "object.__setattr__" first.
 RECODING = {"__code__", "__defaults__", "__kwdefaults__"}
+PAUSED = "switched the grader's call watch off during the call (its active flag)"
 MAX_PLAIN_CODES = 100_000  # the profiler's table of code it let go (a notebook can make code without end)
 
 
@@ -101,8 +99,7 @@ class Monitor:
     """
 
     def __init__(self, package_dir: str, own_pids: bool = False, guarded: tuple = (), ledger: int | None = None,
-                 given_by_test=None, tables: tuple | None = None):
-        Monitor._profile.__defaults__ = (given_by_test,)  # serve's check, as a default: no cell can change it (_audit)
+                 given_by_test=None, call_running=None, tables: tuple | None = None):
         self.package = package_dir.rstrip("/") + "/"
         self.grading = self.package + "grading/"
         # The objects the test passed in (and their modules), by id: their type at the call's
@@ -112,6 +109,9 @@ class Monitor:
         self.entered, self.active = set(), False  # the call's notes; whether a call is on
         # The grader's record of the notes (values.record): a socket, which nothing here can take back.
         self._ledger, self._ledger_file, self._forbidden_ledger = ledger, file_identity(ledger), self._record_forbidden
+        # serve's check; the calls' thread and a note on the record: defaults, which no cell can change (_audit)
+        Monitor._profile.__defaults__ = (given_by_test, (threading.get_ident(), threading.get_ident, values.record,
+                                                         ledger, values.NOTE, PAUSED, self._ledger_file, call_running))
         self.forbidden = None  # what the statement of the function called forbids (checks.Forbidden)
         import torch
 
@@ -253,9 +253,12 @@ class Monitor:
     def _ours(self, filename: str) -> bool:
         return filename.startswith(self.package) and not filename.startswith(self.grading)
 
-    def _profile(self, frame, event, arg, given_by_test=None):
-        if not self.active:
-            return
+    def _profile(self, frame, event, arg, given_by_test=None, calls=(None, None)):
+        if not self.active:  # while a call runs, a cell's doing: stop() takes the calls' thread's profiler off first
+            if calls[1] is None or (calls[1]() != calls[0] and not (calls[-1] and calls[-1](calls[0]))):
+                return
+            calls[2](*calls[3:-1])  # the note, with nothing of self's or the module's (a cell can swap them)
+            return  # the judge fails the call (the record's note); at each event here: a cell can clear a mark
         if self.forbidden is not None and event in ("call", "c_call"):
             self._torch_call(frame, event, arg)
         if event == "c_call":
