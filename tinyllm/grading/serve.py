@@ -139,6 +139,7 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
     name, new = header["name"], bool(header.get("new"))
     _setitimer(_REAL, max(header["seconds"], 0.05))
     monitor.start(None, header.get("forbidden", ()))
+    watching = True  # see call_running
     _HELD.clear()  # the last call's objects: their finalizers run watched, counted against this call
     # Everything from here to the reply can run the learner's code, so it is watched and on
     # the clock: reading the inputs (unpickling runs a class's __setstate__ and reads modules'
@@ -232,13 +233,14 @@ def given_by_test(frame, key: int, call_code=call.__code__) -> bool:
 
 def call_running(thread: int, frames=sys._current_frames, call_code=call.__code__) -> bool:
     """Whether a call's watch is on in ``thread`` (the calls' own): the outermost :func:`call` on its
-    stack has not begun to stop it. Read, as :func:`given_by_test` reads, from the frame's fast locals."""
+    stack has started it and not begun to stop it. Read, as :func:`given_by_test` reads, from the
+    frame's fast locals."""
     found, frame = None, frames().get(thread)
     while frame is not None:
         if frame.f_code is call_code:
             found = frame
         frame = frame.f_back
-    return found is not None and "stopping" not in found.f_locals
+    return found is not None and "watching" in (local := found.f_locals) and "stopping" not in local
 
 
 def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes) -> bytes:
