@@ -219,27 +219,30 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
     _WRITE(REPLY_FD, reply + values.text_part([failure, *entered]))
 
 
-def given_by_test(frame, key: int, call_code=call.__code__) -> bool:
-    """Whether ``key`` (an object's id) is one the test gave the call, as the outermost :func:`call`
-    up the stack holds them: its ``given_ids``, read from the frame's fast locals, which no cell can
-    write (a cell can reach the watch's own table, ``Monitor.allowed_selves``, and add to it)."""
+def _outermost_call(frame, call_code=call.__code__):
+    """The outermost frame of :func:`call` up the stack from ``frame``, or None (an answer that
+    runs call() itself is inside it). What it holds is read from its fast locals, which no cell can
+    write."""
     found = None
-    while frame is not None:
-        if frame.f_code is call_code:  # the outermost: an answer that runs call() itself is inside it
-            found = frame
-        frame = frame.f_back
-    return found is not None and key in found.f_locals.get("given_ids", ())
-
-
-def call_running(thread: int, frames=sys._current_frames, call_code=call.__code__) -> bool:
-    """Whether a call's watch is on in ``thread`` (the calls' own): the outermost :func:`call` on its
-    stack has started it and not begun to stop it. Read, as :func:`given_by_test` reads, from the
-    frame's fast locals."""
-    found, frame = None, frames().get(thread)
     while frame is not None:
         if frame.f_code is call_code:
             found = frame
         frame = frame.f_back
+    return found
+
+
+def given_by_test(frame, key: int, outermost=_outermost_call) -> bool:
+    """Whether ``key`` (an object's id) is one the test gave the call, as the outermost :func:`call`
+    holds them: its ``given_ids`` (a cell can reach the watch's own table, ``Monitor.allowed_selves``,
+    and add to it)."""
+    found = outermost(frame)
+    return found is not None and key in found.f_locals.get("given_ids", ())
+
+
+def call_running(thread: int, frames=sys._current_frames, outermost=_outermost_call) -> bool:
+    """Whether a call's watch is on in ``thread`` (the calls' own): the outermost :func:`call` on its
+    stack has started it and not begun to stop it."""
+    found = outermost(frames().get(thread))
     return found is not None and "watching" in (local := found.f_locals) and "stopping" not in local
 
 
