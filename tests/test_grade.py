@@ -1334,6 +1334,30 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
         copyreg.__class__ = types.ModuleType
         torch.serialization.register_package(-100, lambda storage: None, lambda storage, location: None)
         print(watch.tampered(), watch.tampered(codes=False))
+        torch.serialization._package_registry[:] = [e for e in torch.serialization._package_registry if e[0] != -100]
+
+        def put_back(trick, undo):  # swapped and put back within the call: start()'s versions see it
+            watched = watch.start(((), {}), forbidden)
+            trick()
+            undo()
+            changed = watch.changed(watched)
+            watch.stop()
+            watched = watch.start(((), {}), forbidden)
+            print(changed, watch.changed(watched))
+            watch.stop()
+
+        put_back(lambda: setattr(watch, "_note", lambda text: None), lambda: delattr(watch, "_note"))
+        note = Monitor._note
+        put_back(lambda: setattr(Monitor, "_note", lambda self, text: None), lambda: setattr(Monitor, "_note", note))
+        write = values._WRITE
+        put_back(lambda: setattr(values, "_WRITE", lambda fd, data: len(data)),
+                 lambda: setattr(values, "_WRITE", write))
+        names = {}
+        put_back(lambda: names.update(watch.forbidden.names) or watch.forbidden.names.clear(),
+                 lambda: watch.forbidden.names.update(names))
+        real_len = len
+        put_back(lambda: setattr(builtins, "len", lambda x: 0), lambda: setattr(builtins, "len", real_len))
+        put_back(lambda: None, lambda: None)
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -1341,6 +1365,7 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
     assert lines[:13] == ["True False"] * 8 + ["False False"] + ["True False"] * 4, out.stdout
     assert int(lines[13]) < 1000, f"the watch's check of its parts is {lines[13]} events under the profiler"
     assert lines[14:20] == ["True True True True"] * 3 + ["1 False", "True False", "True False"], out.stdout
+    assert lines[20:26] == ["True False"] * 5 + ["False False"], out.stdout
 
 
 def test_the_watch_notes_other_libraries_versions_of_a_piece_called_from_the_notebook():

@@ -10,13 +10,15 @@ nothing of the notebook's (a metaclass property, a descriptor) runs inside the w
 from __future__ import annotations
 
 import copyreg
+import ctypes
 import os
 import sys
+import sysconfig
 import types
 from functools import cache
 from gc import get_referents as _referents  # taken before any cell runs
 from itertools import chain
-from operator import is_, methodcaller
+from operator import attrgetter, is_, methodcaller
 from pathlib import Path
 
 from tinyllm.grading.libraries import TORCH_PIECES, dotted, holds, type_module  # noqa: F401  (the watch's)
@@ -339,3 +341,39 @@ def torch_parts() -> tuple:
     return (torch.overrides, torch.overrides.TorchFunctionMode, torch.serialization, torch.Tensor,
             sys.modules["torch._tensor"], torch.storage, torch.storage.UntypedStorage, torch._utils, pickle,
             copyreg, torch._C)
+
+
+def _version_offset() -> int | None:
+    """Where a dict keeps its version (CPython's ``ma_version_tag``, after the object's header and
+    its count), if this Python keeps one that every change of the dict moves: not from 3.14, nor
+    where the object header is another size (a free-threaded build)."""
+    if sys.implementation.name != "cpython" or sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return None
+    offset = 2 * ctypes.sizeof(ctypes.c_void_p) + ctypes.sizeof(ctypes.c_ssize_t)
+    probe = {"a": 1}
+    read = _version_at(id(probe) + offset)
+    first = read.value
+    probe["a"] = 2
+    second = read.value
+    probe["a"] = 1
+    return offset if len({first, second, read.value}) == 3 else None
+
+
+_version_at = ctypes.c_uint64.from_address  # taken before any cell runs
+_VERSION_OFFSET = _version_offset()
+
+
+def version_views(dicts) -> tuple:
+    """A reader of each dict's version (empty where this Python keeps none, see above): any
+    change of a dict moves it, also one put back since (a name swapped and restored within a call)."""
+    if _VERSION_OFFSET is None:
+        return ()
+    dicts = [_referents(d)[0] if type(d) is _proxy else d for d in dicts]  # a class's: the dict behind its proxy
+    assert all(type(d) is dict for d in dicts)
+    return tuple(_version_at(id(d) + _VERSION_OFFSET) for d in dicts)
+
+
+def versions(views: tuple, _value=attrgetter("value"), _map=map, _tuple=tuple) -> tuple:
+    """The versions the ``views`` of :func:`version_views` read now, with C functions alone (its
+    defaults: a swapped global would read what a cell likes)."""
+    return _tuple(_map(_value, views))

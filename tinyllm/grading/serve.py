@@ -138,7 +138,7 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
         return
     name, new = header["name"], bool(header.get("new"))
     _setitimer(_REAL, max(header["seconds"], 0.05))
-    monitor.start(None, header.get("forbidden", ()))
+    watched = monitor.start(None, header.get("forbidden", ()))  # in this frame's fast locals: see changed()
     watching = True  # see call_running
     _HELD.clear()  # the last call's objects: their finalizers run watched, counted against this call
     # Everything from here to the reply can run the learner's code, so it is watched and on
@@ -197,7 +197,7 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
             forbidden = monitor.forbidden.failure(name) if monitor.forbidden is not None else None
             if forbidden:
                 outcome = ("failed", forbidden)
-            if monitor.changed():
+            if monitor.changed(watched):
                 outcome = ("failed", f"`{name}` ran after the notebook changed the grader's watch of the calls "
                                      "(tinyllm.grading's code in the sandbox): graded 0")
         except BaseException as exc:

@@ -45,22 +45,21 @@ from tinyllm.grading.fingerprints import (
     type_module,
     type_mro,
     type_qualname,
+    version_views,
+    versions,
 )
 from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, dotted, text
 from tinyllm.grading.unseen import OTHER_INTERPRETER, TRACED, Unseen
 
 # What the audit hook sees of a new process: the watch does not follow it there.
 PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system", "subprocess.Popen"}
-# Raised by the C function that sets a profiler, however it is reached: sys.setprofile,
-# cProfile's enable, PyEval_SetProfile through ctypes (and, from Python 3.12, for all threads).
+# Raised by the C function that sets a profiler, however reached: sys.setprofile, cProfile, ctypes (3.12: all threads).
 PROFILER_EVENTS = {"sys.setprofile", "sys._setprofileallthreads"}
-# A trace function (sys.settrace, threading.settrace, a debugger) runs with the profiler off: what it calls is
-# never seen, and it can rewrite the locals of any frame, the sandbox's checks' included. Noted, set during a
-# call (these events) or before it (sys.gettrace).
+# A trace function (sys.settrace, threading.settrace, a debugger) runs with the profiler off, unseen, and can rewrite
+# any frame's locals, the sandbox's checks' included. Noted, set during a call (these events) or before (sys.gettrace).
 TRACER_EVENTS = {"sys.settrace", "sys._settraceallthreads", "sys.monitoring.register_callback"}
 
-# _thread's functions that start a thread: called by anything but the watch's own starter
-# (a fresh copy of _thread imported again), the thread runs unwatched.
+# _thread's functions that start a thread: called by anything but the watch's starter (a second _thread), unwatched.
 THREAD_STARTS = {"start_new_thread", "start_new", "start_joinable_thread"}
 UNWATCHED_THREAD = "started a thread the watch does not follow (not through threading or _thread's watched starters)"
 
@@ -70,8 +69,7 @@ FX_FILES, FX_INTERPRETER = "<eval_with_key>", "fx/interpreter.py"
 
 # Methods of the objects a test passes in that an answer may call ("run the module", "encode with the tokenizer").
 ALLOWED_METHODS = {"forward", "encode", "decode"}
-# What gives a function other code in place, each set through a C setter that raises the audit
-# event "object.__setattr__" first.
+# What gives a function other code in place, each set through a C setter that raises "object.__setattr__" first.
 RECODING = {"__code__", "__defaults__", "__kwdefaults__"}
 PAUSED = "switched the grader's call watch off during the call (its active flag)"
 MAX_PLAIN_CODES = 100_000  # the profiler's table of code it let go (a notebook can make code without end)
@@ -102,9 +100,8 @@ class Monitor:
                  given_by_test=None, call_running=None, tables: tuple | None = None):
         self.package = package_dir.rstrip("/") + "/"
         self.grading = self.package + "grading/"
-        # The objects the test passed in (and their modules), by id: their type at the call's
-        # start, whether it is the package's, and the code of every function its classes held
-        # then. One re-classed, or whose class gained a method, during the call is not exempt.
+        # The objects the test passed in (and their modules), by id: their type at the call's start, whether it is
+        # the package's, its classes' functions' code then. One re-classed, or given a method, is not exempt.
         self.allowed_selves: dict[int, tuple[type, bool, frozenset]] = {}
         self.entered, self.active = set(), False  # the call's notes; whether a call is on
         # The grader's record of the notes (values.record): a socket, which nothing here can take back.
@@ -120,9 +117,8 @@ class Monitor:
         self.modes_all_off = getattr(torch._C, "_is_torch_function_all_disabled", lambda: False)
         self.libraries = Libraries(self.torch_dir, self.package)
         self.module_type, self.ops = torch.nn.Module, (torch._ops.OpOverloadPacket, torch._ops.OpOverload)
-        # The package's functions and torch's pieces, by what a copy keeps; made before any cell
-        # runs, as is every reader of what the notebook could change (sys.setprofile, TorchScript's
-        # registry): a cell that changed them beforehand (an empty Path.rglob) would blind the watch.
+        # The package's functions and torch's pieces, by what a copy keeps; made before any cell runs, as is each reader
+        # of what a cell could change (sys.setprofile, TorchScript's registry; an empty Path.rglob would blind it).
         library, functions, self.codes, self.methods = tables or known_code(self.package, self.torch_dir,
                                                                             frozenset(ALLOWED_METHODS))
         self.copies = {**library, **functions}  # methods: as the package's files define them
@@ -133,15 +129,14 @@ class Monitor:
         self._plain, self._noted_places = {}, (self.package, *self.libraries.places, FX_FILES, self.fx_interpreter)
         self._starters = self._watch_threads()
         self._starter = self._starters[0][2].__code__  # the code that starts a thread it watches
-        # The watch's own code that sets the profiler; from anywhere else during a call, it is
-        # the learner's code switching the watch off, even if it puts it back before returning.
+        # The watch's own code that sets the profiler; from elsewhere in a call, the learner's switching it off (noted).
         self._switches = {f.__code__ for f in (Monitor.start, Monitor.stop, Monitor._thread_profile,
                                                 Monitor._arm_thread)}
         # Set by the audit hook when a cell tried to give a function of the watch's parts other code.
         self._recoded, self._kept_functions = False, frozenset()
         sys.addaudithook(self._audit)
         self.unseen = Unseen(self.package, own_pids)  # what runs where this watch cannot see, read before any cell
-        self._collecting, self._starts = False, 0  # whether the collector ran before the call; threads started
+        self._collecting, self._starts = False, [0]  # whether the collector ran before the call; threads started
         from tinyllm.grading import fingerprints, libraries, unseen
         # What the watch and the sandbox's checks are made of before any cell runs: see changed().
         self._made_of = tuple((part, parts(part)) for part in (
@@ -157,17 +152,19 @@ class Monitor:
             del self._fixed[field]
         self._own = set(vars(self)) | {"_own", "_fixed"}
 
-    def changed(self) -> bool:
+    def changed(self, watched: tuple = ((), ()), read=versions) -> bool:
         """Whether code of the notebook replaced a part of the watch (``checks.Forbidden.failure``,
-        ``checks.not_new``, the forbidden-function mode's names) or switched it off (``active``). A
-        notebook that also rewrites this check, blinds the watch before a call it should note (its
-        notes are in the grader's record at once), changes the grader's code up the stack or
-        answers on the channel itself goes unseen: it shares the process."""
+        ``checks.not_new``, the forbidden-function mode's names) or switched it off (``active``), or
+        changed a dict the watch reads since the call started, even if it put it back (``watched``: what
+        :meth:`start` returned, by the dicts' versions; Python 3.14 keeps none). A notebook that also
+        rewrites this check, blinds the watch before a call it should note (its notes are in the
+        grader's record at once), changes the grader's code up the stack with ``ctypes`` or answers
+        on the channel itself goes unseen: it shares the process."""
         mode, lists = self.forbidden, self._forbidden_lists
         mode = mode is not None and (not plain_keys(vars(mode)) or (mode.names, mode.prefixes) != lists
                                      or set(vars(mode)) != {"names", "prefixes", "seen", "ledger"}
                                      or mode.ledger is not self._forbidden_ledger)
-        return self.tampered(codes=False) or mode or not self.active  # codes: checked before and after
+        return self.tampered(codes=False) or mode or not self.active or read(watched[0]) != watched[1]
 
     def tampered(self, codes: bool = True) -> bool:
         """Whether a part of the watch or of what it runs (the sandbox's checks, torch's function
@@ -175,8 +172,7 @@ class Monitor:
         fields differ from before any cell ran. :func:`tinyllm.grading.serve.call` asks before a
         call starts and runs nothing of the notebook's: a cell's change (a builtins.getattr of
         its own) fails the call even if that code would put the part back while the call ran."""
-        # Loops, not generators: changed() runs it under the profiler, which sees each step of a
-        # generator as a call (10 ms a check, against 0.3 ms).
+        # Loops, not generators: changed() runs it under the profiler, which sees each step of one as a call (10 ms).
         if self._recoded or (codes and snapshot_changed(self._outside)) \
                 or parts_changed(self._made_of, self._outside[-1]):
             return True
@@ -202,7 +198,7 @@ class Monitor:
                     return function(*a, **k)
 
                 ident = start(watched, *rest, **options)
-                self._starts += 1  # once started (a failed start takes no id): Unseen.started
+                self._starts[0] += 1  # once started (a failed start takes no id): Unseen.started
                 return ident
 
             return start_thread
@@ -230,8 +226,7 @@ class Monitor:
         if event == "sys.addaudithook":  # refused (Python then adds nothing): a hook of the notebook's
             raise RuntimeError("the grader's sandbox adds no audit hook")  # would run unwatched, even after a call
         if event == "object.__setattr__" and id(args[0]) in self._kept_functions and args[1] in RECODING:
-            # Refused too (Python then sets nothing), and every later call: other code in one of the
-            # watch's functions (the same object: no check of identities sees it) would run as the watch.
+            # Refused (Python sets nothing), and each later call: other code in a function of the watch's runs as it.
             self._recoded = True
             raise RuntimeError("the grader's sandbox keeps the code of its own functions and of torch's "
                                "serialization: the calls are not made")
@@ -361,13 +356,13 @@ class Monitor:
         if not caller.f_code.co_filename.startswith(self.torch_dir) or self.modes_all_off():
             self.forbidden.see(forbidden)
 
-    def start(self, inputs, forbidden=()) -> None:  # inputs None: not read yet (given() names them)
+    def start(self, inputs, forbidden=()) -> tuple:  # inputs None: not read yet (given() names them)
         self.forbidden = checks.Forbidden(list(forbidden)) if forbidden else None
         self._forbidden_lists = (dict(self.forbidden.names), dict(self.forbidden.prefixes)) if forbidden else ({}, {})
         self.allowed_selves = {}
         if inputs is not None:
             self.given(inputs)
-        self._starts, self.entered = 0, set()
+        self._starts, self.entered = [0], set()
         for note in self.unseen.at_start():
             self._note(note)
         if self.forbidden is not None:  # TorchScript runs its graphs in C++: look for the forbidden there
@@ -380,14 +375,20 @@ class Monitor:
         self.active = True
         if self.forbidden is not None:
             self.forbidden.__enter__()
+        # The dicts the watch reads during the call, by version (changed()): a name swapped and put back moves it.
+        mode = () if self.forbidden is None else (vars(self.forbidden), self.forbidden.names, self.forbidden.prefixes)
+        views = version_views((*self._outside[-1][0], _builtins, vars(self), self.copies, self.codes, self.methods,
+                               vars(self.libraries), vars(self.unseen), self.unseen._handlers, *mode))
+        watched = (views, versions(views))
         _setprofile(self._profile)  # threads the call starts: see _watch_threads
+        return watched
 
     def given(self, inputs) -> None:
         """The objects the test passes in, whose own methods the call may run."""
         given = [v for v in values.objects(inputs) if not is_a(type(v), (self.tensor, int, float, str))]
         given += [m for v in given if is_a(type(v), (self.module_type,)) for m in submodules(v)]
         kinds = {k: (text(type_module(k)).startswith("tinyllm."), class_codes(k)) for k in {type(v) for v in given}}
-        self.allowed_selves = {id(v): (type(v), *kinds[type(v)]) for v in given}
+        self.allowed_selves.update({id(v): (type(v), *kinds[type(v)]) for v in given})  # in place: see start()
 
     def _thread_profile(self, frame, event, arg):
         """A thread the call started, at its first event: the forbidden-function mode (one a thread) goes there too."""
@@ -410,10 +411,9 @@ class Monitor:
                        "watch")
         if self._collecting:
             _gc_enable()
-        for note in self.unseen.now() | self.unseen.started(self._starts):
+        for note in self.unseen.now() | self.unseen.started(self._starts[0]):
             self._note(note)
         return sorted([note for note in self.entered if type(note) is str])  # no __lt__ of the notebook's
-
 
     def _note(self, text: str) -> None:
         """Note ``text``, in the grader's record at once too: emptying ``entered`` takes nothing back."""
