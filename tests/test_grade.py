@@ -1230,7 +1230,7 @@ def test_tqdm_starts_no_monitor_thread_in_the_sandbox_and_any_thread_is_noted():
         from tqdm.auto import tqdm
         from tqdm._monitor import TMonitor
         from tinyllm.grading.unseen import Unseen
-        from tinyllm.grading.watch import without_tqdm_monitor
+        from tinyllm.grading.serve import without_tqdm_monitor
         without_tqdm_monitor()
         for _ in tqdm(range(3)):
             pass
@@ -1358,6 +1358,18 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
         real_len = len
         put_back(lambda: setattr(builtins, "len", lambda x: 0), lambda: setattr(builtins, "len", real_len))
         put_back(lambda: None, lambda: None)
+        # What the watch holds itself to (serve keeps it where no cell writes): a table it decides by edited and
+        # put back, or its record of its fields replaced by a copy (it is a tuple: nothing edits it in place).
+        baseline = watch.baseline()
+        print(watch.tampered(True, baseline))
+        key = next(iter(watch.methods))
+        kept = watch.methods[key]
+        watch.methods[key] = None
+        watch.methods[key] = kept
+        print(watch.tampered(True, baseline), watch.tampered())
+        baseline = watch.baseline()
+        watch._fixed = watch._fixed[:-1] + watch._fixed[-1:]
+        print(watch.tampered(True, baseline), watch.tampered())
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -1366,6 +1378,7 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
     assert int(lines[13]) < 1000, f"the watch's check of its parts is {lines[13]} events under the profiler"
     assert lines[14:20] == ["True True True True"] * 3 + ["1 False", "True False", "True False"], out.stdout
     assert lines[20:26] == ["True False"] * 5 + ["False False"], out.stdout
+    assert lines[26:29] == ["False", "True False", "True False"], out.stdout
 
 
 def test_the_watch_notes_other_libraries_versions_of_a_piece_called_from_the_notebook():
@@ -1460,7 +1473,7 @@ def test_the_watchs_work_for_a_call_does_not_grow_with_the_items_of_its_lists():
 
 # The functions of the sandbox's modules that may import: they run before any cell (the watch's and
 # the sandbox's set-up) or in the grader's own process (forbidden_keys).
-IMPORTS_BEFORE_ANY_CELL = {"serve.main", "watch.without_tqdm_monitor", "watch.Monitor.__init__",
+IMPORTS_BEFORE_ANY_CELL = {"serve.main", "serve.without_tqdm_monitor", "watch.Monitor.__init__",
                            "watch.Monitor._watch_threads", "fingerprints.torch_parts", "fingerprints.reply_hooks",
                            "unseen._jit_readers", "libraries.installed_folders", "libraries.Libraries.__init__",
                            "checks.forbidden_keys"}

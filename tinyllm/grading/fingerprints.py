@@ -226,12 +226,13 @@ def plain_keys(names: dict) -> bool:
     return True
 
 
-def differs(now: dict, was: dict, more: bool = False) -> bool:
-    """Whether a name of ``was`` holds another object in ``now``, or (unless ``more``) ``now`` has
-    other names. No call per name (not even ``dict.get``): the watch asks under its profiler."""
-    if (type(now) is not dict and type(now) is not _proxy) or (not more and now.keys() != was.keys()):
+def differs(now: dict, was: tuple, more: bool = False) -> bool:
+    """Whether a name of ``was`` (its (name, object) pairs: a tuple, which no cell can edit as it
+    could a dict it found) holds another object in ``now``, or (unless ``more``) ``now`` has other
+    names. No call per name (not even ``dict.get``): the watch asks under its profiler."""
+    if (type(now) is not dict and type(now) is not _proxy) or (not more and len(now) != len(was)):
         return True
-    for key, value in was.items():
+    for key, value in was:
         if key not in now or now[key] is not value:
             return True
     return False
@@ -277,7 +278,7 @@ def snapshot(made_of: tuple) -> tuple:
     reply's hooks, and the class of every module imported so far (a module given a class of the
     notebook's answers its attribute lookups with the notebook's code); last, what
     :func:`parts_changed` reads first."""
-    functions = functions_of([names for _, names in made_of])
+    functions = functions_of([dict(names) for _, names in made_of if names is not None])
     for function in functions:  # made when first read: made now, so that what they hold stays put
         function.__dict__, function.__annotations__  # noqa: B018
     for part, _ in made_of:  # Python's caches (see parts) made now: later, only a change is one
@@ -287,7 +288,7 @@ def snapshot(made_of: tuple) -> tuple:
             module_dict(part).setdefault("__warningregistry__", {})
     modules = tuple(sys.modules.values())
     dicts = tuple(own_names(part) for part, _ in made_of)
-    return (functions, held_by(functions), reply_hooks(), modules, tuple(map(type, modules)),
+    return (functions, tuple(held_by(functions)), reply_hooks(), modules, tuple(map(type, modules)),
             (dicts, *contents(dicts)))
 
 
@@ -363,17 +364,18 @@ _version_at = ctypes.c_uint64.from_address  # taken before any cell runs
 _VERSION_OFFSET = _version_offset()
 
 
-def version_views(dicts) -> tuple:
-    """A reader of each dict's version (empty where this Python keeps none, see above): any
-    change of a dict moves it, also one put back since (a name swapped and restored within a call)."""
+def version_places(dicts) -> tuple:
+    """Where each dict keeps its version (empty where this Python keeps none, see above): any
+    change of a dict moves it, also one put back since (a name swapped and restored). Addresses,
+    read afresh by :func:`versions`: no object that could write there is kept."""
     if _VERSION_OFFSET is None:
         return ()
     dicts = [_referents(d)[0] if type(d) is _proxy else d for d in dicts]  # a class's: the dict behind its proxy
     assert all(type(d) is dict for d in dicts)
-    return tuple(_version_at(id(d) + _VERSION_OFFSET) for d in dicts)
+    return tuple(id(d) + _VERSION_OFFSET for d in dicts)
 
 
-def versions(views: tuple, _value=attrgetter("value"), _map=map, _tuple=tuple) -> tuple:
-    """The versions the ``views`` of :func:`version_views` read now, with C functions alone (its
-    defaults: a swapped global would read what a cell likes)."""
-    return _tuple(_map(_value, views))
+def versions(places: tuple, _value=attrgetter("value"), _at=_version_at, _map=map, _tuple=tuple) -> tuple:
+    """The versions at ``places`` (:func:`version_places`) now, with C functions alone, bound as
+    defaults: a global swapped by a cell would read what it likes."""
+    return _tuple(_map(_value, _map(_at, places)))

@@ -45,7 +45,7 @@ import torch  # here, not in a function: an import statement reads the module's 
 
 from tinyllm.grading import checks, values
 from tinyllm.grading.fingerprints import type_qualname
-from tinyllm.grading.watch import Monitor, without_tqdm_monitor
+from tinyllm.grading.watch import Monitor
 
 REQUEST_FD, REPLY_FD = -1, -1  # set from the config: the channel to the grader
 MAX_MESSAGE = 500
@@ -127,13 +127,22 @@ def _with_callbacks(value):
     return values.mapped(value, leaf)
 
 
-def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, failed: bytes) -> None:
+def without_tqdm_monitor() -> None:
+    """tqdm's monitor thread is not started here: every thread alive at a call is the notebook's."""
+    try:
+        import tqdm
+    except ImportError:
+        return
+    tqdm.tqdm.monitor_interval = 0
+
+
+def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, failed: bytes, baseline: tuple) -> None:
     """One call of a learner's function, and its reply sent (``request``: its header and its
     inputs' bytes; ``refusal``: the reply written instead when the notebook changed the watch,
     before the call or during it; ``failed``: a failed call's, its message in the text part).
     Both are encoded before any cell runs."""
     header, payload = request
-    if monitor.tampered():  # before anything of the notebook's runs (a changed part would run here)
+    if monitor.tampered(True, baseline):  # before anything of the notebook's runs (a changed part would run here)
         _WRITE(REPLY_FD, refusal)
         return
     name, new = header["name"], bool(header.get("new"))
@@ -197,7 +206,7 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
             forbidden = monitor.forbidden.failure(name) if monitor.forbidden is not None else None
             if forbidden:
                 outcome = ("failed", forbidden)
-            if monitor.changed(watched):
+            if monitor.changed(watched, baseline):
                 outcome = ("failed", f"`{name}` ran after the notebook changed the grader's watch of the calls "
                                      "(tinyllm.grading's code in the sandbox): graded 0")
         except BaseException as exc:
@@ -210,7 +219,7 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
         _setitimer(_REAL, 0)
     # After the watch, the reply is only framed (bytes and str methods); a part of the watch changed
     # during the call (seen by changed() above, or since) gets the refusal instead.
-    if monitor.tampered():
+    if monitor.tampered(True, baseline):
         _WRITE(REPLY_FD, refusal)
         return
     # The failure first ("" if none), then the watch's notes, which went on its record already: sent
@@ -246,13 +255,13 @@ def call_running(thread: int, frames=sys._current_frames, outermost=_outermost_c
     return found is not None and "watching" in (local := found.f_locals) and "stopping" not in local
 
 
-def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes) -> bytes:
+def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes, baseline: tuple) -> bytes:
     """The reply to a request for what the notebook holds under ``wanted``, found without
     running anything of the notebook's: the namespace's own dict read with dict's getter, a
     value packed only if it is plain data by its exact types. It is written with the watch on
     (torch.save runs Python a cell could have replaced); ``refused`` when the notebook
     changed the watch."""
-    if monitor.tampered():  # each call is then refused, saying why
+    if monitor.tampered(True, baseline):  # each call is then refused, saying why
         return refused
     monitor.start(None)
     _HELD.clear()
@@ -268,7 +277,7 @@ def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes) 
         reply = None
     finally:
         entered = monitor.stop()
-    return refused if reply is None or monitor.tampered() else reply + values.text_part(entered)
+    return refused if reply is None or monitor.tampered(True, baseline) else reply + values.text_part(entered)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             tables = marshal.load(file)
     monitor = Monitor(config["package_dir"], own_pids=config.get("own_pids", False), guarded=(this,), ledger=record_fd,
                       given_by_test=given_by_test, call_running=call_running, tables=tables)
+    baseline = monitor.baseline()  # in this frame's fast locals, which no cell writes: see Monitor.tampered
     # Encoded before any cell runs: after the watch, nothing may run torch.save (see call()).
     refusal = values.encode(("done", ("failed", TAMPERED), None)) + values.text_part(())
     failed = values.encode(("done", ("failed", ""), None))  # a failed call's: its message in the text part
@@ -339,9 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         except values.ChannelError:
             return 0
         if request[0]["kind"] == "names":
-            _WRITE(REPLY_FD, named(namespace, monitor, request[0]["names"], names_refused))
+            _WRITE(REPLY_FD, named(namespace, monitor, request[0]["names"], names_refused, baseline))
         elif request[0]["kind"] == "call":
-            answer(namespace, monitor, request, refusal, failed)
+            answer(namespace, monitor, request, refusal, failed, baseline)
         else:
             return 0
 

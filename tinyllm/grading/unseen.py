@@ -74,8 +74,8 @@ class Unseen:
     def _unwatched_threads(self) -> set[str]:
         """A note when threads the notebook started earlier are alive: a profiler set now
         does not reach them (Python 3.11 sets it per thread), so a call could run the
-        package's code there unseen. Every thread counts: tqdm runs without its monitor
-        thread here (:func:`without_tqdm_monitor`), so one that looks like it is the notebook's."""
+        package's code there unseen. Every thread counts: tqdm runs without its monitor thread
+        here (:func:`tinyllm.grading.serve.without_tqdm_monitor`): one that looks like it is the notebook's."""
         others = [ident for ident in _current_frames()  # raw _thread threads too
                   if ident != _main_thread().ident]
         if not others:

@@ -19,6 +19,8 @@ import sys
 import threading
 import types
 
+import torch
+
 from tinyllm.grading import checks, values  # not imported in a call: an import reads a module's __spec__
 from tinyllm.grading.fingerprints import (
     _function_code,
@@ -45,7 +47,7 @@ from tinyllm.grading.fingerprints import (
     type_module,
     type_mro,
     type_qualname,
-    version_views,
+    version_places,
     versions,
 )
 from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, dotted, text
@@ -110,8 +112,6 @@ class Monitor:
         Monitor._profile.__defaults__ = (given_by_test, (threading.get_ident(), threading.get_ident, values.record,
                                                          ledger, values.NOTE, PAUSED, self._ledger_file, call_running))
         self.forbidden = None  # what the statement of the function called forbids (checks.Forbidden)
-        import torch
-
         self.tensor, self.torch_dir = torch.Tensor, os.path.dirname(torch.__file__) + "/"
         self.fx_interpreter = self.torch_dir + FX_INTERPRETER
         self.modes_all_off = getattr(torch._C, "_is_torch_function_all_disabled", lambda: False)
@@ -130,8 +130,8 @@ class Monitor:
         self._starters = self._watch_threads()
         self._starter = self._starters[0][2].__code__  # the code that starts a thread it watches
         # The watch's own code that sets the profiler; from elsewhere in a call, the learner's switching it off (noted).
-        self._switches = {f.__code__ for f in (Monitor.start, Monitor.stop, Monitor._thread_profile,
-                                                Monitor._arm_thread)}
+        self._switches = frozenset(f.__code__ for f in (Monitor.start, Monitor.stop, Monitor._thread_profile,
+                                                         Monitor._arm_thread))
         # Set by the audit hook when a cell tried to give a function of the watch's parts other code.
         self._recoded, self._kept_functions = False, frozenset()
         sys.addaudithook(self._audit)
@@ -139,34 +139,42 @@ class Monitor:
         self._collecting, self._starts = False, [0]  # whether the collector ran before the call; threads started
         from tinyllm.grading import fingerprints, libraries, unseen
         # What the watch and the sandbox's checks are made of before any cell runs: see changed().
-        self._made_of = tuple((part, parts(part)) for part in (
+        self._made_of = tuple((part, tuple(parts(part).items())) for part in (
             Monitor, checks.Forbidden, Libraries, Unseen, checks, values, sys.modules[__name__], libraries,
             fingerprints, unseen, threading, signal, *guarded, *torch_parts()))  # Unseen reads the last two
         self._outside = snapshot(self._made_of)  # see tampered()
         self._kept_functions = frozenset(map(id, self._outside[0]))  # held there: no other object takes these ids
         self._forbidden_lists: tuple[dict, dict] = ({}, {})  # its names and prefixes at the start
-        self._builtins = dict(_builtins)
-        self._fixed = dict(vars(self))  # these fields never change (the table of copies among them)
+        # What tampered() compares with, as tuples: a cell that changed a field or a builtin cannot write it here too.
+        self._builtins = tuple(_builtins.items())
+        fixed = dict(vars(self))  # these fields never change (the table of copies among them)
         for field in ("allowed_selves", "entered", "active", "forbidden", "_forbidden_lists", "_collecting",
                       "_starts", "_recoded"):
-            del self._fixed[field]
-        self._own = set(vars(self)) | {"_own", "_fixed"}
+            del fixed[field]
+        self._fixed = tuple(fixed.items())
+        self._own = frozenset(vars(self)) | {"_own"}
 
-    def changed(self, watched: tuple = ((), ()), read=versions) -> bool:
+    def changed(self, watched: tuple = ((), ()), baseline: tuple | None = None, read=versions) -> bool:
         """Whether code of the notebook replaced a part of the watch (``checks.Forbidden.failure``,
         ``checks.not_new``, the forbidden-function mode's names) or switched it off (``active``), or
         changed a dict the watch reads since the call started, even if it put it back (``watched``: what
-        :meth:`start` returned, by the dicts' versions; Python 3.14 keeps none). A notebook that also
-        rewrites this check, blinds the watch before a call it should note (its notes are in the
-        grader's record at once), changes the grader's code up the stack with ``ctypes`` or answers
-        on the channel itself goes unseen: it shares the process."""
+        :meth:`start` returned, by the dicts' versions; Python 3.14 keeps none). A notebook that also rewrites
+        this check, blinds the watch before a call it should note (its notes are in the grader's record at once),
+        changes the grader's code up the stack with ``ctypes`` or answers on the channel goes unseen."""
         mode, lists = self.forbidden, self._forbidden_lists
         mode = mode is not None and (not plain_keys(vars(mode)) or (mode.names, mode.prefixes) != lists
                                      or set(vars(mode)) != {"names", "prefixes", "seen", "ledger"}
                                      or mode.ledger is not self._forbidden_ledger)
-        return self.tampered(codes=False) or mode or not self.active or read(watched[0]) != watched[1]
+        return self.tampered(False, baseline) or mode or not self.active or read(watched[0]) != watched[1]
 
-    def tampered(self, codes: bool = True) -> bool:
+    def baseline(self) -> tuple:
+        """What :meth:`tampered` holds the watch to, kept where no cell writes (the sandbox loop's fast locals):
+        its fields' record and names, the versions of the tables it decides by (copies, the package's codes and
+        methods: one a cell edited, its own code added as the package's method, moved on even if put back)."""
+        places = version_places((self.copies, self.codes, self.methods, vars(self.libraries), self.unseen._handlers))
+        return self._fixed, self._own, places, versions(places)
+
+    def tampered(self, codes: bool = True, baseline: tuple | None = None, read=versions) -> bool:
         """Whether a part of the watch or of what it runs (the sandbox's checks, torch's function
         modes and serialization, Python's builtins, their functions' code) or this watch's fixed
         fields differ from before any cell ran. :func:`tinyllm.grading.serve.call` asks before a
@@ -182,9 +190,11 @@ class Monitor:
         if file_identity(self._ledger) != self._ledger_file:  # the record's socket closed, or another file put there
             return True
         return not (plain_keys(vars(self)) and plain_keys(_builtins)) or set(vars(self)) != self._own \
-            or differs(vars(self), self._fixed, more=True) or differs(_builtins, self._builtins, more=True)
+            or differs(vars(self), self._fixed, more=True) or differs(_builtins, self._builtins, more=True) \
+            or (baseline is not None and (self._fixed is not baseline[0] or self._own is not baseline[1]
+                                          or read(baseline[2]) != baseline[3]))
 
-    def _watch_threads(self) -> list[tuple]:
+    def _watch_threads(self) -> tuple:
         """Every thread started from Python (``threading``, ``_thread.start_new_thread`` and its
         alias ``start_new``) gets the watch from its first line on, whatever profiler
         ``threading.setprofile`` names (a notebook can name None there). Returns (module,
@@ -209,7 +219,7 @@ class Monitor:
             if hasattr(module, name):
                 setattr(module, name, watching(getattr(module, name)))
                 starters.append((module, name, getattr(module, name)))
-        return starters
+        return tuple(starters)
 
     def _arm_thread(self) -> None:
         if self.active:
@@ -377,9 +387,9 @@ class Monitor:
             self.forbidden.__enter__()
         # The dicts the watch reads during the call, by version (changed()): a name swapped and put back moves it.
         mode = () if self.forbidden is None else (vars(self.forbidden), self.forbidden.names, self.forbidden.prefixes)
-        views = version_views((*self._outside[-1][0], _builtins, vars(self), self.copies, self.codes, self.methods,
+        places = version_places((*self._outside[-1][0], _builtins, vars(self), self.copies, self.codes, self.methods,
                                vars(self.libraries), vars(self.unseen), self.unseen._handlers, *mode))
-        watched = (views, versions(views))
+        watched = (places, versions(places))
         _setprofile(self._profile)  # threads the call starts: see _watch_threads
         return watched
 
@@ -407,8 +417,7 @@ class Monitor:
         if removed:
             self._note("removed the grader's call monitor")
         if _gc_isenabled():
-            self._note("switched the garbage collector on during the call, which can run code unseen inside the "
-                       "watch")
+            self._note("switched the garbage collector on during the call, which can run code unseen in the watch")
         if self._collecting:
             _gc_enable()
         for note in self.unseen.now() | self.unseen.started(self._starts[0]):
@@ -431,15 +440,6 @@ _builtins, _sys_modules = vars(builtins), sys.modules
 _gc_isenabled, _gc_enable, _gc_disable = gc.isenabled, gc.enable, gc.disable
 # id() without its audit event (the watch's hook is Python): unique while the object lives.
 _address = object.__hash__
-
-
-def without_tqdm_monitor() -> None:
-    """tqdm's monitor thread is not started here: every thread alive at a call is the notebook's."""
-    try:
-        import tqdm
-    except ImportError:
-        return
-    tqdm.tqdm.monitor_interval = 0
 
 
 def _caller_code():
