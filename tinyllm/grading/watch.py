@@ -145,8 +145,9 @@ class Monitor:
         self._outside = snapshot(self._made_of)  # see tampered()
         self._kept_functions = frozenset(map(id, self._outside[0]))  # held there: no other object takes these ids
         self._forbidden_lists: tuple[dict, dict] = ({}, {})  # its names and prefixes at the start
-        # What tampered() compares with, as tuples: a cell that changed a field or a builtin cannot write it here too.
-        self._builtins = tuple(_builtins.items())
+        read = (*self._outside[-1][0], _builtins, vars(self), self.copies, self.codes, self.methods)  # see start()
+        self._read_in_calls = version_places((*read, vars(self.libraries), vars(self.unseen), self.unseen._handlers))
+        self._builtins = tuple(_builtins.items())  # tuples, as _fixed: a cell cannot write a change of its own here too
         fixed = dict(vars(self))  # these fields never change (the table of copies among them)
         for field in ("allowed_selves", "entered", "active", "forbidden", "_forbidden_lists", "_collecting",
                       "_starts", "_recoded"):
@@ -387,8 +388,7 @@ class Monitor:
             self.forbidden.__enter__()
         # The dicts the watch reads during the call, by version (changed()): a name swapped and put back moves it.
         mode = () if self.forbidden is None else (vars(self.forbidden), self.forbidden.names, self.forbidden.prefixes)
-        places = version_places((*self._outside[-1][0], _builtins, vars(self), self.copies, self.codes, self.methods,
-                               vars(self.libraries), vars(self.unseen), self.unseen._handlers, *mode))
+        places = self._read_in_calls + version_places(mode)
         watched = (places, versions(places))
         _setprofile(self._profile)  # threads the call starts: see _watch_threads
         return watched
