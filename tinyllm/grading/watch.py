@@ -145,13 +145,14 @@ class Monitor:
         self._outside = snapshot(self._made_of)  # see tampered()
         self._kept_functions = frozenset(map(id, self._outside[0]))  # held there: no other object takes these ids
         self._forbidden_lists: tuple[dict, dict] = ({}, {})  # its names and prefixes at the start
-        read = (*self._outside[-1][0], _builtins, vars(self), self.copies, self.codes, self.methods)  # see start()
-        self._read_in_calls = version_places((*read, vars(self.libraries), vars(self.unseen), self.unseen._handlers))
+        # The tables the watch decides by (baseline()), and with them every dict it reads in a call (start()).
+        decides_by = (self.copies, self.codes, self.methods, vars(self.libraries), self.unseen._handlers)
+        self._tables = version_places(decides_by)
+        read = (*self._outside[-1][0], _builtins, vars(self), vars(self.unseen))
+        self._read_in_calls = version_places(read) + self._tables
         self._builtins = tuple(_builtins.items())  # tuples, as _fixed: a cell cannot write a change of its own here too
-        fixed = dict(vars(self))  # these fields never change (the table of copies among them)
-        for field in ("allowed_selves", "entered", "active", "forbidden", "_forbidden_lists", "_collecting",
-                      "_starts", "_recoded"):
-            del fixed[field]
+        fixed = {k: v for k, v in vars(self).items() if k not in ("allowed_selves", "entered", "active", "forbidden",
+                 "_forbidden_lists", "_collecting", "_starts", "_recoded")}  # these fields never change
         self._fixed = tuple(fixed.items())
         self._own = frozenset(vars(self)) | {"_own"}
 
@@ -172,8 +173,7 @@ class Monitor:
         """What :meth:`tampered` holds the watch to, kept where no cell writes (the sandbox loop's fast locals):
         its fields' record and names, the versions of the tables it decides by (copies, the package's codes and
         methods: one a cell edited, its own code added as the package's method, moved on even if put back)."""
-        places = version_places((self.copies, self.codes, self.methods, vars(self.libraries), self.unseen._handlers))
-        return self._fixed, self._own, places, versions(places)
+        return self._fixed, self._own, self._tables, versions(self._tables)
 
     def tampered(self, codes: bool = True, baseline: tuple | None = None, read=versions) -> bool:
         """Whether a part of the watch or of what it runs (the sandbox's checks, torch's function
