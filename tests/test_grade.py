@@ -1603,22 +1603,14 @@ def test_the_sandbox_binds_no_folder_above_the_package_or_the_current_one(monkey
         assert not package.is_relative_to(place) and not tmp_path.resolve().is_relative_to(place), place
 
 
-@needs_sandbox
-def test_the_sandbox_keeps_the_hosts_kernel_settings_and_its_own_root_read_only():
-    """A grader started by root maps the sandbox's user to root outside: /proc/sys (the
-    host's kernel settings) must be read-only, and so must bubblewrap's own root and /dev,
-    which are memory with no size limit; the working folder, /tmp and /dev/shm stay writable."""
+def _output_in_the_sandbox(cell: str) -> str:
+    """What a notebook of one cell prints in the sandbox, up to its "ready"."""
     import tempfile
 
     from tinyllm.grading import judge, values
 
-    probe = ("import os\nfor path in {paths!r}:\n    try:\n        os.close(os.open(path, os.O_WRONLY | "
-             "(0 if path.startswith(('/proc', '/dev/null')) else os.O_CREAT)))\n        print('WRITABLE', path)\n"
-             "    except OSError as exc:\n        print('REFUSED', path, exc.strerror)")
-    refused = ["/proc/sys/kernel/core_pattern", "/proc/sys/vm/overcommit_memory", "/hog.bin", "/dev/hog.bin", "/opt/x"]
-    writable = ["/submission/ok.bin", "/tmp/ok.bin", "/dev/shm/ok.bin", "/dev/null"]
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(probe.format(paths=refused + writable))]
+    nb.cells = [nbformat.v4.new_code_cell(cell)]
     config = {"limits": vars(Limits(seconds=120.0)), "tests": {}, "isolated": True}
     with tempfile.TemporaryFile() as log:
         run, to_fd, from_fd, record_fd = judge.start(nbformat.writes(nb), "x.ipynb", config, log)
@@ -1628,7 +1620,22 @@ def test_the_sandbox_keeps_the_hosts_kernel_settings_and_its_own_root_read_only(
             run.stop()
             os.close(to_fd), os.close(from_fd), os.close(record_fd)
         log.seek(0)
-        lines = log.read().decode().splitlines()
+        return log.read().decode()
+
+
+@needs_sandbox
+def test_the_sandbox_keeps_the_hosts_kernel_settings_and_its_own_root_read_only():
+    """A grader started by root maps the sandbox's user to root outside: /proc/sys (the
+    host's kernel settings) must be read-only, and so must bubblewrap's own root and /dev,
+    which are memory with no size limit; the working folder, /tmp and /dev/shm stay writable."""
+
+
+    probe = ("import os\nfor path in {paths!r}:\n    try:\n        os.close(os.open(path, os.O_WRONLY | "
+             "(0 if path.startswith(('/proc', '/dev/null')) else os.O_CREAT)))\n        print('WRITABLE', path)\n"
+             "    except OSError as exc:\n        print('REFUSED', path, exc.strerror)")
+    refused = ["/proc/sys/kernel/core_pattern", "/proc/sys/vm/overcommit_memory", "/hog.bin", "/dev/hog.bin", "/opt/x"]
+    writable = ["/submission/ok.bin", "/tmp/ok.bin", "/dev/shm/ok.bin", "/dev/null"]
+    lines = _output_in_the_sandbox(probe.format(paths=refused + writable)).splitlines()
     assert [line.split(" ", 2)[:2] for line in lines if line.startswith(("WRITABLE", "REFUSED"))] == \
         [["REFUSED", p] for p in refused] + [["WRITABLE", p] for p in writable], lines
 
@@ -1659,3 +1666,78 @@ def test_a_teachers_script_grades_under_the_main_guard_and_is_told_without_it(tm
     unguarded = subprocess.run([sys.executable, "unguarded.py"], **options)
     hint = 'from a script (unguarded.py), call grade() under if __name__ == "__main__"'
     assert hint in unguarded.stdout, unguarded.stdout
+
+
+_PROBE = r'''
+import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+fds = {}
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        pass  # the listing's own
+left = {p: os.path.exists(p) for p in ("/tmp/left.txt", "/dev/shm/left.txt", "/submission/left.txt")}
+for p in left:
+    open(p, "w").write(TOKEN)
+try:
+    ns = os.open("/proc/1/ns/mnt", os.O_RDONLY)
+    joined = libc.setns(ns, 0)
+except OSError:
+    joined = -1
+facts = {"caps": sorted({status[k].strip() for k in status if k.startswith("Cap")}),
+         "no_new_privs": status["NoNewPrivs"].strip(), "parent": os.getppid(), "pid": os.getpid(),
+         "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+         "sockets": sorted(fd for fd, to in fds.items() if to.startswith("socket:")), "fds": sorted(fds, key=int),
+         "new_user_ns": libc.unshare(0x10000000), "new_mount_ns": libc.unshare(0x00020000), "setns": joined,
+         "left": left}
+print("FACTS", json.dumps(facts))
+'''
+
+
+@needs_sandbox
+def test_each_notebook_is_forked_from_one_warm_process_into_a_sandbox_of_its_own(tmp_path):
+    """The notebook's process comes from one warm process (torch imported once, no notebook's
+    code ever run there) and enters a sandbox bubblewrap made for it alone: no capability and
+    none to get back, no namespace to make or join, nothing open of the process it came from,
+    no process of the grader's in sight, nothing left of an earlier notebook (its files, its
+    words in the warm process's memory)."""
+    import re
+    import secrets
+
+    import psutil
+
+    from tinyllm.grading import warm
+
+    def facts(token: str) -> dict:
+        out = _output_in_the_sandbox(f"TOKEN = {token!r}\n" + _PROBE)
+        found = [line for line in out.splitlines() if line.startswith("FACTS ")]
+        assert found, out
+        return json.loads(found[0][6:])
+
+    first_token, second_token = secrets.token_hex(16), secrets.token_hex(16)
+    first = facts(first_token)
+    server = warm._server[0]
+    second = facts(second_token)
+    assert warm._server[0] is server and server.poll() is None, "each notebook started a warm process of its own"
+    for seen in (first, second):
+        assert seen["caps"] == ["0000000000000000"] and seen["no_new_privs"] == "1", seen
+        assert seen["parent"] == 0 and seen["procs"] == [1, 2, seen["pid"]], seen  # bubblewrap's, cat, itself
+        assert seen["new_user_ns"] == -1 and seen["new_mount_ns"] == -1 and seen["setns"] == -1, seen
+        assert len(seen["sockets"]) == 1 and len(seen["fds"]) <= 6, seen  # 0-2, the channel; its one socket: the record
+        assert not any(seen["left"].values()), seen
+    # The warm process: one thread, its socket and the three standard fds, and nothing of the notebooks.
+    process = psutil.Process(server.pid)
+    assert process.num_threads() == 1 and process.num_fds() == 4
+    memory = b""
+    with open(f"/proc/{server.pid}/mem", "rb", buffering=0) as mem:
+        for line in Path(f"/proc/{server.pid}/maps").read_text().splitlines():
+            start, end, perms = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+)", line).groups()
+            if perms.startswith("rw"):
+                try:
+                    mem.seek(int(start, 16))
+                    memory += mem.read(int(end, 16) - int(start, 16))
+                except OSError:
+                    pass
+    assert len(memory) > 10 << 20 and first_token.encode() not in memory and second_token.encode() not in memory

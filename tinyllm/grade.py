@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tinyllm.files import write_atomic
-from tinyllm.grading import GRADING_CELL_FIRST_LINE, GRADING_ENV, sandbox  # noqa: F401
+from tinyllm.grading import GRADING_CELL_FIRST_LINE, GRADING_ENV, sandbox, warm  # noqa: F401
 from tinyllm.grading.flags import imported_answers  # noqa: F401  (part of the API)
 from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure, one_line  # noqa: F401
 from tinyllm.grading.sandbox import Limits
@@ -203,9 +203,12 @@ def _judges():
     return context
 
 
-def _run_judge(config: dict, reply) -> None:  # in the forked judge
+def _run_judge(config: dict, reply, warm_process) -> None:  # in the forked judge
+    from tinyllm.grading import warm
     from tinyllm.grading.judge import judge_child
 
+    if warm_process is not None:  # the socket to the warm process the notebook's is forked from
+        warm.use(warm_process)
     judge_child(config, reply)
 
 
@@ -213,7 +216,8 @@ def _judge(config: dict, seconds: float) -> tuple[dict | None, list[dict], str]:
     """Run one judge: (its report, or None; every question at 0 points, once it sent them; why)."""
     context = _judges()
     reader, writer = context.Pipe(duplex=False)
-    process = context.Process(target=_run_judge, args=(config, writer), daemon=True)
+    warm_process = warm.connection() if config["isolated"] else None
+    process = context.Process(target=_run_judge, args=(config, writer, warm_process), daemon=True)
     process.start()
     writer.close()
     deadline = time.monotonic() + seconds

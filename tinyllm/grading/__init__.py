@@ -10,6 +10,8 @@
 - :mod:`tinyllm.grading.sandbox` is where learner code runs: bubblewrap (read-only
   filesystem, private folders, no network, its own pid namespace, limits), or, without it,
   a process forked from the grader's own, with the limits alone (own work only).
+  :mod:`tinyllm.grading.warm` forks the notebook's process into that sandbox from one warm
+  process that imported torch once.
 - :mod:`tinyllm.grading.serve` runs inside it (phase 1): the notebook's cells, each with a
   time limit so one broken cell costs only its own question, then the learner's functions
   on the inputs the tests send; :mod:`tinyllm.grading.watch` notes, while one runs, the

@@ -7,7 +7,7 @@ without paying for those imports again.
 
 A forked judge sets its own memory and CPU limits, imports whatever else the set's tests import and
 compiles them before the notebook runs; then it starts the notebook in the sandbox
-(:mod:`tinyllm.grading.serve`, :mod:`tinyllm.grading.sandbox`) and runs each question's otter tests
+(:mod:`tinyllm.grading.serve`, :mod:`tinyllm.grading.sandbox`, :mod:`tinyllm.grading.warm`) and runs each question's otter tests
 here. A test's ``checks.call(name, fn, ...)`` becomes a request: the inputs go to the sandbox, the
 learner's function runs there, and its result comes back as checked plain data. Expected values,
 hidden tests and a teacher's own tests never leave this process.
@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import ast
 import importlib
-import json
 import os
 import random
 import resource
 import select
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -43,7 +40,7 @@ import torch
 from otter.test_files.abstract_test import TestCaseResult
 from otter.test_files.exception_test import ExceptionTestFile
 
-from tinyllm.grading import checks, flags, sandbox, values
+from tinyllm.grading import checks, flags, sandbox, values, warm
 from tinyllm.grading.flags import NotGradable, prepared_notebook
 from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure
 from tinyllm.grading.watch import PAUSED
@@ -307,25 +304,19 @@ def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple
     cpu = limits.seconds + 4 * limits.cell_seconds * max(len(config["tests"]), 1) + 60
     keep = [to_read, from_write, record_write]
     if config["isolated"]:
-        # Files in memory, not pipes: a pipe holds 64 KiB, and bubblewrap reads it only once started.
-        nb_read, tables = sandbox.in_memory(notebook_json.encode("utf-8")), sandbox.in_memory(sandbox.known_code())
-        keep += [nb_read, tables]
-        serve_config.update(notebook=f"{sandbox.WORK}/{notebook_name}",
-                            package_dir=f"{sandbox.PACKAGE_PARENT}/tinyllm", own_pids=True, tables=tables)
-        argv = sandbox.command([sys.executable, "-m", "tinyllm.grading.serve", json.dumps(serve_config)],
-                               package_dir, nb_read, notebook_name, limits)
-        proc = subprocess.Popen(argv, cwd="/", stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=sandbox.rlimits(limits, cpu), pass_fds=tuple(keep))
+        serve_config.update(notebook=f"{sandbox.WORK}/{notebook_name}", package_dir=str(package_dir), own_pids=True)
+        proc, notebook = warm.start_in_sandbox(notebook_json.encode("utf-8"), notebook_name, serve_config, limits,
+                                               cpu, output if isinstance(output, int) else output.fileno())
         work = None
     else:
         work = Path(tempfile.mkdtemp(prefix="tinyllm-grade-"))
         (work / notebook_name).write_text(notebook_json, encoding="utf-8")
         serve_config.update(notebook=str(work / notebook_name), package_dir=str(package_dir))
-        proc = sandbox.fork_unsandboxed(serve_config, work, output, limits, cpu)
+        proc, notebook = sandbox.fork_unsandboxed(serve_config, work, output, limits, cpu), None
     for fd in keep:
         os.close(fd)
     os.set_blocking(to_write, False)  # every send to the sandbox has a deadline
-    return sandbox.Run(proc, limits, work), to_write, from_read, record_read
+    return sandbox.Run(proc, limits, work, notebook), to_write, from_read, record_read
 
 
 def package_modules(tests: dict[str, str]) -> list[str]:

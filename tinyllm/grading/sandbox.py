@@ -13,6 +13,10 @@ With ``bwrap`` (Linux; the sandbox Flatpak uses) the notebook's process sees
 - resource limits: data memory and file size per process, CPU time, process count (the
   count is per user, so it binds only where the grader does not run as root).
 
+The notebook's process does not start there as a fresh ``python``: bubblewrap's command is
+``cat`` (:func:`command`), and a process forked from one warm process that imported torch
+once enters the sandbox and becomes the notebook's (:mod:`tinyllm.grading.warm`).
+
 A small watchdog (psutil) counts the sandbox's processes, their threads and their memory and
 ends it when one goes over its limit: the one bound that also holds for root.
 
@@ -29,6 +33,7 @@ import json
 import marshal
 import os
 import resource
+import select
 import shutil
 import subprocess
 import sys
@@ -46,7 +51,6 @@ GiB, MiB = 1 << 30, 1 << 20
 # so one process hits its own limit (MemoryError where it allocates) before the whole run does.
 LIBRARIES_BYTES = 1 * GiB
 WORK = "/submission"  # the notebook's working folder, inside the sandbox
-PACKAGE_PARENT = "/opt/tinyllm"  # the tinyllm package is bound at PACKAGE_PARENT/tinyllm
 REQUIRE_ENV = "TINYLLM_REQUIRE_SANDBOX"  # "1": a missing sandbox is an error (CI)
 
 
@@ -144,11 +148,13 @@ def _binds_for_python() -> list[str]:
     return out
 
 
-def command(python_argv: list[str], package_dir: Path, notebook_fd: int, notebook_name: str,
-            limits: Limits) -> list[str]:
-    """The ``bwrap`` command line that runs ``python_argv`` in the sandbox."""
+def command(package_dir: Path, notebook_fd: int, notebook_name: str, limits: Limits, info_fd: int) -> list[str]:
+    """The ``bwrap`` command line of a notebook's sandbox. Its command is ``cat``, reading its
+    stdin (a pipe the notebook's process holds): the notebook's process enters the sandbox
+    (:mod:`tinyllm.grading.warm`), which ends when that process does. bubblewrap writes its
+    first process's pid to ``info_fd``; the namespaces are joined from ``cat``'s (:func:`namespaces`)."""
     argv = [bwrap(), "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--disable-userns",
-            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv", "--info-fd", str(info_fd)]
     for name in ("usr", "bin", "lib", "lib64", "sbin"):
         path = Path("/") / name
         if path.is_symlink():
@@ -161,23 +167,48 @@ def command(python_argv: list[str], package_dir: Path, notebook_fd: int, noteboo
     argv += ["--proc", "/proc", "--dev", "/dev"]
     small = str(max(limits.disk_bytes // 8, 8 * MiB))  # first: a Python installed under /tmp is bound over it
     argv += ["--size", small, "--tmpfs", "/tmp", "--size", small, "--tmpfs", "/dev/shm"]
-    binds = _binds_for_python()
-    # Only the package, not the checkout around it; and not every set's tests, neither at
-    # the package's place here nor where an installed package lies in a bound site-packages.
-    argv += binds + ["--ro-bind", str(package_dir), f"{PACKAGE_PARENT}/tinyllm"]
-    tests = package_dir / "grading" / "assignments"
-    if tests.is_dir():
-        argv += ["--tmpfs", f"{PACKAGE_PARENT}/tinyllm/grading/assignments"]
-        if any(str(tests).startswith(place + "/") for place in binds[1::3]):
-            argv += ["--tmpfs", str(tests)]
+    # Only the package, at its own place (where the warm process imported it from), not the
+    # checkout around it; and not every set's tests, wherever the package lies.
+    argv += _binds_for_python() + ["--ro-bind", str(package_dir), str(package_dir)]
+    if (package_dir / "grading" / "assignments").is_dir():
+        argv += ["--tmpfs", str(package_dir / "grading" / "assignments")]
     argv += ["--size", str(limits.disk_bytes), "--tmpfs", WORK,
              "--file", str(notebook_fd), f"{WORK}/{notebook_name}", "--chdir", WORK]
     # Last: bubblewrap's own root and /dev are memory with no size limit, and /proc/sys is
     # the host's kernel settings, which a sandbox started by root could otherwise change.
     argv += ["--remount-ro", "/dev", "--remount-ro", "/proc", "--remount-ro", "/"]
-    for key, value in environment(WORK, PACKAGE_PARENT).items():
-        argv += ["--setenv", key, value]
-    return argv + python_argv
+    return argv + ["cat"]
+
+
+def namespaces(info_fd: int, seconds: float = 30.0) -> list[int]:
+    """Fds of the namespaces of the sandbox whose bubblewrap writes to ``info_fd``, in
+    :data:`tinyllm.grading.warm.NAMESPACES` order, opened once its command (``cat``) runs:
+    by then every namespace and mount is made, and it lives until the notebook's process ends."""
+    from tinyllm.grading.warm import NAMESPACES
+
+    deadline = time.monotonic() + seconds
+    info = b""
+    with open(info_fd, "rb", buffering=0) as stream:
+        while not info.rstrip().endswith(b"}"):
+            if not select.select([stream], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise RuntimeError("bubblewrap did not start the sandbox")
+            if not (chunk := stream.read(1 << 12)):
+                raise RuntimeError("bubblewrap could not make the sandbox")
+            info += chunk
+    first = json.loads(info)["child-pid"]
+    while time.monotonic() < deadline:
+        try:
+            for pid in Path(f"/proc/{first}/task/{first}/children").read_text().split():
+                if os.readlink(f"/proc/{pid}/exe").endswith("/cat"):
+                    fds = [os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC) for name in NAMESPACES]
+                    if os.readlink(f"/proc/{pid}/exe").endswith("/cat"):  # still it: the fds are its
+                        return fds
+                    for fd in fds:
+                        os.close(fd)
+        except OSError:
+            pass
+        time.sleep(0.002)
+    raise RuntimeError("the sandbox's command did not start")
 
 
 def environment(home: str, package_parent: str) -> dict[str, str]:
@@ -220,30 +251,45 @@ def fork_unsandboxed(serve_config: dict, work: Path, output: int, limits: Limits
     pid = os.fork()  # before the judge starts a thread, and before torch ran an op in it
     if pid:
         return Forked(pid)
-    code = 1
     try:
         os.setsid()
         rlimits(limits, cpu)()
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    become_notebook_process(serve_config, str(work), output, path)
+
+
+def become_notebook_process(serve_config: dict, work: str, output: int, path) -> None:
+    """In a forked process that imported torch already: become the notebook's, as a fresh
+    ``python -m tinyllm.grading.serve`` started in ``work`` would be (its output to ``output``,
+    its environment, folder and import path), run it and exit; nothing of the grader's open
+    but the channel's fds (and the watch's tables)."""
+    code = 1
+    try:
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(output, 1)
         os.dup2(output, 2)
         low = 3  # nothing of the grader's but the channel: not its pipe to the command
-        for fd in sorted(serve_config["fds"]):
+        for fd in sorted([*serve_config["fds"], *([serve_config["tables"]] if serve_config.get("tables") else [])]):
             os.closerange(low, fd)
             low = fd + 1
         os.closerange(low, os.sysconf("SC_OPEN_MAX"))
-        env = {**environment(str(work), str(Path(serve_config["package_dir"]).parent)), "TMPDIR": str(work)}
+        env = environment(work, str(Path(serve_config["package_dir"]).parent))
         os.environ.clear()
         os.environ.update(env)
         os.chdir(work)
-        sys.path[:] = [str(work), env["PYTHONPATH"], *path]  # as `python -m` there
+        sys.path[:] = [work, env["PYTHONPATH"], *path]  # as `python -m` there
         # Unbuffered, as PYTHONUNBUFFERED=1 makes a fresh process's: the last words before an
         # os._exit reach the report.
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", write_through=True)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
                                       errors="backslashreplace", write_through=True)
+        import importlib
+
         import torch
 
+        importlib.invalidate_caches()  # the folders' listings the forked-from process read are not these
         torch.set_num_threads(int(env["OMP_NUM_THREADS"]))  # what a fresh process reads at its start
         from tinyllm.grading import serve
 
@@ -306,8 +352,11 @@ def adopt_orphans() -> None:
 class Run:
     """The notebook's started process, a watchdog over it, and why it was stopped (if it was)."""
 
-    def __init__(self, proc: subprocess.Popen, limits: Limits, folder: Path | None = None):
+    def __init__(self, proc: subprocess.Popen, limits: Limits, folder: Path | None = None, notebook=None):
         self.proc = proc
+        # The notebook's process when it entered the sandbox (a psutil.Process): not a child of
+        # bubblewrap's, but its children's orphans are (the sandbox's first process reaps them).
+        self.notebook = notebook
         self.limits = limits
         self.folder = folder  # the working folder of a run without the sandbox: removed at the end
         self.stopped: str | None = None
@@ -319,11 +368,15 @@ class Run:
     def _members(self):
         import psutil
 
-        try:
-            root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
+        members = []
+        for root in (self.proc.pid, self.notebook):
+            try:
+                root = psutil.Process(root) if isinstance(root, int) else root
+                if root is not None and root.is_running():
+                    members += [root, *root.children(recursive=True)]
+            except psutil.Error:
+                pass
+        return members
 
     def _watchdog(self) -> None:
         memory = self.limits.memory_bytes + LIBRARIES_BYTES

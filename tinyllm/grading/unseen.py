@@ -31,6 +31,9 @@ class Unseen:
         # In the sandbox the notebook's process has a pid namespace of its own: every thread or
         # process it starts takes the next id, however it is started (C code, ctypes).
         self._own_pids, self._pids_at_start = own_pids, None
+        # There, the processes alive before any cell: the namespace's first (bubblewrap's), its
+        # command (`cat`), this one; any other is the notebook's.
+        self._before = frozenset(_listdir("/proc")) if own_pids else None
         # The signal handlers set before any cell ran (the grader's own time limit included): a
         # handler the notebook sets can be made to run inside the watch's callback, unseen.
         self._handlers = {s: _getsignal(s) for s in signal.valid_signals()}
@@ -83,14 +86,13 @@ class Unseen:
         return {f"ran while {len(others)} thread(s) the notebook started earlier were alive, "
                 "which the watch does not see"}
 
-    @staticmethod
-    def _unwatched_processes() -> set[str]:
-        """A note when processes the notebook started are alive (a worker could answer for it).
-        In the sandbox this process's parent is its pid namespace's first process, so every
-        other process there is the notebook's; without the sandbox (one's own work) no note."""
-        if _getppid() != 1:
+    def _unwatched_processes(self) -> set[str]:
+        """A note when processes the notebook started are alive (a worker could answer for it):
+        in the sandbox's pid namespace, any not there before the first cell; without the
+        sandbox (one's own work) no note."""
+        if self._before is None:
             return set()
-        others = [pid for pid in _listdir("/proc") if pid.isdigit() and int(pid) not in (1, _getpid())]
+        others = [pid for pid in _listdir("/proc") if pid.isdigit() and pid not in self._before]
         if not others:
             return set()
         return {"ran while processes the notebook started were alive, which the watch does not follow"}
@@ -147,7 +149,7 @@ class Unseen:
 
 
 # Taken before any cell runs.
-_getppid, _getpid, _listdir = os.getppid, os.getpid, os.listdir
+_listdir = os.listdir
 _current_frames, _main_thread = sys._current_frames, threading.main_thread
 _gettrace, _threading_gettrace = sys.gettrace, threading.gettrace
 _getsignal = signal.getsignal
