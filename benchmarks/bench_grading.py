@@ -7,9 +7,10 @@ Target (issue 21): the median with the sandbox <= 20 s on an idle 2-core machine
 covers everything ``python -m tinyllm.grade`` does for one notebook: the grader's own
 process (forked from a warm one, which the first run starts: it imports torch and otter,
 and is counted in the first run's time), the sandbox, running the notebook's cells, and
-every call the tests make into it. Without the sandbox (``isolate=False``) the notebook's
-process is forked from the grader's, so the difference also holds the sandbox's own import
-of torch. Figures depend on the machine's load: the output says how
+every call the tests make into it. With the sandbox the notebook's process is forked from
+another warm process (:mod:`tinyllm.grading.warm`, also started by the first run) into
+bubblewrap's sandbox; without it (``isolate=False``) it is forked from the grader's, so the
+difference is the sandbox's own cost. Figures depend on the machine's load: the output says how
 many cores were busy (the load average) when it ran.
 """
 

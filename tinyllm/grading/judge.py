@@ -5,12 +5,13 @@ which has imported torch, otter, the grading helpers and every module the packag
 import; it never runs a notebook, so each fork starts as clean as a fresh ``python`` would,
 without paying for those imports again.
 
-A forked judge sets its own memory and CPU limits, imports whatever else the set's tests import and
-compiles them before the notebook runs; then it starts the notebook in the sandbox
-(:mod:`tinyllm.grading.serve`, :mod:`tinyllm.grading.sandbox`, :mod:`tinyllm.grading.warm`) and runs each question's otter tests
-here. A test's ``checks.call(name, fn, ...)`` becomes a request: the inputs go to the sandbox, the
-learner's function runs there, and its result comes back as checked plain data. Expected values,
-hidden tests and a teacher's own tests never leave this process.
+A forked judge sets its own memory and CPU limits, imports whatever else the set's tests import
+and compiles them before the notebook runs; then it starts the notebook in the sandbox
+(:mod:`tinyllm.grading.serve`, :mod:`tinyllm.grading.sandbox`, :mod:`tinyllm.grading.warm`)
+and runs each question's otter tests here. A test's ``checks.call(name, fn, ...)`` becomes a
+request: the inputs go to the sandbox, the learner's function runs there, and its result
+comes back as checked plain data. Expected values, hidden tests and a teacher's own tests
+never leave this process.
 
 A call that changes its inputs in place fails (the exercises forbid it) unless the test
 says the function works in place (:func:`tinyllm.grading.checks.call_inplace`); then the
