@@ -1691,7 +1691,7 @@ facts = {"caps": sorted({status[k].strip() for k in status if k.startswith("Cap"
          "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
          "sockets": sorted(fd for fd, to in fds.items() if to.startswith("socket:")), "fds": sorted(fds, key=int),
          "new_user_ns": libc.unshare(0x10000000), "new_mount_ns": libc.unshare(0x00020000), "setns": joined,
-         "left": left}
+         "left": left, "session_leader": os.getsid(0) == os.getpid()}
 print("FACTS", json.dumps(facts))
 '''
 
@@ -1724,6 +1724,7 @@ def test_each_notebook_is_forked_from_one_warm_process_into_a_sandbox_of_its_own
     for seen in (first, second):
         assert seen["caps"] == ["0000000000000000"] and seen["no_new_privs"] == "1", seen
         assert seen["parent"] == 0 and seen["procs"] == [1, 2, seen["pid"]], seen  # bubblewrap's, cat, itself
+        assert seen["session_leader"], seen  # a session of its own, as bubblewrap's --new-session made
         assert seen["new_user_ns"] == -1 and seen["new_mount_ns"] == -1 and seen["setns"] == -1, seen
         assert len(seen["sockets"]) == 1 and len(seen["fds"]) <= 6, seen  # 0-2, the channel; its one socket: the record
         assert not any(seen["left"].values()), seen

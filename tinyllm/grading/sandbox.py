@@ -237,7 +237,7 @@ def rlimits(limits: Limits, cpu_seconds: float):
         if os.geteuid() != 0:  # counted per user: the user's own processes plus the run's
             nproc = len(_own_processes()) + 16 * limits.processes + 64
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        _die_with_parent()
+        die_with_parent()
 
     return apply
 
@@ -336,7 +336,7 @@ def _prctl(option: int, value: int) -> None:
         pass
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         import signal
 

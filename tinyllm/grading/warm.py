@@ -16,8 +16,9 @@ enters the sandbox bubblewrap made for that notebook:
   then forks the notebook's process, the first in the sandbox's pid namespace that runs
   Python (:func:`tinyllm.grading.sandbox.become_notebook_process`).
 
-The warm process holds no fd but its socket to the graders (:func:`connection`) and ends
-when the last grader's end of it closes. It never runs a notebook's code: each notebook
+The warm process holds no fd but its socket to the graders (:func:`connection`) and the
+standard three (its starter's stderr, to say why it failed), and ends when the last
+grader's end of the socket closes. It never runs a notebook's code: each notebook
 runs in a fork, a copy of its memory that nothing of the notebook's can write back.
 """
 
@@ -173,6 +174,8 @@ def _enter_sandbox(request: dict, fds: list[int], requests_fd: int) -> None:
         pid = os.fork()
         if pid == 0:
             os.close(reply), os.close(alive)
+            os.setsid()  # as bubblewrap's --new-session made its command's
+            sandbox.die_with_parent()
             _check_capabilities()  # here, in the sandbox's pid namespace, its /proc/self is this process
             sandbox.become_notebook_process(serve_config, sandbox.WORK, output, request["path"])
         os.write(reply, str(pid).encode())
