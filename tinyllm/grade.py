@@ -204,7 +204,6 @@ def _judges():
 
 
 def _run_judge(config: dict, reply, warm_process) -> None:  # in the forked judge
-    from tinyllm.grading import warm
     from tinyllm.grading.judge import judge_child
 
     if warm_process is not None:  # the socket to the warm process the notebook's is forked from

@@ -165,8 +165,9 @@ def _enter_sandbox(request: dict, fds: list[int], requests_fd: int) -> None:
         sandbox.rlimits(limits, request["cpu"])()  # before the joins: a process count reads this host's /proc
         _close_all_but(fds)
         namespaces.insert(0, fcntl.ioctl(namespaces[-1], NS_GET_PARENT))
+        libc = ctypes.CDLL(None, use_errno=True)
         for ns in namespaces:
-            if ctypes.CDLL(None, use_errno=True).setns(ns, 0) != 0:
+            if libc.setns(ns, 0) != 0:
                 raise OSError(ctypes.get_errno(), f"setns: {os.strerror(ctypes.get_errno())}")
             os.close(ns)
         _drop_capabilities()
