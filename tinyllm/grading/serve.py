@@ -23,7 +23,7 @@ collector stays off, and a call's objects are freed when the next call's watch i
 finalizer of the notebook's runs between calls.
 
 No test runs here and no expected value is ever sent here. Nothing this process says is
-trusted: the grader checks every reply (:func:`tinyllm.grading.values.check_plain`).
+trusted: the grader reads every reply as plain data alone (:func:`tinyllm.grading.wire.loads`).
 While a learner's function runs, :class:`tinyllm.grading.watch.Monitor` notes entries into
 the package's own code (or a copy of it), other than the ``forward`` of a module it was given
 or the ``encode``/``decode`` of a tokenizer it was given (a flag, see
@@ -195,8 +195,8 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
         # run their finalizers between calls); whatever the notebook put in _HELD goes now, watched,
         # before the reply is written and checked.
         _HELD[:] = [locals()]
-        # The reply is written while the watch is on: torch.save runs Python a cell could have
-        # replaced or hooked (torch.is_storage, io.BytesIO, a function mode left on), which would
+        # The reply is written while the watch is on: packing and json run Python a cell could have
+        # replaced or hooked (a tensor's methods, a function mode left on), which would
         # run unwatched after it. The checks below come after it: it may run such code too.
         try:
             reply = values.encode(("done", outcome, after))
@@ -211,7 +211,7 @@ def call(namespace: dict, monitor: Monitor, request: tuple, refusal: bytes, fail
                                      "(tinyllm.grading's code in the sandbox): graded 0")
         except BaseException as exc:
             outcome = ("failed", f"`{name}` broke the grader's watch of the call ({type(exc).__name__}): graded 0")
-        if outcome[0] == "failed":  # its text goes in the text part: no torch.save (the notebook's code) from here
+        if outcome[0] == "failed":  # its text goes in the text part: no encoding (the notebook's code) from here
             reply, failure = failed, " ".join(outcome[1].split())[:MAX_MESSAGE]
     finally:
         stopping = True  # see call_running
@@ -259,7 +259,7 @@ def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes, 
     """The reply to a request for what the notebook holds under ``wanted``, found without
     running anything of the notebook's: the namespace's own dict read with dict's getter, a
     value packed only if it is plain data by its exact types. It is written with the watch on
-    (torch.save runs Python a cell could have replaced); ``refused`` when the notebook
+    (encoding runs Python a cell could have replaced); ``refused`` when the notebook
     changed the watch."""
     if monitor.tampered(True, baseline):  # each call is then refused, saying why
         return refused
@@ -273,7 +273,7 @@ def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes, 
                          else ("value", values.pack(value)) if plain(value)
                          else ("value", (values.OBJECT, type_qualname(type(value)), None)))
         reply = values.encode(("names", out))
-    except BaseException:  # a value torch.save cannot write
+    except BaseException:  # a value that cannot be written
         reply = None
     finally:
         entered = monitor.stop()
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     monitor = Monitor(config["package_dir"], own_pids=config.get("own_pids", False), guarded=(this,), ledger=record_fd,
                       given_by_test=given_by_test, call_running=call_running, tables=tables)
     baseline = monitor.baseline()  # in this frame's fast locals, which no cell writes: see Monitor.tampered
-    # Encoded before any cell runs: after the watch, nothing may run torch.save (see call()).
+    # Encoded before any cell runs: after the watch, nothing may encode a message (see call()).
     refusal = values.encode(("done", ("failed", TAMPERED), None)) + values.text_part(())
     failed = values.encode(("done", ("failed", ""), None))  # a failed call's: its message in the text part
     ready, names_refused = values.encode(("ready",)), values.encode(("names", None)) + values.text_part(())

@@ -1,19 +1,17 @@
 """A learner's values as plain data, and how they travel between the two grading processes.
 
 :func:`pack` turns a value into plain data: tensors (detached copies), numbers, strings,
-lists, tuples and dicts, which ``torch.load(weights_only=True)`` reads back; a module
-becomes its type name and ``state_dict``, anything else (a generator, ``...``) its type
-name. :func:`unpack` makes the value again (a stand-in object for what was not data);
-:func:`same` compares two packed values; :func:`write_back` puts a packed after-call state
-into the test's own objects; :func:`mapped` walks nested inputs.
+lists, tuples and dicts; a module becomes its type name and ``state_dict``, anything else
+(a generator, ``...``) its type name. :func:`unpack` makes the value again (a stand-in
+object for what was not data); :func:`same` compares two packed values; :func:`write_back`
+puts a packed after-call state into the test's own objects; :func:`mapped` walks nested inputs.
 
-:func:`send` and :func:`receive` frame messages on a pipe. What the sandbox sends must be an
-archive as ``torch.save`` writes it (entries stored, not compressed, none larger than the
-message), is read with ``torch.load(weights_only=True)`` (tensors and plain data, never
-objects) within ``READ_SECONDS``, and is then checked by :func:`check_plain`: only plain
-types, and tensors that own exactly their storage (contiguous, no offset, no stride-0 view
-of a small buffer), within an element budget, so a forged message cannot make the grader
-allocate more than it read.
+:func:`send` and :func:`receive` frame messages on a pipe: a packed value as JSON
+(:mod:`tinyllm.grading.wire`), its length in front. What the sandbox sends is read as
+nothing but plain data, tensors that own exactly their memory, within an element budget
+and within ``READ_SECONDS``, so a forged message cannot make the grader allocate more
+than it read nor hold it. The grader's requests carry the call's inputs (modules too) as
+``torch.save`` bytes, which only the sandbox reads.
 """
 
 from __future__ import annotations
@@ -28,13 +26,14 @@ import signal
 import struct
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from itertools import compress
 from operator import not_
 from typing import Any
 
 import torch
+
+from tinyllm.grading import wire
 
 MAX_DEPTH = 24  # nesting of a recorded value
 MAX_ITEMS = 200_000  # list/dict items in one recorded value
@@ -44,7 +43,7 @@ _PLAIN = {bool, int, float, str, type(None)}  # items a list or tuple is packed 
 
 
 def pack(value: Any, depth: int = 0, budget: list[int] | None = None):
-    """``value`` as plain data that ``torch.load(weights_only=True)`` can read."""
+    """``value`` as plain data (what :mod:`tinyllm.grading.wire` writes)."""
     budget = budget if budget is not None else [MAX_ITEMS]
     budget[0] -= 1
     if depth > MAX_DEPTH or budget[0] < 0:
@@ -222,9 +221,9 @@ def write_back(target, data) -> Any:
 # ---------------------------------------------------------------------------------------
 
 MAX_MESSAGE_BYTES = 64 << 20  # one message from the sandbox
-# Taken at import, before a notebook runs: a cell that replaces torch.save or os.write does not send.
+# Taken at import, before a notebook runs: a cell that replaces json's encoder or os.write does not send.
 _SAVE, _WRITE, _SELECT, _PACK, _BUFFER = torch.save, os.write, select.select, struct.pack, io.BytesIO
-_FSTAT, _EXIT = os.fstat, os._exit
+_FSTAT, _EXIT, _DUMPS, _LOADS = os.fstat, os._exit, wire.dumps, wire.loads
 # What the sandbox reads a request with: C functions taken before any cell runs (a cell's os.read
 # would run before the call's watch is on, with the request's bytes within reach up the stack).
 _READ, _UNPACK, _MARSHAL_LOADS, _MONOTONIC = os.read, struct.unpack, marshal.loads, time.monotonic
@@ -237,7 +236,7 @@ class ChannelError(Exception):
 
 
 def send(fd: int, message: Any, deadline: float | None = None) -> None:
-    """Write ``message`` (``torch.save``d) with its length in front; to a non-blocking ``fd``
+    """Write ``message`` (packed, as JSON) with its length in front; to a non-blocking ``fd``
     (the grader's end), give up at ``deadline``: a sandbox that stops reading cannot hold
     the grader."""
     write(fd, encode(message), deadline)
@@ -245,10 +244,8 @@ def send(fd: int, message: Any, deadline: float | None = None) -> None:
 
 def encode(message: Any) -> bytes:
     """``message`` as :func:`send` writes it."""
-    buffer = _BUFFER()
-    _SAVE(message, buffer)
-    data = buffer.getvalue()
-    return _PACK("<Q", len(data)) + data
+    data = _DUMPS(message)
+    return _PACK("<Q", data.__len__()) + data
 
 
 MAX_TEXT_BYTES = 1 << 20  # the text part of a message from the sandbox
@@ -257,8 +254,8 @@ MAX_TEXT_BYTES = 1 << 20  # the text part of a message from the sandbox
 def text_part(lines) -> bytes:
     """The second part of every message from the sandbox: lines of text (the watch's notes, the
     cells' limit notes), UTF-8 with the length in front. Made with str and bytes methods alone:
-    it is made after the watch stops, where torch.save would run Python a cell could have
-    replaced (``torch.is_storage``, ``io.BytesIO``, a function mode), unwatched."""
+    it is made after the watch stops, where :func:`encode` would run Python a cell could have
+    replaced (json's, a tensor's), unwatched."""
     data = "\n".join(lines).encode("utf-8", "replace")
     return _PACK("<Q", data.__len__()) + data
 
@@ -334,68 +331,59 @@ def _read_exactly(fd: int, n: int, deadline: float | None) -> bytes:
 
 def send_request(fd: int, header: dict, payload: Any = None, deadline: float | None = None) -> None:
     """To the sandbox: ``header`` (plain values: what is asked) as ``marshal`` writes it, and
-    ``payload`` (the call's inputs, objects too) as ``torch.save`` bytes inside it."""
-    body = marshal.dumps((header, b"" if payload is None else encode(payload)[8:]))
+    ``payload`` (the call's inputs) inside it: JSON where it arrives as it is (:func:`wire.travels`),
+    else (modules, parameters, views, shared inputs) ``torch.save`` bytes."""
+    if payload is None:
+        data = b""
+    elif wire.travels(payload):
+        data = b"J" + wire.dumps(payload)
+    else:
+        buffer = _BUFFER()
+        _SAVE(payload, buffer)
+        data = b"P" + buffer.getvalue()
+    body = marshal.dumps((header, data))
     write(fd, _PACK("<Q", body.__len__()) + body, deadline)
 
 
 def receive_request(fd: int) -> tuple[dict, bytes]:
     """In the sandbox: (header, payload bytes), read with C functions alone. The payload is
-    unpickled (:func:`load_payload`) only once the call's watch is on: unpickling runs Python
+    read (:func:`load_payload`) only once the call's watch is on: unpickling runs Python
     (a class's ``__setstate__``, a module's attribute) that a cell could have replaced."""
     (size,) = _UNPACK("<Q", _read_exactly(fd, 8, None))
     return _MARSHAL_LOADS(_read_exactly(fd, size, None))
 
 
 def load_payload(data: bytes) -> Any:
-    return torch.load(_BUFFER(data), weights_only=False)
+    if data[:1] == b"J":
+        return _LOADS(data[1:], 1 << 40)
+    return torch.load(_BUFFER(data[1:]), weights_only=False)
 
 
 def receive(fd: int, deadline: float | None = None, trusted: bool = False,
             max_elements: int = 1 << 24) -> Any:
-    """Read one message; from the sandbox (``trusted=False``) only checked plain data."""
+    """Read one message (:func:`encode`): packed plain data; from the sandbox (``trusted=False``)
+    at most ``MAX_MESSAGE_BYTES`` and ``max_elements`` tensor elements, read within ``READ_SECONDS``."""
     (size,) = struct.unpack("<Q", _read_exactly(fd, 8, deadline))
     if not trusted and size > MAX_MESSAGE_BYTES:
         raise ChannelError(f"a message of {size:,} bytes (at most {MAX_MESSAGE_BYTES:,})")
-    raw = io.BytesIO(_read_exactly(fd, size, deadline))
-    if trusted:  # from the grader, inside the sandbox: modules and other objects too
-        return torch.load(raw, weights_only=False)
-    _check_archive(raw)
+    data = _read_exactly(fd, size, deadline)
+    if trusted:  # from the grader, inside the sandbox
+        return wire.loads(data, 1 << 40)
     try:
         with _time_limit(READ_SECONDS):
-            message = torch.load(raw, weights_only=True, map_location="cpu")
-    except ChannelError:
-        raise
-    except Exception as exc:
-        raise ChannelError(f"an unreadable message ({type(exc).__name__})") from None
-    check_plain(message, max_elements)
-    return message
+            return wire.loads(data, max_elements)
+    except wire.NotPlain as exc:
+        raise ChannelError(f"an unreadable message: {exc}") from None
 
 
-READ_SECONDS = 10.0  # unpickling an honest message of 64 MiB takes well under a second
-
-
-def _check_archive(raw: io.BytesIO) -> None:
-    """torch.save stores its entries uncompressed: a compressed one could inflate to far more
-    memory than the message's size (a zip bomb), so it is refused before anything is read."""
-    try:
-        with zipfile.ZipFile(raw) as archive:
-            entries = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise ChannelError(f"an unreadable message ({type(exc).__name__})") from None
-    finally:
-        raw.seek(0)
-    if any(e.compress_type != zipfile.ZIP_STORED for e in entries):
-        raise ChannelError("a compressed message (torch.save never compresses)")
-    if sum(e.file_size for e in entries) > len(raw.getbuffer()):
-        raise ChannelError("a message whose parts are larger than the message")
+READ_SECONDS = 10.0  # reading an honest message of 64 MiB takes well under a second
 
 
 @contextlib.contextmanager
 def _time_limit(seconds: float):
-    """Raise ChannelError in the main thread after ``seconds``: a pickle can be built to take
-    minutes to read (a dict of integers that all hash alike), and the weights-only unpickler
-    is Python code, so the alarm stops it between two steps."""
+    """Raise ChannelError in the main thread after ``seconds``: a message can be built to take
+    minutes to read (a dict of integers that all hash alike), and :func:`tinyllm.grading.wire.loads`
+    builds its dicts in Python, so the alarm stops it between two keys."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -410,41 +398,3 @@ def _time_limit(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def check_plain(value: Any, max_elements: int) -> None:
-    """Raise ChannelError unless ``value`` is plain data whose tensors own their storage."""
-    seen: set[int] = set()
-    budget = [max_elements, 1_000_000]  # tensor elements, other items
-
-    def walk(v, depth):
-        budget[1] -= 1
-        if depth > MAX_DEPTH + 8 or budget[1] < 0:
-            raise ChannelError("a value nested too deep or with too many items")
-        if v is None or type(v) in (bool, int, float, str):
-            return
-        if type(v) in (list, tuple, torch.Size):
-            for item in v:
-                walk(item, depth + 1)
-            return
-        if type(v) is dict:
-            for k, item in v.items():
-                walk(k, depth + 1)
-                walk(item, depth + 1)
-            return
-        if type(v) is torch.Tensor:
-            if v.layout != torch.strided or v.device.type != "cpu" or v.is_quantized:
-                raise ChannelError("a tensor that is not a plain CPU tensor")
-            storage = v.untyped_storage()
-            if not v.is_contiguous() or v.storage_offset() != 0 or storage.nbytes() != v.numel() * v.element_size():
-                raise ChannelError("a tensor that does not own exactly its storage (a strided view)")
-            if storage.data_ptr() in seen and v.numel():
-                raise ChannelError("two tensors sharing one storage")
-            seen.add(storage.data_ptr())
-            budget[0] -= v.numel()
-            if budget[0] < 0:
-                raise ChannelError(f"more than {max_elements:,} tensor elements, far more than the tests use")
-            return
-        raise ChannelError(f"a {type(v).__name__}, which is not plain data")
-
-    walk(value, 0)

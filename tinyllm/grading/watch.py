@@ -137,10 +137,10 @@ class Monitor:
         sys.addaudithook(self._audit)
         self.unseen = Unseen(self.package, own_pids)  # what runs where this watch cannot see, read before any cell
         self._collecting, self._starts = False, [0]  # whether the collector ran before the call; threads started
-        from tinyllm.grading import fingerprints, libraries, unseen
+        from tinyllm.grading import fingerprints, libraries, unseen, wire
         # What the watch and the sandbox's checks are made of before any cell runs: see changed().
         self._made_of = tuple((part, tuple(parts(part).items())) for part in (
-            Monitor, checks.Forbidden, Libraries, Unseen, checks, values, sys.modules[__name__], libraries,
+            Monitor, checks.Forbidden, Libraries, Unseen, checks, values, wire, sys.modules[__name__], libraries,
             fingerprints, unseen, threading, signal, *guarded, *torch_parts()))  # Unseen reads the last two
         self._outside = snapshot(self._made_of)  # see tampered()
         self._kept_functions = frozenset(map(id, self._outside[0]))  # held there: no other object takes these ids
