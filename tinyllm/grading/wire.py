@@ -95,8 +95,8 @@ def travels(value: Any, seen: set | None = None) -> bool:
     if id(value) in seen:
         return False
     seen.add(id(value))
-    if kind is list or kind is tuple:
-        return all(travels(v, seen) for v in value)
+    if kind is list or kind is tuple:  # scalars alone (a random state's 625 integers): one step
+        return set(map(type, value)) <= _PLAIN or all(travels(v, seen) for v in value)
     if kind is dict:
         return all(travels(k, seen) and travels(v, seen) for k, v in value.items())
     if kind is torch.Size:
