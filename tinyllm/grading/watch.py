@@ -80,22 +80,19 @@ MAX_PLAIN_CODES = 100_000  # the profiler's table of code it let go (a notebook 
 class Monitor:
     """Which of the package's functions a learner's call enters (a flag, not a boundary).
 
-    ``sys.setprofile`` sees every Python call while the learner's function runs: an entry into
-    ``tinyllm`` (not ``tinyllm.grading``) from outside it is noted, except the ``forward`` of a
-    module or the ``encode``/``decode`` of a tokenizer the test passed in (while it keeps its
-    type), and so is a copy of the package's code run under another file or name (the same
-    code, names and docstring; an edited copy is not), a call of another library's version of
-    a piece (:mod:`tinyllm.grading.libraries`), and what runs where the profiler cannot see
-    (:mod:`tinyllm.grading.unseen`: threads and interpreters started before, TorchScript, a
-    torch.fx graph, a tracer, a signal handler or collector callback of the notebook's).
-    Threads the call starts are watched from their first line. The watch reads what it meets
-    without running its code (no ``isinstance``, no attribute of a class the notebook made).
-    An audit hook notes imports of the package, a profiler set or removed during the call
-    (even if put back), and refuses the notebook's own hooks (Python runs a hook with the
-    profiler paused, at every audited event). Each note is written to the grader's record at
-    once (:func:`tinyllm.grading.values.record`). A call after the notebook replaced or
-    switched off a part of the watch fails (:meth:`changed`). ``book/grading.md`` tells each
-    trick this answers, with the cheat that holds it.
+    ``sys.setprofile`` sees every Python call while the learner's function runs: an entry into ``tinyllm`` (not
+    ``tinyllm.grading``) from outside it is noted, except the ``forward`` of a module or the ``encode``/``decode``
+    of a tokenizer the test passed in (while it keeps its type), and so is a copy of the package's code run under
+    another file or name (the same code, names and docstring; an edited copy is not), a call of another library's
+    version of a piece (:mod:`tinyllm.grading.libraries`), and what runs where the profiler cannot see
+    (:mod:`tinyllm.grading.unseen`: threads and interpreters started before, TorchScript, a torch.fx graph, a
+    tracer, a signal handler or collector callback of the notebook's). Threads the call starts are watched from
+    their first line. The watch reads what it meets without running its code (no ``isinstance``, no attribute of a
+    class the notebook made). An audit hook notes imports of the package, a profiler set or removed during the call
+    (even if put back), and refuses the notebook's own hooks (Python runs a hook with the profiler paused, at every
+    audited event). Each note is written to the grader's record at once (:func:`tinyllm.grading.values.record`). A
+    call after the notebook replaced or switched off a part of the watch fails (:meth:`changed`).
+    ``book/grading.md`` tells each trick this answers, with the cheat that holds it.
     """
 
     def __init__(self, package_dir: str, own_pids: bool = False, guarded: tuple = (), ledger: int | None = None,
@@ -150,6 +147,7 @@ class Monitor:
         self._tables = version_places(decides_by)
         read = (*self._outside[-1][0], _builtins, vars(self), vars(self.unseen))
         self._read_in_calls = version_places(read) + self._tables
+        self._names = version_places((*self._outside[-1][0], _builtins))  # the parts' and builtins' (tampered())
         self._builtins = tuple(_builtins.items())  # tuples, as _fixed: a cell cannot write a change of its own here too
         fixed = {k: v for k, v in vars(self).items() if k not in ("allowed_selves", "entered", "active", "forbidden",
                  "_forbidden_lists", "_collecting", "_starts", "_recoded")}  # these fields never change
@@ -172,8 +170,9 @@ class Monitor:
     def baseline(self) -> tuple:
         """What :meth:`tampered` holds the watch to, kept where no cell writes (the sandbox loop's fast locals):
         its fields' record and names, the versions of the tables it decides by (copies, the package's codes and
-        methods: one a cell edited, its own code added as the package's method, moved on even if put back)."""
-        return self._fixed, self._own, self._tables, versions(self._tables)
+        methods: one a cell edited, its own code added as the package's method, moved on even if put back), and of
+        its parts' and builtins' dicts."""
+        return self._fixed, self._own, self._tables, versions(self._tables), self._names, versions(self._names)
 
     def tampered(self, codes: bool = True, baseline: tuple | None = None, read=versions) -> bool:
         """Whether a part of the watch or of what it runs (the sandbox's checks, torch's function
@@ -182,24 +181,25 @@ class Monitor:
         call starts and runs nothing of the notebook's: a cell's change (a builtins.getattr of
         its own) fails the call even if that code would put the part back while the call ran."""
         # Loops, not generators: changed() runs it under the profiler, which sees each step of one as a call (10 ms).
+        # While no dict of a part nor builtins' was written (any write moves its version) no name there needs comparing.
+        same = baseline is not None and baseline[4] != () and read(baseline[4]) == baseline[5]
         if self._recoded or (codes and snapshot_changed(self._outside)) \
-                or parts_changed(self._made_of, self._outside[-1]):
+                or (not same and parts_changed(self._made_of, self._outside[-1])):
             return True
         for module, name, ours in self._starters:
             if getattr(module, name, None) is not ours:
                 return True
         if file_identity(self._ledger) != self._ledger_file:  # the record's socket closed, or another file put there
             return True
-        return not (plain_keys(vars(self)) and plain_keys(_builtins)) or set(vars(self)) != self._own \
-            or differs(vars(self), self._fixed, more=True) or differs(_builtins, self._builtins, more=True) \
-            or (baseline is not None and (self._fixed is not baseline[0] or self._own is not baseline[1]
-                                          or read(baseline[2]) != baseline[3]))
+        replaced = not same and not (plain_keys(_builtins) and not differs(_builtins, self._builtins, more=True))
+        return replaced or not plain_keys(vars(self)) or set(vars(self)) != self._own \
+            or differs(vars(self), self._fixed, more=True) or (baseline is not None and (
+                self._fixed is not baseline[0] or self._own is not baseline[1] or read(baseline[2]) != baseline[3]))
 
     def _watch_threads(self) -> tuple:
-        """Every thread started from Python (``threading``, ``_thread.start_new_thread`` and its
-        alias ``start_new``) gets the watch from its first line on, whatever profiler
-        ``threading.setprofile`` names (a notebook can name None there). Returns (module,
-        name, the watch's starter) of each: see :meth:`changed`."""
+        """Every thread started from Python (``threading``, ``_thread.start_new_thread`` and its alias
+        ``start_new``) gets the watch from its first line on, whatever profiler ``threading.setprofile`` names (a
+        notebook can name None there). Returns (module, name, the watch's starter) of each: see :meth:`changed`."""
         import _thread
 
         def watching(start):
