@@ -1018,6 +1018,8 @@ FORGED = {
     "a shape larger than its bytes": _tensor_json("torch.float32", [1 << 31], bytes(4)),
     "bytes longer than the shape": _tensor_json("torch.float32", [1], bytes(8)),
     "a negative dimension": _tensor_json("torch.float32", [-1, 4], bytes(16)),
+    "a size torch cannot hold": {"S": [1 << 70]},
+    "a dimension torch cannot hold": _tensor_json("torch.float32", [1 << 70, 0], b""),
     "not base64": {"T": ["torch.float32", [1], "!!!!", False]},
     "an unhashable key": {"d": [[1, 2], 3]},
     "a key without its value": {"d": [1, 2, 3]},

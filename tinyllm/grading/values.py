@@ -10,8 +10,9 @@ puts a packed after-call state into the test's own objects; :func:`mapped` walks
 (:mod:`tinyllm.grading.wire`), its length in front. What the sandbox sends is read as
 nothing but plain data, tensors that own exactly their memory, within an element budget
 and within ``READ_SECONDS``, so a forged message cannot make the grader allocate more
-than it read nor hold it. The grader's requests carry the call's inputs (modules too) as
-``torch.save`` bytes, which only the sandbox reads.
+than it read nor hold it. The grader's requests carry the call's inputs as JSON too where
+that keeps them as they are, else (modules, parameters, views) as ``torch.save`` bytes, which
+only the sandbox reads.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 MAX_DEPTH = 32  # nesting of a message (a packed value's own, 24, and the message around it)
+_LARGEST = 1 << 62  # a dimension: what torch holds in an int64, with room for products
 _PLAIN = {bool, int, float, str, type(None)}
 # Every dtype a tensor may travel in, by name; others travel as an object's name (see to_wire).
 DTYPES = {str(d): d for d in (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.complex64,
@@ -143,7 +144,7 @@ def _from_wire(value, depth: int, budget: list) -> Any:
         for i in range(0, len(items), 2):  # one key at a time: values' alarm stops keys built to collide
             made[items[i]] = items[i + 1]
         return made
-    if tag == "S" and all(type(n) is int and n >= 0 for n in body):
+    if tag == "S" and all(type(n) is int and 0 <= n < _LARGEST for n in body):
         return torch.Size(body)
     if tag == "T" and len(body) == 4:
         return _tensor(*body, budget=budget)
@@ -163,7 +164,7 @@ def _scalars(items: list, budget: list) -> list | None:
 
 def _tensor(dtype: str, shape: list, text: str, requires_grad: bool, budget: list) -> torch.Tensor:
     if dtype not in DTYPES or type(shape) is not list or type(text) is not str or type(requires_grad) is not bool \
-            or not all(type(n) is int and 0 <= n for n in shape) or len(shape) > MAX_DEPTH:
+            or not all(type(n) is int and 0 <= n < _LARGEST for n in shape) or len(shape) > MAX_DEPTH:
         raise NotPlain("a tensor that is not described as one")
     count = math.prod(shape)
     budget[0] -= count
