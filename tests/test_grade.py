@@ -560,6 +560,10 @@ def test_each_grading_is_forked_from_one_warm_process(tmp_path):
     assert grade(path, isolate=False).score == 8  # the judges' warm process, whatever runs the notebook
     warm = forkserver._forkserver._forkserver_pid
     assert warm and psutil.Process(warm).ppid() == os.getpid()
+    # started with the folder it runs in off its path and OpenMP's threads waiting without spinning (the
+    # suite sets OMP_WAIT_POLICY itself)
+    started = psutil.Process(warm).environ()
+    assert started["PYTHONSAFEPATH"] == "1" and started["OMP_WAIT_POLICY"] == "PASSIVE"
     assert grade(path, isolate=False).score == 8
     assert forkserver._forkserver._forkserver_pid == warm and psutil.pid_exists(warm)
 

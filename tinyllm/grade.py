@@ -190,16 +190,21 @@ def _judges():
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(WARM_MODULES)
-    with _STARTING:  # started as `python -c`, which puts the current folder first on its path:
-        saved = os.environ.get("PYTHONSAFEPATH")  # a csv.py among the hand-ins would be imported
-        os.environ["PYTHONSAFEPATH"] = "1"
+    # Started as `python -c`, which puts the current folder first on its path: a csv.py among the hand-ins would
+    # be imported (PYTHONSAFEPATH). Its OpenMP threads wait without spinning, as the sandbox's do: two judges at
+    # a time otherwise keep both cores busy between their operations.
+    started = {"PYTHONSAFEPATH": "1", "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    with _STARTING:
+        saved = {name: os.environ.get(name) for name in started}
+        os.environ.update(started)
         try:
             forkserver.ensure_running()
         finally:
-            if saved is None:
-                del os.environ["PYTHONSAFEPATH"]
-            else:
-                os.environ["PYTHONSAFEPATH"] = saved
+            for name, value in saved.items():
+                if value is None:
+                    del os.environ[name]
+                else:
+                    os.environ[name] = value
     return context
 
 
