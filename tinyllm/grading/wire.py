@@ -109,14 +109,15 @@ def travels(value: Any, seen: set | None = None) -> bool:
         and not seen.add(value.untyped_storage().data_ptr())
 
 
-def loads(data: bytes, max_elements: int) -> Any:
-    """The packed value ``data`` holds, or :class:`NotPlain`; at most ``max_elements`` tensor elements."""
+def loads(data: bytes, max_elements: int, max_items: int = 1_000_000) -> Any:
+    """The packed value ``data`` holds, or :class:`NotPlain`; at most ``max_elements`` tensor elements
+    and ``max_items`` other items (the grader's own messages, read in the sandbox: no limit)."""
     try:
         wired = _LOADS(data)
     except (ValueError, RecursionError) as exc:
         raise NotPlain(f"not JSON ({type(exc).__name__})") from None
     try:
-        return _from_wire(wired, 0, [max_elements, 1_000_000])
+        return _from_wire(wired, 0, [max_elements, max_items])
     except (TypeError, ValueError, RuntimeError, RecursionError, binascii.Error) as exc:
         raise NotPlain(f"not a packed value ({type(exc).__name__})") from None
 
