@@ -38,9 +38,9 @@ from tinyllm.grading import wire
 
 MAX_DEPTH = 24  # nesting of a recorded value
 MAX_ITEMS = 200_000  # list/dict items in one recorded value
-OBJECT = "__tinyllm_object__"  # (OBJECT, type name, a module's packed state or None): not data
+OBJECT = wire.OBJECT  # (OBJECT, type name, a module's packed state or None): not data
 CALLBACK = "__tinyllm_callback__:"  # + an index: a test's callable input, left in the grader
-_PLAIN = {bool, int, float, str, type(None)}  # items a list or tuple is packed as it is
+_PLAIN = wire.PLAIN  # items a list or tuple is packed as it is
 
 
 def pack(value: Any, depth: int = 0, budget: list[int] | None = None):

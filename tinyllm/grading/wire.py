@@ -32,7 +32,8 @@ import torch
 
 MAX_DEPTH = 32  # nesting of a message (a packed value's own, 24, and the message around it)
 _LARGEST = 1 << 62  # a dimension: what torch holds in an int64, with room for products
-_PLAIN = {bool, int, float, str, type(None)}
+PLAIN = {bool, int, float, str, type(None)}  # scalars, written as they are (values.pack keeps them too)
+OBJECT = "__tinyllm_object__"  # (OBJECT, type name, a module's packed state or None): not data
 # Every dtype a tensor may travel in, by name; others travel as an object's name (see to_wire).
 DTYPES = {str(d): d for d in (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.complex64,
                               torch.complex128, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
@@ -67,16 +68,16 @@ def to_wire(value: Any) -> Any:
     """``value`` with every tuple, dict, size and tensor replaced by its tag (see the module)."""
     kind = type(value)
     if kind is list:  # a list of scalars as it is: one step, not a call per item (the profiler's, in the sandbox)
-        return value if set(map(type, value)) <= _PLAIN else [to_wire(v) for v in value]
+        return value if set(map(type, value)) <= PLAIN else [to_wire(v) for v in value]
     if kind is tuple:
-        return {"t": value if set(map(type, value)) <= _PLAIN else [to_wire(v) for v in value]}
+        return {"t": value if set(map(type, value)) <= PLAIN else [to_wire(v) for v in value]}
     if kind is dict:
         return {"d": [to_wire(x) for pair in value.items() for x in pair]}
     if kind is torch.Size:
         return {"S": [int(n) for n in value]}
     if kind is torch.Tensor:
         if value.dtype not in NAMES:
-            return {"t": ["__tinyllm_object__", f"{value.dtype} tensor", None]}  # values.OBJECT
+            return {"t": [OBJECT, f"{value.dtype} tensor", None]}
         if not value.is_contiguous() or value.is_conj() or value.is_neg():  # packed ones are not: their bytes as read
             value = value.resolve_conj().resolve_neg().contiguous()
         data = _STRING_AT(value.data_ptr(), value.nbytes) if value.nbytes else b""
@@ -91,13 +92,13 @@ def travels(value: Any, seen: set | None = None) -> bool:
     make two). Else the request goes as ``torch.save`` bytes (modules, parameters, views, shared inputs)."""
     seen = set() if seen is None else seen
     kind = type(value)
-    if kind in _PLAIN:
+    if kind in PLAIN:
         return True
     if id(value) in seen:
         return False
     seen.add(id(value))
     if kind is list or kind is tuple:  # scalars alone (a random state's 625 integers): one step
-        return set(map(type, value)) <= _PLAIN or all(travels(v, seen) for v in value)
+        return set(map(type, value)) <= PLAIN or all(travels(v, seen) for v in value)
     if kind is dict:
         return all(travels(k, seen) and travels(v, seen) for k, v in value.items())
     if kind is torch.Size:
@@ -128,7 +129,7 @@ def _from_wire(value, depth: int, budget: list) -> Any:
     if depth > MAX_DEPTH or budget[1] < 0:
         raise NotPlain("a value nested too deep or with too many items")
     kind = type(value)
-    if kind in _PLAIN:
+    if kind in PLAIN:
         return value
     if kind is list:
         return _scalars(value, budget) or [_from_wire(v, depth + 1, budget) for v in value]
@@ -155,7 +156,7 @@ def _from_wire(value, depth: int, budget: list) -> Any:
 def _scalars(items: list, budget: list) -> list | None:
     """``items`` if it holds scalars alone (read in one step, not a call each: the profiler's, in the
     sandbox), else None."""
-    if not set(map(type, items)) <= _PLAIN:
+    if not set(map(type, items)) <= PLAIN:
         return None
     budget[1] -= len(items)
     if budget[1] < 0:
