@@ -1394,6 +1394,20 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
         baseline = watch.baseline()
         watch._fixed = watch._fixed[:-1] + watch._fixed[-1:]
         print(watch.tampered(True, baseline), watch.tampered())
+        del watch._fixed
+        watch._fixed = baseline[0]
+        # After the cells (IPython's builtin trap writes builtins at each one and puts them back), the loop
+        # settles the versions: taken anew where nothing is changed, else kept, so that a change stays seen.
+        from tinyllm.grading.serve import settled
+        baseline = watch.baseline()
+        builtins.getattr = lambda *a: real_getattr(*a)
+        builtins.getattr = real_getattr
+        fresh = settled(watch, baseline)
+        print(fresh is not baseline, fresh[:5] == baseline[:5], watch.tampered(True, fresh))
+        builtins.getattr = lambda *a: real_getattr(*a)
+        print(settled(watch, baseline) is baseline, watch.tampered(True, fresh), watch.tampered(True, baseline))
+        builtins.getattr = real_getattr
+        print(watch.tampered(True, fresh), settled(watch, fresh)[5] == fresh[5])
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

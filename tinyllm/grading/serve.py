@@ -44,7 +44,7 @@ import sys
 import torch  # here, not in a function: an import statement reads the module's __spec__, which a cell can replace
 
 from tinyllm.grading import checks, values
-from tinyllm.grading.fingerprints import type_qualname
+from tinyllm.grading.fingerprints import type_qualname, versions
 from tinyllm.grading.watch import Monitor
 
 REQUEST_FD, REPLY_FD = -1, -1  # set from the config: the channel to the grader
@@ -280,6 +280,16 @@ def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes, 
     return refused if reply is None or monitor.tampered(True, baseline) else reply + values.text_part(entered)
 
 
+def settled(monitor: Monitor, baseline: tuple, read=versions) -> tuple:
+    """``baseline`` (:meth:`Monitor.baseline`) with its parts' and builtins' dicts' versions read now, if the
+    watch finds nothing changed now; else as it was. IPython writes builtins at each cell (its builtin trap adds
+    ``get_ipython`` and puts back what was there): from the baseline taken before the cells, every call's check
+    would compare their names one by one. The versions are read first, then the whole check: a write after the
+    reading moves them again."""
+    now = (*baseline[:5], read(baseline[4]))
+    return baseline if monitor.tampered(True, baseline) else now
+
+
 def main(argv: list[str] | None = None) -> int:
     global REQUEST_FD, REPLY_FD
     config = json.loads((argv if argv is not None else sys.argv[1:])[0])
@@ -322,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     refusal = values.encode(("done", ("failed", TAMPERED), None)) + values.text_part(())
     failed = values.encode(("done", ("failed", ""), None))  # a failed call's: its message in the text part
     ready, names_refused = values.encode(("ready",)), values.encode(("names", None)) + values.text_part(())
-    answer, named, receive = call, names, values.receive_request  # as they are before any cell
+    answer, named, receive, settle = call, names, values.receive_request, settled  # as they are before any cell
     namespace = shell.user_ns  # a cell that puts a mapping of its own there defines nothing in this one
     assert type(namespace) is dict
     without_tqdm_monitor()
@@ -342,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     # From here on the notebook's code runs only inside the watch: no collection (and no finalizer
     # of the notebook's) between calls, while a request is read.
     _gc_disable()
+    baseline = settle(monitor, baseline)
     _WRITE(REPLY_FD, ready + values.text_part(notes))
     while True:
         try:
