@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -127,29 +128,43 @@ def source_key(source: Path) -> str:
 
 
 def build(source: Path, build_dir: Path = BUILD_DIR) -> Path:
-    """The build folder of ``source`` (otter's ``dist/``), made once per version of the source.
+    """The build folder of ``source`` (otter's ``dist/``), made once per version of the source."""
+    return build_all([source], build_dir)[0]
 
-    Built in a temporary folder and moved into place in one step, so two builds started
-    at once (tests, ``exercises/build.py``) never see a half-written one. Older builds of the same set are removed.
+
+def build_all(sources: list[Path], build_dir: Path = BUILD_DIR, processes: int = 2) -> list[Path]:
+    """The build folder of each source (otter's ``dist/``), made once per version of the source.
+
+    The sources not built yet are assigned by at most ``processes`` processes at once, each
+    taking its share in turn (otter imported once a process: 1.1 s of CPU, where assigning a
+    source costs 0.3 s). Each is built in a temporary folder and moved into place in one
+    step, so two builds started at once (tests, ``exercises/build.py``) never see a
+    half-written one. Older builds of the same set are removed.
     """
-    source = Path(source)
     build_dir = Path(build_dir)
-    final = build_dir / f"{source.stem}-{source_key(source)}"
-    if not final.is_dir():
+    finals = [build_dir / f"{Path(s).stem}-{source_key(s)}" for s in sources]
+    todo = [(Path(s), final) for s, final in zip(sources, finals) if not final.is_dir()]
+    if todo:
         build_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{source.stem}-", dir=build_dir))
+        tmps = [Path(tempfile.mkdtemp(prefix=f".{source.stem}-", dir=build_dir)) for source, _ in todo]
+        shares = [[(todo[i][0], tmps[i]) for i in range(first, len(todo), processes)]
+                  for first in range(min(processes, len(todo)))]
         try:
-            assign(source, tmp)
-            try:
-                os.rename(tmp, final)
-            except OSError:  # another process finished the same build first
-                pass
+            with ThreadPoolExecutor(len(shares)) as pool:
+                list(pool.map(lambda share: otter_assign.run_otter_assigns(share, requirements_line()), shares))
+            for (source, final), tmp in zip(todo, tmps):
+                otter_assign.archive(tmp / "dist", source)  # exactly one autograder archive
+                try:
+                    os.rename(tmp, final)
+                except OSError:  # another process finished the same build first
+                    pass
+                for old in build_dir.glob(f"{source.stem}-*"):
+                    if old != final and old.is_dir() and not old.name.startswith("."):
+                        shutil.rmtree(old, ignore_errors=True)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for old in build_dir.glob(f"{source.stem}-*"):
-            if old != final and old.is_dir() and not old.name.startswith("."):
-                shutil.rmtree(old, ignore_errors=True)
-    return final / "dist"
+            for tmp in tmps:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return [final / "dist" for final in finals]
 
 
 def solutions_notebook(source: Path, build_dir: Path = BUILD_DIR) -> Path:

@@ -38,6 +38,7 @@ from teaching.build import (
     answer_cells,
     assignment_data,
     build,
+    build_all,
     comparable,
     fill_blanks,
     normalise,
@@ -74,8 +75,7 @@ def rebuilt() -> dict[str, nbformat.NotebookNode]:
     The builds land in _build/grading, keyed by a hash of the source, otter's version and
     the build code, so the next session reuses them.
     """
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        dists = list(pool.map(build, SOURCES))
+    dists = build_all(SOURCES)
     return {
         s.stem: normalise(nbformat.read(dist / "student" / s.name, as_version=4))
         for s, dist in zip(SOURCES, dists)

@@ -957,6 +957,16 @@ def test_own_sources_are_assigned_once_per_content_of_the_file(tmp_path, monkeyp
     assert len(runs) == 2
 
 
+def test_a_source_otter_cannot_assign_is_named_in_the_error(tmp_path):
+    from tinyllm.grading import assign
+
+    good, bad = tmp_path / f"{SET}.ipynb", tmp_path / "broken.ipynb"
+    good.write_bytes(SOURCE.read_bytes())
+    bad.write_text("{not a notebook", encoding="utf-8")
+    with pytest.raises(assign.AssignError, match="broken.ipynb"):
+        assign.run_otter_assigns([(good, tmp_path / "a"), (bad, tmp_path / "b")])
+
+
 def test_the_last_cell_grades_the_notebook_open_in_colab(installed, tmp_path):
     """Colab: no file on disk; the notebook comes from google.colab._message (a stand-in here)."""
     python, site, wheel = installed
@@ -1418,6 +1428,7 @@ def test_a_watch_changed_in_any_of_its_parts_is_seen():
     assert lines[20:26] == ["True False"] * 5 + ["False False"], out.stdout
     assert lines[26:30] == ["False True", "True True", "True True", "False"], out.stdout
     assert lines[30:33] == ["False", "True False", "True False"], out.stdout
+    assert lines[33:36] == ["True True False", "True True True", "False False"], out.stdout
 
 
 def test_the_watch_notes_other_libraries_versions_of_a_piece_called_from_the_notebook():

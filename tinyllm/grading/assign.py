@@ -33,17 +33,33 @@ class AssignError(RuntimeError):
 
 def run_otter_assign(source: Path, work: Path, requirements: str = REQUIREMENTS) -> Path:
     """Run ``otter assign`` on ``source`` in the folder ``work``; returns otter's ``dist/``."""
-    source, work = Path(source), Path(work)
-    work.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, work / source.name)
-    (work / "requirements.txt").write_text(requirements, encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "otter", "assign", "--no-run-tests", "--no-pdfs", source.name, "dist"],
-        cwd=work, capture_output=True, text=True,
-    )
+    return run_otter_assigns([(source, work)], requirements)[0]
+
+
+# `otter assign --no-run-tests --no-pdfs SOURCE dist` of each copy, in its folder, all in one process: importing
+# otter costs a process 1.1 s of CPU, assigning a source 0.3 s.
+_ASSIGN_EACH = """import sys
+from otter.assign import main
+for copy in sys.argv[1:]:
+    main(copy, copy.rsplit("/", 1)[0] + "/dist", no_run_tests=True, no_pdfs=True)
+"""
+
+
+def run_otter_assigns(jobs: list[tuple[Path, Path]], requirements: str = REQUIREMENTS) -> list[Path]:
+    """:func:`run_otter_assign` of each ``(source, work)`` (a folder each), in one process."""
+    copies = []
+    for source, work in jobs:
+        source, work = Path(source), Path(work).absolute()
+        work.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, work / source.name)
+        (work / "requirements.txt").write_text(requirements, encoding="utf-8")
+        copies.append(str(work / source.name))
+    proc = subprocess.run([sys.executable, "-c", _ASSIGN_EACH, *copies], cwd=Path(copies[0]).parent,
+                          capture_output=True, text=True)
     if proc.returncode != 0:
-        raise AssignError(f"otter assign failed on {source}:\n{proc.stdout}\n{proc.stderr}")
-    return work / "dist"
+        names = ", ".join(str(source) for source, _ in jobs)
+        raise AssignError(f"otter assign failed on {names}:\n{proc.stdout}\n{proc.stderr}")
+    return [Path(copy).parent / "dist" for copy in copies]
 
 
 def archive(dist: Path, source: Path) -> Path:
