@@ -10,6 +10,7 @@ their labels masked except on the assistant's tokens, and batched by :mod:`tinyl
 from __future__ import annotations
 
 import typing
+from array import array
 
 import torch
 
@@ -45,7 +46,9 @@ def build_tokenizer(spec: str, text: str, vocab_size: int = 512, special_tokens=
 def prepare_data(text: str, val_fraction: float, tokenizer=None):
     """Tokenize ``text`` and split it: ``tokenizer, {"train": ids, "val": ids}``."""
     tokenizer = tokenizer or CharTokenizer.from_text(text)
-    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    ids = tokenizer.encode(text)
+    # Through an array of int64: torch.tensor reads a list of 4.5 million ints three times slower.
+    ids = torch.frombuffer(array("q", ids), dtype=torch.long) if ids else torch.zeros(0, dtype=torch.long)
     train_ids, val_ids = train_val_split(ids, val_fraction)
     return tokenizer, {"train": train_ids, "val": val_ids}
 
