@@ -259,9 +259,10 @@ class Forbidden(TorchFunctionMode):
         (``torch._C.DisableTorchFunction``: torch's own code never does, so any frame, whatever file
         it claims), or this one (``_pop_mode_temporarily``, or inside its handler, where torch runs
         a subclass's ``__torch_function__`` or a custom op's kernel; there, by file name)."""
-        where, caller, off = frame.f_code.co_filename, frame.f_back, _all_modes_off()
+        where, off = frame.f_code.co_filename, _all_modes_off()
         if not off and where.startswith((_TORCH, _GRADING)):
             return
+        caller = frame.f_back
         if not off and where.startswith(_LIBRARY):  # the standard library's, when torch called it: contextlib
             while caller is not None and caller.f_code.co_filename.startswith(_LIBRARY):
                 caller = caller.f_back
@@ -277,8 +278,10 @@ class Forbidden(TorchFunctionMode):
         the sandbox's profiler, for calls made where torch has the modes off)."""
         stripped = str(name).split(".")[0].lstrip("_")
         found = self.names.get(stripped)
-        if found is None and self.prefixes:
-            found = next((d for p, d in self.prefixes.items() if stripped.startswith(p)), None)
+        if found is None and self.prefixes:  # a loop, not a generator: the sandbox's profiler sees each step of one
+            for prefix, dotted in self.prefixes.items():
+                if stripped.startswith(prefix):
+                    return dotted
         return found
 
     def failure(self, name: str) -> str | None:
