@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -163,37 +164,37 @@ def test_bad_arguments_raise_value_errors(chat_dir, tokenizer):
         reply(model, tokenizer, [{"role": "user", "content": "bubbles " * 80}])
 
 
-def _chat(chat_dir, stdin: bytes, *args, timeout=120):
-    cmd = [sys.executable, "-m", "tinyllm.chat", "--out_dir", str(chat_dir), "--seed", "0",
-           "--max_new_tokens", "20", *args]
-    return subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, env=ENV)
+def _chat(chat_dir, stdin: bytes, *args) -> tuple[int, str]:
+    """``python -m tinyllm.chat`` run in this process on ``stdin``: (its exit code, what it wrote). Its main()
+    reads and writes the streams it is given; the tests below that need a process of its own start one."""
+    out = io.StringIO()
+    code = tinyllm.chat.main(["--out_dir", str(chat_dir), "--seed", "0", "--max_new_tokens", "20", *args],
+                             stdin=io.BytesIO(stdin), stdout=out)
+    return code, out.getvalue()
 
 
 def test_two_turns_in_two_replies_out(chat_dir):
-    done = _chat(chat_dir, b"hi\nwhat do you eat?\n")  # then end of input, as Ctrl-D
-    assert done.returncode == 0, done.stderr.decode()
-    lines = done.stdout.decode().splitlines()
-    assert len(lines) == 2 and all(line.startswith("guppy> ") for line in lines), lines
-    assert b"Traceback" not in done.stderr
+    code, out = _chat(chat_dir, b"hi\nwhat do you eat?\n")  # then end of input, as Ctrl-D
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2 and all(line.startswith("guppy> ") for line in lines), lines
 
 
 def test_bad_input_is_handled(chat_dir):
     long_message = b"bubbles " * 200
-    done = _chat(chat_dir, b"\n   \nhi \xff\xfe there\n" + long_message + b"\n/reset\n/quit\nnever read\n")
-    assert done.returncode == 0, done.stderr.decode()
-    out = done.stdout.decode()
+    code, out = _chat(chat_dir, b"\n   \nhi \xff\xfe there\n" + long_message + b"\n/reset\n/quit\nnever read\n")
+    assert code == 0
     assert out.count("guppy> ") == 2  # the empty lines are ignored; nothing after /quit
     assert "were not UTF-8" in out and "was cut to its last" in out and "(conversation reset)" in out
 
 
 def test_old_turns_are_dropped_with_a_notice(chat_dir):
-    done = _chat(chat_dir, b"".join(b"tell me about your home and your friends please\n" for _ in range(8)))
-    assert done.returncode == 0 and "oldest message" in done.stdout.decode()
+    code, out = _chat(chat_dir, b"".join(b"tell me about your home and your friends please\n" for _ in range(8)))
+    assert code == 0 and "oldest message" in out
 
 
 def test_prompt_answers_once_and_exits(chat_dir):
-    done = _chat(chat_dir, b"", "--prompt", "hello")
-    assert done.returncode == 0 and done.stdout.decode().count("guppy> ") == 1
+    code, out = _chat(chat_dir, b"", "--prompt", "hello")
+    assert code == 0 and out.count("guppy> ") == 1
 
 
 def test_ctrl_c_exits_cleanly(chat_dir):
@@ -214,9 +215,8 @@ def test_a_folder_without_a_chat_model_is_an_error(tmp_path):
 
 
 def test_eval_prints_a_table_per_category(chat_dir):
-    done = _chat(chat_dir, b"", "--eval", "--max_new_tokens", "4")
-    assert done.returncode == 0, done.stderr.decode()
-    out = done.stdout.decode()
+    code, out = _chat(chat_dir, b"", "--eval", "--max_new_tokens", "4")
+    assert code == 0
     for row in ("seen", "unseen", "multi-turn", "total", "hand-written"):
         assert f"\n{row} " in out, out
     assert max(map(len, out.splitlines())) <= 80
