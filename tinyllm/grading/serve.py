@@ -280,6 +280,19 @@ def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes, 
     return refused if reply is None or monitor.tampered(True, baseline) else reply + values.text_part(entered)
 
 
+_WATCH_CALLBACKS = (Monitor._profile.__code__, Monitor._thread_profile.__code__)  # taken before any cell
+
+
+def _in_watch(frame) -> bool:
+    """Whether ``frame`` runs inside the watch's profiler callback, where an exception (a time limit's)
+    makes CPython remove the profiler: the watch would note that the answer switched it off."""
+    while frame is not None:
+        if frame.f_code is _WATCH_CALLBACKS[0] or frame.f_code is _WATCH_CALLBACKS[1]:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def settled(monitor: Monitor, baseline: tuple, read=versions) -> tuple:
     """``baseline`` (:meth:`Monitor.baseline`) with its parts' and builtins' dicts' versions read now, if the
     watch finds nothing changed now; else as it was. IPython writes builtins at each cell (its builtin trap adds
@@ -308,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = config["cell_seconds"]
 
     def on_alarm(signum, frame):
+        if _in_watch(frame):  # raised there, CPython would take the watch off: read as the answer's doing
+            _setitimer(_REAL, 0.01)
+            return
         _setitimer(_REAL, RETRY_SECONDS)
         raise CellTimeout(f"stopped by the grader after {seconds:g} s: this runs too long (an infinite loop?)")
 
