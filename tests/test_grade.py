@@ -111,6 +111,22 @@ def test_endless_loops_and_floods_of_output_are_stopped(tmp_path):
     assert "too long" in report.question("q2").message
 
 
+def test_a_cell_that_replaced_what_the_time_limit_calls_is_still_stopped_at_the_cells_limit(tmp_path):
+    """The alarm's handler binds what it calls before any cell: looked up in serve's globals, a
+    cell's replacements ran there and deferred that cell's limit, to the notebook's (120 s here)."""
+    path = _with_answers(tmp_path, "loops.ipynb", {
+        "q4": "import sys\n_serve = sys.modules['tinyllm.grading.serve']\n"
+              "_serve._in_watch = lambda frame, *rest: True\n_serve._setitimer = lambda *args: (0.0, 0.0)\n"
+              "while True:\n    pass",
+    })
+    start = time.perf_counter()
+    report = grade(path, assignment=SET, limits=Limits(seconds=120, cell_seconds=3))
+    assert time.perf_counter() - start < 90
+    assert "stopped by the grader after 3 s" in " ".join(report.notes), report.notes
+    assert "changed the grader's watch" in report.error  # serve's own dict changed: nothing more is graded
+    assert report.score == 0
+
+
 def test_no_finalizer_of_the_notebook_runs_between_calls(tmp_path):
     """A call's objects (its result, inputs, function) are freed at the start of the next call,
     under its watch, and no collection runs between calls: a finalizer of the notebook's never

@@ -283,11 +283,11 @@ def names(namespace: dict, monitor: Monitor, wanted: list[str], refused: bytes, 
 _WATCH_CALLBACKS = (Monitor._profile.__code__, Monitor._thread_profile.__code__)  # taken before any cell
 
 
-def _in_watch(frame) -> bool:
+def _in_watch(frame, callbacks=_WATCH_CALLBACKS) -> bool:
     """Whether ``frame`` runs inside the watch's profiler callback, where an exception (a time limit's)
     makes CPython remove the profiler: the watch would note that the answer switched it off."""
     while frame is not None:
-        if frame.f_code is _WATCH_CALLBACKS[0] or frame.f_code is _WATCH_CALLBACKS[1]:
+        if frame.f_code is callbacks[0] or frame.f_code is callbacks[1]:
             return True
         frame = frame.f_back
     return False
@@ -320,16 +320,21 @@ def main(argv: list[str] | None = None) -> int:
     shell = InteractiveShell.instance(config=shell_config)
     seconds = config["cell_seconds"]
 
-    def on_alarm(signum, frame):
-        if _in_watch(frame):  # raised there, CPython would take the watch off: read as the answer's doing
-            _setitimer(_REAL, 0.01)
+    # What the handler calls is bound now, before any cell: looked up in this module's globals when the
+    # alarm strikes, a cell's replacement would run there (the watch notes serve's changed dict, but a
+    # cell's own limit would be deferred). A cell can still switch its own alarm off; the notebook's
+    # whole limit (Limits.seconds, kept by the grader outside) stops it then.
+    def on_alarm(signum, frame, in_watch=_in_watch, setitimer=_setitimer, real=_REAL, retry=RETRY_SECONDS,
+                 timeout=CellTimeout):
+        if in_watch(frame):  # raised there, CPython would take the watch off: read as the answer's doing
+            setitimer(real, 0.01)
             return
-        _setitimer(_REAL, RETRY_SECONDS)
-        raise CellTimeout(f"stopped by the grader after {seconds:g} s: this runs too long (an infinite loop?)")
+        setitimer(real, retry)
+        raise timeout(f"stopped by the grader after {seconds:g} s: this runs too long (an infinite loop?)")
 
     signal.signal(signal.SIGALRM, on_alarm)
-    shell.events.register("pre_run_cell", lambda *_: _setitimer(_REAL, seconds))
-    shell.events.register("post_run_cell", lambda *_: _setitimer(_REAL, 0))
+    shell.events.register("pre_run_cell", lambda *_, arm=_setitimer, real=_REAL: arm(real, seconds))
+    shell.events.register("post_run_cell", lambda *_, arm=_setitimer, real=_REAL: arm(real, 0))
     for name in config.get("preload", []):  # the modules of the objects a call may be given
         try:
             importlib.import_module(name)
