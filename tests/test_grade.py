@@ -1631,7 +1631,7 @@ def test_a_process_that_leaves_the_session_ends_with_the_sandbox(tmp_path):
     cell = f"import subprocess, sys\nsubprocess.run(['setsid', '-f', sys.executable, '-c', {loop!r}])"
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(cell)]
-    config = {"limits": vars(Limits(seconds=120.0)), "tests": {}, "isolated": True}
+    config = {"limits": vars(Limits(seconds=120.0)), "tests": {}, "imports": [], "isolated": True}
     with tempfile.TemporaryFile() as log:
         run, to_fd, from_fd, record_fd = judge.start(nbformat.writes(nb), "x.ipynb", config, log)
         try:
@@ -1677,7 +1677,7 @@ def _output_in_the_sandbox(cell: str) -> str:
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(cell)]
-    config = {"limits": vars(Limits(seconds=120.0)), "tests": {}, "isolated": True}
+    config = {"limits": vars(Limits(seconds=120.0)), "tests": {}, "imports": [], "isolated": True}
     with tempfile.TemporaryFile() as log:
         run, to_fd, from_fd, record_fd = judge.start(nbformat.writes(nb), "x.ipynb", config, log)
         try:

@@ -42,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tinyllm.files import write_atomic
-from tinyllm.grading import GRADING_CELL_FIRST_LINE, GRADING_ENV, sandbox, warm  # noqa: F401
+from tinyllm.grading import GRADING_CELL_FIRST_LINE, GRADING_ENV, flags, sandbox, warm  # noqa: F401
 from tinyllm.grading.flags import imported_answers  # noqa: F401  (part of the API)
 from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure, one_line  # noqa: F401
 from tinyllm.grading.sandbox import Limits
@@ -284,6 +284,7 @@ def grade(
         return _finish(Report(str(notebook), None, [], error=str(exc)), start, results_json)
     limits = limits or Limits()
     config = {"notebook": str(notebook.absolute()), "assignment": name, "tests": tests, "provided": provided,
+              "imports": flags.test_imports(tests),
               "limits": vars(limits), "isolated": isolated, "seed": seed,
               "notes": [] if isolated else [sandbox.NOT_ISOLATED if isolate else sandbox.NOT_ISOLATED_AS_ASKED]}
     seconds = limits.seconds + len(tests) * 6 * (limits.cell_seconds + 5) + 120

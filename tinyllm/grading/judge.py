@@ -20,7 +20,6 @@ changed inputs are written into the test's own objects.
 
 from __future__ import annotations
 
-import ast
 import importlib
 import os
 import random
@@ -47,19 +46,13 @@ from tinyllm.grading.results import QuestionResult, Report, first_line_of_failur
 from tinyllm.grading.watch import PAUSED
 
 SEED = 20_251_122
-def import_test_modules(tests: dict[str, str]) -> None:
-    """Import every module the tests import (before any learner code runs)."""
-    for source in tests.values():
-        for node in ast.walk(ast.parse(source)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
-            for name in names:
-                importlib.import_module(name)
 
 
-def compile_tests(tests: dict[str, str]) -> dict[str, ExceptionTestFile]:
-    """Every question's otter test file, with every module the tests import already imported."""
-    import_test_modules(tests)
+def compile_tests(tests: dict[str, str], imports: list[str] | None = None) -> dict[str, ExceptionTestFile]:
+    """Every question's otter test file, with every module the tests import already imported
+    (``imports``: :func:`tinyllm.grading.flags.test_imports` of ``tests``, read by the caller once per set)."""
+    for name in flags.test_imports(tests) if imports is None else imports:
+        importlib.import_module(name)
     return {q: ExceptionTestFile.from_string(s, path=f"{q}.py") for q, s in sorted(tests.items())}
 
 
@@ -253,7 +246,9 @@ def run_question(test_file: ExceptionTestFile, session: Session) -> QuestionResu
         try:
             params = list(inspect.signature(tc.body.test_func).parameters)
             env = session.names(params)
-            torch.manual_seed(SEED)
+            # The CPU generator alone: torch.manual_seed queues a seeding of every other device's too,
+            # a traceback taken for each (2 ms a test case); the tests run on the CPU.
+            torch.default_generator.manual_seed(SEED)
             random.seed(SEED)
             torch.set_grad_enabled(True)
             tc.body.call_func(env)
@@ -301,7 +296,7 @@ def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple
     record.setblocking(False)
     record_read, record_write = record.detach(), sandbox_end.detach()
     serve_config = {"cell_seconds": limits.cell_seconds, "fds": [to_read, from_write, record_write],
-                    "preload": package_modules(config["tests"])}
+                    "preload": flags.package_modules(config["imports"])}
     cpu = limits.seconds + 4 * limits.cell_seconds * max(len(config["tests"]), 1) + 60
     keep = [to_read, from_write, record_write]
     if config["isolated"]:
@@ -318,19 +313,6 @@ def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple
         os.close(fd)
     os.set_blocking(to_write, False)  # every send to the sandbox has a deadline
     return sandbox.Run(proc, limits, work, notebook), to_write, from_read, record_read
-
-
-def package_modules(tests: dict[str, str]) -> list[str]:
-    """The package's modules the tests import: their objects come to the sandbox as inputs, and
-    it imports them before any cell runs (an import while it reads a call's inputs, under the
-    watch, would be an entry into the package's code)."""
-    found = set()
-    for source in tests.values():
-        for node in ast.walk(ast.parse(source)):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-                [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            found |= {n for n in names if n.startswith("tinyllm") and not n.startswith("tinyllm.grad")}
-    return sorted(found)
 
 
 def _follow_record(session: Session) -> None:
@@ -416,7 +398,7 @@ def judge_child(config: dict, reply) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (memory, resource.getrlimit(resource.RLIMIT_DATA)[1]))
     resource.setrlimit(resource.RLIMIT_CPU, (int(cpu_seconds), resource.getrlimit(resource.RLIMIT_CPU)[1]))
     try:
-        test_files = compile_tests(config["tests"])  # before any learner code runs
+        test_files = compile_tests(config["tests"], config["imports"])  # before any learner code runs
         # Every question at 0 first: what the report says if this process is stopped from outside.
         reply.send(("blank", [asdict(q) for q in blank_results(test_files, "not graded")]))
         data = judge(config, test_files).to_dict()
