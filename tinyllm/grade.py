@@ -284,7 +284,7 @@ def grade(
         return _finish(Report(str(notebook), None, [], error=str(exc)), start, results_json)
     limits = limits or Limits()
     config = {"notebook": str(notebook.absolute()), "assignment": name, "tests": tests, "provided": provided,
-              "imports": flags.test_imports(tests),
+              "imports": flags.imports_of_tests(tests),
               "limits": vars(limits), "isolated": isolated, "seed": seed,
               "notes": [] if isolated else [sandbox.NOT_ISOLATED if isolate else sandbox.NOT_ISOLATED_AS_ASKED]}
     seconds = limits.seconds + len(tests) * 6 * (limits.cell_seconds + 5) + 120

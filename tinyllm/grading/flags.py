@@ -99,15 +99,15 @@ def _imported_modules(code: str) -> list[str]:
     return found
 
 
-def test_imports(tests: dict[str, str]) -> list[str]:
+def imports_of_tests(tests: dict[str, str]) -> list[str]:
     """The modules the tests import (absolute imports), in order: the judge imports them before any
     learner code runs. Read once per set by the grading process (each grading's judge is a new
     fork, where a cache would be lost: 20 ms a grading)."""
-    return list(_test_imports(tuple(tests.values())))
+    return list(_imports_of_tests(tuple(tests.values())))
 
 
 @functools.lru_cache(maxsize=64)
-def _test_imports(sources: tuple[str, ...]) -> tuple[str, ...]:
+def _imports_of_tests(sources: tuple[str, ...]) -> tuple[str, ...]:
     import ast
 
     found: list[str] = []

@@ -50,8 +50,8 @@ SEED = 20_251_122
 
 def compile_tests(tests: dict[str, str], imports: list[str] | None = None) -> dict[str, ExceptionTestFile]:
     """Every question's otter test file, with every module the tests import already imported
-    (``imports``: :func:`tinyllm.grading.flags.test_imports` of ``tests``, read by the caller once per set)."""
-    for name in flags.test_imports(tests) if imports is None else imports:
+    (``imports``: :func:`tinyllm.grading.flags.imports_of_tests` of ``tests``, read by the caller once per set)."""
+    for name in flags.imports_of_tests(tests) if imports is None else imports:
         importlib.import_module(name)
     return {q: ExceptionTestFile.from_string(s, path=f"{q}.py") for q, s in sorted(tests.items())}
 
