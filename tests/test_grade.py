@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -125,6 +126,29 @@ def test_a_cell_that_replaced_what_the_time_limit_calls_is_still_stopped_at_the_
     assert "stopped by the grader after 3 s" in " ".join(report.notes), report.notes
     assert "changed the grader's watch" in report.error  # serve's own dict changed: nothing more is graded
     assert report.score == 0
+
+
+def test_a_time_limit_that_strikes_inside_the_watchs_callback_is_raised_a_moment_later():
+    """Raised inside the watch's profiler callback, CPython would remove the profiler and the watch
+    would note that the answer switched it off (function_mode_left_on_05 was flagged so under load):
+    the handler re-arms for 10 ms there, and raises anywhere else, frames up the stack included."""
+    from types import SimpleNamespace
+
+    from tinyllm.grading import serve
+    from tinyllm.grading.watch import Monitor
+
+    armed = []
+    handler = serve.alarm_handler(3, setitimer=lambda which, seconds: armed.append((which, seconds)))
+    answer = SimpleNamespace(f_code=test_a_time_limit_that_strikes_inside_the_watchs_callback_is_raised_a_moment_later
+                             .__code__, f_back=None)
+    for callback in (Monitor._profile, Monitor._thread_profile):
+        inside = SimpleNamespace(f_code=(lambda: None).__code__,
+                                 f_back=SimpleNamespace(f_code=callback.__code__, f_back=answer))
+        assert handler(signal.SIGALRM, inside) is None
+        assert armed.pop() == (signal.ITIMER_REAL, 0.01)
+    with pytest.raises(serve.CellTimeout, match="after 3 s"):
+        handler(signal.SIGALRM, answer)
+    assert armed == [(signal.ITIMER_REAL, serve.RETRY_SECONDS)]
 
 
 def test_no_finalizer_of_the_notebook_runs_between_calls(tmp_path):

@@ -293,6 +293,24 @@ def _in_watch(frame, callbacks=_WATCH_CALLBACKS) -> bool:
     return False
 
 
+def alarm_handler(seconds: float, in_watch=_in_watch, setitimer=_setitimer, real=_REAL, retry=RETRY_SECONDS,
+                  timeout=CellTimeout):
+    """The SIGALRM handler of a cell's time limit (``seconds``). What it calls is bound here, when this
+    module is imported, before any cell: looked up in the module's globals when the alarm strikes, a
+    cell's replacement would run there (the watch notes serve's changed dict, but the cell's own limit
+    would be deferred). A cell can still switch its own alarm off; the notebook's whole limit
+    (Limits.seconds, kept by the grader outside) stops it then."""
+
+    def on_alarm(signum, frame):
+        if in_watch(frame):  # raised there, CPython would take the watch off: read as the answer's doing
+            setitimer(real, 0.01)  # so it strikes a moment later, in the answer's own code
+            return
+        setitimer(real, retry)
+        raise timeout(f"stopped by the grader after {seconds:g} s: this runs too long (an infinite loop?)")
+
+    return on_alarm
+
+
 def settled(monitor: Monitor, baseline: tuple, read=versions) -> tuple:
     """``baseline`` (:meth:`Monitor.baseline`) with its parts' and builtins' dicts' versions read now, if the
     watch finds nothing changed now; else as it was. IPython writes builtins at each cell (its builtin trap adds
@@ -320,19 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     shell = InteractiveShell.instance(config=shell_config)
     seconds = config["cell_seconds"]
 
-    # What the handler calls is bound now, before any cell: looked up in this module's globals when the
-    # alarm strikes, a cell's replacement would run there (the watch notes serve's changed dict, but a
-    # cell's own limit would be deferred). A cell can still switch its own alarm off; the notebook's
-    # whole limit (Limits.seconds, kept by the grader outside) stops it then.
-    def on_alarm(signum, frame, in_watch=_in_watch, setitimer=_setitimer, real=_REAL, retry=RETRY_SECONDS,
-                 timeout=CellTimeout):
-        if in_watch(frame):  # raised there, CPython would take the watch off: read as the answer's doing
-            setitimer(real, 0.01)
-            return
-        setitimer(real, retry)
-        raise timeout(f"stopped by the grader after {seconds:g} s: this runs too long (an infinite loop?)")
-
-    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGALRM, alarm_handler(seconds))
     shell.events.register("pre_run_cell", lambda *_, arm=_setitimer, real=_REAL: arm(real, seconds))
     shell.events.register("post_run_cell", lambda *_, arm=_setitimer, real=_REAL: arm(real, 0))
     for name in config.get("preload", []):  # the modules of the objects a call may be given
