@@ -109,24 +109,32 @@ def pytest_terminal_summary(terminalreporter, config):
 
 # ---------------------------------------------------------------------------------------
 # The built book, shared: tests/test_book.py checks the build and its HTML, and
-# tests/test_book_in_browser.py loads its pages; one build serves the whole session.
+# tests/test_book_in_browser.py loads its pages; one build serves the whole session, also
+# when the two files run in two pytest-xdist processes (make test): the first to ask builds
+# the book, under a lock, and the other reads it (a build costs 20 s of CPU).
 # ---------------------------------------------------------------------------------------
 
 
 class BookBuild:
-    """One strict ``jupyter-book build`` of the repository into a temporary folder."""
+    """One strict ``jupyter-book build`` of the repository into a folder, or the one already there."""
 
     def __init__(self, folder: Path):
+        import json
         import subprocess
         import sys
 
-        jupyter_book = Path(sys.executable).parent / "jupyter-book"
-        command = [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going",
-                   "--path-output", str(folder)]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
-        self.returncode = result.returncode
-        self.log = result.stdout[-6000:] + result.stderr[-6000:]
         self.html = folder / "_build" / "html"
+        done = folder / "build.json"  # written last: the build is whole once it exists
+        if done.is_file():
+            result = json.loads(done.read_text())
+        else:
+            jupyter_book = Path(sys.executable).parent / "jupyter-book"
+            command = [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going",
+                       "--path-output", str(folder)]
+            run = subprocess.run(command, capture_output=True, text=True, timeout=900)
+            result = {"returncode": run.returncode, "log": run.stdout[-6000:] + run.stderr[-6000:]}
+            done.write_text(json.dumps(result))
+        self.returncode, self.log = result["returncode"], result["log"]
 
     def pages(self) -> list[Path]:
         """Every HTML page of the book (not the theme's or the sources' files)."""
@@ -137,6 +145,14 @@ class BookBuild:
 @pytest.fixture(scope="session")
 def book(tmp_path_factory) -> BookBuild:
     """The book built once for the session; a failed build fails every test that uses it."""
-    build = BookBuild(tmp_path_factory.mktemp("book"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the session's folder, above each worker's own
+        from filelock import FileLock
+
+        shared = tmp_path_factory.getbasetemp().parent
+        with FileLock(shared / "book.lock"):
+            (shared / "book").mkdir(exist_ok=True)
+            build = BookBuild(shared / "book")
+    else:
+        build = BookBuild(tmp_path_factory.mktemp("book"))
     assert build.returncode == 0, f"strict book build failed:\n{build.log}"
     return build
