@@ -1229,10 +1229,46 @@ def test_the_watchs_record_keeps_each_note_whatever_else_is_written_on_it():
             os.open(f"/proc/self/fd/{write}", os.O_RDONLY | os.O_NONBLOCK)
         assert reopened.value.errno == errno.ENXIO
         assert theirs.recv(1 << 16) == b""  # its own end reads nothing back
-        notes, forbidden, other = values.read_records(read)
+        notes, forbidden, other, closed = values.read_records(read)
         assert forbidden == {"torch.nn.functional.scaled_dot_product_attention"}
-        assert "called tinyllm.model.GPT.forward, the package's own code" in notes and other
-        assert values.read_records(read) == (set(), set(), False)  # each record is read once
+        assert "called tinyllm.model.GPT.forward, the package's own code" in notes and other and not closed
+        assert values.read_records(read) == (set(), set(), False, False)  # each record is read once
+        theirs.close()
+        assert values.read_records(read) == (set(), set(), False, True)  # its end closed
+    finally:
+        ours.close(), theirs.close()
+
+
+def test_the_record_is_followed_until_its_end_in_the_sandbox_closes_not_until_a_read_finds_it_empty(monkeypatch):
+    """The thread that drains the watch's record during a call ended at the first read that found
+    nothing: the grader's own read after a reply, between that thread's select and its read,
+    took the notes first. No one drained the record then, a call that noted at every event (the
+    watch switched off, cheat watch_switched_off) filled the socket and waited on it, and the
+    grading stopped at the call's time limit (1 in 15 gradings on a busy machine). It ends now
+    at an empty read alone, the sandbox's end closed."""
+    import socket
+    import threading
+
+    from tinyllm.grading import judge, values
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    session = judge.Session(None, -1, -1, call_seconds=1.0, record_fd=ours.fileno())
+    # select says "ready" though another reader emptied the socket first: the race, every time
+    monkeypatch.setattr(judge.select, "select", lambda r, w, x, timeout: (time.sleep(0.01), r)[1])
+    follower = threading.Thread(target=judge._follow_record, args=(session,), daemon=True)
+    try:
+        follower.start()
+        time.sleep(0.3)
+        assert follower.is_alive(), "the record's reader ended while the sandbox could still write"
+        values.record(theirs.fileno(), values.NOTE, "a note written after an empty read")
+        deadline = time.monotonic() + 5
+        while not session.recorded[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert session.recorded[0] == {"a note written after an empty read"}
+        theirs.close()
+        follower.join(5)
+        assert not follower.is_alive(), "the reader goes on after the sandbox's end closed"
     finally:
         ours.close(), theirs.close()
 

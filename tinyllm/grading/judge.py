@@ -116,15 +116,16 @@ class Session:
 
     def read_record(self) -> bool:
         """Read what the watch sent (:func:`tinyllm.grading.values.read_records`), as a thread does all
-        along (:func:`_follow_record`: a call that notes much never waits); whether anything was there."""
+        along (:func:`_follow_record`: a call that notes much never waits); whether the sandbox's end is
+        still open."""
         if self.record_fd is None:
             return False
         with self._record_lock:
-            notes, forbidden, other = values.read_records(self.record_fd)
+            notes, forbidden, other, closed = values.read_records(self.record_fd)
             for kept, new in zip(self.recorded, (notes, forbidden)):
                 kept.update(sorted(new)[:max(0, 100 - len(kept))])  # a flood of notes costs the grader nothing
             self.tampered |= other
-        return bool(notes or forbidden or other)
+        return not closed
 
     def take_recorded(self) -> tuple[set[str], set[str]]:
         """The watch's record read since the last take: (notes, forbidden functions called)."""
@@ -317,7 +318,8 @@ def start(notebook_json: str, notebook_name: str, config: dict, output) -> tuple
 
 def _follow_record(session: Session) -> None:
     """A thread: read the watch's record as it comes, until its end in the sandbox closes (an
-    empty read; the reading after each reply goes on) or the session closes it."""
+    empty read; the reading after each reply goes on) or the session closes it. A read that finds
+    nothing is not the end: the reading after a reply may have taken what select saw."""
     while True:
         try:
             if select.select([session.record_fd], [], [], 0.5)[0] and not session.read_record():

@@ -287,20 +287,22 @@ def record(fd: int | None, kind: bytes, text: str, identity: tuple | None = None
         _EXIT(3)
 
 
-def read_records(fd: int) -> tuple[set[str], set[str], bool]:
+def read_records(fd: int) -> tuple[set[str], set[str], bool, bool]:
     """In the grader: every record sent so far (``fd`` does not block): (notes, forbidden names
-    seen, whether anything but records was sent there, which only the notebook does)."""
-    data = b""
+    seen, whether anything but records was sent there, which only the notebook does, whether the
+    sandbox's end is closed). Nothing to read yet is not the end: only an empty read is."""
+    chunks, closed = [], False
     with contextlib.suppress(BlockingIOError):
         while chunk := os.read(fd, 1 << 16):
-            data += chunk
-    first, *records = data.split(RECORD)
+            chunks.append(chunk)
+        closed = True
+    first, *records = b"".join(chunks).split(RECORD)
     notes, forbidden, other = set(), set(), bool(first)
     for item in records:
         line, newline, rest = item[1:].partition(b"\n")
         other = other or item[:1] not in (NOTE, FORBIDDEN) or not newline or bool(rest)
         (forbidden if item[:1] == FORBIDDEN else notes).add(line.decode("utf-8", "replace")[:300])
-    return notes, forbidden, other
+    return notes, forbidden, other, closed
 
 
 def write(fd: int, data: bytes, deadline: float | None = None) -> None:
