@@ -103,11 +103,13 @@ def grade_this(filename: str) -> Report | None:
         reply = _message.blocking_request("get_ipynb", request="", timeout_sec=120)
         if not isinstance(reply, dict) or not isinstance(reply.get("ipynb"), dict):
             raise RuntimeError("Colab did not give the notebook's contents; run this cell again")
-        folder = Path(tempfile.mkdtemp(prefix="tinyllm-colab-"))
-        path = folder / f"{stem}.ipynb"
-        path.write_text(json.dumps(reply["ipynb"]), encoding="utf-8")
         results = Path.cwd() / f"{stem}.results.json"
         print(f"grading the notebook open in Colab ({stem}) against the hidden tests ...")
+        # The copy graded is removed afterwards, as a saved file would not be.
+        with tempfile.TemporaryDirectory(prefix="tinyllm-colab-") as folder:
+            path = Path(folder) / f"{stem}.ipynb"
+            path.write_text(json.dumps(reply["ipynb"]), encoding="utf-8")
+            report = grade(path, results_json=results)
     else:
         path = Path(filename)
         if not path.is_file():
@@ -117,7 +119,7 @@ def grade_this(filename: str) -> Report | None:
             )
         results = path.with_name(f"{stem}.results.json")
         print(f"grading the saved file {path.name} against the hidden tests (save it first) ...")
-    report = grade(path, results_json=results)
+        report = grade(path, results_json=results)
     print(report.table())  # after everything the notebook printed (it ran elsewhere), total last
     print(f"wrote {results}")
     return report
