@@ -546,7 +546,8 @@ def test_the_grading_command_imports_nothing_from_the_folder_it_runs_in(tmp_path
     proc = subprocess.run([str(command), f"{SET}.ipynb"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0 and "total: 0 / 8" in proc.stdout, proc.stdout + proc.stderr
     assert not marker.exists(), "the grader imported csv.py from the folder it ran in"
-    unsafe = subprocess.run([sys.executable, "-m", "tinyllm.grade", f"{SET}.ipynb"], cwd=tmp_path, capture_output=True)
+    # The control: python -m imports csv.py at the start, whatever it grades (here nothing: no grader starts).
+    unsafe = subprocess.run([sys.executable, "-m", "tinyllm.grade", "missing.ipynb"], cwd=tmp_path, capture_output=True)
     assert marker.exists(), f"the check cannot fail: python -m did not import csv.py either ({unsafe.returncode})"
 
 
