@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -169,8 +170,10 @@ def _start_and_wait_for_step(corpus, out_dir, *extra, at_step=5):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "tinyllm.train", *ARGS, "--dataset", str(corpus), "--out_dir", str(out_dir),
                "--checkpoint_interval", "1", *extra]
-    agent = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    scratch = Path(out_dir).parent / "torchrun-tmp"  # what torchrun leaves there goes with pytest's folders
+    scratch.mkdir(exist_ok=True)
+    agent = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch)},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if checkpoint_step(out_dir) >= at_step:
@@ -242,6 +245,10 @@ KILL_TIMEOUTS = (6, 30, 90)
 def test_run_torchrun_kills_its_workers_on_timeout(corpus, tmp_path, monkeypatch):
     mark = f"TINYLLM_TEST_RUN={os.getpid()}-{time.monotonic_ns()}"
     monkeypatch.setenv(*mark.split("="))  # every process run_torchrun starts inherits it
+    temporary = tmp_path / "tmp"  # the caller's temporary folder, as this process and its children see it
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     for timeout in KILL_TIMEOUTS:
         out_dir = tmp_path / f"timeout_{timeout}"
         with pytest.raises(subprocess.TimeoutExpired):
@@ -251,6 +258,7 @@ def test_run_torchrun_kills_its_workers_on_timeout(corpus, tmp_path, monkeypatch
         while _marked(mark) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _marked(mark) == [], f"processes left running after a timeout of {timeout} s"
+        assert list(temporary.iterdir()) == [], "torchrun's folders outlived the run"
         if (out_dir / "manifest.json").exists():
             break  # the timeout struck workers that were training: what this test is about
     else:
@@ -350,3 +358,6 @@ def test_run_torchrun_gives_each_worker_the_threads_asked_whatever_the_environme
     run_torchrun(2, ["--max_iters", "1"])
     run_torchrun(2, ["--max_iters", "1"], threads=3)
     assert [env["OMP_NUM_THREADS"] for env in launched] == ["1", "3"]
+    # and a temporary folder of its own (torchrun leaves a folder there at every run), removed after it
+    assert all(Path(env["TMPDIR"]).name.startswith("tinyllm-torchrun-") for env in launched)
+    assert not any(Path(env["TMPDIR"]).exists() for env in launched)

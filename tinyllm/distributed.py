@@ -28,6 +28,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -278,19 +279,22 @@ def run_torchrun(nproc: int, train_args: list[str], timeout: float = 300,
     """
     check_int("nproc", nproc)
     check_int("threads", threads)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
                "-m", "tinyllm.train", *map(str, train_args)]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                          start_new_session=True) as launcher:
-        try:
-            stdout, stderr = launcher.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            stdout, stderr = _stop_launcher(launcher)
-            raise subprocess.TimeoutExpired(command, timeout, stdout, stderr) from None
-        except BaseException:  # Ctrl-C in the caller: the workers stop too
-            _stop_launcher(launcher)
-            raise
+    # torchrun's agent leaves a torchelastic_* folder in the temporary folder after every run:
+    # it gets one of its own, removed with all it holds when the run ends.
+    with tempfile.TemporaryDirectory(prefix="tinyllm-torchrun-", ignore_cleanup_errors=True) as scratch:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TMPDIR": scratch}
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                              start_new_session=True) as launcher:
+            try:
+                stdout, stderr = launcher.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                stdout, stderr = _stop_launcher(launcher)
+                raise subprocess.TimeoutExpired(command, timeout, stdout, stderr) from None
+            except BaseException:  # Ctrl-C in the caller: the workers stop too
+                _stop_launcher(launcher)
+                raise
     return subprocess.CompletedProcess(command, launcher.returncode, stdout, stderr)
 
 
