@@ -77,6 +77,36 @@ def test_chapter_teaches_with_a_figure_an_assert_and_a_summary(path):
     assert re.search(r"^#+ What you learned", prose, flags=re.MULTILINE), "a closing summary"
 
 
+# A chapter's scratch folder goes when the chapter is done with it: one made with
+# tempfile.mkdtemp, or a TemporaryDirectory never cleaned up, stays in the temporary folder
+# after every run (the suite's too: nbval stops kernels with a kill, so no finalizer runs).
+MKDTEMP = re.compile(r"\bmkdtemp\s*\(")
+NAMED_SCRATCH = re.compile(r"^\s*(\w+)\s*=\s*tempfile\.TemporaryDirectory\(", flags=re.MULTILINE)
+
+
+def folders_left_behind(code: str) -> list[str]:
+    """The scratch folders ``code`` (a notebook's code cells, in order) makes and never removes."""
+    left = [line.strip() for line in code.splitlines() if MKDTEMP.search(line)]
+    for match in NAMED_SCRATCH.finditer(code):
+        if f"{match.group(1)}.cleanup()" not in code[match.end():]:
+            left.append(f"{match.group(1)} = tempfile.TemporaryDirectory(...) without {match.group(1)}.cleanup()")
+    return left
+
+
+def test_the_check_of_scratch_folders_can_fail():
+    assert folders_left_behind("work = Path(tempfile.mkdtemp())")
+    assert folders_left_behind("scratch = tempfile.TemporaryDirectory()\nwork = Path(scratch.name)")
+    assert not folders_left_behind("scratch = tempfile.TemporaryDirectory()\nx = 1\nscratch.cleanup()")
+    assert not folders_left_behind("with tempfile.TemporaryDirectory() as folder:\n    pass")
+
+
+@pytest.mark.parametrize("path", CHAPTERS + EXERCISE_SOURCES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_a_notebooks_scratch_folders_are_removed_when_it_is_done_with_them(path):
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    left = folders_left_behind(code)
+    assert not left, f"{path.name} leaves folders behind: {left}"
+
+
 @pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_colab_setup_cell_is_generated_from_config_and_hidden_in_the_book(path):
     kind = setup_kind(path.relative_to(ROOT))
