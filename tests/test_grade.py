@@ -7,11 +7,13 @@ the test sees both halves: what broke scores 0 with a clear message, the rest fu
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -572,6 +574,9 @@ def test_grader_cell_runs_public_tests_beside_the_notebook_and_in_colab(tmp_path
     from tinyllm.grade import otter_notebook
 
     monkeypatch.chdir(tmp_path)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     if beside_the_notebook:
         shutil.copy(Path(__file__).resolve().parent.parent / "exercises" / f"{SET}.ipynb", tmp_path)
     grader = otter_notebook(f"{SET}.ipynb")
@@ -579,6 +584,11 @@ def test_grader_cell_runs_public_tests_beside_the_notebook_and_in_colab(tmp_path
     blank = {"build_vocab": lambda text: None}
     assert _public_check(grader, "q1", right) is True
     assert _public_check(grader, "q1", blank) is False
+    # Colab's copy of the public tests lasts as long as the grader (the kernel's session), no longer.
+    assert len(list(temporary.iterdir())) == (0 if beside_the_notebook else 1)
+    del grader
+    gc.collect()
+    assert list(temporary.iterdir()) == [], "the copy of the public tests outlived the grader"
 
 
 def test_grader_cell_checks_nothing_while_the_notebook_is_graded(monkeypatch):

@@ -34,10 +34,12 @@ import json
 import multiprocessing
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -78,7 +80,9 @@ def otter_notebook(filename: str):
     folder = Path(tempfile.mkdtemp(prefix="tinyllm-public-tests-"))
     for question, source in tests.items():
         (folder / f"{question}.py").write_text(source, encoding="utf-8")
-    return otter.Notebook(tests_dir=str(folder))
+    notebook = otter.Notebook(tests_dir=str(folder))
+    weakref.finalize(notebook, shutil.rmtree, folder, True)  # with the grader, or when the kernel stops
+    return notebook
 
 
 class _NotChecking:
@@ -105,7 +109,7 @@ def grade_this(filename: str) -> Report | None:
             raise RuntimeError("Colab did not give the notebook's contents; run this cell again")
         results = Path.cwd() / f"{stem}.results.json"
         print(f"grading the notebook open in Colab ({stem}) against the hidden tests ...")
-        # The copy graded is removed afterwards, as a saved file would not be.
+        # A temporary copy, removed once graded.
         with tempfile.TemporaryDirectory(prefix="tinyllm-colab-") as folder:
             path = Path(folder) / f"{stem}.ipynb"
             path.write_text(json.dumps(reply["ipynb"]), encoding="utf-8")
