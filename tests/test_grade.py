@@ -1041,12 +1041,13 @@ def test_the_last_cell_grades_the_notebook_open_in_colab(installed, tmp_path):
     assert last_cell.startswith("# Grade this notebook") and f'grade_this("{SET}.ipynb")' in last_cell
     code = (f"import google.colab\nfrom google.colab import _message\n{last_cell}\n"
             "assert _message.CALLS == ['get_ipynb']")
-    temporary = tmp_path / "tmp"  # where the copy of the open notebook is graded
-    temporary.mkdir()
-    out = _run(python, "-c", code, cwd=content, env={"PYTHONPATH": str(fake), "TMPDIR": str(temporary)})
-    assert out.returncode == 0, out.stdout + out.stderr
-    # (torch keeps its compiler's cache there, torchinductor_USER, as anywhere)
-    assert not list(temporary.glob("tinyllm-*")), "the copy graded must not stay behind"
+    # Where the copy of the open notebook is graded: a short path, as the grader's sockets live there too
+    # (a socket's path is at most 107 bytes; one under pytest's folder can pass that).
+    with tempfile.TemporaryDirectory(prefix="colab-") as temporary:
+        out = _run(python, "-c", code, cwd=content, env={"PYTHONPATH": str(fake), "TMPDIR": temporary})
+        assert out.returncode == 0, out.stdout + out.stderr
+        # (torch keeps its compiler's cache there, torchinductor_USER, as anywhere)
+        assert not list(Path(temporary).glob("tinyllm-*")), "the copy graded must not stay behind"
     assert "q4         2 / 2  passed" in out.stdout and "total: 8 / 8" in out.stdout, out.stdout
     assert (content / f"{SET}.results.json").is_file()
     assert sorted(p.name for p in content.iterdir()) == [f"{SET}.results.json"]
