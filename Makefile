@@ -36,11 +36,10 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 # The tests run on two processes (pytest-xdist), each taking whole files (--dist loadfile:
-# a notebook's cells share one kernel, a file's fixtures are made once). On the 2-core reference
-# machine, one run after the other: 7.3 minutes of wall time instead of 11.2, for 3 % more CPU
-# (13.2 minutes instead of 12.8: each process collects every test, 10 s of CPU, and imports
-# what its tests use and starts its own grader). make test-fast stays on one process: on two it
-# took 50 s of wall time instead of 64, for 81 s of CPU instead of 58.
+# a notebook's cells share one kernel, a file's fixtures are made once). Two thirds of the wall
+# time of one process, for 3 % more CPU (each process collects every test and starts its own
+# grader): the README's "The suite's budget" gives the runs. make test-fast stays on one
+# process: on two it took 50 s of wall time instead of 64, for 81 s of CPU instead of 58.
 # make test TEST_PROCESSES=0 runs it in one process.
 TEST_PROCESSES ?= 2
 PARALLEL  := -n $(TEST_PROCESSES) --dist loadfile
