@@ -2,7 +2,9 @@
 
 An answer that runs another library's version of the piece it asks for is flagged, as one
 that runs the package's own is (:class:`tinyllm.grading.watch.Monitor`): libraries that
-build language models (Colab has transformers), and the parts of torch that are a whole
+build language models (Colab has transformers), engines that run a graph of another
+framework's operators (an ONNX graph of one ``Attention`` or ``LayerNormalization`` node, run by
+onnxruntime or by onnx's own reference evaluator), and the parts of torch that are a whole
 piece (its optimizers and schedules, gradient clipping, its transformer layers, its
 multi-head attention). torch's plain functions are the learner's to use; those a statement
 forbids fail the call instead (:class:`tinyllm.grading.checks.Forbidden`).
@@ -15,7 +17,7 @@ import sys
 import types
 
 LIBRARIES = ("transformers", "tokenizers", "tiktoken", "sentencepiece", "minbpe", "litgpt", "torchtune",
-             "xformers", "flash_attn", "flax", "keras_hub", "keras_nlp")
+             "xformers", "flash_attn", "flax", "keras_hub", "keras_nlp", "onnx", "onnxruntime", "onnxscript")
 # Folders and files of torch; "file:name" counts only the functions or class of that name.
 TORCH_PIECES = ("optim/", "nn/utils/clip_grad.py", "nn/modules/transformer.py",
                 "nn/modules/activation.py:MultiheadAttention", "nn/functional.py:multi_head_attention_forward")
