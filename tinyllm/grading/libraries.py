@@ -21,6 +21,11 @@ LIBRARIES = ("transformers", "tokenizers", "tiktoken", "sentencepiece", "minbpe"
 # Folders and files of torch; "file:name" counts only the functions or class of that name.
 TORCH_PIECES = ("optim/", "nn/utils/clip_grad.py", "nn/modules/transformer.py",
                 "nn/modules/activation.py:MultiheadAttention", "nn/functional.py:multi_head_attention_forward")
+# torch's C++ kernels that are a whole piece (nn.MultiheadAttention's fast path, a fused optimizer step), under every
+# name an answer can reach one by: torch's function, and the operator table's entries (OpOverload._op has no name).
+TORCH_KERNELS = ("_native_multi_head_attention", "_transformer_encoder_layer_fwd", "_triton_multi_head_attention",
+                 "_fused_adam_", "_fused_adamw_", "_fused_adam", "_fused_adamw", "_fused_sgd_", "_fused_sgd",
+                 "_fused_adagrad_", "_fused_adagrad")
 LIBRARY_VERSION = "a library's own version of the piece"
 
 
@@ -51,6 +56,8 @@ class Libraries:
         self.installed = installed_folders()
         self.package = package_dir  # the course's package: its calls are its watch's to note
         self.grading = package_dir + "grading/"
+        self.kernels = torch_kernels()  # ((C function, its name), ...): a tuple, which no cell edits in place
+        self.kernel_ids = frozenset(id(function) for function, _ in self.kernels)
 
     def piece(self, code) -> str | None:
         """The dotted module of the piece ``code`` belongs to, if it is one of :attr:`pieces`."""
@@ -94,13 +101,37 @@ class Libraries:
         note(f"ran {name}, {LIBRARY_VERSION}")
 
     def compiled_call(self, frame, function, given: dict[int, tuple], note) -> None:
-        """Note a call of a library's compiled code (tokenizers' Rust ``Tokenizer.encode``)."""
+        """Note a call of a library's compiled code (tokenizers' Rust ``Tokenizer.encode``, a torch kernel that
+        is a whole piece)."""
+        if id(function) in self.kernel_ids:
+            for kernel, name in self.kernels:  # by identity: the operator table's entries have no name
+                if kernel is function and self._from_the_notebook(frame):
+                    note(f"ran torch.{name}, {LIBRARY_VERSION}")
+            return
         owner = getattr(function, "__self__", None)  # a C function's own attributes: no code of the notebook's
         module = text(getattr(function, "__module__", None)) or text(type_module(type(owner)))
         if module.split(".")[0] in LIBRARIES and given.get(id(owner), (None,))[0] is not type(owner) and \
                 self._from_the_notebook(frame):
             name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "?")
             note(f"ran {module}.{name}, {LIBRARY_VERSION}")
+
+
+def torch_kernels() -> tuple:
+    """Each of :data:`TORCH_KERNELS` this torch has, as ``(C function, name)``: ``torch.name``, the
+    operator packet's and each of its overloads' ``_op``."""
+    import torch
+
+    found: dict[int, tuple] = {}
+    for name in TORCH_KERNELS:
+        functions = [getattr(torch, name, None), getattr(torch._C._VariableFunctions, name, None)]
+        try:
+            packet = getattr(torch.ops.aten, name)
+        except (AttributeError, RuntimeError):  # not in this torch's operator table
+            packet = None
+        if packet is not None:
+            functions += [packet._op, *(getattr(packet, overload)._op for overload in packet.overloads())]
+        found.update((id(f), (f, name)) for f in functions if f is not None)
+    return tuple(found.values())
 
 
 type_module = type.__dict__["__module__"].__get__  # a class's module, without its metaclass's say
