@@ -19,6 +19,7 @@ import torch
 from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack, _pop_mode
 
 from tinyllm.grading import values  # at the top: an import in a call reads a module's __spec__, a cell's
+from tinyllm.grading.libraries import NORMALIZATIONS  # noqa: F401 (the hidden tests' checks.NORMALIZATIONS)
 
 # Forbidden.check_on's C functions and places (it runs in the watch's callback: no Python of torch's).
 _all_modes_off, _stack_length, _stack_at = (torch._C._is_torch_function_all_disabled,
@@ -183,18 +184,6 @@ def gradients(name: str, value: Any, inputs: tuple[list, dict],
         else:
             grads[i][key] = grad
     return grads, None
-
-
-# torch's normalisations, for a question that asks for one (a layer norm, an RMS norm). Each gives the others from a
-# changed input (an RMS norm of the centred x is its layer norm; an instance norm of [x, -x] is x's RMS norm; a local
-# response norm whose window spans every channel is one too), so a statement that forbids one forbids them all,
-# with their kernels of every suffix (``native_batch_norm``, ``_native_batch_norm_legit``).
-NORMALIZATIONS = ("torch.nn.functional.layer_norm", "torch.nn.functional.rms_norm", "torch.nn.functional.group_norm",
-                  "torch.nn.functional.instance_norm", "torch.nn.functional.batch_norm",
-                  "torch.nn.functional.local_response_norm", "torch.nn.functional.normalize",
-                  "torch.ops.aten.layer_norm*", "torch.ops.aten.native_layer_norm*", "torch.ops.aten.rms_norm*",
-                  "torch.ops.aten._fused_rms_norm*", "torch.ops.aten.group_norm*", "torch.ops.aten.native_group_norm*",
-                  "torch.ops.aten.instance_norm*", "torch.ops.aten.batch_norm*", "torch.ops.aten.native_batch_norm*")
 
 
 def call_without(forbidden: tuple[str, ...], name: str, fn: Callable | None, *args: Any, **kwargs: Any) -> Any:

@@ -6,8 +6,10 @@ build language models (Colab has transformers), engines that run a graph of anot
 framework's operators (an ONNX graph of one ``Attention`` or ``LayerNormalization`` node, run by
 onnxruntime or by onnx's own reference evaluator), and the parts of torch that are a whole
 piece (its optimizers and schedules, gradient clipping, its transformer layers, its
-multi-head attention). torch's plain functions are the learner's to use; those a statement
-forbids fail the call instead (:class:`tinyllm.grading.checks.Forbidden`).
+multi-head attention) with their C++ kernels. torch's plain functions are the learner's to use;
+those a statement forbids fail the call instead (:class:`tinyllm.grading.checks.Forbidden`),
+with the other roads to them listed here: torch's Python references of its operators, and
+:data:`NORMALIZATIONS`, the family a statement that forbids one normalisation forbids.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import os
 import sys
 import types
+
+import torch
 
 LIBRARIES = ("transformers", "tokenizers", "tiktoken", "sentencepiece", "minbpe", "litgpt", "torchtune",
              "xformers", "flash_attn", "flax", "keras_hub", "keras_nlp", "onnx", "onnxruntime", "onnxscript")
@@ -27,6 +31,20 @@ TORCH_KERNELS = ("_native_multi_head_attention", "_transformer_encoder_layer_fwd
                  "_fused_adam_", "_fused_adamw_", "_fused_adam", "_fused_adamw", "_fused_sgd_", "_fused_sgd",
                  "_fused_adagrad_", "_fused_adagrad")
 LIBRARY_VERSION = "a library's own version of the piece"
+# torch's operators written again in Python (primTorch's references, the decompositions, the higher-order operators'
+# dense kernels): a function there named like a forbidden one is that operator, whichever of torch's own functions
+# called it (``torch._refs.native_layer_norm`` through its wrapper, flex attention's ``math_attention``).
+OPERATOR_REFERENCES = ("_refs/", "_decomp/", "_prims/", "_inductor/decomposition.py", "_higher_order_ops/")
+# torch's normalisations, for a question that asks for one (a layer norm, an RMS norm). Each gives the others from a
+# changed input (an RMS norm of the centred x is its layer norm; an instance norm of [x, -x] is x's RMS norm; a local
+# response norm whose window spans every channel is one too), so a statement that forbids one forbids them all,
+# with their kernels of every suffix (``native_batch_norm``, ``_native_batch_norm_legit``).
+NORMALIZATIONS = ("torch.nn.functional.layer_norm", "torch.nn.functional.rms_norm", "torch.nn.functional.group_norm",
+                  "torch.nn.functional.instance_norm", "torch.nn.functional.batch_norm",
+                  "torch.nn.functional.local_response_norm", "torch.nn.functional.normalize",
+                  "torch.ops.aten.layer_norm*", "torch.ops.aten.native_layer_norm*", "torch.ops.aten.rms_norm*",
+                  "torch.ops.aten._fused_rms_norm*", "torch.ops.aten.group_norm*", "torch.ops.aten.native_group_norm*",
+                  "torch.ops.aten.instance_norm*", "torch.ops.aten.batch_norm*", "torch.ops.aten.native_batch_norm*")
 
 
 class Libraries:
@@ -56,6 +74,7 @@ class Libraries:
         self.installed = installed_folders()
         self.package = package_dir  # the course's package: its calls are its watch's to note
         self.grading = package_dir + "grading/"
+        self.references = tuple(torch_dir + place for place in OPERATOR_REFERENCES)  # for the forbidden functions
         self.kernels = torch_kernels()  # ((C function, its name), ...): a tuple, which no cell edits in place
         self.kernel_ids = frozenset(id(function) for function, _ in self.kernels)
 
@@ -103,13 +122,13 @@ class Libraries:
     def compiled_call(self, frame, function, given: dict[int, tuple], note) -> None:
         """Note a call of a library's compiled code (tokenizers' Rust ``Tokenizer.encode``, a torch kernel that
         is a whole piece)."""
-        if id(function) in self.kernel_ids:
+        owner = getattr(function, "__self__", None)  # a C function's own attributes: no code of the notebook's
+        module = text(getattr(function, "__module__", None)) or text(type_module(type(owner)))
+        if module[:5] == "torch" and id(function) in self.kernel_ids:  # a C call more only for torch's functions
             for kernel, name in self.kernels:  # by identity: the operator table's entries have no name
                 if kernel is function and self._from_the_notebook(frame):
                     note(f"ran torch.{name}, {LIBRARY_VERSION}")
             return
-        owner = getattr(function, "__self__", None)  # a C function's own attributes: no code of the notebook's
-        module = text(getattr(function, "__module__", None)) or text(type_module(type(owner)))
         if module.split(".")[0] in LIBRARIES and given.get(id(owner), (None,))[0] is not type(owner) and \
                 self._from_the_notebook(frame):
             name = getattr(function, "__qualname__", None) or getattr(function, "__name__", "?")
@@ -119,8 +138,6 @@ class Libraries:
 def torch_kernels() -> tuple:
     """Each of :data:`TORCH_KERNELS` this torch has, as ``(C function, name)``: ``torch.name``, the
     operator packet's and each of its overloads' ``_op``."""
-    import torch
-
     found: dict[int, tuple] = {}
     for name in TORCH_KERNELS:
         functions = [getattr(torch, name, None), getattr(torch._C._VariableFunctions, name, None)]

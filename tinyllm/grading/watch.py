@@ -68,10 +68,6 @@ UNWATCHED_THREAD = "started a thread the watch does not follow (not through thre
 # Where torch.fx puts the code it writes for a traced function or module (a GraphModule's forward), and its
 # Interpreter, which runs such a graph node by node: only torch operations, whatever the tracing went through.
 FX_FILES, FX_INTERPRETER = "<eval_with_key>", "fx/interpreter.py"
-# torch's operators written again in Python (primTorch's references, the decompositions, the higher-order operators'
-# dense kernels): a function there named like a forbidden one is that operator, whichever of torch's own functions
-# called it (``torch._refs.native_layer_norm`` through its wrapper, flex attention's ``math_attention``).
-OPERATOR_REFERENCES = ("_refs/", "_decomp/", "_prims/", "_inductor/decomposition.py", "_higher_order_ops/")
 
 # Methods of the objects a test passes in that an answer may call ("run the module", "encode with the tokenizer").
 ALLOWED_METHODS = {"forward", "encode", "decode"}
@@ -115,7 +111,6 @@ class Monitor:
         self.forbidden = None  # what the statement of the function called forbids (checks.Forbidden)
         self.tensor, self.torch_dir = torch.Tensor, os.path.dirname(torch.__file__) + "/"
         self.fx_interpreter = self.torch_dir + FX_INTERPRETER
-        self.references = tuple(self.torch_dir + place for place in OPERATOR_REFERENCES)
         self.modes_all_off = getattr(torch._C, "_is_torch_function_all_disabled", lambda: False)
         self.libraries = Libraries(self.torch_dir, self.package)
         self.module_type, self.ops = torch.nn.Module, (torch._ops.OpOverloadPacket, torch._ops.OpOverload)
@@ -359,7 +354,7 @@ class Monitor:
             code = frame.f_code
             if not code.co_filename.startswith(self.torch_dir):
                 return
-            caller, name, reference = frame.f_back, code.co_name, code.co_filename.startswith(self.references)
+            caller, name, reference = frame.f_back, code.co_name, code.co_filename.startswith(self.libraries.references)
             if name == "__call__":  # torch.ops.aten.layer_norm(...): the operator's own name
                 owner = frame.f_locals.get("self")  # torch's operator, or an object of the notebook's
                 ours = type(owner) is self.ops[0] or type(owner) is self.ops[1]  # by identity: `in` runs an __eq__
@@ -367,9 +362,8 @@ class Monitor:
         forbidden = self.forbidden.dotted(name)
         if forbidden is None or caller is None or caller.f_code.co_filename.startswith(self.grading):
             return
-        # torch's calls inside torch do not count, as for the mode; unless the modes are all off,
-        # where the mode could not see the call a module's forward makes (nn.LayerNorm's), or the
-        # function is an operator's Python reference, which torch's own eager code never calls.
+        # torch's calls inside torch do not count, as for the mode; unless the modes are all off, where the mode could
+        # not see the call a module's forward makes (nn.LayerNorm's), or it is an operator's reference (see libraries).
         if not caller.f_code.co_filename.startswith(self.torch_dir) or reference or self.modes_all_off():
             self.forbidden.see(forbidden)
 
