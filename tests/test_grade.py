@@ -819,6 +819,24 @@ def test_cheats_leave_nothing_behind(cheat_reports):
     assert _package_digest() == before["digest"], "a graded notebook changed the installed package"
 
 
+def test_an_answer_that_reaches_the_recursion_limit_is_not_taken_for_a_blinded_watch(tmp_path):
+    """At the limit of an answer's recursion, a C call that checks the limit (``id``) made in the
+    watch's callback raises there, and Python takes the profiler off: the watch would flag an
+    honest mistake as switched off. Its check of torch's kernels goes by name first for that
+    reason. A recursive encode that calls a C function of torch's at every level fails on the
+    hidden tests' long string, and is not flagged."""
+    answer = ("stoi = {ch: i for i, ch in enumerate(sorted(set(text)))}\n"
+              "itos = {i: ch for ch, i in stoi.items()}\n\n"
+              "def encode(s, stoi):\n"
+              "    import torch\n"
+              "    torch.get_default_dtype()  # a C function of torch's, at every level\n"
+              "    return [stoi[s[0]]] + encode(s[1:], stoi) if s else []\n")
+    report = grade(_with_answers(tmp_path, f"{SET}.ipynb", {"q2": answer}), isolate=False)
+    q2 = report.question("q2")
+    assert "RecursionError" in q2.message and q2.score < q2.possible, report.table()
+    assert q2.flags == [], report.table()
+
+
 def test_the_marker_check_sees_a_process_left_behind():
     """The leftover check above can fail: a marked process is seen while it lives."""
     code = f"import ctypes, time\nctypes.CDLL(None).prctl(15, {MARKER.encode()!r})\ntime.sleep(30)"

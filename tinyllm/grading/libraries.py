@@ -30,6 +30,7 @@ TORCH_PIECES = ("optim/", "nn/utils/clip_grad.py", "nn/modules/transformer.py",
 TORCH_KERNELS = ("_native_multi_head_attention", "_transformer_encoder_layer_fwd", "_triton_multi_head_attention",
                  "_fused_adam_", "_fused_adamw_", "_fused_adam", "_fused_adamw", "_fused_sgd_", "_fused_sgd",
                  "_fused_adagrad_", "_fused_adagrad")
+KERNEL_NAMES = frozenset(TORCH_KERNELS)
 LIBRARY_VERSION = "a library's own version of the piece"
 # torch's operators written again in Python (primTorch's references, the decompositions, the higher-order operators'
 # dense kernels): a function there named like a forbidden one is that operator, whichever of torch's own functions
@@ -124,9 +125,10 @@ class Libraries:
         is a whole piece)."""
         owner = getattr(function, "__self__", None)  # a C function's own attributes: no code of the notebook's
         module = text(getattr(function, "__module__", None)) or text(type_module(type(owner)))
-        # id() is one more C call, made for torch's functions alone: at the recursion limit (a learner's recursion)
-        # a C call here raises and the profiler goes off (set 03's recursive wrong answers): not for len or dict.get.
-        if module[:5] == "torch" and id(function) in self.kernel_ids:
+        # By name first, id() (a C call that checks the recursion limit) only for torch's unnamed operator entries: at
+        # the limit of a learner's recursion, a C call here raises and the profiler goes off (set 03's wrong answers).
+        name = getattr(function, "__name__", None)
+        if module[:5] == "torch" and (name in KERNEL_NAMES or (name == "" and id(function) in self.kernel_ids)):
             for kernel, name in self.kernels:  # by identity: the operator table's entries have no name
                 if kernel is function and self._from_the_notebook(frame):
                     note(f"ran torch.{name}, {LIBRARY_VERSION}")
