@@ -21,7 +21,7 @@ import types
 import torch
 
 LIBRARIES = ("transformers", "tokenizers", "tiktoken", "sentencepiece", "minbpe", "litgpt", "torchtune",
-             "xformers", "flash_attn", "flax", "keras_hub", "keras_nlp", "onnx", "onnxruntime", "onnxscript")
+             "xformers", "flash_attn", "flax", "keras_hub", "keras_nlp", "onnx", "onnxruntime")
 # Folders and files of torch; "file:name" counts only the functions or class of that name.
 TORCH_PIECES = ("optim/", "nn/utils/clip_grad.py", "nn/modules/transformer.py",
                 "nn/modules/activation.py:MultiheadAttention", "nn/functional.py:multi_head_attention_forward")
@@ -32,10 +32,10 @@ TORCH_KERNELS = ("_native_multi_head_attention", "_transformer_encoder_layer_fwd
                  "_fused_adagrad_", "_fused_adagrad")
 KERNEL_NAMES = frozenset(TORCH_KERNELS)
 LIBRARY_VERSION = "a library's own version of the piece"
-# torch's operators written again in Python (primTorch's references, the decompositions, the higher-order operators'
-# dense kernels): a function there named like a forbidden one is that operator, whichever of torch's own functions
-# called it (``torch._refs.native_layer_norm`` through its wrapper, flex attention's ``math_attention``).
-OPERATOR_REFERENCES = ("_refs/", "_decomp/", "_prims/", "_inductor/decomposition.py", "_higher_order_ops/")
+# torch's operators written again in Python (primTorch's references, the decompositions): a function there named like
+# a forbidden one is that operator, though torch's own wrapper calls it (``torch._refs.native_layer_norm``, the
+# ``_decomp`` table's ``_log_softmax``). Elsewhere (inductor's, flex attention's) the answer calls it by its name.
+OPERATOR_REFERENCES = ("_refs/", "_decomp/")
 # torch's normalisations, for a question that asks for one (a layer norm, an RMS norm). Each gives the others from a
 # changed input (an RMS norm of the centred x is its layer norm; an instance norm of [x, -x] is x's RMS norm; a local
 # response norm whose window spans every channel is one too), so a statement that forbids one forbids them all,
@@ -129,9 +129,9 @@ class Libraries:
         # the limit of a learner's recursion, a C call here raises and the profiler goes off (set 03's wrong answers).
         name = getattr(function, "__name__", None)
         if module[:5] == "torch" and (name in KERNEL_NAMES or (name == "" and id(function) in self.kernel_ids)):
-            for kernel, name in self.kernels:  # by identity: the operator table's entries have no name
+            for kernel, kernel_name in self.kernels:  # by identity: the operator table's entries have no name
                 if kernel is function and self._from_the_notebook(frame):
-                    note(f"ran torch.{name}, {LIBRARY_VERSION}")
+                    note(f"ran torch.{kernel_name}, {LIBRARY_VERSION}")
             return
         if module.split(".")[0] in LIBRARIES and given.get(id(owner), (None,))[0] is not type(owner) and \
                 self._from_the_notebook(frame):
