@@ -1591,6 +1591,47 @@ def answer(opt, x):
     assert lines[5] == f"5 {[f'ran torch.nn.modules.activation.MultiheadAttention.__init__, {ran}']!r}"
 
 
+def test_the_watch_notes_the_other_frameworks_colab_has(tmp_path):
+    """Colab has jax, TensorFlow, Keras and scikit-learn, each with a version of a piece
+    (``jax.nn.dot_product_attention`` is attention, ``sklearn.metrics.pairwise.cosine_similarity``
+    set 04's matrix): a call the notebook's code makes into any of them is flagged. Stand-ins
+    here, found where Python finds a package, as the real ones would be (the suite installs none)."""
+    for package, module, function in [("jax", "nn", "dot_product_attention"), ("tensorflow", "nn", "softmax"),
+                                      ("keras", "ops", "dot_product_attention"),
+                                      ("sklearn", "metrics", "cosine_similarity"), ("plainlib", "ops", "softmax")]:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+        (tmp_path / package / f"{module}.py").write_text(f"def {function}(x):\n    return x\n")
+    code = f"""if True:
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import importlib, torch, tinyllm
+        from pathlib import Path
+        from tinyllm.grading.watch import Monitor
+        watch = Monitor(str(Path(tinyllm.__file__).parent))
+        calls = [("jax.nn", "dot_product_attention"), ("tensorflow.nn", "softmax"),
+                 ("keras.ops", "dot_product_attention"), ("sklearn.metrics", "cosine_similarity"),
+                 ("plainlib.ops", "softmax")]
+        cell = compile("def answer(f, x):\\n    return f(x)\\n", "<cell>", "exec")
+        scope = {{}}
+        exec(cell, scope)
+        for module, name in calls:
+            f = getattr(importlib.import_module(module), name)
+            x = torch.randn(3)
+            watch.start(((f, x), {{}}))
+            scope["answer"](f, x)
+            print(watch.stop())
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    ran = "a library's own version of the piece"
+    for line, dotted in zip(lines, ["jax.nn.dot_product_attention", "tensorflow.nn.softmax",
+                                    "keras.ops.dot_product_attention", "sklearn.metrics.cosine_similarity"]):
+        assert line == repr([f"ran {dotted}, {ran}"]), line
+    assert lines[4] == "[]", "a package of no framework was flagged"
+
+
 def test_the_watchs_work_for_a_call_does_not_grow_with_the_items_of_its_lists():
     """Under the profiler, reading a call's inputs and writing its reply take a few events per
     list, not one per item; and code the profiler let go once because it is nobody's copy is
