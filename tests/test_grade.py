@@ -1591,14 +1591,17 @@ def answer(opt, x):
     assert lines[5] == f"5 {[f'ran torch.nn.modules.activation.MultiheadAttention.__init__, {ran}']!r}"
 
 
-def test_the_watch_notes_the_other_frameworks_colab_has(tmp_path):
-    """Colab has jax, TensorFlow, Keras and scikit-learn, each with a version of a piece
-    (``jax.nn.dot_product_attention`` is attention, ``sklearn.metrics.pairwise.cosine_similarity``
-    set 04's matrix): a call the notebook's code makes into any of them is flagged. Stand-ins
-    here, found where Python finds a package, as the real ones would be (the suite installs none)."""
-    for package, module, function in [("jax", "nn", "dot_product_attention"), ("tensorflow", "nn", "softmax"),
-                                      ("keras", "ops", "dot_product_attention"),
-                                      ("sklearn", "metrics", "cosine_similarity"), ("plainlib", "ops", "softmax")]:
+def test_the_watch_notes_the_model_libraries_and_frameworks_colab_has(tmp_path):
+    """Colab has timm, torchao, jax, TensorFlow, Keras and scikit-learn, each with versions of the
+    pieces (timm's ``rms_norm`` written in torch's plain functions, torchao's int8 quantization,
+    ``jax.nn.dot_product_attention``, ``sklearn.metrics.pairwise.cosine_similarity``): a call the
+    notebook's code makes into any of them is flagged. Stand-ins here, found where Python finds a
+    package, as the real ones would be (the suite installs none)."""
+    calls = [("timm", "layers", "rms_norm"), ("torchao", "quantization", "quantize_affine"),
+             ("jax", "nn", "dot_product_attention"), ("tensorflow", "nn", "softmax"),
+             ("keras", "ops", "dot_product_attention"), ("sklearn", "metrics", "cosine_similarity"),
+             ("plainlib", "ops", "softmax")]
+    for package, module, function in calls:
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("")
         (tmp_path / package / f"{module}.py").write_text(f"def {function}(x):\n    return x\n")
@@ -1609,9 +1612,7 @@ def test_the_watch_notes_the_other_frameworks_colab_has(tmp_path):
         from pathlib import Path
         from tinyllm.grading.watch import Monitor
         watch = Monitor(str(Path(tinyllm.__file__).parent))
-        calls = [("jax.nn", "dot_product_attention"), ("tensorflow.nn", "softmax"),
-                 ("keras.ops", "dot_product_attention"), ("sklearn.metrics", "cosine_similarity"),
-                 ("plainlib.ops", "softmax")]
+        calls = {[(f"{package}.{module}", function) for package, module, function in calls]!r}
         cell = compile("def answer(f, x):\\n    return f(x)\\n", "<cell>", "exec")
         scope = {{}}
         exec(cell, scope)
@@ -1626,10 +1627,10 @@ def test_the_watch_notes_the_other_frameworks_colab_has(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     ran = "a library's own version of the piece"
-    for line, dotted in zip(lines, ["jax.nn.dot_product_attention", "tensorflow.nn.softmax",
-                                    "keras.ops.dot_product_attention", "sklearn.metrics.cosine_similarity"]):
-        assert line == repr([f"ran {dotted}, {ran}"]), line
-    assert lines[4] == "[]", "a package of no framework was flagged"
+    assert len(lines) == len(calls), out.stdout
+    for line, (package, module, function) in zip(lines[:-1], calls):
+        assert line == repr([f"ran {package}.{module}.{function}, {ran}"]), line
+    assert lines[-1] == "[]", "a package that is no library of models was flagged"
 
 
 def test_the_watchs_work_for_a_call_does_not_grow_with_the_items_of_its_lists():

@@ -20,11 +20,13 @@ import types
 
 import torch
 
-# Other frameworks count whole (Colab has jax, TensorFlow, Keras and scikit-learn): an answer to a PyTorch exercise
-# that calls one runs its version of the piece (jax.nn.dot_product_attention, sklearn's cosine_similarity).
+# Libraries that build models, whole: their pieces are the exercises' (timm's and diffusers' norms and attention,
+# sentence-transformers' cos_sim, torchao's int8 quantization), and so are those of the other frameworks (Colab has
+# jax, TensorFlow, Keras, scikit-learn: jax.nn.dot_product_attention is attention, sklearn's cosine_similarity 04's).
 LIBRARIES = ("transformers", "tokenizers", "tiktoken", "sentencepiece", "minbpe", "litgpt", "torchtune",
              "xformers", "flash_attn", "flax", "keras_hub", "keras_nlp", "onnx", "onnxruntime",
-             "jax", "tensorflow", "keras", "sklearn")
+             "timm", "diffusers", "sentence_transformers", "fastai", "torchao",
+             "jax", "optax", "tensorflow", "tensorflow_probability", "keras", "sklearn")
 # Folders and files of torch; "file:name" counts only the functions or class of that name.
 TORCH_PIECES = ("optim/", "nn/utils/clip_grad.py", "nn/modules/transformer.py",
                 "nn/modules/activation.py:MultiheadAttention", "nn/functional.py:multi_head_attention_forward")
