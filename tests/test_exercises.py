@@ -13,9 +13,9 @@ For every set in ``exercises/source/``:
 Every notebook is graded once per session, as ``python -m tinyllm.grade`` grades it, two at a
 time: the solutions in the sandbox (bubblewrap), as a learner's hand-in is; the untouched
 learner notebooks and the wrong-on-purpose submissions, which test the tests and not the
-sandbox, as one's own work without it (``isolate=False``, 0.4 s each instead of 2 s: the
-notebook's process is forked from the grader's, which imported torch already). A test
-grades some of them both ways and finds the same verdicts.
+sandbox, as one's own work without it (``isolate=False``: the notebook's process is forked
+from the grader's; the sandboxed one is forked from a warm process too, and costs about the
+same). A test grades some of them both ways and finds the same verdicts.
 """
 
 from __future__ import annotations

@@ -518,11 +518,21 @@ def test_command_line_prints_a_table_and_writes_json_and_csv(tmp_path, capsys):
     assert data["score"] == data["possible"] == 8
     assert any(c["hidden"] for q in data["questions"] for c in q["cases"])
 
-    assert main([str(tmp_path), "--set", SET, "--csv", str(tmp_path / "grades.csv"), "--jobs", "2"]) == 0
+    reports = tmp_path.parent / f"{tmp_path.name}-reports"  # a teacher's folder, outside the hand-ins
+    assert main([str(tmp_path), "--set", SET, "--csv", str(tmp_path / "grades.csv"), "--jobs", "2",
+                 "--reports", str(reports)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "grades.csv")))
     by_name = {r["notebook"]: r for r in rows}
     assert by_name["alice.ipynb"]["score"] == "8" and by_name["alice.ipynb"]["q3"] == "2"
     assert by_name["bob.ipynb"]["score"] == "0" and "not a valid notebook" in by_name["bob.ipynb"]["error"]
+    # each notebook's report, every test's message in it, for the teacher to hand back
+    assert sorted(p.name for p in reports.iterdir()) == ["alice.results.json", "bob.results.json"]
+    assert json.loads((reports / "alice.results.json").read_text())["score"] == 8
+    assert "not a valid notebook" in json.loads((reports / "bob.results.json").read_text())["error"]
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "elsewhere")
+    assert main([str(tmp_path), "--set", SET, "--reports", str(tmp_path / "linked")]) == 2
+    assert list((tmp_path / "elsewhere").iterdir()) == [], "the reports followed a link"
 
 
 def test_a_file_name_is_never_a_formula_in_the_csv(tmp_path):
@@ -939,6 +949,19 @@ def _run(python, *args, cwd, env=None):
                           env={**clean, **(env or {})})
 
 
+@needs_sandbox
+def test_a_python_reached_through_a_link_grades_in_the_sandbox(tmp_path):
+    """A virtual environment reached through a link (a shared one linked into a project): the
+    notebook's process imports from the paths it was started with, so the sandbox shows the
+    installation at those paths too, not only where the link leads."""
+    link = tmp_path / "venv"
+    link.symlink_to(Path(sys.prefix).resolve(), target_is_directory=True)
+    nbformat.write(_solved(), tmp_path / f"{SET}.ipynb")
+    out = subprocess.run([str(link / "bin" / "python"), "-m", "tinyllm.grade", "--untrusted", f"{SET}.ipynb"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "total: 8 / 8" in out.stdout, out.stdout[-3000:] + out.stderr[-2000:]
+
+
 def test_the_wheel_carries_every_sets_tests_and_grades_from_anywhere(installed, tmp_path):
     import zipfile
 
@@ -1347,7 +1370,8 @@ def test_the_watchdog_counts_the_memory_of_all_processes_and_shared_pages_once(m
         while run.stopped is None and time.monotonic() < deadline:
             time.sleep(0.05)
         if fork_first:
-            assert run.stopped == "grading stopped: the notebook used more than 0.078125 GiB of memory"
+            stopped = "grading stopped: the notebook's processes used more than 0.078125 GiB of memory together"
+            assert run.stopped == stopped
         else:
             assert run.stopped is None and run.peak_processes == 2
     finally:

@@ -271,8 +271,9 @@ def grade(
     source) or ``source_dir`` (a folder of them) grade against a teacher's own tests.
     ``untrusted`` refuses to run without the sandbox; ``limits`` are the notebook's (time too).
     ``isolate=False`` grades one's own notebook without the sandbox even where there is one:
-    its process is forked from the grader's, which imported torch already (about 2 s of CPU
-    less per notebook), and it can read all the grader can.
+    its process is forked from the grader's, and it can read all the grader can (no faster now
+    that the sandboxed process is forked from a warm one too: about 1 s of CPU each way for set
+    05's solutions).
     From a script, call it under ``if __name__ == "__main__":``: the grading process comes
     from Python's forkserver, which imports the script again, as ``multiprocessing`` does.
     """
@@ -330,12 +331,24 @@ def _finish(report: Report, start: float, results_json) -> Report:
     return report
 
 
-def grade_folder(folder: Path | str, csv_path: Path | str, jobs: int = 1, **kwargs) -> list[Report]:
-    """Grade every ``.ipynb`` in ``folder``; write one CSV row per submission."""
+def grade_folder(folder: Path | str, csv_path: Path | str, jobs: int = 1, reports_dir: Path | str | None = None,
+                 **kwargs) -> list[Report]:
+    """Grade every ``.ipynb`` in ``folder``; write one CSV row per submission, and each one's
+    results JSON (every test's message) into ``reports_dir`` if given."""
     notebooks = sorted(Path(folder).glob("*.ipynb"))
     kwargs.setdefault("untrusted", len(notebooks) > 1)
+    if reports_dir is not None:
+        reports_dir = Path(reports_dir)
+        if reports_dir.is_symlink():  # files are written in place of links, folders must not be one either
+            raise GradingError(f"{reports_dir} is a link: name a folder of its own for the reports")
+        reports_dir.mkdir(parents=True, exist_ok=True)
+
+    def one(notebook: Path) -> Report:
+        results = reports_dir / f"{notebook.stem}.results.json" if reports_dir is not None else None
+        return grade(notebook, results_json=results, **kwargs)
+
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        reports = list(pool.map(lambda nb: grade(nb, **kwargs), notebooks))
+        reports = list(pool.map(one, notebooks))
     names = []
     for report in reports:
         for q in report.questions:
@@ -367,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json",
                         help="where to write the results JSON (default: NAME.results.json beside the notebook)")
     parser.add_argument("--csv", help="the CSV file to write when grading a folder (default FOLDER/grades.csv)")
+    parser.add_argument("--reports", help="grading a folder: a folder for each notebook's results JSON, with every "
+                                          "test's message (outside the hand-ins, as a teacher's own)")
     parser.add_argument("--source", help="an instructor source to grade against (default: the packaged tests)")
     parser.add_argument("--sources", help="a folder of instructor sources, matched by set name (a teacher's own tests)")
     parser.add_argument("--untrusted", action="store_true", default=None,
@@ -382,11 +397,16 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.path)
     if path.is_dir():
         csv_path = Path(args.csv or path / "grades.csv")
-        reports = grade_folder(path, csv_path, jobs=args.jobs, **options)
+        try:
+            reports = grade_folder(path, csv_path, jobs=args.jobs, reports_dir=args.reports, **options)
+        except GradingError as exc:
+            print(f"error: {one_line(str(exc))}", file=sys.stderr)
+            return 2
         for r in reports:  # one line each: a hand-in's name is its author's, newlines and escapes too
             print(f"{one_line(Path(r.notebook).name)}: {r.score:g} / {r.possible:g}"
                   + (f"  ({one_line(r.error)})" if r.error else ""))
-        print(f"wrote {csv_path}")
+        also = f" and {len(reports)} reports in {one_line(args.reports, 1000)}" if args.reports else ""
+        print(f"wrote {one_line(str(csv_path), 1000)}{also}")
         return 1 if any(r.error == sandbox.REFUSED for r in reports) else 0
     if not path.exists():
         print(f"error: {path} does not exist", file=sys.stderr)

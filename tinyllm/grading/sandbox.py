@@ -69,7 +69,8 @@ NOT_ISOLATED = ("graded without isolation: bubblewrap (bwrap) was not found, so 
                 "ran as your own user (fine for your own work)")
 NOT_ISOLATED_AS_ASKED = "graded without isolation, as asked (isolate=False): the notebook ran as your own user"
 REFUSED = ("refusing to grade others' notebooks without isolation: install bubblewrap "
-           "(Debian/Ubuntu: apt-get install bubblewrap), or grade in containers with otter "
+           "(Debian/Ubuntu: apt-get install bubblewrap; where it is installed and `bwrap --unshare-all "
+           "--ro-bind / / true` fails, the machine forbids user namespaces), or grade in containers with otter "
            "(otter grade ... --containers; see book/grading.md)")
 
 
@@ -138,13 +139,15 @@ def _binds_for_python() -> list[str]:
             return not any(place.is_relative_to(root) for root in installation)
         return (place / "tinyllm").exists()
 
-    places = {sys.base_prefix, sys.prefix, str(Path(sys.executable).parent), *path}
-    places = {str(Path(p).resolve()) for p in places if Path(p).is_dir()}
-    places = {p for p in places if not exposes(Path(p))}
+    # Each folder at its real path and, reached through a link (a virtual environment linked into a
+    # project), at the path Python imports it by too: the notebook's process starts with those paths.
+    wanted = [p for p in {sys.base_prefix, sys.prefix, str(Path(sys.executable).parent), *path} if Path(p).is_dir()]
+    places = {seen: str(Path(p).resolve()) for p in wanted for seen in {str(Path(p).resolve()), os.path.abspath(p)}}
+    places = {seen: real for seen, real in places.items() if not exposes(Path(real)) and not exposes(Path(seen))}
     out: list[str] = []
-    for place in sorted(places, key=len):  # a folder inside one already bound is bound with it
-        if not any(place == p or place.startswith(p + "/") for p in out[1::3]):
-            out += ["--ro-bind", place, place]
+    for seen in sorted(places, key=len):  # a folder inside one already bound is bound with it, if it lies there
+        if not any(seen.startswith(p + "/") and places[seen] == places[p] + seen[len(p):] for p in out[2::3]):
+            out += ["--ro-bind", places[seen], seen]
     return out
 
 
@@ -392,7 +395,7 @@ class Run:
             # Resident memory; only when over, again with the pages forked processes share counted once.
             elif _total(members, lambda p: p.memory_info().rss) > memory and \
                     _total(members, lambda p: p.memory_full_info().pss) > memory:
-                self.stop(f"the notebook used more than {self.limits.memory_bytes / GiB:g} GiB of memory")
+                self.stop(f"the notebook's processes used more than {memory / GiB:g} GiB of memory together")
 
     def stop(self, reason: str | None = None) -> None:
         """End the sandbox and everything in it; the first reason given is kept."""
