@@ -121,6 +121,11 @@ def test_trim_history_drops_the_oldest_turns_and_keeps_the_system_prompt(tokeniz
     assert kept[1:] == messages[1 + dropped:]
     assert len(prompt_ids(tokenizer, kept)) <= full - 10
     assert trim_history(tokenizer, messages, full + 16, 16) == (messages, 0)
+    # a system message later in the conversation keeps its place, whether or not turns are dropped
+    middle = turns[:4] + [{"role": "system", "content": "now be a cat."}] + turns[4:] + [messages[-1]]
+    assert trim_history(tokenizer, middle, len(prompt_ids(tokenizer, middle)) + 16, 16) == (middle, 0)
+    kept, dropped = trim_history(tokenizer, middle, len(prompt_ids(tokenizer, middle)) - 10 + 16, 16)
+    assert dropped == 2 and kept == middle[2:]
     with pytest.raises(ValueError, match="the last message alone"):
         trim_history(tokenizer, [{"role": "user", "content": "word " * 200}], 64, 16)
 
@@ -134,6 +139,21 @@ def test_cut_message_keeps_the_first_tokens_and_treats_markers_as_text(tokenizer
     assert was_cut and long.endswith(end) and end.endswith("where do you live?")
     with pytest.raises(ValueError, match="keep"):
         cut_message(tokenizer, long, 12, keep="middle")
+
+
+def test_a_cut_message_encodes_to_no_more_tokens_than_it_keeps():
+    """Decoded, the last ids can encode to more ids than were kept (a merge across the cut,
+    with the shipped assistant's tokenizer: 5 ids kept gave 6): the text is cut further."""
+    from tinyllm.chat import load_chat_model
+
+    _, shipped = load_chat_model()
+    tricky_ones = ["\U0001F600aogaghj' fcp|'mmfab", "fh.hop>'me<n|c a.li ",
+                   "n>hah\U0001F41F_'me\U0001F41Fi>!,_.g|e\u00e9m,"]
+    for tricky in tricky_ones:
+        for keep in ("start", "end"):
+            for n in range(len(shipped.encode(tricky, allowed_special="none"))):
+                text, was_cut = cut_message(shipped, tricky, n, keep=keep)
+                assert was_cut and len(shipped.encode(text, allowed_special="none")) <= n, (tricky, keep, n, text)
 
 
 def test_a_user_who_types_the_markers_cannot_forge_a_turn(tokenizer):
@@ -185,6 +205,17 @@ def test_bad_input_is_handled(chat_dir):
     assert code == 0
     assert out.count("guppy> ") == 2  # the empty lines are ignored; nothing after /quit
     assert "were not UTF-8" in out and "was cut to its last" in out and "(conversation reset)" in out
+
+
+def test_a_message_that_cannot_fit_is_an_error_line_not_a_crash(chat_dir, monkeypatch):
+    """Should a cut message still not fit (a tokenizer whose cut text encodes longer), the
+    command says so and goes on to the next message."""
+    def never_fits(tokenizer, messages, block_size, max_new_tokens, lowercase_user=False):
+        raise ValueError("the last message alone takes 99 tokens with the template")
+
+    monkeypatch.setattr(tinyllm.chat, "trim_history", never_fits)
+    code, out = _chat(chat_dir, b"hi\n/quit\n")
+    assert code == 0 and "error: the last message alone takes 99 tokens" in out
 
 
 def test_old_turns_are_dropped_with_a_notice(chat_dir):

@@ -228,6 +228,17 @@ def test_both_jsonl_formats_give_the_same_conversations(tmp_path):
     assert load_conversations(_jsonl(tmp_path / "typed.jsonl", [{"messages": typed}])) == [typed]
 
 
+def test_openai_files_as_exported_are_read(tmp_path):
+    """As OpenAI's tools write them: content as a list of text parts, a "name" or a "weight" of
+    1 beside it, a byte-order mark at the start of the file."""
+    parts = [{"role": "user", "content": [{"type": "text", "text": "what do "}, {"type": "text", "text": "you eat?"}],
+              "name": "kai"}, {"role": "assistant", "content": "flakes.", "weight": 1}]
+    path = _jsonl(tmp_path / "parts.jsonl", [{"messages": parts}])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_conversations(path) == [[{"role": "user", "content": "what do you eat?"},
+                                         {"role": "assistant", "content": "flakes."}]]
+
+
 GOOD = {"messages": CHATS[1]}
 
 
@@ -243,6 +254,11 @@ GOOD = {"messages": CHATS[1]}
     ('{"messages": [{"role": "user", "content": 3}]}', 'needs a string "content", got int'),
     ('{"text": "<|im_start|>user\\nhi<|im_end|>\\n"}', 'mixed formats'),
     ('{"messages": [], "text": ""}', "exactly one of"),
+    ('{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}',
+     "only text parts.*image_url"),
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo", "weight": 0}]}',
+     'message 1 has "weight": 0.*not read here'),
+    ('{"messages": [{"role": "tool", "content": "42"}]}', "unknown role 'tool'"),
 ])
 def test_a_malformed_line_is_named_with_its_number_and_problem(tmp_path, line, problem):
     path = tmp_path / "chats.jsonl"

@@ -38,3 +38,16 @@ def test_sample_next_refuses_arguments_without_meaning():
             check_sampling_args(**{**sensible, **wrong})
     logits = torch.tensor([[0.0, 5.0, 1.0]])
     assert sample_next(logits, greedy=True).tolist() == [[1]]
+
+
+def test_a_tiny_temperature_or_half_precision_logits_pick_the_largest_without_overflow():
+    """Dividing by a tiny temperature overflows (to inf, then NaN in the softmax): any positive
+    temperature is allowed, so the largest logit of each row must simply win."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[1.0, 2.0, 0.5], [3.0, -1.0, 2.5]])
+    assert sample_next(logits, temperature=1e-40, generator=g).flatten().tolist() == [1, 0]
+    half = torch.tensor([[10.0, 9.0, 0.0]], dtype=torch.float16)
+    assert sample_next(half, temperature=1e-4, generator=g).item() == 0
+    # an ordinary temperature draws exactly as before (float32 logits are not shifted)
+    expected = torch.multinomial(torch.softmax(logits / 0.8, -1), 1, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(sample_next(logits, 0.8, generator=torch.Generator().manual_seed(3)), expected)

@@ -183,6 +183,10 @@ def test_chat_labels_are_masked_except_the_assistants_and_unmasked_on_request():
     assert torch.equal(unmasked["train"].labels, unmasked["train"].ids)
     assert torch.equal(unmasked["val"].labels, splits["val"].labels)  # val is always scored on the answers
     assert IGNORE_INDEX in splits["val"].labels.tolist()
+    # conversations with no answer to learn: every loss would be a mean over nothing (NaN)
+    questions_only = [[m for m in c if m["role"] != "assistant"] for c in conversations["val"]]
+    with pytest.raises(ValueError, match="the val conversations hold no assistant message"):
+        prepare_chat(_cfg(dataset="chat", tokenizer="bpe"), tokenizer, {**conversations, "val": questions_only})
 
 
 def test_chat_training_learns_the_answers_and_saves_the_tokenizer(tmp_path):

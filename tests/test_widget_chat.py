@@ -105,3 +105,9 @@ def test_for_model_streams_a_real_models_reply():
     messages = [{"role": "system", "content": "be a fish."}, {"role": "user", "content": "hi"}]
     expected = reply(model, tok, messages, max_new_tokens=8, seed=3).strip()
     assert got == expected and chat.messages[-1] == {"role": "assistant", "content": expected}
+    # A long chat: the widget keeps the whole history, and each reply reads what fits the
+    # context (the oldest turns dropped), as the command line does; before, the sixth message
+    # of a chat with the shipped assistant overran the context and every later one failed.
+    for k in range(12):
+        assert not chat.send(f"question number {k}, about the water?").startswith("the conversation takes")
+    assert len(chat.messages) == 1 + 2 * 13 and "color:#b00" not in chat.history.value

@@ -85,27 +85,27 @@ def trim_history(tokenizer, messages, block_size: int, max_new_tokens: int, lowe
     """Drop the oldest turns until the prompt plus ``max_new_tokens`` fits ``block_size``.
 
     Returns ``(messages, dropped)``: a new list and how many messages were dropped. System
-    messages and the last message (the question to answer) are kept; a turn is a user
-    message and the assistant's answer, dropped together. ValueError if even the last
-    message alone does not fit (cut it first: :func:`cut_message`).
+    messages (each where it was) and the last message (the question to answer) are kept; a
+    turn is a user message and the assistant's answer, dropped together. ValueError if even
+    the last message alone does not fit (cut it first: :func:`cut_message`).
     """
     check_messages(messages)
     budget = block_size - max_new_tokens
     if budget < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for the prompt in block_size={block_size}")
-    system = [m for m in messages if m["role"] == "system"]
-    rest = [m for m in messages if m["role"] != "system"]
-    dropped = 0
-    while len(prompt_ids(tokenizer, system + rest, lowercase_user)) > budget:
+    kept, dropped = list(messages), 0
+    while len(prompt_ids(tokenizer, kept, lowercase_user)) > budget:
+        rest = [i for i, m in enumerate(kept) if m["role"] != "system"]  # the droppable, oldest first
         if len(rest) <= 1:
             raise ValueError(
-                f"the last message alone takes {len(prompt_ids(tokenizer, system + rest, lowercase_user))} tokens "
+                f"the last message alone takes {len(prompt_ids(tokenizer, kept, lowercase_user))} tokens "
                 "with the template; "
                 f"the context has room for {budget} (block_size {block_size} - max_new_tokens {max_new_tokens})"
             )
-        n = 2 if rest[0]["role"] == "user" and len(rest) > 2 and rest[1]["role"] == "assistant" else 1
-        rest, dropped = rest[n:], dropped + n
-    return system + rest, dropped
+        turn = len(rest) > 2 and kept[rest[0]]["role"] == "user" and kept[rest[1]]["role"] == "assistant"
+        gone = set(rest[:2 if turn else 1])
+        kept, dropped = [m for i, m in enumerate(kept) if i not in gone], dropped + len(gone)
+    return kept, dropped
 
 
 def cut_message(tokenizer, text: str, max_tokens: int, keep: str = "start") -> tuple[str, bool]:
@@ -120,9 +120,15 @@ def cut_message(tokenizer, text: str, max_tokens: int, keep: str = "start") -> t
     ids = tokenizer.encode(text, allowed_special="none")
     if len(ids) <= max_tokens:
         return text, False
-    if keep == "start":
-        return tokenizer.decode(ids[:max_tokens]).rstrip("\ufffd"), True
-    return tokenizer.decode(ids[len(ids) - max_tokens:]).lstrip("\ufffd"), True
+    # The kept ids, decoded, can encode to more (a merge across the cut): keep fewer until they fit.
+    for n in range(max_tokens, -1, -1):
+        if keep == "start":
+            cut = tokenizer.decode(ids[:n]).rstrip("\ufffd")
+        else:
+            cut = tokenizer.decode(ids[len(ids) - n:] if n else []).lstrip("\ufffd")
+        if len(tokenizer.encode(cut, allowed_special="none")) <= max_tokens:
+            return cut, True
+    return "", True
 
 
 @torch.no_grad()
@@ -293,7 +299,12 @@ class _Session:
             self.say(f"(your message was cut to its last {self.max_message_tokens} tokens to fit the context)\n")
         self.history.append({"role": "user", "content": text})
         block, n = self.model.config.block_size, self.args.max_new_tokens
-        self.history, dropped = trim_history(self.tokenizer, self.history, block, n)
+        try:
+            self.history, dropped = trim_history(self.tokenizer, self.history, block, n)
+        except ValueError as exc:  # the message, cut to its room, still does not fit: say so, go on
+            self.history.pop()
+            self.say(f"error: {exc}\n")
+            return
         if dropped:
             self.say(f"(dropped the {dropped} oldest message{'s' if dropped > 1 else ''} to fit the "
                      f"{block}-token context)\n")

@@ -207,10 +207,24 @@ def _messages(record) -> list[dict]:
             raise ValueError(f'message {k} has no "role"')
         if m["role"] not in ROLES:
             raise ValueError(f"message {k} has the unknown role {m['role']!r} (known: {', '.join(ROLES)})")
-        if not isinstance(m.get("content"), str):
-            got = "none" if m.get("content") is None else type(m["content"]).__name__
-            raise ValueError(f'message {k} ({m["role"]}) needs a string "content", got {got}')
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
+        if m.get("weight", 1) == 0:  # OpenAI's "do not learn this answer"; every answer here is learned
+            raise ValueError(f'message {k} has "weight": 0, which is not read here: leave the message out')
+    return [{"role": m["role"], "content": _text_of(k, m)} for m in messages]
+
+
+def _text_of(k: int, message: dict) -> str:
+    """A message's content: a string, or OpenAI's list of text parts joined (``{"type": "text", "text": ...}``)."""
+    content = message.get("content")
+    if isinstance(content, list):
+        kinds = {part.get("type") if isinstance(part, dict) else type(part).__name__ for part in content}
+        if kinds - {"text"} or not all(isinstance(part.get("text"), str) for part in content):
+            raise ValueError(f"message {k} ({message['role']}): only text parts can be read, "
+                             f"got {sorted(map(str, kinds))}")
+        return "".join(part["text"] for part in content)
+    if not isinstance(content, str):
+        got = "none" if content is None else type(content).__name__
+        raise ValueError(f'message {k} ({message["role"]}) needs a string "content", got {got}')
+    return content
 
 
 def _chatml(record) -> list[dict]:
@@ -245,17 +259,19 @@ def load_conversations(path) -> list[list[dict]]:
     """The conversations of a JSONL file: one JSON object per line, all in one format.
 
     ``{"messages": [{"role": "system" | "user" | "assistant", "content": str}, ...]}`` (the
-    OpenAI format) or ``{"text": "<|im_start|>user\\n...<|im_end|>\\n..."}`` (ChatML
-    text, the template of :func:`tinyllm.chat_data.render`). Blank lines are skipped. Any
-    malformed line is a ValueError naming the file, the line number and the problem, raised
-    before anything is trained.
+    OpenAI format; a content may also be its list of text parts) or
+    ``{"text": "<|im_start|>user\\n...<|im_end|>\\n..."}`` (ChatML text, the template of
+    :func:`tinyllm.chat_data.render`). Blank lines, and a byte-order mark at the start, are
+    skipped. Any malformed line is a ValueError naming the file, the line number and the
+    problem, raised before anything is trained.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"conversation file {path} does not exist")
     conversations: list[list[dict]] = []
     first = None  # (format, line number) of the first record
-    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+    data = path.read_bytes()
+    for number, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):  # a BOM, as editors write
         if not raw.strip():
             continue
         try:

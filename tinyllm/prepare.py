@@ -72,7 +72,11 @@ def prepare_chat(cfg: TrainConfig, tokenizer=None, conversations: dict | None = 
     if not cfg.mask_user:
         encoded["train"] = unmasked(encoded["train"])
     pad_id = tokenizer.special_tokens.get(chat_data.ENDOFTEXT, tokenizer.special_tokens[chat_data.IM_END])
-    return tokenizer, {split: ChatBatches(ex, cfg.batching, pad_id) for split, ex in encoded.items()}
+    batches = {split: ChatBatches(ex, cfg.batching, pad_id) for split, ex in encoded.items()}
+    for split, held in batches.items():  # else every loss is a mean over nothing: NaN
+        if held.num_learned() == 0:
+            raise ValueError(f"the {split} conversations hold no assistant message to learn from")
+    return tokenizer, batches
 
 
 def prepare(cfg: TrainConfig, tokenizer=None, text: str | None = None, conversations: dict | None = None):

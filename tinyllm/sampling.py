@@ -63,7 +63,11 @@ def sample_next(
     check_sampling_args(temperature, top_k, top_p, greedy)
     if greedy:
         return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+    scaled = logits.float() / temperature  # float32 first: half-precision logits overflow at small temperatures
+    if scaled.isnan().any() or scaled.isposinf().any():  # so small a temperature that float32 overflows too:
+        gaps = logits.float() - logits.float().amax(dim=-1, keepdim=True)  # a row's softmax ignores a shift
+        scaled = gaps / temperature
+    logits = scaled
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     if top_p is not None:

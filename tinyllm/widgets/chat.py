@@ -72,10 +72,15 @@ class ChatWidget:
                   **settings) -> ChatWidget:
         """A chat with a trained model; ``settings`` go to :func:`tinyllm.chat.stream_reply`
         (``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``, ``seed``)."""
-        from tinyllm.chat import stream_reply  # the widget reads the chat engine, never the reverse
+        from tinyllm.chat import DEFAULTS, stream_reply, trim_history  # the widget reads the chat engine
 
-        return cls(lambda messages: stream_reply(model, tokenizer, messages, **settings),
-                   system_prompt=system_prompt, assistant_name=assistant_name)
+        def respond(messages):  # the whole history stays in the widget; each reply reads what fits
+            fits, _ = trim_history(tokenizer, messages, model.config.block_size,
+                                   settings.get("max_new_tokens", DEFAULTS["max_new_tokens"]),
+                                   settings.get("lowercase_user", False))
+            return stream_reply(model, tokenizer, fits, **settings)
+
+        return cls(respond, system_prompt=system_prompt, assistant_name=assistant_name)
 
     def clear(self) -> None:
         """Forget the conversation (the system prompt stays)."""
