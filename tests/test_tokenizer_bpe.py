@@ -291,6 +291,19 @@ def test_save_load_custom_pattern(tmp_path):
     assert BPETokenizer.load(tmp_path / "t.json").pattern == r"\S+|\s+"
 
 
+@pytest.mark.parametrize("pattern", [r"(\w+)|\s+|[^\w\s]+", r"\w+", r"(\w)(\w*)"],
+                         ids=["a group", "gaps between matches", "two groups"])
+def test_a_custom_pattern_loses_no_text_and_keeps_its_ids_through_tokenizer_json(tmp_path, pattern):
+    """A pattern with groups, or one that leaves text between its matches: every piece of the
+    text is still encoded (the gaps as pieces of their own, as tokenizers' Split cuts them), so a
+    round trip gives the text back and the tokenizer.json export gives the same ids."""
+    text = "hello, world  ok; tokens (and more)!"
+    tok = BPETokenizer().train(text * 3, 270, pattern=pattern)
+    assert tok.decode(tok.encode(text)) == text
+    tok.to_tokenizers_json(tmp_path / "tokenizer.json")
+    assert BPETokenizer.load(tmp_path / "tokenizer.json").encode(text) == tok.encode(text)
+
+
 def _edit(state, key, value):
     state = json.loads(json.dumps(state))
     state[key] = value

@@ -61,6 +61,26 @@ def _compile_pattern(pattern: str):
     return pattern if pattern in SPLIT_PATTERNS else None, text, compiled
 
 
+def split_chunks(compiled, text: str) -> list[str]:
+    """The pieces a split pattern cuts ``text`` into, as tokenizers' ``Split`` (``Isolated``)
+    does: each whole match (also of a pattern with groups, where ``findall`` would give the
+    groups) and each run of text between matches, so no text is lost."""
+    if not compiled.groups:
+        chunks = compiled.findall(text)  # in C: the GPT-2 and GPT-4 patterns match every character
+        if sum(map(len, chunks)) == len(text):
+            return chunks
+    chunks, end = [], 0
+    for match in compiled.finditer(text):
+        if match.start() > end:
+            chunks.append(text[end:match.start()])
+        if match.end() > match.start():
+            chunks.append(match.group(0))
+        end = match.end()
+    if end < len(text):
+        chunks.append(text[end:])
+    return chunks
+
+
 def _check_special_tokens(special_tokens) -> list[str]:
     if special_tokens is None:
         return []
@@ -191,7 +211,7 @@ class BPETokenizer:
             ordered = sorted(special_tokens, key=len, reverse=True)
             pieces = regex.split("|".join(regex.escape(s) for s in ordered), text)
         for piece in pieces:
-            chunk_counts.update(compiled.findall(piece))
+            chunk_counts.update(split_chunks(compiled, piece))
         by_bytes = {chunk.encode("utf-8"): count for chunk, count in chunk_counts.items()}
 
         progress = None
@@ -264,7 +284,7 @@ class BPETokenizer:
             raise ValueError(f"text must be a str, got {type(text).__name__}")
         ids: list[int] = []
         cache = self._cache  # looked up here, not in _encode_chunk: most chunks are repeats
-        for chunk in self._compiled.findall(text):
+        for chunk in split_chunks(self._compiled, text):
             chunk_ids = cache.get(chunk)
             ids.extend(chunk_ids if chunk_ids is not None else self._encode_chunk(chunk))
         return ids
