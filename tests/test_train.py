@@ -347,3 +347,42 @@ def test_train_config_takes_the_models_fields_and_defaults_from_gpt_config():
     assert {name: getattr(TrainConfig(), name) for name in MODEL_FIELDS} == model_defaults
     with pytest.raises(ValueError, match="n_embd=130 is not divisible by n_head=4"):  # GPTConfig's own check
         TrainConfig(n_embd=130)
+
+
+def test_micro_batches_with_unequal_learned_tokens_add_up_to_the_whole_batchs_gradient():
+    """Chat data learns only the answers, so micro-batches hold unequal numbers of learned
+    tokens: weighting each micro-batch's mean loss by its share of the step's tokens gives the
+    gradient of the whole batch (1 / micro-steps would overweight a sparse one), and the same
+    share over ranks, where DDP averages. Equal counts (text) keep 1 / micro-steps."""
+    from tinyllm.distributed import micro_loss_weights
+    from tinyllm.model import GPT, IGNORE_INDEX, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    x = torch.randint(0, 11, (2, 8))
+    y = torch.randint(0, 11, (2, 8))
+    y[0, :7] = IGNORE_INDEX  # row 0 learns 1 token, row 1 learns 8
+
+    def grad_of(losses_and_weights):
+        model.zero_grad()
+        sum(loss * w for loss, w in losses_and_weights).backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    whole = grad_of([(model(x, y)[1], 1.0)])
+    counts = [int((y[i] != IGNORE_INDEX).sum()) for i in range(2)]
+    weights = micro_loss_weights(counts, sum(counts), world_size=1)
+    assert weights == [1 / 9, 8 / 9]
+    split = grad_of([(model(x[i:i + 1], y[i:i + 1])[1], weights[i]) for i in range(2)])
+    torch.testing.assert_close(split, whole)
+    halves = grad_of([(model(x[i:i + 1], y[i:i + 1])[1], 0.5) for i in range(2)])
+    assert not torch.allclose(halves, whole, atol=1e-4), "the check cannot fail: equal halves are right here too"
+    # two ranks, one micro-batch each: DDP averages, so each rank's weight is its share times 2
+    assert micro_loss_weights([1], 9, world_size=2) == [2 / 9]
+    assert micro_loss_weights([4, 4], 16, world_size=2) is None  # equal counts: loss / micro-steps, as before
+    assert micro_loss_weights([0, 8], 8, world_size=1) == [0.0, 1.0]  # nothing to learn: nothing added
+    assert micro_loss_weights([0, 0], 0, world_size=1) == [0.0, 0.0]  # a step with no answer in its windows
+    # and in the loop: chat training in two micro-steps logs the token-weighted loss, finite
+    conversations = {"train": _conversations(40, 1), "val": _conversations(10, 2)}
+    history = train(_cfg(dataset="chat", tokenizer="bpe", vocab_size=300, batch_size=4, grad_accum_steps=2,
+                         block_size=128, max_iters=3, eval_interval=3, eval_iters=2), conversations=conversations)
+    assert len(history["loss"]) == 3 and all(math.isfinite(v) for v in history["loss"])

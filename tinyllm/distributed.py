@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from tinyllm.checkpoint import CheckpointError
+from tinyllm.model import IGNORE_INDEX
 from tinyllm.validate import check_int
 
 
@@ -186,6 +187,17 @@ def gradient_sync(wrapped: nn.Module, sync: bool):
         yield
 
 
+def micro_loss_weights(counts: list[int], total: int, world_size: int) -> list[float] | None:
+    """The weight of each micro-batch's mean loss (``counts``: its learned tokens; ``total``: the
+    step's, over every rank) that makes the added-up gradient the mean over every learned token
+    of the step: its share of them, times ``world_size`` since DDP averages over the ranks. None
+    where every micro-batch of the step holds as many (text): then ``loss / micro-steps``. A step
+    with no learned token at all (every answer past the window) adds nothing: weights 0."""
+    if total and all(n * len(counts) * world_size == total for n in counts):
+        return None
+    return [n * world_size / total if total else 0.0 for n in counts]
+
+
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     """Add ``values`` over every rank (one small collective)."""
     import torch.distributed as tdist
@@ -326,6 +338,7 @@ class Ranks:
     - ``generators``: the random batch streams of this rank's micro-steps, ``micro_size``
       sequences each;
     - :meth:`sync`: average the gradients over the ranks in the last micro-step's backward;
+    - :meth:`loss_weights`: how much each micro-batch's loss counts (its share of the learned tokens);
     - :meth:`mean_and_any`: the step's loss over every rank, and whether any got Ctrl-C;
     - :meth:`restore` and :meth:`checkpoint_state`: resume from and save a checkpoint that
       reads like a single process's.
@@ -354,6 +367,12 @@ class Ranks:
     def sync(self, micro: int):
         """The context of micro-step ``micro``'s backward (one all-reduce per step)."""
         return gradient_sync(self.module, micro == len(self.generators) - 1)
+
+    def loss_weights(self, targets: list[torch.Tensor]) -> list[float] | None:
+        """:func:`micro_loss_weights` of this rank's micro-batches (one small collective under torchrun)."""
+        counts = [int((y != IGNORE_INDEX).sum()) for y in targets]
+        total = int(all_reduce_sum([float(sum(counts))], self.device)[0]) if self.dist.enabled else sum(counts)
+        return micro_loss_weights(counts, total, self.dist.world_size)
 
     def mean_and_any(self, loss: float, stop: bool) -> tuple[float, bool]:
         if not self.dist.enabled:

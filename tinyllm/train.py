@@ -268,16 +268,18 @@ def _train(cfg: TrainConfig, device, dist, model, text, conversations, callback)
             lr = get_lr(step, cfg.lr, cfg.min_lr, cfg.warmup_iters, decay_iters)
             set_lr(optimizer, lr / cfg.lr)  # every group (AdamW's, Muon's) at its peak times this
             optimizer.zero_grad(set_to_none=True)
-            losses = []
-            for micro, generator in enumerate(ranks.generators):
-                x, y = get_split_batch(splits["train"], ranks.micro_size, cfg.block_size, generator)
+            losses, batches = [], [get_split_batch(splits["train"], ranks.micro_size, cfg.block_size, generator)
+                                   for generator in ranks.generators]
+            weights = ranks.loss_weights([y for _, y in batches])  # None: all hold as many learned tokens
+            for micro, (x, y) in enumerate(batches):
                 x, y = x.to(device), y.to(device)
                 with ranks.sync(micro):  # under torchrun: gradients averaged after the last micro-step
                     with ctx:
                         _, loss = forward(x, y)
-                    # Each micro-batch's loss is a mean over its tokens; dividing by the
-                    # number of micro-steps makes the added-up gradient that of the whole batch.
-                    (loss / n_micro if n_micro > 1 else loss).backward()
+                    # Each micro-batch's loss is a mean over its learned tokens; weighted by their share
+                    # (1 / micro-steps for text), the added-up gradient is that of the whole batch.
+                    scaled = loss.nan_to_num() * weights[micro] if weights else loss / n_micro if n_micro > 1 else loss
+                    scaled.backward()
                 losses.append(loss.detach())
             if cfg.grad_clip > 0:
                 # Rescale the whole gradient when its norm is large: one bad batch cannot
@@ -285,7 +287,11 @@ def _train(cfg: TrainConfig, device, dist, model, text, conversations, callback)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             step += 1
-            loss_value = (losses[0] if n_micro == 1 else torch.stack(losses).mean()).item()  # waits for the step
+            if weights:  # the weighted sum (mean_and_any adds the ranks' up); NaN where nothing was learned
+                weighted = torch.stack(losses).nan_to_num() @ losses[0].new_tensor(weights)
+                loss_value = weighted.item() if any(weights) else math.nan
+            else:
+                loss_value = (losses[0] if n_micro == 1 else torch.stack(losses).mean()).item()  # waits for the step
             loss_value, stop.requested = ranks.mean_and_any(loss_value, stop.requested)
             elapsed = time.perf_counter() - t0
             history["train_time"] += elapsed
