@@ -150,6 +150,30 @@ def test_guppylm_style_relu_mlp_exports_exactly(tmp_path):
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
+def test_gpt2s_tanh_gelu_survives_a_checkpoint_and_a_new_export(tmp_path):
+    """OpenAI's GPT-2 uses the tanh GELU: loaded, it is the config's mlp="gelu_tanh", so a
+    checkpoint and the export back to transformers keep it (the exact GELU moved the logits
+    by 7.5e-4)."""
+    from tinyllm.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+    from tinyllm.model import GPTConfig
+
+    hf = random_hf_gpt2(activation_function="gelu_new")
+    model = from_transformers(hf)
+    assert model.config.mlp == "gelu_tanh"
+    idx = tokens()
+    with torch.no_grad():
+        expected = hf(idx).logits
+    back = GPT2LMHeadModel.from_pretrained(to_transformers(model, tmp_path / "hf")).eval()
+    assert back.config.activation_function == "gelu_new"
+    save_checkpoint(tmp_path / "run", model, step=0)
+    checkpoint = load_checkpoint(tmp_path / "run")
+    loaded = GPT(GPTConfig(**checkpoint.config)).eval()
+    load_model_state(loaded, checkpoint)
+    with torch.no_grad():
+        torch.testing.assert_close(back(idx).logits, expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(loaded(idx, all_logits=True)[0], expected, atol=1e-5, rtol=1e-5)
+
+
 def test_from_transformers_needs_the_right_gelu():
     """Loading GPT-2's tanh-GELU weights with the exact GELU must be visibly wrong."""
     hf = random_hf_gpt2(activation_function="gelu_new")

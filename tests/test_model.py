@@ -611,7 +611,7 @@ def test_swiglu_and_relu2_mlps_compute_their_formulas():
 @pytest.mark.parametrize("bad, message", [
     (dict(norm="batchnorm"), r"norm must be one of \['layernorm', 'rmsnorm'\], got 'batchnorm'"),
     (dict(pos="alibi"), r"pos must be one of \['learned', 'rope'\], got 'alibi'"),
-    (dict(mlp="geglu"), r"mlp must be one of \['gelu', 'relu', 'relu2', 'swiglu'\], got 'geglu'"),
+    (dict(mlp="geglu"), r"mlp must be one of \['gelu', 'gelu_tanh', 'relu', 'relu2', 'swiglu'\], got 'geglu'"),
     (dict(n_kv_head=3), r"n_head=4 is not divisible by n_kv_head=3.*\[1, 2, 4\]"),
     (dict(n_kv_head=0), "n_kv_head must be an int >= 1, got 0"),
     (dict(pos="rope", n_embd=36, n_head=12), "pos='rope' needs an even head size, got n_embd // n_head = 3"),

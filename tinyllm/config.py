@@ -36,7 +36,7 @@ MODEL_HELP = {
     "n_embd": "width of the residual stream",
     "dropout": "dropout probability",
     "bias": "biases in Linear and LayerNorm layers, as GPT-2",
-    "mlp": "MLP: gelu (GPT-2), relu (GuppyLM), relu2 or swiglu",
+    "mlp": "MLP: gelu (exact), gelu_tanh (OpenAI's GPT-2), relu (GuppyLM), relu2 or swiglu",
     "mlp_hidden": "MLP hidden width (default 4 * n_embd; swiglu: 8/3 * n_embd)",
     "norm": "layernorm (GPT-2) or rmsnorm",
     "pos": "positions: learned (a table, GPT-2) or rope (rotary)",

@@ -45,7 +45,7 @@ _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c
 
 
 # GPTConfig.mlp -> GPT2Config.activation_function. "gelu" is the exact erf GELU, as nn.GELU().
-_HF_ACTIVATION = {"gelu": "gelu", "relu": "relu"}
+_HF_ACTIVATION = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
 # The switches GPT-2's format can hold, with their allowed values.
 _GPT2_SWITCHES = {"norm": ("layernorm",), "pos": ("learned",), "mlp": tuple(_HF_ACTIVATION),
                   "qk_norm": (False,)}
@@ -215,12 +215,12 @@ def to_transformers(model: GPT, folder) -> Path:
     return folder
 
 
-# Hugging Face's names for the two GELUs, and the nn.GELU that computes each.
+# Hugging Face's activation names -> GPTConfig.mlp.
 _ACTIVATIONS = {
-    "gelu": ("gelu", "none"),  # exact, with the error function
-    "gelu_new": ("gelu", "tanh"),  # GPT-2's own, the tanh approximation
-    "gelu_pytorch_tanh": ("gelu", "tanh"),
-    "relu": ("relu", None),  # GuppyLM's MLP
+    "gelu": "gelu",  # exact, with the error function
+    "gelu_new": "gelu_tanh",  # GPT-2's own, the tanh approximation
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",  # GuppyLM's MLP
 }
 
 
@@ -228,8 +228,8 @@ def from_transformers(hf_model) -> GPT:
     """A ``GPT`` with the weights of ``hf_model``, a ``transformers.GPT2LMHeadModel``.
 
     The two give the same logits (float32, eval mode). If ``hf_model`` uses GPT-2's tanh
-    GELU (``gelu_new``, as OpenAI's checkpoints do), each block's ``mlp.act`` becomes
-    ``nn.GELU(approximate="tanh")``. Raises ``ValueError`` for a GPT-2 variant this
+    GELU (``gelu_new``, as OpenAI's checkpoints do), the config says ``mlp="gelu_tanh"``, so a
+    checkpoint and an export back keep it. Raises ``ValueError`` for a GPT-2 variant this
     model cannot represent (another activation, scaled or
     reordered attention, a layer-norm eps other than 1e-5).
     """
@@ -251,7 +251,7 @@ def from_transformers(hf_model) -> GPT:
     config = GPTConfig(
         vocab_size=hf.vocab_size, block_size=hf.n_positions, n_layer=hf.n_layer,
         n_head=hf.n_head, n_embd=hf.n_embd, dropout=0.0, bias=True,
-        mlp=_ACTIVATIONS[hf.activation_function][0], mlp_hidden=hf.n_inner,
+        mlp=_ACTIVATIONS[hf.activation_function], mlp_hidden=hf.n_inner,
     )
     with torch.device("meta"):  # shapes only: the weights come from hf_model
         model = GPT(config)
@@ -268,10 +268,6 @@ def from_transformers(hf_model) -> GPT:
     missing += [n for n, b in model.named_buffers() if b.is_meta]
     if missing:
         raise ValueError(f"the Hugging Face model has no weights for {missing}")
-    approximate = _ACTIVATIONS[hf.activation_function][1]
-    if approximate == "tanh":  # GPT-2's tanh GELU: the model's config knows only the exact one
-        for block in model.transformer.h:
-            block.mlp.act = torch.nn.GELU(approximate="tanh")
     return model.eval()
 
 

@@ -40,7 +40,7 @@ IGNORE_INDEX = -100
 
 # The MLP's activations, by the name GPTConfig.mlp uses. nn.GELU() is the exact (erf) GELU;
 # "swiglu" is a gated MLP (a third matrix, c_gate), not an activation of this table.
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "relu2": ReLU2}
+ACTIVATIONS = {"gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": nn.ReLU, "relu2": ReLU2}
 MLPS = (*ACTIVATIONS, "swiglu")
 NORMS = ("layernorm", "rmsnorm")
 POSITIONS = ("learned", "rope")
@@ -58,7 +58,7 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
-    mlp: str = "gelu"  # "gelu" (GPT-2's, in the exact erf form), "relu" (GuppyLM), "relu2", "swiglu"
+    mlp: str = "gelu"  # "gelu" (exact, erf), "gelu_tanh" (OpenAI's GPT-2), "relu" (GuppyLM), "relu2", "swiglu"
     mlp_hidden: int | None = None  # the MLP's hidden width; None: see hidden_size
     norm: str = "layernorm"  # "layernorm" (GPT-2) or "rmsnorm"
     pos: str = "learned"  # "learned" (a wpe table, GPT-2) or "rope" (rotary, no table)

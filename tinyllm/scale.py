@@ -51,7 +51,7 @@ def _check_config(config, gpt2_layout: bool = False) -> None:
         if getattr(config, name) != gpt2:
             raise ValueError(f"activation_bytes counts GPT-2's layout only: {name}={getattr(config, name)!r} "
                              f"is not counted (allowed: {gpt2!r})")
-    _check_choice("config.mlp", config.mlp, ("gelu", "relu"))
+    _check_choice("config.mlp", config.mlp, ("gelu", "gelu_tanh", "relu"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def activation_bytes(config: GPTConfig, batch_size: int, T: int | None = None, d
     _check_choice("dtype", dtype, PRECISIONS)
     low = 2 if dtype == "bfloat16" else 4
     B, C, H, V = batch_size, config.n_embd, config.hidden_size, config.vocab_size
-    hidden = 2 if config.mlp == "gelu" else 1
+    hidden = 1 if config.mlp == "relu" else 2  # a GELU keeps its input too; ReLU's output is c_proj's input
     per_block = 4 * (B * T * (2 * C + 4) + B * config.n_head * T) + low * B * T * (6 * C + hidden * H)
     once = 4 * B * T * (C + 2 + V) + low * B * T * C
     ids = 8 * (2 * B * T + T)
