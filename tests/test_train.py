@@ -386,3 +386,20 @@ def test_micro_batches_with_unequal_learned_tokens_add_up_to_the_whole_batchs_gr
     history = train(_cfg(dataset="chat", tokenizer="bpe", vocab_size=300, batch_size=4, grad_accum_steps=2,
                          block_size=128, max_iters=3, eval_interval=3, eval_iters=2), conversations=conversations)
     assert len(history["loss"]) == 3 and all(math.isfinite(v) for v in history["loss"])
+
+
+def test_the_loss_estimate_leaves_out_a_batch_with_nothing_to_learn():
+    """A chat batch whose windows hold no answer has no loss (a mean over nothing, NaN): the
+    estimate is the mean of the batches that have one, not NaN."""
+    from tinyllm.train import estimate_loss
+
+    class Scripted(torch.nn.Module):  # the losses a model would give, one per batch
+        def __init__(self):
+            super().__init__()
+            self.weight, self.losses = torch.nn.Parameter(torch.zeros(1)), iter([math.nan, 2.0, 4.0])
+
+        def forward(self, x, y):
+            return None, torch.tensor(next(self.losses))
+
+    estimate = estimate_loss(Scripted(), {"val": torch.arange(100)}, batch_size=2, block_size=4, eval_iters=3)
+    assert estimate == {"val": 3.0}

@@ -105,7 +105,7 @@ def estimate_loss(model, splits: dict, batch_size: int, block_size: int, eval_it
                 with ctx or contextlib.nullcontext():
                     _, loss = model(x.to(device), y.to(device))
                 losses[k] = loss.item()
-            out[name] = losses.mean().item()
+            out[name] = losses.nanmean().item()  # a chat batch with no answer in its windows has no loss
     return out
 
 
