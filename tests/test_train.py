@@ -403,3 +403,17 @@ def test_the_loss_estimate_leaves_out_a_batch_with_nothing_to_learn():
 
     estimate = estimate_loss(Scripted(), {"val": torch.arange(100)}, batch_size=2, block_size=4, eval_iters=3)
     assert estimate == {"val": 3.0}
+
+
+def test_a_bpe_text_run_holds_out_the_same_text_its_tokenizer_never_saw():
+    """The text is cut by characters, the tokenizer trained on the first part, and each part
+    encoded on its own: the validation ids are exactly the held-out text (cut by tokens
+    instead, BPE's cut fell 252 characters inside the text it trained on)."""
+    from tinyllm.prepare import prepare
+
+    text = "".join(f"line {k}: the fish swims {'round ' * (k % 5)}and rests.\n" for k in range(400))
+    cfg = _cfg(tokenizer="bpe", vocab_size=300, val_fraction=0.1)
+    tokenizer, splits = prepare(cfg, text=text)
+    cut = int(len(text) * 0.9)
+    assert tokenizer.decode(splits["train"].tolist()) == text[:cut]
+    assert tokenizer.decode(splits["val"].tolist()) == text[cut:]

@@ -46,11 +46,14 @@ def build_tokenizer(spec: str, text: str, vocab_size: int = 512, special_tokens=
 def prepare_data(text: str, val_fraction: float, tokenizer=None):
     """Tokenize ``text`` and split it: ``tokenizer, {"train": ids, "val": ids}``."""
     tokenizer = tokenizer or CharTokenizer.from_text(text)
+    train_ids, val_ids = train_val_split(_ids(tokenizer, text), val_fraction)
+    return tokenizer, {"train": train_ids, "val": val_ids}
+
+
+def _ids(tokenizer, text: str) -> torch.Tensor:
     ids = tokenizer.encode(text)
     # Through an array of int64: torch.tensor reads a list of 4.5 million ints three times slower.
-    ids = torch.frombuffer(array("q", ids), dtype=torch.long) if ids else torch.zeros(0, dtype=torch.long)
-    train_ids, val_ids = train_val_split(ids, val_fraction)
-    return tokenizer, {"train": train_ids, "val": val_ids}
+    return torch.frombuffer(array("q", ids), dtype=torch.long) if ids else torch.zeros(0, dtype=torch.long)
 
 
 def prepare_chat(cfg: TrainConfig, tokenizer=None, conversations: dict | None = None):
@@ -88,7 +91,10 @@ def prepare(cfg: TrainConfig, tokenizer=None, text: str | None = None, conversat
     if cfg.dataset == "chat" or conversations is not None:
         return prepare_chat(cfg, tokenizer, conversations)
     text = load_text(cfg.dataset) if text is None else text
-    if tokenizer is None:
-        train_text = text[: int(len(text) * (1 - cfg.val_fraction))]  # BPE never sees the held-out text
-        tokenizer = build_tokenizer(cfg.tokenizer, text if cfg.tokenizer == "char" else train_text, cfg.vocab_size)
-    return prepare_data(text, cfg.val_fraction, tokenizer)
+    cut = int(len(text) * (1 - cfg.val_fraction))  # where train_val_split cuts the characters
+    if tokenizer is None:  # BPE never sees the held-out text
+        tokenizer = build_tokenizer(cfg.tokenizer, text if cfg.tokenizer == "char" else text[:cut], cfg.vocab_size)
+    if isinstance(tokenizer, CharTokenizer):  # one id a character: the ids are cut where the text is
+        return prepare_data(text, cfg.val_fraction, tokenizer)
+    # A BPE id spans characters: cut the text, then encode each part on its own.
+    return tokenizer, {"train": _ids(tokenizer, text[:cut]), "val": _ids(tokenizer, text[cut:])}
