@@ -363,3 +363,56 @@ def test_a_failed_rename_removes_the_temporary_file(tmp_path):
     with pytest.raises(OSError):
         write_atomic(tmp_path / "target", b"data")
     assert [p.name for p in tmp_path.iterdir()] == ["target"]
+
+
+def test_saving_again_over_a_damaged_file_of_the_same_name_writes_it_afresh(tmp_path):
+    """The name holds the content's hash, so a save skips a file already there, but only when
+    its bytes still are that content: a damaged one is written again, and the checkpoint loads."""
+    _save(tmp_path)
+    path = next(tmp_path.glob("model-*"))
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    _save(tmp_path)  # the same weights, the same step: the same file name
+    load_model(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["huge", "fifo"])
+def test_a_file_of_another_size_or_no_plain_file_is_refused_before_it_is_read(tmp_path, kind):
+    """A file far larger than the manifest says would fill the memory if read first, and a pipe
+    would never end: each is refused by its size and kind, unread."""
+    _save(tmp_path)
+    path = next(tmp_path.glob("model-*"))
+    path.unlink()
+    if kind == "huge":
+        with open(path, "wb") as f:  # sparse: no disk used
+            f.truncate(1 << 40)
+    else:
+        os.mkfifo(path)
+    with pytest.raises(CheckpointError, match="bytes, the manifest says|not a plain file"):
+        load_checkpoint(tmp_path)
+
+
+def test_a_manifest_number_too_long_to_read_is_a_malformed_manifest(tmp_path):
+    _save(tmp_path)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"step": 2', '"step": ' + "9" * 5000))
+    with pytest.raises(CheckpointError, match="manifest.json"):
+        load_checkpoint(tmp_path)
+
+
+def test_weights_of_another_shape_are_a_checkpoint_error(tmp_path):
+    """The names match, a shape does not (a damaged or edited checkpoint whose hashes were
+    recomputed): a CheckpointError naming the tensor, not PyTorch's traceback."""
+    from safetensors.torch import load_file, save_file
+
+    _save(tmp_path)
+    path = next(tmp_path.glob("model-*"))
+    state = load_file(path)
+    name = next(iter(state))
+    state[name] = torch.zeros(3, 3)
+    save_file(state, path)
+    data = path.read_bytes()
+    _edit_manifest(tmp_path, lambda m: m["files"]["model"].update(bytes=len(data), sha256=ck.sha256(data)))
+    with pytest.raises(CheckpointError, match=name):
+        load_model(tmp_path)

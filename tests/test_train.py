@@ -137,6 +137,21 @@ def test_bad_settings_raise_clear_errors():
     # A typo in the optimizer is found in the config, before any data or tokenizer is made.
     with pytest.raises(ValueError, match=r"optimizer must be one of \['adamw', 'muon'\], got 'adam'"):
         config_from_preset("tiny", optimizer="adam")
+    # numbers without meaning, refused before any step (an infinite lr trained to a loss of nan)
+    for name, value in [("lr", float("inf")), ("grad_clip", -1.0), ("weight_decay", -5.0), ("lr_decay_iters", -5),
+                        ("checkpoint_interval", 0)]:
+        with pytest.raises(ValueError, match=name):
+            config_from_preset("tiny", **{name: value})
+
+
+def test_an_out_dir_or_tokenizer_file_that_cannot_serve_is_refused_before_training(tmp_path):
+    """Found at the first save, an --out_dir that is a file lost the work done until then; a
+    --tokenizer file that is not there gave a traceback."""
+    (tmp_path / "a_file").write_text("notes")
+    with pytest.raises(ValueError, match="out_dir .*a_file is a file"):
+        config_from_preset("tiny", out_dir=str(tmp_path / "a_file"))
+    with pytest.raises(ValueError, match="tokenizer file .*missing.json does not exist"):
+        config_from_preset("tiny", tokenizer=str(tmp_path / "missing.json"))
 
 
 def test_float16_is_refused_without_loss_scaling():

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,8 +135,9 @@ def save_checkpoint(
         digest = sha256(data)
         ext = "json" if kind == "state" else "safetensors"
         name = f"{kind}-{step:06d}-{digest[:10]}.{ext}"
-        # Same name means same content (the hash is in the name): never rewrite a live file.
-        if not (out_dir / name).exists():
+        # Same name means same content (the hash is in the name): a live file is not rewritten,
+        # unless its bytes are no longer that content (damaged since).
+        if not _holds(out_dir / name, data, digest):
             write_atomic(out_dir / name, data)
         manifest["files"][kind] = {"name": name, "bytes": len(data), "sha256": digest}
     fsync_dir(out_dir)
@@ -211,11 +213,25 @@ def _entry_path(out_dir: Path, entry: dict) -> Path:
     return path
 
 
+def _holds(path: Path, data: bytes, digest: str) -> bool:
+    try:
+        return path.is_file() and not path.is_symlink() and path.stat().st_size == len(data) \
+            and sha256(path.read_bytes()) == digest
+    except OSError:
+        return False
+
+
 def _read_verified(out_dir: Path, entry: dict, kind: str) -> bytes:
     with _malformed(out_dir / MANIFEST):
         path = _entry_path(out_dir, entry)
         size, digest = typed(entry, "bytes", int), typed(entry, "sha256", str)
     try:
+        found = path.stat()  # the kind and size first: a pipe is never done, a huge file fills the memory
+        if not stat.S_ISREG(found.st_mode):
+            raise CheckpointError(f"checkpoint {out_dir}: {path.name} is not a plain file")
+        if found.st_size != size:
+            raise CheckpointError(f"checkpoint {out_dir}: {path.name} has {found.st_size} bytes, the manifest says "
+                                  f"{size} (truncated or overwritten file)")
         data = path.read_bytes()
     except (FileNotFoundError, IsADirectoryError):
         # Also the case where a training run replaced the checkpoint while we read it:
@@ -274,7 +290,7 @@ def _load_checkpoint(out_dir: Path, with_optimizer: bool) -> Checkpoint:
         raise CheckpointError(f"no checkpoint in {out_dir} (no {MANIFEST}); train one with python -m tinyllm.train")
     try:
         manifest = json_loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError; a number too long to read
         raise CheckpointError(f"{manifest_path} is not valid JSON: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{manifest_path} is not a tinyllm checkpoint manifest")
@@ -353,6 +369,11 @@ def load_model_state(model: torch.nn.Module, checkpoint: Checkpoint) -> None:
             f"checkpoint {checkpoint.path} does not fit the model: missing {sorted(expected - found)}, "
             f"unexpected {sorted(found - expected)}"
         )
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    wrong = [f"{k} {tuple(v.shape)} (the model's {tuple(shapes[k])})" for k, v in checkpoint.model_state.items()
+             if v.shape != shapes[k]]
+    if wrong:
+        raise CheckpointError(f"checkpoint {checkpoint.path} does not fit the model: {'; '.join(wrong)}")
     model.load_state_dict(checkpoint.model_state)
 
 

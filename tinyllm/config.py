@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tinyllm.batching import MODES
 from tinyllm.data import is_conversation_file
@@ -107,8 +109,18 @@ class TrainConfig(GPTConfig):
             raise ValueError(f"warmup_iters must be >= 0, got {self.warmup_iters}")
         if self.eval_interval < 0:
             raise ValueError(f"eval_interval must be >= 0 (0: only at the end), got {self.eval_interval}")
-        if not 0 < self.lr or not 0 <= self.min_lr <= self.lr:
+        if not 0 < self.lr < math.inf or not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"need 0 < lr and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
+        if not (self.grad_clip >= 0 and self.weight_decay >= 0):  # (a NaN fails both)
+            raise ValueError(f"grad_clip and weight_decay must be >= 0 (grad_clip 0: no clipping), got "
+                             f"grad_clip={self.grad_clip}, weight_decay={self.weight_decay}")
+        for name in ("lr_decay_iters", "checkpoint_interval"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 1)
+        if self.out_dir is not None and Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():
+            raise ValueError(f"out_dir {self.out_dir} is a file: checkpoints need a folder")
+        if self.tokenizer.endswith(".json") and not Path(self.tokenizer).is_file():
+            raise ValueError(f"tokenizer file {self.tokenizer} does not exist")
         if self.dtype not in ("float32", "bfloat16", "auto"):
             # float16 would need a gradient scaler against underflow; bfloat16 does not.
             raise ValueError(f"dtype must be float32, bfloat16 or auto, got {self.dtype!r}")
