@@ -75,6 +75,17 @@ def test_resume_with_another_model_config_is_refused(tmp_path):
         train(_cfg(max_iters=4, out_dir=str(tmp_path), resume=True, n_embd=64), text=TEXT)
 
 
+def test_a_resume_that_would_train_nothing_or_start_over_says_so(tmp_path, capsys):
+    """A checkpoint past max_iters trained nothing without a word; a mistyped out_dir started
+    from scratch with its notice hidden by --quiet (verbose=False)."""
+    train(_cfg(max_iters=4, out_dir=str(tmp_path / "run")), text=TEXT)  # _cfg: verbose=False
+    with pytest.raises(ValueError, match="at step 4, past max_iters=2"):
+        train(_cfg(max_iters=2, out_dir=str(tmp_path / "run"), resume=True), text=TEXT)
+    capsys.readouterr()
+    train(_cfg(max_iters=1, out_dir=str(tmp_path / "rnu"), resume=True), text=TEXT)
+    assert "no checkpoint in" in capsys.readouterr().err
+
+
 def _cli(out_dir, corpus, *extra):
     return [
         sys.executable, "-m", "tinyllm.train", "--preset", "tiny", "--dataset", str(corpus), "--out_dir", str(out_dir),

@@ -277,6 +277,16 @@ def load_checkpoint(out_dir, with_optimizer: bool = True) -> Checkpoint:
     raise AssertionError("unreachable")
 
 
+def resume_point(out_dir, max_iters: int) -> Checkpoint:
+    """The checkpoint a run of ``max_iters`` steps continues from; ValueError if it is past them
+    (a run that would train nothing)."""
+    checkpoint = load_checkpoint(out_dir)
+    if checkpoint.step > max_iters:
+        raise ValueError(f"the checkpoint in {out_dir} is at step {checkpoint.step}, past max_iters={max_iters}: "
+                         "nothing to train (raise --max_iters to continue it)")
+    return checkpoint
+
+
 def _manifest_bytes(out_dir) -> bytes | None:
     try:
         return (Path(out_dir) / MANIFEST).read_bytes()

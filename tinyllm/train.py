@@ -47,7 +47,7 @@ from tinyllm.checkpoint import (
     CheckpointError,
     check_config_matches,
     has_checkpoint,
-    load_checkpoint,
+    resume_point,
     save_checkpoint,
     tokenizer_from_dict,
 )
@@ -199,9 +199,9 @@ def _train(cfg: TrainConfig, device, dist, model, text, conversations, callback)
         if cfg.out_dir is None:
             raise ValueError("resume=True needs an out_dir to resume from")
         if has_checkpoint(cfg.out_dir):
-            checkpoint = load_checkpoint(cfg.out_dir)  # every rank reads the same files
-        else:
-            say(f"no checkpoint in {cfg.out_dir} yet: starting from scratch")
+            checkpoint = resume_point(cfg.out_dir, cfg.max_iters)  # every rank reads the same files
+        elif dist.is_main:  # even when quiet: a mistyped out_dir would start over unseen
+            print(f"no checkpoint in {cfg.out_dir} yet: starting from scratch", file=sys.stderr)
 
     tokenizer = tokenizer_from_dict(checkpoint.tokenizer) if checkpoint else None
     tokenizer, splits = prepare(cfg, tokenizer, text, conversations)
