@@ -84,6 +84,11 @@ def test_a_resume_that_would_train_nothing_or_start_over_says_so(tmp_path, capsy
     capsys.readouterr()
     train(_cfg(max_iters=1, out_dir=str(tmp_path / "rnu"), resume=True), text=TEXT)
     assert "no checkpoint in" in capsys.readouterr().err
+    # another recipe is another run: refused by name (the schedule, the batches would change)
+    with pytest.raises(CheckpointError, match=r"batch_size: checkpoint has 8, asked for 2; lr: checkpoint has"):
+        train(_cfg(max_iters=8, out_dir=str(tmp_path / "run"), resume=True, lr=1e-3, min_lr=1e-4, batch_size=2),
+              text=TEXT)
+    train(_cfg(max_iters=6, eval_interval=3, out_dir=str(tmp_path / "run"), resume=True), text=TEXT)  # these may
 
 
 def _cli(out_dir, corpus, *extra):

@@ -277,13 +277,28 @@ def load_checkpoint(out_dir, with_optimizer: bool = True) -> Checkpoint:
     raise AssertionError("unreachable")
 
 
-def resume_point(out_dir, max_iters: int) -> Checkpoint:
-    """The checkpoint a run of ``max_iters`` steps continues from; ValueError if it is past them
-    (a run that would train nothing)."""
+# The settings of a training recipe: a run resumed with others would be another run (the learning rate, the
+# batches, the optimizer's state). The length (max_iters, lr_decay_iters: a longer run's schedule, as nanoGPT
+# resumes), the evaluations, the device and the paths may change.
+RECIPE = ("batch_size", "grad_accum_steps", "lr", "min_lr", "warmup_iters", "weight_decay", "beta1", "beta2",
+          "grad_clip", "optimizer", "muon_lr", "val_fraction", "persona", "n_conversations", "mask_user",
+          "batching", "seed")
+
+
+def resume_point(out_dir, settings: dict) -> Checkpoint:
+    """The checkpoint a run of these training ``settings`` continues from. ValueError if it is past
+    their ``max_iters`` (nothing to train); CheckpointError naming each :data:`RECIPE` setting
+    that differs from the saved run's (the model's are checked by :func:`check_config_matches`)."""
     checkpoint = load_checkpoint(out_dir)
-    if checkpoint.step > max_iters:
-        raise ValueError(f"the checkpoint in {out_dir} is at step {checkpoint.step}, past max_iters={max_iters}: "
-                         "nothing to train (raise --max_iters to continue it)")
+    if checkpoint.step > settings["max_iters"]:
+        raise ValueError(f"the checkpoint in {out_dir} is at step {checkpoint.step}, past "
+                         f"max_iters={settings['max_iters']}: nothing to train (raise --max_iters to continue it)")
+    saved = checkpoint.train_config
+    diffs = [f"{k}: checkpoint has {saved[k]!r}, asked for {settings[k]!r}" for k in RECIPE
+             if k in saved and k in settings and saved[k] != settings[k]]
+    if diffs:
+        raise CheckpointError(f"the checkpoint in {out_dir} was trained with other settings: {'; '.join(diffs)} "
+                              "(give the same to continue it, or train in a new out_dir)")
     return checkpoint
 
 

@@ -199,7 +199,7 @@ def _train(cfg: TrainConfig, device, dist, model, text, conversations, callback)
         if cfg.out_dir is None:
             raise ValueError("resume=True needs an out_dir to resume from")
         if has_checkpoint(cfg.out_dir):
-            checkpoint = resume_point(cfg.out_dir, cfg.max_iters)  # every rank reads the same files
+            checkpoint = resume_point(cfg.out_dir, cfg.to_dict())  # every rank reads the same files
         elif dist.is_main:  # even when quiet: a mistyped out_dir would start over unseen
             print(f"no checkpoint in {cfg.out_dir} yet: starting from scratch", file=sys.stderr)
 
