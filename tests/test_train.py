@@ -448,3 +448,23 @@ def test_a_bpe_text_run_holds_out_the_same_text_its_tokenizer_never_saw():
     cut = int(len(text) * 0.9)
     assert tokenizer.decode(splits["train"].tolist()) == text[:cut]
     assert tokenizer.decode(splits["val"].tolist()) == text[cut:]
+
+
+def test_a_random_state_of_the_wrong_size_is_a_checkpoint_error(tmp_path):
+    """A state file whose hashes match but whose batch stream is 3 bytes: a CheckpointError
+    naming the stream, not PyTorch's traceback from Generator.set_state."""
+    import base64
+
+    from tinyllm import checkpoint as ck
+
+    train(_cfg(max_iters=2, out_dir=str(tmp_path)), text=TEXT)
+    state_file = next(tmp_path.glob("state-*.json"))
+    state = json.loads(state_file.read_text())
+    state["rng"]["batches"] = base64.b64encode(b"abc").decode()
+    data = json.dumps(state).encode()
+    state_file.write_bytes(data)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["files"]["state"].update(bytes=len(data), sha256=ck.sha256(data))
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="random state 'batches'"):
+        train(_cfg(max_iters=4, out_dir=str(tmp_path), resume=True), text=TEXT)

@@ -394,9 +394,14 @@ class Ranks:
             load_optimizer_state(self.module, optimizer, checkpoint.optimizer_state, names)
         else:  # one process, or DDP: every rank holds the whole state
             optimizer.load_state_dict(checkpoint.optimizer_state)
-        for j, generator in zip(self.streams, self.generators):
-            generator.set_state(checkpoint.rng[_stream_key(j)])
-        torch.set_rng_state(checkpoint.rng.get(self._torch_key, checkpoint.rng["torch"]))
+        states = [(generator.set_state, _stream_key(j)) for j, generator in zip(self.streams, self.generators)]
+        key = self._torch_key if self._torch_key in checkpoint.rng else "torch"
+        for set_state, name in [*states, (torch.set_rng_state, key)]:
+            try:
+                set_state(checkpoint.rng[name])
+            except (RuntimeError, TypeError) as exc:  # a state of another size or kind: the file is damaged
+                raise CheckpointError(f"the checkpoint in {checkpoint.path} holds a random state {name!r} "
+                                      f"this PyTorch cannot use: {exc}") from None
 
     def checkpoint_state(self, optimizer):
         """``(model, optimizer, rng)`` for :func:`tinyllm.checkpoint.save_checkpoint` on rank 0,
