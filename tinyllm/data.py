@@ -270,8 +270,8 @@ def load_conversations(path) -> list[list[dict]]:
         raise ValueError(f"conversation file {path} does not exist")
     conversations: list[list[dict]] = []
     first = None  # (format, line number) of the first record
-    data = path.read_bytes()
-    for number, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):  # a BOM, as editors write
+    lines = path.read_bytes().removeprefix(b"\xef\xbb\xbf").splitlines()  # a BOM, as editors write, is no line
+    for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:

@@ -91,10 +91,10 @@ def prepare(cfg: TrainConfig, tokenizer=None, text: str | None = None, conversat
     if cfg.dataset == "chat" or conversations is not None:
         return prepare_chat(cfg, tokenizer, conversations)
     text = load_text(cfg.dataset) if text is None else text
-    cut = int(len(text) * (1 - cfg.val_fraction))  # where train_val_split cuts the characters
+    train_text, val_text = train_val_split(text, cfg.val_fraction)
     if tokenizer is None:  # BPE never sees the held-out text
-        tokenizer = build_tokenizer(cfg.tokenizer, text if cfg.tokenizer == "char" else text[:cut], cfg.vocab_size)
+        tokenizer = build_tokenizer(cfg.tokenizer, text if cfg.tokenizer == "char" else train_text, cfg.vocab_size)
     if isinstance(tokenizer, CharTokenizer):  # one id a character: the ids are cut where the text is
         return prepare_data(text, cfg.val_fraction, tokenizer)
     # A BPE id spans characters: cut the text, then encode each part on its own.
-    return tokenizer, {"train": _ids(tokenizer, text[:cut]), "val": _ids(tokenizer, text[cut:])}
+    return tokenizer, {"train": _ids(tokenizer, train_text), "val": _ids(tokenizer, val_text)}
