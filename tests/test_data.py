@@ -165,6 +165,12 @@ def test_train_val_split_is_contiguous():
         train_val_split([1, 2, 3], 1.5)
 
 
+def test_train_val_split_counts_the_fraction_as_written_not_as_a_float():
+    # 1 - 0.9 and 1 - 0.7 are a hair below 0.1 and 0.3 as floats: the cut was one short.
+    assert [len(train_val_split(list(range(100)), f)[0]) for f in (0.9, 0.7, 0.1)] == [10, 30, 90]
+    assert len(train_val_split("x" * 10, 0.7)[0]) == 3
+
+
 def test_get_batch_targets_are_shifted_inputs():
     ids = torch.arange(1000)
     g = torch.Generator().manual_seed(0)

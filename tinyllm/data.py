@@ -32,6 +32,7 @@ import os
 import re
 import urllib.error
 import urllib.request
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
@@ -323,11 +324,14 @@ def train_val_split(data, val_fraction: float = 0.1):
     """Split a sequence (string, list or 1-D tensor) into its first and last parts.
 
     The split is contiguous, not shuffled: validation text is text the model never saw,
-    not sentences interleaved with the training ones.
+    not sentences interleaved with the training ones. The training part has
+    ``floor(len(data) * (1 - val_fraction))`` items, counted with the fraction as written
+    (``0.7`` is 7/10), so that float rounding never moves the cut by one.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    n = int(len(data) * (1.0 - val_fraction))
+    # In floats 100 * (1 - 0.9) is 9.999..., which int() makes 9.
+    n = int(len(data) * (1 - Fraction(str(val_fraction))))
     return data[:n], data[n:]
 
 
