@@ -1,6 +1,7 @@
 import pytest
+import torch
 
-from tinyllm.tokenizer import CharTokenizer
+from tinyllm.tokenizer import BPETokenizer, CharTokenizer
 
 
 def test_roundtrip_and_sorted_vocabulary():
@@ -21,6 +22,15 @@ def test_decode_rejects_ids_outside_the_vocabulary():
     tok = CharTokenizer.from_text("abc")
     with pytest.raises(ValueError, match="token id 7 is outside the vocabulary"):
         tok.decode([0, 7])
+
+
+@pytest.mark.parametrize("ids", [[0, 1.7], [0, 2.0], torch.tensor([0.0, 1.0]), [True]])
+def test_decode_refuses_ids_that_are_not_integers(ids):
+    # int(1.7) would have decoded token 1: a float id is a bug upstream, said at once
+    for tok in (CharTokenizer.from_text("abc"), BPETokenizer()):
+        with pytest.raises(ValueError, match="is outside the vocabulary"):
+            tok.decode(ids)
+    assert CharTokenizer.from_text("abc").decode(torch.tensor([2, 0])) == "ca"
 
 
 def test_save_load_is_readable_json(tmp_path):

@@ -339,6 +339,8 @@ class BPETokenizer:
             ids = ids.tolist()
         vocab = self.vocab
         try:
+            if any(type(i) is not int for i in ids):  # 2.0 and True would find a token in the dict
+                raise TypeError
             return b"".join(vocab[i] for i in ids)
         except (KeyError, TypeError):
             for i in ids:

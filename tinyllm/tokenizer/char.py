@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 from pathlib import Path
 
 from tinyllm.files import json_loads
@@ -47,10 +48,13 @@ class CharTokenizer:
             ) from None
 
     def decode(self, ids) -> str:
-        ids = [int(i) for i in ids]
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if hasattr(ids, "tolist"):  # torch tensors and numpy arrays
+            ids = ids.tolist()
+        # A float id (2.7, or 2.0 from a float tensor) is a mistake upstream, not token 2.
+        bad = [i for i in ids if not isinstance(i, numbers.Integral) or isinstance(i, bool)
+               or not 0 <= i < self.vocab_size]
         if bad:
-            raise ValueError(f"token id {bad[0]} is outside the vocabulary (0..{self.vocab_size - 1})")
+            raise ValueError(f"token id {bad[0]!r} is outside the vocabulary (0..{self.vocab_size - 1})")
         return "".join(self.itos[i] for i in ids)
 
     def token_strings(self) -> list[str]:
