@@ -39,6 +39,9 @@ def test_bigram_rejects_bad_ids():
         model(torch.tensor([[1, 5]]))
     with pytest.raises(ValueError, match="max_new_tokens"):
         model.generate(torch.tensor([[1]]), -1)
+    # targets laid out (T, B) would be flattened beside idx and scored at the wrong positions
+    with pytest.raises(ValueError, match=r"targets must have the shape of idx \(2, 3\), got \(3, 2\)"):
+        model(torch.zeros(2, 3, dtype=torch.long), torch.zeros(3, 2, dtype=torch.long))
 
 
 def test_bigram_lives_in_its_own_module_and_model_still_exports_it():

@@ -29,7 +29,7 @@ class BigramLanguageModel(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """``idx`` ``(B, T)`` -> logits ``(B, T, V)`` and the mean cross-entropy or None."""
-        check_ids(idx, self.vocab_size)
+        check_ids(idx, self.vocab_size, targets)
         logits = self.token_embedding_table(idx)
         loss = None
         if targets is not None:

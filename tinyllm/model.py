@@ -316,9 +316,7 @@ class GPT(nn.Module):
         With a ``kv_cache``, ``idx`` holds only the new tokens; positions continue after
         the cached ones.
         """
-        check_ids(idx, self.config.vocab_size)
-        if targets is not None and targets.shape != idx.shape:
-            raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+        check_ids(idx, self.config.vocab_size, targets)
         B, T = idx.shape
         start = kv_cache.length if kv_cache is not None else 0
         if start + T > self.config.block_size:

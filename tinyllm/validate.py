@@ -20,12 +20,16 @@ def check_int(name: str, value, low: int = 1, high: int | None = None) -> int:
     return value
 
 
-def check_ids(idx: torch.Tensor, vocab_size: int) -> None:
-    """Raise ``ValueError`` unless ``idx`` is a ``(B, T)`` tensor of ids in ``0..vocab_size-1``."""
+def check_ids(idx: torch.Tensor, vocab_size: int, targets: torch.Tensor | None = None) -> None:
+    """Raise ``ValueError`` unless ``idx`` is a ``(B, T)`` tensor of ids in ``0..vocab_size-1``
+    and ``targets``, if given, has its shape (a ``(T, B)`` or flattened batch would otherwise
+    be flattened beside ``idx`` and scored against the wrong positions)."""
     if torch.compiler.is_compiling():
         return  # reading values back (.item()) would break the compiled graph
     if idx.dim() != 2:
         raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
+    if targets is not None and targets.shape != idx.shape:
+        raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
     if idx.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
     if idx.numel() and (idx.min() < 0 or idx.max() >= vocab_size):
