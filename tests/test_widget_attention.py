@@ -32,6 +32,9 @@ def test_explorer_shows_the_models_weights_for_each_choice(model_and_tokenizer):
     # The text is longer than block_size: only its last 32 characters are read.
     assert ex.token.max == 31 and ex.token.value == 31
     assert "".join(ex.pieces) == TEXT[-32:]
+    assert f"the first {len(TEXT) - 32} of {len(TEXT)} are left out" in ex.info.value
+    assert "left out" in render_attention(model, tok, TEXT)
+    assert "left out" not in render_attention(model, tok, TEXT[-32:])
     seen = []
     for layer, head, token in [(0, 0, 31), (1, 3, 5), (0, 2, 0), (1, 1, 17)]:
         ex.layer.value, ex.head.value, ex.token.value = layer, head, token
@@ -77,6 +80,9 @@ def test_static_rendering_rejects_a_query_outside_the_text(model_and_tokenizer):
     model, tok = model_and_tokenizer
     with pytest.raises(ValueError, match="query must be a token position in 0..2, got 5"):
         render_attention(model, tok, "abe", query=5)
+    # the slider would clamp it to 2 without a word
+    with pytest.raises(ValueError, match="token must be a position in 0..2 of the text the model reads, got 5"):
+        AttentionExplorer(model, tok, "abe", token=5, heatmap=False)
 
 
 def test_each_change_draws_once(model_and_tokenizer, monkeypatch):

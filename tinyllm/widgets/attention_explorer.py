@@ -59,25 +59,29 @@ def attention_html(pieces: list[str], weights, query: int, title: str = "") -> s
     return f'<div style="line-height: 1.9;">{head}{"".join(spans)}</div>'
 
 
-def _encode(model, tokenizer, text: str) -> tuple[list[int], torch.Tensor]:
+def _encode(model, tokenizer, text: str) -> tuple[list[int], torch.Tensor, str]:
+    """The ids the model reads, as a batch of one, and a note when the text was cut."""
     ids = tokenizer.encode(text)
     if not ids:
         raise ValueError("the text is empty: type at least one character")
-    ids = ids[-model.config.block_size :]  # the model reads at most block_size tokens
+    block = model.config.block_size
+    cut = "" if len(ids) <= block else \
+        f"the model reads at most {block} tokens: the first {len(ids) - block} of {len(ids)} are left out"
+    ids = ids[-block:]
     device = next(model.parameters()).device
-    return ids, torch.tensor([ids], dtype=torch.long, device=device)
+    return ids, torch.tensor([ids], dtype=torch.long, device=device), cut
 
 
 def render_attention(model, tokenizer, text: str, layer: int = 0, head: int = 0, query: int | None = None) -> str:
     """Static HTML: what token ``query`` (default: the last) attends to in ``layer``/``head``."""
-    ids, idx = _encode(model, tokenizer, text)
+    ids, idx, cut = _encode(model, tokenizer, text)
     _check_layer_head(model, layer, head)
     query = len(ids) - 1 if query is None else query
     if not 0 <= query < len(ids):
         raise ValueError(f"query must be a token position in 0..{len(ids) - 1}, got {query}")
     weights = model.attention_weights(idx)[layer, 0, head, query, : query + 1]
     pieces = token_strings(tokenizer, ids)
-    title = f"layer {layer}, head {head}: token {query} {pieces[query]!r} attends to"
+    title = f"layer {layer}, head {head}: token {query} {pieces[query]!r} attends to" + (f" ({cut})" if cut else "")
     return attention_html(pieces, weights.tolist(), query, title)
 
 
@@ -138,10 +142,13 @@ class AttentionExplorer:
 
     def _set_text(self, text: str, token: int | None) -> None:
         try:
-            self.ids, idx = _encode(self.model, self.tokenizer, text)
+            self.ids, idx, self._cut = _encode(self.model, self.tokenizer, text)
         except ValueError as exc:  # an unknown character, or empty text: say so, keep the last view
             self.info.value = f"<b style='color: #b00'>{html.escape(str(exc))}</b>"
             return
+        if token is not None and not 0 <= token < len(self.ids):  # the slider would clamp it unseen
+            raise ValueError(f"token must be a position in 0..{len(self.ids) - 1} of the text the model reads, "
+                             f"got {token}")
         self.pieces = token_strings(self.tokenizer, self.ids)
         self._maps = self.model.attention_weights(idx)[:, 0]  # (n_layer, nh, T, T)
         last = len(self.ids) - 1
@@ -167,7 +174,7 @@ class AttentionExplorer:
         self.info.value = (
             f"token {q} <code>{html.escape(repr(self.pieces[q]))}</code> attends most to position "
             f"{strongest} <code>{html.escape(repr(self.pieces[strongest]))}</code> "
-            f"(weight {weights[strongest]:.2f})"
+            f"(weight {weights[strongest]:.2f})" + (f"<br><i>{html.escape(self._cut)}</i>" if self._cut else "")
         )
         self.html.value = attention_html(self.pieces, weights.tolist(), q, f"layer {layer}, head {head}")
         if self.show_heatmap:
