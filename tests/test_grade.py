@@ -7,6 +7,7 @@ the test sees both halves: what broke scores 0 with a clear message, the rest fu
 from __future__ import annotations
 
 import csv
+import errno
 import gc
 import json
 import os
@@ -1912,7 +1913,20 @@ try:
     joined = libc.setns(ns, 0)
 except OSError:
     joined = -1
-facts = {"caps": sorted({status[k].strip() for k in status if k.startswith("Cap")}),
+reach = {}  # bubblewrap's process (1) and `cat` (2) run as the notebook's uid: taken over, they would run its code
+for pid in (1, 2):
+    reach[f"ptrace {pid}"] = libc.ptrace(16, pid, 0, 0)  # PTRACE_ATTACH
+    buffer, remote = (ctypes.c_char * 8)(), (ctypes.c_char * 8)()
+    local = (ctypes.c_void_p * 2)(ctypes.addressof(buffer), 8)
+    far = (ctypes.c_void_p * 2)(ctypes.addressof(remote), 8)
+    reach[f"process_vm_readv {pid}"] = libc.process_vm_readv(pid, local, 1, far, 1, 0)
+    try:
+        with open(f"/proc/{pid}/mem", "r+b", buffering=0):
+            reach[f"/proc/{pid}/mem"] = "opened for writing"
+    except OSError as exc:
+        reach[f"/proc/{pid}/mem"] = exc.errno
+facts = {"caps": sorted({status[k].strip() for k in status if k.startswith("Cap")}), "reach": reach,
+         "seccomp": status["Seccomp"].strip(),
          "no_new_privs": status["NoNewPrivs"].strip(), "parent": os.getppid(), "pid": os.getpid(),
          "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
          "sockets": sorted(fd for fd, to in fds.items() if to.startswith("socket:")), "fds": sorted(fds, key=int),
@@ -1949,6 +1963,10 @@ def test_each_notebook_is_forked_from_one_warm_process_into_a_sandbox_of_its_own
     assert warm._server[0] is server and server.poll() is None, "each notebook started a warm process of its own"
     for seen in (first, second):
         assert seen["caps"] == ["0000000000000000"] and seen["no_new_privs"] == "1", seen
+        # neither attached to (ptrace, its memory read or written) nor changed through /proc (read-only: EROFS)
+        assert seen["seccomp"] == "2" and seen["reach"] == {
+            **{f"{call} {pid}": -1 for call in ("ptrace", "process_vm_readv") for pid in (1, 2)},
+            "/proc/1/mem": errno.EROFS, "/proc/2/mem": errno.EROFS}, seen
         assert seen["parent"] == 0 and seen["procs"] == [1, 2, seen["pid"]], seen  # bubblewrap's, cat, itself
         assert seen["session_leader"], seen  # a session of its own, as bubblewrap's --new-session made
         assert seen["new_user_ns"] == -1 and seen["new_mount_ns"] == -1 and seen["setns"] == -1, seen

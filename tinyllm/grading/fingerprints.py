@@ -144,7 +144,7 @@ def _constant(c):
     or hash would run the notebook's code inside the watch's callback)."""
     kind = type(c)
     if kind is types.CodeType:
-        return c.co_name
+        return c.co_name if type(c.co_name) is str else "<not a str>"
     if kind is tuple or kind is frozenset:
         return kind.__name__, tuple(_constant(x) for x in c)
     plain = kind is str or kind is int or kind is float or kind is bytes or kind is bool or kind is complex

@@ -8,7 +8,10 @@ With ``bwrap`` (Linux; the sandbox Flatpak uses) the notebook's process sees
   ``/tmp`` and ``/dev/shm`` (size-limited too, gone with the sandbox);
 - its own pid, network, ipc, uts and user namespaces (no network at all), uid 65534 and no
   capabilities (started by root, that uid is root outside: so ``/proc``, ``/dev`` and the
-  sandbox's own root are read-only); ``--die-with-parent`` and the pid namespace mean
+  sandbox's own root are read-only); a seccomp filter on the notebook's process refuses
+  ``ptrace`` and the calls that read or write another process's memory (bubblewrap's and
+  ``cat`` run as its uid: :func:`tinyllm.grading.warm._forbid_reaching_other_processes`);
+  ``--die-with-parent`` and the pid namespace mean
   that nothing it starts (``setsid -f``, double forks) outlives it;
 - resource limits: data memory and file size per process, CPU time, process count (the
   count is per user, so it binds only where the grader does not run as root).

@@ -12,7 +12,8 @@ enters the sandbox bubblewrap made for that notebook:
   when Python was bubblewrap's own command;
 - the forked process joins the sandbox's namespaces (``setns``: the user namespace around it
   first, which owns the rest, then its filesystem, pids, network, ipc, host name, cgroups,
-  and last the inner user namespace), drops every capability and sets ``no_new_privs``,
+  and last the inner user namespace), drops every capability, sets ``no_new_privs`` and a
+  seccomp filter against ``ptrace`` and its kin,
   then forks the notebook's process, the first in the sandbox's pid namespace that runs
   Python (:func:`tinyllm.grading.sandbox.become_notebook_process`).
 
@@ -171,6 +172,7 @@ def _enter_sandbox(request: dict, fds: list[int], requests_fd: int) -> None:
                 raise OSError(ctypes.get_errno(), f"setns: {os.strerror(ctypes.get_errno())}")
             os.close(ns)
         _drop_capabilities()
+        _forbid_reaching_other_processes()
         serve_config = {**request["serve"], "fds": channel[:3], "tables": channel[3]}
         pid = os.fork()
         if pid == 0:
@@ -214,11 +216,52 @@ def _drop_capabilities() -> None:
         raise OSError(ctypes.get_errno(), "no_new_privs")
 
 
+# The calls that reach into another process's memory (ptrace, process_vm_readv/writev, pidfd_getfd,
+# process_madvise, perf_event_open), by architecture: (its audit number, the calls' numbers).
+# The notebook's uid is the one of bubblewrap's process and of `cat`, which are no more
+# protected than that: a notebook that attached to `cat` made it run its answers, where no
+# watch follows. Writing to their /proc/PID/mem is stopped by /proc being read-only.
+_REACHING = {"x86_64": (0xC000003E, (101, 310, 311, 438, 440, 298)),
+             "aarch64": (0xC00000B7, (117, 270, 271, 438, 440, 241)),
+             "riscv64": (0xC00000F3, (117, 270, 271, 438, 440, 241))}
+_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
+
+
+def _forbid_reaching_other_processes() -> None:
+    """A seccomp filter (kept by every process the notebook starts): those calls fail with
+    EPERM, and so does every call of another architecture's numbering (x86's 32-bit calls
+    reach ptrace under another number)."""
+    import platform
+    import struct
+
+    machine = platform.machine()
+    if machine not in _REACHING:
+        raise OSError(f"no seccomp filter for this machine's architecture ({machine})")
+    arch, numbers = _REACHING[machine]
+    load, jump_eq, jump_ge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, JGE|K, BPF_RET|K
+    allow, refuse = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    program = [(load, 0, 0, 4), (jump_eq, 1, 0, arch), (ret, 0, 0, refuse), (load, 0, 0, 0)]
+    if machine == "x86_64":  # the x32 calls: the same numbers plus 0x40000000
+        program.append((jump_ge, len(numbers) + 1, 0, 0x40000000))
+    program += [(jump_eq, len(numbers) - i, 0, number) for i, number in enumerate(numbers)]
+    program += [(ret, 0, 0, allow), (ret, 0, 0, refuse)]
+    code = b"".join(struct.pack("HBBI", *step) for step in program)
+    buffer = ctypes.create_string_buffer(code)
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(Program(len(program), ctypes.addressof(buffer))),
+                  0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"seccomp: {os.strerror(ctypes.get_errno())}")
+
+
 def _check_capabilities() -> None:
     with open("/proc/self/status") as status:
         fields = dict(line.split(":", 1) for line in status)
     held = {name: int(fields[name], 16) for name in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}
-    assert not any(held.values()) and fields["NoNewPrivs"].strip() == "1", held
+    assert not any(held.values()) and fields["NoNewPrivs"].strip() == "1" and fields["Seccomp"].strip() == "2", fields
 
 
 if __name__ == "__main__":

@@ -1,12 +1,10 @@
 """The watch of a learner's call, in the sandbox: which of the package's functions it enters.
 
-:class:`Monitor` runs while :func:`tinyllm.grading.serve.call` calls a learner's function: a
-profiler (``sys.setprofile``) notes entries into the package's own code, or into a copy of
-it, and calls of the functions a question's statement forbids (with
-:class:`tinyllm.grading.checks.Forbidden`, a torch function mode); an audit hook notes
-imports of the package and new processes. It is a check on shortcuts, not a boundary: it
-shares the process with the learner's code (see :meth:`Monitor.changed`). What it notes
-becomes a flag (:mod:`tinyllm.grading.flags`) or fails the call.
+:class:`Monitor` runs while :func:`tinyllm.grading.serve.call` calls a learner's function: a profiler
+(``sys.setprofile``) notes entries into the package's own code, or into a copy of it, and calls of the functions a
+question's statement forbids (with :class:`tinyllm.grading.checks.Forbidden`, a torch function mode); an audit hook
+notes imports of the package and new processes. A check on shortcuts, not a boundary: it shares the process with the
+learner's code (:meth:`Monitor.changed`). A note is a flag (:mod:`tinyllm.grading.flags`) or fails the call.
 """
 
 from __future__ import annotations
@@ -53,7 +51,7 @@ from tinyllm.grading.fingerprints import (
 from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, dotted, text
 from tinyllm.grading.unseen import OTHER_INTERPRETER, TRACED, Unseen
 
-# What the audit hook sees of a new process: the watch does not follow it there.
+# The audit events of a new process, which the watch does not follow.
 PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system", "subprocess.Popen"}
 # Raised by the C function that sets a profiler, however reached: sys.setprofile, cProfile, ctypes (3.12: all threads).
 PROFILER_EVENTS = {"sys.setprofile", "sys._setprofileallthreads"}
@@ -74,6 +72,7 @@ ALLOWED_METHODS = {"forward", "encode", "decode"}
 # What gives a function other code in place, each set through a C setter that raises "object.__setattr__" first.
 RECODING = {"__code__", "__defaults__", "__kwdefaults__"}
 PAUSED = "switched the grader's call watch off during the call (its active flag)"
+NOT_PLAIN_NAME = "ran code whose file name or name is not a plain string (its methods would run inside the watch)"
 MAX_PLAIN_CODES = 100_000  # the profiler's table of code it let go (a notebook can make code without end)
 
 
@@ -265,6 +264,9 @@ class Monitor:
                 return
             calls[2](*calls[3:-1])  # the note, with nothing of self's or the module's (a cell can swap them)
             return  # the judge fails the call (the record's note); at each event here: a cell can clear a mark
+        code = frame.f_code  # str subclasses as names (code.replace) would run their methods here; frames up came here
+        if type(code.co_filename) is not str or type(code.co_name) is not str or type(code.co_qualname) is not str:
+            return self._note(NOT_PLAIN_NAME)
         if self.forbidden is not None and event in ("call", "c_call"):
             self._torch_call(frame, event, arg)
         if event == "c_call":
@@ -274,7 +276,6 @@ class Monitor:
             self.libraries.compiled_call(frame, arg, self.allowed_selves, self._note)
         if event != "call":
             return
-        code = frame.f_code
         # Met before, and plain: a cell can fill that cache up the stack, so a hit is checked (cheaply).
         if self._plain.get(_address(code)) is code and not code.co_filename.startswith(self._noted_places) \
                 and shape(code) not in self._copy_keys:
@@ -433,8 +434,7 @@ class Monitor:
         values.record(self._ledger, values.FORBIDDEN, dotted, self._ledger_file)
 
 
-# Taken before any cell runs: a cell that replaced sys.setprofile and sys.getprofile would switch
-# the whole watch off, and one of builtins' functions would run inside the watch's callback.
+# Taken before any cell runs: a cell's sys.setprofile would switch the watch off, its builtins run inside its callback.
 _setprofile, _getprofile, _getframe = sys.setprofile, sys.getprofile, sys._getframe
 _builtins, _sys_modules = vars(builtins), sys.modules
 _gc_isenabled, _gc_enable, _gc_disable = gc.isenabled, gc.enable, gc.disable
