@@ -1616,6 +1616,45 @@ def answer(opt, x):
     assert lines[5] == f"5 {[f'ran torch.nn.modules.activation.MultiheadAttention.__init__, {ran}']!r}"
 
 
+def test_the_watch_notes_code_torch_compile_made_whatever_its_files_are_called():
+    """torch.compile (TorchDynamo) traces a function's bytecode and runs a graph of it, without
+    calling the package's functions it inlined; with fx's loader renamed, the graph's code bears a
+    file name of the notebook's. A call that compiles such a function, or runs it compiled, is
+    noted by torch.compile's own wrapper and compiler; torch's plain functions are not (in a
+    fresh process: the watch installs an audit hook for good)."""
+    code = """if True:
+        import itertools, torch, torch.fx
+        import tinyllm
+        from pathlib import Path
+        from tinyllm import layers
+        from tinyllm.grading.watch import Monitor
+        watch = Monitor(str(Path(tinyllm.__file__).parent))
+        count = itertools.count()
+        torch.fx.graph_module._loader._get_key = lambda: f"/home/learner/graph_{next(count)}.py"
+        scope = {"torch": torch, "layers": layers}
+        exec(compile('''
+def wrapper(x, w1, w2, w3):
+    return layers.swiglu(x, w1, w2, w3)
+compiled = torch.compile(wrapper, backend=lambda gm, example_inputs: gm.forward, dynamic=False)
+def plain(x, w1, w2, w3):
+    return torch.relu(x @ w1.T) @ w3.T
+''', "<cell>", "exec"), scope)
+        x, w1, w2, w3 = torch.randn(2, 4), torch.randn(6, 4), torch.randn(6, 4), torch.randn(4, 6)
+        for name in ("plain", "compiled", "compiled"):  # plain; compiled in the call; run compiled (cached)
+            watch.start(((x, w1, w2, w3), {}))
+            out = scope[name](x, w1, w2, w3)
+            print(name, sorted(watch.stop()))
+        torch.testing.assert_close(out, layers.swiglu(x, w1, w2, w3))
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    from tinyllm.grading.unseen import COMPILED
+
+    plain, compiling, cached = out.stdout.splitlines()
+    assert plain == "plain []" and cached == f"compiled {[COMPILED]!r}", out.stdout
+    assert COMPILED in compiling, out.stdout  # compiling runs fx's graphs too: noted as well
+
+
 def test_the_watch_notes_the_model_libraries_and_frameworks_colab_has(tmp_path):
     """Colab has timm, torchao, jax, TensorFlow, Keras and scikit-learn, each with versions of the
     pieces (timm's ``rms_norm`` written in torch's plain functions, torchao's int8 quantization,

@@ -29,7 +29,9 @@ LIBRARIES = ("transformers", "tokenizers", "tiktoken", "sentencepiece", "minbpe"
              "jax", "optax", "tensorflow", "tensorflow_probability", "keras", "sklearn")
 # Folders and files of torch; "file:name" counts only the functions or class of that name.
 TORCH_PIECES = ("optim/", "nn/utils/clip_grad.py", "nn/modules/transformer.py",
-                "nn/modules/activation.py:MultiheadAttention", "nn/functional.py:multi_head_attention_forward")
+                "nn/modules/activation.py:MultiheadAttention", "nn/functional.py:multi_head_attention_forward",
+                "ao/nn/quantizable/modules/activation.py:MultiheadAttention",  # a whole one in Python (bmm, softmax)
+                "ao/nn/quantized/modules/activation.py:MultiheadAttention")
 # torch's C++ kernels that are a whole piece (nn.MultiheadAttention's fast path, a fused optimizer step), under every
 # name an answer can reach one by: torch's function, and the operator table's entries (OpOverload._op has no name).
 TORCH_KERNELS = ("_native_multi_head_attention", "_transformer_encoder_layer_fwd", "_triton_multi_head_attention",
@@ -43,14 +45,16 @@ LIBRARY_VERSION = "a library's own version of the piece"
 OPERATOR_REFERENCES = ("_refs/", "_decomp/")
 # torch's normalisations, for a question that asks for one (a layer norm, an RMS norm). Each gives the others from a
 # changed input (an RMS norm of the centred x is its layer norm; an instance norm of [x, -x] is x's RMS norm; a local
-# response norm whose window spans every channel is one too), so a statement that forbids one forbids them all,
-# with their kernels of every suffix (``native_batch_norm``, ``_native_batch_norm_legit``).
+# response norm whose window spans every channel is one too; weight norm's kernel g * v / |v| of a row with one more
+# column, sqrt(C * eps), is an RMS norm; renorm makes rows unit length), so a statement that forbids one forbids them
+# all, with their kernels of every suffix (``native_batch_norm``, ``_native_batch_norm_legit``).
 NORMALIZATIONS = ("torch.nn.functional.layer_norm", "torch.nn.functional.rms_norm", "torch.nn.functional.group_norm",
                   "torch.nn.functional.instance_norm", "torch.nn.functional.batch_norm",
                   "torch.nn.functional.local_response_norm", "torch.nn.functional.normalize",
                   "torch.ops.aten.layer_norm*", "torch.ops.aten.native_layer_norm*", "torch.ops.aten.rms_norm*",
                   "torch.ops.aten._fused_rms_norm*", "torch.ops.aten.group_norm*", "torch.ops.aten.native_group_norm*",
-                  "torch.ops.aten.instance_norm*", "torch.ops.aten.batch_norm*", "torch.ops.aten.native_batch_norm*")
+                  "torch.ops.aten.instance_norm*", "torch.ops.aten.batch_norm*", "torch.ops.aten.native_batch_norm*",
+                  "torch._weight_norm", "torch.ops.aten._weight_norm*", "torch.renorm", "torch.ops.aten.renorm*")
 
 
 class Libraries:

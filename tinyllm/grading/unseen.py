@@ -1,6 +1,7 @@
 """What a notebook can set up that runs code where the call watch (:mod:`tinyllm.grading.watch`)
 cannot see it: threads and processes started before the call, a second interpreter, functions
-compiled by TorchScript, a trace function, a signal handler or a garbage-collector callback.
+compiled by TorchScript, a trace function, a signal handler or a garbage-collector callback;
+and (:func:`graph_runner`) code that runs a graph traced by torch.fx or torch.compile.
 
 :class:`Unseen` reads them when a call starts and again when it ends, through functions taken
 before any cell ran (a cell that replaced ``sys._current_frames`` would hide its threads).
@@ -21,6 +22,29 @@ OTHER_INTERPRETER = ("ran while a second Python interpreter the notebook started
                      "which the watch does not see")
 FROM_C = ("started a thread or process the watch does not follow (from C code: a starter called through map, "
           "ctypes)")
+# Code that runs a traced graph, not the functions it was traced from: what torch.fx writes for a traced function or
+# module (a GraphModule's forward; also a GraphModule called as a module, whatever its loader named the file) and its
+# Interpreter, which runs such a graph node by node (only torch operations, whatever the tracing went through); and
+# torch.compile's (TorchDynamo's) wrapper of a compiled function or module and its compiler, which reads a function's
+# bytecode to trace it, without calling the functions it inlines.
+FX_FILES = "<eval_with_key>"  # the start of fx's file names (its loader's keys)
+# (file, the qualified names that count: not its import's module and class bodies); a tuple, which no cell edits
+GRAPH_RUNNERS = (("fx/interpreter.py", ("",)), ("fx/graph_module.py", ("_WrappedCall.",)),
+                 ("_dynamo/convert_frame.py", ("ConvertFrame.__call__", "ConvertFrameAssert.__call__")),
+                 ("_dynamo/eval_frame.py", ("_TorchDynamoContext.__call__", "OptimizedModule.")))
+FX_GRAPH = ("ran a graph traced by torch.fx (its generated code or its Interpreter), which hides the functions it "
+            "was traced from")
+COMPILED = "ran code compiled by torch.compile (TorchDynamo), which runs the functions it traced without calling them"
+
+
+def graph_runner(code, torch_dir: str) -> str | None:
+    """The note for ``code`` if it runs a traced graph (its names are plain str: the watch checked)."""
+    if code.co_filename.startswith(FX_FILES):
+        return FX_GRAPH
+    for place, names in GRAPH_RUNNERS:
+        if code.co_filename == torch_dir + place and code.co_qualname.startswith(names):
+            return FX_GRAPH if place.startswith("fx/") else COMPILED
+    return None
 
 
 class Unseen:

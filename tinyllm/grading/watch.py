@@ -49,7 +49,7 @@ from tinyllm.grading.fingerprints import (
     versions,
 )
 from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, dotted, text
-from tinyllm.grading.unseen import OTHER_INTERPRETER, TRACED, Unseen
+from tinyllm.grading.unseen import FX_FILES, GRAPH_RUNNERS, OTHER_INTERPRETER, TRACED, Unseen, graph_runner
 
 # The audit events of a new process, which the watch does not follow.
 PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system", "subprocess.Popen"}
@@ -63,9 +63,6 @@ TRACER_EVENTS = {"sys.settrace", "sys._settraceallthreads", "sys.monitoring.regi
 THREAD_STARTS = {"start_new_thread", "start_new", "start_joinable_thread"}
 UNWATCHED_THREAD = "started a thread the watch does not follow (not through threading or _thread's watched starters)"
 
-# Where torch.fx puts the code it writes for a traced function or module (a GraphModule's forward), and its
-# Interpreter, which runs such a graph node by node: only torch operations, whatever the tracing went through.
-FX_FILES, FX_INTERPRETER = "<eval_with_key>", "fx/interpreter.py"
 
 # Methods of the objects a test passes in that an answer may call ("run the module", "encode with the tokenizer").
 ALLOWED_METHODS = {"forward", "encode", "decode"}
@@ -109,7 +106,6 @@ class Monitor:
                                                          ledger, values.NOTE, PAUSED, self._ledger_file, call_running))
         self.forbidden = None  # what the statement of the function called forbids (checks.Forbidden)
         self.tensor, self.torch_dir = torch.Tensor, os.path.dirname(torch.__file__) + "/"
-        self.fx_interpreter = self.torch_dir + FX_INTERPRETER
         self.modes_all_off = getattr(torch._C, "_is_torch_function_all_disabled", lambda: False)
         self.libraries = Libraries(self.torch_dir, self.package)
         self.module_type, self.ops = torch.nn.Module, (torch._ops.OpOverloadPacket, torch._ops.OpOverload)
@@ -122,7 +118,8 @@ class Monitor:
         self._copy_keys, self._pristine_codes = frozenset(self.copies), {}  # _address(code) -> (code, _genuine)
         # _address(code) -> code, for code the profiler met outside the package that is no library's piece
         # nor a copy: a call of it is let go at once (torch.save's persistent_id, once per object written).
-        self._plain, self._noted_places = {}, (self.package, *self.libraries.places, FX_FILES, self.fx_interpreter)
+        self._plain, self._noted_places = {}, (self.package, *self.libraries.places, FX_FILES,
+                                              *(self.torch_dir + place for place, _ in GRAPH_RUNNERS))
         self._starters = self._watch_threads()
         self._starter = self._starters[0][2].__code__  # the code that starts a thread it watches
         # The watch's own code that sets the profiler; from elsewhere in a call, the learner's switching it off (noted).
@@ -284,10 +281,9 @@ class Monitor:
             library = code.co_filename.startswith(self.libraries.places)
             if library:
                 self.libraries.entry(frame, self.allowed_selves, self._note)
-            traced = code.co_filename.startswith(FX_FILES) or code.co_filename == self.fx_interpreter
+            traced = graph_runner(code, self.torch_dir)
             if traced:
-                self._note("ran a graph traced by torch.fx (its generated code or its Interpreter), which "
-                           "hides the functions it was traced from")
+                self._note(traced)
             copied = self._copy_of(code)
             if not (copied or library or traced) and len(self._plain) < MAX_PLAIN_CODES:
                 self._plain[_address(code)] = code  # all the checks above read the code alone: asked once
