@@ -32,6 +32,8 @@ def test_auto_dtype_is_bfloat16_only_where_the_cpu_multiplies_it_fast(monkeypatc
     assert device.resolve_dtype("float32", "cpu") == torch.float32
     assert device.resolve_dtype("bfloat16", "cpu") == torch.bfloat16
     assert device.resolve_dtype("auto", "mps") == torch.float32
+    with pytest.raises(ValueError, match="dtype must be 'float32', 'bfloat16' or 'auto', got 'float16'"):
+        device.resolve_dtype("float16", "cpu")  # a KeyError before
     for fast, expected in ((True, torch.bfloat16), (False, torch.float32)):
         monkeypatch.setattr(device, "cpu_has_fast_bfloat16", lambda fast=fast: fast)
         assert device.resolve_dtype("auto", "cpu") == expected

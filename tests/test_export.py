@@ -86,6 +86,15 @@ def test_conv1d_weights_are_transposed():
     assert "lm_head.weight" not in sd  # tied: stored once, as wte
 
 
+def test_a_compiled_model_is_written_as_the_model_it_wraps(exported, tmp_path):
+    """torch.compile's wrapper names every weight ``_orig_mod.*``: transformers would load none."""
+    model, folder = exported
+    to_transformers(torch.compile(model), tmp_path)
+    assert (tmp_path / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="writes a tinyllm GPT, got Linear"):
+        to_transformers(torch.nn.Linear(2, 2), tmp_path)
+
+
 def test_bias_free_model_cannot_be_exported(tmp_path):
     with pytest.raises(ValueError, match="bias=False"):
         to_transformers(random_gpt(bias=False), tmp_path)
@@ -207,6 +216,7 @@ def test_round_trip_through_transformers_is_exact(tmp_path, mlp):
         (dict(activation_function="silu"), "activation_function='silu'"),
         (dict(scale_attn_by_inverse_layer_idx=True), "scale_attn_by_inverse_layer_idx"),
         (dict(layer_norm_epsilon=1e-6), "layer_norm_epsilon"),
+        (dict(tie_word_embeddings=False), "an output head that is not the token embedding"),
     ],
 )
 def test_from_transformers_refuses_what_it_cannot_represent(overrides, message):

@@ -118,8 +118,16 @@ def test_missing_files_are_named(tmp_path):
 
 def test_exporting_leaves_the_model_in_its_mode(tmp_path):
     model = random_gpt().train()
-    to_onnx(model, tmp_path / "m.onnx")
+    path = to_onnx(model, tmp_path / "m.onnx")
     assert model.training
+    max_logit_difference(model, path, ids(1, 8))  # measuring it put the model in eval mode for good
+    assert model.training
+
+
+def test_a_context_too_short_for_a_dynamic_length_is_refused_by_name(tmp_path):
+    for block_size in (1, 2):  # torch.export failed with "Cannot create Dim with inconsistent min=2, max=2"
+        with pytest.raises(ValueError, match=f"needs block_size >= 3, got {block_size}"):
+            to_onnx(random_gpt(block_size=block_size), tmp_path / "m.onnx")
 
 
 def test_shipped_model_exports_within_tolerance(shipped):

@@ -46,6 +46,9 @@ def test_generate_text_rejects_bad_input(tiny_checkpoint):
         generate_text(model, tok, "xyz")
     with pytest.raises(ValueError, match="temperature"):
         generate_text(model, tok, "a", temperature=0.0)
+    for bad in (True, 2.0, 0):  # True gave one sample, 2.0 a TypeError from deep inside
+        with pytest.raises(ValueError, match=f"num_samples must be an int >= 1, got {bad!r}"):
+            generate_text(model, tok, "a", num_samples=bad)
 
 
 def test_cli_prints_samples(tiny_checkpoint, capsys):

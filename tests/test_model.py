@@ -96,6 +96,14 @@ def test_targets_must_match_idx_shape():
         model(ids(2, 5), targets=ids(2, 4))
 
 
+def test_int32_targets_are_read_as_int32_ids_are_and_float_targets_refused():
+    model = small_model()
+    x, y = ids(2, 5), ids(2, 5)
+    torch.testing.assert_close(model(x.int(), y.int())[1], model(x, y)[1])  # cross_entropy needed int64
+    with pytest.raises(ValueError, match="targets must hold integer token ids, got dtype torch.float32"):
+        model(x, y.float())
+
+
 # ---------------------------------------------------------------------------------------
 # Forward, loss, init
 # ---------------------------------------------------------------------------------------
@@ -399,6 +407,10 @@ def test_flops_per_token():
     n = model.num_params(non_embedding=True)
     assert model.flops_per_token(10) == 6 * n + 12 * 2 * 32 * 10
     assert model.flops_per_token() == 6 * n + 12 * 2 * 32 * 16
+    # 0 was read as "the default", a negative length gave negative FLOPs, a length past the context counted
+    for T, message in ((0, r"T must be an int in 1\.\.16, got 0"), (-100, "got -100"), (17, "got 17")):
+        with pytest.raises(ValueError, match=message):
+            model.flops_per_token(T)
 
 
 # ---------------------------------------------------------------------------------------
@@ -616,7 +628,11 @@ def test_swiglu_and_relu2_mlps_compute_their_formulas():
     (dict(n_kv_head=0), "n_kv_head must be an int >= 1, got 0"),
     (dict(pos="rope", n_embd=36, n_head=12), "pos='rope' needs an even head size, got n_embd // n_head = 3"),
     (dict(qk_norm=1), "qk_norm must be True or False, got 1"),
-    (dict(rope_theta=0.0), "rope_theta must be a positive number, got 0.0"),
+    (dict(rope_theta=0.0), "rope_theta must be a positive finite number, got 0.0"),
+    (dict(rope_theta=float("nan")), "rope_theta must be a positive finite number, got nan"),  # NaN angles
+    (dict(rope_theta=float("inf")), "rope_theta must be a positive finite number, got inf"),
+    (dict(bias="False"), "bias must be True or False, got 'False'"),  # a non-empty string is true
+    (dict(bias=2), "bias must be True or False, got 2"),
 ])
 def test_bad_switches_are_refused_by_name(bad, message):
     with pytest.raises(ValueError, match=message):
@@ -643,6 +659,9 @@ def test_eval_mode_puts_back_the_mode_the_model_was_in_even_after_an_error():
     with pytest.raises(RuntimeError, match="inside"), eval_mode(model):
         raise RuntimeError("inside")
     assert model.training
+    model.transformer.h[0].eval()  # a frozen block (no dropout there) stays as it was left
+    model.generate(torch.tensor([[1, 2]]), 2)
+    assert model.training and not model.transformer.h[0].training and not model.transformer.h[0].attn.training
 
 
 def test_the_integer_check_refuses_bools_floats_and_values_out_of_bounds():

@@ -172,6 +172,18 @@ def test_unknown_optimizer_is_refused_by_name():
         build_optimizer(small_model(), "sgd")
 
 
+def test_learning_rates_must_be_finite_and_muons_counts_only_for_muon():
+    from tinyllm.config import TrainConfig
+
+    for name, settings in (("lr", {"lr": math.inf}), ("muon_lr", {"muon_lr": math.inf}), ("muon_lr", {"muon_lr": -1})):
+        with pytest.raises(ValueError, match=f"{name} must be > 0 and finite"):  # inf made the weights NaN at step 1
+            build_optimizer(small_model(), "muon", **settings)
+    build_optimizer(small_model(), "adamw", muon_lr=0)  # Muon's rate is unused by AdamW
+    with pytest.raises(ValueError, match="muon_lr must be > 0 and finite, got -1"):  # before the data is prepared
+        TrainConfig(optimizer="muon", muon_lr=-1)
+    TrainConfig(optimizer="adamw", muon_lr=-1)
+
+
 def test_muon_state_dict_round_trips_and_continues_identically():
     def run(steps, state=None):
         model = small_model()

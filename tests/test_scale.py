@@ -142,6 +142,15 @@ def test_bfloat16_activation_bytes_match_what_autocast_saves(config):
     assert formula < scale.activation_bytes(config, 3)
 
 
+def test_n_kv_head_written_out_as_n_head_is_gpt2s_layout():
+    # the same weights as n_kv_head=None: refused before, as if it were grouped-query attention
+    written = GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8, n_kv_head=2)
+    plain = GPTConfig(**{**vars(written), "n_kv_head": None})
+    assert scale.activation_bytes(written, 2) == scale.activation_bytes(plain, 2)
+    with pytest.raises(ValueError, match="kv_heads=1 is not counted"):
+        scale.activation_bytes(GPTConfig(**{**vars(written), "n_kv_head": 1}), 2)
+
+
 def test_activation_bytes_grow_linearly_with_the_batch():
     config = CONFIGS[1]
     a = [scale.activation_bytes(config, B) for B in (1, 2, 3)]
@@ -208,6 +217,9 @@ def test_training_time():
     (lambda: scale.training_hours(1e18, 1, mfu=1.5), "mfu must be in (0, 1], got 1.5"),
     (lambda: scale.training_hours(1e18, 0), "n_gpus"),
     (lambda: scale.flops_per_token(GPTConfig(), T=0), "T must be"),
+    (lambda: scale.flops_per_token(GPTConfig(), T=65), "T must be an int in 1..64, got 65"),
+    # dropout's masks are saved for backward too (26 % more at 0.1), and not counted
+    (lambda: scale.activation_bytes(GPTConfig(dropout=0.1), 2), "dropout=0.1 is not counted"),
 ])
 def test_bad_input_names_the_value(call, name):
     with pytest.raises(ValueError, match=re.escape(name)):

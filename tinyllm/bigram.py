@@ -33,7 +33,7 @@ class BigramLanguageModel(nn.Module):
         logits = self.token_embedding_table(idx)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, self.vocab_size), targets.reshape(-1))
+            loss = F.cross_entropy(logits.view(-1, self.vocab_size), targets.reshape(-1).long())
         return logits, loss
 
     @torch.no_grad()

@@ -111,6 +111,8 @@ class TrainConfig(GPTConfig):
             raise ValueError(f"eval_interval must be >= 0 (0: only at the end), got {self.eval_interval}")
         if not 0 < self.lr < math.inf or not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"need 0 < lr and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.optimizer == "muon" and not 0 < self.muon_lr < math.inf:  # before the data is prepared
+            raise ValueError(f"muon_lr must be > 0 and finite, got {self.muon_lr}")
         if not (self.grad_clip >= 0 and self.weight_decay >= 0):  # (a NaN fails both)
             raise ValueError(f"grad_clip and weight_decay must be >= 0 (grad_clip 0: no clipping), got "
                              f"grad_clip={self.grad_clip}, weight_decay={self.weight_decay}")

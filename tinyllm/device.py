@@ -61,6 +61,8 @@ def resolve_dtype(dtype: str, device_type: str) -> torch.dtype:
         if device_type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
         return torch.bfloat16 if device_type == "cpu" and cpu_has_fast_bfloat16() else torch.float32
+    if dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype must be 'float32', 'bfloat16' or 'auto', got {dtype!r}")
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
 
 

@@ -202,8 +202,12 @@ def to_transformers(model: GPT, folder) -> Path:
     RMSNorm + RoPE + SwiGLU.
 
     Returns the folder. Raises ``ValueError`` for a model neither can represent (GPT-2
-    with ``bias=False``, a mix of old and new pieces).
+    with ``bias=False``, a mix of old and new pieces). A ``torch.compile``'d model is written
+    as the model it wraps (its weights' names carry no ``_orig_mod.``).
     """
+    model = getattr(model, "_orig_mod", model)
+    if not isinstance(model, GPT):
+        raise ValueError(f"to_transformers writes a tinyllm GPT, got {type(model).__name__}")
     if is_llama_like(model.config):
         config, state = llama_config(model), llama_state_dict(model)
     else:
@@ -231,7 +235,7 @@ def from_transformers(hf_model) -> GPT:
     GELU (``gelu_new``, as OpenAI's checkpoints do), the config says ``mlp="gelu_tanh"``, so a
     checkpoint and an export back keep it. Raises ``ValueError`` for a GPT-2 variant this
     model cannot represent (another activation, scaled or
-    reordered attention, a layer-norm eps other than 1e-5).
+    reordered attention, a layer-norm eps other than 1e-5, an output head of its own).
     """
     hf = hf_model.config
     problems = []
@@ -246,6 +250,9 @@ def from_transformers(hf_model) -> GPT:
         problems.append("scale_attn_weights=False (must be True)")
     if hf.layer_norm_epsilon != 1e-5:
         problems.append(f"layer_norm_epsilon={hf.layer_norm_epsilon} (must be 1e-5)")
+    head, embedding = hf_model.lm_head.weight, hf_model.transformer.wte.weight
+    if head.shape != embedding.shape or not torch.equal(head, embedding):  # tinyllm's GPT ties them
+        problems.append("an output head that is not the token embedding (tie_word_embeddings=False)")
     if problems:
         raise ValueError("this GPT-2 cannot be loaded into tinyllm's GPT: " + "; ".join(problems))
     config = GPTConfig(

@@ -144,8 +144,8 @@ def onnx_logits(model_or_path, idx) -> np.ndarray:
 
 def max_logit_difference(model: GPT, path, idx) -> float:
     """Largest ``|PyTorch logit - ONNX logit|`` over every position of ``idx`` ``(B, T)``."""
-    with torch.no_grad():
-        expected = model.eval()(torch.as_tensor(idx), all_logits=True)[0].numpy()
+    with torch.no_grad(), eval_mode(model):  # a model in training stays in training
+        expected = model(torch.as_tensor(idx), all_logits=True)[0].numpy()
     return float(np.abs(onnx_logits(path, idx) - expected).max())
 
 
@@ -158,9 +158,11 @@ def to_onnx(model: GPT, path, atol: float = 1e-4, check: bool = True) -> Path:
     Raises ``ValueError`` for a config option the export does not support.
     """
     check_exportable(model)
+    cfg = model.config
+    if cfg.block_size < 3:  # torch.export needs T's range to hold more than the example's size 2
+        raise ValueError(f"the ONNX export needs block_size >= 3, got {cfg.block_size}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cfg = model.config
     with eval_mode(model):
         example = torch.zeros(2, min(8, cfg.block_size), dtype=torch.long)
         with _quiet():
@@ -300,8 +302,8 @@ def to_onnx_cached(model: GPT, path, atol: float = 1e-4, check: bool = True) -> 
 def max_cached_logit_difference(model: GPT, path, idx, prompt: int) -> float:
     """Largest ``|PyTorch logit - ONNX logit|`` when the cached graph reads the first
     ``prompt`` ids of ``idx`` ``(B, T)`` in one call and the rest one id per call."""
-    with torch.no_grad():
-        expected = model.eval()(torch.as_tensor(idx), all_logits=True)[0].numpy()
+    with torch.no_grad(), eval_mode(model):
+        expected = model(torch.as_tensor(idx), all_logits=True)[0].numpy()
     idx = np.asarray(idx, dtype=np.int64)
     sess = _session(path)
     logits, cache = onnx_cached_step(sess, idx[:, :prompt], empty_cache(model.config, idx.shape[0]))

@@ -18,6 +18,7 @@ import torch
 
 from tinyllm.checkpoint import CheckpointError, load_model
 from tinyllm.device import pick_device
+from tinyllm.validate import check_int
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "checkpoints" / "shakespeare-char"
 
@@ -44,8 +45,7 @@ def generate_text(
     """``num_samples`` continuations of ``start`` (each includes ``start``)."""
     if not start:
         raise ValueError("start must hold at least one character to continue from (e.g. '\\n')")
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    check_int("num_samples", num_samples)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     idx = torch.tensor([tokenizer.encode(start)] * num_samples, dtype=torch.long, device=device)

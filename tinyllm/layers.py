@@ -30,7 +30,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1
     """``x / sqrt(mean(x**2) + eps) * weight`` over the last dimension ``(..., C)``.
 
     Computed in float32 at least (a bfloat16 mean of squares loses digits; float64 stays
-    float64), returned in ``x``'s dtype.
+    float64), returned in ``x``'s dtype (times ``weight``: in the two's promoted dtype).
     """
     h = x.to(torch.promote_types(x.dtype, torch.float32))
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)

@@ -87,10 +87,12 @@ class GPTConfig:
                 f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}: allowed "
                 f"n_kv_head values are the divisors of n_head: {_divisors(self.n_head)}"
             )
-        if not isinstance(self.qk_norm, bool):
-            raise ValueError(f"qk_norm must be True or False, got {self.qk_norm!r}")
-        if isinstance(self.rope_theta, bool) or not isinstance(self.rope_theta, (int, float)) or self.rope_theta <= 0:
-            raise ValueError(f"rope_theta must be a positive number, got {self.rope_theta!r}")
+        for name in ("bias", "qk_norm"):  # "False" or 2 would be taken for their truth
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if isinstance(self.rope_theta, bool) or not isinstance(self.rope_theta, (int, float)) \
+                or not 0 < self.rope_theta < math.inf:  # NaN fails too: the angles would be NaN
+            raise ValueError(f"rope_theta must be a positive finite number, got {self.rope_theta!r}")
         if self.pos == "rope" and self.head_size % 2:
             raise ValueError(
                 f"pos='rope' needs an even head size, got n_embd // n_head = {self.head_size}: "
@@ -329,7 +331,7 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)
         if targets is not None:
             logits = self.lm_head(x)
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1),
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1).long(),
                                    ignore_index=IGNORE_INDEX)
             return logits, loss
         logits = self.lm_head(x if all_logits else x[:, [-1], :])
@@ -379,7 +381,8 @@ class GPT(nn.Module):
         Layer norms, softmax, GELU and the optimizer are left out: they are a few percent.
         """
         cfg = self.config
-        T = T or cfg.block_size
+        T = cfg.block_size if T is None else T
+        check_int("T", T, 1, cfg.block_size)
         n = self.num_params(non_embedding=True)
         return 6 * n + 12 * cfg.n_layer * cfg.n_embd * T
 
@@ -433,9 +436,10 @@ class GPT(nn.Module):
 def eval_mode(model: nn.Module):
     """Run the block with ``model`` in eval mode (no dropout), then put back the mode it was
     in: a function that evaluates or generates leaves a model in training still training."""
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]  # each its own: a frozen block stays so
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training

@@ -193,9 +193,9 @@ def build_optimizer(model: torch.nn.Module, name: str = "adamw", lr: float = 6e-
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
-    for arg, value in (("lr", lr), ("muon_lr", muon_lr)):
-        if not value > 0:
-            raise ValueError(f"{arg} must be > 0, got {value!r}")
+    for arg, value in [("lr", lr)] + ([("muon_lr", muon_lr)] if name == "muon" else []):  # adamw's: unused
+        if not 0 < value < math.inf:
+            raise ValueError(f"{arg} must be > 0 and finite, got {value!r}")
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     # Matrices inside the blocks go to Muon; the (tied) embedding and head, norms, biases do not.
     matrices = {n for n, p in params.items()

@@ -47,7 +47,9 @@ def _check_config(config, gpt2_layout: bool = False) -> None:
         return
     # The activation count follows the tensors autograd keeps in GPT-2's layout; chapter 11's
     # switches keep others (RoPE's rotated copies, SwiGLU's gate, RMSNorm's statistics).
-    for name, gpt2 in (("norm", "layernorm"), ("pos", "learned"), ("n_kv_head", None), ("qk_norm", False)):
+    # n_kv_head equal to n_head is GPT-2's; dropout's masks are saved too and not counted.
+    for name, gpt2 in (("norm", "layernorm"), ("pos", "learned"), ("kv_heads", config.n_head), ("qk_norm", False),
+                       ("dropout", 0.0)):
         if getattr(config, name) != gpt2:
             raise ValueError(f"activation_bytes counts GPT-2's layout only: {name}={getattr(config, name)!r} "
                              f"is not counted (allowed: {gpt2!r})")
@@ -252,7 +254,7 @@ def flops_per_token(config: GPTConfig, T: int | None = None) -> int:
     every weight; ``12 L C T`` the attention scores and mix (PaLM, appendix B).
     """
     T = config.block_size if T is None else T
-    check_int("T", T)
+    check_int("T", T, 1, config.block_size)
     return 6 * param_count(config, non_embedding=True) + 12 * config.n_layer * config.n_embd * T
 
 

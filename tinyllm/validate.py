@@ -30,6 +30,8 @@ def check_ids(idx: torch.Tensor, vocab_size: int, targets: torch.Tensor | None =
         raise ValueError(f"idx must have shape (B, T), got {tuple(idx.shape)}")
     if targets is not None and targets.shape != idx.shape:
         raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+    if targets is not None and targets.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"targets must hold integer token ids, got dtype {targets.dtype}")
     if idx.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
     if idx.numel() and (idx.min() < 0 or idx.max() >= vocab_size):

@@ -81,7 +81,8 @@ class TokenizerExplorer(widgets.VBox):
 
     ``tokenizers`` maps a label to a tokenizer with ``encode``/``decode`` (CharTokenizer,
     BPETokenizer, ...). After any change, ``ids``, ``pieces`` and ``count`` hold what is
-    shown; ``view`` (HTML) shows the coloured tokens and ``summary`` the count or an error.
+    shown; ``view`` (HTML) shows the coloured tokens and the count, ``summary`` the tokenizer
+    chosen and its vocabulary's size, or an error.
     """
 
     def __init__(self, tokenizers: dict, text: str = "Hello world! Héllo wörld 👋"):
