@@ -50,6 +50,12 @@ TOPICS = ["hi guppy", "are you hungry?", "what do you eat?", "tell me a joke", "
 def tokenizer_state(tokenizer) -> dict:
     """The tokenizer as the page's JavaScript reads it (book/_vendor/talk/tokenizer.js)."""
     if hasattr(tokenizer, "merges") and hasattr(tokenizer, "pattern"):  # BPETokenizer
+        # The page numbers byte b as id b and merge k as id 256 + k; a tokenizer.json made elsewhere
+        # may number them its own way (tinyllm reads it so), which the page would misread.
+        ours = tokenizer._byte_ids is None and all(i == 256 + k for k, i in enumerate(tokenizer.merges.values()))
+        if not ours:
+            raise ValueError("the page reads a BPE tokenizer whose bytes are ids 0..255 and whose merges follow "
+                             "in order (tinyllm's own); this one numbers its ids its own way")
         return {
             "type": "bpe",
             "pattern": tokenizer.pattern,

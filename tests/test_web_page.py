@@ -394,6 +394,60 @@ def test_the_form_streams_the_same_text(open_page, shipped):
     assert blocked == [] and page.errors == []
 
 
+def test_reset_while_a_reply_is_written_stops_it_and_keeps_nothing(open_page):
+    """Reset during a reply: the reply stops and nothing of it is kept (it was added to the
+    emptied history when it ended, so the next prompt began with an assistant turn)."""
+    page, blocked = open_page()
+    page.check(".talk-nocache")  # the window recomputed at each token: the reply takes a while
+    result = page.evaluate(
+        """async () => {
+             const t = window.tinyllmTalk, $ = (s) => document.querySelector(s);
+             const sending = t.send("are you hungry?");
+             await new Promise((resolve) => setTimeout(resolve, 30));
+             const busy = [$(".talk-send").disabled, $(".talk-topics button").disabled, $(".talk-precision").disabled];
+             $(".talk-reset").click();
+             await sending;
+             return {busy, history: t.history, bubbles: document.querySelectorAll(".talk-bubble").length,
+                     sendEnabled: !$(".talk-send").disabled, status: $(".talk-status").textContent};
+           }""")
+    assert result["busy"] == [True, True, True], result  # a second message was thrown away without a word
+    assert result["history"] == [] and result["bubbles"] == 0 and result["sendEnabled"], result
+    assert "reset" in result["status"], result
+    assert blocked == [] and page.errors == []
+
+
+def test_the_forms_numbers_are_clamped_to_their_limits_not_replaced_by_defaults(open_page, shipped):
+    """Temperature 0 is the lowest allowed (0.05), not the default 1; 0 tokens is 1, not 200;
+    top-p 0 keeps the most likely token, as tinyllm.sampling.top_p_filter does."""
+    model, tokenizer = shipped
+    page, blocked = open_page(SHAKESPEARE)
+    page.fill(".talk-prompt", "ROMEO:")
+    for field, value in ((".talk-tokens", "0"), (".talk-temperature", "0"), (".talk-topk", "0"), (".talk-topp", "0")):
+        page.fill(field, value)
+    page.click(".talk-generate")
+    wait_state(page, "done")
+    first = model.generate(torch.tensor([tokenizer.encode("ROMEO:")]), 1, greedy=True)[0].tolist()
+    assert page.text_content(".talk-output") == tokenizer.decode(first)
+    assert page.evaluate("window.tinyllmTalk.lastResult.tokens") == 1
+    assert blocked == [] and page.errors == []
+
+
+def test_the_web_model_refuses_a_tokenizer_numbered_its_own_way(tmp_path):
+    """A tokenizer.json made elsewhere may number bytes and merges its own way (tinyllm reads
+    it so); the page assumes byte b is id b and merge k is id 256 + k, so it is refused."""
+    _, tokenizer, _ = load_model(SHIPPED_CHAT_MODEL)
+    tokenizer.to_tokenizers_json(tmp_path / "tokenizer.json")
+    state = json.loads((tmp_path / "tokenizer.json").read_text())
+    size = len(state["model"]["vocab"])
+    state["model"]["vocab"] = {piece: size - 1 - i for piece, i in state["model"]["vocab"].items()}  # reversed
+    (tmp_path / "reversed.json").write_text(json.dumps(state))
+    reversed_ids = BPETokenizer.from_tokenizers_json(tmp_path / "reversed.json")
+    assert reversed_ids.decode(reversed_ids.encode("hello world")) == "hello world"
+    with pytest.raises(ValueError, match="numbers its ids its own way"):
+        _build_web_model().tokenizer_state(reversed_ids)
+    assert _build_web_model().tokenizer_state(tokenizer)["type"] == "bpe"
+
+
 def test_javascript_tokenizer_gives_the_package_ids(open_page, shipped):
     _, tokenizer = shipped
     page, _ = open_page(SHAKESPEARE)
@@ -534,6 +588,9 @@ def test_javascript_bpe_tokenizer_gives_the_package_ids(open_page, chat):
             assert ids == tokenizer.encode(text, allowed_special="all"), text
             assert ordinary == tokenizer.encode(text, allowed_special="none"), text
             assert decoded == tokenizer.decode(ids) == text
+        # A leading U+FEFF is text on both sides (a TextDecoder drops it unless told not to).
+        bom = tokenizer.encode("\ufeffA")
+        assert page.evaluate("([s, ids]) => window.tinyllmTokenizer.fromDict(s).decode(ids)", [state, bom]) == "\ufeffA"
         # Half of an emoji's bytes decodes to U+FFFD on both sides; special tokens in plain
         # text are refused on both sides.
         emoji = tokenizer.encode("😀")

@@ -168,12 +168,12 @@
     const max = Math.max(...scaled);
     const weights = scaled.map((x) => Math.exp(x - max));
     const total = weights.reduce((a, b) => a + b, 0);
-    if (topP > 0 && topP < 1) { // drop a token once the more likely ones reach topP
+    if (topP < 1) { // drop a token once the more likely ones reach topP (the most likely stays, even for 0)
       const order = weights.map((w, i) => i).sort((a, b) => weights[b] - weights[a] || a - b);
       let before = 0;
       for (const i of order) {
         const p = weights[i] / total;
-        if (before >= topP) weights[i] = 0;
+        if (before >= topP && i !== order[0]) weights[i] = 0;
         before += p;
       }
     }
@@ -201,7 +201,7 @@
   async function generateIds(ids, n, options = {}) {
     await api.ready;
     const {
-      greedy = false, temperature = 1.0, topK = 0, topP = 0, seed = null, stopIds = [],
+      greedy = false, temperature = 1.0, topK = 0, topP = 1, seed = null, stopIds = [],
       useCache = true, stopAtFull = false, onToken = null,
     } = options;
     const random = seed === null ? Math.random : seeded(seed);
@@ -272,13 +272,20 @@
 
   // --- the forms -----------------------------------------------------------------------
 
+  // A field's number, clamped to its limits; an empty or unreadable field gives the default
+  // (0 is a number: a temperature of 0 is the lowest allowed, not the default 1).
+  function field(selector, low, high, fallback, parse = parseFloat) {
+    const value = parse($(selector).value);
+    return Number.isFinite(value) ? Math.min(high, Math.max(low, value)) : fallback;
+  }
+
   function settings() {
     return {
-      n: Math.max(1, Math.min(1000, parseInt($(".talk-tokens").value, 10) || 200)),
+      n: field(".talk-tokens", 1, 1000, 200, (s) => parseInt(s, 10)),
       greedy: $(".talk-greedy").checked,
-      temperature: Math.max(0.05, parseFloat($(".talk-temperature").value) || 1.0),
-      topK: Math.max(0, parseInt($(".talk-topk").value, 10) || 0),
-      topP: Math.min(1, Math.max(0, parseFloat($(".talk-topp").value) || 0)),
+      temperature: field(".talk-temperature", 0.05, 3, 1.0),
+      topK: field(".talk-topk", 0, Infinity, 0, (s) => parseInt(s, 10)),
+      topP: field(".talk-topp", 0, 1, 1), // 1 keeps every token; 0 only the most likely
       useCache: !$(".talk-nocache").checked,
     };
   }
@@ -299,10 +306,20 @@
   }
 
   let busy = false;
+  let conversation = 0; // Reset starts a new one: a reply still being written then goes nowhere
+
+  // While the model writes, what would start another run (or change the weights under it) waits.
+  function setBusy(value) {
+    busy = value;
+    for (const control of root.querySelectorAll(".talk-send, .talk-topics button, .talk-generate, .talk-precision")) {
+      control.disabled = value;
+    }
+  }
 
   async function send(message) {
     if (busy) return;
-    busy = true;
+    setBusy(true);
+    const mine = conversation;
     try {
       await api.ready;
       const text = message.trim();
@@ -322,8 +339,10 @@
       setStatus(`Generating...${note}`, "generating");
       const result = await generateIds(ids, Math.min(n, manifest.block_size - ids.length), {
         ...s, stopIds: manifest.chat.stop.map((t) => tokenizer.specialTokens[t]).filter((id) => id !== undefined),
-        stopAtFull: true, onToken: (newIds) => { answer.textContent = decoder(newIds); },
+        // a character whose bytes are not all written yet is held back, as tinyllm.chat.stream_reply does
+        stopAtFull: true, onToken: (newIds) => { answer.textContent = decoder(newIds).replace(/\uFFFD+$/, ""); },
       });
+      if (mine !== conversation) return; // reset while it was written: nothing of it is kept
       const reply = tokenizer.decode(result.ids.slice(ids.length));
       answer.textContent = reply;
       api.lastReply = reply;
@@ -331,20 +350,21 @@
       api.history.push({ role: "assistant", content: reply.trim() }); // as tinyllm.chat keeps it
       reportSpeed(result, note);
     } catch (err) {
-      setStatus(err.message || String(err), "error");
+      if (mine === conversation) setStatus(err.message || String(err), "error");
     } finally {
-      busy = false;
+      setBusy(false);
     }
   }
 
   function reset() {
+    conversation += 1;
+    api.stopRequested = true; // a reply being written stops
     api.history = [];
     log.replaceChildren();
     setStatus("The conversation is reset: the model remembers nothing of it.", "ready");
   }
 
   async function onGenerate() {
-    const button = $(".talk-generate");
     try {
       await api.ready;
       const text = $(".talk-prompt").value;
@@ -353,7 +373,7 @@
       const ids = tokenizer.encode(text);
       const s = settings();
       output.textContent = text;
-      button.disabled = true;
+      setBusy(true);
       api.stopRequested = false;
       setStatus("Generating...", "generating");
       const result = await generateIds(ids, s.n, {
@@ -364,7 +384,7 @@
     } catch (err) {
       setStatus(err.message || String(err), "error");
     } finally {
-      button.disabled = false;
+      setBusy(false);
     }
   }
 

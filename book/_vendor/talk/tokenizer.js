@@ -192,7 +192,8 @@
         bytes.set(p, offset);
         offset += p.length;
       }
-      return new TextDecoder("utf-8", { fatal: false }).decode(bytes); // invalid bytes -> U+FFFD
+      // invalid bytes -> U+FFFD; a leading U+FEFF is text, as in Python (a TextDecoder drops it by default)
+      return new TextDecoder("utf-8", { fatal: false, ignoreBOM: true }).decode(bytes);
     }
   }
 
