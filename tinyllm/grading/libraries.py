@@ -6,7 +6,7 @@ build language models (Colab has transformers), engines that run a graph of anot
 framework's operators (an ONNX graph of one ``Attention`` or ``LayerNormalization`` node, run by
 onnxruntime or by onnx's own reference evaluator), and the parts of torch that are a whole
 piece (its optimizers and schedules, gradient clipping, its transformer layers, its
-multi-head attention) with their C++ kernels. torch's plain functions are the learner's to use;
+multi-head attention, its probability distributions) with their C++ kernels. torch's plain functions are the learner's to use;
 those a statement forbids fail the call instead (:class:`tinyllm.grading.checks.Forbidden`),
 with the other roads to them listed here: torch's Python references of its operators, and
 :data:`NORMALIZATIONS`, the family a statement that forbids one normalisation forbids.
@@ -31,7 +31,8 @@ LIBRARIES = ("transformers", "tokenizers", "tiktoken", "sentencepiece", "minbpe"
 TORCH_PIECES = ("optim/", "nn/utils/clip_grad.py", "nn/modules/transformer.py",
                 "nn/modules/activation.py:MultiheadAttention", "nn/functional.py:multi_head_attention_forward",
                 "ao/nn/quantizable/modules/activation.py:MultiheadAttention",  # a whole one in Python (bmm, softmax)
-                "ao/nn/quantized/modules/activation.py:MultiheadAttention")
+                "ao/nn/quantized/modules/activation.py:MultiheadAttention",
+                "distributions/")  # a Categorical's log-softmax (its logits), its sampling
 # torch's C++ kernels that are a whole piece (nn.MultiheadAttention's fast path, a fused optimizer step), under every
 # name an answer can reach one by: torch's function, and the operator table's entries (OpOverload._op has no name).
 TORCH_KERNELS = ("_native_multi_head_attention", "_transformer_encoder_layer_fwd", "_triton_multi_head_attention",
