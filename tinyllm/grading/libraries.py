@@ -7,9 +7,10 @@ framework's operators (an ONNX graph of one ``Attention`` or ``LayerNormalizatio
 onnxruntime or by onnx's own reference evaluator), and the parts of torch that are a whole
 piece (its optimizers and schedules, gradient clipping, its transformer layers, its
 multi-head attention, its probability distributions) with their C++ kernels. torch's plain
-functions are the learner's to use; those a statement forbids fail the call instead (:class:`tinyllm.grading.checks.Forbidden`),
-with the other roads to them listed here: torch's Python references of its operators, and
-:data:`NORMALIZATIONS`, the family a statement that forbids one normalisation forbids.
+functions are the learner's to use; those a statement forbids fail the call instead
+(:class:`tinyllm.grading.checks.Forbidden`), with the other roads to them listed here:
+torch's Python references of its operators, and :data:`NORMALIZATIONS`, the family a
+statement that forbids one normalisation forbids.
 """
 
 from __future__ import annotations
