@@ -31,6 +31,9 @@ def test_decode_refuses_ids_that_are_not_integers(ids):
         with pytest.raises(ValueError, match="is outside the vocabulary"):
             tok.decode(ids)
     assert CharTokenizer.from_text("abc").decode(torch.tensor([2, 0])) == "ca"
+    y = torch.tensor([[2, 0]])  # a list of 0-d integer tensors, as chapters 01 and 08 decode y[0, t]
+    for tok in (CharTokenizer.from_text("abc"), BPETokenizer()):
+        assert tok.decode([y[0, 0], y[0, 1]]) == tok.decode([2, 0])
 
 
 def test_save_load_is_readable_json(tmp_path):

@@ -6,6 +6,8 @@ It sits below every step of the data flow and imports nothing of the package.
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 
@@ -18,6 +20,21 @@ def check_int(name: str, value, low: int = 1, high: int | None = None) -> int:
         bounds = f">= {low}" if high is None else f"in {low}..{high}"
         raise ValueError(f"{name} must be an int {bounds}, got {value!r}")
     return value
+
+
+def token_id(value, vocab_size: int) -> int:
+    """``value`` as a token id in ``0..vocab_size-1``: an int, a numpy integer or a 0-d integer
+    tensor (``tok.decode([y[0, t]])``); a float (2.7, or 2.0 from a float tensor) or a bool is a
+    mistake upstream, not a token, and raises ``ValueError``."""
+    try:
+        if isinstance(value, bool) or getattr(value, "dtype", None) == torch.bool:
+            raise TypeError
+        index = operator.index(value)
+    except TypeError:
+        index = None
+    if index is None or not 0 <= index < vocab_size:
+        raise ValueError(f"token id {value!r} is outside the vocabulary (0..{vocab_size - 1})") from None
+    return index
 
 
 def check_ids(idx: torch.Tensor, vocab_size: int, targets: torch.Tensor | None = None) -> None:

@@ -92,8 +92,9 @@ class Libraries:
 
     def piece(self, code) -> str | None:
         """The dotted module of the piece ``code`` belongs to, if it is one of :attr:`pieces`."""
-        return next((dotted(code.co_filename, place, name) for place, name, only in self.pieces
-                     if code.co_filename.startswith(place) and code.co_qualname.startswith(only)), None)
+        filename, qualname = text(code.co_filename), text(code.co_qualname)  # a caller's too: no str subclass
+        return next((dotted(filename, place, name) for place, name, only in self.pieces
+                     if filename.startswith(place) and qualname.startswith(only)), None)
 
     def _from_the_notebook(self, caller) -> bool:
         """Whether the call came from the notebook's own code: up the stack past installed code
@@ -101,7 +102,7 @@ class Libraries:
         trampoline compiled under an installed file's name), the first frame is the notebook's.
         A piece on the way made the call itself (AdamW's ``step`` calling ``adamw``)."""
         while caller is not None:
-            filename = caller.f_code.co_filename
+            filename = text(caller.f_code.co_filename)  # a str subclass's methods would run unseen
             if filename.startswith(self.grading):  # the grader calls no piece during a call: a
                 return True  # frame named like its files is the notebook's (compile() takes any name)
             if filename.startswith(self.package):  # the package's own call: the package's watch notes it

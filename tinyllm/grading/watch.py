@@ -260,9 +260,10 @@ class Monitor:
                 return
             calls[2](*calls[3:-1])  # the note, with nothing of self's or the module's (a cell can swap them)
             return  # the judge fails the call (the record's note); at each event here: a cell can clear a mark
-        code = frame.f_code  # str subclasses as names (code.replace) would run their methods here; frames up came here
-        if type(code.co_filename) is not str or type(code.co_name) is not str or type(code.co_qualname) is not str:
-            return self._note(NOT_PLAIN_NAME)
+        if event == "call":  # f_code raises an audit event: read where needed. A name that is a str subclass
+            code = frame.f_code  # (code.replace) would run its methods here: noted, and read as text() up the stack
+            if type(code.co_filename) is not str or type(code.co_name) is not str or type(code.co_qualname) is not str:
+                return self._note(NOT_PLAIN_NAME)
         if self.forbidden is not None and event in ("call", "c_call"):
             self._torch_call(frame, event, arg)
         if event == "c_call":
@@ -294,7 +295,7 @@ class Monitor:
                 self._note(f"ran a copy of {copied}, {LIBRARY_VERSION}")
             return
         caller, code = frame.f_back, frame.f_code
-        if caller is not None and self._ours(caller.f_code.co_filename) and names(caller.f_code, code) \
+        if caller is not None and self._ours(text(caller.f_code.co_filename)) and names(caller.f_code, code) \
                 and self._genuine(code) and frame.f_globals is self._globals_of(code.co_filename):
             return  # inside the package already: only entry points count, and a function the package's
             # code does not name (the answer put in a given object's attribute) is one
@@ -356,11 +357,11 @@ class Monitor:
                 ours = type(owner) is self.ops[0] or type(owner) is self.ops[1]  # by identity: `in` runs an __eq__
                 name = text(_object_attribute(owner, "__dict__").get("__name__")) if ours else ""
         forbidden = self.forbidden.dotted(name)
-        if forbidden is None or caller is None or caller.f_code.co_filename.startswith(self.grading):
+        if forbidden is None or caller is None or text(caller.f_code.co_filename).startswith(self.grading):
             return
         # torch's calls inside torch do not count, as for the mode; unless the modes are all off, where the mode could
         # not see the call a module's forward makes (nn.LayerNorm's), or it is an operator's reference (see libraries).
-        if not caller.f_code.co_filename.startswith(self.torch_dir) or reference or self.modes_all_off():
+        if not text(caller.f_code.co_filename).startswith(self.torch_dir) or reference or self.modes_all_off():
             self.forbidden.see(forbidden)
 
     def start(self, inputs, forbidden=()) -> tuple:  # inputs None: not read yet (given() names them)

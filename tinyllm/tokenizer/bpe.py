@@ -39,6 +39,7 @@ from tinyllm.files import json_loads
 from tinyllm.tokenizer import bpe_file
 from tinyllm.tokenizer.bpe_reference import merge
 from tinyllm.tokenizer.bpe_train import train_merges
+from tinyllm.validate import token_id
 
 # The split patterns of GPT-2 and GPT-4 (cl100k_base), as in tiktoken and minbpe.
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -342,13 +343,13 @@ class BPETokenizer:
             if any(type(i) is not int for i in ids):  # 2.0 and True would find a token in the dict
                 raise TypeError
             return b"".join(vocab[i] for i in ids)
-        except (KeyError, TypeError):
-            for i in ids:
-                if not isinstance(i, numbers.Integral) or isinstance(i, bool) or int(i) not in vocab:
-                    raise ValueError(
-                        f"token id {i!r} is outside the vocabulary (0..{self.vocab_size - 1})"
-                    ) from None
-            return b"".join(vocab[int(i)] for i in ids)
+        except (KeyError, TypeError):  # a float, a bool, an id outside, or a 0-d tensor (read as its int)
+            ids = [token_id(i, self.vocab_size) for i in ids]
+            missing = [i for i in ids if i not in vocab]  # a file made elsewhere may leave ids out
+            if missing:
+                last = self.vocab_size - 1
+                raise ValueError(f"token id {missing[0]} is outside the vocabulary (0..{last})") from None
+            return b"".join(vocab[i] for i in ids)
 
     def decode(self, ids) -> str:
         """Token ids to text. Bytes that do not form valid UTF-8 (e.g. half of an emoji's

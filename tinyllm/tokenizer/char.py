@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import numbers
 from pathlib import Path
 
 from tinyllm.files import json_loads
+from tinyllm.validate import token_id
 
 
 class CharTokenizer:
@@ -50,12 +50,7 @@ class CharTokenizer:
     def decode(self, ids) -> str:
         if hasattr(ids, "tolist"):  # torch tensors and numpy arrays
             ids = ids.tolist()
-        # A float id (2.7, or 2.0 from a float tensor) is a mistake upstream, not token 2.
-        bad = [i for i in ids if not isinstance(i, numbers.Integral) or isinstance(i, bool)
-               or not 0 <= i < self.vocab_size]
-        if bad:
-            raise ValueError(f"token id {bad[0]!r} is outside the vocabulary (0..{self.vocab_size - 1})")
-        return "".join(self.itos[i] for i in ids)
+        return "".join(self.itos[token_id(i, self.vocab_size)] for i in ids)
 
     def token_strings(self) -> list[str]:
         """Each token as readable text, in id order."""
