@@ -63,10 +63,10 @@ def sample_next(
     check_sampling_args(temperature, top_k, top_p, greedy)
     if greedy:
         return logits.argmax(dim=-1, keepdim=True)
-    scaled = logits.float() / temperature  # float32 first: half-precision logits overflow at small temperatures
+    logits = logits.float()  # float32 first: half-precision logits overflow at small temperatures
+    scaled = logits / temperature
     if scaled.isnan().any() or scaled.isposinf().any():  # so small a temperature that float32 overflows too:
-        gaps = logits.float() - logits.float().amax(dim=-1, keepdim=True)  # a row's softmax ignores a shift
-        scaled = gaps / temperature
+        scaled = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # a row's softmax ignores a shift
     logits = scaled
     if top_k is not None:
         logits = top_k_filter(logits, top_k)

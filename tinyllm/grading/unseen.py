@@ -37,13 +37,20 @@ FX_GRAPH = ("ran a graph traced by torch.fx (its generated code or its Interpret
 COMPILED = "ran code compiled by torch.compile (TorchDynamo), which runs the functions it traced without calling them"
 
 
-def graph_runner(code, torch_dir: str) -> str | None:
-    """The note for ``code`` if it runs a traced graph (its names are plain str: the watch checked)."""
+def graph_places(torch_dir: str) -> tuple:
+    """:data:`GRAPH_RUNNERS` under this torch, once: ``(file, names, note)``."""
+    return tuple((torch_dir + place, names, FX_GRAPH if place.startswith("fx/") else COMPILED)
+                 for place, names in GRAPH_RUNNERS)
+
+
+def graph_runner(code, places: tuple) -> str | None:
+    """The note for ``code`` if it runs a traced graph (its names are plain str: the watch checked);
+    ``places``: :func:`graph_places`."""
     if code.co_filename.startswith(FX_FILES):
         return FX_GRAPH
-    for place, names in GRAPH_RUNNERS:
-        if code.co_filename == torch_dir + place and code.co_qualname.startswith(names):
-            return FX_GRAPH if place.startswith("fx/") else COMPILED
+    for place, names, note in places:
+        if code.co_filename == place and code.co_qualname.startswith(names):
+            return note
     return None
 
 

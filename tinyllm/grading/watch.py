@@ -49,7 +49,7 @@ from tinyllm.grading.fingerprints import (
     versions,
 )
 from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, dotted, text
-from tinyllm.grading.unseen import FX_FILES, GRAPH_RUNNERS, OTHER_INTERPRETER, TRACED, Unseen, graph_runner
+from tinyllm.grading.unseen import FX_FILES, OTHER_INTERPRETER, TRACED, Unseen, graph_places, graph_runner
 
 # The audit events of a new process, which the watch does not follow.
 PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system", "subprocess.Popen"}
@@ -117,8 +117,9 @@ class Monitor:
         self._copy_keys, self._pristine_codes = frozenset(self.copies), {}  # _address(code) -> (code, _genuine)
         # _address(code) -> code, for code the profiler met outside the package that is no library's piece
         # nor a copy: a call of it is let go at once (torch.save's persistent_id, once per object written).
+        self._graphs = graph_places(self.torch_dir)  # code that runs a traced graph (unseen.graph_runner)
         self._plain, self._noted_places = {}, (self.package, *self.libraries.places, FX_FILES,
-                                              *(self.torch_dir + place for place, _ in GRAPH_RUNNERS))
+                                              *(place for place, _, _ in self._graphs))
         self._starters = self._watch_threads()
         self._starter = self._starters[0][2].__code__  # the code that starts a thread it watches
         # The watch's own code that sets the profiler; from elsewhere in a call, the learner's switching it off (noted).
@@ -281,7 +282,7 @@ class Monitor:
             library = code.co_filename.startswith(self.libraries.places)
             if library:
                 self.libraries.entry(frame, self.allowed_selves, self._note)
-            traced = graph_runner(code, self.torch_dir)
+            traced = graph_runner(code, self._graphs)
             if traced:
                 self._note(traced)
             copied = self._copy_of(code)
