@@ -14,15 +14,16 @@ STAMP  := $(VENV)/.installed
 .PHONY: book test test-fast sync venv bench clean
 
 # Python writes each module's bytecode when it first imports it (PYTHONDONTWRITEBYTECODE is
-# unset for the runs below): of the 16,751 installed modules, the tests import 5,950, whose
-# compiling costs 15 s of CPU, against 27 s for compiling all ahead (both measured on
-# 2026-12-07). The sandbox's processes cannot write (.venv is read-only there): they find the
-# bytecode their grader's process wrote when it imported the same modules first.
+# unset for the runs below): of the 16,751 installed modules the tests import 5,950, whose
+# compiling costs 15 s of CPU; compiling ahead the 11,255 that might run took 27 s (both
+# measured on 2026-12-07). The sandbox's processes cannot write (.venv is read-only there):
+# they find the bytecode that their grader's process wrote when it imported the modules first.
 RUN := env -u PYTHONDONTWRITEBYTECODE
 
-# pip installs torch: pinned, from the CPU wheel pip's own configuration finds on this machine
-# (an unpinned torch would pull a multi-GB CUDA build). uv then installs the rest, the same
-# pinned versions (constraints.txt), in 5 s of CPU where pip took 17; it keeps the torch installed.
+# pip installs torch, pinned, from where pip's configuration finds the CPU build (a wheel on
+# this machine's disk; PyTorch's CPU index in the GitHub workflow): an unpinned torch would pull
+# a multi-GB CUDA build. uv installs the rest, the same pins (constraints.txt), in 5 s of CPU
+# where pip took 17, and keeps that torch (2.13.0+cpu satisfies torch==2.13.0).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	# A pip that resolves for another Python (tests/test_colab_installs.py checks Colab's installs).
