@@ -1384,6 +1384,7 @@ def test_tqdm_starts_no_monitor_thread_in_the_sandbox_and_any_thread_is_noted():
     with a progress bar has no thread to be noted for, and a thread that is tqdm's own monitor
     class (serving answers) is noted like any other (in a fresh process: pytest's threads count)."""
     code = """if True:
+        import os
         import threading
         from tqdm.auto import tqdm
         from tqdm._monitor import TMonitor
@@ -1394,6 +1395,7 @@ def test_tqdm_starts_no_monitor_thread_in_the_sandbox_and_any_thread_is_noted():
             pass
         assert threading.active_count() == 1, threading.enumerate()
         watch = Unseen.__new__(Unseen)
+        watch._threads = frozenset(os.listdir("/proc/self/task"))
         assert watch._unwatched_threads() == set(), watch._unwatched_threads()
 
         class Bars:
@@ -1406,6 +1408,29 @@ def test_tqdm_starts_no_monitor_thread_in_the_sandbox_and_any_thread_is_noted():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "ran while 1 thread(s) the notebook started earlier were alive" in out.stdout
+
+
+def test_a_thread_started_from_c_that_waits_in_c_is_noted():
+    """A thread that pthread_create started (through ctypes) has no Python state while it waits in
+    C, so Python's list of threads misses it; a ctypes callback gives it one, without the watch, to
+    run a job (native_thread_waiting_in_c_05). The kernel's list counts it (in a fresh process:
+    pytest's threads count)."""
+    code = """if True:
+        import ctypes, os, sys
+        from tinyllm.grading.unseen import Unseen
+        watch = Unseen.__new__(Unseen)
+        watch._threads = frozenset(os.listdir("/proc/self/task"))
+        assert watch._unwatched_threads() == set(), watch._unwatched_threads()
+        libc, tid = ctypes.CDLL(None), ctypes.c_ulong()
+        pause = ctypes.cast(libc.pause, ctypes.c_void_p)  # waits in C for good: no Python state
+        assert libc.pthread_create(ctypes.byref(tid), None, pause, None) == 0
+        assert len(sys._current_frames()) == 1
+        print(sorted(watch._unwatched_threads()))
+        os._exit(0)
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ran while 1 thread(s) the notebook started earlier were alive" in out.stdout, out.stdout
 
 
 def test_a_watch_changed_in_any_of_its_parts_is_seen():

@@ -38,7 +38,10 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
 def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     """Nucleus filtering: keep the smallest set of tokens whose probabilities sum to ``>= p``.
 
-    The most likely token is always kept, so the result is never empty. ``(B, V) -> (B, V)``.
+    The most likely token is always kept, so the result is never empty. ``p >= 1`` keeps every
+    token: filtering off, as generation's settings mean it (set 09's exercise asks instead for the
+    rule in floats at ``p = 1`` too, where a token whose probability rounds to 1 alone reaches p).
+    ``(B, V) -> (B, V)``.
     """
     if p >= 1.0:
         return logits

@@ -127,7 +127,8 @@ class Libraries:
             return  # another function of a file with one piece (F.gelu beside F.multi_head_...)
         name = f"{module}.{code.co_qualname}"
         if "<locals>" in name:  # a decorator's wrapper (clip_grad_norm_'s, step's): name what it wraps
-            wrapped = [frame.f_locals.get(v) for v in code.co_freevars]
+            local = local_names(frame, code)
+            wrapped = [local.get(v) for v in code.co_freevars]
             name = next((f"{text(f.__module__)}.{f.__qualname__}" for f in wrapped if type(f) is types.FunctionType),
                         name)
         note(f"ran {name}, {LIBRARY_VERSION}")
@@ -185,14 +186,24 @@ def text(value) -> str:
     return value if type(value) is str else ""
 
 
+def local_names(frame, code) -> dict:
+    """The local variables of ``frame`` (running ``code``), where they are the frame's own: a
+    function's (``CO_OPTIMIZED``), read into a dict Python makes. Other code (run by ``exec`` with a
+    mapping, a class body under a metaclass's ``__prepare__``) keeps them in the mapping it was given,
+    which can be the notebook's: reading ``f_locals`` there runs its methods inside the watch's
+    callback, where nothing is watched. None is read there."""
+    return frame.f_locals if code.co_flags & 0x01 else {}
+
+
 def first_argument(frame):
     """What a function was called with first: the object whose method runs (``self``, or
     ``args[0]`` of a wrapper taking ``*args``, as torch's optimizers wrap ``step``)."""
-    code, names = frame.f_code, frame.f_code.co_varnames
+    code = frame.f_code
+    names, local = code.co_varnames, local_names(frame, code)
     if code.co_argcount:
-        return frame.f_locals.get(names[0])
+        return local.get(names[0])
     if code.co_flags & 0x04:  # CO_VARARGS: *args comes after the named arguments
-        args = frame.f_locals.get(names[code.co_kwonlyargcount])
+        args = local.get(names[code.co_kwonlyargcount])
         return args[0] if type(args) is tuple and args else None
     return None
 

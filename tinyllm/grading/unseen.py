@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from tinyllm.grading.libraries import dotted
 
@@ -69,6 +70,7 @@ class Unseen:
         # handler the notebook sets can be made to run inside the watch's callback, unseen.
         self._handlers = {s: _getsignal(s) for s in signal.valid_signals()}
         self._gc_callbacks = len(_gc_callbacks)  # the libraries' own, before any cell ran
+        self._threads = frozenset(_listdir(TASKS))  # this process's threads before any cell (torch's included)
         self._jit = _jit_readers()
 
     def at_start(self) -> set[str]:
@@ -109,12 +111,22 @@ class Unseen:
         """A note when threads the notebook started earlier are alive: a profiler set now
         does not reach them (Python 3.11 sets it per thread), so a call could run the
         package's code there unseen. Every thread counts: tqdm runs without its monitor thread
-        here (:func:`tinyllm.grading.serve.without_tqdm_monitor`): one that looks like it is the notebook's."""
+        here (:func:`tinyllm.grading.serve.without_tqdm_monitor`): one that looks like it is the notebook's.
+        Python's list sees the threads that hold a Python state now; the kernel's (``/proc/self/task``)
+        also those started from C that wait in C between jobs (``pthread_create`` through ``ctypes``),
+        each of which can take a new state, without the profiler, to run a job in Python."""
         others = [ident for ident in _current_frames()  # raw _thread threads too
                   if ident != _main_thread().ident]
-        if not others:
+        # A thread that a call just joined may still be ending in the kernel: a moment to go, while one waits.
+        for _ in range(20):
+            native = len([t for t in _listdir(TASKS) if t not in self._threads])
+            if native <= len(others):
+                break
+            _sleep(0.005)
+        count = max(len(others), native)
+        if not count:
             return set()
-        return {f"ran while {len(others)} thread(s) the notebook started earlier were alive, "
+        return {f"ran while {count} thread(s) the notebook started earlier were alive, "
                 "which the watch does not see"}
 
     def _unwatched_processes(self) -> set[str]:
@@ -181,6 +193,8 @@ class Unseen:
 
 # Taken before any cell runs.
 _listdir = os.listdir
+TASKS = "/proc/self/task"
+_sleep = time.sleep
 _current_frames, _main_thread = sys._current_frames, threading.main_thread
 _gettrace, _threading_gettrace = sys.gettrace, threading.gettrace
 _getsignal = signal.getsignal

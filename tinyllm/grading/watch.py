@@ -48,7 +48,7 @@ from tinyllm.grading.fingerprints import (
     version_places,
     versions,
 )
-from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, dotted, text
+from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, dotted, local_names, text
 from tinyllm.grading.unseen import FX_FILES, OTHER_INTERPRETER, TRACED, Unseen, graph_places, graph_runner
 
 # The audit events of a new process, which the watch does not follow.
@@ -300,7 +300,7 @@ class Monitor:
                 and self._genuine(code) and frame.f_globals is self._globals_of(code.co_filename):
             return  # inside the package already: only entry points count, and a function the package's
             # code does not name (the answer put in a given object's attribute) is one
-        given = frame.f_locals.get("self")
+        given = local_names(frame, code).get("self")
         kind, packaged, codes = self.allowed_selves.get(id(given), (None, False, {}))
         if code.co_name in ALLOWED_METHODS and kind is type(given) and packaged and holds(codes, code) \
                 and self._pristine_method(kind, code) and (given_by_test is None or given_by_test(frame, id(given))):
@@ -354,7 +354,7 @@ class Monitor:
                 return
             caller, name, reference = frame.f_back, code.co_name, code.co_filename.startswith(self.libraries.references)
             if name == "__call__":  # torch.ops.aten.layer_norm(...): the operator's own name
-                owner = frame.f_locals.get("self")  # torch's operator, or an object of the notebook's
+                owner = local_names(frame, code).get("self")  # torch's operator, or an object of the notebook's
                 ours = type(owner) is self.ops[0] or type(owner) is self.ops[1]  # by identity: `in` runs an __eq__
                 name = text(_object_attribute(owner, "__dict__").get("__name__")) if ours else ""
         forbidden = self.forbidden.dotted(name)
