@@ -1395,7 +1395,7 @@ def test_tqdm_starts_no_monitor_thread_in_the_sandbox_and_any_thread_is_noted():
             pass
         assert threading.active_count() == 1, threading.enumerate()
         watch = Unseen.__new__(Unseen)
-        watch._threads = frozenset(os.listdir("/proc/self/task"))
+        watch._threads, watch._stayed = frozenset(os.listdir("/proc/self/task")), [frozenset()]
         assert watch._unwatched_threads() == set(), watch._unwatched_threads()
 
         class Bars:
@@ -1419,7 +1419,7 @@ def test_a_thread_started_from_c_that_waits_in_c_is_noted():
         import ctypes, os, sys
         from tinyllm.grading.unseen import Unseen
         watch = Unseen.__new__(Unseen)
-        watch._threads = frozenset(os.listdir("/proc/self/task"))
+        watch._threads, watch._stayed = frozenset(os.listdir("/proc/self/task")), [frozenset()]
         assert watch._unwatched_threads() == set(), watch._unwatched_threads()
         libc, tid = ctypes.CDLL(None), ctypes.c_ulong()
         pause = ctypes.cast(libc.pause, ctypes.c_void_p)  # waits in C for good: no Python state

@@ -71,6 +71,7 @@ class Unseen:
         self._handlers = {s: _getsignal(s) for s in signal.valid_signals()}
         self._gc_callbacks = len(_gc_callbacks)  # the libraries' own, before any cell ran
         self._threads = frozenset(_listdir(TASKS))  # this process's threads before any cell (torch's included)
+        self._stayed = [frozenset()]  # the threads beyond those found still there after a wait (see below)
         self._jit = _jit_readers()
 
     def at_start(self) -> set[str]:
@@ -117,13 +118,17 @@ class Unseen:
         each of which can take a new state, without the profiler, to run a job in Python."""
         others = [ident for ident in _current_frames()  # raw _thread threads too
                   if ident != _main_thread().ident]
-        # A thread that a call just joined may still be ending in the kernel: a moment to go, while one waits.
+        # A thread that a call just joined may still be ending in the kernel: a moment to go (once: one that
+        # stays is not waited for again at each call).
+        native = frozenset(_listdir(TASKS)) - self._threads
         for _ in range(20):
-            native = len([t for t in _listdir(TASKS) if t not in self._threads])
-            if native <= len(others):
+            if len(native) <= len(others) or native <= self._stayed[0]:
                 break
             _sleep(0.005)
-        count = max(len(others), native)
+            native = frozenset(_listdir(TASKS)) - self._threads
+        else:
+            self._stayed[0] = native
+        count = max(len(others), len(native))
         if not count:
             return set()
         return {f"ran while {count} thread(s) the notebook started earlier were alive, "
