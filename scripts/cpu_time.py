@@ -14,6 +14,7 @@ after: then the figure includes whatever else ran, so run it on an idle machine.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -32,7 +33,9 @@ def machine_cpu_seconds() -> float:
 
 def make_cgroup() -> tuple[Path, str] | None:
     """A fresh cgroup to run in, and how to read it (``v1`` or ``v2``), or None."""
-    name = f"cpu_time_{os.getpid()}"
+    # A name of its own: a group left behind (a process of its command still alive at the end)
+    # keeps its name, and a later run whose pid came round again fell back to the machine's counters.
+    name = f"cpu_time_{os.getpid()}_{secrets.token_hex(4)}"
     for root, kind in ((V1, "v1"), (V2, "v2")):
         marker = root / ("cpuacct.usage" if kind == "v1" else "cgroup.controllers")
         if not marker.exists():
@@ -72,10 +75,12 @@ def main(argv: list[str]) -> int:
         cpu = cgroup_cpu_seconds(*group)
         what = f"{cpu:.1f} s ({cpu / 60:.1f} min, cgroup {group[1]})"
         lines.insert(1, f"CPU of the command and all it started {what}")
-        try:
-            group[0].rmdir()
-        except OSError:
-            pass
+        for _ in range(50):  # a detached process of the command may take a moment to end
+            try:
+                group[0].rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
     lines.append(f"{os.cpu_count()} cores; load average {load_before:.2f} before")
     print("cpu_time: " + "; ".join(lines), file=sys.stderr)
     return status

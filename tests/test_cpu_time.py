@@ -41,3 +41,22 @@ def test_the_command_status_is_passed_on():
     out = subprocess.run([sys.executable, str(SCRIPT), sys.executable, "-c", "raise SystemExit(3)"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 3 and "wall" in out.stderr
+
+
+def test_each_run_makes_a_cgroup_of_its_own():
+    """Two runs in one process (as two runs whose pids came round again) get two groups: a name
+    taken by a group left behind made the second fall back to the machine's counters."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import cpu_time
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    first = cpu_time.make_cgroup()
+    if first is None:
+        pytest.skip("no cgroup can be made here")
+    try:
+        second = cpu_time.make_cgroup()
+        assert second is not None and second[0] != first[0], (first, second)
+        second[0].rmdir()
+    finally:
+        first[0].rmdir()
