@@ -1850,6 +1850,8 @@ def test_a_process_that_leaves_the_session_ends_with_the_sandbox(tmp_path):
     leftover check of the cheats is not vacuous), and it is gone once the sandbox ends."""
     import tempfile
 
+    import psutil
+
     from tinyllm.grading import judge, values
 
     loop = f"import ctypes, time\nctypes.CDLL(None).prctl(15, {MARKER.encode()!r})\nwhile True:\n    time.sleep(0.5)"
@@ -1864,7 +1866,12 @@ def test_a_process_that_leaves_the_session_ends_with_the_sandbox(tmp_path):
             deadline = time.time() + 20
             while not _marked_processes() and time.time() < deadline:
                 time.sleep(0.2)
-            assert _marked_processes(), "the notebook's detached process did not start"
+            if not _marked_processes():  # what the cell printed and what ran in the sandbox say why
+                log.seek(0)
+                inside = [p.as_dict(["pid", "name", "status"], ad_value=None)
+                          for p in psutil.Process(run.proc.pid).children(recursive=True) if p.is_running()]
+                raise AssertionError(f"the notebook's detached process did not start; the sandbox's processes "
+                                     f"{inside}; the notebook printed: {log.read()[-2000:]!r}")
         finally:
             run.stop()
             os.close(to_fd), os.close(from_fd), os.close(record_fd)
