@@ -1416,7 +1416,7 @@ def test_a_thread_started_from_c_that_waits_in_c_is_noted():
     run a job (native_thread_waiting_in_c_05). The kernel's list counts it (in a fresh process:
     pytest's threads count)."""
     code = """if True:
-        import ctypes, os, sys
+        import ctypes, os, sys, time
         from tinyllm.grading.unseen import Unseen
         watch = Unseen.__new__(Unseen)
         watch._threads, watch._stayed = frozenset(os.listdir("/proc/self/task")), [frozenset()]
@@ -1426,6 +1426,8 @@ def test_a_thread_started_from_c_that_waits_in_c_is_noted():
         assert libc.pthread_create(ctypes.byref(tid), None, pause, None) == 0
         assert len(sys._current_frames()) == 1
         print(sorted(watch._unwatched_threads()))
+        start = time.perf_counter()  # a thread that stayed through the first wait is not waited for again
+        assert watch._unwatched_threads() and time.perf_counter() - start < 0.05
         os._exit(0)
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -23,6 +23,13 @@ def test_top_p_keeps_the_smallest_set_that_reaches_p():
     assert kept == {0.2: 1, 0.25: 1, 0.5: 2, 0.6: 3, 0.75: 3, 1.0: 4}
 
 
+def test_top_p_of_1_is_filtering_off_even_where_the_top_token_rounds_to_1():
+    """The package's convention (generation's default); set 09's exercise asks for the rule in floats."""
+    logits = torch.tensor([[0.0, -200.0, -300.0]])  # in float32 the first token's probability is exactly 1
+    assert logits.softmax(-1)[0, 0] == 1.0
+    assert torch.equal(top_p_filter(logits, 1.0), logits)
+
+
 @pytest.mark.parametrize("p", [0.0, -1.0, 1e-9])
 def test_top_p_always_keeps_the_most_likely_token(p):
     logits = torch.tensor([[0.5, 2.0, -1.0], [1000.0, 999.0, 0.0]])
