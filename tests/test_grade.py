@@ -1998,7 +1998,14 @@ for pid in (1, 2):
             reach[f"/proc/{pid}/mem"] = "opened for writing"
     except OSError as exc:
         reach[f"/proc/{pid}/mem"] = exc.errno
+unmapped = {}  # memory no process maps, which the watchdog would not count: refused
+try:
+    unmapped["memfd_create"] = os.memfd_create("hold")
+except OSError as exc:
+    unmapped["memfd_create"] = exc.errno
+unmapped["shmget"] = libc.shmget(0, 1 << 20, 0o1600), ctypes.get_errno()  # IPC_PRIVATE, IPC_CREAT | 0600
 facts = {"caps": sorted({status[k].strip() for k in status if k.startswith("Cap")}), "reach": reach,
+         "unmapped": unmapped,
          "seccomp": status["Seccomp"].strip(),
          "no_new_privs": status["NoNewPrivs"].strip(), "parent": os.getppid(), "pid": os.getpid(),
          "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
@@ -2040,6 +2047,7 @@ def test_each_notebook_is_forked_from_one_warm_process_into_a_sandbox_of_its_own
         assert seen["seccomp"] == "2" and seen["reach"] == {
             **{f"{call} {pid}": -1 for call in ("ptrace", "process_vm_readv") for pid in (1, 2)},
             "/proc/1/mem": errno.EROFS, "/proc/2/mem": errno.EROFS}, seen
+        assert seen["unmapped"] == {"memfd_create": errno.EPERM, "shmget": [-1, errno.EPERM]}, seen
         assert seen["parent"] == 0 and seen["procs"] == [1, 2, seen["pid"]], seen  # bubblewrap's, cat, itself
         assert seen["session_leader"], seen  # a session of its own, as bubblewrap's --new-session made
         assert seen["new_user_ns"] == -1 and seen["new_mount_ns"] == -1 and seen["setns"] == -1, seen

@@ -23,6 +23,14 @@ OTHER_INTERPRETER = ("ran while a second Python interpreter the notebook started
                      "which the watch does not see")
 FROM_C = ("started a thread or process the watch does not follow (from C code: a starter called through map, "
           "ctypes)")
+# ctypes reaching the process's memory or C functions: with them a cell can write CPython's thread state (its `tracing`
+# count pauses every profiler, unseen) or torch's. Noted in a call, and at each call after a cell's use. Not loading a
+# library (ctypes.dlopen): importing transformers does, and nothing is reached until a symbol is looked up.
+RAW_MEMORY_EVENTS = {"ctypes.addressof", "ctypes.call_function", "ctypes.cdata", "ctypes.cdata/buffer",
+                     "ctypes.dlsym", "ctypes.dlsym/handle", "ctypes.string_at", "ctypes.wstring_at"}
+RAW_MEMORY = ("reached the process's memory or C functions through ctypes, with which code can switch the watch off "
+              "unseen")
+RAW_MEMORY_BEFORE = "ran after a cell " + RAW_MEMORY
 # Code that runs a traced graph, not the functions it was traced from: what torch.fx writes for a traced function or
 # module (a GraphModule's forward; also a GraphModule called as a module, whatever its loader named the file) and its
 # Interpreter, which runs such a graph node by node (only torch operations, whatever the tracing went through); and
@@ -58,8 +66,11 @@ def graph_runner(code, places: tuple) -> str | None:
 class Unseen:
     """Notes of what runs unseen, for a call of the notebook's run in ``package``'s watch."""
 
-    def __init__(self, package: str, own_pids: bool = False):
+    def __init__(self, package: str, own_pids: bool = False, own_readers: tuple = ()):
         self.package = package  # its folder, ending in "/"
+        # The grader's functions that read memory through ctypes (by their code's id): not the notebook's calls.
+        self._own_raw = frozenset(_address(f.__code__) for f in own_readers)
+        self._reached = [False]  # whether the notebook reached memory through ctypes (audited): noted at each call
         # In the sandbox the notebook's process has a pid namespace of its own: every thread or
         # process it starts takes the next id, however it is started (C code, ctypes).
         self._own_pids, self._pids_at_start = own_pids, None
@@ -77,7 +88,16 @@ class Unseen:
     def at_start(self) -> set[str]:
         """Notes when a call starts: what was set up before it, which the watch cannot reach."""
         self._pids_at_start = _last_pid() if self._own_pids else None
-        return self._unwatched_threads() | self._unwatched_processes() | self._other_interpreters() | self.now()
+        return self._unwatched_threads() | self._unwatched_processes() | self._other_interpreters() | self.now() \
+            | ({RAW_MEMORY_BEFORE} if self._reached[0] else set())
+
+    def audited(self, event: str, caller, in_call: bool) -> str | None:
+        """The note, in a call, for an audit ``event`` raised by ``caller`` (code) if it is ctypes reaching memory or C
+        functions (:data:`RAW_MEMORY_EVENTS`) for the notebook; remembered, so that each later call notes it too."""
+        if event not in RAW_MEMORY_EVENTS or _address(caller) in self._own_raw:
+            return None
+        self._reached[0] = True
+        return RAW_MEMORY if in_call else None
 
     def started(self, watched: int) -> set[str]:
         """At the call's end: a note if it started more threads and processes than the ``watched``
@@ -205,6 +225,7 @@ _gettrace, _threading_gettrace = sys.gettrace, threading.gettrace
 _getsignal = signal.getsignal
 _gc_callbacks = gc.callbacks
 _get_tool = getattr(getattr(sys, "monitoring", None), "get_tool", None)
+_address = object.__hash__  # id() without its audit event (the watch's hook runs this)
 try:  # the interpreters of this process (the module's name from Python 3.13: _interpreters)
     from _xxsubinterpreters import list_all as _interpreters
 except ImportError:

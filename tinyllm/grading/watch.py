@@ -127,10 +127,11 @@ class Monitor:
                                                          Monitor._arm_thread))
         # Set by the audit hook when a cell tried to give a function of the watch's parts other code.
         self._recoded, self._kept_functions = False, frozenset()
-        sys.addaudithook(self._audit)
-        self.unseen = Unseen(self.package, own_pids)  # what runs where this watch cannot see, read before any cell
-        self._collecting, self._starts = False, [0]  # whether the collector ran before the call; threads started
         from tinyllm.grading import fingerprints, libraries, unseen, wire
+        # What runs where this watch cannot see, read before any cell; the grader's own ctypes readers of memory.
+        self.unseen = Unseen(self.package, own_pids, (fingerprints.versions, wire.to_wire))
+        sys.addaudithook(self._audit)
+        self._collecting, self._starts = False, [0]  # whether the collector ran before the call; threads started
         # What the watch and the sandbox's checks are made of before any cell runs: see changed().
         self._made_of = tuple((part, tuple(parts(part).items())) for part in (
             Monitor, checks.Forbidden, Libraries, Unseen, checks, values, wire, sys.modules[__name__], libraries,
@@ -246,6 +247,8 @@ class Monitor:
         if self.active and event in PROFILER_EVENTS and _caller_code() not in self._switches:
             self._note("switched the grader's call watch off during the call (it set a profiler of its own), "
                        "so what ran then was not seen")
+        if event.startswith("ctypes.") and (note := self.unseen.audited(event, _caller_code(), self.active)):
+            self._note(note)  # _caller_code() only there: sys._getframe is an audited event too
         if self.active and event == "import" and args and type(args[0]) is str:  # no str of the notebook's
             name = args[0]
             if name.startswith("tinyllm") and not name.startswith(("tinyllm.grading", "tinyllm.grade")):
