@@ -9,7 +9,9 @@ counts, for each checkpoint (default: the shipped assistant), the cases passing 
 (lower-cased for a model trained on the persona data): the 64 generated cases by category,
 the hand-written messages (``tinyllm/chat_handwritten.json``) and the probe messages
 (``benchmarks/chat_probe.json``, written to compare models trained on different data). The
-last column adds up the two sets people wrote.
+last column adds up the two sets people wrote. ``--every-unseen`` adds every held-out question
+template of every topic, filled twice (282 cases, against the eval's 24 unseen ones: one case
+there is 4 points).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from tinyllm.chat import DEFAULTS, SHIPPED_CHAT_MODEL, reads_lower_case, reply
 from tinyllm.checkpoint import load_model
 
 PROBE = Path(__file__).resolve().parent / "chat_probe.json"
-CATEGORIES = ("seen", "unseen", "multi-turn", "hand-written", "probe")
+CATEGORIES = ("seen", "unseen", "multi-turn", "hand-written", "probe", "every-unseen")
 
 
-def case_sets() -> dict[str, list[dict]]:
-    return {"generated": chat_eval.eval_cases("guppy"), "hand-written": chat_eval.handwritten_cases("guppy"),
+def case_sets(every_unseen: bool = False) -> dict[str, list[dict]]:
+    sets = {"generated": chat_eval.eval_cases("guppy"), "hand-written": chat_eval.handwritten_cases("guppy"),
             "probe": chat_eval.handwritten_cases("guppy", path=PROBE)}
+    return {**sets, "every-unseen": chat_eval.every_unseen_cases("guppy")} if every_unseen else sets
 
 
 def counts(folder, sets: dict[str, list[dict]], seeds: int) -> dict[str, int]:
@@ -52,9 +55,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="*", default=[None], help="default: the shipped assistant")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--every-unseen", action="store_true", help="also every held-out template (282 cases)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    sets = case_sets()
+    sets = case_sets(args.every_unseen)
     sizes = dict.fromkeys(CATEGORIES, 0)
     for name, cases in sets.items():
         for case in cases:

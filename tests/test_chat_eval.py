@@ -61,6 +61,24 @@ def test_no_eval_prompt_appears_in_training(persona, cases):
     assert len(unseen_topics) == ce.CASES_PER_CATEGORY["unseen"]
 
 
+def test_every_unseen_case_fills_each_held_out_template_and_holds_the_eval_s_sample(cases):
+    every = ce.every_unseen_cases("guppy")
+    assert every == ce.every_unseen_cases("guppy")
+    held = [(t, i) for t in cd.TOPICS for i in range(len(cd.TOPICS[t]["ask"])) if cd.is_held_out(t, i)]
+    assert len(every) == 2 * len(held) and {c["category"] for c in every} == {"every-unseen"}
+    # each case is a greeting and a held-out template filled: its topic's held-out wordings, none trained on
+    for case in every:
+        question = case["messages"][0]["content"]
+        assert any(re.fullmatch(_template_pattern(p + cd.TOPICS[case["topic"]]["ask"][i]), question)
+                   for t, i in held if t == case["topic"] for p in set(cd.USER_PREFIXES)), question
+    assert {c["topic"] for c in cases if c["category"] == "unseen"} <= {c["topic"] for c in every}
+
+
+def _template_pattern(template: str) -> str:
+    """A template as a regular expression: each {slot} any text."""
+    return re.sub(r"\\\{\w+\\\}", ".+", re.escape(template))
+
+
 def test_multi_turn_cases_ask_about_the_previous_turn(cases):
     multi = [c for c in cases if c["category"] == "multi-turn"]
     follow_ups = {q for spec in cd.TOPICS.values() for asked, _, _ in spec["follow"]

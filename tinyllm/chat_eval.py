@@ -143,6 +143,23 @@ def eval_cases(persona: str = "guppy", system_prompt=None) -> list[dict]:
     return cases
 
 
+def every_unseen_cases(persona: str = "guppy", fills: int = 2) -> list[dict]:
+    """Every held-out question template of every topic, each filled ``fills`` times (slots and
+    greeting drawn from a fixed seed) as :func:`eval_cases` fills its ``unseen`` ones: 141
+    templates, 282 cases, category ``"every-unseen"``. The eval's 24 unseen cases are a sample
+    of these (one case is 4 points); ``benchmarks/bench_chat_seeds.py --every-unseen`` scores all."""
+    pools, rng = persona_pools(persona), random.Random(f"every-unseen/{persona}")
+    cases = []
+    for topic, spec in TOPICS.items():
+        for i, template in enumerate(spec["ask"]):
+            for _ in range(fills if is_held_out(topic, i) else 0):
+                values = SlotValues(rng, pools)
+                question = fill_template(rng.choice(USER_PREFIXES) + template, values)
+                cases.append(_case(persona, "every-unseen", topic, [{"role": "user", "content": question}],
+                                   topic_keywords(topic, persona, values=values), None))
+    return cases
+
+
 def handwritten_cases(persona: str = "guppy", system_prompt=None, path=HANDWRITTEN) -> list[dict]:
     """The hand-written test cases: messages a person wrote to the pet (typos, capitals, no
     punctuation, long and short), not produced by :mod:`tinyllm.chat_data`'s generator.
