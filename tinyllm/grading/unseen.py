@@ -1,7 +1,8 @@
 """What a notebook can set up that runs code where the call watch (:mod:`tinyllm.grading.watch`)
 cannot see it: threads and processes started before the call, a second interpreter, functions
 compiled by TorchScript, a trace function, a signal handler or a garbage-collector callback;
-and (:func:`graph_runner`) code that runs a graph traced by torch.fx or torch.compile.
+(:func:`graph_runner`) code that runs a graph traced by torch.fx or torch.compile; and
+(:meth:`Unseen.audited`) ctypes reaching the process's memory, with which code can pause every profiler.
 
 :class:`Unseen` reads them when a call starts and again when it ends, through functions taken
 before any cell ran (a cell that replaced ``sys._current_frames`` would hide its threads).
@@ -92,12 +93,13 @@ class Unseen:
             | ({RAW_MEMORY_BEFORE} if self._reached[0] else set())
 
     def audited(self, event: str, caller, in_call: bool) -> str | None:
-        """The note, in a call, for an audit ``event`` raised by ``caller`` (code) if it is ctypes reaching memory or C
-        functions (:data:`RAW_MEMORY_EVENTS`) for the notebook; remembered, so that each later call notes it too."""
+        """The note for an audit ``event`` raised by ``caller`` (code) if it is ctypes reaching memory or C functions
+        (:data:`RAW_MEMORY_EVENTS`) for the notebook: in a call, or a cell's first (the grader's record keeps it, were
+        this object's memory of it wiped); remembered, so that each later call notes it too."""
         if event not in RAW_MEMORY_EVENTS or _address(caller) in self._own_raw:
             return None
-        self._reached[0] = True
-        return RAW_MEMORY if in_call else None
+        first, self._reached[0] = not self._reached[0], True
+        return RAW_MEMORY if in_call else RAW_MEMORY_BEFORE if first else None
 
     def started(self, watched: int) -> set[str]:
         """At the call's end: a note if it started more threads and processes than the ``watched``
