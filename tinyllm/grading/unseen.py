@@ -142,12 +142,11 @@ class Unseen:
                   if ident != _main_thread().ident]
         # A thread that a call just joined may still be ending in the kernel: a moment to go (once: one that
         # stays is not waited for again at each call).
-        native = frozenset(_listdir(TASKS)) - self._threads
         for _ in range(20):
+            native = frozenset(_listdir(TASKS)) - self._threads
             if len(native) <= len(others) or native <= self._stayed[0]:
                 break
             _sleep(0.005)
-            native = frozenset(_listdir(TASKS)) - self._threads
         else:
             self._stayed[0] = native
         count = max(len(others), len(native))
