@@ -2004,6 +2004,7 @@ try:
 except OSError as exc:
     unmapped["memfd_create"] = exc.errno
 unmapped["shmget"] = libc.shmget(0, 1 << 20, 0o1600), ctypes.get_errno()  # IPC_PRIVATE, IPC_CREAT | 0600
+unmapped["memfd_secret"] = libc.syscall(447, 0), ctypes.get_errno()  # its number on x86-64, aarch64 and riscv64
 facts = {"caps": sorted({status[k].strip() for k in status if k.startswith("Cap")}), "reach": reach,
          "unmapped": unmapped,
          "seccomp": status["Seccomp"].strip(),
@@ -2047,7 +2048,8 @@ def test_each_notebook_is_forked_from_one_warm_process_into_a_sandbox_of_its_own
         assert seen["seccomp"] == "2" and seen["reach"] == {
             **{f"{call} {pid}": -1 for call in ("ptrace", "process_vm_readv") for pid in (1, 2)},
             "/proc/1/mem": errno.EROFS, "/proc/2/mem": errno.EROFS}, seen
-        assert seen["unmapped"] == {"memfd_create": errno.EPERM, "shmget": [-1, errno.EPERM]}, seen
+        assert seen["unmapped"] == {"memfd_create": errno.EPERM, "shmget": [-1, errno.EPERM],
+                                    "memfd_secret": [-1, errno.EPERM]}, seen
         assert seen["parent"] == 0 and seen["procs"] == [1, 2, seen["pid"]], seen  # bubblewrap's, cat, itself
         assert seen["session_leader"], seen  # a session of its own, as bubblewrap's --new-session made
         assert seen["new_user_ns"] == -1 and seen["new_mount_ns"] == -1 and seen["setns"] == -1, seen
