@@ -6,7 +6,8 @@ build language models (Colab has transformers), engines that run a graph of anot
 framework's operators (an ONNX graph of one ``Attention`` or ``LayerNormalization`` node, run by
 onnxruntime or by onnx's own reference evaluator), and the parts of torch that are a whole
 piece (its optimizers and schedules, gradient clipping, its transformer layers, its
-multi-head attention, its probability distributions) with their C++ kernels. torch's plain
+multi-head attention, its probability distributions, its ONNX operators written in torch,
+its quantization, its tests' reference functions) with their C++ kernels. torch's plain
 functions are the learner's to use; those a statement forbids fail the call instead
 (:class:`tinyllm.grading.checks.Forbidden`), with the other roads to them listed here:
 torch's Python references of its operators, and :data:`NORMALIZATIONS`, the family a
@@ -33,7 +34,14 @@ TORCH_PIECES = ("optim/", "nn/utils/clip_grad.py", "nn/modules/transformer.py",
                 "nn/modules/activation.py:MultiheadAttention", "nn/functional.py:multi_head_attention_forward",
                 "ao/nn/quantizable/modules/activation.py:MultiheadAttention",  # a whole one in Python (bmm, softmax)
                 "ao/nn/quantized/modules/activation.py:MultiheadAttention",
-                "distributions/")  # a Categorical's log-softmax (its logits), its sampling
+                "distributions/",  # a Categorical's log-softmax (its logits), its sampling
+                # ONNX's Attention and RotaryEmbedding as eager torch code (attention_23 skips SDPA in its modes
+                # 1-3), inductor's written-out attention patterns, the quantization observers and quantize ops
+                "onnx/ops/", "_inductor/fx_passes/fuse_attention.py:_sfdp_pattern", "ao/quantization/",
+                "testing/_internal/")  # torch's test references: reference_rms_norm, reference_layer_norm, ...
+# Pieces seen when called but not fingerprinted for copies: torch's test helpers are 7,000 codes (0.8 s of CPU to
+# compile in every warm process, and one file is Python 3.12's); a copy of their numpy reference is numpy written out.
+NOT_FINGERPRINTED = ("testing/_internal/",)
 # torch's C++ kernels that are a whole piece (nn.MultiheadAttention's fast path, a fused optimizer step), under every
 # name an answer can reach one by: torch's function, and the operator table's entries (OpOverload._op has no name).
 TORCH_KERNELS = ("_native_multi_head_attention", "_transformer_encoder_layer_fwd", "_triton_multi_head_attention",
