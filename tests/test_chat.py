@@ -182,6 +182,20 @@ def test_bad_arguments_raise_value_errors(chat_dir, tokenizer):
         reply(model, tokenizer, [{"role": "fish", "content": "hi"}])
     with pytest.raises(ValueError, match="trim_history"):
         reply(model, tokenizer, [{"role": "user", "content": "bubbles " * 80}])
+    # No message at all: nothing was asked (OpenAI's API refuses it too).
+    for call in (lambda: reply(model, tokenizer, []), lambda: chat_completion([], model=model, tokenizer=tokenizer)):
+        with pytest.raises(ValueError, match="no messages"):
+            call()
+    # Half an emoji (JSON's "\ud83d") is no text: a ValueError that says so, not an encoder's error.
+    with pytest.raises(ValueError, match=r"message 1's content has a lone surrogate \(U\+D83D\) at character 3"):
+        chat_completion([{"role": "system", "content": "be a fish"}, {"role": "user", "content": "hi \ud83d"}],
+                        model=model, tokenizer=tokenizer)
+    # A system prompt that leaves no room is named as such: it is never dropped.
+    with pytest.raises(ValueError, match="the system message and the last message take"):
+        trim_history(tokenizer, [{"role": "system", "content": "big " * 100}, {"role": "user", "content": "hi"}],
+                     128, 48)
+    with pytest.raises(ValueError, match="the last message alone takes"):
+        trim_history(tokenizer, [{"role": "user", "content": "big " * 100}], 128, 48)
 
 
 def _chat(chat_dir, stdin: bytes, *args) -> tuple[int, str]:
@@ -223,9 +237,15 @@ def test_old_turns_are_dropped_with_a_notice(chat_dir):
     assert code == 0 and "oldest message" in out
 
 
-def test_prompt_answers_once_and_exits(chat_dir):
+def test_prompt_answers_once_and_exits(chat_dir, capsys):
     code, out = _chat(chat_dir, b"", "--prompt", "hello")
     assert code == 0 and out.count("guppy> ") == 1
+    # Bytes of the command line that are not UTF-8 (Python gives them as lone surrogates) read as U+FFFD.
+    code, out = _chat(chat_dir, b"", "--prompt", "hi \udcff there")
+    assert code == 0 and out.count("guppy> ") == 1
+    # Nothing to answer: an error, as on the page, not a reply to an empty message.
+    code, out = _chat(chat_dir, b"", "--prompt", "  ")
+    assert code == 1 and out == "" and "--prompt is empty" in capsys.readouterr().err
 
 
 def test_ctrl_c_exits_cleanly(chat_dir):

@@ -230,7 +230,7 @@ def test_both_jsonl_formats_give_the_same_conversations(tmp_path):
     assert load_conversations(openai) == load_conversations(chatml) == CHATS
     last_newline_left_out = _jsonl(tmp_path / "x.jsonl", [{"text": _chatml(CHATS[0]).rstrip("\n")}])
     assert load_conversations(last_newline_left_out) == CHATS[:1]
-    typed = [{"role": "user", "content": "a typed <|im_end|> is text"}]
+    typed = [{"role": "user", "content": "a typed <|im_end|> is text"}, {"role": "assistant", "content": "yes"}]
     assert load_conversations(_jsonl(tmp_path / "typed.jsonl", [{"messages": typed}])) == [typed]
 
 
@@ -265,6 +265,17 @@ GOOD = {"messages": CHATS[1]}
     ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo", "weight": 0}]}',
      'message 1 has "weight": 0.*not read here'),
     ('{"messages": [{"role": "tool", "content": "42"}]}', "unknown role 'tool'"),
+    # true and false are no weights (false == 0 in Python), nor is 0.5
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo", "weight": false}]}',
+     'message 1 has "weight": false.*0 or 1'),
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo", "weight": 0.5}]}',
+     'message 1 has "weight": 0.5.*0 or 1'),
+    # nothing to learn: a system prompt, or a question, with no answer
+    ('{"messages": [{"role": "system", "content": "be a fish"}]}', "no assistant message"),
+    ('{"messages": [{"role": "user", "content": "hi"}]}', "no assistant message"),
+    # JSON's escape of half an emoji is no text
+    ('{"messages": [{"role": "user", "content": "hi \\ud83d"}, {"role": "assistant", "content": "yo"}]}',
+     r"message 0's content has a lone surrogate \(U\+D83D\) at character 3"),
 ])
 def test_a_malformed_line_is_named_with_its_number_and_problem(tmp_path, line, problem):
     path = tmp_path / "chats.jsonl"
@@ -280,6 +291,7 @@ def test_a_malformed_line_is_named_with_its_number_and_problem(tmp_path, line, p
     ("<|im_start|>user\nhi<|im_start|>assistant\nyo<|im_end|>\n", r"turn 0 \(user\) has no <\|im_end\|>"),
     ("<|im_start|>user\nhi<|im_end|>\nstray words", "character 30.*does not start with"),
     ("", '"text" is empty'),
+    ("<|im_start|>user\nhi<|im_end|>\n", "no assistant message"),
 ])
 def test_a_malformed_chatml_text_is_named_with_its_problem(tmp_path, text, problem):
     path = _jsonl(tmp_path / "chats.jsonl", [{"text": text}])

@@ -75,8 +75,10 @@ def prompt_ids(tokenizer, messages, lowercase_user: bool = False) -> list[int]:
     Only the template's markers are special ids; special token strings inside a message
     are ordinary text (:func:`tinyllm.chat_data.encode_chat`). ``lowercase_user``: the
     user's messages are encoded lower-cased (see :func:`reads_lower_case`)."""
+    check_messages(messages)
+    if not messages:  # OpenAI's API refuses it too; the model would answer a question never asked
+        raise ValueError("no messages: a reply needs at least one")
     if lowercase_user:
-        check_messages(messages)
         messages = [{**m, "content": m["content"].lower()} if m["role"] == "user" else m for m in messages]
     return encode_chat(tokenizer, messages, add_generation_prompt=True)[0]
 
@@ -97,9 +99,10 @@ def trim_history(tokenizer, messages, block_size: int, max_new_tokens: int, lowe
     while len(prompt_ids(tokenizer, kept, lowercase_user)) > budget:
         rest = [i for i, m in enumerate(kept) if m["role"] != "system"]  # the droppable, oldest first
         if len(rest) <= 1:
+            what = ("the system message and the last message take" if len(kept) > len(rest)
+                    else "the last message alone takes")  # system messages are never dropped
             raise ValueError(
-                f"the last message alone takes {len(prompt_ids(tokenizer, kept, lowercase_user))} tokens "
-                "with the template; "
+                f"{what} {len(prompt_ids(tokenizer, kept, lowercase_user))} tokens with the template; "
                 f"the context has room for {budget} (block_size {block_size} - max_new_tokens {max_new_tokens})"
             )
         turn = len(rest) > 2 and kept[rest[0]]["role"] == "user" and kept[rest[1]]["role"] == "assistant"
@@ -391,7 +394,11 @@ def main(argv=None, stdin=None, stdout=None) -> int:
     session = _Session(model, tokenizer, args, out, lower)
     session.name = "assistant" if own_data else persona
     if args.prompt is not None:
-        session.answer(args.prompt)
+        if not args.prompt.strip():  # as the page: nothing to answer
+            print("error: --prompt is empty: write a message", file=sys.stderr)
+            return 1
+        # Bytes of the command line that are not UTF-8 arrive as lone surrogates: U+FFFD, as in typed input
+        session.answer(args.prompt.encode("utf-8", "surrogatepass").decode("utf-8", errors="replace"))
         return 0
     interactive = hasattr(stdin, "isatty") and stdin.isatty()
     if interactive:

@@ -369,14 +369,18 @@ def chat_dataset(persona: str = "guppy", n: int = 20_000, seed: int = 0, multi_t
 
 
 def check_messages(messages) -> None:
-    """ValueError unless ``messages`` is a list of ``{"role", "content"}`` with known roles."""
+    """ValueError unless ``messages`` is a list of ``{"role", "content"}`` with known roles and
+    contents that are text (a lone surrogate, as a JSON ``"\\ud83d"`` gives, is no UTF-8)."""
     if not isinstance(messages, (list, tuple)):
-        raise ValueError(
-            f"messages must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}"
-        )
+        raise ValueError(f"messages must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}")
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
             raise ValueError(f"message {i} must be a dict with role in {ROLES} and a str content, got {m!r}")
+        try:
+            m["content"].encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"message {i}'s content has a lone surrogate (U+{ord(m['content'][exc.start]):04X}) "
+                             f"at character {exc.start}: it is not text") from None
 
 
 def render(messages, add_generation_prompt: bool = False) -> str:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from tinyllm.chat_data import IM_END, IM_START, ROLES
+from tinyllm.chat_data import IM_END, IM_START, ROLES, check_messages
 from tinyllm.files import json_loads, sha256, write_atomic
 
 TINYSHAKESPEARE_URL = (
@@ -208,7 +208,10 @@ def _messages(record) -> list[dict]:
             raise ValueError(f'message {k} has no "role"')
         if m["role"] not in ROLES:
             raise ValueError(f"message {k} has the unknown role {m['role']!r} (known: {', '.join(ROLES)})")
-        if m.get("weight", 1) == 0:  # OpenAI's "do not learn this answer"; every answer here is learned
+        weight = m.get("weight", 1)
+        if type(weight) not in (int, float) or weight not in (0, 1):  # true and false are no weights
+            raise ValueError(f'message {k} has "weight": {json.dumps(weight)[:20]}; OpenAI\'s weight is 0 or 1')
+        if weight == 0:  # OpenAI's "do not learn this answer"; every answer here is learned
             raise ValueError(f'message {k} has "weight": 0, which is not read here: leave the message out')
     return [{"role": m["role"], "content": _text_of(k, m)} for m in messages]
 
@@ -292,7 +295,11 @@ def load_conversations(path) -> list[list[dict]]:
             elif kinds[0] != first[0]:
                 raise ValueError(f'a "{kinds[0]}" record, but line {first[1]} is a "{first[0]}" record: '
                                  "mixed formats, use one format per file")
-            conversations.append(_FORMATS[kinds[0]](record))
+            messages = _FORMATS[kinds[0]](record)
+            check_messages(messages)  # contents that are text (no lone surrogate)
+            if not any(m["role"] == "assistant" for m in messages):  # its loss would be all masked
+                raise ValueError("the conversation has no assistant message: there is no answer to learn")
+            conversations.append(messages)
         except UnicodeDecodeError as exc:
             raise ValueError(f"{path}, line {number}: not UTF-8 text ({exc.reason})") from None
         except ValueError as exc:
