@@ -47,6 +47,16 @@ CHAT_TEMPLATE = {
 TOPICS = ["hi guppy", "are you hungry?", "what do you eat?", "tell me a joke", "do you like your tank?"]
 
 
+def lowercase_table() -> dict[str, str]:
+    """Python's ``str.lower()`` of every character it changes, but the capital sigma: the page
+    lower-cases the user's messages with it, so that it gives the ids tinyllm.chat gives. A
+    browser's ``toLowerCase`` follows the Unicode of its own version (Chromium 156 lowers 55
+    letters that this Python leaves as they are: U+A7CB, U+1C89, ...). Σ is σ, or ς at the end of
+    a word, which the page decides as Python does (``talk.js``: ``lowerAsPython``)."""
+    chars = (chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
+    return {c: c.lower() for c in chars if c.lower() != c and c != "\u03a3"}
+
+
 def tokenizer_state(tokenizer) -> dict:
     """The tokenizer as the page's JavaScript reads it (book/_vendor/talk/tokenizer.js)."""
     if hasattr(tokenizer, "merges") and hasattr(tokenizer, "pattern"):  # BPETokenizer
@@ -101,7 +111,8 @@ def write_web_model(model, tokenizer, name: str, out: Path = OUT, prompt: str = 
         "cache": {"inputs": cache_names(cfg.n_layer, "past"), "outputs": cache_names(cfg.n_layer, "present"),
                   "heads": cfg.kv_heads, "head_size": cfg.head_size},
         "tokenizer": state,
-        "chat": dict(CHAT_TEMPLATE, topics=TOPICS, lowercase_user=lowercase_user) if is_chat else None,
+        "chat": dict(CHAT_TEMPLATE, topics=TOPICS, lowercase_user=lowercase_user,
+                     lowercase=lowercase_table() if lowercase_user else None) if is_chat else None,
         "prompt": TOPICS[0] if is_chat else prompt,
         "checkpoint": None,
     }

@@ -309,6 +309,27 @@ def test_chat_prompt_ids_are_tinyllm_chat_ones(open_page, chat):
     assert spelled.count(tokenizer.special_tokens["<|im_end|>"]) == 1
 
 
+def test_the_page_lower_cases_as_python_does(open_page, chat):
+    """The page lower-cases the user's messages with Python's table, not the browser's
+    toLowerCase (Chromium 156 lowers 55 letters that Python 3.11 leaves, U+A7CB among them: the
+    model got other ids and gave another greedy reply), and the capital sigma by Python's rule."""
+    _, tokenizer = chat
+    page, _ = open_page()
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000 and c != 0x3A3)
+    lowered, browser = page.evaluate("s => [window.tinyllmTalk.lowerAsPython(s), s.toLowerCase()]", every)
+    assert lowered == every.lower()
+    assert browser != every.lower(), "the browser lowers as this Python does: the test proves nothing here"
+    sigmas = ["Σ", "ΑΣ", "ΟΔΟΣ ΟΔΟΣ.", "ΑΣΑ", "Α'Σ'", "ΑΣ\u0301", " Σ ", "1Σ", "ΑΣ\u0301Β", "ΣΑΣ!ΣΑΣ"]
+    assert page.evaluate("xs => xs.map(window.tinyllmTalk.lowerAsPython)", sigmas) == [s.lower() for s in sigmas]
+    messages = [{"role": "user", "content": "\ua7cb ARE YOU HUNGRY? ΟΔΟΣ"}]
+    assert page.evaluate("m => window.tinyllmTalk.promptIds(m)", messages) == prompt_ids(tokenizer, messages, True)
+    # Half an emoji is no text (tinyllm.chat refuses it): the page says so rather than sending U+FFFD.
+    page.evaluate("window.tinyllmTalk.send('hi \\ud83d')")
+    wait_state(page, "error")
+    assert "half of a character" in page.inner_text(".talk-status")
+    assert page.evaluate("window.tinyllmTalk.history") == []
+
+
 def test_chat_history_is_trimmed_to_the_context(open_page, chat):
     page, _ = open_page()
     page.check(".talk-greedy")

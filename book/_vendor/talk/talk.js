@@ -247,11 +247,31 @@
     const text = (s) => tokenizer.encode(s, "none");
     const ids = [];
     for (const m of messages) {
-      const content = c.lowercase_user && m.role === "user" ? m.content.toLowerCase() : m.content;
+      const content = c.lowercase_user && m.role === "user" ? lowerAsPython(m.content, c.lowercase) : m.content;
       ids.push(special[c.start], ...text(`${m.role}\n`), ...text(content), special[c.end], ...text("\n"));
     }
     ids.push(special[c.start], ...text(`${c.assistant_role}\n`));
     return ids;
+  }
+
+  // Python's str.lower(), which the model was trained with: each character by Python's own
+  // table (manifest.chat.lowercase; the browser's toLowerCase follows its own Unicode version
+  // and lowers letters Python leaves), and the capital sigma by Python's rule (CPython's
+  // handle_capital_sigma): ς after a cased letter and not before one, case-ignorable ones
+  // (accents, apostrophes) skipped, σ elsewhere.
+  const CASED = /^\p{Cased}$/u;
+  const CASE_IGNORABLE = /^\p{Case_Ignorable}$/u;
+  function lowerAsPython(s, table) {
+    const chars = Array.from(s);
+    const finalSigma = (i) => {
+      let j = i - 1;
+      while (j >= 0 && CASE_IGNORABLE.test(chars[j])) j--;
+      if (j < 0 || !CASED.test(chars[j])) return false;
+      j = i + 1;
+      while (j < chars.length && CASE_IGNORABLE.test(chars[j])) j++;
+      return j === chars.length || !CASED.test(chars[j]);
+    };
+    return chars.map((ch, i) => ch === "\u03A3" ? (finalSigma(i) ? "\u03C2" : "\u03C3") : (table[ch] ?? ch)).join("");
   }
 
   // Drop the oldest turns (a user message with its answer) until the prompt and the reply
@@ -324,6 +344,9 @@
       await api.ready;
       const text = message.trim();
       if (!text) throw new ReadableError("Write a message first.");
+      // Half of an emoji (a lone surrogate) is no text: tinyllm.chat refuses it, TextEncoder would
+      // send U+FFFD in its place.
+      if (!text.isWellFormed()) throw new ReadableError("Your message holds half of a character: type it again.");
       const s = settings();
       const n = Math.min(s.n, manifest.block_size - 8);
       const messages = fittingHistory([...api.history, { role: "user", content: text }], n);
@@ -392,6 +415,7 @@
     api.encode = (text, allowedSpecial) => tokenizer.encode(text, allowedSpecial);
     api.decode = (ids) => tokenizer.decode(ids);
     api.promptIds = promptIds;
+    api.lowerAsPython = (text) => lowerAsPython(text, manifest.chat ? manifest.chat.lowercase : {});
     api.manifest = manifest;
   });
   api.generateIds = generateIds;
