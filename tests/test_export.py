@@ -1,4 +1,5 @@
-"""tinyllm's GPT is exactly GPT-2: export it to Hugging Face transformers and import it back, compare.
+"""tinyllm's GPT is GPT-2's architecture (with the exact GELU, transformers' "gelu"): export it to
+Hugging Face transformers and import it back, compare.
 
 transformers is a test-only dependency (installed in CI), so it is imported directly: a
 missing transformers must fail here, not skip.
