@@ -54,12 +54,13 @@ from tinyllm.grading.sandbox import NOT_ISOLATED_AS_ASKED
 SOURCES = sources()
 NAMES = [s.stem for s in SOURCES]
 MANIFEST = json.loads(WRONG_MANIFEST.read_text(encoding="utf-8"))
-WRONG = [
+# Each listed question is a mistake ("mistake") or a right answer written another way ("right").
+WRONG, RIGHT = ([
     (set_name, file_name, question)
     for set_name in NAMES
     for file_name, questions in MANIFEST.get(set_name, {}).items()
-    for question in questions
-]
+    for question, spec in questions.items() if kind in spec
+] for kind in ("mistake", "right"))
 
 pytestmark = pytest.mark.slow
 
@@ -261,7 +262,7 @@ def test_set_has_three_to_six_questions_each_with_two_wrong_submissions(name, re
     questions = sorted(rebuilt[name].metadata["otter"]["tests"])
     assert 3 <= len(questions) <= 6, f"{name} has {len(questions)} questions"
     for question in questions:
-        wrongs = [f for f, qs in MANIFEST.get(name, {}).items() if question in qs]
+        wrongs = [f for f, qs in MANIFEST.get(name, {}).items() if "mistake" in qs.get(question, {})]
         assert len(wrongs) >= 2, f"{name} {question} has {len(wrongs)} wrong-on-purpose submissions, needs 2"
 
 
@@ -397,6 +398,19 @@ def test_wrong_submission_loses_points_on_hidden_tests(name, file_name, question
             assert any(flagged in f for f in other.flags), f"{name} {file_name}: {other.name} flags: {other.flags}"
         else:
             assert other.flags == [], f"{name} {file_name}: {other.name} is flagged: {other.flags}"
+
+
+@pytest.mark.parametrize("name,file_name,question", RIGHT, ids=["/".join(r) for r in RIGHT])
+def test_a_right_answer_written_another_way_scores_full_marks(name, file_name, question, grades):
+    """Another formula, dtype or library-free route to what the statement asks (Hugging Face's
+    top-p, torch's AdamW, nanoGPT's attention) is the learner's own right answer: full marks,
+    no flag."""
+    report = grades[(name, file_name)]
+    assert report.error is None, report.error
+    q = report.question(question)
+    assert q.score == q.possible and q.flags == [], (
+        f"{name} {question}: {q.score} of {q.possible}, flags {q.flags}, for a right answer "
+        f"({MANIFEST[name][file_name][question]['right']}): {q.message}")
 
 
 def test_an_answer_that_calls_a_forbidden_function_loses_the_whole_question(grades):

@@ -129,7 +129,12 @@ def names(caller, code) -> bool:
 
 
 def shape(code) -> tuple:
-    return "shape", code.co_argcount, code.co_nlocals, code.co_stacksize, len(code.co_code)
+    """The quick first test of a copy, made without a Python call (at the limit of an answer's
+    recursion one raises in the watch's callback, and Python takes the profiler off): a function
+    of the notebook's whose sizes alone matched one of torch's quantization code was read further
+    there, and an honest recursion was flagged as the watch switched off. Its names make a match
+    by chance rare."""
+    return "shape", code.co_argcount, code.co_nlocals, code.co_stacksize, len(code.co_code), code.co_names
 
 
 def fingerprint(code) -> tuple:

@@ -64,7 +64,7 @@ THREAD_STARTS = {"start_new_thread", "start_new", "start_joinable_thread"}
 UNWATCHED_THREAD = "started a thread the watch does not follow (not through threading or _thread's watched starters)"
 
 # Methods of the objects a test passes in that an answer may call ("run the module", "encode with the tokenizer").
-ALLOWED_METHODS = {"forward", "encode", "decode"}
+ALLOWED_METHODS = {"forward", "encode", "encode_ordinary", "decode"}
 # What gives a function other code in place, each set through a C setter that raises "object.__setattr__" first.
 RECODING = {"__code__", "__defaults__", "__kwdefaults__"}
 PAUSED = "switched the grader's call watch off during the call (its active flag)"
