@@ -1219,6 +1219,23 @@ def test_a_packed_value_comes_back_as_it_went_through_the_wire():
     assert math.isnan(wire.loads(wire.dumps(values.pack(math.nan)), 1))
 
 
+def test_returned_tensors_share_memory_only_where_their_bytes_overlap():
+    """A result must hold no tensor twice nor overlapping views ([mean] * n): changing one would
+    change another. The rows of one new tensor are apart (set 13's all_reduce_mean returned
+    list(mean.repeat(n, 1).unbind(0)), a right answer, and lost 1 of 2)."""
+    import torch
+
+    from tinyllm.grading.values import shared_within
+
+    a = torch.randn(3, 4)
+    for apart in ([a.clone(), a.clone()], list(a[None].repeat(4, 1, 1).unbind(0)), [a[0], a[1], a[2]],
+                  [a.expand(2, 3, 4)], [torch.zeros(0), torch.zeros(0)]):
+        assert not shared_within(apart), apart
+    for shared in ([a, a], [a] * 3, [a[0:2], a[1:3]], [a, a.t()], [a.expand(2, 3, 4)[0], a.expand(2, 3, 4)[1]],
+                   {"x": a, "y": [a[2]]}, [a[:, 0], a[:, 1]]):
+        assert shared_within(shared), shared
+
+
 def test_a_calls_inputs_travel_as_json_where_they_arrive_as_they_are():
     """The grader's request carries the inputs as JSON when that changes nothing, else (a module, a
     parameter, a view, an input given twice: JSON would make two) as torch.save bytes."""

@@ -116,8 +116,8 @@ def not_new(name: str, value: Any, given: tuple[frozenset, frozenset]) -> str | 
         return (f"`{name}` returned what it was given (a list, or a tensor or a view of one, that the caller "
                 "passed): the exercise asks for a new one, so that changing the result cannot change the caller's data")
     if values.shared_within(value):
-        return (f"`{name}` returned tensors that share memory (one tensor twice, or views of one): the exercise "
-                "asks for new ones, so that changing one cannot change another")
+        return (f"`{name}` returned tensors that share memory (one tensor twice, or overlapping views of one): "
+                "the exercise asks for new ones, so that changing one cannot change another")
     return None
 
 
