@@ -21,7 +21,15 @@ from itertools import chain
 from operator import attrgetter, is_, methodcaller
 from pathlib import Path
 
-from tinyllm.grading.libraries import NOT_FINGERPRINTED, TORCH_PIECES, dotted, holds, type_module  # noqa: F401  (the watch's)
+from tinyllm.grading.libraries import (  # noqa: F401  (fingerprint, holds, type_module: the watch's)
+    NOT_FINGERPRINTED,
+    TORCH_PIECES,
+    dotted,
+    file_codes,
+    fingerprint,
+    holds,
+    type_module,
+)
 
 # A function of fewer bytes of bytecode than this does next to nothing (a one-line forward, a
 # property): anyone's may match it (torch's optimizers share such code), and a copy gains nothing.
@@ -53,7 +61,7 @@ def library_functions(torch_dir: str) -> dict[tuple, str]:
             continue
         paths = sorted(Path(torch_dir + place).rglob("*.py")) if place.endswith("/") else [Path(torch_dir + place)]
         for path in paths:
-            for code in _codes(path):
+            for code in file_codes(path):
                 _add_function(found, code, dotted(str(path), torch_dir, "torch"), only)
     return found
 
@@ -93,17 +101,7 @@ def _package_code(package: str) -> tuple:
     """(``tinyllm.module``, code) of every code object of the package's files outside grading,
     compiled once for the three tables above."""
     return tuple((dotted(str(path), package, "tinyllm"), code) for path in sorted(Path(package).rglob("*.py"))
-                 if not str(path).startswith(package + "grading/") for code in _codes(path))
-
-
-def _codes(path: Path) -> list:
-    """Every code object of a file: its module's, and each one it holds, all the way down."""
-    found, stack = [], [compile(path.read_text(encoding="utf-8"), str(path), "exec")]
-    while stack:
-        code = stack.pop()
-        stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
-        found.append(code)
-    return found
+                 if not str(path).startswith(package + "grading/") for code in file_codes(path))
 
 
 def _add_function(found: dict, code, module: str, only: str = "") -> None:
@@ -135,27 +133,6 @@ def shape(code) -> tuple:
     there, and an honest recursion was flagged as the watch switched off. Its names make a match
     by chance rare."""
     return "shape", code.co_argcount, code.co_nlocals, code.co_stacksize, len(code.co_code), code.co_names
-
-
-def fingerprint(code) -> tuple:
-    """What a copy of a function keeps wherever it runs from, at whatever line and under
-    whatever name: its bytecode, the names and local names it uses and its constants (its
-    docstring too). Not its file, line or name (a code object can be given others with
-    ``code.replace``): the same text retyped by hand has the same fingerprint only if it has
-    the same docstring and local names."""
-    return code.co_code, code.co_names, code.co_varnames, tuple(_constant(c) for c in code.co_consts)
-
-
-def _constant(c):
-    """A constant as text, by exact type (a code object's constants can be any object: its repr
-    or hash would run the notebook's code inside the watch's callback)."""
-    kind = type(c)
-    if kind is types.CodeType:
-        return c.co_name if type(c.co_name) is str else "<not a str>"
-    if kind is tuple or kind is frozenset:
-        return kind.__name__, tuple(_constant(x) for x in c)
-    plain = kind is str or kind is int or kind is float or kind is bytes or kind is bool or kind is complex
-    return repr(c) if plain or c is None or c is Ellipsis else "<object>"
 
 
 # Read a class's parts without running anything of the notebook's (a metaclass property, a

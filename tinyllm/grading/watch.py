@@ -48,7 +48,7 @@ from tinyllm.grading.fingerprints import (
     version_places,
     versions,
 )
-from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, dotted, local_names, text
+from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, dotted, genuine, local_names, text
 from tinyllm.grading.unseen import FX_FILES, OTHER_INTERPRETER, TRACED, Unseen, graph_places, graph_runner
 
 # The audit events of a new process, which the watch does not follow.
@@ -361,11 +361,11 @@ class Monitor:
                 ours = type(owner) is self.ops[0] or type(owner) is self.ops[1]  # by identity: `in` runs an __eq__
                 name = text(_object_attribute(owner, "__dict__").get("__name__")) if ours else ""
         forbidden = self.forbidden.dotted(name)
-        if forbidden is None or caller is None or text(caller.f_code.co_filename).startswith(self.grading):
+        where = text(caller.f_code.co_filename) if caller is not None else ""
+        if forbidden is None or caller is None or where.startswith(self.grading) and genuine(caller.f_code):
             return
-        # torch's calls inside torch do not count, as for the mode; unless the modes are all off, where the mode could
-        # not see the call a module's forward makes (nn.LayerNorm's), or it is an operator's reference (see libraries).
-        if not text(caller.f_code.co_filename).startswith(self.torch_dir) or reference or self.modes_all_off():
+        # torch's own calls don't count (as for the mode), but with all modes off, a reference, or a cell's code renamed
+        if not where.startswith(self.torch_dir) or reference or self.modes_all_off() or not genuine(caller.f_code):
             self.forbidden.see(forbidden)
 
     def start(self, inputs, forbidden=()) -> tuple:  # inputs None: not read yet (given() names them)
