@@ -1219,6 +1219,33 @@ def test_a_packed_value_comes_back_as_it_went_through_the_wire():
     assert math.isnan(wire.loads(wire.dumps(values.pack(math.nan)), 1))
 
 
+def test_a_frame_counts_as_torchs_only_when_its_code_and_globals_are():
+    """The watch trusts a frame of torch's (to pop its mode, to call a piece or a forbidden
+    function itself) only if its code is what the file holds and it runs in that module's
+    globals: a cell's code compiled under torch/optim's file names and run by exec once called
+    SDPA with no message, and transformers' warpers unflagged (piece_file_trampoline_05, _09)."""
+    import sys
+    import types
+
+    from torch._dynamo.testing import _skipped_function_for_test_reconstruct as call  # return f(*args)
+
+    from tinyllm.grading.libraries import genuine_frame
+
+    frames = []
+
+    def grab():
+        frames.append(sys._getframe(1))
+
+    call(grab)  # torch's own function calls grab
+    types.FunctionType(call.__code__, {})(grab)  # torch's code, run with other globals
+    exec(compile("f()", call.__code__.co_filename, "exec"), {"f": grab})  # a cell's code under torch's file name
+    fake: dict = {}  # other code at the same line of the same file, run in the module's own globals
+    exec(compile("\n" * (call.__code__.co_firstlineno - 1) + f"def {call.__name__}(f, *a, **k):\n"
+                 "    return f(*a, **k) or None\n", call.__code__.co_filename, "exec"), fake)
+    types.FunctionType(fake[call.__name__].__code__, vars(sys.modules[call.__module__]))(grab)
+    assert [genuine_frame(f) for f in frames] == [True, False, False, False]
+
+
 def test_returned_tensors_share_memory_only_where_their_bytes_overlap():
     """A result must hold no tensor twice nor overlapping views ([mean] * n): changing one would
     change another. The rows of one new tensor are apart (set 13's all_reduce_mean returned

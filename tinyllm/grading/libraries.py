@@ -22,6 +22,7 @@ import types
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 # Libraries that build models, whole: their pieces are the exercises' (timm's and diffusers' norms and attention,
 # sentence-transformers' cos_sim, torchao's int8 quantization), and so are those of the other frameworks (Colab has
@@ -77,6 +78,50 @@ NORMALIZATIONS = ("torch.nn.functional.layer_norm", "torch.nn.functional.rms_nor
                   "torch._weight_norm", "torch.ops.aten._weight_norm*", "torch.renorm", "torch.ops.aten.renorm*")
 
 
+class Kernels(TorchDispatchMode):
+    """The operators a run of autograd executes, by the names a :class:`tinyllm.grading.checks.Forbidden`
+    mode forbids (``_log_softmax``, ``_scaled_dot_product_flash_attention_for_cpu``): the engine runs the
+    hooks a cell registered from C, where that mode is off and no frame of theirs runs."""
+
+    def __init__(self, forbidden):
+        super().__init__()
+        self.forbidden = forbidden
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:  # torch wraps the mode for its compiler: 800 modules imported in a call
+        return False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if dotted := self.forbidden.dotted(func.__name__):
+            self.forbidden.see(dotted)
+        return func(*args, **(kwargs or {}))
+
+
+AUTOGRAD_RUNS = (torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad)  # what runs those hooks
+HOOK_REGISTRATIONS = (torch.Tensor.register_hook, torch.Tensor.register_post_accumulate_grad_hook)
+
+
+def run_watched(mode, func, args: tuple, kwargs: dict):
+    """``func`` run by a :class:`tinyllm.grading.checks.Forbidden` mode's handler, where the mode is off: a
+    hook a cell registers runs with the mode pushed again (the engine calls it from C, inside the handler
+    of the backward that runs it), and a run of autograd is watched below torch's functions (:class:`Kernels`)."""
+    if func in HOOK_REGISTRATIONS and len(args) > 1:
+        args = (args[0], watched_hook(mode, args[1]), *args[2:])
+    if func in AUTOGRAD_RUNS:
+        with Kernels(mode):
+            return func(*args, **kwargs)
+    return func(*args, **kwargs)
+
+
+def watched_hook(mode, hook):
+    """``hook`` run with ``mode`` pushed again: the engine calls it inside the mode's own handler (of the
+    backward that runs it), where the mode is off; a partial of SDPA calls it from C, seen by nothing else."""
+    def run_watched(*args, **kwargs):
+        with mode:
+            return hook(*args, **kwargs)
+    return run_watched
+
+
 class Libraries:
     """Where the libraries' versions lie (found without importing a library), and the notes
     of a call into them that the notebook's own code makes (code outside the Python
@@ -107,6 +152,7 @@ class Libraries:
         self.references = tuple(torch_dir + place for place in OPERATOR_REFERENCES)  # for the forbidden functions
         self.kernels = torch_kernels()  # ((C function, its name), ...): a tuple, which no cell edits in place
         self.kernel_ids = frozenset(id(function) for function, _ in self.kernels)
+        remember_modules()  # made before any cell runs (the watch's Monitor)
 
     def piece(self, code) -> str | None:
         """The dotted module of the piece ``code`` belongs to, if it is one of :attr:`pieces`."""
@@ -128,15 +174,15 @@ class Libraries:
             if not filename.startswith(self.installed):
                 return True
             if filename.startswith(self.places) and self.piece(caller.f_code):
-                return not genuine(caller.f_code)  # a cell's code compiled under a piece's file name is its own
+                return not genuine_frame(caller)  # a cell's code compiled under a piece's file name is its own
             caller = caller.f_back
         return False
 
     def entry(self, frame, given: dict[int, tuple], note) -> None:
         """Note ``frame`` (a Python call into one of :attr:`places`) if it is one that counts."""
         code = frame.f_code
-        if code.co_name.startswith("<"):
-            return
+        if code.co_name == "<module>":  # a piece's module run as a cell imports it; a comprehension or lambda of a
+            return  # piece's is entered from the notebook only by a trick (LambdaLR's, with a closure of a cell's)
         module = self.piece(code)
         first = first_argument(frame)
         kind, _, codes = given.get(id(first), (None, False, {}))
@@ -219,6 +265,41 @@ def _constant(c):
 
 _FILES: dict = {}  # a file's name -> {(qualified name, first line): fingerprints of its codes there}, or None
 _KNOWN: dict = {}  # id(code) -> (code, whether it is genuine)
+_MODULES: dict = {}  # a module's file -> the namespace its code runs in, as first seen (before any cell)
+_SCANNED = [0]  # how many modules sys.modules held at the last look
+
+
+def remember_modules() -> None:
+    """The namespaces of the modules loaded now, by file (:func:`genuine_frame`), first read before any cell
+    runs (a module a cell swaps into ``sys.modules`` later is not taken for torch's): those ``sys.modules``
+    holds, and the modules they hold (``torch.backends.opt_einsum`` is a stand-in that holds the module its
+    functions run in). Looked at again when more modules are loaded (a library a cell imports)."""
+    if len(sys.modules) == _SCANNED[0]:
+        return
+    _SCANNED[0] = len(sys.modules)
+    for module in list(sys.modules.values()):
+        if issubclass(type(module), types.ModuleType):  # torch's own kinds too; no __class__ of a cell's runs
+            namespace = _module_dict(module)
+            held = [_module_dict(v) for v in list(namespace.values()) if type(v) is types.ModuleType]
+            if type(module) is not types.ModuleType:  # a stand-in (torch._VF's): its methods run in the module
+                held += [_function_globals(v) for v in list(_type_dict(type(module)).values())
+                         if type(v) is types.FunctionType]
+            for space in (namespace, *held):
+                filename = space.get("__file__")
+                if type(filename) is str:
+                    _MODULES.setdefault(filename, space)
+
+
+def genuine_frame(frame) -> bool:
+    """Whether ``frame`` runs the code its file holds (:func:`genuine`) in that module's own globals: torch's
+    code run by ``exec`` with a cell's globals (its names then the cell's functions) is the cell's."""
+    code = frame.f_code
+    if not genuine(code):
+        return False
+    filename = text(code.co_filename)
+    if filename not in _MODULES:
+        remember_modules()
+    return frame.f_globals is _MODULES.get(filename)
 
 
 def genuine(code) -> bool:
@@ -246,6 +327,8 @@ def genuine(code) -> bool:
 
 
 type_module = type.__dict__["__module__"].__get__  # a class's module, without its metaclass's say
+_module_dict = types.ModuleType.__dict__["__dict__"].__get__  # a module's namespace, without its class's say
+_type_dict, _function_globals = type.__dict__["__dict__"].__get__, types.FunctionType.__dict__["__globals__"].__get__
 
 
 def installed_folders() -> tuple[str, ...]:

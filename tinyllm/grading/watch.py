@@ -48,7 +48,7 @@ from tinyllm.grading.fingerprints import (
     version_places,
     versions,
 )
-from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, dotted, genuine, local_names, text
+from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, dotted, genuine_frame, local_names, text
 from tinyllm.grading.unseen import FX_FILES, OTHER_INTERPRETER, TRACED, Unseen, graph_places, graph_runner
 
 # The audit events of a new process, which the watch does not follow.
@@ -362,10 +362,10 @@ class Monitor:
                 name = text(_object_attribute(owner, "__dict__").get("__name__")) if ours else ""
         forbidden = self.forbidden.dotted(name)
         where = text(caller.f_code.co_filename) if caller is not None else ""
-        if forbidden is None or caller is None or where.startswith(self.grading) and genuine(caller.f_code):
+        if forbidden is None or caller is None or where.startswith(self.grading) and genuine_frame(caller):
             return
         # torch's own calls don't count (as for the mode), but with all modes off, a reference, or a cell's code renamed
-        if not where.startswith(self.torch_dir) or reference or self.modes_all_off() or not genuine(caller.f_code):
+        if not where.startswith(self.torch_dir) or reference or self.modes_all_off() or not genuine_frame(caller):
             self.forbidden.see(forbidden)
 
     def start(self, inputs, forbidden=()) -> tuple:  # inputs None: not read yet (given() names them)
