@@ -16,13 +16,15 @@ statement that forbids one normalisation forbids.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import types
 from pathlib import Path
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.autograd import _make_grads, _tensor_or_tensors_to_tuple
+from torch.autograd.graph import _engine_run_backward
 
 # Libraries that build models, whole: their pieces are the exercises' (timm's and diffusers' norms and attention,
 # sentence-transformers' cos_sim, torchao's int8 quantization), and so are those of the other frameworks (Colab has
@@ -78,48 +80,56 @@ NORMALIZATIONS = ("torch.nn.functional.layer_norm", "torch.nn.functional.rms_nor
                   "torch._weight_norm", "torch.ops.aten._weight_norm*", "torch.renorm", "torch.ops.aten.renorm*")
 
 
-class Kernels(TorchDispatchMode):
-    """The operators a run of autograd executes, by the names a :class:`tinyllm.grading.checks.Forbidden`
-    mode forbids (``_log_softmax``, ``_scaled_dot_product_flash_attention_for_cpu``): the engine runs the
-    hooks a cell registered from C, where that mode is off and no frame of theirs runs."""
-
-    def __init__(self, forbidden):
-        super().__init__()
-        self.forbidden = forbidden
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:  # torch wraps the mode for its compiler: 800 modules imported in a call
-        return False
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if dotted := self.forbidden.dotted(func.__name__):
-            self.forbidden.see(dotted)
-        return func(*args, **(kwargs or {}))
-
-
-AUTOGRAD_RUNS = (torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad)  # what runs those hooks
-HOOK_REGISTRATIONS = (torch.Tensor.register_hook, torch.Tensor.register_post_accumulate_grad_hook)
+AUTOGRAD_RUNS = (torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad)
 
 
 def run_watched(mode, func, args: tuple, kwargs: dict):
-    """``func`` run by a :class:`tinyllm.grading.checks.Forbidden` mode's handler, where the mode is off: a
-    hook a cell registers runs with the mode pushed again (the engine calls it from C, inside the handler
-    of the backward that runs it), and a run of autograd is watched below torch's functions (:class:`Kernels`)."""
-    if func in HOOK_REGISTRATIONS and len(args) > 1:
-        args = (args[0], watched_hook(mode, args[1]), *args[2:])
-    if func in AUTOGRAD_RUNS:
-        with Kernels(mode):
-            return func(*args, **kwargs)
-    return func(*args, **kwargs)
+    """``func`` run by a :class:`tinyllm.grading.checks.Forbidden` mode's handler, where torch has the mode
+    off. A run of autograd is made with the mode on again: its engine runs the hooks and backward functions a
+    cell wrote (a ``functools.partial`` of SDPA as a gradient hook, C calling C; an ``autograd.Function``'s
+    backward, which would run with the mode off), and is called past torch's own dispatch back to the mode."""
+    run = _engine_run(func, args, kwargs) if func in AUTOGRAD_RUNS else None
+    if run is None:
+        return func(*args, **kwargs)
+    with mode:
+        return run()
 
 
-def watched_hook(mode, hook):
-    """``hook`` run with ``mode`` pushed again: the engine calls it inside the mode's own handler (of the
-    backward that runs it), where the mode is off; a partial of SDPA calls it from C, seen by nothing else."""
-    def run_watched(*args, **kwargs):
-        with mode:
-            return hook(*args, **kwargs)
-    return run_watched
+def _engine_run(func, args: tuple, kwargs: dict):
+    """What ``torch.autograd.backward`` or ``grad`` does after its dispatch to the modes, as a function of no
+    arguments; None for the forms this does not take apart (batched gradients, gradient edges, a dict)."""
+    try:
+        bound = inspect.signature(func).bind(*args, **kwargs)
+    except TypeError:
+        return None  # func raises it, with torch's own message
+    bound.apply_defaults()
+    given = dict(bound.arguments)
+    if func is torch.Tensor.backward:
+        given = {"tensors": given["self"], "grad_tensors": given["gradient"], **given}
+    outputs, inputs = given.get("tensors", given.get("outputs")), given.get("inputs")
+    outputs = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
+    inputs = () if inputs is None else (inputs,) if isinstance(inputs, torch.Tensor) else inputs
+    if not (isinstance(outputs, (tuple, list)) and isinstance(inputs, (tuple, list))) or given.get("is_grads_batched") \
+            or not all(type(t) is torch.Tensor or type(t) is torch.nn.Parameter for t in (*outputs, *inputs)):
+        return None
+    outputs, inputs = tuple(outputs), tuple(inputs)
+    grads = given.get("grad_tensors", given.get("grad_outputs"))
+    grads = _make_grads(outputs, _tensor_or_tensors_to_tuple(grads, len(outputs)), is_grads_batched=False)
+    create = given["create_graph"]
+    retain = create if given["retain_graph"] is None else given["retain_graph"]
+    if func is not torch.autograd.grad:
+        def backward():
+            _engine_run_backward(outputs, grads, retain, create, inputs, allow_unreachable=True, accumulate_grad=True)
+        return backward
+    if not inputs:
+        return None  # grad raises it, with torch's own message
+    materialize = given["materialize_grads"]
+    unused = True if materialize else bool(given["allow_unused"])
+
+    def grad():
+        found = _engine_run_backward(outputs, grads, retain, create, inputs, unused, accumulate_grad=False)
+        return tuple(torch.zeros_like(i) if g is None and materialize else g for g, i in zip(found, inputs))
+    return grad
 
 
 class Libraries:
