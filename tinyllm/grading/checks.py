@@ -19,7 +19,7 @@ import torch
 from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack, _pop_mode
 
 from tinyllm.grading import values  # at the top: an import in a call reads a module's __spec__, a cell's
-from tinyllm.grading.libraries import NORMALIZATIONS, genuine_frame, run_watched, text  # noqa: F401 (the tests')
+from tinyllm.grading.libraries import AUTOGRAD_RUNS, NORMALIZATIONS, genuine_frame, run_watched, text  # noqa: F401
 
 # Forbidden.check_on's C functions and places (it runs in the watch's callback: no Python of torch's).
 _all_modes_off, _stack_length, _stack_at = (torch._C._is_torch_function_all_disabled,
@@ -247,7 +247,9 @@ class Forbidden(TorchFunctionMode):
         dotted = self.dotted(getattr(func, "__name__", ""))
         if dotted:
             self.see(dotted)
-        return run_watched(self, func, args, kwargs or {})  # this mode off: the learner's code torch runs is noted
+        if func in AUTOGRAD_RUNS:  # run with this mode on again (a call more, for those alone: the watch sees each)
+            return run_watched(self, func, args, kwargs or {})
+        return func(*args, **(kwargs or {}))  # with this mode off: the learner's code torch runs is noted
 
     def see(self, dotted: str) -> None:
         """Note a forbidden call (or :data:`MODES_OFF`); in the sandbox, in its record at once too."""
@@ -261,6 +263,9 @@ class Forbidden(TorchFunctionMode):
         it claims), or this one (``_pop_mode_temporarily``, or inside its handler, where torch runs
         a subclass's ``__torch_function__`` or a custom op's kernel; there, by file name)."""
         where, off = text(frame.f_code.co_filename), _all_modes_off()  # text(): no str subclass's methods run
+        for index in range(0 if off else _stack_length()):  # first: the mode on, nothing more to read
+            if _stack_at(index) is self:
+                return
         if not off and where.startswith((_TORCH, _GRADING)) and genuine_frame(frame):  # not a cell's, renamed
             return
         if not off and where == "<string>" and frame.f_code.co_names == ("_tuple_new",) \
@@ -272,9 +277,6 @@ class Forbidden(TorchFunctionMode):
                 caller = caller.f_back
             if caller is not None and text(caller.f_code.co_filename).startswith((_TORCH, _GRADING)) \
                     and genuine_frame(caller):  # (the grader's own: libraries.run_watched binds with inspect)
-                return
-        for index in range(0 if off else _stack_length()):
-            if _stack_at(index) is self:
                 return
         self.see(MODES_OFF)
 

@@ -40,7 +40,7 @@ import torch
 from otter.test_files.abstract_test import TestCaseResult
 from otter.test_files.exception_test import ExceptionTestFile
 
-from tinyllm.grading import checks, flags, sandbox, values, warm
+from tinyllm.grading import checks, flags, libraries, sandbox, values, warm
 from tinyllm.grading.flags import NotGradable, prepared_notebook
 from tinyllm.grading.results import QuestionResult, Report, first_line_of_failure
 from tinyllm.grading.watch import PAUSED
@@ -416,6 +416,7 @@ def warm_up() -> None:
     import folders (a ``python`` started to ask), nbformat's compiled notebook schema and the
     watch's tables (:func:`tinyllm.grading.sandbox.known_code`): 0.3 s of CPU a grading."""
     sandbox.fresh_python(), nbformat.validator.get_validator(), sandbox.known_code()
+    libraries.warm_up()  # the watch's table of genuine files, for a notebook forked from a judge (isolate=False)
 
 
 warm_up()  # this module is imported once in the warm process every judge is forked from

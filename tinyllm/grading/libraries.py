@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from torch.autograd import _make_grads, _tensor_or_tensors_to_tuple
-from torch.autograd.graph import _engine_run_backward
+from torch.autograd.graph import GradientEdge, _engine_run_backward
 
 # Libraries that build models, whole: their pieces are the exercises' (timm's and diffusers' norms and attention,
 # sentence-transformers' cos_sim, torchao's int8 quantization), and so are those of the other frameworks (Colab has
@@ -44,8 +44,9 @@ TORCH_PIECES = ("optim/", "nn/utils/clip_grad.py", "nn/modules/transformer.py",
                 "onnx/ops/", "_inductor/fx_passes/fuse_attention.py:_sfdp_pattern", "ao/quantization/",
                 "testing/_internal/")  # torch's test references: reference_rms_norm, reference_layer_norm, ...
 # Pieces seen when called but not fingerprinted for copies: torch's test helpers are 7,000 codes (0.8 s of CPU to
-# compile in every warm process, and one file is Python 3.12's); a copy of their numpy reference is numpy written out.
-NOT_FINGERPRINTED = ("testing/_internal/",)
+# compile in every warm process, and one file is Python 3.12's; a copy of their numpy reference is numpy written
+# out), its quantization 1,000 (a table half as large again, read by every notebook's process).
+NOT_FINGERPRINTED = ("testing/_internal/", "ao/quantization/")
 # torch's C++ kernels that are a whole piece (nn.MultiheadAttention's fast path, a fused optimizer step), under every
 # name an answer can reach one by: torch's function, and the operator table's entries (OpOverload._op has no name).
 TORCH_KERNELS = ("_native_multi_head_attention", "_transformer_encoder_layer_fwd", "_triton_multi_head_attention",
@@ -84,11 +85,12 @@ AUTOGRAD_RUNS = (torch.Tensor.backward, torch.autograd.backward, torch.autograd.
 
 
 def run_watched(mode, func, args: tuple, kwargs: dict):
-    """``func`` run by a :class:`tinyllm.grading.checks.Forbidden` mode's handler, where torch has the mode
-    off. A run of autograd is made with the mode on again: its engine runs the hooks and backward functions a
-    cell wrote (a ``functools.partial`` of SDPA as a gradient hook, C calling C; an ``autograd.Function``'s
-    backward, which would run with the mode off), and is called past torch's own dispatch back to the mode."""
-    run = _engine_run(func, args, kwargs) if func in AUTOGRAD_RUNS else None
+    """``func``, one of :data:`AUTOGRAD_RUNS`, run by a :class:`tinyllm.grading.checks.Forbidden` mode's
+    handler, where torch has the mode off. It is made with the mode on again: autograd's engine runs the hooks
+    and backward functions a cell wrote (a ``functools.partial`` of SDPA as a gradient hook, C calling C; an
+    ``autograd.Function``'s backward, which would run with the mode off), called past torch's own dispatch
+    back to the mode."""
+    run = _engine_run(func, args, kwargs)
     if run is None:
         return func(*args, **kwargs)
     with mode:
@@ -97,7 +99,7 @@ def run_watched(mode, func, args: tuple, kwargs: dict):
 
 def _engine_run(func, args: tuple, kwargs: dict):
     """What ``torch.autograd.backward`` or ``grad`` does after its dispatch to the modes, as a function of no
-    arguments; None for the forms this does not take apart (batched gradients, gradient edges, a dict)."""
+    arguments; None for the forms this does not take apart (batched gradients, a dict of inputs)."""
     try:
         bound = inspect.signature(func).bind(*args, **kwargs)
     except TypeError:
@@ -107,11 +109,11 @@ def _engine_run(func, args: tuple, kwargs: dict):
     if func is torch.Tensor.backward:
         given = {"tensors": given["self"], "grad_tensors": given["gradient"], **given}
     outputs, inputs = given.get("tensors", given.get("outputs")), given.get("inputs")
-    outputs = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
-    inputs = () if inputs is None else (inputs,) if isinstance(inputs, torch.Tensor) else inputs
+    outputs = (outputs,) if isinstance(outputs, (torch.Tensor, GradientEdge)) else outputs
+    inputs = () if inputs is None else (inputs,) if isinstance(inputs, (torch.Tensor, GradientEdge)) else inputs
     if not (isinstance(outputs, (tuple, list)) and isinstance(inputs, (tuple, list))) or given.get("is_grads_batched") \
-            or not all(type(t) is torch.Tensor or type(t) is torch.nn.Parameter for t in (*outputs, *inputs)):
-        return None
+            or not all(issubclass(type(t), torch.Tensor) or type(t) is GradientEdge for t in (*outputs, *inputs)):
+        return None  # (a tensor subclass's own __torch_function__ for backward is passed over: the engine's run is)
     outputs, inputs = tuple(outputs), tuple(inputs)
     grads = given.get("grad_tensors", given.get("grad_outputs"))
     grads = _make_grads(outputs, _tensor_or_tensors_to_tuple(grads, len(outputs)), is_grads_batched=False)
@@ -162,7 +164,6 @@ class Libraries:
         self.references = tuple(torch_dir + place for place in OPERATOR_REFERENCES)  # for the forbidden functions
         self.kernels = torch_kernels()  # ((C function, its name), ...): a tuple, which no cell edits in place
         self.kernel_ids = frozenset(id(function) for function, _ in self.kernels)
-        remember_modules()  # made before any cell runs (the watch's Monitor)
 
     def piece(self, code) -> str | None:
         """The dotted module of the piece ``code`` belongs to, if it is one of :attr:`pieces`."""
@@ -312,6 +313,35 @@ def genuine_frame(frame) -> bool:
     return frame.f_globals is _MODULES.get(filename)
 
 
+def file_table(filename: str) -> dict | None:
+    """{(qualified name, first line): fingerprints of the codes there} of a file, compiled once; None if it
+    cannot be (no such file, not text, another Python's syntax)."""
+    if filename not in _FILES:
+        try:
+            table: dict | None = {}
+            for c in file_codes(Path(filename)):
+                table.setdefault((c.co_qualname, c.co_firstlineno), set()).add(fingerprint(c))
+        except (OSError, ValueError, SyntaxError):
+            table = None
+        _FILES[filename] = table
+    return _FILES[filename]
+
+
+# The files whose frames the watch asks about in most gradings (torch's dispatch to the modes, a tensor's repr,
+# autograd, a module's call, the grader's own): compiled in the warm processes the notebooks' are forked from,
+# not in each (70 ms of CPU a notebook).
+COMMON_FILES = ("overrides.py", "__init__.py", "_tensor.py", "_tensor_str.py", "functional.py", "autograd/graph.py",
+                "autograd/__init__.py", "autograd/grad_mode.py", "nn/modules/module.py", "utils/_contextlib.py")
+
+
+def warm_up() -> None:
+    """:func:`remember_modules` and the :data:`COMMON_FILES`' tables, before any notebook's process is forked."""
+    remember_modules()
+    torch_dir, grading = os.path.dirname(torch.__file__) + "/", Path(__file__).parent
+    for filename in [torch_dir + name for name in COMMON_FILES] + sorted(map(str, grading.glob("*.py"))):
+        file_table(filename)
+
+
 def genuine(code) -> bool:
     """Whether ``code`` is the code its file holds (compiled from the file once, the first time it
     is asked): a cell can compile its own code under an installed file's name
@@ -321,16 +351,7 @@ def genuine(code) -> bool:
     known = _KNOWN.get(id(code))
     if known is not None and known[0] is code:
         return known[1]
-    filename = text(code.co_filename)
-    if filename not in _FILES:
-        try:
-            table: dict | None = {}
-            for c in file_codes(Path(filename)):
-                table.setdefault((c.co_qualname, c.co_firstlineno), set()).add(fingerprint(c))
-        except (OSError, ValueError, SyntaxError):  # no such file (or not text, or another Python's)
-            table = None
-        _FILES[filename] = table
-    table = _FILES[filename]
+    table = file_table(text(code.co_filename))
     found = table is not None and fingerprint(code) in table.get((text(code.co_qualname), code.co_firstlineno), ())
     _KNOWN[id(code)] = code, found  # the code kept, so that its id is not another's later
     return found
