@@ -82,6 +82,7 @@ NORMALIZATIONS = ("torch.nn.functional.layer_norm", "torch.nn.functional.rms_nor
 
 
 AUTOGRAD_RUNS = (torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad)
+_SIGNATURES = {run: inspect.signature(run) for run in AUTOGRAD_RUNS}  # made once: a call of inspect is many frames
 
 
 def run_watched(mode, func, args: tuple, kwargs: dict):
@@ -101,7 +102,7 @@ def _engine_run(func, args: tuple, kwargs: dict):
     """What ``torch.autograd.backward`` or ``grad`` does after its dispatch to the modes, as a function of no
     arguments; None for the forms this does not take apart (batched gradients, a dict of inputs)."""
     try:
-        bound = inspect.signature(func).bind(*args, **kwargs)
+        bound = _SIGNATURES[func].bind(*args, **kwargs)
     except TypeError:
         return None  # func raises it, with torch's own message
     bound.apply_defaults()
