@@ -276,7 +276,7 @@ def _constant(c):
 
 
 _FILES: dict = {}  # a file's name -> {(qualified name, first line): fingerprints of its codes there}, or None
-_KNOWN: dict = {}  # id(code) -> (code, whether it is genuine)
+_KNOWN: dict = {}  # _address(code) -> (code, whether it is genuine)
 _MODULES: dict = {}  # a module's file -> the namespace its code runs in, as first seen (before any cell)
 _SCANNED = [0]  # how many modules sys.modules held at the last look
 
@@ -349,16 +349,17 @@ def genuine(code) -> bool:
     (``compile(source, torch_file, "exec")``), which is then the notebook's own, not torch's or a
     library's. Asked where a frame's file name would otherwise be trusted: a piece making a call,
     torch popping the grader's mode, torch calling a forbidden function."""
-    known = _KNOWN.get(id(code))
+    known = _KNOWN.get(_address(code))
     if known is not None and known[0] is code:
         return known[1]
     table = file_table(text(code.co_filename))
     found = table is not None and fingerprint(code) in table.get((text(code.co_qualname), code.co_firstlineno), ())
-    _KNOWN[id(code)] = code, found  # the code kept, so that its id is not another's later
+    _KNOWN[_address(code)] = code, found  # the code kept, so that its address is not another's later
     return found
 
 
 type_module = type.__dict__["__module__"].__get__  # a class's module, without its metaclass's say
+_address = object.__hash__  # id() without its audit event (the watch's hook is Python): unique while the object lives
 _module_dict = types.ModuleType.__dict__["__dict__"].__get__  # a module's namespace, without its class's say
 _type_dict, _function_globals = type.__dict__["__dict__"].__get__, types.FunctionType.__dict__["__globals__"].__get__
 

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from tinyllm.grading.libraries import dotted
+from tinyllm.grading.libraries import _address, dotted
 
 TRACED = "ran while a trace function the notebook set (sys.settrace) was on, whose code the watch does not see"
 OTHER_INTERPRETER = ("ran while a second Python interpreter the notebook started in its process was alive, "
@@ -226,7 +226,6 @@ _gettrace, _threading_gettrace = sys.gettrace, threading.gettrace
 _getsignal = signal.getsignal
 _gc_callbacks = gc.callbacks
 _get_tool = getattr(getattr(sys, "monitoring", None), "get_tool", None)
-_address = object.__hash__  # id() without its audit event (the watch's hook runs this)
 try:  # the interpreters of this process (the module's name from Python 3.13: _interpreters)
     from _xxsubinterpreters import list_all as _interpreters
 except ImportError:

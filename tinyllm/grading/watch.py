@@ -48,7 +48,7 @@ from tinyllm.grading.fingerprints import (
     version_places,
     versions,
 )
-from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, dotted, genuine_frame, local_names, text
+from tinyllm.grading.libraries import LIBRARY_VERSION, Libraries, _address, dotted, genuine_frame, local_names, text
 from tinyllm.grading.unseen import FX_FILES, OTHER_INTERPRETER, TRACED, Unseen, graph_places, graph_runner
 
 # The audit events of a new process, which the watch does not follow.
@@ -438,8 +438,6 @@ class Monitor:
 _setprofile, _getprofile, _getframe = sys.setprofile, sys.getprofile, sys._getframe
 _builtins, _sys_modules = vars(builtins), sys.modules
 _gc_isenabled, _gc_enable, _gc_disable = gc.isenabled, gc.enable, gc.disable
-# id() without its audit event (the watch's hook is Python): unique while the object lives.
-_address = object.__hash__
 
 
 def _caller_code():
